@@ -1,0 +1,56 @@
+import Foundation
+
+/// Identifiers of buckets, collections, groups and records.
+public enum ObjectID {
+    /// The longest id accepted.
+    public static let maxLength = 256
+
+    /// Kinto's id rule: a letter or digit, then letters, digits, `_` and `-`.
+    public static func isValid(_ id: String) -> Bool {
+        guard !id.isEmpty, id.utf8.count <= maxLength else { return false }
+        var first = true
+        for byte in id.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                break
+            case UInt8(ascii: "_"), UInt8(ascii: "-"):
+                if first { return false }
+            default:
+                return false
+            }
+            first = false
+        }
+        return true
+    }
+
+    /// A new random id (a lowercase UUID, as Kinto generates).
+    public static func generate() -> String {
+        UUID().uuidString.lowercased()
+    }
+}
+
+/// Millisecond timestamps.
+public enum Timestamp {
+    /// Milliseconds since 1970 now.
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// The next timestamp after `previous`: now, or `previous + 1` when the clock has not moved past it.
+    public static func next(after previous: Int64, now: Int64 = Timestamp.now()) -> Int64 {
+        max(now, previous + 1)
+    }
+
+    /// An RFC 7231 HTTP date for a millisecond timestamp.
+    public static func httpDate(_ milliseconds: Int64) -> String {
+        var time = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(days[Int(parts.tm_wday)]), \(pad(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)) GMT"
+    }
+}

@@ -1,0 +1,158 @@
+public import FerryCore
+
+/// A request as the Kinto API sees it: an HTTP request or one sub-request of a batch.
+public struct APIRequest: Sendable {
+    /// Upper-case method.
+    public var method: String
+    /// The path below the `/v1` prefix, e.g. `/buckets/main`.
+    public var path: String
+    /// Decoded query parameters, in order.
+    public var query: [(String, String)]
+    /// Headers, names in lower case.
+    public var headers: [String: String]
+    /// The body bytes, if any.
+    public var body: [UInt8]
+    /// Who is asking.
+    public var identity: Identity
+    /// `scheme://host/v1`, to build `Next-Page` URLs.
+    public var baseURL: String
+
+    public init(method: String, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: [UInt8] = [],
+                identity: Identity = .anonymous, baseURL: String = "http://localhost:8888/v1") {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.identity = identity
+        self.baseURL = baseURL
+    }
+
+    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// Splits a raw query string (`a=1&b=%20x`) into decoded pairs.
+    public static func parseQuery(_ raw: Substring) -> [(String, String)] {
+        raw.split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = percentDecode(parts[0])
+            let value = parts.count > 1 ? percentDecode(parts[1]) : ""
+            return (name, value)
+        }
+    }
+
+    /// Decodes `%XX` and `+` (as a space); invalid escapes are kept as they are.
+    public static func percentDecode(_ text: Substring) -> String {
+        guard text.contains("%") || text.contains("+") else { return String(text) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), iterator.count >= 2,
+                      let hi = hexValue(iterator[iterator.startIndex]), let lo = hexValue(iterator[iterator.startIndex + 1]) {
+                bytes.append(hi << 4 | lo)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// Percent-encodes a query component.
+    public static func percentEncode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: ","):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF")
+                out.append("%")
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return out
+    }
+}
+
+/// Who a request comes from.
+public struct Identity: Sendable, Hashable {
+    /// The user id (`basicauth:…`, later `account:…`), `nil` when anonymous.
+    public var userID: String?
+    /// Every principal the request holds, most specific first.
+    public var principals: [String]
+
+    public static let everyone = "system.Everyone"
+    public static let authenticated = "system.Authenticated"
+
+    /// No credentials.
+    public static let anonymous = Identity(userID: nil, principals: [everyone])
+
+    /// An authenticated user.
+    public static func user(_ id: String, extraPrincipals: [String] = []) -> Identity {
+        Identity(userID: id, principals: [id] + extraPrincipals + [authenticated, everyone])
+    }
+}
+
+/// The answer to an ``APIRequest``.
+public struct APIResponse: Sendable {
+    /// How the body is held.
+    public enum Body: Sendable {
+        case empty
+        case json(JSON)
+        /// Already-serialized JSON (records are stored as canonical JSON text and sent as is).
+        case raw([UInt8])
+        /// Plain text (metrics).
+        case text(String, contentType: String)
+    }
+
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Body
+
+    public init(status: Int = 200, headers: [(String, String)] = [], body: Body = .empty) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    init(error: KintoError) {
+        self.init(status: error.status, headers: error.headers, body: .json(error.body))
+    }
+
+    /// The body as JSON (parsing raw bodies), for batch responses and tests.
+    public var jsonBody: JSON? {
+        switch body {
+        case .empty, .text: return nil
+        case .json(let json): return json
+        case .raw(let bytes): return try? JSON.parse(bytes: bytes, maxDepth: 1000)
+        }
+    }
+
+    /// The body bytes.
+    public var bodyBytes: [UInt8] {
+        switch body {
+        case .empty: return []
+        case .json(let json): return json.serializedBytes()
+        case .raw(let bytes): return bytes
+        case .text(let text, _): return Array(text.utf8)
+        }
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.last { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}

@@ -1,0 +1,218 @@
+public import FerryCore
+public import FerryStore
+import Foundation
+
+/// The Kinto HTTP API 1.x as a function from ``APIRequest`` to ``APIResponse``.
+///
+/// Transport-free: the HTTP layer (``FerryResponder``) and `/batch` both call
+/// ``handle(_:)``; every request runs in one storage transaction, so an error
+/// leaves the data as it was.
+public struct KintoAPI: Sendable {
+    /// Settings announced in `GET /v1/` and obeyed by every endpoint.
+    public struct Settings: Sendable {
+        /// Most sub-requests one `POST /batch` may hold (Kinto's default: 25).
+        public var batchMaxRequests: Int = 25
+        /// Refuse every write with 405.
+        public var readonly: Bool = false
+        /// Force pages of at most this many objects.
+        public var paginateBy: Int? = nil
+        /// Most objects one page may hold (Kinto's `storage_max_fetch_size`).
+        public var maxFetchSize: Int = 10_000
+        /// Principals that may create buckets (Kinto's `bucket_create_principals`).
+        public var bucketCreatePrincipals: Set<String> = [Identity.authenticated]
+        /// `Retry-After` seconds sent with 503 answers.
+        public var retryAfterSeconds: Int = 30
+        /// When set, every response carries `Backoff: <seconds>` (ask clients to slow down).
+        public var backoffSeconds: Int? = nil
+        /// The public version string.
+        public var version: String = FerryVersion.current
+
+        public init() {}
+    }
+
+    public let storage: any Storage
+    public let settings: Settings
+    let metrics: ServerMetrics?
+
+    public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil) {
+        self.storage = storage
+        self.settings = settings
+        self.metrics = metrics
+    }
+
+    /// Where a path leads.
+    enum Route: Sendable {
+        case hello, heartbeat, lbheartbeat, version, batch
+        case plural(ObjectPath)
+        case object(ObjectPath)
+
+        var allowedMethods: [String] {
+            switch self {
+            case .hello, .heartbeat, .lbheartbeat, .version: ["GET", "HEAD"]
+            case .batch: ["POST"]
+            case .plural: ["GET", "HEAD", "POST", "DELETE"]
+            case .object: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
+            }
+        }
+
+        /// A name for logs and metrics, without ids.
+        var name: String {
+            switch self {
+            case .hello: "/"
+            case .heartbeat: "/__heartbeat__"
+            case .lbheartbeat: "/__lbheartbeat__"
+            case .version: "/__version__"
+            case .batch: "/batch"
+            case .plural(let p): p.kind.plural
+            case .object(let p): p.kind.rawValue
+            }
+        }
+    }
+
+    /// Finds the route of a path below `/v1`.
+    static func route(_ path: String) throws(KintoError) -> Route {
+        var segments = path.split(separator: "/", omittingEmptySubsequences: true).map { APIRequest.percentDecode($0) }
+        if segments.first == "v1" { segments.removeFirst() }
+        func id(_ s: String) throws(KintoError) -> String {
+            guard ObjectID.isValid(s) else {
+                throw .invalidParameters(location: "path", name: "id", description: "Invalid object id")
+            }
+            return s
+        }
+        switch segments.count {
+        case 0: return .hello
+        case 1:
+            switch segments[0] {
+            case "__heartbeat__": return .heartbeat
+            case "__lbheartbeat__": return .lbheartbeat
+            case "__version__": return .version
+            case "batch": return .batch
+            case "buckets": return .plural(ObjectPath(kind: .bucket, bucket: ""))
+            default: throw .missingResource
+            }
+        default:
+            guard segments[0] == "buckets" else { throw .missingResource }
+            let bucket = try id(segments[1])
+            if segments.count == 2 { return .object(ObjectPath(kind: .bucket, bucket: bucket, id: bucket)) }
+            let kind: ResourceKind
+            switch segments[2] {
+            case "collections": kind = .collection
+            case "groups": kind = .group
+            default: throw .missingResource
+            }
+            if segments.count == 3 { return .plural(ObjectPath(kind: kind, bucket: bucket)) }
+            let child = try id(segments[3])
+            if segments.count == 4 { return .object(ObjectPath(kind: kind, bucket: bucket, id: child)) }
+            guard kind == .collection, segments[4] == "records" else { throw .missingResource }
+            if segments.count == 5 { return .plural(ObjectPath(kind: .record, bucket: bucket, collection: child)) }
+            guard segments.count == 6 else { throw .missingResource }
+            return .object(ObjectPath(kind: .record, bucket: bucket, collection: child, id: try id(segments[5])))
+        }
+    }
+
+    /// Answers one request.
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        var response: APIResponse
+        do {
+            let route = try Self.route(request.path)
+            let method = request.method == "HEAD" ? "HEAD" : request.method
+            guard route.allowedMethods.contains(method) else {
+                throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
+            }
+            switch route {
+            case .heartbeat:
+                let ok = await storage.ping()
+                response = APIResponse(status: ok ? 200 : 503, body: .json(["storage": .bool(ok), "permission": .bool(ok), "cache": true]))
+            case .batch:
+                response = try await batch(request)
+            case .hello, .lbheartbeat, .version:
+                response = try respond(request, route: route, session: nil)
+            case .plural, .object:
+                let isRead = request.method == "GET" || request.method == "HEAD"
+                if isRead {
+                    response = try await storage.read { session in try self.respond(request, route: route, session: session) }
+                } else {
+                    if settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
+                    response = try await storage.write { session in try self.respond(request, route: route, session: session) }
+                }
+            }
+        } catch {
+            response = errorResponse(error)
+        }
+        if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
+        return response
+    }
+
+    func errorResponse(_ error: any Error) -> APIResponse {
+        switch error {
+        case let error as KintoError:
+            return APIResponse(error: error)
+        case let error as StorageError:
+            metrics?.storageError()
+            return APIResponse(error: .backend("The storage backend failed: \(error.message). Retry later.", retryAfter: settings.retryAfterSeconds))
+        default:
+            metrics?.storageError()
+            return APIResponse(error: .backend("The storage backend failed: \(error). Retry later.", retryAfter: settings.retryAfterSeconds))
+        }
+    }
+
+    /// Answers a request inside a transaction (`session` is nil for endpoints that need no storage).
+    func respond(_ request: APIRequest, route: Route, session: (any StorageSession)?) throws -> APIResponse {
+        switch route {
+        case .hello: return hello(request)
+        case .lbheartbeat: return APIResponse(body: .json([:]))
+        case .version:
+            return APIResponse(body: .json(["name": "ferry", "version": .string(settings.version), "source": "https://github.com/ferry-sync/ferry", "commit": .string(FerryVersion.commit)]))
+        case .heartbeat:
+            return APIResponse(body: .json(["storage": true, "permission": true, "cache": true]))
+        case .batch:
+            throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
+        case .plural(let path):
+            guard let session else { throw KintoError.internalError("no storage session") }
+            var handler = ResourceHandler(api: self, request: request, path: path, session: session)
+            switch request.method {
+            case "GET", "HEAD": return try handler.pluralGet()
+            case "POST": return try handler.pluralPost()
+            default: return try handler.pluralDelete()
+            }
+        case .object(let path):
+            guard let session else { throw KintoError.internalError("no storage session") }
+            var handler = ResourceHandler(api: self, request: request, path: path, session: session)
+            switch request.method {
+            case "GET", "HEAD": return try handler.get()
+            case "PUT": return try handler.put()
+            case "PATCH": return try handler.patch()
+            default: return try handler.delete()
+            }
+        }
+    }
+
+    /// `GET /v1/`: what this server is and what it can do.
+    func hello(_ request: APIRequest) -> APIResponse {
+        var body: [String: JSON] = [
+            "project_name": "ferry",
+            "project_version": .string(settings.version),
+            "http_api_version": "1.22",
+            "project_docs": "https://github.com/ferry-sync/ferry#readme",
+            "url": .string(request.baseURL + "/"),
+            "settings": [
+                "batch_max_requests": .int(Int64(settings.batchMaxRequests)),
+                "readonly": .bool(settings.readonly),
+                "explicit_permissions": true,
+                "paginate_by": settings.paginateBy.map { .int(Int64($0)) } ?? .null,
+                "storage_max_fetch_size": .int(Int64(settings.maxFetchSize)),
+            ],
+            "capabilities": [:],
+        ]
+        if let user = request.identity.userID {
+            body["user"] = ["id": .string(user), "principals": .array(request.identity.principals.map { .string($0) })]
+        }
+        return APIResponse(body: .json(.object(body)))
+    }
+}
+
+/// The version of this build.
+public enum FerryVersion {
+    public static let current = "0.1.0"
+    public static let commit = "unknown"
+}

@@ -1,0 +1,551 @@
+import FerryCore
+import FerryStore
+import Foundation
+
+/// Handles one request on a bucket, collection, group or record (object or plural endpoint)
+/// inside the request's transaction.
+struct ResourceHandler {
+    let api: KintoAPI
+    let request: APIRequest
+    let path: ObjectPath
+    let session: any StorageSession
+
+    var identity: Identity { request.identity }
+    var key: ResourceKey { path.storageKey }
+
+    init(api: KintoAPI, request: APIRequest, path: ObjectPath, session: any StorageSession) {
+        self.api = api
+        self.request = request
+        self.path = path
+        self.session = session
+    }
+
+    // MARK: Authorization
+
+    /// Whether the caller holds `permission` on the object `id` (or on the parent of the plural endpoint when `id` is nil).
+    func isGranted(_ permission: String, id: String?) throws -> Bool {
+        if path.kind == .bucket && permission == "bucket:create" {
+            return !api.settings.bucketCreatePrincipals.isDisjoint(with: identity.principals)
+        }
+        return try session.anyGranted(path.grants(permission, id: id), principals: identity.principals)
+    }
+
+    /// The error for a refused request: 401 when anonymous, 403 otherwise.
+    var denied: KintoError { identity.userID == nil ? .unauthorized : .forbidden }
+
+    func authorize(_ permission: String, id: String?) throws {
+        guard try isGranted(permission, id: id) else { throw denied }
+    }
+
+    /// 404 when a parent (bucket, collection) does not exist.
+    func ensureParents() throws {
+        for (parent, id) in path.requiredParents where try session.get(parent.storageKey, id: id, includeDeleted: false) == nil {
+            throw KintoError.notFound(resource: parent.kind.rawValue, id: id)
+        }
+    }
+
+    // MARK: Preconditions
+
+    enum Precondition { case any, timestamp(Int64) }
+
+    func preconditionHeader(_ name: String) throws -> Precondition? {
+        guard let raw = request.header(name)?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+        if raw == "*" { return .any }
+        let trimmed = raw.hasPrefix("W/") ? String(raw.dropFirst(2)) : raw
+        guard let ts = Int64(trimmed.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
+            throw KintoError.invalidParameters(location: "header", name: name, description: "Invalid value for \(name): \(raw) (expected \"<timestamp>\" or *)")
+        }
+        return .timestamp(ts)
+    }
+
+    /// Kinto's `_raise_412_if_modified`: `existing` is the object (nil when absent), `current` its timestamp.
+    func check412(existing: StoredObject?, current: Int64) throws {
+        let ifMatch = try preconditionHeader("If-Match")
+        let ifNoneMatch = try preconditionHeader("If-None-Match")
+        let exists = existing != nil
+        var expected: Int64?
+        switch (ifMatch, ifNoneMatch) {
+        case (_, .any?) where exists: expected = -1
+        case (_?, _) where !exists: expected = -1
+        case (.timestamp(let ts)?, _): expected = ts
+        default: return
+        }
+        if current != expected {
+            let details: JSON? = try existing.map { .object(try $0.parsed()) }
+            throw KintoError.modifiedMeanwhile(existing: details, timestamp: current)
+        }
+    }
+
+    /// For reads: 304 when `If-None-Match` names the current timestamp.
+    func check304(current: Int64) throws -> APIResponse? {
+        if case .timestamp(let ts)? = try preconditionHeader("If-None-Match"), ts == current {
+            return APIResponse(status: 304, headers: timestampHeaders(current))
+        }
+        return nil
+    }
+
+    func timestampHeaders(_ ts: Int64) -> [(String, String)] {
+        [("ETag", "\"\(ts)\""), ("Last-Modified", Timestamp.httpDate(ts)), ("Cache-Control", "no-cache, no-store")]
+    }
+
+    // MARK: Bodies
+
+    struct Body {
+        var data: [String: JSON]?
+        /// Permissions named in the body; a `nil` value (JSON null) removes the permission's principals.
+        var permissions: [String: Set<String>?]?
+        var raw: JSON
+    }
+
+    func parseJSONBody() throws -> JSON? {
+        if request.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
+        do {
+            return try JSON.parse(bytes: request.body)
+        } catch let error as JSONParseError {
+            throw KintoError.badJSON(error.description)
+        }
+    }
+
+    func parseBody() throws -> Body {
+        guard let json = try parseJSONBody() else { return Body(data: nil, permissions: nil, raw: .object([:])) }
+        guard case .object(let top) = json else {
+            throw KintoError.invalidParameters(location: "body", description: "The body must be a JSON object, not \(json.typeName)")
+        }
+        var body = Body(raw: json)
+        if let data = top["data"] {
+            guard case .object(let members) = data else {
+                throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object, not \(data.typeName)")
+            }
+            body.data = members
+        }
+        if let permissions = top["permissions"] {
+            body.permissions = try parsePermissions(permissions)
+        }
+        return body
+    }
+
+    func parsePermissions(_ json: JSON) throws -> [String: Set<String>?] {
+        guard case .object(let members) = json else {
+            throw KintoError.invalidParameters(location: "body", name: "permissions", description: "permissions must be an object, not \(json.typeName)")
+        }
+        var result: [String: Set<String>?] = [:]
+        for (name, value) in members {
+            guard path.kind.permissionNames.contains(name) else {
+                throw KintoError.invalidParameters(location: "body", name: "permissions",
+                                                   description: "'\(name)' is not a permission of a \(path.kind.rawValue) (expected one of \(path.kind.permissionNames.joined(separator: ", ")))")
+            }
+            if value == .null { result[name] = .some(nil); continue }
+            guard case .array(let principals) = value else {
+                throw KintoError.invalidParameters(location: "body", name: "permissions.\(name)", description: "permissions.\(name) must be a list of principals")
+            }
+            var set = Set<String>()
+            for principal in principals {
+                guard let s = principal.stringValue, !s.isEmpty, s.utf8.count <= 512 else {
+                    throw KintoError.invalidParameters(location: "body", name: "permissions.\(name)", description: "permissions.\(name) must hold non-empty strings")
+                }
+                set.insert(s)
+            }
+            result[name] = .some(set)
+        }
+        return result
+    }
+
+    /// Checks a kind's own rules on its data (a group's `members`).
+    func validate(_ data: [String: JSON]) throws -> [String: JSON] {
+        var data = data
+        if path.kind == .group {
+            let members = data["members"] ?? .array([])
+            guard case .array(let list) = members, list.allSatisfy({ $0.stringValue != nil }) else {
+                throw KintoError.invalidParameters(location: "body", name: "data.members", description: "data.members must be a list of principals")
+            }
+            data["members"] = members
+        }
+        return data
+    }
+
+    // MARK: Responses
+
+    func permissionsJSON(_ permissions: Permissions) -> JSON {
+        var members: [String: JSON] = [:]
+        for (name, principals) in permissions where !principals.isEmpty {
+            members[name] = .array(principals.sorted().map { .string($0) })
+        }
+        return .object(members)
+    }
+
+    func objectResponse(status: Int = 200, _ object: StoredObject, permissions: Permissions?, fields: [String]? = nil,
+                        data: JSON? = nil) throws -> APIResponse {
+        var out: [UInt8] = Array("{\"data\":".utf8)
+        if let data {
+            data.write(to: &out)
+        } else if let fields {
+            Self.project(.object(try object.parsed()), fields: fields).write(to: &out)
+        } else {
+            out.append(contentsOf: object.json.utf8)
+        }
+        if let permissions {
+            out.append(contentsOf: ",\"permissions\":".utf8)
+            permissionsJSON(permissions).write(to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return APIResponse(status: status, headers: timestampHeaders(object.lastModified), body: .raw(out))
+    }
+
+    /// Kinto's `dict_subset`: only the named (possibly dotted) fields.
+    static func project(_ object: JSON, fields: [String]) -> JSON {
+        var result = JSON.object([:])
+        for field in fields {
+            guard let value = object.value(atPath: field) else { continue }
+            let steps = field.split(separator: ".").map(String.init)
+            result = setting(result, steps[...], value)
+        }
+        return result
+    }
+
+    static func setting(_ target: JSON, _ steps: ArraySlice<String>, _ value: JSON) -> JSON {
+        guard let first = steps.first else { return value }
+        var members = target.objectValue ?? [:]
+        members[first] = setting(members[first] ?? .object([:]), steps.dropFirst(), value)
+        return .object(members)
+    }
+
+    // MARK: Object endpoints
+
+    func get() throws -> APIResponse {
+        let id = path.id!
+        try authorize("read", id: id)
+        try ensureParents()
+        guard let object = try session.get(key, id: id, includeDeleted: false) else {
+            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
+        }
+        if let notModified = try check304(current: object.lastModified) { return notModified }
+        try check412(existing: object, current: object.lastModified)
+        let fields = try ListParameters.parse(request.query.filter { $0.0 == "_fields" }, paginateBy: nil, maxFetchSize: 1).fields
+        var response = try objectResponse(object, permissions: try session.permissions(of: path.uri), fields: fields)
+        if request.method == "HEAD" { response.body = .empty }
+        return response
+    }
+
+    mutating func put() throws -> APIResponse {
+        let id = path.id!
+        let existing = try session.get(key, id: id, includeDeleted: false)
+        if existing != nil {
+            try authorize("write", id: id)
+        } else {
+            try authorize(path.createPermission, id: nil)
+        }
+        try ensureParents()
+        try check412(existing: existing, current: existing?.lastModified ?? 0)
+        let body = try parseBody()
+        let data = try body.data ?? existing?.parsed() ?? [:]
+        if let bodyID = data["id"], bodyID != .string(id) {
+            throw KintoError.invalidParameters(location: "body", name: "id", description: "Object id does not match existing object")
+        }
+        return try save(id: id, data: data.removingValue("id"), existing: existing,
+                        permissions: body.permissions, replaceAllPermissions: true)
+    }
+
+    /// Writes an object and its permissions; the creator always keeps `write`.
+    func save(id: String, data: [String: JSON], existing: StoredObject?, permissions: [String: Set<String>?]?,
+              replaceAllPermissions: Bool) throws -> APIResponse {
+        var data = try validate(data)
+        var requested: Int64?
+        if let lm = data.removeValue(forKey: "last_modified")?.intValue, lm > (existing?.lastModified ?? 0) {
+            requested = lm
+        }
+        let stored = try session.put(key, id: id, data: data, requestedTimestamp: requested)
+        api.metrics?.recordWritten()
+        let uri = path.uri(id: id)
+        var perms = existing == nil ? Permissions() : try session.permissions(of: uri)
+        if let permissions {
+            if replaceAllPermissions {
+                for name in path.kind.permissionNames { perms[name] = [] }
+            }
+            for (name, principals) in permissions { perms[name] = principals ?? [] }
+        }
+        if let user = identity.userID, existing == nil || permissions != nil {
+            perms["write", default: []].insert(user)
+        }
+        if existing == nil || permissions != nil {
+            var toStore = perms
+            for name in path.kind.permissionNames where toStore[name] == nil { toStore[name] = [] }
+            try session.setPermissions(of: uri, toStore)
+        }
+        if existing == nil {
+            // Seed the children's timestamps so an empty plural endpoint has a stable ETag.
+            switch path.kind {
+            case .bucket:
+                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "collection"), to: stored.lastModified)
+                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "group"), to: stored.lastModified)
+            case .collection:
+                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "record"), to: stored.lastModified)
+            default: break
+            }
+        }
+        return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms)
+    }
+
+    mutating func patch() throws -> APIResponse {
+        let id = path.id!
+        try authorize("write", id: id)
+        try ensureParents()
+        guard let existing = try session.get(key, id: id, includeDeleted: false) else {
+            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
+        }
+        try check412(existing: existing, current: existing.lastModified)
+        let contentType = (request.header("Content-Type") ?? "application/json").split(separator: ";")[0]
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        let old = try existing.parsed()
+        var updated: [String: JSON]
+        var permissions: [String: Set<String>?]?
+        var requestedChanges: [String: JSON]
+        let uri = path.uri(id: id)
+        switch contentType {
+        case "application/json-patch+json":
+            guard let ops = try parseJSONBody(), case .array = ops else {
+                throw KintoError.invalidParameters(location: "body", description: "A JSON Patch body must be an array of operations")
+            }
+            let current = try session.permissions(of: uri)
+            var permsDoc: [String: JSON] = [:]
+            for name in path.kind.permissionNames {
+                let principals = current[name] ?? []
+                permsDoc[name] = .object(Dictionary(uniqueKeysWithValues: principals.map { ($0, JSON.string($0)) }))
+            }
+            // Kinto lets `{"op": "add", "path": "/permissions/read/<principal>"}` omit the value.
+            let fixedOps = JSON.array(ops.arrayValue!.map { op in
+                guard let p = op["path"]?.stringValue, p.hasPrefix("/permissions/"), p.split(separator: "/").count == 3 else { return op }
+                var op = op
+                if op["value"] == nil { op["value"] = .string(String(p.split(separator: "/").last!)) }
+                return op
+            })
+            let document: JSON = ["data": .object(old), "permissions": .object(permsDoc)]
+            let result: JSON
+            do {
+                result = try document.applying(patch: fixedOps)
+            } catch {
+                throw KintoError.invalidParameters(location: "body", description: "JSON Patch operation failed: \(error)")
+            }
+            guard case .object(let newData)? = result["data"] else {
+                throw KintoError.invalidParameters(location: "body", description: "JSON Patch operation failed: data must stay an object")
+            }
+            updated = newData
+            requestedChanges = newData
+            var newPerms: [String: Set<String>?] = [:]
+            for (name, value) in result["permissions"]?.objectValue ?? [:] {
+                guard path.kind.permissionNames.contains(name), case .object(let principals) = value else {
+                    throw KintoError.invalidParameters(location: "body", name: "permissions", description: "JSON Patch produced invalid permissions")
+                }
+                newPerms[name] = .some(Set(principals.keys))
+            }
+            permissions = newPerms
+        case "application/merge-patch+json":
+            let body = try parseBody()
+            guard body.data != nil || body.permissions != nil else {
+                throw KintoError.invalidParameters(location: "body", name: "data", description: "Provide at least one of data or permissions")
+            }
+            requestedChanges = body.data ?? [:]
+            updated = JSON.object(old).merging(patch: .object(requestedChanges)).objectValue ?? [:]
+            if let patchPerms = body.permissions {
+                var merged: [String: Set<String>?] = [:]
+                for (name, value) in patchPerms { merged[name] = value }
+                permissions = merged
+            }
+        default:
+            let body = try parseBody()
+            guard body.data != nil || body.permissions != nil else {
+                throw KintoError.invalidParameters(location: "body", name: "data", description: "Provide at least one of data or permissions")
+            }
+            requestedChanges = body.data ?? [:]
+            updated = old
+            for (k, v) in requestedChanges { updated[k] = v }
+            permissions = body.permissions
+        }
+        if let newID = updated["id"], newID != .string(id) {
+            throw KintoError.invalidParameters(location: "body", name: "id", description: "Object id does not match existing object")
+        }
+        updated["id"] = nil
+        if updated["last_modified"] == old["last_modified"] { updated["last_modified"] = nil }
+        var response = try save(id: id, data: updated, existing: existing, permissions: permissions, replaceAllPermissions: false)
+        let behavior = (request.header("Response-Behavior") ?? "full").lowercased()
+        if behavior == "light" || behavior == "diff" {
+            let newObject = try session.get(key, id: id, includeDeleted: false)!.parsed()
+            var data: [String: JSON] = [:]
+            for (k, v) in requestedChanges where old[k] != newObject[k] {
+                if behavior == "light" || v != newObject[k] { data[k] = newObject[k] ?? .null }
+            }
+            let body = response.jsonBody?.objectValue ?? [:]
+            var out = body
+            out["data"] = .object(data)
+            response.body = .json(.object(out))
+        }
+        return response
+    }
+
+    func delete() throws -> APIResponse {
+        let id = path.id!
+        try authorize("write", id: id)
+        try ensureParents()
+        guard let existing = try session.get(key, id: id, includeDeleted: false) else {
+            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
+        }
+        try check412(existing: existing, current: existing.lastModified)
+        var requested: Int64?
+        if let raw = request.query.last(where: { $0.0 == "last_modified" })?.1 {
+            guard let lm = Int64(raw.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
+                throw KintoError.invalidParameters(location: "querystring", name: "last_modified", description: "Invalid value for last_modified")
+            }
+            if lm > existing.lastModified { requested = lm }
+        }
+        let tombstone = try deleteObject(id: id, requested: requested)
+        return try objectResponse(tombstone, permissions: nil)
+    }
+
+    /// Tombstones an object, purges its children and its permissions.
+    func deleteObject(id: String, requested: Int64?) throws -> StoredObject {
+        let tombstone = try session.delete(key, id: id, requestedTimestamp: requested)
+        let uri = path.uri(id: id)
+        try session.removePermissions(of: uri)
+        if path.kind == .bucket || path.kind == .collection {
+            try session.purgeChildren(of: uri)
+        }
+        api.metrics?.recordWritten()
+        return tombstone
+    }
+
+    // MARK: Plural endpoints
+
+    /// The ids the caller may see when it lacks `permission` on the parent (nil = all).
+    func visibleIDs(_ permission: String) throws -> [String]? {
+        if try isGranted(permission, id: nil) {
+            return nil
+        }
+        let names = permission == "read" ? ["read", "write"] : ["write"]
+        let ids = try session.childIDs(under: path.parentURI, childPath: path.kind.plural, permissions: names, principals: identity.principals)
+        if ids.isEmpty && path.kind != .bucket { throw denied }
+        return ids
+    }
+
+    func pluralGet() throws -> APIResponse {
+        let ids = try visibleIDs("read")
+        try ensureParents()
+        let current = try session.timestamp(key)
+        if let notModified = try check304(current: current) { return notModified }
+        try check412(existing: StoredObject(id: "", lastModified: current, deleted: false, json: "{}"), current: current)
+        let params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
+        var headers = timestampHeaders(current)
+        if request.method == "HEAD" {
+            let count = try session.count(key, filters: params.filters, includeDeleted: params.includeDeleted, ids: ids)
+            headers.append(("Total-Objects", String(count)))
+            headers.append(("Total-Records", String(count)))
+            return APIResponse(status: 200, headers: headers, body: .empty)
+        }
+        var out: [UInt8] = Array("{\"data\":[".utf8)
+        var count = 0
+        var last: StoredObject?
+        var hasMore = false
+        let query = ListQuery(filters: params.filters, sort: params.sort, after: params.after, limit: params.limit + 1,
+                              includeDeleted: params.includeDeleted, ids: ids)
+        try session.list(key, query: query) { object in
+            if count == params.limit {
+                hasMore = true
+                return false
+            }
+            if count > 0 { out.append(UInt8(ascii: ",")) }
+            if let fields = params.fields {
+                Self.project(.object(try object.parsed()), fields: fields).write(to: &out)
+            } else {
+                out.append(contentsOf: object.json.utf8)
+            }
+            count += 1
+            last = object
+            return true
+        }
+        out.append(contentsOf: "]}".utf8)
+        if hasMore, let last {
+            headers.append(("Next-Page", try nextPageURL(params: params, last: last, offset: params.offset + count)))
+        }
+        return APIResponse(status: 200, headers: headers, body: .raw(out))
+    }
+
+    func nextPageURL(params: ListParameters, last: StoredObject, offset: Int) throws -> String {
+        let object = JSON.object(try last.parsed())
+        var values: [String: JSON] = [:]
+        for sort in params.sort {
+            switch sort.field {
+            case "id": values["id"] = .string(last.id)
+            case "last_modified": values["last_modified"] = .int(last.lastModified)
+            default: if let v = object.value(atPath: sort.field) { values[sort.field] = v }
+            }
+        }
+        let token = PageToken.encode(lastValues: values, offset: offset)
+        var query = request.query.filter { $0.0 != "_token" && $0.0 != "_limit" }
+        query.append(("_limit", String(params.limit)))
+        query.append(("_token", token))
+        let path = request.path.hasPrefix("/v1/") ? String(request.path.dropFirst(3)) : request.path
+        return request.baseURL + path + "?" + query.map { APIRequest.percentEncode($0.0) + "=" + APIRequest.percentEncode($0.1) }.joined(separator: "&")
+    }
+
+    mutating func pluralPost() throws -> APIResponse {
+        let body = try parseBody()
+        var data = body.data ?? [:]
+        let id: String
+        if let given = data["id"] {
+            guard let s = given.stringValue, ObjectID.isValid(s) else {
+                throw KintoError.invalidParameters(location: "body", name: "data.id", description: "Invalid object id")
+            }
+            id = s
+        } else {
+            id = ObjectID.generate()
+        }
+        data["id"] = nil
+        try authorize(path.createPermission, id: nil)
+        try ensureParents()
+        let existing = try session.get(key, id: id, includeDeleted: false)
+        try check412(existing: existing, current: existing?.lastModified ?? session.timestamp(key))
+        if let existing {
+            return try objectResponse(status: 200, existing, permissions: try session.permissions(of: path.uri(id: id)))
+        }
+        return try save(id: id, data: data, existing: nil, permissions: body.permissions, replaceAllPermissions: true)
+    }
+
+    func pluralDelete() throws -> APIResponse {
+        let ids = try visibleIDs("write")
+        try ensureParents()
+        let current = try session.timestamp(key)
+        try check412(existing: StoredObject(id: "", lastModified: current, deleted: false, json: "{}"), current: current)
+        var params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
+        params.includeDeleted = false
+        var victims: [StoredObject] = []
+        var hasMore = false
+        let query = ListQuery(filters: params.filters, sort: params.sort, after: params.after, limit: params.limit + 1, includeDeleted: false, ids: ids)
+        try session.list(key, query: query) { object in
+            if victims.count == params.limit {
+                hasMore = true
+                return false
+            }
+            victims.append(object)
+            return true
+        }
+        var out: [UInt8] = Array("{\"data\":[".utf8)
+        var headers: [(String, String)] = []
+        for (i, victim) in victims.enumerated() {
+            let tombstone = try deleteObject(id: victim.id, requested: nil)
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: tombstone.json.utf8)
+        }
+        out.append(contentsOf: "]}".utf8)
+        headers = timestampHeaders(try session.timestamp(key))
+        if hasMore, let last = victims.last {
+            headers.append(("Next-Page", try nextPageURL(params: params, last: last, offset: params.offset + victims.count)))
+        }
+        return APIResponse(status: 200, headers: headers, body: .raw(out))
+    }
+}
+
+extension Dictionary {
+    func removingValue(_ key: Key) -> Self {
+        var copy = self
+        copy.removeValue(forKey: key)
+        return copy
+    }
+}

@@ -1,0 +1,125 @@
+import FerryCore
+import HTTPTypes
+public import Hummingbird
+import Logging
+import NIOCore
+
+/// The HTTP face of Ferry: turns Hummingbird requests into ``APIRequest``s, authenticates,
+/// enforces the body limit, logs and measures every request.
+public struct FerryResponder: HTTPResponder {
+    public typealias Context = BasicRequestContext
+
+    let api: KintoAPI
+    let authenticator: BasicAuthenticator
+    let maxBodySize: Int
+    let metrics: ServerMetrics
+
+    public init(api: KintoAPI, authenticator: BasicAuthenticator, maxBodySize: Int, metrics: ServerMetrics) {
+        self.api = api
+        self.authenticator = authenticator
+        self.maxBodySize = maxBodySize
+        self.metrics = metrics
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let start = ContinuousClock.now
+        let requestID = Self.makeRequestID()
+        let path = request.uri.path
+        let method = request.method.rawValue
+        var routeName = "unknown"
+        let apiResponse: APIResponse
+        if path == "/metrics" {
+            apiResponse = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
+            routeName = "/metrics"
+        } else if path == "/" {
+            apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
+            routeName = "/"
+        } else if path == "/v1" || path.hasPrefix("/v1/") {
+            let subpath = String(path.dropFirst(3))
+            routeName = (try? KintoAPI.route(subpath).name) ?? "unknown"
+            apiResponse = await handleAPI(request, subpath: subpath)
+        } else {
+            apiResponse = APIResponse(error: .missingResource)
+        }
+        let response = makeResponse(apiResponse, requestID: requestID, isHead: request.method == .head)
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        metrics.request(route: routeName, method: method, status: apiResponse.status, seconds: seconds)
+        context.logger.info("request", metadata: [
+            "ferry.request.id": .string(requestID),
+            "ferry.method": .string(method),
+            "ferry.route": .string(routeName),
+            "ferry.path": .string(path),
+            "ferry.status": .stringConvertible(apiResponse.status),
+            "ferry.duration_ms": .stringConvertible((seconds * 100_000).rounded() / 100),
+        ])
+        return response
+    }
+
+    func handleAPI(_ request: Request, subpath: String) async -> APIResponse {
+        var headers: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if let existing = headers[name] { headers[name] = existing + ", " + field.value } else { headers[name] = field.value }
+        }
+        let identity: Identity
+        do {
+            identity = try authenticator.identity(authorization: headers["authorization"])
+        } catch {
+            return APIResponse(error: error)
+        }
+        if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize {
+            return APIResponse(error: .tooLarge(limit: maxBodySize))
+        }
+        var bodyBytes: [UInt8] = []
+        if request.method != .get && request.method != .head {
+            do {
+                let buffer = try await request.body.collect(upTo: maxBodySize)
+                bodyBytes = Array(buffer.readableBytesView)
+            } catch {
+                return APIResponse(error: .tooLarge(limit: maxBodySize))
+            }
+        }
+        let host = request.head.authority ?? headers["host"] ?? "localhost"
+        let apiRequest = APIRequest(
+            method: request.method.rawValue, path: subpath,
+            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
+            headers: headers, body: bodyBytes, identity: identity, baseURL: "http://\(host)/v1")
+        return await api.handle(apiRequest)
+    }
+
+    func makeResponse(_ response: APIResponse, requestID: String, isHead: Bool) -> Response {
+        var fields = HTTPFields()
+        var bytes: [UInt8] = []
+        switch response.body {
+        case .empty:
+            if response.status != 304 && response.status != 307 { fields[.contentType] = "application/json" }
+        case .json(let json):
+            fields[.contentType] = "application/json"
+            bytes = json.serializedBytes()
+        case .raw(let raw):
+            fields[.contentType] = "application/json"
+            bytes = raw
+        case .text(let text, let contentType):
+            fields[.contentType] = contentType
+            bytes = Array(text.utf8)
+        }
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+        }
+        fields[Self.requestIDHeader] = requestID
+        if isHead {
+            fields[.contentLength] = String(bytes.count)
+            return Response(status: .init(code: response.status), headers: fields, body: .init())
+        }
+        return Response(status: .init(code: response.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+
+    static func makeRequestID() -> String {
+        let hex = Array("0123456789abcdef")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<16).map { _ in hex[Int(generator.next() % 16)] })
+    }
+}

@@ -1,0 +1,33 @@
+public import CoreMetrics
+public import Prometheus
+
+/// The server's metrics, in a registry of its own (several servers can live in one process, as in tests).
+public final class ServerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+    /// Objects written (created, replaced, patched or deleted).
+    public let recordsWritten: CoreMetrics.Counter
+    /// Storage failures answered with 503.
+    public let storageErrors: CoreMetrics.Counter
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        factory = PrometheusMetricsFactory(registry: registry)
+        recordsWritten = CoreMetrics.Counter(label: "ferry_records_written_total", dimensions: [], factory: factory)
+        storageErrors = CoreMetrics.Counter(label: "ferry_storage_errors_total", dimensions: [], factory: factory)
+    }
+
+    /// Counts one request and its latency.
+    func request(route: String, method: String, status: Int, seconds: Double) {
+        CoreMetrics.Counter(label: "ferry_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))], factory: factory)
+            .increment()
+        CoreMetrics.Timer(label: "ferry_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            .recordNanoseconds(Int64(seconds * 1e9))
+    }
+
+    func recordWritten() { recordsWritten.increment() }
+    func storageError() { storageErrors.increment() }
+
+    /// The Prometheus text exposition.
+    public func exposition() -> String { registry.emitToString() }
+}

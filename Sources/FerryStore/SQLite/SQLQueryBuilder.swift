@@ -1,0 +1,181 @@
+import FerryCore
+import GRDB
+
+/// Builds the WHERE clause of a list query over the `objects` table.
+///
+/// Fields are validated by ``FieldName/isValid(_:)`` before they get here, so they
+/// can be spliced into JSON paths; values are always bound as arguments.
+struct SQLQueryBuilder {
+    private(set) var clauses: [String] = []
+    private(set) var arguments: [(any DatabaseValueConvertible)?] = []
+
+    var whereClause: String { clauses.joined(separator: " AND ") }
+
+    init(key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) {
+        clauses.append("parent_id = ? AND resource_name = ?")
+        arguments += [key.parentID, key.resourceName]
+        if !includeDeleted { clauses.append("deleted = 0") }
+        if let ids {
+            if ids.isEmpty {
+                clauses.append("0")
+            } else {
+                clauses.append("id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ",")))")
+                arguments += ids as [(any DatabaseValueConvertible)?]
+            }
+        }
+        for filter in filters { add(filter) }
+    }
+
+    /// The SQL expression for a field: a column for `id`, `last_modified` and `deleted`, `json_extract` otherwise.
+    static func expression(_ field: String) -> String {
+        switch field {
+        case "id", "last_modified": return field
+        case "deleted": return "(CASE WHEN deleted = 1 THEN 1 ELSE NULL END)"
+        default: return "json_extract(data, '\(path(field))')"
+        }
+    }
+
+    static func path(_ field: String) -> String {
+        "$" + field.split(separator: ".").map { ".\"\($0)\"" }.joined()
+    }
+
+    static func isColumn(_ field: String) -> Bool { field == "id" || field == "last_modified" }
+
+    /// SQLite's view of a JSON scalar as `json_extract` returns it.
+    static func bindable(_ value: JSON) -> (any DatabaseValueConvertible)? {
+        switch value {
+        case .null: return nil
+        case .bool(let b): return b ? 1 : 0
+        case .int(let i): return i
+        case .double(let d): return d
+        case .string(let s): return s
+        case .array, .object: return value.serialized()
+        }
+    }
+
+    /// The equality test `field == value`, typed as JSON: `true` does not equal `1`.
+    mutating func equality(_ field: String, _ value: JSON) -> String {
+        let expr = Self.expression(field)
+        switch value {
+        case .null:
+            return Self.isColumn(field) ? "0" : "json_type(data, '\(Self.path(field))') = 'null'"
+        case .bool(let b):
+            return Self.isColumn(field) ? "0" : "json_type(data, '\(Self.path(field))') = '\(b ? "true" : "false")'"
+        case .int, .double, .string, .array, .object:
+            if field == "id" {
+                arguments.append(value.stringValue ?? value.serialized())
+            } else {
+                arguments.append(Self.bindable(value))
+            }
+            return "\(expr) = ?"
+        }
+    }
+
+    mutating func add(_ filter: Filter) {
+        let expr = Self.expression(filter.field)
+        let value = filter.value
+        switch filter.comparison {
+        case .eq:
+            clauses.append(equality(filter.field, value))
+        case .not:
+            clauses.append("NOT COALESCE(\(equality(filter.field, value)), 0)")
+        case .lt, .gt, .min, .max:
+            let op = [Comparison.lt: "<", .gt: ">", .min: ">=", .max: "<="][filter.comparison]!
+            clauses.append("\(expr) \(op) ?")
+            arguments.append(Self.bindable(value))
+        case .in, .exclude:
+            let values = value.arrayValue ?? [value]
+            var tests: [String] = []
+            for v in values { tests.append(equality(filter.field, v)) }
+            let any = tests.isEmpty ? "0" : "(" + tests.joined(separator: " OR ") + ")"
+            clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), 0)")
+        case .like:
+            var pattern = ""
+            let text = value.stringValue ?? value.serialized()
+            for ch in text {
+                switch ch {
+                case "%", "_", "\\": pattern.append("\\"); pattern.append(ch)
+                case "*": pattern.append("%")
+                default: pattern.append(ch)
+                }
+            }
+            if !text.contains("*") { pattern = "%" + pattern + "%" }
+            clauses.append("\(expr) LIKE ? ESCAPE '\\'")
+            arguments.append(pattern)
+        case .has:
+            let exists = Self.isColumn(filter.field) ? "1" : "json_type(data, '\(Self.path(filter.field))') IS NOT NULL"
+            let wanted: Bool
+            switch value {
+            case .bool(let b): wanted = b
+            case .int(let i): wanted = i != 0
+            case .string(let s): wanted = !["false", "0", "no", "off"].contains(s.lowercased())
+            default: wanted = true
+            }
+            clauses.append(wanted ? exists : "NOT (\(exists))")
+        case .contains, .containsAny:
+            let values = value.arrayValue ?? [value]
+            let path = Self.path(filter.field)
+            var tests: [String] = []
+            for v in values {
+                tests.append("EXISTS (SELECT 1 FROM json_each(data, '\(path)') AS e WHERE e.value = ? AND e.type = '\(Self.jsonType(v))')")
+                arguments.append(Self.bindable(v))
+            }
+            let joiner = filter.comparison == .contains ? " AND " : " OR "
+            let isArray = "json_type(data, '\(path)') = 'array'"
+            if tests.isEmpty {
+                clauses.append(filter.comparison == .contains ? isArray : "0")
+            } else {
+                clauses.append("(\(isArray) AND (" + tests.joined(separator: joiner) + "))")
+            }
+        }
+    }
+
+    static func jsonType(_ value: JSON) -> String {
+        switch value {
+        case .null: "null"
+        case .bool(let b): b ? "true" : "false"
+        case .int: "integer"
+        case .double: "real"
+        case .string: "text"
+        case .array: "array"
+        case .object: "object"
+        }
+    }
+
+    /// Keyset pagination: rows strictly after `after` in `sort` order.
+    /// SQLite orders NULL (a missing field) before every value, so NULL is the smallest.
+    mutating func addPageAfter(_ after: PageAfter, sort: [Sort]) {
+        var rules: [String] = []
+        for i in stride(from: sort.count - 1, through: 0, by: -1) {
+            var parts: [String] = []
+            for j in 0..<i {
+                let expr = Self.expression(sort[j].field)
+                if let v = Self.bindable(after.lastValues[sort[j].field] ?? .null) {
+                    parts.append("\(expr) = ?")
+                    arguments.append(v)
+                } else {
+                    parts.append("\(expr) IS NULL")
+                }
+            }
+            let expr = Self.expression(sort[i].field)
+            let value = Self.bindable(after.lastValues[sort[i].field] ?? .null)
+            if sort[i].descending {
+                if let value {
+                    parts.append("(\(expr) < ? OR \(expr) IS NULL)")
+                    arguments.append(value)
+                } else {
+                    parts.append("0")
+                }
+            } else {
+                if let value {
+                    parts.append("\(expr) > ?")
+                    arguments.append(value)
+                } else {
+                    parts.append("\(expr) IS NOT NULL")
+                }
+            }
+            rules.append("(" + parts.joined(separator: " AND ") + ")")
+        }
+        clauses.append("(" + rules.joined(separator: " OR ") + ")")
+    }
+}

@@ -1,0 +1,281 @@
+public import FerryCore
+import Foundation
+import GRDB
+public import Logging
+
+/// The embedded backend: one SQLite file in WAL mode (GRDB `DatabasePool`).
+///
+/// Writes are serialised by SQLite; timestamps are allocated inside the write
+/// transaction, so commit order equals timestamp order and a reader polling
+/// `_since` never misses a change (invariant 2). WAL with `synchronous=NORMAL`
+/// keeps every committed transaction across a crash of the process (invariant 3);
+/// `synchronous=FULL` (``Configuration/fullSync``) also survives power loss.
+public final class SQLiteStorage: Storage {
+    /// Options of the SQLite backend.
+    public struct Configuration: Sendable {
+        /// `synchronous=FULL`: fsync on every commit (survives power loss, slower).
+        public var fullSync: Bool = false
+        /// How long a connection waits for a lock before failing.
+        public var busyTimeout: Double = 10
+        /// Maximum concurrent readers.
+        public var maximumReaderCount: Int = 8
+
+        public init(fullSync: Bool = false) {
+            self.fullSync = fullSync
+        }
+    }
+
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and migrates its schema.
+    public init(path: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "ferry.store")) throws {
+        self.path = path
+        var config = GRDB.Configuration()
+        config.busyMode = .timeout(configuration.busyTimeout)
+        config.maximumReaderCount = configuration.maximumReaderCount
+        let fullSync = configuration.fullSync
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(fullSync ? "FULL" : "NORMAL")")
+            try db.execute(sql: "PRAGMA cache_size = -32000")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StorageError.backend("cannot open the SQLite database at \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE objects (
+                    parent_id TEXT NOT NULL,
+                    resource_name TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    last_modified INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    data TEXT NOT NULL
+                );
+                CREATE UNIQUE INDEX objects_key ON objects (parent_id, resource_name, id);
+                CREATE INDEX objects_modified ON objects (parent_id, resource_name, last_modified);
+                CREATE TABLE timestamps (
+                    parent_id TEXT NOT NULL,
+                    resource_name TEXT NOT NULL,
+                    last_modified INTEGER NOT NULL,
+                    PRIMARY KEY (parent_id, resource_name)
+                ) WITHOUT ROWID;
+                CREATE TABLE access_control_entries (
+                    object_id TEXT NOT NULL,
+                    permission TEXT NOT NULL,
+                    principal TEXT NOT NULL,
+                    PRIMARY KEY (object_id, permission, principal)
+                ) WITHOUT ROWID;
+                CREATE INDEX access_control_entries_principal ON access_control_entries (principal, permission);
+                """)
+        }
+        return migrator
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        do {
+            return try await pool.read { db in try body(SQLiteSession(db: db)) }
+        } catch let error as DatabaseError {
+            throw StorageError.backend("SQLite read failed: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        do {
+            return try await pool.write { db in try body(SQLiteSession(db: db)) }
+        } catch let error as DatabaseError {
+            throw StorageError.backend("SQLite write failed: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    public func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T {
+        guard let session = session as? SQLiteSession else { return try body() }
+        var result: T?
+        try session.db.inSavepoint {
+            result = try body()
+            return .commit
+        }
+        return result!
+    }
+
+    public func ping() async -> Bool {
+        (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+
+    public func close() throws {
+        try pool.close()
+    }
+}
+
+/// A transaction on the SQLite database.
+struct SQLiteSession: StorageSession {
+    let db: Database
+
+    func timestamp(_ key: ResourceKey) throws -> Int64 {
+        try Int64.fetchOne(
+            db.cachedStatement(sql: "SELECT last_modified FROM timestamps WHERE parent_id = ? AND resource_name = ?"),
+            arguments: [key.parentID, key.resourceName]) ?? 0
+    }
+
+    func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO timestamps (parent_id, resource_name, last_modified) VALUES (?, ?, ?)
+            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified = max(last_modified, excluded.last_modified)
+            """).execute(arguments: [key.parentID, key.resourceName, value])
+    }
+
+    /// The next timestamp of the kind, stored at once.
+    func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
+        let previous = try timestamp(key)
+        var next = Timestamp.next(after: previous)
+        if let requested, requested > previous { next = requested }
+        try db.cachedStatement(sql: """
+            INSERT INTO timestamps (parent_id, resource_name, last_modified) VALUES (?, ?, ?)
+            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified = excluded.last_modified
+            """).execute(arguments: [key.parentID, key.resourceName, next])
+        return next
+    }
+
+    func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject? {
+        let statement = try db.cachedStatement(sql: "SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = ? AND resource_name = ? AND id = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [key.parentID, key.resourceName, id]) else { return nil }
+        let object = Self.object(row)
+        if object.deleted && !includeDeleted { return nil }
+        return object
+    }
+
+    static func object(_ row: Row) -> StoredObject {
+        StoredObject(id: row[0], lastModified: row[1], deleted: row[2] as Int64 != 0, json: row[3])
+    }
+
+    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
+        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
+        var members = data
+        members["id"] = .string(id)
+        members["last_modified"] = .int(ts)
+        let json = JSON.object(members).serialized()
+        try db.cachedStatement(sql: """
+            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES (?, ?, ?, ?, 0, ?)
+            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data
+            """).execute(arguments: [key.parentID, key.resourceName, id, ts, json])
+        return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
+    }
+
+    func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {
+        guard try get(key, id: id, includeDeleted: false) != nil else {
+            throw StorageError.notFound("\(key.resourceName) \(id) does not exist")
+        }
+        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
+        let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
+        try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ? WHERE parent_id = ? AND resource_name = ? AND id = ?")
+            .execute(arguments: [ts, json, key.parentID, key.resourceName, id])
+        return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
+    }
+
+    func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
+        var sql = SQLQueryBuilder(key: key, filters: query.filters, includeDeleted: query.includeDeleted, ids: query.ids)
+        if let after = query.after { sql.addPageAfter(after, sort: query.sort) }
+        var text = "SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause
+        text += " ORDER BY " + query.sort.map { SQLQueryBuilder.expression($0.field) + ($0.descending ? " DESC" : " ASC") }.joined(separator: ", ")
+        if let limit = query.limit { text += " LIMIT \(limit)" }
+        let cursor = try Row.fetchCursor(db.cachedStatement(sql: text), arguments: StatementArguments(sql.arguments))
+        while let row = try cursor.next() {
+            if try !each(Self.object(row)) { break }
+        }
+    }
+
+    func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int {
+        let sql = SQLQueryBuilder(key: key, filters: filters, includeDeleted: includeDeleted, ids: ids)
+        return try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM objects WHERE " + sql.whereClause),
+                                arguments: StatementArguments(sql.arguments)) ?? 0
+    }
+
+    func purgeChildren(of uri: String) throws {
+        let prefix = uri + "/"
+        let upper = uri + "0"  // "/" + 1: every string that starts with prefix sorts before it
+        try db.cachedStatement(sql: "DELETE FROM objects WHERE parent_id = ? OR (parent_id >= ? AND parent_id < ?)")
+            .execute(arguments: [uri, prefix, upper])
+        try db.cachedStatement(sql: "DELETE FROM access_control_entries WHERE object_id >= ? AND object_id < ?")
+            .execute(arguments: [prefix, upper])
+    }
+
+    func purgeTombstones(_ key: ResourceKey, before: Int64?) throws {
+        try db.cachedStatement(sql: "DELETE FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?")
+            .execute(arguments: [key.parentID, key.resourceName, before ?? Int64.max])
+    }
+
+    func permissions(of uri: String) throws -> Permissions {
+        var result: Permissions = [:]
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT permission, principal FROM access_control_entries WHERE object_id = ?"), arguments: [uri])
+        while let row = try rows.next() {
+            result[row[0], default: []].insert(row[1])
+        }
+        return result
+    }
+
+    func setPermissions(of uri: String, _ permissions: Permissions) throws {
+        let delete = try db.cachedStatement(sql: "DELETE FROM access_control_entries WHERE object_id = ? AND permission = ?")
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO access_control_entries (object_id, permission, principal) VALUES (?, ?, ?)")
+        for (permission, principals) in permissions {
+            try delete.execute(arguments: [uri, permission])
+            for principal in principals.sorted() {
+                try insert.execute(arguments: [uri, permission, principal])
+            }
+        }
+    }
+
+    func removePermissions(of uri: String) throws {
+        try db.cachedStatement(sql: "DELETE FROM access_control_entries WHERE object_id = ?").execute(arguments: [uri])
+    }
+
+    func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool {
+        guard !grants.isEmpty, !principals.isEmpty else { return false }
+        let principalMarks = Array(repeating: "?", count: principals.count).joined(separator: ",")
+        let grantClauses = Array(repeating: "(object_id = ? AND permission = ?)", count: grants.count).joined(separator: " OR ")
+        var arguments: [any DatabaseValueConvertible] = principals
+        for grant in grants {
+            arguments.append(grant.uri)
+            arguments.append(grant.permission)
+        }
+        let sql = "SELECT 1 FROM access_control_entries WHERE principal IN (\(principalMarks)) AND (\(grantClauses)) LIMIT 1"
+        return try Int.fetchOne(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments)) != nil
+    }
+
+    func childIDs(under parentURI: String, childPath: String, permissions: [String], principals: [String]) throws -> [String] {
+        guard !permissions.isEmpty, !principals.isEmpty else { return [] }
+        let prefix = parentURI + "/" + childPath + "/"
+        let upper = parentURI + "/" + childPath + "0"
+        let sql = """
+            SELECT DISTINCT object_id FROM access_control_entries
+            WHERE object_id >= ? AND object_id < ?
+              AND permission IN (\(Array(repeating: "?", count: permissions.count).joined(separator: ",")))
+              AND principal IN (\(Array(repeating: "?", count: principals.count).joined(separator: ",")))
+            """
+        var arguments: [any DatabaseValueConvertible] = [prefix, upper]
+        arguments += permissions as [any DatabaseValueConvertible]
+        arguments += principals as [any DatabaseValueConvertible]
+        let uris = try String.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
+        return uris.compactMap { uri in
+            let id = String(uri.dropFirst(prefix.count))
+            return id.contains("/") ? nil : id
+        }
+    }
+
+    func grants(of principals: [String]) throws -> [String: Set<String>] {
+        guard !principals.isEmpty else { return [:] }
+        let sql = "SELECT object_id, permission FROM access_control_entries WHERE principal IN (\(Array(repeating: "?", count: principals.count).joined(separator: ",")))"
+        var result: [String: Set<String>] = [:]
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: StatementArguments(principals))
+        while let row = try rows.next() {
+            result[row[0], default: []].insert(row[1])
+        }
+        return result
+    }
+}

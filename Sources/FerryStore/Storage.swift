@@ -1,0 +1,133 @@
+public import FerryCore
+
+/// Where objects of one kind live: the records of one collection are
+/// `ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")`.
+public struct ResourceKey: Hashable, Sendable {
+    public var parentID: String
+    public var resourceName: String
+
+    public init(parentID: String, resourceName: String) {
+        self.parentID = parentID
+        self.resourceName = resourceName
+    }
+}
+
+/// One stored object or tombstone, with its JSON text as stored (canonical,
+/// including `id` and `last_modified`; tombstones are `{"deleted":true,"id":…,"last_modified":…}`).
+public struct StoredObject: Sendable, Hashable {
+    public var id: String
+    public var lastModified: Int64
+    public var deleted: Bool
+    public var json: String
+
+    public init(id: String, lastModified: Int64, deleted: Bool, json: String) {
+        self.id = id
+        self.lastModified = lastModified
+        self.deleted = deleted
+        self.json = json
+    }
+
+    /// The object parsed.
+    public func parsed() throws -> [String: JSON] {
+        try JSON.parse(json).objectValue ?? [:]
+    }
+}
+
+/// What a list reads: filters, order, where the page starts, how many.
+public struct ListQuery: Sendable, Hashable {
+    public var filters: [Filter]
+    public var sort: [Sort]
+    /// Resume after the object whose sort-field values these are.
+    public var after: PageAfter?
+    public var limit: Int?
+    /// Include tombstones (Kinto does whenever a filter is on `last_modified`).
+    public var includeDeleted: Bool
+    /// Only these ids (objects shared with a principal), when not `nil`.
+    public var ids: [String]?
+
+    public init(filters: [Filter] = [], sort: [Sort] = [Sort("last_modified", descending: true)], after: PageAfter? = nil,
+                limit: Int? = nil, includeDeleted: Bool = false, ids: [String]? = nil) {
+        self.filters = filters
+        self.sort = sort
+        self.after = after
+        self.limit = limit
+        self.includeDeleted = includeDeleted
+        self.ids = ids
+    }
+}
+
+/// Permissions of one object: permission name → principals.
+public typealias Permissions = [String: Set<String>]
+
+/// One transaction's view of the store. Every method is synchronous and runs
+/// inside the transaction that ``Storage/read(_:)`` or ``Storage/write(_:)`` opened.
+public protocol StorageSession {
+    /// The largest timestamp of the kind of object (0 when nothing ever changed).
+    func timestamp(_ key: ResourceKey) throws -> Int64
+    /// Raises the kind's timestamp to at least `value` (used to seed children of a new parent).
+    func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws
+    /// The object with this id, or `nil`. Tombstones only when `includeDeleted`.
+    func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject?
+    /// Creates or replaces an object. `data` must not hold `id` or `last_modified`; a new
+    /// timestamp strictly greater than the kind's is allocated (or `requestedTimestamp` if greater still).
+    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject
+    /// Replaces an object with a tombstone and returns it.
+    func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject
+    /// Calls `each` for every matching object in order until it returns `false`.
+    func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws
+    /// How many objects match.
+    func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int
+    /// Deletes, without tombstones, every object under `uri` (its children, grandchildren …) and their permissions.
+    func purgeChildren(of uri: String) throws
+    /// Deletes the tombstones of a kind older than or equal to `before` (all when `nil`).
+    func purgeTombstones(_ key: ResourceKey, before: Int64?) throws
+
+    /// The permissions of the object at `uri`.
+    func permissions(of uri: String) throws -> Permissions
+    /// Replaces the principals of each permission named in `permissions` (an empty set removes them).
+    func setPermissions(of uri: String, _ permissions: Permissions) throws
+    /// Removes every permission of the object at `uri`.
+    func removePermissions(of uri: String) throws
+    /// Whether any principal holds any of the `(uri, permission)` pairs.
+    func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool
+    /// The ids of the children under `parentURI` + `/` + `childPath` + `/` for which any principal holds one of `permissions`.
+    func childIDs(under parentURI: String, childPath: String, permissions: [String], principals: [String]) throws -> [String]
+    /// The URIs of every object on which one of `principals` holds a permission, with those permissions.
+    func grants(of principals: [String]) throws -> [String: Set<String>]
+}
+
+/// A storage backend: opens read and write transactions.
+public protocol Storage: Sendable {
+    /// Runs `body` in a read-only transaction (a consistent snapshot).
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
+    /// Runs `body` in a write transaction; it commits when `body` returns and rolls back when it throws.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
+    /// Runs `body` in a savepoint of the current write transaction: its changes are undone when it throws.
+    func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T
+    /// Checks the database answers (for `__heartbeat__`).
+    func ping() async -> Bool
+    /// Flushes and closes.
+    func close() throws
+}
+
+/// An error of the storage layer.
+public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
+    private enum Base: Hashable, Sendable { case backend, notFound, corrupt }
+    private let base: Base
+    public let message: String
+
+    private init(_ base: Base, _ message: String) {
+        self.base = base
+        self.message = message
+    }
+
+    /// The database failed (I/O, locked, full …).
+    public static func backend(_ message: String) -> Self { Self(.backend, message) }
+    /// The object does not exist.
+    public static func notFound(_ message: String) -> Self { Self(.notFound, message) }
+    /// Stored data could not be read back.
+    public static func corrupt(_ message: String) -> Self { Self(.corrupt, message) }
+
+    public var isNotFound: Bool { base == .notFound }
+    public var description: String { message }
+}

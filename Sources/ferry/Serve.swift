@@ -1,0 +1,67 @@
+import ArgumentParser
+import FerryServer
+import FerryStore
+import Foundation
+import Hummingbird
+import Logging
+
+/// `ferry serve`: the Kinto HTTP API on the embedded SQLite store.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the Kinto HTTP API (buckets, collections, records, /batch) from a SQLite database.",
+        discussion: """
+            Settings come from, weakest first: defaults, the `server:` section of --config FILE,
+            FERRY_* environment variables (FERRY_HOST, FERRY_PORT, FERRY_DATA, FERRY_LOG_LEVEL,
+            FERRY_SECRET, FERRY_BATCH_MAX_REQUESTS, FERRY_MAX_BODY_SIZE, FERRY_READONLY, …), then flags.
+            """
+    )
+
+    @Option(name: .long, help: "Address to listen on (default 127.0.0.1).") var host: String?
+    @Option(name: .long, help: "Port to listen on (default 8888; 0 picks a free port).") var port: String?
+    @Option(name: .long, help: "Data folder for the SQLite database (default ./ferry-data).") var data: String?
+    @Option(name: .long, help: "YAML configuration file (its server: section).") var config: String?
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Option(name: .long, help: "Most sub-requests in one /batch (default 25).") var batchMaxRequests: String?
+    @Option(name: .long, help: "Largest request body in bytes (default 1048576).") var maxBodySize: String?
+    @Option(name: .long, help: "Most objects in one page (default 10000).") var maxFetchSize: String?
+    @Flag(name: .long, help: "Refuse every write.") var readonly = false
+    @Flag(name: .long, help: "fsync every commit (survives power loss; slower).") var fullSync = false
+
+    /// The configuration from every source.
+    func resolve(environment: [String: String]) throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let config { try configuration.applyFile(config) }
+        try configuration.applyEnvironment(environment)
+        let flags: [(String, String?)] = [
+            ("host", host), ("port", port), ("data", data), ("log_level", logLevel),
+            ("batch_max_requests", batchMaxRequests), ("max_body_size", maxBodySize), ("max_fetch_size", maxFetchSize),
+        ]
+        for (name, value) in flags {
+            if let value { try configuration.set(name, value, source: "--\(name.replacingOccurrences(of: "_", with: "-"))") }
+        }
+        if readonly { configuration.readonly = true }
+        if fullSync { configuration.fullSync = true }
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration: ServerConfiguration
+        do {
+            configuration = try resolve(environment: ProcessInfo.processInfo.environment)
+        } catch let error as ServerConfiguration.Error {
+            throw ValidationError(error.description)
+        }
+        var baseLogger = Logger(label: "ferry")
+        baseLogger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        let logger = baseLogger
+        let parts = try FerryServerApp.makeParts(configuration, logger: logger)
+        let app = FerryServerApp.makeApplication(configuration, parts: parts, logger: logger) { port in
+            logger.notice("ferry serve is listening", metadata: [
+                "ferry.url": .string("http://\(configuration.host):\(port)/v1/"),
+                "ferry.data": .string(configuration.dataDirectory),
+            ])
+        }
+        try await app.runService()
+        try parts.storage.close()
+    }
+}
