@@ -85,7 +85,12 @@ let package = Package(
             name: "FerryServerTests",
             dependencies: [
                 "FerryServer",
+                "FerryStore",
+                "FerryCore",
+                "ferry",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -43,11 +43,12 @@ public struct PageAfter: Sendable, Hashable {
 
 /// Validation of field names used in filters, sorts and `_fields`.
 public enum FieldName {
-    /// A field name is one or more dot-separated segments of letters, digits, `_` and `-`.
+    /// A field name is one or more dot-separated segments of letters, digits, `_` and `-`
+    /// (a segment does not start with `-`, which `_sort` reads as "descending").
     public static func isValid(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 256 else { return false }
         for segment in name.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !segment.isEmpty else { return false }
+            guard let first = segment.first, first != "-" else { return false }
             for byte in segment.utf8 {
                 switch byte {
                 case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

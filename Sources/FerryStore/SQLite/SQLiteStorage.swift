@@ -279,3 +279,22 @@ struct SQLiteSession: StorageSession {
         return result
     }
 }
+
+extension SQLiteStorage {
+    /// Every row of every table in a stable order; tests compare it before and after a refused request.
+    package func dump() async throws -> [String] {
+        try await pool.read { db in
+            var lines: [String] = []
+            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects ORDER BY parent_id, resource_name, id") {
+                lines.append("object \(row[0] as String) \(row[1] as String) \(row[2] as String) \(row[3] as Int64) \(row[4] as Int64) \(row[5] as String)")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, last_modified FROM timestamps ORDER BY parent_id, resource_name") {
+                lines.append("timestamp \(row[0] as String) \(row[1] as String) \(row[2] as Int64)")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT object_id, permission, principal FROM access_control_entries ORDER BY 1, 2, 3") {
+                lines.append("ace \(row[0] as String) \(row[1] as String) \(row[2] as String)")
+            }
+            return lines
+        }
+    }
+}

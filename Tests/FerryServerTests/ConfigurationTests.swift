@@ -1,0 +1,59 @@
+@testable import FerryServer
+import Testing
+
+@Suite struct ConfigurationTests {
+    @Test func yamlEnvironmentAndDefaultsCombine() throws {
+        var c = ServerConfiguration()
+        try c.applyYAML("""
+            server:
+              port: 9000
+              data: /tmp/x
+              batch_max_requests: 50
+              bucket_create_principals: [system.Authenticated, account:admin]
+            jobs:
+              ignored: {}
+            """, file: "ferry.yml")
+        #expect(c.port == 9000 && c.dataDirectory == "/tmp/x" && c.batchMaxRequests == 50)
+        #expect(c.bucketCreatePrincipals == ["system.Authenticated", "account:admin"])
+        try c.applyEnvironment(["FERRY_PORT": "9100", "FERRY_READONLY": "true", "OTHER": "x"])
+        #expect(c.port == 9100 && c.readonly)
+        #expect(c.host == "127.0.0.1")
+    }
+
+    @Test func unknownKeysAreErrorsWithTheirLine() {
+        var c = ServerConfiguration()
+        let original = c
+        #expect {
+            try c.applyYAML("server:\n  port: 9000\n  prot: 1\n", file: "ferry.yml")
+        } throws: { error in
+            (error as? ServerConfiguration.Error)?.description.contains("ferry.yml:3") == true
+                && (error as? ServerConfiguration.Error)?.description.contains("unknown setting \"prot\"") == true
+        }
+        #expect(throws: ServerConfiguration.Error.self) { try c.applyYAML("servr:\n  port: 1\n", file: "f.yml") }
+        #expect(c.port == 9000 || c == original)
+    }
+
+    @Test(arguments: [
+        ("port", "99999", "port must be a whole number"), ("port", "abc", "port must be a whole number"),
+        ("readonly", "maybe", "readonly must be true or false"), ("log_level", "loud", "log_level must be one of"),
+        ("secret", "short", "at least 16"), ("max_body_size", "10", "max_body_size must be"),
+        ("batch_max_requests", "0", "batch_max_requests must be"),
+    ])
+    func badValuesSayWhatAndWhere(key: String, value: String, message: String) {
+        var c = ServerConfiguration()
+        #expect {
+            try c.set(key, value, source: "--\(key)")
+        } throws: { error in
+            let text = (error as? ServerConfiguration.Error)?.description ?? ""
+            return text.hasPrefix("--\(key):") && text.contains(message)
+        }
+        #expect(c == ServerConfiguration())
+    }
+
+    @Test func malformedYAMLIsAnError() {
+        var c = ServerConfiguration()
+        #expect(throws: ServerConfiguration.Error.self) { try c.applyYAML("server: [unclosed", file: "bad.yml") }
+        #expect(throws: ServerConfiguration.Error.self) { try c.applyYAML("- a\n- b\n", file: "bad.yml") }
+        #expect(throws: ServerConfiguration.Error.self) { try c.applyFile("/nonexistent/ferry.yml") }
+    }
+}

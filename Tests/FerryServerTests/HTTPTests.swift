@@ -1,0 +1,102 @@
+import FerryCore
+@testable import FerryServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+@Suite struct HTTPTests {
+    func app(_ server: TestServer) -> Application<FerryResponder> {
+        var logger = Logger(label: "ferry.test")
+        logger.logLevel = .critical
+        return FerryServerApp.makeApplication(server.configuration, parts: server.parts, logger: logger)
+    }
+
+    func headers(_ user: String? = "alice", _ extra: [HTTPField.Name: String] = [:]) -> HTTPFields {
+        var fields = HTTPFields()
+        if let user { fields[.authorization] = TestServer.basic(user) }
+        for (k, v) in extra { fields[k] = v }
+        return fields
+    }
+
+    @Test func routesThroughHummingbird() async throws {
+        let server = try TestServer()
+        try await app(server).test(.router) { client in
+            try await client.execute(uri: "/v1/", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json")
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] != nil)
+            }
+            try await client.execute(uri: "/v1/buckets/main", method: .put, headers: headers()) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/buckets/main/collections/users", method: .put, headers: headers()) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/buckets/main/collections/users/records", method: .post, headers: headers(),
+                                     body: ByteBuffer(string: #"{"data": {"username": "ada", "age": 36}}"#)) { response in
+                #expect(response.status == .created)
+                let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
+                #expect(json["data"]?["username"] == "ada")
+            }
+            try await client.execute(uri: "/v1/buckets/main/collections/users/records?_limit=1", method: .get, headers: headers()) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.eTag] != nil)
+            }
+            try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.status == .temporaryRedirect)
+                #expect(response.headers[.location] == "/v1/")
+            }
+            try await client.execute(uri: "/nowhere", method: .get) { response in
+                #expect(response.status == .notFound)
+                let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
+                #expect(json["errno"] == 111)
+            }
+            try await client.execute(uri: "/v1/buckets", method: .get, headers: [.authorization: "Basic %%%"]) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[.wwwAuthenticate] != nil)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains("ferry_http_requests_total"))
+                #expect(text.contains("ferry_http_request_duration_seconds"))
+                #expect(text.contains("ferry_records_written_total 3"))
+            }
+        }
+    }
+
+    @Test func oversizeBodyIs413AndChangesNothing() async throws {
+        let server = try TestServer { $0.maxBodySize = 2048 }
+        try await server.seedUsers()
+        let before = try await server.dump()
+        let big = #"{"data": {"blob": ""# + String(repeating: "x", count: 5000) + #""}}"#
+        try await app(server).test(.router) { client in
+            try await client.execute(uri: "/v1/buckets/main/collections/users/records", method: .post, headers: headers(),
+                                     body: ByteBuffer(string: big)) { response in
+                #expect(response.status == .contentTooLarge)
+                let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
+                #expect(json["errno"] == 113)
+                #expect(json["message"]?.stringValue?.contains("2048") == true)
+            }
+        }
+        #expect(try await server.dump() == before)
+    }
+
+    @Test func liveServerOverARealSocket() async throws {
+        let server = try TestServer()
+        try await app(server).test(.live) { client in
+            try await client.execute(uri: "/v1/buckets/live", method: .put, headers: headers()) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/buckets/live/collections/c", method: .put, headers: headers()) { #expect($0.status == .created) }
+            for i in 0..<20 {
+                try await client.execute(uri: "/v1/buckets/live/collections/c/records/r\(i)", method: .put, headers: headers(),
+                                         body: ByteBuffer(string: #"{"data": {"i": \#(i)}}"#)) { #expect($0.status == .created) }
+            }
+            try await client.execute(uri: "/v1/buckets/live/collections/c/records?_since=0&_limit=15", method: .get, headers: headers()) { response in
+                #expect(response.status == .ok)
+                let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
+                #expect(json["data"]?.arrayValue?.count == 15)
+                #expect(response.headers[HTTPField.Name("Next-Page")!]?.contains("_token=") == true)
+            }
+            try await client.execute(uri: "/v1/buckets/live/collections/c/records", method: .get) { #expect($0.status == .unauthorized) }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import FerryCore
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// A `ferry serve` child process on a data folder.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let output = Pipe()
+    private(set) var port = 0
+
+    /// The `ferry` binary built next to the test bundle.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["FERRY_BIN"] { return path }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("ferry").path
+    }
+
+    init(data: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["serve", "--port", "0", "--data", data, "--log-level", "notice"] + extra
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        // The notice line names the URL with the port the OS picked.
+        var text = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { if !process.isRunning { break }; continue }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
+                let match = text[range]
+                port = Int(match.split(separator: ":")[1].split(separator: "/")[0])!
+                return
+            }
+        }
+        process.terminate()
+        throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "ferry serve did not start: \(text)"])
+    }
+
+    func kill(_ signal: Int32) {
+        Foundation.kill(process.processIdentifier, signal)
+    }
+
+    func waitForExit(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func client() -> TestClient {
+        let client = TestClient(host: "127.0.0.1", port: port)
+        client.connect()
+        return client
+    }
+}
+
+@Suite(.serialized) struct ProcessTests {
+    let auth: HTTPFields = [.authorization: "Basic " + Data("alice:secret".utf8).base64EncodedString()]
+
+    /// Invariant 3: every write answered 2xx is still there after `kill -9` and a restart.
+    @Test func acknowledgedWritesSurviveKill9() async throws {
+        let data = NSTemporaryDirectory() + "ferry-crash-" + UUID().uuidString
+        let first = try ServerProcess(data: data)
+        let client = first.client()
+        #expect(try await client.put("/v1/buckets/b", headers: auth, body: ByteBuffer()).status == .created)
+        #expect(try await client.put("/v1/buckets/b/collections/c", headers: auth, body: ByteBuffer()).status == .created)
+        var acknowledged: [String] = []
+        let killer = Task {
+            try await Task.sleep(for: .milliseconds(400))
+            first.kill(SIGKILL)
+        }
+        var i = 0
+        while true {
+            let id = "r\(i)"
+            do {
+                let response = try await client.put("/v1/buckets/b/collections/c/records/\(id)", headers: auth,
+                                                    body: ByteBuffer(string: #"{"data": {"n": \#(i)}}"#))
+                if response.status == .created { acknowledged.append(id) }
+            } catch {
+                break  // the server died mid-request: that write was never acknowledged
+            }
+            i += 1
+        }
+        _ = try await killer.value
+        _ = first.waitForExit(timeout: 10)
+        try? await client.shutdown()
+        #expect(acknowledged.count > 0)
+
+        let second = try ServerProcess(data: data)
+        defer { second.kill(SIGKILL) }
+        let reader = second.client()
+        let response = try await reader.get("/v1/buckets/b/collections/c/records?_limit=10000", headers: auth)
+        let ids = Set(try JSON.parse(bytes: Array(response.body!.readableBytesView))["data"]!.arrayValue!.map { $0["id"]!.stringValue! })
+        let missing = acknowledged.filter { !ids.contains($0) }
+        #expect(missing.isEmpty, Comment(rawValue: "lost \(missing.count) of \(acknowledged.count) acknowledged writes"))
+        try? await reader.shutdown()
+    }
+
+    /// SIGTERM stops the server cleanly (exit 0) and keeps the data.
+    @Test func sigtermShutsDownGracefully() async throws {
+        let data = NSTemporaryDirectory() + "ferry-term-" + UUID().uuidString
+        let server = try ServerProcess(data: data)
+        let client = server.client()
+        #expect(try await client.put("/v1/buckets/kept", headers: auth, body: ByteBuffer()).status == .created)
+        try? await client.shutdown()
+        server.kill(SIGTERM)
+        #expect(server.waitForExit(timeout: 20) == 0)
+        let again = try ServerProcess(data: data)
+        defer { again.kill(SIGKILL) }
+        let reader = again.client()
+        #expect(try await reader.get("/v1/buckets/kept", headers: auth).status == .ok)
+        try? await reader.shutdown()
+    }
+
+    /// A bad flag is one clear line and a non-zero exit.
+    @Test func badFlagExitsNonZeroWithOneLine() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
+        process.arguments = ["serve", "--port", "http"]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains("--port: port must be a whole number"))
+    }
+}

@@ -1,0 +1,67 @@
+import FerryCore
+@testable import FerryServer
+@testable import FerryStore
+import Foundation
+import Logging
+
+func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "ferry-test-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A server's parts on a fresh SQLite file, driven in-process through ``KintoAPI``.
+struct TestServer {
+    let directory: String
+    let configuration: ServerConfiguration
+    let parts: FerryServerApp.Parts
+
+    init(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        directory = try temporaryDirectory()
+        var configuration = ServerConfiguration()
+        configuration.dataDirectory = directory
+        configuration.port = 0
+        configure(&configuration)
+        self.configuration = configuration
+        var logger = Logger(label: "ferry.test")
+        logger.logLevel = .critical
+        parts = try FerryServerApp.makeParts(configuration, logger: logger)
+    }
+
+    static func basic(_ user: String, _ password: String = "secret") -> String {
+        "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
+    }
+
+    /// Sends one request as `user` (nil: anonymous).
+    @discardableResult
+    func request(_ method: String, _ path: String, json: JSON? = nil, body: String? = nil, user: String? = "alice",
+                 headers: [String: String] = [:]) async throws -> APIResponse {
+        var allHeaders: [String: String] = [:]
+        for (k, v) in headers { allHeaders[k.lowercased()] = v }
+        let identity = try parts.responder.authenticator.identity(authorization: user.map { Self.basic($0) })
+        var pathOnly = path
+        var query: [(String, String)] = []
+        if let q = path.firstIndex(of: "?") {
+            pathOnly = String(path[..<q])
+            query = APIRequest.parseQuery(path[path.index(after: q)...])
+        }
+        let bytes = json.map { $0.serializedBytes() } ?? body.map { Array($0.utf8) } ?? []
+        return await parts.api.handle(APIRequest(method: method, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
+    }
+
+    func userID(_ user: String) -> String { parts.responder.authenticator.userID(credentials: "\(user):secret") }
+
+    /// Creates bucket `main` and collection `users` owned by alice.
+    func seedUsers() async throws {
+        try await request("PUT", "/buckets/main")
+        try await request("PUT", "/buckets/main/collections/users")
+    }
+
+    func dump() async throws -> [String] { try await parts.storage.dump() }
+}
+
+extension APIResponse {
+    var json: JSON { jsonBody ?? .null }
+    var data: JSON { json["data"] ?? .null }
+    var etag: Int64? { header("ETag").flatMap { Int64($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) } }
+}

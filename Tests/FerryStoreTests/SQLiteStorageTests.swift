@@ -1,0 +1,172 @@
+import FerryCore
+@testable import FerryStore
+import Foundation
+import Testing
+
+func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "ferry-test-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite struct SQLiteStorageTests {
+    let records = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
+
+    func makeStorage() throws -> (SQLiteStorage, String) {
+        let dir = try temporaryDirectory()
+        return (try SQLiteStorage(path: dir + "/ferry.sqlite"), dir)
+    }
+
+    @Test func timestampsAreStrictlyIncreasingPerKind() async throws {
+        let (storage, _) = try makeStorage()
+        let key = records
+        let stamps = try await storage.write { s in
+            try (0..<200).map { i in try s.put(key, id: "r\(i)", data: ["n": .int(Int64(i))], requestedTimestamp: nil).lastModified }
+        }
+        #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 })
+        let current = try await storage.read { s in try s.timestamp(key) }
+        #expect(current == stamps.last)
+        // A requested timestamp in the past is ignored; one in the future is used.
+        let past = try await storage.write { s in try s.put(key, id: "x", data: [:], requestedTimestamp: 1).lastModified }
+        #expect(past > stamps.last!)
+        let future = try await storage.write { s in try s.put(key, id: "y", data: [:], requestedTimestamp: past + 1_000_000).lastModified }
+        #expect(future == past + 1_000_000)
+    }
+
+    @Test func deleteLeavesTombstoneThatSinceReturns() async throws {
+        let (storage, _) = try makeStorage()
+        let key = records
+        let created = try await storage.write { s in try s.put(key, id: "a", data: ["v": 1], requestedTimestamp: nil) }
+        let tombstone = try await storage.write { s in try s.delete(key, id: "a", requestedTimestamp: nil) }
+        #expect(tombstone.deleted && tombstone.lastModified > created.lastModified)
+        #expect(try JSON.parse(tombstone.json) == ["id": "a", "last_modified": .int(tombstone.lastModified), "deleted": true])
+        let visible = try await storage.read { s in try s.get(key, id: "a", includeDeleted: false) }
+        #expect(visible == nil)
+        let since = try await storage.read { s in
+            var out: [StoredObject] = []
+            try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(created.lastModified - 1))], includeDeleted: true)) { out.append($0); return true }
+            return out
+        }
+        #expect(since.map(\.id) == ["a"] && since[0].deleted)
+        await #expect(throws: StorageError.self) { try await storage.write { s in try s.delete(key, id: "a", requestedTimestamp: nil) } }
+    }
+
+    @Test func filtersSortsAndPagesOverJSONFields() async throws {
+        let (storage, _) = try makeStorage()
+        let key = records
+        try await storage.write { s in
+            for i in 0..<30 {
+                _ = try s.put(key, id: String(format: "r%02d", i),
+                              data: ["age": .int(Int64(i % 10)), "name": .string("user\(i)"), "tags": i % 2 == 0 ? ["even"] : ["odd"],
+                                     "active": .bool(i % 3 == 0), "address": ["city": i < 15 ? "Paris" : "Lyon"]],
+                              requestedTimestamp: nil)
+            }
+        }
+        func ids(_ query: ListQuery) async throws -> [String] {
+            try await storage.read { s in
+                var out: [String] = []
+                try s.list(key, query: query) { out.append($0.id); return true }
+                return out
+            }
+        }
+        #expect(try await ids(ListQuery(filters: [Filter("age", .eq, 3)])).sorted() == ["r03", "r13", "r23"])
+        #expect(try await ids(ListQuery(filters: [Filter("age", .eq, "3")])).isEmpty)  // typed: "3" is not 3
+        #expect(try await ids(ListQuery(filters: [Filter("active", .eq, true)])).count == 10)
+        #expect(try await ids(ListQuery(filters: [Filter("address.city", .eq, "Lyon"), Filter("age", .min, 8)])).sorted() == ["r18", "r19", "r28", "r29"])
+        #expect(try await ids(ListQuery(filters: [Filter("age", .in, [1, 2])])).count == 6)
+        #expect(try await ids(ListQuery(filters: [Filter("age", .exclude, [1, 2])])).count == 24)
+        #expect(try await ids(ListQuery(filters: [Filter("name", .like, "user2*")])).count == 11)
+        #expect(try await ids(ListQuery(filters: [Filter("tags", .contains, ["even"])])).count == 15)
+        #expect(try await ids(ListQuery(filters: [Filter("tags", .containsAny, ["even", "odd"])])).count == 30)
+        #expect(try await ids(ListQuery(filters: [Filter("missing", .has, false)])).count == 30)
+        #expect(try await ids(ListQuery(filters: [Filter("age", .not, 0)])).count == 27)
+
+        // Pages of 7 in a sort with ties, resumed with PageAfter, cover every record once.
+        let sort = [Sort("age", descending: true), Sort("last_modified", descending: true)]
+        var seen: [String] = []
+        var after: PageAfter?
+        while true {
+            let page: [StoredObject] = try await storage.read { [after] s in
+                var out: [StoredObject] = []
+                try s.list(key, query: ListQuery(sort: sort, after: after, limit: 7)) { out.append($0); return true }
+                return out
+            }
+            if page.isEmpty { break }
+            seen += page.map(\.id)
+            let last = try JSON.parse(page.last!.json)
+            after = PageAfter(lastValues: ["age": last["age"]!, "last_modified": last["last_modified"]!])
+        }
+        #expect(seen.count == 30 && Set(seen).count == 30)
+        let ages = try await storage.read { s in
+            var out: [Int64] = []
+            try s.list(key, query: ListQuery(sort: sort)) { out.append(try JSON.parse($0.json)["age"]!.intValue!); return true }
+            return out
+        }
+        #expect(ages == ages.sorted(by: >))
+    }
+
+    @Test func committedWritesSurviveReopening() async throws {
+        let (storage, dir) = try makeStorage()
+        let key = records
+        _ = try await storage.write { s in try s.put(key, id: "kept", data: ["v": 1], requestedTimestamp: nil) }
+        try storage.close()
+        let reopened = try SQLiteStorage(path: dir + "/ferry.sqlite")
+        let object = try await reopened.read { s in try s.get(key, id: "kept", includeDeleted: false) }
+        #expect(object?.json.contains("\"v\":1") == true)
+    }
+
+    @Test func failedWriteTransactionChangesNothing() async throws {
+        let (storage, _) = try makeStorage()
+        let key = records
+        let before = try await storage.dump()
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await storage.write { s -> Void in
+                _ = try s.put(key, id: "a", data: [:], requestedTimestamp: nil)
+                throw Boom()
+            }
+        }
+        #expect(try await storage.dump() == before)
+    }
+
+    /// Invariant 2: with concurrent writers, a poller that asks `_since=<largest timestamp seen>`
+    /// sees every change exactly once.
+    @Test func changeFeedIsGapFreeUnderConcurrentWriters() async throws {
+        let (storage, _) = try makeStorage()
+        let key = records
+        let writers = 4
+        let perWriter = 150
+        let seen = try await withThrowingTaskGroup(of: [String].self) { group in
+            for w in 0..<writers {
+                group.addTask {
+                    for i in 0..<perWriter {
+                        _ = try await storage.write { s in try s.put(key, id: "w\(w)-\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil) }
+                    }
+                    return []
+                }
+            }
+            group.addTask {
+                var since: Int64 = 0
+                var ids: [String] = []
+                var idle = 0
+                while ids.count < writers * perWriter && idle < 2000 {
+                    let page: [StoredObject] = try await storage.read { [since] s in
+                        var out: [StoredObject] = []
+                        try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(since))],
+                                                         sort: [Sort("last_modified")], includeDeleted: true)) { out.append($0); return true }
+                        return out
+                    }
+                    if page.isEmpty { idle += 1; try await Task.sleep(for: .milliseconds(1)); continue }
+                    ids += page.map(\.id)
+                    since = page.last!.lastModified
+                }
+                return ids
+            }
+            var all: [String] = []
+            for try await part in group { all += part }
+            return all
+        }
+        #expect(seen.count == writers * perWriter)
+        #expect(Set(seen).count == writers * perWriter)
+    }
+}

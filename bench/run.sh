@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Ferry vs Kinto 26.x throughput benchmark (wrk, 16 connections).
+#
+# Usage:  bench/run.sh                 # from anywhere; DURATION=10s by default
+#         DURATION=30s bench/run.sh
+#         FERRY_BIN=/path/to/ferry bench/run.sh   # skip the release build
+#
+# What it does, one server after the other so they never compete for the
+# 2 cores with each other (wrk itself does share the machine with the server):
+#   1. builds Ferry in release mode (.build-release/) unless FERRY_BIN is set,
+#      installs wrk (apt) and Kinto 26.5 (pip, into bench/.venv) if missing;
+#   2. starts the server on a free port with empty storage (Ferry: fresh temp
+#      data dir; Kinto: memory backend), seeds bucket `bench`, collection
+#      `users` and $RECORDS records through /v1/batch (bench/seed.py);
+#   3. runs three wrk lines: GET one record, GET a page of 100 records changed
+#      since a mid timestamp, PUT one record (bench/put.lua);
+#   4. prints a Markdown table of req/s and the ratio Ferry/Kinto, with the
+#      non-2xx and socket-error counts: a line with errors is not a valid number.
+# Every step is bounded by `timeout`, and both servers are stopped on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."          # the repo root: every path below is relative to it
+ROOT=$(pwd)
+DURATION=${DURATION:-10s}
+RECORDS=${RECORDS:-10000}
+CONNECTIONS=16
+THREADS=2
+WORK=bench/.work                  # git-ignored scratch: kinto.ini, logs, wrk outputs
+VENV=bench/.venv                  # git-ignored venv holding Kinto
+USERPASS=bench:bench              # any user:password is a principal (basicauth)
+AUTH="Basic $(printf %s "$USERPASS" | base64)"
+RECORDS_PATH=/v1/buckets/bench/collections/users/records
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ---- 1. tools -------------------------------------------------------------
+
+if [ -n "${FERRY_BIN:-}" ]; then
+  FERRY=$FERRY_BIN
+else
+  # A separate scratch path, so this never fights over .build/ with a debug
+  # build or `swift test` running in the same checkout.
+  log "building Ferry (release, .build-release/)"
+  timeout 3600 swift build -c release --scratch-path .build-release >&2
+  FERRY="$(swift build -c release --scratch-path .build-release --show-bin-path)/ferry"
+fi
+[ -x "$FERRY" ] || { echo "ferry binary not found: $FERRY" >&2; exit 1; }
+
+if ! command -v wrk >/dev/null 2>&1; then
+  log "installing wrk (apt-get)"
+  # The machine runs as root; use sudo only where that is not the case.
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  timeout 600 $SUDO apt-get update >&2
+  timeout 600 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >&2
+fi
+
+if [ ! -x "$VENV/bin/kinto" ]; then
+  log "installing Kinto 26.5 into $VENV"
+  python3 -m venv "$VENV"
+  # 26.5 is the target; fall back to the newest 26.x if 26.5 is ever pulled.
+  timeout 900 "$VENV/bin/pip" install -q 'kinto==26.5.*' >&2 \
+    || timeout 900 "$VENV/bin/pip" install -q 'kinto>=26,<27' >&2
+fi
+KINTO_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kinto"))')
+
+# ---- helpers --------------------------------------------------------------
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+FERRY_DATA=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
+SERVER_PID=""
+
+stop_server() {
+  # Only the process this script started, by its pid.
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+cleanup() { stop_server; rm -rf "$FERRY_DATA"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  # Let the kernel pick a free port; it is released again right away.
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_ready() {  # $1 port, $2 log file: wait (max 60 s) for the heartbeat
+  for _ in $(seq 600); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1/v1/__heartbeat__" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "server exited during start-up; log:" >&2; cat "$2" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  echo "server did not answer /v1/__heartbeat__ within 60 s; log:" >&2; cat "$2" >&2
+  return 1
+}
+
+# Results: RPS_<server>_<test>, ERR_<server>_<test>, LAT_<server>_<test>.
+declare -A RPS ERR LAT
+
+run_wrk() {  # $1 server, $2 test name, $3 url, $4.. extra wrk args
+  local server=$1 test=$2 url=$3; shift 3
+  local out="$WORK/wrk-$server-$test.txt"
+  log "$server: $test ($DURATION)"
+  # --timeout 10s: a slow answer counts as latency, not as a socket error.
+  timeout 300 wrk -c "$CONNECTIONS" -t "$THREADS" -d "$DURATION" --timeout 10s \
+    -H "Authorization: $AUTH" "$@" "$url" > "$out"
+  RPS[$server,$test]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  LAT[$server,$test]=$(awk '$1 == "Latency" {print $2; exit}' "$out")
+  local non2xx sock
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+  # "Socket errors: connect 0, read 0, write 0, timeout 0" -> their sum
+  sock=$(awk -F'[ ,]+' '/Socket errors:/ {print $4 + $6 + $8 + $10}' "$out")
+  ERR[$server,$test]="${non2xx:-0}/${sock:-0}"
+}
+
+# The three lines, identical for both servers. Reads run before the PUT line
+# so they see exactly the seeded data set on both servers.
+bench_server() {  # $1 server name, $2 port
+  local server=$1 port=$2 base="http://127.0.0.1:$2"
+  log "$server: seeding $RECORDS records"
+  local mid
+  mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$RECORDS")
+  # A sanity request with curl before measuring: it must answer 200.
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $AUTH" "$base$RECORDS_PATH?_since=$mid&_limit=100")
+  [ "$code" = 200 ] || { echo "$server: list request answered $code" >&2; exit 1; }
+  run_wrk "$server" get "$base$RECORDS_PATH/u00042"
+  run_wrk "$server" list "$base$RECORDS_PATH?_since=$mid&_limit=100"
+  BENCH_AUTH="$AUTH" BENCH_RECORDS="$RECORDS" BENCH_PATH="$RECORDS_PATH" \
+    run_wrk "$server" put "$base$RECORDS_PATH" -s bench/put.lua
+}
+
+# ---- 2. Ferry -------------------------------------------------------------
+
+PORT=$(free_port)
+log "starting Ferry on 127.0.0.1:$PORT ($FERRY)"
+"$FERRY" serve --host 127.0.0.1 --port "$PORT" --data "$FERRY_DATA" --log-level warning \
+  > "$WORK/ferry.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$PORT" "$WORK/ferry.log"
+bench_server ferry "$PORT"
+stop_server
+
+# ---- 3. Kinto -------------------------------------------------------------
+
+# `kinto init` writes a config for the accounts plugin (multiauth.policies =
+# account, bucket creation for account:admin only). Switch it to Kinto's
+# built-in basicauth policy, where any user:password is a principal, and let
+# any authenticated user create buckets: the same rules as Ferry. Logging goes
+# down to WARNING (Ferry runs with --log-level warning too); the default DEBUG
+# console logging of every request would otherwise dominate Kinto's numbers.
+INI="$WORK/kinto.ini"
+timeout 120 "$VENV/bin/kinto" init --ini "$INI" --backend memory --cache-backend memory </dev/null >&2
+sed -i \
+  -e 's/^multiauth\.policies = .*/multiauth.policies = basicauth/' \
+  -e 's/^kinto\.bucket_create_principals = .*/kinto.bucket_create_principals = system.Authenticated/' \
+  -e '/^\[logger_root\]/,/^\[/ s/^level = .*/level = WARNING/' \
+  -e '/^\[logger_kinto\]/,/^\[/ s/^level = .*/level = WARNING/' \
+  "$INI"
+# Fail loudly if a future `kinto init` writes something these edits miss.
+grep -q '^multiauth\.policies = basicauth$' "$INI"
+grep -q '^kinto\.bucket_create_principals = system\.Authenticated$' "$INI"
+
+PORT=$(free_port)
+log "starting Kinto $KINTO_VERSION on 127.0.0.1:$PORT (memory backend, waitress)"
+"$VENV/bin/kinto" start --ini "$INI" --port "$PORT" > "$WORK/kinto.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$PORT" "$WORK/kinto.log"
+bench_server kinto "$PORT"
+stop_server
+
+# ---- 4. report ------------------------------------------------------------
+
+valid() {  # $1 "non2xx/socket": 0 when both counts are zero
+  [ "$1" = "0/0" ]
+}
+cell() {  # req/s, or the number struck out with the error counts when invalid
+  local server=$1 test=$2
+  if valid "${ERR[$server,$test]}"; then printf '%s' "${RPS[$server,$test]}"
+  else printf 'INVALID (%s, errors %s)' "${RPS[$server,$test]}" "${ERR[$server,$test]}"; fi
+}
+
+echo
+echo "Ferry ($FERRY) vs Kinto $KINTO_VERSION (memory backend) — $RECORDS records," \
+     "wrk -c $CONNECTIONS -t $THREADS -d $DURATION, $(nproc) cores"
+echo
+echo "| test | ferry req/s | kinto req/s | ratio |"
+echo "| --- | ---: | ---: | ---: |"
+for test in get list put; do
+  case $test in
+    get)  name="GET one record" ;;
+    list) name="GET records?_since=<mid>&_limit=100" ;;
+    put)  name="PUT one record" ;;
+  esac
+  if valid "${ERR[ferry,$test]}" && valid "${ERR[kinto,$test]}"; then
+    ratio=$(awk -v f="${RPS[ferry,$test]}" -v k="${RPS[kinto,$test]}" \
+      'BEGIN { if (k > 0) printf "%.1f×", f / k; else print "n/a" }')
+  else
+    ratio="n/a (errors)"
+  fi
+  echo "| $name | $(cell ferry $test) | $(cell kinto $test) | $ratio |"
+done
+echo
+echo "| test | server | avg latency | non-2xx | socket errors |"
+echo "| --- | --- | ---: | ---: | ---: |"
+for test in get list put; do
+  for server in ferry kinto; do
+    echo "| $test | $server | ${LAT[$server,$test]} | ${ERR[$server,$test]%/*} | ${ERR[$server,$test]#*/} |"
+  done
+done
+echo
+echo "wrk outputs: $WORK/wrk-*.txt; server logs: $WORK/ferry.log, $WORK/kinto.log"
