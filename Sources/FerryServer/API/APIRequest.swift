@@ -122,6 +122,8 @@ public struct APIResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: Body
+    /// The route's name without ids (`records`, `/batch` …), for logs and metrics.
+    public var routeName = "unknown"
 
     public init(status: Int = 200, headers: [(String, String)] = [], body: Body = .empty) {
         self.status = status

@@ -113,8 +113,10 @@ public struct KintoAPI: Sendable {
     /// Answers one request.
     public func handle(_ request: APIRequest) async -> APIResponse {
         var response: APIResponse
+        var routeName = "unknown"
         do {
             let route = try Self.route(request.path)
+            routeName = route.name
             let method = request.method == "HEAD" ? "HEAD" : request.method
             guard route.allowedMethods.contains(method) else {
                 throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
@@ -140,6 +142,7 @@ public struct KintoAPI: Sendable {
             response = errorResponse(error)
         }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
+        response.routeName = routeName
         return response
     }
 

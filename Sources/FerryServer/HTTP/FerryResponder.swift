@@ -35,9 +35,8 @@ public struct FerryResponder: HTTPResponder {
             apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
             routeName = "/"
         } else if path == "/v1" || path.hasPrefix("/v1/") {
-            let subpath = String(path.dropFirst(3))
-            routeName = (try? KintoAPI.route(subpath).name) ?? "unknown"
-            apiResponse = await handleAPI(request, subpath: subpath)
+            apiResponse = await handleAPI(request, subpath: String(path.dropFirst(3)))
+            routeName = apiResponse.routeName
         } else {
             apiResponse = APIResponse(error: .missingResource)
         }
