@@ -211,13 +211,19 @@ struct ResourceHandler {
 
     // MARK: Object endpoints
 
-    func get() throws -> APIResponse {
+    /// The object of this path, once the caller is allowed `permission` on it and its parents exist (else 401/403/404).
+    func existingObject(permission: String) throws -> StoredObject {
         let id = path.id!
-        try authorize("read", id: id)
+        try authorize(permission, id: id)
         try ensureParents()
         guard let object = try session.get(key, id: id, includeDeleted: false) else {
             throw KintoError.notFound(resource: path.kind.rawValue, id: id)
         }
+        return object
+    }
+
+    func get() throws -> APIResponse {
+        let object = try existingObject(permission: "read")
         if let notModified = try check304(current: object.lastModified) { return notModified }
         try check412(existing: object, current: object.lastModified)
         let fields = try ListParameters.parse(request.query.filter { $0.0 == "_fields" }, paginateBy: nil, maxFetchSize: 1).fields
@@ -287,11 +293,7 @@ struct ResourceHandler {
 
     mutating func patch() throws -> APIResponse {
         let id = path.id!
-        try authorize("write", id: id)
-        try ensureParents()
-        guard let existing = try session.get(key, id: id, includeDeleted: false) else {
-            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
-        }
+        let existing = try existingObject(permission: "write")
         try check412(existing: existing, current: existing.lastModified)
         let contentType = (request.header("Content-Type") ?? "application/json").split(separator: ";")[0]
             .trimmingCharacters(in: .whitespaces).lowercased()
@@ -383,11 +385,7 @@ struct ResourceHandler {
 
     func delete() throws -> APIResponse {
         let id = path.id!
-        try authorize("write", id: id)
-        try ensureParents()
-        guard let existing = try session.get(key, id: id, includeDeleted: false) else {
-            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
-        }
+        let existing = try existingObject(permission: "write")
         try check412(existing: existing, current: existing.lastModified)
         var requested: Int64?
         if let raw = request.query.last(where: { $0.0 == "last_modified" })?.1 {
