@@ -211,12 +211,14 @@ struct ResourceHandler {
 
     // MARK: Object endpoints
 
-    /// The object of this path, once the caller is allowed `permission` on it and its parents exist (else 401/403/404).
+    /// The object of this path, once the caller is allowed `permission` on it (else 401/403/404).
+    /// An existing object proves its parents exist (deleting a parent purges its children in the
+    /// same transaction), so they are only looked up to say which one is missing.
     func existingObject(permission: String) throws -> StoredObject {
         let id = path.id!
         try authorize(permission, id: id)
-        try ensureParents()
         guard let object = try session.get(key, id: id, includeDeleted: false) else {
+            try ensureParents()
             throw KintoError.notFound(resource: path.kind.rawValue, id: id)
         }
         return object
@@ -239,8 +241,8 @@ struct ResourceHandler {
             try authorize("write", id: id)
         } else {
             try authorize(path.createPermission, id: nil)
+            try ensureParents()
         }
-        try ensureParents()
         try check412(existing: existing, current: existing?.lastModified ?? 0)
         let body = try parseBody()
         let data = try body.data ?? existing?.parsed() ?? [:]
