@@ -20,7 +20,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."          # the repo root: every path below is relative to it
-ROOT=$(pwd)
 DURATION=${DURATION:-10s}
 RECORDS=${RECORDS:-10000}
 CONNECTIONS=16
@@ -30,6 +29,14 @@ VENV=bench/.venv                  # git-ignored venv holding Kinto
 USERPASS=bench:bench              # any user:password is a principal (basicauth)
 AUTH="Basic $(printf %s "$USERPASS" | base64)"
 RECORDS_PATH=/v1/buckets/bench/collections/users/records
+
+# Upper bound for one wrk run: DURATION (wrk syntax: 10, 10s, 2m, 1h) + 60 s.
+case $DURATION in
+  *h) WRK_TIMEOUT=$(( ${DURATION%h} * 3600 + 60 )) ;;
+  *m) WRK_TIMEOUT=$(( ${DURATION%m} * 60 + 60 )) ;;
+  *s) WRK_TIMEOUT=$(( ${DURATION%s} + 60 )) ;;
+  *)  WRK_TIMEOUT=$(( DURATION + 60 )) ;;
+esac
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -109,14 +116,15 @@ run_wrk() {  # $1 server, $2 test name, $3 url, $4.. extra wrk args
   local out="$WORK/wrk-$server-$test.txt"
   log "$server: $test ($DURATION)"
   # --timeout 10s: a slow answer counts as latency, not as a socket error.
-  timeout 300 wrk -c "$CONNECTIONS" -t "$THREADS" -d "$DURATION" --timeout 10s \
+  timeout "$WRK_TIMEOUT" wrk -c "$CONNECTIONS" -t "$THREADS" -d "$DURATION" --timeout 10s \
     -H "Authorization: $AUTH" "$@" "$url" > "$out"
   RPS[$server,$test]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   LAT[$server,$test]=$(awk '$1 == "Latency" {print $2; exit}' "$out")
   local non2xx sock
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-  # "Socket errors: connect 0, read 0, write 0, timeout 0" -> their sum
-  sock=$(awk -F'[ ,]+' '/Socket errors:/ {print $4 + $6 + $8 + $10}' "$out")
+  # "  Socket errors: connect 0, read 0, write 0, timeout 0" -> their sum
+  # (wrk prints the line only when there is at least one).
+  sock=$(awk '/Socket errors:/ { n = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i + 0; print n }' "$out")
   ERR[$server,$test]="${non2xx:-0}/${sock:-0}"
 }
 
@@ -127,10 +135,14 @@ bench_server() {  # $1 server name, $2 port
   log "$server: seeding $RECORDS records"
   local mid
   mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$RECORDS")
-  # A sanity request with curl before measuring: it must answer 200.
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $AUTH" "$base$RECORDS_PATH?_since=$mid&_limit=100")
-  [ "$code" = 200 ] || { echo "$server: list request answered $code" >&2; exit 1; }
+  # Sanity requests with curl before measuring: a line is only worth timing if
+  # it answers 200 with the expected content (a full page of 100 for the list).
+  local code n
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $AUTH" "$base$RECORDS_PATH/u00042")
+  [ "$code" = 200 ] || { echo "$server: GET record answered $code" >&2; exit 1; }
+  n=$(curl -fsS -H "Authorization: $AUTH" "$base$RECORDS_PATH?_since=$mid&_limit=100" \
+    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
+  [ "$n" = 100 ] || { echo "$server: list request returned $n records, not 100" >&2; exit 1; }
   run_wrk "$server" get "$base$RECORDS_PATH/u00042"
   run_wrk "$server" list "$base$RECORDS_PATH?_since=$mid&_limit=100"
   BENCH_AUTH="$AUTH" BENCH_RECORDS="$RECORDS" BENCH_PATH="$RECORDS_PATH" \
@@ -184,13 +196,15 @@ valid() {  # $1 "non2xx/socket": 0 when both counts are zero
 cell() {  # req/s, or the number struck out with the error counts when invalid
   local server=$1 test=$2
   if valid "${ERR[$server,$test]}"; then printf '%s' "${RPS[$server,$test]}"
-  else printf 'INVALID (%s, errors %s)' "${RPS[$server,$test]}" "${ERR[$server,$test]}"; fi
+  else printf 'INVALID (%s; %s non-2xx, %s socket errors)' "${RPS[$server,$test]}" \
+         "${ERR[$server,$test]%/*}" "${ERR[$server,$test]#*/}"; fi
 }
 
 echo
 echo "Ferry ($FERRY) vs Kinto $KINTO_VERSION (memory backend) — $RECORDS records," \
      "wrk -c $CONNECTIONS -t $THREADS -d $DURATION, $(nproc) cores"
 echo
+INVALID=0
 echo "| test | ferry req/s | kinto req/s | ratio |"
 echo "| --- | ---: | ---: | ---: |"
 for test in get list put; do
@@ -205,7 +219,9 @@ for test in get list put; do
   else
     ratio="n/a (errors)"
   fi
-  echo "| $name | $(cell ferry $test) | $(cell kinto $test) | $ratio |"
+  fcell=$(cell ferry $test); kcell=$(cell kinto $test)
+  case "$fcell$kcell" in *INVALID*) INVALID=1 ;; esac
+  echo "| $name | $fcell | $kcell | $ratio |"
 done
 echo
 echo "| test | server | avg latency | non-2xx | socket errors |"
@@ -217,3 +233,5 @@ for test in get list put; do
 done
 echo
 echo "wrk outputs: $WORK/wrk-*.txt; server logs: $WORK/ferry.log, $WORK/kinto.log"
+# Exit 2 when a line had errors, so a script or CI calling this notices.
+if [ "$INVALID" -ne 0 ]; then echo "some lines had errors: their req/s are not valid" >&2; exit 2; fi
