@@ -79,8 +79,6 @@ public protocol StorageSession {
     func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int
     /// Deletes, without tombstones, every object under `uri` (its children, grandchildren …) and their permissions.
     func purgeChildren(of uri: String) throws
-    /// Deletes the tombstones of a kind older than or equal to `before` (all when `nil`).
-    func purgeTombstones(_ key: ResourceKey, before: Int64?) throws
 
     /// The permissions of the object at `uri`.
     func permissions(of uri: String) throws -> Permissions
@@ -112,7 +110,7 @@ public protocol Storage: Sendable {
 
 /// An error of the storage layer.
 public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Base: Hashable, Sendable { case backend, notFound, corrupt }
+    private enum Base: Hashable, Sendable { case backend, notFound }
     private let base: Base
     public let message: String
 
@@ -125,8 +123,6 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func backend(_ message: String) -> Self { Self(.backend, message) }
     /// The object does not exist.
     public static func notFound(_ message: String) -> Self { Self(.notFound, message) }
-    /// Stored data could not be read back.
-    public static func corrupt(_ message: String) -> Self { Self(.corrupt, message) }
 
     public var isNotFound: Bool { base == .notFound }
     public var description: String { message }

@@ -206,11 +206,6 @@ struct SQLiteSession: StorageSession {
             .execute(arguments: [prefix, upper])
     }
 
-    func purgeTombstones(_ key: ResourceKey, before: Int64?) throws {
-        try db.cachedStatement(sql: "DELETE FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?")
-            .execute(arguments: [key.parentID, key.resourceName, before ?? Int64.max])
-    }
-
     func permissions(of uri: String) throws -> Permissions {
         var result: Permissions = [:]
         let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT permission, principal FROM access_control_entries WHERE object_id = ?"), arguments: [uri])
