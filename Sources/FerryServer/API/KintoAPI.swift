@@ -117,8 +117,7 @@ public struct KintoAPI: Sendable {
         do {
             let route = try Self.route(request.path)
             routeName = route.name
-            let method = request.method == "HEAD" ? "HEAD" : request.method
-            guard route.allowedMethods.contains(method) else {
+            guard route.allowedMethods.contains(request.method) else {
                 throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
             }
             switch route {
