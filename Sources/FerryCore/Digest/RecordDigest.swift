@@ -1,0 +1,54 @@
+import Crypto
+
+/// The fingerprint of one record: the first 128 bits of SHA-256 over its canonical
+/// JSON (RFC 8785), after the normalisation every side of a sync agrees on.
+///
+/// Normalisation: top-level `null` fields are dropped (a SQLite column that is `NULL`
+/// and a missing JSON field say the same), and the key field is written as text (an
+/// integer key `5` in a CSV file and the id `"5"` on a Kinto server are one record).
+public struct RecordHash: Hashable, Sendable, CustomStringConvertible {
+    public let high: UInt64
+    public let low: UInt64
+
+    public init(fields: [String: JSON], keyField: String, keyText: String) {
+        var normalized = fields.filter { $0.value != .null }
+        normalized[keyField] = .string(keyText)
+        let bytes = JSON.object(normalized).serializedBytes()
+        let digest = SHA256.hash(data: bytes)
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for (i, byte) in digest.prefix(16).enumerated() {
+            if i < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+        }
+        self.high = high
+        self.low = low
+    }
+
+    public var description: String { hex(high) + hex(low) }
+}
+
+/// An order-independent digest of a set of records: their count and the sum of their
+/// hashes (modulo 2^64 per half), so two sides can be compared without sorting either.
+public struct CollectionDigest: Hashable, Sendable, CustomStringConvertible {
+    public private(set) var count = 0
+    private var high: UInt64 = 0
+    private var low: UInt64 = 0
+
+    public init() {}
+
+    public mutating func add(_ hash: RecordHash) {
+        count += 1
+        high = high &+ hash.high
+        low = low &+ hash.low
+    }
+
+    /// `count:hex`, e.g. `3:5f1c…`.
+    public var description: String { "\(count):" + hex(high) + hex(low) }
+    /// The hash part alone.
+    public var hashText: String { hex(high) + hex(low) }
+}
+
+private func hex(_ value: UInt64) -> String {
+    let text = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - text.count) + text
+}

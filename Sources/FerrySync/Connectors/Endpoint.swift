@@ -1,0 +1,64 @@
+public import FerryCore
+
+/// One side of a sync: a server collection, a table or a file.
+///
+/// Every connector can be read (as a source, and as a target for `diff` and `verify`) and
+/// written. Methods are called from one task at a time.
+public protocol Endpoint: AnyObject {
+    /// The endpoint's URL with any secret removed, for messages.
+    var displayName: String { get }
+
+    /// Checks the endpoint is there and usable; fails early with a clear message.
+    /// - Parameter forWriting: also check (and where needed create) what writing needs.
+    func open(forWriting: Bool) async throws
+
+    /// How many records there are, when that is cheap to know (for progress).
+    func estimatedCount() async throws -> Int?
+
+    /// Reads every live record, in batches.
+    /// - Returns: where an incremental run may start afterwards (a server's timestamp), if the source has such a place.
+    func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor?
+
+    /// Reads what changed after `cursor` (everything when nil), in batches. Each batch comes with
+    /// the cursor to save once the target has committed it, or nil when it is not yet a safe place to resume.
+    func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws
+
+    /// Prepares to write.
+    func makeWriter(job: String) async throws -> any TargetWriter
+
+    func close() async
+}
+
+/// Applies changes to a target.
+public protocol TargetWriter: AnyObject {
+    /// Whether ``apply(_:cursor:)`` commits each batch (databases, servers) or everything
+    /// waits for ``finish(cursor:)`` (files, which are replaced whole).
+    var commitsEachBatch: Bool { get }
+
+    /// Whether the target stores the job's checkpoint itself, in the same transaction as the data.
+    var keepsCheckpoint: Bool { get }
+
+    /// The checkpoint the target stored with its data, when it ``keepsCheckpoint``.
+    func storedCursor() async throws -> Cursor?
+
+    /// Applies one batch. Upserts replace the whole record; deletes of missing keys succeed.
+    /// With `cursor` and ``keepsCheckpoint``, the cursor commits with the batch.
+    func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome
+
+    /// Completes the run (a file target writes and renames here) and returns what that applied.
+    func finish(cursor: Cursor?) async throws -> ApplyOutcome
+}
+
+/// How connectors are told apart and configured.
+public struct EndpointOptions: Sendable {
+    /// The field holding each record's key.
+    public var keyField = "id"
+    /// The `updated_at`-like field of an incremental run on a table or a file.
+    public var cursorField: String? = nil
+    /// `USER:PASSWORD` or `Bearer TOKEN` for a server.
+    public var auth: String? = nil
+    /// Retries of one HTTP request.
+    public var retry = RetryPolicy()
+
+    public init() {}
+}

@@ -1,0 +1,285 @@
+public import FerryCore
+
+/// `file:PATH.jsonl` (JSON Lines: one object per line) or `file:PATH.csv`.
+///
+/// As a target, the file is rewritten whole at the end of the run — into a temporary
+/// file that is fsynced and renamed over the old one — so a crash leaves the old file or
+/// the new one, never half of either. Existing records keep their place; new ones are
+/// appended. Changes wait in memory until then (memory grows with the changes of a run).
+public final class FileEndpoint: Endpoint {
+    public enum Format: String, Sendable { case jsonl, csv }
+
+    public let path: String
+    public let format: Format
+    let options: EndpointOptions
+    public var displayName: String { "file:" + path }
+    /// Bytes read by the last full read or change read.
+    public private(set) var bytesRead = 0
+
+    public init(path: String, format: Format, options: EndpointOptions) {
+        self.path = path
+        self.format = format
+        self.options = options
+    }
+
+    public func open(forWriting: Bool) async throws {
+        if forWriting {
+            let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            guard FileSystem.isWritableDirectory(directory.isEmpty ? "/" : directory) else {
+                throw SyncError(.io, "cannot write \(displayName): folder \(directory) does not exist or is not writable")
+            }
+            if FileSystem.exists(path) { _ = try LineReader(path: path) }
+        } else {
+            _ = try LineReader(path: path)
+        }
+    }
+
+    public func estimatedCount() async throws -> Int? {
+        guard FileSystem.exists(path) else { return 0 }
+        var reader = try LineReader(path: path)
+        var lines = 0
+        while try reader.next({ !$0.isEmpty }) != nil { lines += 1 }
+        return format == .csv ? max(0, lines - 1) : lines
+    }
+
+    /// Parses the whole file once, so a malformed line stops the run before anything is written.
+    public func validate() async throws {
+        var reader = try RecordReader(endpoint: self)
+        while try reader.next() != nil {}
+    }
+
+    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
+        var reader = try RecordReader(endpoint: self)
+        var batch: [SourceItem] = []
+        batch.reserveCapacity(batchSize)
+        while let fields = try reader.next() {
+            batch.append(.record(fields))
+            if batch.count == batchSize {
+                try await body(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty { try await body(batch) }
+        bytesRead = reader.bytesRead
+        return nil
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+        guard let cursorField = options.cursorField else {
+            throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like field); or use --mode diff, which needs none")
+        }
+        let keyField = options.keyField
+        var reader = try RecordReader(endpoint: self)
+        var batch: [SourceItem] = []
+        var last: (value: JSON, key: RecordKey)? = nil
+        while let fields = try reader.next() {
+            guard let key = fields[keyField].flatMap(RecordKey.init) else {
+                batch.append(.record(fields))  // the engine dead-letters it
+                continue
+            }
+            let value = fields[cursorField] ?? .null
+            guard Cursor.isAfter(value: value, key: key, cursor: cursor) else { continue }
+            batch.append(.record(fields))
+            if let l = last {
+                let c = JSON.cursorOrder(value, l.value)
+                if c > 0 || (c == 0 && l.key.text.utf8.lexicographicallyPrecedes(key.text.utf8)) { last = (value, key) }
+            } else {
+                last = (value, key)
+            }
+            if batch.count == batchSize {
+                // A file is in no particular order: no batch but the last is a safe place to resume.
+                try await body(batch, nil)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        bytesRead = reader.bytesRead
+        let final = last.map { Cursor.compound(value: $0.value, key: $0.key.value) }
+        if !batch.isEmpty || final != nil { try await body(batch, final) }
+    }
+
+    /// The column names of a CSV file's header (empty for JSON Lines or a missing file).
+    func csvHeader() throws -> [String] {
+        guard format == .csv, FileSystem.exists(path) else { return [] }
+        var reader = try RecordReader(endpoint: self)
+        _ = try reader.next()
+        return reader.header ?? []
+    }
+
+    public func makeWriter(job: String) async throws -> any TargetWriter {
+        FileWriter(endpoint: self)
+    }
+
+    public func close() async {}
+}
+
+/// Collects a run's changes, then merges them with the existing file into a new one.
+final class FileWriter: TargetWriter {
+    let endpoint: FileEndpoint
+    private var pending: [RecordKey: Change] = [:]
+    private var newKeys: [RecordKey] = []
+
+    init(endpoint: FileEndpoint) { self.endpoint = endpoint }
+
+    var commitsEachBatch: Bool { false }
+    var keepsCheckpoint: Bool { false }
+    func storedCursor() async throws -> Cursor? { nil }
+
+    func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
+        for change in changes {
+            if pending.updateValue(change, forKey: change.key) == nil { newKeys.append(change.key) }
+        }
+        return ApplyOutcome()
+    }
+
+    func finish(cursor: Cursor?) async throws -> ApplyOutcome {
+        var outcome = ApplyOutcome()
+        let keyField = endpoint.options.keyField
+        let out = try AtomicFileWriter(path: endpoint.path)
+        var columns: [String] = []
+        if endpoint.format == .csv {
+            // Every column of the old header and of every new record, the key first.
+            var names = Set(try endpoint.csvHeader())
+            for case .upsert(let record) in pending.values {
+                for (name, value) in record.fields where value != .null { names.insert(name) }
+            }
+            names.remove(keyField)
+            columns = [keyField] + names.sorted()
+            try out.write(CSV.row(columns.map { CSV.cellText(.string($0)) }))
+        }
+        func emit(_ fields: [String: JSON]) throws {
+            if endpoint.format == .jsonl {
+                var bytes = JSON.object(fields.filter { $0.value != .null }).serializedBytes()
+                bytes.append(UInt8(ascii: "\n"))
+                try out.write(bytes)
+            } else {
+                try out.write(CSV.row(columns.map { CSV.cellText(fields[$0]) }))
+            }
+        }
+        var seen = Set<RecordKey>()
+        if FileSystem.exists(endpoint.path) {
+            var reader = try RecordReader(endpoint: endpoint)
+            while let fields = try reader.next() {
+                guard let key = fields[keyField].flatMap(RecordKey.init) else {
+                    try emit(fields)
+                    continue
+                }
+                seen.insert(key)
+                switch pending[key] {
+                case .upsert(let record)?:
+                    outcome.updated += 1
+                    try emit(record.fields)
+                case .delete?:
+                    outcome.deleted += 1
+                case nil:
+                    try emit(fields)
+                }
+            }
+        }
+        for key in newKeys where !seen.contains(key) {
+            switch pending[key] {
+            case .upsert(let record)?:
+                outcome.created += 1
+                try emit(record.fields)
+            case .delete?:
+                outcome.alreadyGone += 1
+            case nil:
+                break
+            }
+        }
+        try out.commit()
+        pending.removeAll()
+        newKeys.removeAll()
+        return outcome
+    }
+}
+
+/// Reads a JSON Lines or CSV file record by record; malformed lines throw with their number.
+struct RecordReader: ~Copyable {
+    private var lines: LineReader
+    private let format: FileEndpoint.Format
+    private let name: String
+    private var parser = CSV.Parser()
+    private(set) var header: [String]? = nil
+    private var rowStart = 1
+
+    init(endpoint: FileEndpoint) throws(SyncError) {
+        lines = try LineReader(path: endpoint.path)
+        format = endpoint.format
+        name = endpoint.displayName
+    }
+
+    var bytesRead: Int { lines.bytesRead }
+
+    mutating func next() throws -> [String: JSON]? {
+        switch format {
+        case .jsonl: return try nextJSONLine()
+        case .csv: return try nextCSVRow()
+        }
+    }
+
+    private mutating func nextJSONLine() throws -> [String: JSON]? {
+        let name = name
+        while true {
+            let number = lines.lineNumber + 1
+            guard let fields = try lines.next({ line -> [String: JSON]? in
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return nil }
+                let value: JSON
+                do {
+                    value = try JSON.parse(bytes: line)
+                } catch {
+                    throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
+                }
+                guard case .object(let fields) = value else {
+                    throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(value.typeName)")
+                }
+                return fields
+            }) else { return nil }
+            if let fields { return fields }
+        }
+    }
+
+    private mutating func nextCSVRow() throws -> [String: JSON]? {
+        let name = name
+        // The parser is used inside the line reader's closure: keep it in a local meanwhile.
+        var parser = self.parser
+        defer { self.parser = parser }
+        while true {
+            let number = lines.lineNumber + 1
+            guard let row = try lines.next({ line -> [CSV.Cell]? in
+                do {
+                    return try parser.feed(line)
+                } catch {
+                    throw SyncError.badInput("\(name) line \(number): malformed CSV: \((error as? SyncError)?.message ?? "\(error)")")
+                }
+            }) else {
+                if parser.isInsideQuotes {
+                    throw SyncError.badInput("\(name) line \(rowStart): a quoted cell is never closed")
+                }
+                return nil
+            }
+            guard let cells = row else { continue }  // a quoted cell goes on to the next line
+            let start = rowStart
+            rowStart = lines.lineNumber + 1
+            guard let names = header else {
+                let names = cells.map { $0.text }
+                if let empty = names.firstIndex(of: "") {
+                    throw SyncError.badInput("\(name) line \(start): header column \(empty + 1) has no name")
+                }
+                if Set(names).count != names.count {
+                    throw SyncError.badInput("\(name) line \(start): the header names a column twice")
+                }
+                header = names
+                continue
+            }
+            if cells.count == 1 && cells[0].text.isEmpty && !cells[0].quoted { continue }  // a blank line
+            guard cells.count == names.count else {
+                throw SyncError.badInput("\(name) line \(start): \(cells.count) fields where the header has \(names.count)")
+            }
+            var fields: [String: JSON] = [:]
+            for (column, cell) in zip(names, cells) {
+                if let value = CSV.value(of: cell) { fields[column] = value }
+            }
+            return fields
+        }
+    }
+}

@@ -1,0 +1,227 @@
+import AsyncHTTPClient
+public import FerryCore
+import Foundation
+import NIOHTTP1
+
+/// `http(s)://HOST[:PORT]/…/v1/buckets/B/collections/C`: a collection on a Ferry or Kinto server.
+///
+/// Reads follow the change feed (`_since`, `_sort=last_modified`), so every page ends at a
+/// timestamp that is a safe place to resume; deletes arrive as tombstones. Writes go
+/// through `/batch` in groups of the server's `batch_max_requests`, each record a `PUT`
+/// (an idempotent upsert) and each delete a `DELETE` (a 404 means already gone).
+/// The server's `last_modified` is metadata, not data: it is dropped from records.
+public final class KintoEndpoint: Endpoint {
+    /// The API root, e.g. `http://127.0.0.1:8888/v1`.
+    public let root: String
+    public let bucket: String
+    public let collection: String
+    let options: EndpointOptions
+    let http: HTTPTransport
+    var batchMaxRequests = 25
+    public let displayName: String
+
+    /// - Parameter url: the collection's URL, without credentials (give them in `options.auth`).
+    init(url: String, options: EndpointOptions, client: HTTPClient) throws(SyncError) {
+        guard let range = url.range(of: "/buckets/") else {
+            throw .badInput("\(url): a server endpoint must name a collection: http(s)://HOST/v1/buckets/BUCKET/collections/COLLECTION")
+        }
+        let parts = url[range.upperBound...].split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[1] == "collections", !parts[0].isEmpty, !parts[2].isEmpty else {
+            throw .badInput("\(url): a server endpoint must end with /buckets/BUCKET/collections/COLLECTION")
+        }
+        for id in [parts[0], parts[2]] where !id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) || !id.allSatisfy(\.isASCII) {
+            throw .badInput("\(url): \"\(id)\" is not a valid bucket or collection id (letters, digits, - and _)")
+        }
+        root = String(url[..<range.lowerBound])
+        bucket = String(parts[0])
+        collection = String(parts[2])
+        self.options = options
+        displayName = url
+        let origin = URL(string: url).map { "\($0.scheme ?? "http")://\($0.host ?? "?")\($0.port.map { ":\($0)" } ?? "")" } ?? url
+        http = HTTPTransport(client: client, policy: options.retry, authorization: HTTPTransport.authorizationHeader(options.auth), origin: origin)
+    }
+
+    var collectionPath: String { "/buckets/\(bucket)/collections/\(collection)" }
+    var recordsURL: String { root + collectionPath + "/records" }
+    var retries: Int { http.retries }
+
+    /// A failed answer as one line: what the server said and what to do.
+    func failure(_ response: HTTPTransport.Response, _ doing: String) -> SyncError {
+        let message = (try? JSON.parse(bytes: response.body))?["message"]?.stringValue
+        let said = message.map { ": \($0)" } ?? ""
+        switch response.status {
+        case 401:
+            return SyncError(.unauthorized, "\(displayName): the server refused the credentials (401) while \(doing)\(said); check --source-auth/--target-auth")
+        case 403:
+            return SyncError(.unauthorized, "\(displayName): not allowed (403) while \(doing)\(said)")
+        case 404:
+            return SyncError(.notFound, "\(displayName): not found (404) while \(doing)\(said)")
+        default:
+            return SyncError(.protocolError, "\(displayName): the server answered \(response.status) while \(doing)\(said)")
+        }
+    }
+
+    func json(_ response: HTTPTransport.Response, _ doing: String) throws -> JSON {
+        do {
+            return try JSON.parse(bytes: response.body)
+        } catch {
+            throw SyncError(.protocolError, "\(displayName): the answer to \(doing) is not JSON (\(error)); is this a Ferry or Kinto server?")
+        }
+    }
+
+    public func open(forWriting: Bool) async throws {
+        let hello = try await http.send(.GET, root + "/")
+        guard hello.status == 200 else { throw failure(hello, "reading the server's root \(root)/") }
+        let info = try json(hello, "GET \(root)/")
+        guard info["settings"] != nil else {
+            throw SyncError(.protocolError, "\(displayName): \(root)/ does not look like a Kinto API root (no settings)")
+        }
+        if let n = info["settings"]?["batch_max_requests"]?.intValue, n > 0 { batchMaxRequests = Int(n) }
+        let probe = try await http.send(.GET, root + collectionPath)
+        if probe.status == 200 { return }
+        guard forWriting, probe.status == 403 || probe.status == 404 else {
+            throw failure(probe, "opening the collection")
+        }
+        // A missing bucket or collection is created (the server says 403 for both "missing" and "forbidden").
+        for path in ["/buckets/\(bucket)", collectionPath] {
+            let created = try await http.send(.PUT, root + path, body: Array(#"{"data":{}}"#.utf8), headers: [("If-None-Match", "*")])
+            guard created.status == 201 || created.status == 200 || created.status == 412 else {
+                throw failure(created, "creating \(path)")
+            }
+        }
+    }
+
+    public func estimatedCount() async throws -> Int? {
+        let response = try await http.send(.HEAD, recordsURL)
+        guard response.status == 200 else { return nil }
+        return (response.header("Total-Objects") ?? response.header("Total-Records")).flatMap { Int($0) }
+    }
+
+    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
+        var end: Cursor? = nil
+        try await readChanges(after: nil, batchSize: batchSize) { items, cursor in
+            end = cursor ?? end
+            let live = items.filter { if case .record = $0 { true } else { false } }
+            if !live.isEmpty { try await body(live) }
+        }
+        return end
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+        var since: Int64
+        switch cursor {
+        case nil: since = 0
+        case .since(let t)?: since = t
+        case .compound?:
+            throw SyncError.badInput("\(displayName): the saved checkpoint is a table cursor, not a server timestamp; run once with --reset")
+        }
+        let keyField = options.keyField
+        while true {
+            let url = recordsURL + "?_since=\(since)&_sort=last_modified&_limit=\(batchSize)"
+            let response = try await http.send(.GET, url)
+            guard response.status == 200 else { throw failure(response, "reading changes since \(since)") }
+            guard let data = try json(response, "GET records")["data"]?.arrayValue else {
+                throw SyncError(.protocolError, "\(displayName): the records list has no data array")
+            }
+            guard !data.isEmpty else { return }
+            var items: [SourceItem] = []
+            items.reserveCapacity(data.count)
+            var last = since
+            for element in data {
+                guard case .object(var fields) = element, let id = fields["id"], let modified = fields["last_modified"]?.intValue else {
+                    throw SyncError(.protocolError, "\(displayName): a record without id or last_modified: \(element.serialized().prefix(200))")
+                }
+                last = max(last, modified)
+                if fields["deleted"] == .bool(true) {
+                    items.append(.deleted(key: id))
+                    continue
+                }
+                fields.removeValue(forKey: "last_modified")
+                if keyField != "id" { fields.removeValue(forKey: "id") }
+                items.append(.record(fields))
+            }
+            guard last > since else {
+                throw SyncError(.protocolError, "\(displayName): the change feed did not move past \(since); is _sort=last_modified honoured?")
+            }
+            since = last
+            try await body(items, .since(last))
+            if response.header("Next-Page") == nil { return }
+        }
+    }
+
+    public func makeWriter(job: String) async throws -> any TargetWriter {
+        KintoWriter(endpoint: self)
+    }
+
+    public func close() async {}
+
+    static func escape(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_"))) ?? id
+    }
+}
+
+/// Writes through `/batch`.
+final class KintoWriter: TargetWriter {
+    let endpoint: KintoEndpoint
+    init(endpoint: KintoEndpoint) { self.endpoint = endpoint }
+
+    var commitsEachBatch: Bool { true }
+    var keepsCheckpoint: Bool { false }
+    func storedCursor() async throws -> Cursor? { nil }
+    func finish(cursor: Cursor?) async throws -> ApplyOutcome { ApplyOutcome() }
+
+    func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
+        var outcome = ApplyOutcome()
+        var start = 0
+        while start < changes.count {
+            let end = min(start + endpoint.batchMaxRequests, changes.count)
+            try await send(changes[start..<end], into: &outcome)
+            start = end
+        }
+        return outcome
+    }
+
+    private func send(_ changes: ArraySlice<Change>, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
+        let keyField = endpoint.options.keyField
+        var requests: [JSON] = []
+        for change in changes {
+            let path = endpoint.collectionPath + "/records/" + KintoEndpoint.escape(change.key.text)
+            switch change {
+            case .upsert(let record):
+                var data = record.fields
+                if keyField == "id" { data.removeValue(forKey: "id") }
+                data.removeValue(forKey: "last_modified")
+                requests.append(["method": "PUT", "path": .string(path), "body": ["data": .object(data)]])
+            case .delete:
+                requests.append(["method": "DELETE", "path": .string(path)])
+            }
+        }
+        let body = JSON.object(["requests": .array(requests)]).serializedBytes()
+        let response = try await endpoint.http.send(.POST, endpoint.root + "/batch", body: body)
+        guard response.status == 200 else { throw endpoint.failure(response, "sending a batch of \(changes.count)") }
+        guard let answers = try endpoint.json(response, "POST /batch")["responses"]?.arrayValue, answers.count == changes.count else {
+            throw SyncError(.protocolError, "\(endpoint.displayName): /batch did not answer each of the \(changes.count) requests")
+        }
+        var retry: [Change] = []
+        for (change, answer) in zip(changes, answers) {
+            let status = Int(answer["status"]?.intValue ?? 0)
+            switch (change, status) {
+            case (.upsert, 201): outcome.created += 1
+            case (.upsert, 200): outcome.updated += 1
+            case (.delete, 200): outcome.deleted += 1
+            case (.delete, 404): outcome.alreadyGone += 1
+            case (_, let s) where RetryPolicy.isRetryable(status: s) && attempt < endpoint.options.retry.maxAttempts:
+                retry.append(change)
+            default:
+                let message = answer["body"]?["message"]?.stringValue ?? answer["body"]?.serialized() ?? ""
+                outcome.rejected.append((change, "\(endpoint.displayName) answered \(status): \(message)"))
+            }
+        }
+        if !retry.isEmpty {
+            // Sub-requests the server could not do now (each is idempotent, so sending again is safe).
+            let delay = endpoint.options.retry.delay(afterAttempt: attempt, retryAfter: nil, random: Double.random(in: 0...1)) ?? 1
+            try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+            try await send(retry[...], into: &outcome, attempt: attempt + 1)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+public import FerryCore
+import Foundation
+import GRDB
+
+/// `sqlite:PATH#TABLE`: a table in a SQLite file.
+///
+/// As a target, a missing table is created with the key as its primary key and one column
+/// per field (`INTEGER`, `REAL`, `TEXT`, `BOOLEAN`, or `JSON` text for nested values), and
+/// grows a column when a new field arrives. An existing table is used as it is: its key
+/// column must be the primary key or have a unique index, and a field without a column is
+/// refused (dead-lettered) rather than dropped. Each batch and the job's checkpoint commit
+/// in one transaction (table `_ferry_checkpoints`), so a crash never separates them.
+public final class SQLiteEndpoint: Endpoint {
+    public let path: String
+    public let table: String
+    let options: EndpointOptions
+    var queue: DatabaseQueue?
+    /// Column name → declared type, in table order; empty while the table does not exist.
+    var columns: [(name: String, type: String)] = []
+
+    public var displayName: String { "sqlite:\(path)#\(table)" }
+
+    public init(path: String, table: String, options: EndpointOptions) {
+        self.path = path
+        self.table = table
+        self.options = options
+    }
+
+    var quotedTable: String { Self.quote(table) }
+    static func quote(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    public func open(forWriting: Bool) async throws {
+        try openNow(forWriting: forWriting)
+    }
+
+    // GRDB's synchronous API, which the async methods call: one task at a time uses an endpoint.
+    private func openNow(forWriting: Bool) throws {
+        let exists = FileSystem.exists(path)
+        if !forWriting && !exists {
+            throw SyncError(.notFound, "\(displayName): no such file \(path)")
+        }
+        var config = Configuration()
+        config.readonly = !forWriting
+        config.busyMode = .timeout(10)
+        let queue: DatabaseQueue
+        do {
+            queue = try DatabaseQueue(path: path, configuration: config)
+            if forWriting && !exists { try queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") } }
+            columns = try queue.read { db in try Self.columns(of: self.table, in: db) }
+        } catch let error as DatabaseError {
+            throw SyncError(.io, "\(displayName): cannot open the database: \(error.message ?? "\(error)")")
+        }
+        self.queue = queue
+        if columns.isEmpty {
+            if !forWriting {
+                let tables = try queue.read { db in
+                    try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_ferry%' ESCAPE '\\' ORDER BY name")
+                }
+                throw SyncError(.notFound, "\(displayName): no table \"\(table)\" in \(path) (tables: \(tables.isEmpty ? "none" : tables.joined(separator: ", ")))")
+            }
+            return
+        }
+        guard columns.contains(where: { $0.name == options.keyField }) else {
+            throw SyncError.badInput("\(displayName): the table has no column \"\(options.keyField)\" for the key (columns: \(columns.map(\.name).joined(separator: ", "))); name the key with --key")
+        }
+        if forWriting {
+            let unique = try queue.read { db in try Self.isUnique(column: self.options.keyField, table: self.table, in: db) }
+            guard unique else {
+                throw SyncError.badInput("\(displayName): column \"\(options.keyField)\" is neither the primary key nor under a unique index, so records cannot be matched; add one (CREATE UNIQUE INDEX …)")
+            }
+        }
+    }
+
+    static func columns(of table: String, in db: Database) throws -> [(name: String, type: String)] {
+        try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(table)))").map { row in
+            (row["name"] as String, (row["type"] as String?)?.uppercased() ?? "")
+        }
+    }
+
+    static func isUnique(column: String, table: String, in db: Database) throws -> Bool {
+        let primary = try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(table)))").filter { ($0["pk"] as Int) > 0 }
+        if primary.count == 1, primary[0]["name"] as String == column { return true }
+        for index in try Row.fetchAll(db, sql: "PRAGMA index_list(\(quote(table)))") where (index["unique"] as Int) == 1 {
+            let names = try String.fetchAll(db, sql: "SELECT name FROM pragma_index_info(?)", arguments: [index["name"] as String])
+            if names == [column] { return true }
+        }
+        return false
+    }
+
+    public func estimatedCount() async throws -> Int? {
+        try countNow()
+    }
+
+    private func countNow() throws -> Int? {
+        guard let queue, !columns.isEmpty else { return 0 }
+        return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(self.quotedTable)") }
+    }
+
+    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
+        guard let queue, !columns.isEmpty else { return nil }
+        let key = Self.quote(options.keyField)
+        var last: DatabaseValue? = nil
+        while true {
+            let rows = if let last {
+                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(key) > ? ORDER BY \(key) LIMIT \(batchSize)", [last])
+            } else {
+                try fetch(queue, "SELECT * FROM \(quotedTable) ORDER BY \(key) LIMIT \(batchSize)", [])
+            }
+            guard !rows.isEmpty else { return nil }
+            last = rows.last!.key
+            try await body(rows.map { .record($0.fields) })
+            if rows.count < batchSize { return nil }
+        }
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+        guard let cursorField = options.cursorField else {
+            throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like column); or use --mode diff, which needs none")
+        }
+        guard let queue, !columns.isEmpty else { return }
+        guard columns.contains(where: { $0.name == cursorField }) else {
+            throw SyncError.badInput("\(displayName): no column \"\(cursorField)\" for --cursor-field (columns: \(columns.map(\.name).joined(separator: ", ")))")
+        }
+        let key = Self.quote(options.keyField)
+        let field = Self.quote(cursorField)
+        var position: (DatabaseValue, DatabaseValue)? = nil
+        if case .compound(let value, let k)? = cursor {
+            position = (Self.databaseValue(value, type: ""), Self.databaseValue(k, type: ""))
+        }
+        while true {
+            let rows = if let (value, k) = position {
+                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(field) > ? OR (\(field) = ? AND \(key) > ?) ORDER BY \(field), \(key) LIMIT \(batchSize)", [value, value, k], cursorField: cursorField)
+            } else {
+                try fetch(queue, "SELECT * FROM \(quotedTable) ORDER BY \(field), \(key) LIMIT \(batchSize)", [], cursorField: cursorField)
+            }
+            guard let lastRow = rows.last else { return }
+            position = (lastRow.cursorValue, lastRow.key)
+            let next = Cursor.compound(value: Self.json(lastRow.cursorValue, type: ""), key: Self.json(lastRow.key, type: ""))
+            try await body(rows.map { .record($0.fields) }, next)
+            if rows.count < batchSize { return }
+        }
+    }
+
+    struct FetchedRow {
+        var fields: [String: JSON]
+        var key: DatabaseValue
+        var cursorValue: DatabaseValue
+    }
+
+    func fetch(_ queue: DatabaseQueue, _ sql: String, _ arguments: [DatabaseValue], cursorField: String? = nil) throws -> [FetchedRow] {
+        try queue.read { db in try fetch(db, sql, arguments, cursorField: cursorField) }
+    }
+
+    func fetch(_ db: Database, _ sql: String, _ arguments: [DatabaseValue], cursorField: String? = nil) throws -> [FetchedRow] {
+        let types = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { a, _ in a })
+        let keyField = options.keyField
+        var result: [FetchedRow] = []
+        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(arguments))
+        while let row = try cursor.next() {
+            var fields: [String: JSON] = [:]
+            var key = DatabaseValue.null
+            var cursorValue = DatabaseValue.null
+            for (name, value) in row {
+                if name == keyField { key = value }
+                if name == cursorField { cursorValue = value }
+                let json = Self.json(value, type: types[name] ?? "")
+                if json != .null { fields[name] = json }
+            }
+            result.append(FetchedRow(fields: fields, key: key, cursorValue: cursorValue))
+        }
+        return result
+    }
+
+    /// A stored value as JSON, by the column's declared type where storage alone cannot tell.
+    static func json(_ value: DatabaseValue, type: String) -> JSON {
+        switch value.storage {
+        case .null: return .null
+        case .int64(let i): return type.contains("BOOL") ? .bool(i != 0) : .int(i)
+        case .double(let d): return .double(d)
+        case .string(let s):
+            if type == "JSON", let parsed = try? JSON.parse(s) { return parsed }
+            return .string(s)
+        case .blob(let data): return .string(data.base64EncodedString())
+        }
+    }
+
+    /// A JSON value to store: nested values as canonical JSON text, booleans as 0/1.
+    static func databaseValue(_ value: JSON, type: String) -> DatabaseValue {
+        switch value {
+        case .null: return .null
+        case .bool(let b): return (b ? 1 : 0).databaseValue
+        case .int(let i): return i.databaseValue
+        case .double(let d): return d.databaseValue
+        case .string(let s): return s.databaseValue
+        case .array, .object: return value.serialized().databaseValue
+        }
+    }
+
+    static func declaredType(for value: JSON) -> String {
+        switch value {
+        case .null, .string: "TEXT"
+        case .bool: "BOOLEAN"
+        case .int: "INTEGER"
+        case .double: "REAL"
+        case .array, .object: "JSON"
+        }
+    }
+
+    public func makeWriter(job: String) async throws -> any TargetWriter {
+        guard let queue else { throw SyncError(.io, "\(displayName) is not open") }
+        return SQLiteWriter(endpoint: self, queue: queue, job: job)
+    }
+
+    public func close() async {
+        try? queue?.close()
+        queue = nil
+    }
+}

@@ -1,0 +1,183 @@
+import FerryCore
+import GRDB
+
+/// Applies batches to a SQLite table, one transaction per batch with the job's checkpoint.
+final class SQLiteWriter: TargetWriter {
+    let endpoint: SQLiteEndpoint
+    let queue: DatabaseQueue
+    let job: String
+    /// Whether Ferry created the table (and may add columns to it).
+    private var ownsTable = false
+
+    init(endpoint: SQLiteEndpoint, queue: DatabaseQueue, job: String) {
+        self.endpoint = endpoint
+        self.queue = queue
+        self.job = job
+    }
+
+    var commitsEachBatch: Bool { true }
+    var keepsCheckpoint: Bool { true }
+
+    private static let setup = """
+        CREATE TABLE IF NOT EXISTS _ferry_checkpoints (job TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS _ferry_tables (name TEXT PRIMARY KEY);
+        """
+
+    func storedCursor() async throws -> Cursor? { try storedCursorNow() }
+
+    private func storedCursorNow() throws -> Cursor? {
+        let text = try queue.read { db -> String? in
+            guard try db.tableExists("_ferry_checkpoints") else { return nil }
+            return try String.fetchOne(db, sql: "SELECT cursor FROM _ferry_checkpoints WHERE job = ?", arguments: [self.job])
+        }
+        guard let text else { return nil }
+        guard let json = try? JSON.parse(text), let cursor = Cursor(json: json) else {
+            throw SyncError(.badInput, "\(endpoint.displayName): the checkpoint of job \(job) is unreadable (\(text)); rerun with --mode full or --reset")
+        }
+        return cursor
+    }
+
+    /// Forgets the job's checkpoint (`--reset`).
+    func reset() throws {
+        try queue.write { db in
+            if try db.tableExists("_ferry_checkpoints") {
+                try db.execute(sql: "DELETE FROM _ferry_checkpoints WHERE job = ?", arguments: [self.job])
+            }
+        }
+    }
+
+    func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
+        try applyNow(changes, cursor: cursor)
+    }
+
+    private func applyNow(_ changes: [Change], cursor: Cursor?) throws -> ApplyOutcome {
+        do {
+            return try queue.write { db in
+                try db.execute(sql: Self.setup)
+                var outcome = ApplyOutcome()
+                try self.prepareColumns(for: changes, in: db)
+                for change in changes {
+                    do {
+                        switch change {
+                        case .upsert(let record):
+                            try self.upsert(record, in: db, outcome: &outcome)
+                        case .delete(let key):
+                            let statement = try db.cachedStatement(sql: "DELETE FROM \(self.endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(self.endpoint.options.keyField)) = ?")
+                            try statement.execute(arguments: [SQLiteEndpoint.databaseValue(key.value, type: "")])
+                            if db.changesCount > 0 { outcome.deleted += 1 } else { outcome.alreadyGone += 1 }
+                        }
+                    } catch let error as RecordRejection {
+                        outcome.rejected.append((change, error.reason))
+                    } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT || error.resultCode == .SQLITE_MISMATCH {
+                        // The statement alone is rolled back; the batch goes on.
+                        outcome.rejected.append((change, "\(self.endpoint.displayName) refused it: \(error.message ?? "\(error)")"))
+                    }
+                }
+                if let cursor {
+                    try db.execute(
+                        sql: "INSERT INTO _ferry_checkpoints (job, cursor, updated_at) VALUES (?, ?, datetime('now')) ON CONFLICT(job) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        arguments: [self.job, cursor.json.serialized()])
+                }
+                return outcome
+            }
+        } catch let error as DatabaseError {
+            throw SyncError(.target, "\(endpoint.displayName): the batch failed and was rolled back: \(error.message ?? "\(error)")")
+        }
+    }
+
+    func finish(cursor: Cursor?) async throws -> ApplyOutcome {
+        // Everything is committed batch by batch; a run with nothing to apply still records where it got to.
+        if let cursor { return try applyNow([], cursor: cursor) }
+        return ApplyOutcome()
+    }
+
+    struct RecordRejection: Error { let reason: String }
+
+    /// Creates the table on the first batch, and adds columns for new fields to a table Ferry made.
+    private func prepareColumns(for changes: [Change], in db: Database) throws {
+        var types: [String: String] = [:]
+        var order: [String] = []
+        for case .upsert(let record) in changes {
+            for (name, value) in record.fields where value != .null {
+                if types[name] == nil { order.append(name) }
+                if types[name] == nil || types[name] == "TEXT" && !(value.stringValue != nil) {
+                    types[name] = SQLiteEndpoint.declaredType(for: value)
+                }
+            }
+        }
+        let keyField = endpoint.options.keyField
+        if endpoint.columns.isEmpty {
+            guard case .upsert(let first)? = changes.first(where: { if case .upsert = $0 { true } else { false } }) else { return }
+            let keyType = first.key.value.intValue != nil && first.key.value.stringValue == nil ? "INTEGER" : "TEXT"
+            var definitions = ["\(SQLiteEndpoint.quote(keyField)) \(keyType) PRIMARY KEY NOT NULL"]
+            for name in order.sorted() where name != keyField {
+                definitions.append("\(SQLiteEndpoint.quote(name)) \(types[name]!)")
+            }
+            try db.execute(sql: "CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", ")))")
+            try db.execute(sql: "INSERT OR IGNORE INTO _ferry_tables (name) VALUES (?)", arguments: [endpoint.table])
+            endpoint.columns = try SQLiteEndpoint.columns(of: endpoint.table, in: db)
+            ownsTable = true
+            return
+        }
+        let known = Set(endpoint.columns.map(\.name))
+        let missing = order.filter { !known.contains($0) }
+        guard !missing.isEmpty else { return }
+        if !ownsTable {
+            ownsTable = try String.fetchOne(db, sql: "SELECT name FROM _ferry_tables WHERE name = ?", arguments: [endpoint.table]) != nil
+        }
+        guard ownsTable else { return }  // records with those fields are rejected one by one
+        for name in missing.sorted() {
+            try db.execute(sql: "ALTER TABLE \(endpoint.quotedTable) ADD COLUMN \(SQLiteEndpoint.quote(name)) \(types[name]!)")
+        }
+        endpoint.columns = try SQLiteEndpoint.columns(of: endpoint.table, in: db)
+    }
+
+    /// Inserts, or replaces every column of the existing row (a field the record lacks becomes NULL).
+    private func upsert(_ record: Record, in db: Database, outcome: inout ApplyOutcome) throws {
+        let columns = endpoint.columns
+        let keyField = endpoint.options.keyField
+        let known = Set(columns.map(\.name))
+        for (name, value) in record.fields where value != .null && !known.contains(name) {
+            throw RecordRejection(reason: "\(endpoint.displayName) has no column \"\(name)\" (drop the field with --drop \(name), or add the column)")
+        }
+        var values: [DatabaseValue] = []
+        values.reserveCapacity(columns.count)
+        for column in columns {
+            if column.name == keyField {
+                values.append(SQLiteEndpoint.databaseValue(record.key.value, type: column.type))
+            } else {
+                values.append(SQLiteEndpoint.databaseValue(record.fields[column.name] ?? .null, type: column.type))
+            }
+        }
+        let names = columns.map { SQLiteEndpoint.quote($0.name) }
+        let table = endpoint.quotedTable
+        let insert = try db.cachedStatement(
+            sql: "INSERT INTO \(table) (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", "))) ON CONFLICT DO NOTHING")
+        try insert.execute(arguments: StatementArguments(values))
+        if db.changesCount > 0 {
+            outcome.created += 1
+            return
+        }
+        let keyIndex = columns.firstIndex { $0.name == keyField }!
+        var assignments: [String] = []
+        var updateValues: [DatabaseValue] = []
+        for (i, column) in columns.enumerated() where i != keyIndex {
+            assignments.append("\(SQLiteEndpoint.quote(column.name)) = ?")
+            updateValues.append(values[i])
+        }
+        updateValues.append(values[keyIndex])
+        guard !assignments.isEmpty else {
+            outcome.updated += 1
+            return
+        }
+        let update = try db.cachedStatement(
+            sql: "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(SQLiteEndpoint.quote(keyField)) = ?")
+        try update.execute(arguments: StatementArguments(updateValues))
+        if db.changesCount > 0 {
+            outcome.updated += 1
+        } else {
+            // Another unique constraint made the insert do nothing, and no row has this key.
+            throw RecordRejection(reason: "\(endpoint.displayName) refused it: a unique constraint other than the key conflicts")
+        }
+    }
+}

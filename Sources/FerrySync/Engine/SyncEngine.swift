@@ -1,0 +1,383 @@
+public import AsyncHTTPClient
+public import FerryCore
+public import Foundation
+
+/// Runs sync jobs: connect → detect → transform → apply → checkpoint → verify.
+///
+/// The cursor advances only after the target committed the changes before it: in the
+/// same transaction on a SQLite target, right after the commit elsewhere. A crash at any
+/// point leaves a cursor at or before what the target holds, and every change is an
+/// idempotent upsert or delete, so a rerun converges without duplicates.
+public final class SyncEngine {
+    /// Called as records are read: (records done, total when known).
+    public var onProgress: ((Int, Int?) -> Void)? = nil
+    /// Called with warnings a person should see (a reset checkpoint, …).
+    public var onNotice: ((String) -> Void)? = nil
+    let client: HTTPClient
+
+    public init(client: HTTPClient = .shared) {
+        self.client = client
+    }
+
+    func options(_ job: SyncJob, auth: String?) -> EndpointOptions {
+        var options = EndpointOptions()
+        options.keyField = job.keyField
+        options.cursorField = job.cursorField
+        options.auth = auth
+        options.retry = job.retry
+        return options
+    }
+
+    /// Runs one job once.
+    public func run(_ job: SyncJob) async throws -> SyncReport {
+        let started = Date()
+        let jobID = job.id
+        var report = SyncReport()
+        report.job = jobID
+        report.mode = job.mode
+        report.source = EndpointURL.redacted(job.source)
+        report.target = EndpointURL.redacted(job.target)
+        report.dryRun = job.dryRun
+        guard job.batchSize > 0 else { throw SyncError.badInput("--batch-size must be at least 1") }
+        if job.mode != .full && job.deleteMissing {
+            throw SyncError.badInput("--delete goes with --mode full (incremental runs apply the source's deletes; diff always does)")
+        }
+
+        let source = try EndpointURL.make(job.source, options: options(job, auth: job.sourceAuth), client: client)
+        let target = try EndpointURL.make(job.target, options: options(job, auth: job.targetAuth), client: client)
+        if source.displayName == target.displayName {
+            throw SyncError.badInput("the source and the target are the same: \(source.displayName)")
+        }
+        let state = try StateStore(path: job.statePath)
+        let deadLetterPath = job.deadLetterPath ?? ((job.statePath as NSString).deletingLastPathComponent + "/dead-letter/\(jobID).jsonl")
+        report.deadLetterPath = deadLetterPath
+        let deadLetter = DeadLetterFile(path: deadLetterPath)
+        defer { deadLetter.close() }
+
+        // connect: both sides, before anything is written.
+        try await source.open(forWriting: false)
+        try await target.open(forWriting: !job.dryRun)
+        if !job.dryRun, let file = source as? FileEndpoint { try await file.validate() }
+
+        var run = Run(job: job, jobID: jobID, report: report, deadLetter: deadLetter, state: state,
+                      sourceName: source.displayName, targetName: target.displayName)
+        let writer: (any TargetWriter)? = job.dryRun ? nil : try await target.makeWriter(job: jobID)
+        run.writer = writer
+        run.seen = job.mode == .full && job.deleteMissing ? [] : nil
+        let total = try? await source.estimatedCount()
+        onProgress?(0, total)
+        let progress = onProgress
+
+        do {
+            switch job.mode {
+            case .full:
+                let resume = try await source.readAll(batchSize: job.batchSize) { items in
+                    let changes = try run.prepare(items, incremental: false)
+                    try await run.commit(changes, cursor: nil)
+                    progress?(run.report.read, total)
+                }
+                if job.deleteMissing {
+                    try await run.deleteMissing(from: target)
+                }
+                try await run.finish(cursor: resume)
+            case .incremental:
+                if job.reset {
+                    try state.reset(job: jobID)
+                    if let sqlite = writer as? SQLiteWriter { try sqlite.reset() }
+                }
+                var cursor: Cursor?
+                if let writer, writer.keepsCheckpoint {
+                    cursor = try await writer.storedCursor()
+                } else {
+                    cursor = try state.cursor(job: jobID)
+                    if cursor != nil, (try? await target.estimatedCount()) == 0 {
+                        onNotice?("the target \(target.displayName) is empty: ignoring the saved checkpoint and reading from the start")
+                        cursor = nil
+                    }
+                }
+                run.report.cursorBefore = cursor
+                run.lastCursor = cursor
+                try await source.readChanges(after: cursor, batchSize: job.batchSize) { items, next in
+                    let changes = try run.prepare(items, incremental: true)
+                    try await run.commit(changes, cursor: next)
+                    progress?(run.report.read, total)
+                }
+                try await run.finish(cursor: run.lastCursor)
+            case .diff:
+                try await run.diff(source: source, target: target, progress: progress, total: total)
+            }
+        } catch {
+            await source.close()
+            await target.close()
+            run.report.durationSeconds = Date().timeIntervalSince(started)
+            try? state.recordRun(job: jobID, mode: job.mode.rawValue, startedAt: started,
+                                 outcome: "error: \(error)", report: run.report.json)
+            throw error
+        }
+
+        if job.verify {
+            run.report.verification = try await verify(source: source, target: target, job: job)
+        }
+        await source.close()
+        await target.close()
+        run.report.retries = ((source as? KintoEndpoint)?.retries ?? 0) + ((target as? KintoEndpoint)?.retries ?? 0)
+        run.report.bytesRead = (source as? FileEndpoint)?.bytesRead
+        run.report.durationSeconds = Date().timeIntervalSince(started)
+        let outcome = run.report.succeeded ? "ok" : (run.report.failed > 0 ? "failed: \(run.report.failed) rejected" : "verify: differences")
+        try? state.recordRun(job: jobID, mode: job.mode.rawValue, startedAt: started, outcome: outcome, report: run.report.json)
+        return run.report
+    }
+
+    /// Compares both sides without changing either (`ferry verify`, `--verify`).
+    public func verify(_ job: SyncJob) async throws -> Verification {
+        let source = try EndpointURL.make(job.source, options: options(job, auth: job.sourceAuth), client: client)
+        let target = try EndpointURL.make(job.target, options: options(job, auth: job.targetAuth), client: client)
+        try await source.open(forWriting: false)
+        try await target.open(forWriting: false)
+        let result = try await verify(source: source, target: target, job: job)
+        await source.close()
+        await target.close()
+        return result
+    }
+
+    func verify(source: any Endpoint, target: any Endpoint, job: SyncJob) async throws -> Verification {
+        let keyField = job.keyField
+        var result = Verification()
+        var targetHashes: [RecordKey: RecordHash] = [:]
+        var targetDigest = CollectionDigest()
+        _ = try await target.readAll(batchSize: job.batchSize) { items in
+            for case .record(let fields) in items {
+                guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
+                let hash = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
+                targetHashes[key] = hash
+                targetDigest.add(hash)
+            }
+        }
+        var sourceDigest = CollectionDigest()
+        var differing = 0
+        let limit = job.verifyLimit
+        _ = try await source.readAll(batchSize: job.batchSize) { items in
+            for case .record(let raw) in items {
+                guard case .keep(let fields) = job.transform.apply(raw),
+                      let key = fields[keyField].flatMap(RecordKey.init) else { continue }
+                let hash = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
+                sourceDigest.add(hash)
+                switch targetHashes.removeValue(forKey: key) {
+                case nil:
+                    differing += 1
+                    if result.missingInTarget.count < limit { result.missingInTarget.append(key.text) }
+                case let other? where other != hash:
+                    differing += 1
+                    if result.different.count < limit { result.different.append(key.text) }
+                default:
+                    break
+                }
+            }
+        }
+        for key in targetHashes.keys.sorted() {
+            differing += 1
+            if result.extraInTarget.count < limit { result.extraInTarget.append(key.text) }
+        }
+        result.sourceCount = sourceDigest.count
+        result.targetCount = targetDigest.count
+        result.sourceDigest = sourceDigest.description
+        result.targetDigest = targetDigest.description
+        result.differingCount = differing
+        return result
+    }
+}
+
+/// The state of one run: counts, the writer, the dead-letter file and the cursor.
+struct Run {
+    let job: SyncJob
+    let jobID: String
+    var report: SyncReport
+    let deadLetter: DeadLetterFile
+    let state: StateStore
+    let sourceName: String
+    let targetName: String
+    var writer: (any TargetWriter)? = nil
+    var lastCursor: Cursor? = nil
+    /// Keys seen in a full run with `--delete`.
+    var seen: Set<RecordKey>? = nil
+
+    /// transform: source items become changes; what cannot become one is dead-lettered.
+    mutating func prepare(_ items: [SourceItem], incremental: Bool) throws -> [Change] {
+        var changes: [Change] = []
+        changes.reserveCapacity(items.count)
+        let keyField = job.keyField
+        for item in items {
+            report.read += 1
+            switch item {
+            case .deleted(let keyValue):
+                guard let key = RecordKey(keyValue) else { continue }
+                changes.append(.delete(key))
+            case .record(let raw):
+                switch job.transform.apply(raw) {
+                case .keep(let fields):
+                    guard let key = fields[keyField].flatMap(RecordKey.init) else {
+                        try reject(key: nil, record: .object(raw), reason: "no usable key: field \"\(keyField)\" is missing, empty, or not a string or integer")
+                        continue
+                    }
+                    changes.append(.upsert(Record(key: key, fields: fields)))
+                case .filteredOut:
+                    report.filtered += 1
+                    // In an incremental run a record that stops matching leaves the target.
+                    if incremental, case .keep(let fields) = Transform(unfiltered: job.transform).apply(raw),
+                       let key = fields[keyField].flatMap(RecordKey.init) {
+                        changes.append(.delete(key))
+                    }
+                case .failed(let reason):
+                    let key = raw[keyField].flatMap(RecordKey.init)?.text
+                    try reject(key: key, record: .object(raw), reason: reason)
+                }
+            }
+        }
+        if seen != nil {
+            for case .upsert(let record) in changes { seen!.insert(record.key) }
+        }
+        return changes
+    }
+
+    mutating func reject(key: String?, record: JSON?, reason: String) throws {
+        report.failed += 1
+        try deadLetter.append(job: jobID, key: key, record: record, reason: reason)
+        if job.strict {
+            throw SyncError(.interrupted, "record \(key ?? "without key") was rejected: \(reason) (--strict stops here)")
+        }
+    }
+
+    /// apply + checkpoint.
+    mutating func commit(_ changes: [Change], cursor: Cursor?) async throws {
+        guard let writer else {
+            // dry run: count what would be done
+            for change in changes {
+                if case .upsert = change { report.written += 1 } else { report.deleted += 1 }
+            }
+            if let cursor { lastCursor = cursor }
+            return
+        }
+        if !changes.isEmpty || (cursor != nil && writer.keepsCheckpoint) {
+            let outcome = try await writer.apply(changes, cursor: writer.keepsCheckpoint ? cursor : nil)
+            try absorb(outcome)
+        }
+        if let cursor {
+            lastCursor = cursor
+            if writer.commitsEachBatch {
+                try state.save(job: jobID, source: sourceName, target: targetName, cursor: cursor)
+            }
+        }
+    }
+
+    mutating func absorb(_ outcome: ApplyOutcome) throws {
+        report.created += outcome.created
+        report.updated += outcome.updated
+        report.written += outcome.written
+        report.deleted += outcome.deleted
+        report.alreadyGone += outcome.alreadyGone
+        for (change, reason) in outcome.rejected {
+            var record: JSON? = nil
+            if case .upsert(let r) = change { record = .object(r.fields) }
+            try reject(key: change.key.text, record: record, reason: reason)
+        }
+    }
+
+    mutating func finish(cursor: Cursor?) async throws {
+        guard let writer else {
+            report.cursorAfter = cursor ?? report.cursorBefore
+            return
+        }
+        let outcome = try await writer.finish(cursor: cursor)
+        try absorb(outcome)
+        if let cursor {
+            try state.save(job: jobID, source: sourceName, target: targetName, cursor: cursor)
+        }
+        report.cursorAfter = cursor ?? report.cursorBefore
+    }
+
+    /// `full --delete`: remove target records the source did not have.
+    mutating func deleteMissing(from target: any Endpoint) async throws {
+        guard let seen else { return }
+        let keyField = job.keyField
+        var missing: [RecordKey] = []
+        _ = try await target.readAll(batchSize: job.batchSize) { items in
+            for case .record(let fields) in items {
+                if let key = fields[keyField].flatMap(RecordKey.init), !seen.contains(key) { missing.append(key) }
+            }
+        }
+        var index = 0
+        while index < missing.count {
+            let end = min(index + job.batchSize, missing.count)
+            try await commit(missing[index..<end].map { .delete($0) }, cursor: nil)
+            index = end
+        }
+    }
+
+    /// diff: hash both sides, apply only the differences.
+    mutating func diff(source: any Endpoint, target: any Endpoint, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
+        let keyField = job.keyField
+        var targetHashes: [RecordKey: RecordHash] = [:]
+        _ = try await target.readAll(batchSize: job.batchSize) { items in
+            for case .record(let fields) in items {
+                guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
+                targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
+            }
+        }
+        var plan = SyncReport.Plan()
+        let planLimit = 1000
+        var counts = (creates: 0, updates: 0, deletes: 0)
+        var pending: [Change] = []
+        var this = self
+        _ = try await source.readAll(batchSize: job.batchSize) { items in
+            for change in try this.prepare(items, incremental: false) {
+                guard case .upsert(let record) = change else { continue }
+                let hash = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)
+                switch targetHashes.removeValue(forKey: record.key) {
+                case let existing? where existing == hash:
+                    this.report.unchanged += 1
+                case .some:
+                    counts.updates += 1
+                    if plan.updates.count < planLimit { plan.updates.append(record.key.text) }
+                    pending.append(change)
+                case nil:
+                    counts.creates += 1
+                    if plan.creates.count < planLimit { plan.creates.append(record.key.text) }
+                    pending.append(change)
+                }
+            }
+            if pending.count >= this.job.batchSize {
+                try await this.commit(pending, cursor: nil)
+                pending.removeAll(keepingCapacity: true)
+            }
+            progress?(this.report.read, total)
+        }
+        for key in targetHashes.keys.sorted() {
+            counts.deletes += 1
+            if plan.deletes.count < planLimit { plan.deletes.append(key.text) }
+            pending.append(.delete(key))
+            if pending.count >= job.batchSize {
+                try await this.commit(pending, cursor: nil)
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        if !pending.isEmpty { try await this.commit(pending, cursor: nil) }
+        this.report.plan = plan
+        if this.writer == nil {
+            // A dry run: say what would be done.
+            this.report.created = counts.creates
+            this.report.updated = counts.updates
+            this.report.deleted = counts.deletes
+            this.report.written = 0
+        }
+        try await this.finish(cursor: nil)
+        self = this
+    }
+}
+
+extension Transform {
+    /// The same mapping without the filter.
+    init(unfiltered other: Transform) {
+        self = other
+        self.filter = []
+    }
+}

@@ -1,0 +1,129 @@
+public import FerryCore
+import Crypto
+
+/// What to detect.
+public enum SyncMode: String, Sendable, CaseIterable {
+    /// Copy every record (with ``SyncJob/deleteMissing``, also remove what the source lacks).
+    case full
+    /// Only what changed after the saved cursor.
+    case incremental
+    /// Compare both sides by record hashes and apply only the differences, deletes included.
+    case diff
+}
+
+/// One sync, fully described: endpoints, mode, transform and options.
+public struct SyncJob: Sendable {
+    /// A name for the checkpoint; derived from source, target and options when nil.
+    public var name: String? = nil
+    public var source: String
+    public var target: String
+    public var mode: SyncMode = .full
+    /// `full` only: delete target records the source does not have (mirror).
+    public var deleteMissing = false
+    public var keyField = "id"
+    public var cursorField: String? = nil
+    public var transform = Transform()
+    /// Records per batch (one target transaction or `/batch` group at a time).
+    public var batchSize = 1000
+    /// Read and plan, change nothing.
+    public var dryRun = false
+    /// Compare both sides after the run.
+    public var verify = false
+    /// Stop at the first rejected record instead of dead-lettering it.
+    public var strict = false
+    /// Where rejected records go; `.ferry/dead-letter/<job>.jsonl` next to the state database when nil.
+    public var deadLetterPath: String? = nil
+    public var sourceAuth: String? = nil
+    public var targetAuth: String? = nil
+    /// The engine's state database.
+    public var statePath = ".ferry/state.db"
+    /// Forget the saved checkpoint first.
+    public var reset = false
+    public var retry = RetryPolicy()
+    /// Most differing keys a verification lists.
+    public var verifyLimit = 20
+
+    public init(source: String, target: String) {
+        self.source = source
+        self.target = target
+    }
+
+    /// The checkpoint's name: ``name``, or a digest of what decides which records the target holds.
+    public var id: String {
+        if let name { return name }
+        var text = EndpointURL.redacted(source) + "\n" + EndpointURL.redacted(target) + "\nkey=" + keyField
+        text += "\ncursor=" + (cursorField ?? "")
+        text += "\nfilter=" + transform.filter.map(\.description).joined(separator: "&")
+        text += "\nrename=" + transform.rename.sorted { $0.key < $1.key }.map { "\($0.key)>\($0.value)" }.joined(separator: ",")
+        text += "\ndrop=" + transform.drop.sorted().joined(separator: ",")
+        text += "\nset=" + transform.set.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ",")
+        text += "\ncast=" + transform.cast.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.rawValue)" }.joined(separator: ",")
+        let digest = SHA256.hash(data: Array(text.utf8))
+        return "job-" + digest.prefix(6).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+}
+
+/// What a run did, for the summary table, `--json` and the run history.
+public struct SyncReport: Sendable, Equatable {
+    public var job = ""
+    public var mode = SyncMode.full
+    public var source = ""
+    public var target = ""
+    public var dryRun = false
+    /// Records and tombstones read from the source.
+    public var read = 0
+    public var created = 0
+    public var updated = 0
+    /// Upserts the target did not say were creates or updates.
+    public var written = 0
+    public var deleted = 0
+    /// Deletes of records the target did not have.
+    public var alreadyGone = 0
+    /// Records already equal on both sides (diff).
+    public var unchanged = 0
+    /// Records the filter left out.
+    public var filtered = 0
+    /// Records rejected (dead-lettered).
+    public var failed = 0
+    /// HTTP requests tried again.
+    public var retries = 0
+    /// Bytes read from the source, where known.
+    public var bytesRead: Int? = nil
+    public var durationSeconds = 0.0
+    public var cursorBefore: Cursor? = nil
+    public var cursorAfter: Cursor? = nil
+    public var deadLetterPath: String? = nil
+    /// `diff --dry-run`: the keys each change would touch (at most 1000 each).
+    public var plan: Plan? = nil
+    public var verification: Verification? = nil
+
+    public struct Plan: Sendable, Equatable {
+        public var creates: [String] = []
+        public var updates: [String] = []
+        public var deletes: [String] = []
+    }
+
+    public init() {}
+
+    /// True when nothing failed and any verification found both sides equal.
+    public var succeeded: Bool { failed == 0 && (verification?.equal ?? true) }
+
+    public var json: JSON {
+        var out: [String: JSON] = [
+            "job": .string(job), "mode": .string(mode.rawValue), "source": .string(source), "target": .string(target),
+            "dryRun": .bool(dryRun), "read": .int(Int64(read)), "created": .int(Int64(created)), "updated": .int(Int64(updated)),
+            "written": .int(Int64(written)), "deleted": .int(Int64(deleted)), "alreadyGone": .int(Int64(alreadyGone)),
+            "unchanged": .int(Int64(unchanged)), "filtered": .int(Int64(filtered)), "failed": .int(Int64(failed)),
+            "retries": .int(Int64(retries)), "durationSeconds": .double((durationSeconds * 1000).rounded() / 1000),
+            "cursor": cursorAfter?.json ?? .null, "cursorBefore": cursorBefore?.json ?? .null,
+            "succeeded": .bool(succeeded),
+        ]
+        out["bytesRead"] = bytesRead.map { .int(Int64($0)) } ?? .null
+        if let deadLetterPath, failed > 0 { out["deadLetter"] = .string(deadLetterPath) }
+        if let plan {
+            out["plan"] = ["creates": .array(plan.creates.map(JSON.string)), "updates": .array(plan.updates.map(JSON.string)), "deletes": .array(plan.deletes.map(JSON.string))]
+        }
+        if let verification { out["verify"] = verification.json }
+        return .object(out)
+    }
+}

@@ -1,0 +1,124 @@
+public import FerryCore
+public import Foundation
+import GRDB
+
+/// The engine's local state: each job's checkpoint and the history of its runs, in a SQLite
+/// file (`.ferry/state.db` by default).
+public final class StateStore {
+    let queue: DatabaseQueue
+    public let path: String
+
+    public init(path: String) throws(SyncError) {
+        self.path = path
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty && !FileSystem.exists(folder) { try FileSystem.createDirectory(folder) }
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            queue = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrate(queue)
+        } catch let error as DatabaseError {
+            throw SyncError(.io, "cannot open the state database \(path): \(error.message ?? "\(error)")")
+        } catch {
+            throw SyncError(.io, "cannot open the state database \(path): \(error)")
+        }
+    }
+
+    private static func migrate(_ queue: DatabaseQueue) throws {
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS checkpoints (
+                    job TEXT PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL,
+                    cursor TEXT NOT NULL, updated_at TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS runs (
+                    id INTEGER PRIMARY KEY, job TEXT NOT NULL, mode TEXT NOT NULL,
+                    started_at TEXT NOT NULL, ended_at TEXT NOT NULL, outcome TEXT NOT NULL, report TEXT NOT NULL);
+                CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
+                """)
+        }
+    }
+
+    public func cursor(job: String) throws -> Cursor? {
+        let text = try queue.read { db in
+            try String.fetchOne(db, sql: "SELECT cursor FROM checkpoints WHERE job = ?", arguments: [job])
+        }
+        guard let text else { return nil }
+        guard let json = try? JSON.parse(text), let cursor = Cursor(json: json) else {
+            throw SyncError(.badInput, "the checkpoint of job \(job) in \(path) is unreadable; rerun with --reset")
+        }
+        return cursor
+    }
+
+    public func save(job: String, source: String, target: String, cursor: Cursor) throws {
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO checkpoints (job, source, target, cursor, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(job) DO UPDATE SET source = excluded.source, target = excluded.target,
+                    cursor = excluded.cursor, updated_at = excluded.updated_at
+                """, arguments: [job, source, target, cursor.json.serialized(), Self.now()])
+        }
+    }
+
+    public func reset(job: String) throws {
+        try queue.write { db in try db.execute(sql: "DELETE FROM checkpoints WHERE job = ?", arguments: [job]) }
+    }
+
+    public func recordRun(job: String, mode: String, startedAt: Date, outcome: String, report: JSON) throws {
+        try queue.write { db in
+            try db.execute(
+                sql: "INSERT INTO runs (job, mode, started_at, ended_at, outcome, report) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [job, mode, Self.format(startedAt), Self.now(), outcome, report.serialized()])
+        }
+    }
+
+    /// The last `limit` runs, newest first: (job, mode, started, ended, outcome, report).
+    public func runs(limit: Int = 20) throws -> [(job: String, mode: String, startedAt: String, endedAt: String, outcome: String, report: String)] {
+        try queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT job, mode, started_at, ended_at, outcome, report FROM runs ORDER BY id DESC LIMIT ?", arguments: [limit])
+                .map { ($0[0], $0[1], $0[2], $0[3], $0[4], $0[5]) }
+        }
+    }
+
+    static func now() -> String { format(Date()) }
+    static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+}
+
+/// Records a target refused (or a transform could not handle), one JSON object per line.
+final class DeadLetterFile {
+    let path: String
+    private var handle: FileHandle?
+    private(set) var count = 0
+
+    init(path: String) { self.path = path }
+
+    func append(job: String, key: String?, record: JSON?, reason: String) throws {
+        if handle == nil {
+            let folder = (path as NSString).deletingLastPathComponent
+            if !folder.isEmpty && !FileSystem.exists(folder) { try FileSystem.createDirectory(folder) }
+            if !FileSystem.exists(path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            guard let h = FileHandle(forWritingAtPath: path) else {
+                throw SyncError(.io, "cannot write the dead-letter file \(path)")
+            }
+            h.seekToEndOfFile()
+            handle = h
+        }
+        var line: [String: JSON] = ["job": .string(job), "reason": .string(reason), "at": .string(StateStore.now())]
+        if let key { line["key"] = .string(key) }
+        if let record { line["record"] = record }
+        var bytes = JSON.object(line).serializedBytes()
+        bytes.append(UInt8(ascii: "\n"))
+        handle!.write(Data(bytes))
+        count += 1
+    }
+
+    func close() {
+        try? handle?.synchronize()
+        try? handle?.close()
+        handle = nil
+    }
+}

@@ -1,0 +1,129 @@
+import ArgumentParser
+import FerryCore
+import FerrySync
+import Foundation
+
+/// `ferry sync SOURCE TARGET`: make the target hold what the source holds.
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy records from a source to a target: full, incremental or diff.",
+        discussion: """
+            Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE,
+            http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server).
+
+            Modes: full copies everything (--delete also removes what the source lacks);
+            incremental reads what changed after the saved checkpoint (a server's _since
+            timestamp with deletes, or --cursor-field on a table or file); diff compares both
+            sides by record hashes and applies only the differences, deletes included.
+
+            Exit status: 0 when everything was applied (and verified), 1 when records were
+            rejected (see the dead-letter file) or verification found differences, 2 on an error.
+            """
+    )
+
+    @Argument(help: "Where records come from.") var source: String
+    @Argument(help: "Where records go.") var target: String
+    @Option(name: .long, help: "full, incremental or diff (default full).") var mode: String = "full"
+    @Flag(name: .long, help: "With --mode full: delete target records the source does not have.") var delete = false
+    @Option(name: .long, help: "The updated_at-like field for incremental runs from a table or file.") var cursorField: String?
+    @Option(name: .long, help: "Name of the job's checkpoint (default: derived from source, target and options).") var job: String?
+    @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
+    @Option(name: .long, help: "Where rejected records go (default .ferry/dead-letter/JOB.jsonl).") var deadLetter: String?
+    @Flag(name: .long, help: "Read and plan, change nothing; with diff, print the plan.") var dryRun = false
+    @Flag(name: .long, help: "Compare both sides after the run (count and digest).") var verify = false
+    @Flag(name: .long, help: "Stop at the first rejected record.") var strict = false
+    @Flag(name: .long, help: "Forget the job's checkpoint and start from the beginning.") var reset = false
+    @Flag(name: .long, help: "Print a JSON report on stdout.") var json = false
+    @OptionGroup var records: RecordOptions
+
+    func validate() throws {
+        guard SyncMode(rawValue: mode) != nil else { throw ValidationError("--mode must be full, incremental or diff, not \"\(mode)\"") }
+        if delete && mode != "full" { throw ValidationError("--delete goes with --mode full (incremental and diff runs already apply deletes)") }
+        if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
+        if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
+    }
+
+    func makeJob() throws -> SyncJob {
+        var job = SyncJob(source: source, target: target)
+        job.name = self.job
+        job.mode = SyncMode(rawValue: mode)!
+        job.deleteMissing = delete
+        job.cursorField = cursorField
+        job.statePath = state
+        job.deadLetterPath = deadLetter
+        job.dryRun = dryRun
+        job.verify = verify
+        job.strict = strict
+        job.reset = reset
+        try records.apply(to: &job, environment: ProcessInfo.processInfo.environment)
+        return job
+    }
+
+    func run() async throws {
+        let report: SyncReport
+        do {
+            report = try await Self.execute(try makeJob(), json: json)
+        } catch {
+            throw CommandLine.fail(error)
+        }
+        if !report.succeeded { throw ExitCode(1) }
+    }
+
+    /// Runs a job with progress on a terminal and the report on stdout.
+    static func execute(_ job: SyncJob, json: Bool) async throws -> SyncReport {
+        let engine = SyncEngine()
+        let progress = ProgressLine(label: job.name ?? EndpointURL.redacted(job.source))
+        if CommandLine.stderrIsTerminal {
+            engine.onProgress = { done, total in progress.update(done: done, total: total) }
+        }
+        engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
+        let report = try await engine.run(job)
+        progress.clear()
+        if json {
+            CommandLine.printJSON(report.json)
+        } else {
+            print(ReportTable.render(report))
+        }
+        if report.failed > 0 {
+            FileHandle.standardError.write(Data("ferry: \(report.failed) record\(report.failed == 1 ? " was" : "s were") rejected; see \(report.deadLetterPath ?? "the dead-letter file")\n".utf8))
+        }
+        if let verification = report.verification, !verification.equal {
+            FileHandle.standardError.write(Data("ferry: verify: source and target differ (\(verification.differingCount) records)\n".utf8))
+        }
+        return report
+    }
+}
+
+/// The human summary of a run.
+enum ReportTable {
+    static func render(_ report: SyncReport) -> String {
+        var rows: [(String, String)] = [
+            ("job", report.job), ("mode", report.mode.rawValue + (report.dryRun ? " (dry run: nothing changed)" : "")),
+            ("source", report.source), ("target", report.target), ("read", ProgressLine.grouped(report.read)),
+        ]
+        let counts: [(String, Int)] = [
+            ("created", report.created), ("updated", report.updated), ("written", report.written), ("deleted", report.deleted),
+            ("already gone", report.alreadyGone), ("unchanged", report.unchanged), ("filtered out", report.filtered),
+            ("rejected", report.failed), ("retries", report.retries),
+        ]
+        for (name, n) in counts where n > 0 || name == "rejected" { rows.append((name, ProgressLine.grouped(n))) }
+        let rate = report.durationSeconds > 0 ? Int(Double(report.read) / report.durationSeconds) : 0
+        rows.append(("duration", String(format: "%.2f s (%@ records/s)", report.durationSeconds, ProgressLine.grouped(rate))))
+        if let cursor = report.cursorAfter { rows.append(("cursor", cursor.description)) }
+        if report.failed > 0, let path = report.deadLetterPath { rows.append(("dead letters", path)) }
+        if let plan = report.plan, report.dryRun {
+            rows.append(("plan: create", Self.keys(plan.creates, report.created)))
+            rows.append(("plan: update", Self.keys(plan.updates, report.updated)))
+            rows.append(("plan: delete", Self.keys(plan.deletes, report.deleted)))
+        }
+        if let v = report.verification { rows.append(contentsOf: VerifyCommand.rows(v)) }
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    static func keys(_ keys: [String], _ total: Int) -> String {
+        guard total > 0 else { return "none" }
+        let shown = keys.prefix(20).joined(separator: ", ")
+        return "\(total): " + shown + (total > min(keys.count, 20) ? ", …" : "")
+    }
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import FerryCore
+import FerrySync
+import Foundation
+
+/// Options `ferry sync` and `ferry verify` share: what identifies records and how they are mapped.
+struct RecordOptions: ParsableArguments {
+    @Option(name: .long, help: "The field holding each record's key (default id).") var key: String = "id"
+    @Option(name: .customLong("rename"), help: ArgumentHelp("Rename a field: OLD=NEW (repeatable).", valueName: "OLD=NEW")) var renames: [String] = []
+    @Option(name: .customLong("drop"), help: ArgumentHelp("Drop a field (repeatable).", valueName: "FIELD")) var drops: [String] = []
+    @Option(name: .customLong("set"), help: ArgumentHelp("Set a field to a constant: FIELD=VALUE, VALUE as JSON or text (repeatable).", valueName: "FIELD=VALUE")) var sets: [String] = []
+    @Option(name: .customLong("cast"), help: ArgumentHelp("Convert a field: FIELD=int|double|string|bool|json (repeatable).", valueName: "FIELD=TYPE")) var casts: [String] = []
+    @Option(name: .customLong("where"), help: ArgumentHelp("Keep only records where FIELD OP VALUE, OP one of = != < <= > >= (repeatable; all must hold).", valueName: "CONDITION")) var conditions: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Credentials for a server source: USER:PASSWORD or 'Bearer TOKEN' (or FERRY_SOURCE_AUTH).", valueName: "AUTH")) var sourceAuth: String?
+    @Option(name: .long, help: ArgumentHelp("Credentials for a server target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
+    @Option(name: .long, help: "Records per batch (default 1000).") var batchSize: Int = 1000
+    @Option(name: .long, help: "Tries again after a connection error, 429 or 5xx, with backoff (default 5).") var retries: Int = 5
+
+    func validate() throws {
+        guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }
+        guard batchSize >= 1 && batchSize <= 100_000 else { throw ValidationError("--batch-size must be between 1 and 100000, not \(batchSize)") }
+        guard retries >= 0 && retries <= 100 else { throw ValidationError("--retries must be between 0 and 100, not \(retries)") }
+        _ = try transform()
+    }
+
+    static func pair(_ text: String, _ flag: String) throws -> (String, String) {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex, text.index(after: eq) != text.endIndex else {
+            throw ValidationError("\(flag) takes NAME=VALUE, not \"\(text)\"")
+        }
+        return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+    }
+
+    func transform() throws -> Transform {
+        var transform = Transform()
+        for text in renames {
+            let (old, new) = try Self.pair(text, "--rename")
+            transform.rename[old] = new
+        }
+        for name in drops {
+            guard !name.isEmpty else { throw ValidationError("--drop needs a field name") }
+            transform.drop.append(name)
+        }
+        for text in sets {
+            let (field, value) = try Self.pair(text, "--set")
+            transform.set[field] = (try? JSON.parse(value)) ?? .string(value)
+        }
+        for text in casts {
+            let (field, type) = try Self.pair(text, "--cast")
+            guard let cast = Transform.CastType(name: type) else {
+                throw ValidationError("--cast \(text): the type must be int, double, string, bool or json")
+            }
+            transform.cast[field] = cast
+        }
+        for text in conditions {
+            do {
+                transform.filter.append(try Transform.Condition(parsing: text))
+            } catch {
+                throw ValidationError("--where: \(error.message)")
+            }
+        }
+        return transform
+    }
+
+    func apply(to job: inout SyncJob, environment: [String: String]) throws {
+        job.keyField = key
+        job.transform = try transform()
+        job.sourceAuth = sourceAuth ?? environment["FERRY_SOURCE_AUTH"]
+        job.targetAuth = targetAuth ?? environment["FERRY_TARGET_AUTH"]
+        job.batchSize = batchSize
+        job.retry.maxAttempts = retries + 1
+    }
+}
+
+/// Prints errors as one line and picks the exit code: 2 for an error, 1 for a run that
+/// finished with rejected records or differences.
+enum CommandLine {
+    static func fail(_ error: any Error) -> ExitCode {
+        let message: String
+        if let error = error as? SyncError {
+            message = error.message
+        } else {
+            message = "\(error)"
+        }
+        FileHandle.standardError.write(Data("ferry: error: \(message)\n".utf8))
+        return ExitCode(2)
+    }
+
+    static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) != 0 }
+
+    static func printJSON(_ value: JSON) {
+        print(value.serialized())
+    }
+}
+
+/// A progress line on a terminal: records done, rate, and ETA when the total is known.
+final class ProgressLine {
+    private let started = Date()
+    private var lastDraw = Date.distantPast
+    private let label: String
+    private var drew = false
+
+    init(label: String) { self.label = label }
+
+    func update(done: Int, total: Int?) {
+        let now = Date()
+        guard now.timeIntervalSince(lastDraw) >= 0.2 else { return }
+        lastDraw = now
+        let elapsed = max(now.timeIntervalSince(started), 0.001)
+        let rate = Double(done) / elapsed
+        var line = "\(label): \(Self.grouped(done))"
+        if let total, total > 0 {
+            line += "/\(Self.grouped(total)) records"
+            if rate > 0, done < total {
+                let eta = Int(Double(total - done) / rate)
+                line += String(format: "  ETA %d:%02d", eta / 60, eta % 60)
+            }
+        } else {
+            line += " records"
+        }
+        line += "  \(Self.grouped(Int(rate))) rec/s"
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+        drew = true
+    }
+
+    func clear() {
+        if drew { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let text = String(n)
+        var out = ""
+        for (i, c) in text.reversed().enumerated() {
+            if i > 0 && i % 3 == 0 && c != "-" { out.append(",") }
+            out.append(c)
+        }
+        return String(out.reversed())
+    }
+}
