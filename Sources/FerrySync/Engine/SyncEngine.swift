@@ -55,9 +55,10 @@ public final class SyncEngine {
         defer { deadLetter.close() }
 
         // connect: both sides, before anything is written.
+        // A malformed source file stops the run before the target is touched (or created).
         try await source.open(forWriting: false)
-        try await target.open(forWriting: !job.dryRun)
         if !job.dryRun, let file = source as? FileEndpoint { try await file.validate() }
+        try await target.open(forWriting: !job.dryRun)
 
         var run = Run(job: job, jobID: jobID, report: report, deadLetter: deadLetter, state: state,
                       sourceName: source.displayName, targetName: target.displayName)

@@ -43,7 +43,7 @@ public enum JobsFile {
                 guard let entries = value.mapping else { throw .badInput("\(at): jobs must map job names to their settings") }
                 for (nameNode, body) in entries {
                     guard let name = nameNode.string, !name.isEmpty else { throw .badInput("\(file):\(line(nameNode)): a job name must be text") }
-                    jobs.append(try parseJob(name: name, node: body, file: file, environment: environment))
+                    jobs.append(try parseJob(name: name, line: line(nameNode), node: body, file: file, environment: environment))
                 }
             case "server":
                 continue
@@ -87,7 +87,7 @@ public enum JobsFile {
         }
     }
 
-    static func parseJob(name: String, node: Node, file: String, environment: [String: String]) throws(SyncError) -> (SyncJob, String) {
+    static func parseJob(name: String, line nameLine: Int, node: Node, file: String, environment: [String: String]) throws(SyncError) -> (SyncJob, String) {
         guard let settings = node.mapping else { throw .badInput("\(file):\(line(node)): job \(name) must be a mapping of settings") }
         var values: [String: Node] = [:]
         for (k, v) in settings {
@@ -97,7 +97,7 @@ public enum JobsFile {
             values[key] = v
         }
         guard let sourceNode = values["source"], let targetNode = values["target"] else {
-            throw .badInput("\(file):\(line(node)): job \(name) needs both source and target")
+            throw .badInput("\(file):\(nameLine): job \(name) needs both source and target")
         }
         var job = SyncJob(source: try scalar(sourceNode, "source", file: file, environment: environment),
                           target: try scalar(targetNode, "target", file: file, environment: environment))

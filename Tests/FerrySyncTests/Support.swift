@@ -1,0 +1,175 @@
+import AsyncHTTPClient
+import FerryCore
+import Foundation
+import GRDB
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// A temporary folder, removed when the test is done with it.
+final class TempDir {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "ferry-sync-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+/// The `ferry` binary built next to the test bundle (or FERRY_BIN).
+enum Ferry {
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["FERRY_BIN"] { return path }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("ferry").path
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `ferry ARGS` in `directory` and waits for it.
+    static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:]) throws -> Result {
+        let process = start(arguments, in: directory, environment: environment)
+        let out = process.standardOutput as! Pipe
+        let err = process.standardError as! Pipe
+        // Read both pipes while the process runs, so a chatty child never blocks on a full pipe.
+        let outData = LockedData()
+        let errData = LockedData()
+        let group = DispatchGroup()
+        for (pipe, sink) in [(out, outData), (err, errData)] {
+            group.enter()
+            DispatchQueue.global().async {
+                sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
+                group.leave()
+            }
+        }
+        process.waitUntilExit()
+        group.wait()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
+                      stderr: String(decoding: errData.get(), as: UTF8.self))
+    }
+
+    static func start(_ arguments: [String], in directory: String, environment: [String: String] = [:], quiet: Bool = false) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "FERRY_SOURCE_AUTH")
+        env.removeValue(forKey: "FERRY_TARGET_AUTH")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if quiet {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+        } else {
+            process.standardOutput = Pipe()
+            process.standardError = Pipe()
+        }
+        try! process.run()
+        return process
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+/// A `ferry serve` child process on a fresh data folder.
+final class Server {
+    let process = Process()
+    let output = Pipe()
+    let directory: TempDir
+    private(set) var port = 0
+
+    init(extra: [String] = []) throws {
+        directory = try TempDir()
+        process.executableURL = URL(fileURLWithPath: Ferry.binary)
+        process.arguments = ["serve", "--port", "0", "--data", directory.path, "--log-level", "notice"] + extra
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        var text = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { if !process.isRunning { break }; continue }
+            text += String(decoding: chunk, as: UTF8.self)
+            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":")[1].split(separator: "/")[0])!
+                // Nothing more is read from the pipe: keep the server quiet from here on.
+                return
+            }
+        }
+        process.terminate()
+        throw SyncTestError("ferry serve did not start: \(text)")
+    }
+
+    deinit {
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func collection(_ bucket: String = "main", _ collection: String = "users") -> String {
+        "http://127.0.0.1:\(port)/v1/buckets/\(bucket)/collections/\(collection)"
+    }
+
+    /// One request as `user` (password "pw"); returns status and parsed body.
+    func request(_ method: HTTPMethod, _ path: String, body: JSON? = nil, user: String? = "alice") async throws -> (Int, JSON?) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1" + path)
+        request.method = method
+        if let user { request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):pw".utf8).base64EncodedString()) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body.serializedBytes()))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), try? JSON.parse(bytes: Array(bytes.readableBytesView)))
+    }
+}
+
+struct SyncTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Writes `count` user records as JSON Lines: id u0000001…, username, age, address, updated_at
+/// (ten records share each updated_at, so cursors must handle ties).
+func writeUsers(_ path: String, count: Int, offset: Int = 0) throws {
+    var out = ""
+    out.reserveCapacity(count * 100)
+    for i in offset..<(offset + count) {
+        out += #"{"id":"u\#(String(format: "%07d", i))","username":"user\#(i)","age":\#(18 + i % 60),"address":"\#(i) Main Street","updated_at":\#(1_000_000 + i / 10)}"#
+        out += "\n"
+    }
+    try out.write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+/// Fills a SQLite table `users` like ``writeUsers(_:count:offset:)``.
+func writeUsersTable(_ path: String, count: Int) throws {
+    let queue = try DatabaseQueue(path: path)
+    try queue.write { db in
+        try db.execute(sql: "CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL, age INTEGER, address TEXT, updated_at INTEGER NOT NULL)")
+        let statement = try db.makeStatement(sql: "INSERT INTO users VALUES (?, ?, ?, ?, ?)")
+        for i in 0..<count {
+            try statement.execute(arguments: ["u" + String(format: "%07d", i), "user\(i)", 18 + i % 60, "\(i) Main Street", 1_000_000 + i / 10])
+        }
+    }
+    try queue.close()
+}
+
+func countRows(_ path: String, _ table: String = "users") throws -> Int {
+    let queue = try DatabaseQueue(path: path)
+    defer { try? queue.close() }
+    return try queue.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM \(table)")! }
+}
+
+func fileBytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
