@@ -79,6 +79,7 @@ final class LockedData: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()
     func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
     func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
 }
 
@@ -96,18 +97,27 @@ final class Server {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        var text = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { if !process.isRunning { break }; continue }
-            text += String(decoding: chunk, as: UTF8.self)
-            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
-                port = Int(text[range].split(separator: ":")[1].split(separator: "/")[0])!
-                // Nothing more is read from the pipe: keep the server quiet from here on.
-                return
+        // Drain the output on a thread of its own for the server's whole life (a full pipe
+        // would block it), and wait here, with a deadline, for the line naming the port.
+        let log = LockedData()
+        let handle = output.fileHandleForReading
+        Thread.detachNewThread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                log.append(chunk)
             }
         }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && process.isRunning {
+            let text = String(decoding: log.get(), as: UTF8.self)
+            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":")[1].split(separator: "/")[0])!
+                return
+            }
+            usleep(20_000)
+        }
+        let text = String(decoding: log.get(), as: UTF8.self)
         process.terminate()
         throw SyncTestError("ferry serve did not start: \(text)")
     }

@@ -10,7 +10,7 @@ public enum EndpointURL {
     static let schemes = "file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE or http(s)://HOST/v1/buckets/B/collections/C"
 
     /// - Parameter client: the HTTP client server connectors use.
-    public static func make(_ text: String, options: EndpointOptions, client: HTTPClient = .shared) throws(SyncError) -> any Endpoint {
+    public static func make(_ text: String, options: EndpointOptions, client: HTTPClient = .ferrySync) throws(SyncError) -> any Endpoint {
         var options = options
         if text.hasPrefix("file:") {
             var path = String(text.dropFirst(5))
@@ -61,8 +61,9 @@ public enum EndpointURL {
 
     /// The URL with any password replaced by `***`.
     public static func redacted(_ text: String) -> String {
-        guard text.hasPrefix("http"), let at = text.firstIndex(of: "@"),
-              let schemeEnd = text.range(of: "://"), schemeEnd.upperBound < at else { return text }
+        guard let schemeEnd = text.range(of: "://") else { return text }
+        let authorityEnd = text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
+        guard let at = text[schemeEnd.upperBound..<authorityEnd].lastIndex(of: "@") else { return text }
         let userinfo = text[schemeEnd.upperBound..<at]
         let user = userinfo.split(separator: ":", maxSplits: 1).first ?? ""
         return text[..<schemeEnd.upperBound] + user + ":***" + text[at...]

@@ -15,7 +15,7 @@ public final class SyncEngine {
     public var onNotice: ((String) -> Void)? = nil
     let client: HTTPClient
 
-    public init(client: HTTPClient = .shared) {
+    public init(client: HTTPClient = .ferrySync) {
         self.client = client
     }
 
@@ -65,7 +65,8 @@ public final class SyncEngine {
         let writer: (any TargetWriter)? = job.dryRun ? nil : try await target.makeWriter(job: jobID)
         run.writer = writer
         run.seen = job.mode == .full && job.deleteMissing ? [] : nil
-        let total = try? await source.estimatedCount()
+        // Counting costs a pass over a file: only when someone watches the progress.
+        let total = onProgress == nil ? nil : try? await source.estimatedCount()
         onProgress?(0, total)
         let progress = onProgress
 

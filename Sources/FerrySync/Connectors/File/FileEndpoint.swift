@@ -29,6 +29,7 @@ public final class FileEndpoint: Endpoint {
                 throw SyncError(.io, "cannot write \(displayName): folder \(directory) does not exist or is not writable")
             }
             if FileSystem.exists(path) { _ = try LineReader(path: path) }
+            FileSystem.removeStaleTemporaries(of: path)
         } else {
             _ = try LineReader(path: path)
         }

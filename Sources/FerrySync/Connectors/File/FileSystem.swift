@@ -25,4 +25,23 @@ enum FileSystem {
             }
         }
     }
+
+    /// Removes `PATH.ferry-PID.tmp` files a killed run left behind (see ``AtomicFileWriter``).
+    static func removeStaleTemporaries(of path: String) {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard let dir = opendir(folder.isEmpty ? "/" : folder) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard entryName.hasPrefix(name + ".ferry-"), entryName.hasSuffix(".tmp") else { continue }
+            let pidText = entryName.dropFirst(name.count + 7).dropLast(4)
+            // Only a file whose writer is gone.
+            if let pid = Int32(pidText), pid != getpid(), kill(pid, 0) == 0 { continue }
+            unlink((folder.isEmpty ? "" : folder) + "/" + entryName)
+        }
+    }
 }

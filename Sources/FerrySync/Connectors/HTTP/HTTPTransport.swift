@@ -1,4 +1,4 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import FerryCore
 import Foundation
 import NIOCore
@@ -93,4 +93,16 @@ final class HTTPTransport {
         if text.localizedCaseInsensitiveContains("resolve") || text.localizedCaseInsensitiveContains("lookup") { return "host name not found" }
         return text
     }
+}
+
+extension HTTPClient {
+    /// The engine's client: a failed connection fails the request at once (``RetryPolicy``
+    /// decides about trying again, and says so), connections time out after 10 s and
+    /// reads after 120 s. Lives as long as the process, like `HTTPClient.shared`.
+    public static let ferrySync: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 }

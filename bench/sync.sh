@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Whole-system sync benchmark: the same users loaded into SQLite by the sqlite3
+# shell (the ceiling), by dlt, and by Ferry (straight from the file, and through
+# a Ferry server, full then incremental).
+#
+# Usage:  bench/sync.sh                        # RECORDS=1000000 by default
+#         RECORDS=20000 bench/sync.sh
+#         FERRY_BIN=/path/to/ferry bench/sync.sh   # skip the release build
+#         SKIP_FERRY=1 bench/sync.sh           # only the sqlite3 and dlt lines
+#
+# What it does, one line after the other so they never compete for the 2 cores:
+#   1. builds Ferry in release mode (.build-release/) unless FERRY_BIN or
+#      SKIP_FERRY is set; installs sqlite3 and GNU time (apt) if missing, and
+#      dlt + SQLAlchemy (pip, pinned, into bench/.venv) unless installed;
+#   2. generates $RECORDS users as users.jsonl and users.csv (bench/gen_users.py,
+#      kept in bench/.work/sync/data-$RECORDS/ and reused by later runs);
+#   3. times each line with its peak RSS (/usr/bin/time %M, the largest process
+#      of the line), each bounded by `timeout`:
+#        sqlite3 .import of users.csv      (table created first with the same
+#                                           shape as Ferry's: id TEXT PRIMARY KEY)
+#        dlt: users.jsonl -> SQLite        (bench/dlt_load.py, sqlalchemy destination)
+#        ferry sync file:users.jsonl sqlite:…#users --mode full
+#        ferry sync file:users.jsonl http://…/collections/users --mode full   (seeds a Ferry server)
+#        ferry sync http://…/collections/users sqlite:…#users --mode incremental   (1st run: full read)
+#        bench/mutate_users.py changes 1 % on the server (0.8 % updates, 0.1 % creates,
+#        0.1 % deletes, through /v1/batch), then the same incremental run again;
+#   4. checks every output (row count of each SQLite table = RECORDS, record
+#      count on the server, Ferry's JSON report: nothing failed, and the second
+#      incremental run moved exactly the changed records), marks a line INVALID
+#      otherwise, and prints a Markdown table.
+# The Ferry server is stopped on exit. Exit status 2 when a line is INVALID.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."          # the repo root: every path below is relative to it
+RECORDS=${RECORDS:-1000000}
+SKIP_FERRY=${SKIP_FERRY:-0}
+WORK=bench/.work/sync             # git-ignored scratch
+DATA=$WORK/data-$RECORDS          # the generated files, kept between runs
+RUN=$WORK/run                     # this run's databases, outputs and logs
+VENV=bench/.venv                  # git-ignored venv (Kinto for run.sh, dlt here)
+USERPASS=bench:bench              # Ferry's server takes any user:password
+AUTH="Basic $(printf %s "$USERPASS" | base64)"
+# dlt and SQLAlchemy versions: both install on Python 3.11 and run offline;
+# setuptools<82 keeps Kinto (same venv, bench/run.sh) satisfied, as dlt
+# would otherwise pull a newer one.
+DLT_VERSION=1.31.0
+SQLALCHEMY_VERSION=2.1.9
+
+case $RECORDS in ''|*[!0-9]*) echo "RECORDS must be a whole number, not '$RECORDS'" >&2; exit 1 ;; esac
+[ "$RECORDS" -ge 1000 ] || { echo "RECORDS must be at least 1000 (the 1 % change needs 0.1 % >= 1)" >&2; exit 1; }
+# Upper bound of one timed line: 5 minutes plus 4 ms a record (1M: 73 min).
+LIMIT=$(( 300 + RECORDS / 250 ))
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ---- 1. tools -------------------------------------------------------------
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+APT_UPDATED=0
+apt_install() {  # $1 package
+  if [ "$APT_UPDATED" -eq 0 ]; then timeout 600 $SUDO apt-get update >&2; APT_UPDATED=1; fi
+  timeout 600 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" >&2
+}
+command -v sqlite3 >/dev/null 2>&1 || { log "installing sqlite3 (apt-get)"; apt_install sqlite3; }
+[ -x /usr/bin/time ] || { log "installing GNU time (apt-get)"; apt_install time; }
+
+FERRY=""
+if [ "$SKIP_FERRY" != 1 ]; then
+  if [ -n "${FERRY_BIN:-}" ]; then
+    FERRY=$FERRY_BIN
+  else
+    # A separate scratch path, so this never fights over .build/ with a debug
+    # build or `swift test` running in the same checkout.
+    log "building Ferry (release, .build-release/)"
+    timeout 3600 swift build -c release --scratch-path .build-release >&2
+    FERRY="$(swift build -c release --scratch-path .build-release --show-bin-path)/ferry"
+  fi
+  [ -x "$FERRY" ] || { echo "ferry binary not found: $FERRY" >&2; exit 1; }
+fi
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+installed_versions() {
+  "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("dlt"), m.version("sqlalchemy"))' 2>/dev/null || true
+}
+if [ "$(installed_versions)" != "$DLT_VERSION $SQLALCHEMY_VERSION" ]; then
+  log "installing dlt $DLT_VERSION and SQLAlchemy $SQLALCHEMY_VERSION into $VENV"
+  timeout 900 "$VENV/bin/pip" install -q "dlt[sqlalchemy]==$DLT_VERSION" "sqlalchemy==$SQLALCHEMY_VERSION" 'setuptools<82' >&2
+fi
+
+# ---- helpers --------------------------------------------------------------
+
+rm -rf "$RUN"
+mkdir -p "$RUN" "$DATA"
+SERVER_DATA=""
+SERVER_PID=""
+CHILD_PID=""     # the line being run (see bounded)
+
+stop_server() {
+  # Only the process this script started, by its pid.
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+stop_child() {
+  # The running line: `timeout` (or time(1) with `timeout` under it). timeout
+  # runs the command in a process group of its own, so a Ctrl-C does not reach
+  # it, and time(1) ignores SIGINT: stop it here, by its pid and its group.
+  [ -n "$CHILD_PID" ] || return 0
+  local t
+  t=$(pgrep -x -P "$CHILD_PID" timeout 2>/dev/null || true)
+  [ -n "$t" ] || t=$CHILD_PID
+  kill -TERM "$t" 2>/dev/null || true          # timeout passes it on to the command
+  for _ in $(seq 50); do kill -0 "$t" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$t" 2>/dev/null || true      # timeout's group: the command and its children
+  kill "$CHILD_PID" 2>/dev/null || true
+  wait "$CHILD_PID" 2>/dev/null || true
+  CHILD_PID=""
+}
+cleanup() { stop_child; stop_server; if [ -n "$SERVER_DATA" ]; then rm -rf "$SERVER_DATA"; fi; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_ready() {  # $1 port, $2 log file: wait (max 60 s) for the heartbeat
+  for _ in $(seq 600); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1/v1/__heartbeat__" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "server exited during start-up; log:" >&2; cat "$2" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  echo "server did not answer /v1/__heartbeat__ within 60 s; log:" >&2; cat "$2" >&2
+  return 1
+}
+
+# Per line (key): SECS seconds, RSS peak KB, RC exit status, MOVED records it
+# carried (for records/s), BAD why it is INVALID (empty: valid).
+declare -A SECS RSS RC MOVED BAD
+
+bounded() {  # $1 output file, $2.. command: run it under `timeout` within $LIMIT
+  # In the background and waited for, so an INT or TERM sent to this script
+  # runs its trap at once (cleanup then stops the line) instead of after it.
+  local out=$1; shift
+  local rc=0
+  "$@" < /dev/null > "$out" &
+  CHILD_PID=$!
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  return "$rc"
+}
+
+timed() {  # $1 key, $2.. command: stdout -> $RUN/$1.out, stderr -> $RUN/$1.err
+  local key=$1; shift
+  local t0 t1 rc=0
+  log "$key"
+  t0=$(date +%s.%N)
+  # time(1) reports the largest max RSS among the processes it waited for
+  # (timeout and the command): the command's, in practice.
+  bounded "$RUN/$key.out" /usr/bin/time -f '%M' -o "$RUN/$key.rss" \
+    timeout -k 10 "$LIMIT" "$@" 2> "$RUN/$key.err" || rc=$?
+  t1=$(date +%s.%N)
+  SECS[$key]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  RSS[$key]=$(tail -n 1 "$RUN/$key.rss" 2>/dev/null | tr -cd 0-9)
+  RC[$key]=$rc
+  MOVED[$key]=$RECORDS
+  BAD[$key]=""
+  if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -eq 124 ]; then bad "$key" "timed out after ${LIMIT} s"; else bad "$key" "exit status $rc"; fi
+    log "$key failed ($rc); last lines of $RUN/$key.err:"; tail -n 5 "$RUN/$key.err" >&2 || true
+  fi
+}
+
+bad() {  # $1 key, $2 reason: mark the line INVALID (reasons accumulate)
+  BAD[$1]="${BAD[$1]:+${BAD[$1]}; }$2"
+}
+
+rows() {  # $1 SQLite file: rows in its table users (empty when unreadable)
+  sqlite3 "$1" 'SELECT count(*) FROM users' 2>/dev/null || true
+}
+
+check_rows() {  # $1 key, $2 db, $3 expected rows
+  local n; n=$(rows "$2")
+  [ "$n" = "$3" ] || bad "$1" "${n:-no} rows in $(basename "$2"), expected $3"
+}
+
+field() {  # $1 file with Ferry's JSON report, $2 field: its value (empty if missing)
+  python3 -c 'import json, sys
+try:
+    v = json.loads(open(sys.argv[1]).read()).get(sys.argv[2])
+except Exception:
+    v = None
+print("" if v is None else v)' "$1" "$2"
+}
+
+check_report() {  # $1 key, then FIELD=VALUE pairs the JSON report must hold
+  local key=$1; shift
+  local pair got
+  for pair in "$@"; do
+    got=$(field "$RUN/$key.out" "${pair%%=*}")
+    [ "$got" = "${pair#*=}" ] || bad "$key" "report ${pair%%=*}=${got:-?}, expected ${pair#*=}"
+  done
+}
+
+# ---- 2. data --------------------------------------------------------------
+
+if [ ! -f "$DATA/users.jsonl" ] || [ ! -f "$DATA/users.csv" ]; then
+  log "generating $RECORDS users in $DATA"
+  bounded /dev/null timeout -k 10 "$LIMIT" python3 bench/gen_users.py "$RECORDS" "$DATA"
+fi
+JSONL=$DATA/users.jsonl
+CSV=$DATA/users.csv
+
+# ---- 3. sqlite3: the ceiling ---------------------------------------------
+
+# The same table shape Ferry creates (key column TEXT PRIMARY KEY NOT NULL,
+# typed columns), so the ceiling maintains the same key index.
+timed sqlite3 sqlite3 "$RUN/sqlite3.db" \
+  'CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, username TEXT, age INTEGER, address TEXT, updated_at INTEGER)' \
+  ".import --csv --skip 1 $CSV users"
+check_rows sqlite3 "$RUN/sqlite3.db" "$RECORDS"
+
+# ---- 4. dlt ---------------------------------------------------------------
+
+# Telemetry off, and every dlt file (config lookup, pipeline state, load
+# packages) under $RUN/dlt rather than ~/.dlt or ./.dlt.
+timed dlt env RUNTIME__DLTHUB_TELEMETRY=false DLT_DATA_DIR="$RUN/dlt" DLT_PROJECT_DIR="$RUN/dlt" \
+  "$VENV/bin/python" bench/dlt_load.py "$JSONL" "$RUN/dlt.db" "$RUN/dlt/pipelines"
+check_rows dlt "$RUN/dlt.db" "$RECORDS"
+
+# ---- 5. Ferry ---------------------------------------------------------------
+
+LINES=(sqlite3 dlt)
+CHANGES=""
+if [ -n "$FERRY" ]; then
+  LINES+=(ferry_file ferry_seed ferry_inc1 ferry_inc2)
+
+  timed ferry_file "$FERRY" sync "file:$JSONL" "sqlite:$RUN/ferry.db#users" \
+    --mode full --state "$RUN/state-file.db" --json
+  check_rows ferry_file "$RUN/ferry.db" "$RECORDS"
+  check_report ferry_file read="$RECORDS" failed=0
+
+  SERVER_DATA=$(mktemp -d "${TMPDIR:-/tmp}/ferry-sync-bench.XXXXXX")
+  PORT=$(free_port)
+  BASE="http://127.0.0.1:$PORT"
+  COLLECTION="$BASE/v1/buckets/bench/collections/users"
+  log "starting Ferry server on 127.0.0.1:$PORT ($FERRY)"
+  "$FERRY" serve --host 127.0.0.1 --port "$PORT" --data "$SERVER_DATA" --log-level warning \
+    --batch-max-requests 1000 > "$RUN/ferry-server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready "$PORT" "$RUN/ferry-server.log"
+
+  server_count() {  # records in the server's collection (Total-Records, sent on HEAD only)
+    curl -fsS -I -H "Authorization: $AUTH" "$COLLECTION/records" 2>/dev/null \
+      | tr -d '\r' | awk -F': *' 'tolower($1) == "total-records" { print $2 }' || true
+  }
+
+  timed ferry_seed "$FERRY" sync "file:$JSONL" "$COLLECTION" \
+    --mode full --target-auth "$USERPASS" --state "$RUN/state-seed.db" --json
+  check_report ferry_seed read="$RECORDS" failed=0
+  n=$(server_count)
+  [ "$n" = "$RECORDS" ] || bad ferry_seed "${n:-no} records on the server, expected $RECORDS"
+
+  timed ferry_inc1 "$FERRY" sync "$COLLECTION" "sqlite:$RUN/fromserver.db#users" \
+    --mode incremental --source-auth "$USERPASS" --state "$RUN/state-server.db" --json
+  check_rows ferry_inc1 "$RUN/fromserver.db" "$RECORDS"
+  check_report ferry_inc1 failed=0
+
+  log "changing 1 % of the records on the server (bench/mutate_users.py)"
+  if bounded "$RUN/mutate.out" timeout -k 10 "$LIMIT" \
+       python3 bench/mutate_users.py 127.0.0.1 "$PORT" "$USERPASS" "$RECORDS"; then
+    CHANGES=$(cat "$RUN/mutate.out")
+    UPDATED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["updated"])' "$CHANGES")
+    CREATED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["created"])' "$CHANGES")
+    DELETED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["deleted"])' "$CHANGES")
+  else
+    log "mutate_users.py failed"; CHANGES=""; UPDATED=0; CREATED=0; DELETED=0
+  fi
+
+  timed ferry_inc2 "$FERRY" sync "$COLLECTION" "sqlite:$RUN/fromserver.db#users" \
+    --mode incremental --source-auth "$USERPASS" --state "$RUN/state-server.db" --json
+  MOVED[ferry_inc2]=$(( UPDATED + CREATED + DELETED ))
+  if [ -z "$CHANGES" ]; then bad ferry_inc2 "the 1 % change on the server failed"; fi
+  check_report ferry_inc2 created="$CREATED" updated="$UPDATED" deleted="$DELETED" failed=0
+  check_rows ferry_inc2 "$RUN/fromserver.db" $(( RECORDS + CREATED - DELETED ))
+  n=$(sqlite3 "$RUN/fromserver.db" "SELECT count(*) FROM users WHERE address LIKE '% Changed Street,%'" 2>/dev/null || true)
+  [ "$n" = "$UPDATED" ] || bad ferry_inc2 "${n:-no} rows carry the update, expected $UPDATED"
+  stop_server
+fi
+
+# ---- 6. report ------------------------------------------------------------
+
+name() {
+  case $1 in
+    sqlite3)    echo "sqlite3 .import users.csv (ceiling)" ;;
+    dlt)        echo "dlt $DLT_VERSION: users.jsonl → SQLite" ;;
+    ferry_file) echo "Ferry: users.jsonl → SQLite (full)" ;;
+    ferry_seed) echo "Ferry: users.jsonl → Ferry server (full)" ;;
+    ferry_inc1) echo "Ferry: server → SQLite (incremental, 1st run = full read)" ;;
+    ferry_inc2) echo "Ferry: server → SQLite (incremental after 1 % changed)" ;;
+  esac
+}
+valid() { [ -z "${BAD[$1]}" ]; }
+ratio() {  # $1 numerator seconds, $2 denominator seconds
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'
+}
+
+echo
+echo "Sync benchmark — $RECORDS records, $(nproc) cores, sqlite3 $(sqlite3 --version | cut -d' ' -f1)," \
+     "dlt $DLT_VERSION + SQLAlchemy $SQLALCHEMY_VERSION${FERRY:+, Ferry $FERRY}"
+echo
+INVALID=0
+echo "| line | seconds | records/s | peak RSS MB | time vs sqlite3 |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for key in "${LINES[@]}"; do
+  secs=${SECS[$key]}
+  rate=$(awk -v n="${MOVED[$key]}" -v s="$secs" 'BEGIN { if (s > 0) print grouped(int(n / s)); else print "n/a" }
+    function grouped(x,  t) { t = ""; while (x >= 1000) { t = sprintf(",%03d", x % 1000) t; x = int(x / 1000) }; return x t }')
+  rss=$(awk -v k="${RSS[$key]:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+  case $key in
+    dlt|ferry_file|ferry_inc1)
+      if valid "$key" && valid sqlite3; then vs=$(ratio "$secs" "${SECS[sqlite3]}"); else vs="n/a"; fi ;;
+    *) vs="—" ;;
+  esac
+  cell=$secs
+  if ! valid "$key"; then cell="INVALID ($secs; ${BAD[$key]})"; INVALID=1; fi
+  echo "| $(name "$key") | $cell | $rate | $rss | $vs |"
+done
+echo
+if [ -n "$FERRY" ]; then echo "records/s of the last line: changed records (${CHANGES:-none}) per second."; fi
+if [ -n "$FERRY" ]; then
+  if valid dlt && valid ferry_file; then
+    echo "Ferry/dlt (users.jsonl → SQLite): dlt's time ÷ Ferry's = $(ratio "${SECS[dlt]}" "${SECS[ferry_file]}")" \
+         "(above 1×: Ferry is faster); Ferry's peak RSS ÷ dlt's = $(ratio "${RSS[ferry_file]:-0}" "${RSS[dlt]:-0}")."
+  else
+    echo "Ferry vs dlt: n/a (a line is INVALID)"
+  fi
+  if valid ferry_inc1 && valid ferry_inc2; then
+    pct=$(awk -v a="${SECS[ferry_inc2]}" -v b="${SECS[ferry_inc1]}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
+    echo "Incremental after a 1 % change: ${SECS[ferry_inc2]} s = $pct % of the full server → SQLite read (${SECS[ferry_inc1]} s)."
+  else
+    echo "Incremental vs full: n/a (a line is INVALID)"
+  fi
+fi
+echo
+echo "Outputs, reports and logs: $RUN/ (*.out, *.err, *.db); data: $DATA/"
+if [ "$INVALID" -ne 0 ]; then echo "some lines are INVALID: their numbers are not valid" >&2; exit 2; fi
