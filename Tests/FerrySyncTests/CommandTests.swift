@@ -1,6 +1,8 @@
+import AsyncHTTPClient
 import FerryCore
 import Foundation
 import GRDB
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -199,6 +201,75 @@ import Testing
         #expect(list?["data"]?.arrayValue?.count == 5)
     }
 
+    @Test func retriesThroughFailuresLoseAndDuplicateNothing() async throws {
+        let server = try Server()
+        let dir = try TempDir()
+        // A proxy answering 503 (Retry-After: 1), 429 (Retry-After: 0) or dropping the
+        // connection on 3 requests in 7, and `Backoff: 0` on the rest.
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/flaky_proxy.py").path
+        proxy.arguments = ["python3", script, String(server.port)]
+        let out = Pipe()
+        proxy.standardOutput = out
+        try proxy.run()
+        // SIGKILL: a child of a test thread may start with SIGTERM blocked.
+        defer { kill(proxy.processIdentifier, SIGKILL); proxy.waitUntilExit() }
+        var portLine = Data()
+        while !portLine.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            portLine.append(chunk)
+        }
+        let proxyPort = try #require(Int(String(decoding: portLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let viaProxy = "http://127.0.0.1:\(proxyPort)/v1/buckets/main/collections/users"
+
+        try writeUsers(dir.file("a.jsonl"), count: 1000)
+        let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
+        let load = try Ferry.run(["sync", "file:a.jsonl", viaProxy, "--batch-size", "50", "--json"], in: dir.path, environment: auth)
+        #expect(load.status == 0, "\(load.stderr)")
+        let loaded = try JSON.parse(load.stdout)
+        #expect(loaded["created"] == 1000 && loaded["failed"] == 0)
+        #expect((loaded["retries"]?.intValue ?? 0) > 0)
+
+        let copy = try Ferry.run(["sync", viaProxy, "sqlite:t.db#users", "--mode", "incremental", "--batch-size", "250", "--json"], in: dir.path, environment: auth)
+        #expect(copy.status == 0, "\(copy.stderr)")
+        #expect(try JSON.parse(copy.stdout)["created"] == 1000)
+        // Both sides checked directly, without the proxy.
+        try verifyEqual("file:a.jsonl", server.collection(), count: 1000, in: dir, environment: auth)
+        try verifyEqual("file:a.jsonl", "sqlite:t.db#users", count: 1000, in: dir)
+
+        let answer = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxyPort)/__faults__"), timeout: .seconds(10))
+        let counts = try JSON.parse(bytes: Array(try await answer.body.collect(upTo: 1 << 16).readableBytesView))
+        #expect((counts["503"]?.intValue ?? 0) > 0 && (counts["429"]?.intValue ?? 0) > 0 && (counts["dropped"]?.intValue ?? 0) > 0)
+    }
+
+    @Test func recordsTheServerRefusesAreDeadLetteredAndTheRestArrive() async throws {
+        let server = try Server()
+        let dir = try TempDir()
+        try #"""
+            {"id":"good1","age":1}
+            {"id":"bad id!","age":2}
+            {"id":"good2","age":3}
+
+            """#.write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
+        let result = try Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--json"], in: dir.path)
+        #expect(result.status == 1)
+        let report = try JSON.parse(result.stdout)
+        #expect(report["created"] == 2 && report["failed"] == 1)
+        let dead = try String(contentsOfFile: try #require(report["deadLetter"]?.stringValue).hasPrefix("/") ? report["deadLetter"]!.stringValue! : dir.file(report["deadLetter"]!.stringValue!), encoding: .utf8)
+        #expect(dead.contains(#""key":"bad id!""#) && dead.contains("answered 400"))
+        let strict = try Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--strict"], in: dir.path)
+        #expect(strict.status == 2 && strict.stderr.contains("--strict stops here"))
+    }
+
+    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, environment: [String: String] = [:]) throws {
+        let result = try Ferry.run(["verify", source, target, "--json"], in: dir.path, environment: environment)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        let report = try JSON.parse(result.stdout)
+        #expect(report["sourceCount"] == .int(Int64(count)) && report["targetCount"] == .int(Int64(count)))
+    }
+
     // MARK: kill -9 (invariant 1: nothing lost, nothing duplicated)
 
     static let killRecords = 200_000
@@ -222,10 +293,7 @@ import Testing
     }
 
     func verify(_ source: String, _ target: String, in dir: TempDir, environment: [String: String] = [:]) throws {
-        let result = try Ferry.run(["verify", source, target, "--json"], in: dir.path, environment: environment)
-        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
-        let report = try JSON.parse(result.stdout)
-        #expect(report["sourceCount"] == .int(Int64(Self.killRecords)) && report["targetCount"] == .int(Int64(Self.killRecords)))
+        try verifyEqual(source, target, count: Self.killRecords, in: dir, environment: environment)
     }
 
     func lineCount(_ path: String) throws -> Int {
