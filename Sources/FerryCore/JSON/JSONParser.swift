@@ -39,10 +39,33 @@ extension JSON {
     }
 }
 
+extension JSON {
+    /// Checks that bytes are one valid JSON value, with the same rules and errors as
+    /// ``parse(bytes:maxDepth:)``, without building it.
+    /// - Returns: the kind of the top-level value (`"object"`, `"array"`, …).
+    public static func validate(bytes: some Collection<UInt8>, maxDepth: Int = defaultMaxDepth) throws -> String {
+        func run(_ buffer: UnsafeRawBufferPointer) throws -> String {
+            var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+            parser.discard = true
+            parser.skipWhitespace()
+            let value = try parser.parseValue(depth: 0)
+            parser.skipWhitespace()
+            guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
+            return value.typeName
+        }
+        if let result = try bytes.withContiguousStorageIfAvailable({ try run(UnsafeRawBufferPointer($0)) }) {
+            return result
+        }
+        return try Array(bytes).withUnsafeBytes { try run($0) }
+    }
+}
+
 struct JSONParser {
     let bytes: UnsafeRawBufferPointer
     let maxDepth: Int
     var index = 0
+    /// Check only: objects and arrays come back empty (no dictionaries or arrays built).
+    var discard = false
 
     init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
         self.bytes = bytes
@@ -102,7 +125,8 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            members[key] = try parseValue(depth: depth)
+            let value = try parseValue(depth: depth)
+            if !discard { members[key] = value }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -127,7 +151,8 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            elements.append(try parseValue(depth: depth))
+            let element = try parseValue(depth: depth)
+            if !discard { elements.append(element) }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input") }
             if bytes[index] == UInt8(ascii: ",") {

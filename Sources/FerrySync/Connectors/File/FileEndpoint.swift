@@ -46,7 +46,11 @@ public final class FileEndpoint: Endpoint {
     /// Parses the whole file once, so a malformed line stops the run before anything is written.
     public func validate() async throws {
         var reader = try RecordReader(endpoint: self)
-        while try reader.next() != nil {}
+        if format == .jsonl {
+            try reader.validateJSONLines()
+        } else {
+            while try reader.next() != nil {}
+        }
     }
 
     public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
@@ -215,6 +219,28 @@ struct RecordReader: ~Copyable {
         switch format {
         case .jsonl: return try nextJSONLine()
         case .csv: return try nextCSVRow()
+        }
+    }
+
+    /// Checks every line is a JSON object, building nothing.
+    mutating func validateJSONLines() throws {
+        let name = name
+        while true {
+            let number = lines.lineNumber + 1
+            let more = try lines.next { line -> Bool in
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
+                let kind: String
+                do {
+                    kind = try JSON.validate(bytes: line)
+                } catch {
+                    throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
+                }
+                guard kind == "object" else {
+                    throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(kind)")
+                }
+                return true
+            }
+            if more == nil { return }
         }
     }
 

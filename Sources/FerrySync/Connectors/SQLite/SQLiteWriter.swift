@@ -53,7 +53,10 @@ final class SQLiteWriter: TargetWriter {
     private func applyNow(_ changes: [Change], cursor: Cursor?) throws -> ApplyOutcome {
         do {
             return try queue.write { db in
-                try db.execute(sql: Self.setup)
+                if !self.setupDone {
+                    try db.execute(sql: Self.setup)
+                    self.setupDone = true
+                }
                 var outcome = ApplyOutcome()
                 try self.prepareColumns(for: changes, in: db)
                 for change in changes {
@@ -62,7 +65,7 @@ final class SQLiteWriter: TargetWriter {
                         case .upsert(let record):
                             try self.upsert(record, in: db, outcome: &outcome)
                         case .delete(let key):
-                            let statement = try db.cachedStatement(sql: "DELETE FROM \(self.endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(self.endpoint.options.keyField)) = ?")
+                            let statement = try db.cachedStatement(sql: self.deleteSQL)
                             try statement.execute(arguments: [SQLiteEndpoint.databaseValue(key.value, type: "")])
                             if db.changesCount > 0 { outcome.deleted += 1 } else { outcome.alreadyGone += 1 }
                         }
@@ -81,6 +84,11 @@ final class SQLiteWriter: TargetWriter {
                 return outcome
             }
         } catch let error as DatabaseError {
+            setupDone = false  // the rollback may have undone the set-up too
+            statements = nil
+            if let columns = try? queue.read({ db in try SQLiteEndpoint.columns(of: self.endpoint.table, in: db) }) {
+                endpoint.columns = columns
+            }
             throw SyncError(.target, "\(endpoint.displayName): the batch failed and was rolled back: \(error.message ?? "\(error)")")
         }
     }
@@ -132,47 +140,69 @@ final class SQLiteWriter: TargetWriter {
         endpoint.columns = try SQLiteEndpoint.columns(of: endpoint.table, in: db)
     }
 
+    /// The statements for the table's current columns, built once per column set.
+    private struct Statements {
+        var columnCount: Int
+        var known: Set<String>
+        var keyIndex: Int
+        var insert: String
+        var update: String
+    }
+    private var statements: Statements? = nil
+    private lazy var deleteSQL = "DELETE FROM \(endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(endpoint.options.keyField)) = ?"
+    private var setupDone = false
+
+    private func currentStatements() -> Statements {
+        let columns = endpoint.columns
+        if let statements, statements.columnCount == columns.count { return statements }
+        let keyField = endpoint.options.keyField
+        let names = columns.map { SQLiteEndpoint.quote($0.name) }
+        let keyIndex = columns.firstIndex { $0.name == keyField }!
+        let assignments = names.enumerated().filter { $0.offset != keyIndex }.map { "\($0.element) = ?" }
+        let built = Statements(
+            columnCount: columns.count,
+            known: Set(columns.map(\.name)),
+            keyIndex: keyIndex,
+            insert: "INSERT INTO \(endpoint.quotedTable) (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", "))) ON CONFLICT DO NOTHING",
+            update: assignments.isEmpty ? "" : "UPDATE \(endpoint.quotedTable) SET \(assignments.joined(separator: ", ")) WHERE \(names[keyIndex]) = ?")
+        statements = built
+        return built
+    }
+
+    /// Arguments without GRDB's key-path map over a generic sequence (measured: 8 % of a load).
+    static func arguments(_ values: [DatabaseValue]) -> StatementArguments {
+        StatementArguments(values.map { Optional<any DatabaseValueConvertible>.some($0) })
+    }
+
     /// Inserts, or replaces every column of the existing row (a field the record lacks becomes NULL).
     private func upsert(_ record: Record, in db: Database, outcome: inout ApplyOutcome) throws {
         let columns = endpoint.columns
-        let keyField = endpoint.options.keyField
-        let known = Set(columns.map(\.name))
-        for (name, value) in record.fields where value != .null && !known.contains(name) {
+        let sql = currentStatements()
+        for (name, value) in record.fields where value != .null && !sql.known.contains(name) {
             throw RecordRejection(reason: "\(endpoint.displayName) has no column \"\(name)\" (drop the field with --drop \(name), or add the column)")
         }
         var values: [DatabaseValue] = []
         values.reserveCapacity(columns.count)
-        for column in columns {
-            if column.name == keyField {
+        for (i, column) in columns.enumerated() {
+            if i == sql.keyIndex {
                 values.append(SQLiteEndpoint.databaseValue(record.key.value, type: column.type))
             } else {
                 values.append(SQLiteEndpoint.databaseValue(record.fields[column.name] ?? .null, type: column.type))
             }
         }
-        let names = columns.map { SQLiteEndpoint.quote($0.name) }
-        let table = endpoint.quotedTable
-        let insert = try db.cachedStatement(
-            sql: "INSERT INTO \(table) (\(names.joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: names.count).joined(separator: ", "))) ON CONFLICT DO NOTHING")
-        try insert.execute(arguments: StatementArguments(values))
+        try db.cachedStatement(sql: sql.insert).execute(arguments: Self.arguments(values))
         if db.changesCount > 0 {
             outcome.created += 1
             return
         }
-        let keyIndex = columns.firstIndex { $0.name == keyField }!
-        var assignments: [String] = []
-        var updateValues: [DatabaseValue] = []
-        for (i, column) in columns.enumerated() where i != keyIndex {
-            assignments.append("\(SQLiteEndpoint.quote(column.name)) = ?")
-            updateValues.append(values[i])
-        }
-        updateValues.append(values[keyIndex])
-        guard !assignments.isEmpty else {
+        guard !sql.update.isEmpty else {
             outcome.updated += 1
             return
         }
-        let update = try db.cachedStatement(
-            sql: "UPDATE \(table) SET \(assignments.joined(separator: ", ")) WHERE \(SQLiteEndpoint.quote(keyField)) = ?")
-        try update.execute(arguments: StatementArguments(updateValues))
+        var updateValues = values
+        let key = updateValues.remove(at: sql.keyIndex)
+        updateValues.append(key)
+        try db.cachedStatement(sql: sql.update).execute(arguments: Self.arguments(updateValues))
         if db.changesCount > 0 {
             outcome.updated += 1
         } else {
