@@ -32,6 +32,16 @@ import Testing
     ])
     func rejectsMalformedJSON(text: String) {
         #expect(throws: JSONParseError.self) { try JSON.parse(text) }
+        // The check-only pass (sync's up-front file validation) refuses exactly the same.
+        #expect(throws: JSONParseError.self) { try JSON.validate(bytes: Array(text.utf8)) }
+    }
+
+    @Test func validateNamesTheTopLevelKindAndAgreesWithParse() throws {
+        #expect(try JSON.validate(bytes: Array(#"{"a":[1,{"b":null}],"c":"\u00e9"}"#.utf8)) == "object")
+        #expect(try JSON.validate(bytes: Array("[1,2]".utf8)) == "array")
+        #expect(throws: JSONParseError.self) { try JSON.validate(bytes: [0x22, 0xFF, 0xFE, 0x22] as [UInt8]) }
+        let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+        #expect(throws: JSONParseError.self) { try JSON.validate(bytes: Array(deep.utf8)) }
     }
 
     @Test func rejectsInvalidUTF8() {

@@ -160,6 +160,18 @@ final class FileWriter: TargetWriter {
                 try out.write(CSV.row(columns.map { CSV.cellText(fields[$0]) }))
             }
         }
+        /// Writes what the run's change (if any) makes of a record the file had (or not), and counts it.
+        func settle(_ key: RecordKey, existing: [String: JSON]?) throws {
+            switch pending[key] {
+            case .upsert(let record)?:
+                if existing == nil { outcome.created += 1 } else { outcome.updated += 1 }
+                try emit(record.fields)
+            case .delete?:
+                if existing == nil { outcome.alreadyGone += 1 } else { outcome.deleted += 1 }
+            case nil:
+                if let existing { try emit(existing) }
+            }
+        }
         var seen = Set<RecordKey>()
         if FileSystem.exists(endpoint.path) {
             var reader = try RecordReader(endpoint: endpoint)
@@ -169,27 +181,11 @@ final class FileWriter: TargetWriter {
                     continue
                 }
                 seen.insert(key)
-                switch pending[key] {
-                case .upsert(let record)?:
-                    outcome.updated += 1
-                    try emit(record.fields)
-                case .delete?:
-                    outcome.deleted += 1
-                case nil:
-                    try emit(fields)
-                }
+                try settle(key, existing: fields)
             }
         }
         for key in newKeys where !seen.contains(key) {
-            switch pending[key] {
-            case .upsert(let record)?:
-                outcome.created += 1
-                try emit(record.fields)
-            case .delete?:
-                outcome.alreadyGone += 1
-            case nil:
-                break
-            }
+            try settle(key, existing: nil)
         }
         try out.commit()
         pending.removeAll()
