@@ -86,6 +86,22 @@ import Testing
         #expect(report.verification?.equal == true)
     }
 
+    @Test func aDryRunPlansAgainstATargetThatDoesNotExistYet() async throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 30)
+        for target in ["sqlite:\(dir.file("new.db"))#users", "file:\(dir.file("new.csv"))"] {
+            for mode in [SyncMode.diff, .full] {
+                var j = job(dir, "file:\(dir.file("a.jsonl"))", target, mode)
+                j.dryRun = true
+                let report = try await SyncEngine().run(j)
+                #expect(report.read == 30, "\(target) \(mode)")
+                if mode == .diff { #expect(report.created == 30 && report.plan?.creates.count == 30) }
+            }
+        }
+        let created = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("new") }
+        #expect(created.isEmpty, "\(created)")
+    }
+
     @Test func fullWithDeleteMirrors() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 100)

@@ -58,7 +58,14 @@ public final class SyncEngine {
         // A malformed source file stops the run before the target is touched (or created).
         try await source.open(forWriting: false)
         if !job.dryRun, let file = source as? FileEndpoint { try await file.validate() }
-        try await target.open(forWriting: !job.dryRun)
+        var targetExists = true
+        do {
+            try await target.open(forWriting: !job.dryRun)
+        } catch let error as SyncError where job.dryRun && error.kind == .notFound {
+            // A dry run plans against a target that is not there yet, as if it were empty.
+            targetExists = false
+            onNotice?("\(target.displayName) does not exist yet: planning against an empty target")
+        }
 
         var run = Run(job: job, jobID: jobID, report: report, deadLetter: deadLetter, state: state,
                       sourceName: source.displayName, targetName: target.displayName)
@@ -79,7 +86,7 @@ public final class SyncEngine {
                     progress?(run.report.read, total)
                 }
                 if job.deleteMissing {
-                    try await run.deleteMissing(from: target)
+                    if targetExists { try await run.deleteMissing(from: target) }
                 }
                 try await run.finish(cursor: resume)
             case .incremental:
@@ -106,7 +113,7 @@ public final class SyncEngine {
                 }
                 try await run.finish(cursor: run.lastCursor)
             case .diff:
-                try await run.diff(source: source, target: target, progress: progress, total: total)
+                try await run.diff(source: source, target: targetExists ? target : nil, progress: progress, total: total)
             }
         } catch {
             await source.close()
@@ -117,7 +124,7 @@ public final class SyncEngine {
             throw error
         }
 
-        if job.verify {
+        if job.verify && targetExists {
             run.report.verification = try await verify(source: source, target: target, job: job)
         }
         await source.close()
@@ -316,10 +323,11 @@ struct Run {
     }
 
     /// diff: hash both sides, apply only the differences.
-    mutating func diff(source: any Endpoint, target: any Endpoint, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
+    /// - Parameter target: nil when a dry run plans against a target that does not exist yet.
+    mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
-        _ = try await target.readAll(batchSize: job.batchSize) { items in
+        _ = try await target?.readAll(batchSize: job.batchSize) { items in
             for case .record(let fields) in items {
                 guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
