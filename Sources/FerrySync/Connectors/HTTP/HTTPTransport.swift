@@ -45,8 +45,9 @@ final class HTTPTransport {
         var attempt = 0
         while true {
             attempt += 1
-            if let until = backoffUntil, until > Date() {
-                try await Task.sleep(nanoseconds: UInt64(until.timeIntervalSinceNow * 1e9))
+            if let until = backoffUntil {
+                let wait = until.timeIntervalSinceNow  // may have passed meanwhile
+                if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
             }
             var request = HTTPClientRequest(url: url)
             request.method = method
