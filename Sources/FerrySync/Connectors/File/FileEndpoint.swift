@@ -220,40 +220,32 @@ struct RecordReader: ~Copyable {
 
     /// Checks every line is a JSON object, building nothing.
     mutating func validateJSONLines() throws {
-        let name = name
-        while true {
-            let number = lines.lineNumber + 1
-            let more = try lines.next { line -> Bool in
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
-                let kind: String
-                do {
-                    kind = try JSON.validate(bytes: line)
-                } catch {
-                    throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
-                }
-                guard kind == "object" else {
-                    throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(kind)")
-                }
-                return true
-            }
-            if more == nil { return }
-        }
+        while try nextJSONLine(build: false) != nil {}
     }
 
-    private mutating func nextJSONLine() throws -> [String: JSON]? {
+    /// The next non-blank line as an object. With `build: false` the line is only checked
+    /// (``JSON/validate(bytes:maxDepth:)``) and an empty object comes back.
+    private mutating func nextJSONLine(build: Bool = true) throws -> [String: JSON]? {
         let name = name
         while true {
             let number = lines.lineNumber + 1
             guard let fields = try lines.next({ line -> [String: JSON]? in
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return nil }
-                let value: JSON
+                var fields: [String: JSON] = [:]
+                let kind: String
                 do {
-                    value = try JSON.parse(bytes: line)
+                    if build {
+                        let value = try JSON.parse(bytes: line)
+                        if case .object(let members) = value { fields = members }
+                        kind = value.typeName
+                    } else {
+                        kind = try JSON.validate(bytes: line)
+                    }
                 } catch {
                     throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
                 }
-                guard case .object(let fields) = value else {
-                    throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(value.typeName)")
+                guard kind == "object" else {
+                    throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(kind)")
                 }
                 return fields
             }) else { return nil }
