@@ -51,7 +51,7 @@ case $RECORDS in ''|*[!0-9]*) echo "RECORDS must be a whole number, not '$RECORD
 # Upper bound of one timed line: 5 minutes plus 4 ms a record (1M: 73 min).
 LIMIT=$(( 300 + RECORDS / 250 ))
 
-log() { printf '==> %s\n' "$*" >&2; }
+. bench/lib.sh                     # log, find_ferry, stop_server, free_port, wait_ready
 
 # ---- 1. tools -------------------------------------------------------------
 
@@ -66,16 +66,7 @@ command -v sqlite3 >/dev/null 2>&1 || { log "installing sqlite3 (apt-get)"; apt_
 
 FERRY=""
 if [ "$SKIP_FERRY" != 1 ]; then
-  if [ -n "${FERRY_BIN:-}" ]; then
-    FERRY=$FERRY_BIN
-  else
-    # A separate scratch path, so this never fights over .build/ with a debug
-    # build or `swift test` running in the same checkout.
-    log "building Ferry (release, .build-release/)"
-    timeout 3600 swift build -c release --scratch-path .build-release >&2
-    FERRY="$(swift build -c release --scratch-path .build-release --show-bin-path)/ferry"
-  fi
-  [ -x "$FERRY" ] || { echo "ferry binary not found: $FERRY" >&2; exit 1; }
+  find_ferry
 fi
 
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
@@ -95,16 +86,6 @@ SERVER_DATA=""
 SERVER_PID=""
 CHILD_PID=""     # the line being run (see bounded)
 
-stop_server() {
-  # Only the process this script started, by its pid.
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-}
 stop_child() {
   # The running line: `timeout` (or time(1) with `timeout` under it). timeout
   # runs the command in a process group of its own, so a Ctrl-C does not reach
@@ -124,21 +105,7 @@ cleanup() { stop_child; stop_server; if [ -n "$SERVER_DATA" ]; then rm -rf "$SER
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
-wait_ready() {  # $1 port, $2 log file: wait (max 60 s) for the heartbeat
-  for _ in $(seq 600); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$1/v1/__heartbeat__" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "server exited during start-up; log:" >&2; cat "$2" >&2; return 1
-    fi
-    sleep 0.1
-  done
-  echo "server did not answer /v1/__heartbeat__ within 60 s; log:" >&2; cat "$2" >&2
-  return 1
-}
 
 # Per line (key): SECS seconds, RSS peak KB, RC exit status, MOVED records it
 # carried (for records/s), BAD why it is INVALID (empty: valid).
