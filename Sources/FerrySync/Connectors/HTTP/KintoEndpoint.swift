@@ -38,7 +38,7 @@ public final class KintoEndpoint: Endpoint {
         self.options = options
         displayName = url
         let origin = URL(string: url).map { "\($0.scheme ?? "http")://\($0.host ?? "?")\($0.port.map { ":\($0)" } ?? "")" } ?? url
-        http = HTTPTransport(client: client, policy: options.retry, authorization: HTTPTransport.authorizationHeader(options.auth), origin: origin)
+        http = HTTPTransport(client: client, policy: options.retry, credentials: try HTTPTransport.Credentials.parse(options.auth), origin: origin)
     }
 
     var collectionPath: String { "/buckets/\(bucket)/collections/\(collection)" }
