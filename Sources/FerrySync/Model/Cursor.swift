@@ -4,7 +4,9 @@ public import FerryCore
 ///
 /// - `since`: a Kinto/Ferry collection timestamp (`_since`).
 /// - `compound`: the last (cursor field, key) pair of a table or file, so records with
-///   equal timestamps are neither lost nor repeated across batches.
+///   equal timestamps are neither lost nor repeated across batches. The key may also be
+///   an object of key → record hash: every record already read with that exact value (a
+///   REST API's checkpoint, which must still take a record that gets the same value later).
 public enum Cursor: Sendable, Equatable, CustomStringConvertible {
     case since(Int64)
     case compound(value: JSON, key: JSON)
@@ -15,6 +17,14 @@ public enum Cursor: Sendable, Equatable, CustomStringConvertible {
         case .since(let t): ["since": .int(t)]
         case .compound(let value, let key): ["field": value, "key": key]
         }
+    }
+
+    /// The form reports show: a long key list becomes its length (`{"field": …, "keys": 12000}`).
+    public var summary: JSON {
+        if case .compound(let value, .object(let keys)) = self, keys.count > 20 {
+            return ["field": value, "keys": .int(Int64(keys.count))]
+        }
+        return json
     }
 
     public init?(json: JSON) {
@@ -30,6 +40,7 @@ public enum Cursor: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .since(let t): "since \(t)"
+        case .compound(let value, .object(let keys)): "\(value.serialized()) / \(keys.count) record\(keys.count == 1 ? "" : "s")"
         case .compound(let value, let key): "\(value.serialized()) / \(key.serialized())"
         }
     }
@@ -78,6 +89,7 @@ extension Cursor {
         guard case .compound(let cv, let ck)? = cursor else { return true }
         let c = JSON.cursorOrder(value, cv)
         if c != 0 { return c > 0 }
+        if case .object(let keys) = ck { return keys[key.text] == nil }
         let cursorKey = RecordKey(ck)?.text ?? ""
         return cursorKey.utf8.lexicographicallyPrecedes(key.text.utf8)
     }
