@@ -11,8 +11,10 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Set a field to a constant: FIELD=VALUE, VALUE as JSON or text (repeatable).", valueName: "FIELD=VALUE")) var sets: [String] = []
     @Option(name: .customLong("cast"), help: ArgumentHelp("Convert a field: FIELD=int|double|string|bool|json (repeatable).", valueName: "FIELD=TYPE")) var casts: [String] = []
     @Option(name: .customLong("where"), help: ArgumentHelp("Keep only records where FIELD OP VALUE, OP one of = != < <= > >= (repeatable; all must hold).", valueName: "CONDITION")) var conditions: [String] = []
-    @Option(name: .long, help: ArgumentHelp("Credentials for a server source: USER:PASSWORD or 'Bearer TOKEN' (or FERRY_SOURCE_AUTH).", valueName: "AUTH")) var sourceAuth: String?
-    @Option(name: .long, help: ArgumentHelp("Credentials for a server target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
+    @Option(name: .long, help: ArgumentHelp("Credentials for a server or API source: USER:PASSWORD, 'Bearer TOKEN', header:NAME=VALUE or query:NAME=VALUE (or FERRY_SOURCE_AUTH).", valueName: "AUTH")) var sourceAuth: String?
+    @Option(name: .long, help: ArgumentHelp("Credentials for a server or API target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
+    @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see the README).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
+    @Option(name: .customLong("target-rest"), help: ArgumentHelp("A setting of a rest+http(s):// target, e.g. update='PATCH /users/{id}' (repeatable).", valueName: "KEY=VALUE")) var targetREST: [String] = []
     @Option(name: .long, help: "Records per batch (default 1000).") var batchSize: Int = 1000
     @Option(name: .long, help: "Tries again after a connection error, 429 or 5xx, with backoff (default 5).") var retries: Int = 5
 
@@ -21,6 +23,23 @@ struct RecordOptions: ParsableArguments {
         guard batchSize >= 1 && batchSize <= 100_000 else { throw ValidationError("--batch-size must be between 1 and 100000, not \(batchSize)") }
         guard retries >= 0 && retries <= 100 else { throw ValidationError("--retries must be between 0 and 100, not \(retries)") }
         _ = try transform()
+        _ = try Self.settings(sourceREST, "--source-rest")
+        _ = try Self.settings(targetREST, "--target-rest")
+    }
+
+    /// `KEY=VALUE` flags as a dictionary; a key given twice is an error.
+    static func settings(_ pairs: [String], _ flag: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for text in pairs {
+            guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                throw ValidationError("\(flag) takes KEY=VALUE, not \"\(text)\"")
+            }
+            let key = String(text[..<eq])
+            guard out.updateValue(String(text[text.index(after: eq)...]), forKey: key) == nil else {
+                throw ValidationError("\(flag) \(key) is given twice")
+            }
+        }
+        return out
     }
 
     static func pair(_ text: String, _ flag: String) throws -> (String, String) {
@@ -66,6 +85,8 @@ struct RecordOptions: ParsableArguments {
         job.transform = try transform()
         job.sourceAuth = sourceAuth ?? environment["FERRY_SOURCE_AUTH"]
         job.targetAuth = targetAuth ?? environment["FERRY_TARGET_AUTH"]
+        job.sourceREST = try Self.settings(sourceREST, "--source-rest")
+        job.targetREST = try Self.settings(targetREST, "--target-rest")
         job.batchSize = batchSize
         job.retry.maxAttempts = retries + 1
     }

@@ -27,6 +27,14 @@ public protocol Endpoint: AnyObject {
     func makeWriter(job: String) async throws -> any TargetWriter
 
     func close() async
+
+    /// Fields the endpoint sets itself (an API's `updated_at`): never written to it, and
+    /// left out when its records are compared with a source's.
+    var managedFields: [String] { get }
+}
+
+extension Endpoint {
+    public var managedFields: [String] { [] }
 }
 
 /// Applies changes to a target.
@@ -47,6 +55,14 @@ public protocol TargetWriter: AnyObject {
 
     /// Completes the run (a file target writes and renames here) and returns what that applied.
     func finish(cursor: Cursor?) async throws -> ApplyOutcome
+
+    /// What a diff found before the batch that upserts `key`: whether the target has it
+    /// (an API with separate create and update calls then picks the right one at once).
+    func note(key: RecordKey, exists: Bool)
+}
+
+extension TargetWriter {
+    public func note(key: RecordKey, exists: Bool) {}
 }
 
 /// How connectors are told apart and configured.
@@ -55,8 +71,11 @@ public struct EndpointOptions: Sendable {
     public var keyField = "id"
     /// The `updated_at`-like field of an incremental run on a table or a file.
     public var cursorField: String? = nil
-    /// `USER:PASSWORD` or `Bearer TOKEN` for a server.
+    /// Credentials for a server or an API: `USER:PASSWORD`, `Bearer TOKEN`,
+    /// `header:NAME=VALUE` or `query:NAME=VALUE`.
     public var auth: String? = nil
+    /// Settings of a `rest+http(s)://` endpoint (``RESTConfiguration``), as `KEY=VALUE` pairs.
+    public var rest: [String: String] = [:]
     /// Retries of one HTTP request.
     public var retry = RetryPolicy()
 

@@ -6,8 +6,9 @@ import Foundation
 /// - `file:PATH.jsonl` (or `.ndjson`) and `file:PATH.csv`
 /// - `sqlite:PATH#TABLE`
 /// - `http(s)://[USER:PASSWORD@]HOST[:PORT]/v1/buckets/B/collections/C`
+/// - `rest+http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH[?PARAMS]`: any JSON REST API
 public enum EndpointURL {
-    static let schemes = "file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE or http(s)://HOST/v1/buckets/B/collections/C"
+    static let schemes = "file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, http(s)://HOST/v1/buckets/B/collections/C or rest+http(s)://HOST/PATH"
 
     /// - Parameter client: the HTTP client server connectors use.
     public static func make(_ text: String, options: EndpointOptions, client: HTTPClient = .ferrySync) throws(SyncError) -> any Endpoint {
@@ -38,6 +39,19 @@ public enum EndpointURL {
                 throw .badInput("\(text): \"\(table)\" cannot be a table name here")
             }
             return SQLiteEndpoint(path: path, table: table, options: options)
+        }
+        if text.hasPrefix("rest+http://") || text.hasPrefix("rest+https://") {
+            guard var components = URLComponents(string: String(text.dropFirst(5))), let host = components.host, !host.isEmpty else {
+                throw .badInput("\(redacted(text)): not a valid URL")
+            }
+            if let user = components.user {
+                if options.auth == nil { options.auth = user + ":" + (components.password ?? "") }
+                components.user = nil
+                components.password = nil
+            }
+            guard components.fragment == nil else { throw .badInput("\(redacted(text)): a REST endpoint takes no #fragment") }
+            if components.path.isEmpty { components.path = "/" }
+            return try RESTEndpoint(url: components.string ?? String(text.dropFirst(5)), options: options, client: client)
         }
         if text.hasPrefix("http://") || text.hasPrefix("https://") {
             guard var components = URLComponents(string: text), let host = components.host, !host.isEmpty else {

@@ -19,13 +19,33 @@ public final class SyncEngine {
         self.client = client
     }
 
-    func options(_ job: SyncJob, auth: String?) -> EndpointOptions {
+    func options(_ job: SyncJob, target: Bool) -> EndpointOptions {
         var options = EndpointOptions()
         options.keyField = job.keyField
         options.cursorField = job.cursorField
-        options.auth = auth
+        options.auth = target ? job.targetAuth : job.sourceAuth
+        options.rest = target ? job.targetREST : job.sourceREST
         options.retry = job.retry
         return options
+    }
+
+    /// Both endpoints of a job, and the job with the fields the target sets itself
+    /// dropped from source records (they are neither written nor compared).
+    func endpoints(_ job: SyncJob) throws -> (source: any Endpoint, target: any Endpoint, job: SyncJob) {
+        let source = try EndpointURL.make(job.source, options: options(job, target: false), client: client)
+        let target = try EndpointURL.make(job.target, options: options(job, target: true), client: client)
+        var job = job
+        for field in target.managedFields where !job.transform.drop.contains(field) {
+            job.transform.drop.append(field)
+        }
+        return (source, target, job)
+    }
+
+    /// Requests both endpoints tried again.
+    static func retries(_ endpoints: any Endpoint...) -> Int {
+        endpoints.reduce(0) { sum, endpoint in
+            sum + ((endpoint as? KintoEndpoint)?.retries ?? (endpoint as? RESTEndpoint)?.retries ?? 0)
+        }
     }
 
     /// Runs one job once.
@@ -43,8 +63,7 @@ public final class SyncEngine {
             throw SyncError.badInput("--delete goes with --mode full (incremental runs apply the source's deletes; diff always does)")
         }
 
-        let source = try EndpointURL.make(job.source, options: options(job, auth: job.sourceAuth), client: client)
-        let target = try EndpointURL.make(job.target, options: options(job, auth: job.targetAuth), client: client)
+        let (source, target, job) = try endpoints(job)
         if source.displayName == target.displayName {
             throw SyncError.badInput("the source and the target are the same: \(source.displayName)")
         }
@@ -129,7 +148,7 @@ public final class SyncEngine {
         }
         await source.close()
         await target.close()
-        run.report.retries = ((source as? KintoEndpoint)?.retries ?? 0) + ((target as? KintoEndpoint)?.retries ?? 0)
+        run.report.retries = Self.retries(source, target)
         run.report.bytesRead = (source as? FileEndpoint)?.bytesRead
         run.report.durationSeconds = Date().timeIntervalSince(started)
         let outcome = run.report.succeeded ? "ok" : (run.report.failed > 0 ? "failed: \(run.report.failed) rejected" : "verify: differences")
@@ -139,8 +158,7 @@ public final class SyncEngine {
 
     /// Compares both sides without changing either (`ferry verify`, `--verify`).
     public func verify(_ job: SyncJob) async throws -> Verification {
-        let source = try EndpointURL.make(job.source, options: options(job, auth: job.sourceAuth), client: client)
-        let target = try EndpointURL.make(job.target, options: options(job, auth: job.targetAuth), client: client)
+        let (source, target, job) = try endpoints(job)
         try await source.open(forWriting: false)
         try await target.open(forWriting: false)
         let result = try await verify(source: source, target: target, job: job)
@@ -346,10 +364,12 @@ struct Run {
                 case let existing? where existing == hash:
                     this.report.unchanged += 1
                 case .some:
+                    this.writer?.note(key: record.key, exists: true)
                     counts.updates += 1
                     if plan.updates.count < planLimit { plan.updates.append(record.key.text) }
                     pending.append(change)
                 case nil:
+                    this.writer?.note(key: record.key, exists: false)
                     counts.creates += 1
                     if plan.creates.count < planLimit { plan.creates.append(record.key.text) }
                     pending.append(change)

@@ -35,6 +35,9 @@ public struct SyncJob: Sendable {
     public var deadLetterPath: String? = nil
     public var sourceAuth: String? = nil
     public var targetAuth: String? = nil
+    /// Settings of a `rest+http(s)://` source or target (``RESTConfiguration``).
+    public var sourceREST: [String: String] = [:]
+    public var targetREST: [String: String] = [:]
     /// The engine's state database.
     public var statePath = ".ferry/state.db"
     /// Forget the saved checkpoint first.
@@ -115,7 +118,7 @@ public struct SyncReport: Sendable, Equatable {
             "written": .int(Int64(written)), "deleted": .int(Int64(deleted)), "alreadyGone": .int(Int64(alreadyGone)),
             "unchanged": .int(Int64(unchanged)), "filtered": .int(Int64(filtered)), "failed": .int(Int64(failed)),
             "retries": .int(Int64(retries)), "durationSeconds": .double((durationSeconds * 1000).rounded() / 1000),
-            "cursor": cursorAfter?.json ?? .null, "cursorBefore": cursorBefore?.json ?? .null,
+            "cursor": cursorAfter?.summary ?? .null, "cursorBefore": cursorBefore?.summary ?? .null,
             "succeeded": .bool(succeeded),
         ]
         out["bytesRead"] = bytesRead.map { .int(Int64($0)) } ?? .null

@@ -20,7 +20,7 @@ public enum JobsFile {
     /// The keys a job may have.
     static let jobKeys: Set<String> = [
         "source", "target", "mode", "delete", "key", "cursor_field", "batch_size", "transform", "verify",
-        "strict", "dead_letter", "source_auth", "target_auth", "schedule", "dry_run", "retries",
+        "strict", "dead_letter", "source_auth", "target_auth", "schedule", "dry_run", "retries", "source_rest", "target_rest",
     ]
 
     /// Parses a jobs file.
@@ -129,9 +129,30 @@ public enum JobsFile {
             job.retry.maxAttempts = retries + 1
         }
         if let n = values["transform"] { job.transform = try parseTransform(n, file: file) }
+        if let n = values["source_rest"] { job.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
+        if let n = values["target_rest"] { job.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }
         var schedule = "once"
         if let n = values["schedule"] { schedule = try scalar(n, "schedule", file: file, environment: environment) }
         return (job, schedule)
+    }
+
+    /// A `source_rest:`/`target_rest:` mapping; a list value (managed_fields) joins with commas.
+    static func restSettings(_ node: Node, _ what: String, file: String, environment: [String: String]) throws(SyncError) -> [String: String] {
+        guard let pairs = node.mapping else { throw .badInput("\(file):\(line(node)): \(what) maps REST settings to values, e.g. pagination: page") }
+        var out: [String: String] = [:]
+        for (k, v) in pairs {
+            guard let key = k.string, RESTConfiguration.keys.contains(key) else {
+                throw .badInput("\(file):\(line(k)): unknown \(what) setting \"\(k.string ?? "?")\" (expected one of \(RESTConfiguration.keys.joined(separator: ", ")))")
+            }
+            if let list = v.sequence {
+                var items: [String] = []
+                for item in list { items.append(try scalar(item, "\(what).\(key)", file: file, environment: environment)) }
+                out[key] = items.joined(separator: ",")
+            } else {
+                out[key] = try scalar(v, "\(what).\(key)", file: file, environment: environment)
+            }
+        }
+        return out
     }
 
     static func parseTransform(_ node: Node, file: String) throws(SyncError) -> Transform {
