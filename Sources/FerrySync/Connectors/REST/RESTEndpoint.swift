@@ -207,14 +207,23 @@ public final class RESTEndpoint: Endpoint {
     }
 
     /// Reads every page of the list (those after `since`, with `since_param`).
+    ///
+    /// The next page is fetched while `body` handles this one, so a run goes at the API's pace.
     func pages(since: JSON?, _ body: ([[String: JSON]]) async throws -> Void) async throws {
+        let http = self.http
+        func fetch(_ url: String) -> Task<HTTPTransport.Response, any Error> {
+            Task { try await http.send(.GET, url) }
+        }
         var next: String? = firstPage(since: since)
+        var pending = next.map(fetch)
+        defer { pending?.cancel() }
         var page = config.firstPage
         var offset = 0
         var visited: Set<String> = []
         var previousFirstKey: String? = nil
-        while let url = next {
-            let response = try await http.send(.GET, url)
+        while let url = next, let task = pending {
+            let response = try await task.value
+            pending = nil
             guard response.status == 200 else { throw failure(response, "GET \(http.redact(url))") }
             let document = try document(response, url)
             let records = try records(in: document, url: url)
@@ -225,7 +234,6 @@ public final class RESTEndpoint: Endpoint {
                 }
                 previousFirstKey = key
             }
-            if !records.isEmpty { try await body(records) }
             switch config.pagination {
             case .none:
                 if Self.nextLink(response.header("Link")) != nil {
@@ -276,6 +284,8 @@ public final class RESTEndpoint: Endpoint {
                     throw SyncError(.protocolError, "\(displayName): pagination came back to \(http.redact(following)); the API's next page does not advance")
                 }
             }
+            pending = next.map(fetch)
+            if !records.isEmpty { try await body(records) }
         }
     }
 
