@@ -272,6 +272,58 @@ func report(_ result: Ferry.Result) throws -> JSON {
         #expect(result.status == 0, "\(mode): \(result.stdout) \(result.stderr)")
     }
 
+    /// Writes go `concurrency` at a time, never more, and no faster than `rate`.
+    @Test func concurrencyAndRateLimits() async throws {
+        let api = try UsersAPI()
+        let dir = try TempDir()
+        try writeUsersCSV(dir.file("users.csv"), count: 24)
+        // Every request takes 0.2 s, so requests overlap as much as Ferry lets them.
+        try await api.faults("slow", every: 1, delay: 0.2)
+        var result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json", "--target-rest", "concurrency=3", "--target-rest", "upsert=create-first"], in: dir.path)
+        #expect(result.status == 0 && (try? report(result)["created"]) == 24, "\(result.stdout) \(result.stderr)")
+        let stats = try await api.stats()
+        #expect(stats["max_in_flight"] == 3, "\(stats.serialized())")
+
+        // 12 writes at most 4 a second take at least 2.75 s, whatever the concurrency.
+        try await api.faults("none")
+        try writeUsersCSV(dir.file("more.csv"), count: 12, from: 100)
+        let started = Date()
+        result = try Ferry.run(["sync", "file:more.csv", api.endpoint(), "--json", "--target-rest", "rate=4", "--target-rest", "concurrency=8", "--target-rest", "upsert=create-first"], in: dir.path)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(result.status == 0 && (try? report(result)["created"]) == 12, "\(result.stdout) \(result.stderr)")
+        #expect(elapsed >= 2.75, "12 requests at 4/s took \(elapsed) s")
+        #expect(try await api.users().count == 36)
+    }
+
+    /// kill -9 during incremental reads from the API (checkpoints after every sorted page),
+    /// then a run to the end: every record once.
+    @Test func killedIncrementalRunsLoseNothing() async throws {
+        let api = try UsersAPI(seed: 6000)
+        let dir = try TempDir()
+        let args = ["sync", api.endpoint(), "sqlite:k.db#users", "--mode", "incremental", "--cursor-field", "updated_at",
+                    "--source-rest", "since_param=updated_since", "--source-rest", "sorted=true", "--batch-size", "10"] + pageRead("source", size: 10)
+        var killedMidRun = 0
+        for _ in 0..<3 {
+            let process = Ferry.start(args, in: dir.path, quiet: true)
+            usleep(UInt32.random(in: 400_000...1_500_000))
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                killedMidRun += 1
+            }
+            process.waitUntilExit()
+            // Changes between the runs, some in the same second as the seed.
+            try await api.request(.POST, "/users", ["username": .string("late\(killedMidRun)-\(UUID().uuidString.prefix(6))")])
+        }
+        #expect(killedMidRun > 0, "every run finished before its kill: make the run longer")
+        let result = try Ferry.run(args + ["--json"], in: dir.path)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        #expect(try countRows(dir.file("k.db")) == 6003)
+        let verify = try Ferry.run(["verify", api.endpoint(), "sqlite:k.db#users"] + pageRead("source", size: 1000), in: dir.path)
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        let again = try report(try Ferry.run(args + ["--json"], in: dir.path))
+        #expect(again["read"] == 0, "\(again.serialized())")
+    }
+
     /// A 4xx for one record dead-letters it with the API's answer; the others are written.
     @Test func recordErrorsAreDeadLettered() async throws {
         let api = try UsersAPI()

@@ -62,8 +62,9 @@ Admin routes (paths starting with /_ are never faulted nor counted):
                        "requests": non-admin requests since the last POST,
                        "faulted": how many of them were faulted}
   GET  /_stats        {"count": users, "requests": {"GET": n, "POST": n, "PUT": n,
-                       "PATCH": n, "DELETE": n}} non-admin requests served since
-                      start (slow ones included; 500/429/drop not).
+                       "PATCH": n, "DELETE": n}, "max_in_flight": n} non-admin
+                      requests served since start (slow ones included; 500/429/drop
+                      not), and the most handled at once.
 """
 import argparse
 import base64
@@ -153,6 +154,7 @@ def now():
 _lock = threading.Lock()
 faults = {"mode": "none", "every": 1, "retry_after": 1, "delay": 0.5, "requests": 0, "faulted": 0}
 served = {"GET": 0, "POST": 0, "PUT": 0, "PATCH": 0, "DELETE": 0}
+in_flight = {"now": 0, "max": 0}  # non-admin requests being handled at once
 
 
 def error(status, message, headers=None):
@@ -197,6 +199,9 @@ def inject_faults():
     if not authorized():
         return error(401, "missing or wrong credentials", {"WWW-Authenticate": "Bearer"})
     with _lock:
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        g.counted = True
         faults["requests"] += 1
         mode = faults["mode"]
         hit = mode != "none" and faults["requests"] % faults["every"] == 0
@@ -219,6 +224,13 @@ def inject_faults():
     if mode == "drop-after":
         g.drop_after = True
     return None
+
+
+@app.teardown_request
+def leave(_exc):
+    if g.get("counted"):
+        with _lock:
+            in_flight["now"] -= 1
 
 
 @app.after_request
@@ -300,7 +312,8 @@ def stats():
     count = db.session.execute(select(func.count()).select_from(User)).scalar_one()
     with _lock:
         requests = dict(served)
-    return jsonify(count=count, requests=requests)
+        most = in_flight["max"]
+    return jsonify(count=count, requests=requests, max_in_flight=most)
 
 
 # ---- listing ----------------------------------------------------------------
