@@ -112,6 +112,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
+            exclude: ["Fixtures"],  // Python fixtures the tests start as processes
             swiftSettings: swiftSettings
         ),
         .testTarget(

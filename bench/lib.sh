@@ -1,4 +1,4 @@
-# Shared by bench/run.sh and bench/sync.sh: sourced from the repo root, after `set -euo pipefail`.
+# Shared by bench/run.sh, bench/sync.sh and bench/rest.sh: sourced from the repo root, after `set -euo pipefail`.
 # The caller keeps SERVER_PID set to the server it started (or "").
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -43,4 +43,125 @@ wait_ready() {  # $1 port, $2 log file: wait (max 60 s) for the heartbeat
   done
   echo "server did not answer /v1/__heartbeat__ within 60 s; log:" >&2; cat "$2" >&2
   return 1
+}
+
+# ---- bench/.venv: the Python packages of sync.sh and rest.sh ----------------
+# dlt and SQLAlchemy (the dlt lines) and Flask + Flask-SQLAlchemy (the users API
+# that rest.sh serves, Tests/FerrySyncTests/Fixtures/users_api.py), pinned; all
+# install on Python 3.11 and run offline. setuptools<82 keeps Kinto (same venv,
+# bench/run.sh) satisfied, as dlt would otherwise pull a newer one. Werkzeug is
+# pinned with Flask: the API's "drop" fault uses its server's socket.
+DLT_VERSION=1.31.0
+SQLALCHEMY_VERSION=2.1.9
+FLASK_VERSION=3.1.3
+FLASK_SQLALCHEMY_VERSION=3.1.1
+WERKZEUG_VERSION=3.1.9
+
+ensure_bench_venv() {  # $1 venv: create it if missing, install the pinned packages unless there
+  local venv=$1 want have
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
+  want="$DLT_VERSION $SQLALCHEMY_VERSION $FLASK_VERSION $FLASK_SQLALCHEMY_VERSION $WERKZEUG_VERSION"
+  have=$("$venv/bin/python" -c 'import importlib.metadata as m
+print(*(m.version(p) for p in ("dlt", "sqlalchemy", "flask", "flask-sqlalchemy", "werkzeug")))' 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    log "installing dlt $DLT_VERSION, SQLAlchemy $SQLALCHEMY_VERSION, Flask $FLASK_VERSION," \
+        "Flask-SQLAlchemy $FLASK_SQLALCHEMY_VERSION and Werkzeug $WERKZEUG_VERSION into $venv"
+    timeout 900 "$venv/bin/pip" install -q "dlt[sqlalchemy]==$DLT_VERSION" "sqlalchemy==$SQLALCHEMY_VERSION" \
+      "flask==$FLASK_VERSION" "flask-sqlalchemy==$FLASK_SQLALCHEMY_VERSION" "werkzeug==$WERKZEUG_VERSION" \
+      'setuptools<82' >&2
+  fi
+}
+
+# ---- timed lines (sync.sh, rest.sh) -------------------------------------------
+# The caller sets RUN (outputs go to $RUN/KEY.out, .err, .rss), LIMIT (seconds a
+# line may take) and RECORDS, keeps CHILD_PID="" and declares
+#   declare -A SECS RSS RC MOVED BAD
+# per line (key): SECS seconds, RSS peak KB, RC exit status, MOVED records it
+# carried (for records/s), BAD why it is INVALID (empty: valid).
+
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+APT_UPDATED=0
+apt_install() {  # $1 package
+  if [ "$APT_UPDATED" -eq 0 ]; then timeout 600 $SUDO apt-get update >&2; APT_UPDATED=1; fi
+  timeout 600 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" >&2
+}
+
+stop_child() {
+  # The running line: `timeout` (or time(1) with `timeout` under it). timeout
+  # runs the command in a process group of its own, so a Ctrl-C does not reach
+  # it, and time(1) ignores SIGINT: stop it here, by its pid and its group.
+  [ -n "$CHILD_PID" ] || return 0
+  local t
+  t=$(pgrep -x -P "$CHILD_PID" timeout 2>/dev/null || true)
+  [ -n "$t" ] || t=$CHILD_PID
+  kill -TERM "$t" 2>/dev/null || true          # timeout passes it on to the command
+  for _ in $(seq 50); do kill -0 "$t" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$t" 2>/dev/null || true      # timeout's group: the command and its children
+  kill "$CHILD_PID" 2>/dev/null || true
+  wait "$CHILD_PID" 2>/dev/null || true
+  CHILD_PID=""
+}
+
+bounded() {  # $1 output file, $2.. command: run it under `timeout` within $LIMIT
+  # In the background and waited for, so an INT or TERM sent to the script
+  # runs its trap at once (cleanup then stops the line) instead of after it.
+  local out=$1; shift
+  local rc=0
+  "$@" < /dev/null > "$out" &
+  CHILD_PID=$!
+  wait "$CHILD_PID" || rc=$?
+  CHILD_PID=""
+  return "$rc"
+}
+
+timed() {  # $1 key, $2.. command: stdout -> $RUN/$1.out, stderr -> $RUN/$1.err
+  local key=$1; shift
+  local t0 t1 rc=0
+  log "$key"
+  t0=$(date +%s.%N)
+  # time(1) reports the largest max RSS among the processes it waited for
+  # (timeout and the command): the command's, in practice.
+  bounded "$RUN/$key.out" /usr/bin/time -f '%M' -o "$RUN/$key.rss" \
+    timeout -k 10 "$LIMIT" "$@" 2> "$RUN/$key.err" || rc=$?
+  t1=$(date +%s.%N)
+  SECS[$key]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  RSS[$key]=$(tail -n 1 "$RUN/$key.rss" 2>/dev/null | tr -cd 0-9)
+  RC[$key]=$rc
+  MOVED[$key]=$RECORDS
+  BAD[$key]=""
+  if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -eq 124 ]; then bad "$key" "timed out after ${LIMIT} s"; else bad "$key" "exit status $rc"; fi
+    log "$key failed ($rc); last lines of $RUN/$key.err:"; tail -n 5 "$RUN/$key.err" >&2 || true
+  fi
+}
+
+bad() {  # $1 key, $2 reason: mark the line INVALID (reasons accumulate)
+  BAD[$1]="${BAD[$1]:+${BAD[$1]}; }$2"
+}
+
+rows() {  # $1 SQLite file: rows in its table users (empty when unreadable)
+  sqlite3 "$1" 'SELECT count(*) FROM users' 2>/dev/null || true
+}
+
+check_rows() {  # $1 key, $2 db, $3 expected rows
+  local n; n=$(rows "$2")
+  [ "$n" = "$3" ] || bad "$1" "${n:-no} rows in $(basename "$2"), expected $3"
+}
+
+field() {  # $1 file with a JSON object (Ferry's report), $2 field: its value (empty if missing)
+  python3 -c 'import json, sys
+try:
+    v = json.loads(open(sys.argv[1]).read()).get(sys.argv[2])
+except Exception:
+    v = None
+print("" if v is None else v)' "$1" "$2"
+}
+
+check_report() {  # $1 key, then FIELD=VALUE pairs the JSON report must hold
+  local key=$1; shift
+  local pair got
+  for pair in "$@"; do
+    got=$(field "$RUN/$key.out" "${pair%%=*}")
+    [ "$got" = "${pair#*=}" ] || bad "$key" "report ${pair%%=*}=${got:-?}, expected ${pair#*=}"
+  done
 }

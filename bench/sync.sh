@@ -40,27 +40,18 @@ RUN=$WORK/run                     # this run's databases, outputs and logs
 VENV=bench/.venv                  # git-ignored venv (Kinto for run.sh, dlt here)
 USERPASS=bench:bench              # Ferry's server takes any user:password
 AUTH="Basic $(printf %s "$USERPASS" | base64)"
-# dlt and SQLAlchemy versions: both install on Python 3.11 and run offline;
-# setuptools<82 keeps Kinto (same venv, bench/run.sh) satisfied, as dlt
-# would otherwise pull a newer one.
-DLT_VERSION=1.31.0
-SQLALCHEMY_VERSION=2.1.9
+# dlt, SQLAlchemy (and Flask, for rest.sh) versions: pinned in bench/lib.sh.
 
 case $RECORDS in ''|*[!0-9]*) echo "RECORDS must be a whole number, not '$RECORDS'" >&2; exit 1 ;; esac
 [ "$RECORDS" -ge 1000 ] || { echo "RECORDS must be at least 1000 (the 1 % change needs 0.1 % >= 1)" >&2; exit 1; }
 # Upper bound of one timed line: 5 minutes plus 4 ms a record (1M: 73 min).
 LIMIT=$(( 300 + RECORDS / 250 ))
 
-. bench/lib.sh                     # log, find_ferry, stop_server, free_port, wait_ready
+. bench/lib.sh                     # log, find_ferry, stop_server, free_port, wait_ready,
+                                   # ensure_bench_venv, apt_install, timed, bad, check_rows, check_report
 
 # ---- 1. tools -------------------------------------------------------------
 
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-APT_UPDATED=0
-apt_install() {  # $1 package
-  if [ "$APT_UPDATED" -eq 0 ]; then timeout 600 $SUDO apt-get update >&2; APT_UPDATED=1; fi
-  timeout 600 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" >&2
-}
 command -v sqlite3 >/dev/null 2>&1 || { log "installing sqlite3 (apt-get)"; apt_install sqlite3; }
 [ -x /usr/bin/time ] || { log "installing GNU time (apt-get)"; apt_install time; }
 
@@ -69,14 +60,7 @@ if [ "$SKIP_FERRY" != 1 ]; then
   find_ferry
 fi
 
-[ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
-installed_versions() {
-  "$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("dlt"), m.version("sqlalchemy"))' 2>/dev/null || true
-}
-if [ "$(installed_versions)" != "$DLT_VERSION $SQLALCHEMY_VERSION" ]; then
-  log "installing dlt $DLT_VERSION and SQLAlchemy $SQLALCHEMY_VERSION into $VENV"
-  timeout 900 "$VENV/bin/pip" install -q "dlt[sqlalchemy]==$DLT_VERSION" "sqlalchemy==$SQLALCHEMY_VERSION" 'setuptools<82' >&2
-fi
+ensure_bench_venv "$VENV"
 
 # ---- helpers --------------------------------------------------------------
 
@@ -86,94 +70,14 @@ SERVER_DATA=""
 SERVER_PID=""
 CHILD_PID=""     # the line being run (see bounded)
 
-stop_child() {
-  # The running line: `timeout` (or time(1) with `timeout` under it). timeout
-  # runs the command in a process group of its own, so a Ctrl-C does not reach
-  # it, and time(1) ignores SIGINT: stop it here, by its pid and its group.
-  [ -n "$CHILD_PID" ] || return 0
-  local t
-  t=$(pgrep -x -P "$CHILD_PID" timeout 2>/dev/null || true)
-  [ -n "$t" ] || t=$CHILD_PID
-  kill -TERM "$t" 2>/dev/null || true          # timeout passes it on to the command
-  for _ in $(seq 50); do kill -0 "$t" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$t" 2>/dev/null || true      # timeout's group: the command and its children
-  kill "$CHILD_PID" 2>/dev/null || true
-  wait "$CHILD_PID" 2>/dev/null || true
-  CHILD_PID=""
-}
 cleanup() { stop_child; stop_server; if [ -n "$SERVER_DATA" ]; then rm -rf "$SERVER_DATA"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 
-
 # Per line (key): SECS seconds, RSS peak KB, RC exit status, MOVED records it
-# carried (for records/s), BAD why it is INVALID (empty: valid).
+# carried (for records/s), BAD why it is INVALID (empty: valid). See timed in lib.sh.
 declare -A SECS RSS RC MOVED BAD
-
-bounded() {  # $1 output file, $2.. command: run it under `timeout` within $LIMIT
-  # In the background and waited for, so an INT or TERM sent to this script
-  # runs its trap at once (cleanup then stops the line) instead of after it.
-  local out=$1; shift
-  local rc=0
-  "$@" < /dev/null > "$out" &
-  CHILD_PID=$!
-  wait "$CHILD_PID" || rc=$?
-  CHILD_PID=""
-  return "$rc"
-}
-
-timed() {  # $1 key, $2.. command: stdout -> $RUN/$1.out, stderr -> $RUN/$1.err
-  local key=$1; shift
-  local t0 t1 rc=0
-  log "$key"
-  t0=$(date +%s.%N)
-  # time(1) reports the largest max RSS among the processes it waited for
-  # (timeout and the command): the command's, in practice.
-  bounded "$RUN/$key.out" /usr/bin/time -f '%M' -o "$RUN/$key.rss" \
-    timeout -k 10 "$LIMIT" "$@" 2> "$RUN/$key.err" || rc=$?
-  t1=$(date +%s.%N)
-  SECS[$key]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  RSS[$key]=$(tail -n 1 "$RUN/$key.rss" 2>/dev/null | tr -cd 0-9)
-  RC[$key]=$rc
-  MOVED[$key]=$RECORDS
-  BAD[$key]=""
-  if [ "$rc" -ne 0 ]; then
-    if [ "$rc" -eq 124 ]; then bad "$key" "timed out after ${LIMIT} s"; else bad "$key" "exit status $rc"; fi
-    log "$key failed ($rc); last lines of $RUN/$key.err:"; tail -n 5 "$RUN/$key.err" >&2 || true
-  fi
-}
-
-bad() {  # $1 key, $2 reason: mark the line INVALID (reasons accumulate)
-  BAD[$1]="${BAD[$1]:+${BAD[$1]}; }$2"
-}
-
-rows() {  # $1 SQLite file: rows in its table users (empty when unreadable)
-  sqlite3 "$1" 'SELECT count(*) FROM users' 2>/dev/null || true
-}
-
-check_rows() {  # $1 key, $2 db, $3 expected rows
-  local n; n=$(rows "$2")
-  [ "$n" = "$3" ] || bad "$1" "${n:-no} rows in $(basename "$2"), expected $3"
-}
-
-field() {  # $1 file with Ferry's JSON report, $2 field: its value (empty if missing)
-  python3 -c 'import json, sys
-try:
-    v = json.loads(open(sys.argv[1]).read()).get(sys.argv[2])
-except Exception:
-    v = None
-print("" if v is None else v)' "$1" "$2"
-}
-
-check_report() {  # $1 key, then FIELD=VALUE pairs the JSON report must hold
-  local key=$1; shift
-  local pair got
-  for pair in "$@"; do
-    got=$(field "$RUN/$key.out" "${pair%%=*}")
-    [ "$got" = "${pair#*=}" ] || bad "$key" "report ${pair%%=*}=${got:-?}, expected ${pair#*=}"
-  done
-}
 
 # ---- 2. data --------------------------------------------------------------
 
