@@ -27,30 +27,7 @@ final class UsersAPI {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/users_api.py").path
         process.executableURL = URL(fileURLWithPath: Self.python)
         process.arguments = [script, "--db", directory.file("api.db"), "--port", "0", "--seed", String(seed)] + (token.map { ["--token", $0] } ?? [])
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let log = LockedData()
-        let handle = output.fileHandleForReading
-        Thread.detachNewThread {
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                log.append(chunk)
-            }
-        }
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline && process.isRunning {
-            let text = String(decoding: log.get(), as: UTF8.self)
-            if let range = text.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                port = Int(text[range].split(separator: ":").last!)!
-                return
-            }
-            usleep(20_000)
-        }
-        kill(process.processIdentifier, SIGKILL)
-        throw SyncTestError("users_api.py did not start: \(String(decoding: log.get(), as: UTF8.self))")
+        port = try launch(process, output: Pipe(), port: #"listening on http://127\.0\.0\.1:(\d+)"#, what: "users_api.py")
     }
 
     deinit {
@@ -370,7 +347,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         // A query-parameter secret stays out of messages naming the URL.
         try await api.faults("500", every: 1)
         result = try Ferry.run(["sync", api.endpoint(), "sqlite:d.db#users", "--retries", "0", "--source-auth", "query:api_key=s3cret-token"] + pageRead("source"), in: dir.path)
-        #expect(result.status == 2 && result.stderr.contains("answered 500 to GET http://127.0.0.1:\(api.port)/users?page=1") && !result.stderr.contains("s3cret"), "\(result.stderr)")
+        #expect(result.status == 2 && result.stderr.contains("answered 500 for GET http://127.0.0.1:\(api.port)/users?page=1") && !result.stderr.contains("s3cret"), "\(result.stderr)")
     }
 
     /// Bad settings and answers of the wrong shape: one clear line, exit 2, the target untouched.

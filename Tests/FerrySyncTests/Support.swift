@@ -94,32 +94,7 @@ final class Server {
         directory = try TempDir()
         process.executableURL = URL(fileURLWithPath: Ferry.binary)
         process.arguments = ["serve", "--port", "0", "--data", directory.path, "--log-level", "notice"] + extra
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // Drain the output on a thread of its own for the server's whole life (a full pipe
-        // would block it), and wait here, with a deadline, for the line naming the port.
-        let log = LockedData()
-        let handle = output.fileHandleForReading
-        Thread.detachNewThread {
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                log.append(chunk)
-            }
-        }
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline && process.isRunning {
-            let text = String(decoding: log.get(), as: UTF8.self)
-            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
-                port = Int(text[range].split(separator: ":")[1].split(separator: "/")[0])!
-                return
-            }
-            usleep(20_000)
-        }
-        let text = String(decoding: log.get(), as: UTF8.self)
-        process.terminate()
-        throw SyncTestError("ferry serve did not start: \(text)")
+        port = try launch(process, output: output, port: #"127\.0\.0\.1:(\d+)/v1/"#, what: "ferry serve")
     }
 
     deinit {
@@ -144,6 +119,37 @@ final class Server {
         let bytes = try await response.body.collect(upTo: 64 << 20)
         return (Int(response.status.code), try? JSON.parse(bytes: Array(bytes.readableBytesView)))
     }
+}
+
+/// Starts a child process that prints the port it listens on, and returns that port.
+///
+/// Its output is drained on a thread of its own for its whole life (a full pipe would block
+/// it); the wait for the line naming the port has a deadline.
+/// - Parameter pattern: a regular expression whose first group is the port.
+func launch(_ process: Process, output: Pipe, port pattern: String, what: String) throws -> Int {
+    let regex = try Regex(pattern)
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let log = LockedData()
+    let handle = output.fileHandleForReading
+    Thread.detachNewThread {
+        while true {
+            let chunk = handle.availableData
+            if chunk.isEmpty { return }
+            log.append(chunk)
+        }
+    }
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline && process.isRunning {
+        let text = String(decoding: log.get(), as: UTF8.self)
+        if let match = text.firstMatch(of: regex), let group = match.output[1].substring, let port = Int(group) {
+            return port
+        }
+        usleep(20_000)
+    }
+    kill(process.processIdentifier, SIGKILL)
+    throw SyncTestError("\(what) did not start: \(String(decoding: log.get(), as: UTF8.self))")
 }
 
 struct SyncTestError: Error, CustomStringConvertible {
