@@ -164,6 +164,25 @@ final class HTTPTransport: Sendable {
         }
     }
 
+    /// A failed answer as one line: who said what about which request, and what to do.
+    /// - Parameters:
+    ///   - peer: `server` or `API`.
+    ///   - context: `while reading changes since 5`, `for GET http://…`.
+    ///   - said: the answer's message or body, if any.
+    static func failure(status: Int, endpoint: String, peer: String, context: String, said: String?) -> SyncError {
+        let said = said.map { ": \($0)" } ?? ""
+        switch status {
+        case 401:
+            return SyncError(.unauthorized, "\(endpoint): the \(peer) refused the credentials (401) \(context)\(said); check --source-auth/--target-auth")
+        case 403:
+            return SyncError(.unauthorized, "\(endpoint): not allowed (403) \(context)\(said)")
+        case 404:
+            return SyncError(.notFound, "\(endpoint): not found (404) \(context)\(said)")
+        default:
+            return SyncError(.protocolError, "\(endpoint): the \(peer) answered \(status) \(context)\(said)")
+        }
+    }
+
     static func describe(_ error: any Error) -> String {
         let text = String(describing: error)
         if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }

@@ -48,17 +48,7 @@ public final class KintoEndpoint: Endpoint {
     /// A failed answer as one line: what the server said and what to do.
     func failure(_ response: HTTPTransport.Response, _ doing: String) -> SyncError {
         let message = (try? JSON.parse(bytes: response.body))?["message"]?.stringValue
-        let said = message.map { ": \($0)" } ?? ""
-        switch response.status {
-        case 401:
-            return SyncError(.unauthorized, "\(displayName): the server refused the credentials (401) while \(doing)\(said); check --source-auth/--target-auth")
-        case 403:
-            return SyncError(.unauthorized, "\(displayName): not allowed (403) while \(doing)\(said)")
-        case 404:
-            return SyncError(.notFound, "\(displayName): not found (404) while \(doing)\(said)")
-        default:
-            return SyncError(.protocolError, "\(displayName): the server answered \(response.status) while \(doing)\(said)")
-        }
+        return HTTPTransport.failure(status: response.status, endpoint: displayName, peer: "server", context: "while \(doing)", said: message)
     }
 
     func json(_ response: HTTPTransport.Response, _ doing: String) throws -> JSON {

@@ -49,17 +49,7 @@ public final class RESTEndpoint: Endpoint {
 
     /// A failed answer as one line: the request, the status and what the API said.
     func failure(_ response: HTTPTransport.Response, _ request: String) -> SyncError {
-        let said = Self.excerpt(response.body).map { ": \($0)" } ?? ""
-        switch response.status {
-        case 401:
-            return SyncError(.unauthorized, "\(displayName): the API refused the credentials (401) for \(request)\(said); check --source-auth/--target-auth")
-        case 403:
-            return SyncError(.unauthorized, "\(displayName): not allowed (403) for \(request)\(said)")
-        case 404:
-            return SyncError(.notFound, "\(displayName): not found (404) for \(request)\(said)")
-        default:
-            return SyncError(.protocolError, "\(displayName): the API answered \(response.status) to \(request)\(said)")
-        }
+        HTTPTransport.failure(status: response.status, endpoint: displayName, peer: "API", context: "for \(request)", said: Self.excerpt(response.body))
     }
 
     static func article(_ noun: String) -> String {
