@@ -33,24 +33,15 @@ def main() -> None:
     # reads its configuration.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-    import dlt
-    from dlt.destinations import sqlalchemy
     from dlt.sources.filesystem import filesystem, read_jsonl
+
+    from dlt_common import load_into_sqlite
 
     files = filesystem(bucket_url="file://" + os.path.dirname(jsonl), file_glob=os.path.basename(jsonl))
     users = (files | read_jsonl()).with_name("users")
     users.apply_hints(primary_key="id", write_disposition="replace")
 
-    pipeline = dlt.pipeline(
-        pipeline_name="ferry_bench_users",
-        pipelines_dir=pipelines_dir,
-        destination=sqlalchemy(credentials="sqlite:///" + db, create_primary_keys=True),
-        dataset_name="main",
-        progress="log" if os.environ.get("DLT_BENCH_PROGRESS") else None,
-    )
-    info = pipeline.run(users)
-    print(info, file=sys.stderr)
-    info.raise_on_failed_jobs()
+    load_into_sqlite(users, db, pipelines_dir, "ferry_bench_users")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ def main() -> None:
     per_page = int(sys.argv[4]) if len(sys.argv) == 5 else 1000
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-    import dlt
-    from dlt.destinations import sqlalchemy
     from dlt.sources.rest_api import rest_api_source
+
+    from dlt_common import load_into_sqlite
 
     source = rest_api_source({
         "client": {"base_url": base_url},
@@ -57,16 +57,7 @@ def main() -> None:
         }],
     })
 
-    pipeline = dlt.pipeline(
-        pipeline_name="ferry_bench_rest_users",
-        pipelines_dir=pipelines_dir,
-        destination=sqlalchemy(credentials="sqlite:///" + db, create_primary_keys=True),
-        dataset_name="main",
-        progress="log" if os.environ.get("DLT_BENCH_PROGRESS") else None,
-    )
-    info = pipeline.run(source)
-    print(info, file=sys.stderr)
-    info.raise_on_failed_jobs()
+    load_into_sqlite(source, db, pipelines_dir, "ferry_bench_rest_users")
 
 
 if __name__ == "__main__":

@@ -165,3 +165,18 @@ check_report() {  # $1 key, then FIELD=VALUE pairs the JSON report must hold
     [ "$got" = "${pair#*=}" ] || bad "$key" "report ${pair%%=*}=${got:-?}, expected ${pair#*=}"
   done
 }
+
+# ---- table cells ------------------------------------------------------------
+
+ratio() {  # $1 numerator, $2 denominator: "3.2×" (n/a when the denominator is 0)
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'
+}
+
+per_second() {  # $1 records, $2 seconds: records/s grouped by thousands ("68,965")
+  awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) print grouped(int(n / s)); else print "n/a" }
+    function grouped(x,  t) { t = ""; while (x >= 1000) { t = sprintf(",%03d", x % 1000) t; x = int(x / 1000) }; return x t }'
+}
+
+megabytes() {  # $1 kilobytes: megabytes with one decimal
+  awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
+}

@@ -161,9 +161,6 @@ name() {
   esac
 }
 valid() { [ -z "${BAD[$1]}" ]; }
-ratio() {  # $1 numerator, $2 denominator
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'
-}
 
 echo
 echo "REST benchmark — $RECORDS records, $PER_PAGE a page, $(nproc) cores; API: users_api.py on Flask $FLASK_VERSION" \
@@ -175,9 +172,8 @@ echo "| line | seconds | records/s | peak RSS MB | rows | API requests | time vs
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for key in "${LINES[@]}"; do
   secs=${SECS[$key]}
-  rate=$(awk -v n="${MOVED[$key]}" -v s="$secs" 'BEGIN { if (s > 0) print grouped(int(n / s)); else print "n/a" }
-    function grouped(x,  t) { t = ""; while (x >= 1000) { t = sprintf(",%03d", x % 1000) t; x = int(x / 1000) }; return x t }')
-  rss=$(awk -v k="${RSS[$key]:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+  rate=$(per_second "${MOVED[$key]}" "$secs")
+  rss=$(megabytes "${RSS[$key]:-0}")
   if [ "$key" = list ]; then
     got=$(field "$RUN/list.out" records); vs="—"
   else

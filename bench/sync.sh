@@ -178,9 +178,6 @@ name() {
   esac
 }
 valid() { [ -z "${BAD[$1]}" ]; }
-ratio() {  # $1 numerator seconds, $2 denominator seconds
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'
-}
 
 echo
 echo "Sync benchmark — $RECORDS records, $(nproc) cores, sqlite3 $(sqlite3 --version | cut -d' ' -f1)," \
@@ -191,9 +188,8 @@ echo "| line | seconds | records/s | peak RSS MB | time vs sqlite3 |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 for key in "${LINES[@]}"; do
   secs=${SECS[$key]}
-  rate=$(awk -v n="${MOVED[$key]}" -v s="$secs" 'BEGIN { if (s > 0) print grouped(int(n / s)); else print "n/a" }
-    function grouped(x,  t) { t = ""; while (x >= 1000) { t = sprintf(",%03d", x % 1000) t; x = int(x / 1000) }; return x t }')
-  rss=$(awk -v k="${RSS[$key]:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+  rate=$(per_second "${MOVED[$key]}" "$secs")
+  rss=$(megabytes "${RSS[$key]:-0}")
   case $key in
     dlt|ferry_file|ferry_inc1)
       if valid "$key" && valid sqlite3; then vs=$(ratio "$secs" "${SECS[sqlite3]}"); else vs="n/a"; fi ;;
