@@ -1,8 +1,12 @@
+import Crypto
 import FerryCore
 public import FerryStore
 import Foundation
 public import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import Logging
+import NIOSSL
 
 /// Builds the `ferry serve` application from a configuration.
 public enum FerryServerApp {
@@ -34,10 +38,70 @@ public enum FerryServerApp {
         settings.backoffSeconds = configuration.backoffSeconds
         settings.retryAfterSeconds = configuration.retryAfterSeconds
         let metrics = ServerMetrics()
-        let api = KintoAPI(storage: storage, settings: settings, metrics: metrics)
-        let responder = FerryResponder(api: api, authenticator: BasicAuthenticator(secret: secret),
-                                       maxBodySize: configuration.maxBodySize, metrics: metrics)
+        let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
+        let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)
+        var limits = RequestLimits()
+        limits.maxBodySize = configuration.maxBodySize
+        limits.bodyTimeout = Double(configuration.bodyTimeout)
+        limits.busyThreshold = configuration.busyThreshold
+        limits.busyBackoff = configuration.busyBackoff
+        limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
+        let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
         return Parts(api: api, storage: storage, responder: responder, metrics: metrics)
+    }
+
+    /// Who may sign in how, from the configuration (reading the RS256 key file).
+    static func authSettings(_ configuration: ServerConfiguration) throws -> AuthSettings {
+        var auth = AuthSettings()
+        auth.policies = configuration.authPolicies.compactMap(AuthSettings.Policy.init(rawValue:))
+        auth.accountCreatePrincipals = Set(configuration.accountCreatePrincipals)
+        auth.admins = Set(configuration.admins)
+        auth.passwordMinLength = configuration.passwordMinLength
+        auth.passwordRounds = configuration.passwordRounds
+        for entry in configuration.tokens {
+            let parts = entry.split(separator: ":", maxSplits: 1)
+            auth.tokens[String(parts[1])] = "token:" + parts[0]
+        }
+        if let secret = configuration.jwtHS256Secret {
+            auth.jwt = try JWTVerifier(.hs256(secret: Array(secret.utf8)))
+        } else if let path = configuration.jwtRS256PublicKey {
+            guard let data = FileManager.default.contents(atPath: path), let pem = String(data: data, encoding: .utf8) else {
+                throw ServerConfiguration.Error("jwt_rs256_public_key: cannot read \(path)")
+            }
+            do {
+                auth.jwt = try JWTVerifier(.rs256(publicKeyPEM: pem))
+            } catch {
+                throw ServerConfiguration.Error("jwt_rs256_public_key: \(path) is not a PEM RSA public key (\(error))")
+            }
+        }
+        auth.jwt?.issuer = configuration.jwtIssuer
+        auth.jwt?.audience = configuration.jwtAudience
+        auth.jwt?.principalPrefix = configuration.jwtPrincipalPrefix
+        return auth
+    }
+
+    /// The TLS setup of `tls_cert`/`tls_key`, or nil for plain HTTP.
+    static func tlsConfiguration(_ configuration: ServerConfiguration) throws -> TLSConfiguration? {
+        switch (configuration.tlsCertificate, configuration.tlsKey) {
+        case (nil, nil): return nil
+        case (let cert?, let key?):
+            let chain: [NIOSSLCertificate]
+            let privateKey: NIOSSLPrivateKey
+            do {
+                chain = try NIOSSLCertificate.fromPEMFile(cert)
+            } catch {
+                throw ServerConfiguration.Error("tls_cert: cannot read a PEM certificate from \(cert) (\(error))")
+            }
+            do {
+                privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            } catch {
+                throw ServerConfiguration.Error("tls_key: cannot read a PEM private key from \(key) (\(error))")
+            }
+            guard !chain.isEmpty else { throw ServerConfiguration.Error("tls_cert: \(cert) holds no certificate") }
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+        default:
+            throw ServerConfiguration.Error("--tls-cert and --tls-key go together")
+        }
     }
 
     /// The secret in `<data>/secret`, created (random, mode 0600) on first start so user ids stay stable.
@@ -57,9 +121,16 @@ public enum FerryServerApp {
 
     /// The Hummingbird application.
     public static func makeApplication(_ configuration: ServerConfiguration, parts: Parts, logger: Logger,
-                                       onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> Application<FerryResponder> {
-        Application(
+                                       onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> Application<FerryResponder> {
+        let server: HTTPServerBuilder
+        if let tls = try tlsConfiguration(configuration) {
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        } else {
+            server = .http1()
+        }
+        return Application(
             responder: parts.responder,
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger

@@ -90,6 +90,8 @@ public protocol StorageSession {
     func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool
     /// The ids of the children under `parentURI` + `/` + `childPath` + `/` for which any principal holds one of `permissions`.
     func childIDs(under parentURI: String, childPath: String, permissions: [String], principals: [String]) throws -> [String]
+    /// The URIs (`/buckets/B/groups/G`) of the groups whose `members` hold one of `principals`.
+    func groups(containing principals: [String]) throws -> [String]
     /// The URIs of every object on which one of `principals` holds a permission, with those permissions.
     func grants(of principals: [String]) throws -> [String: Set<String>]
 }

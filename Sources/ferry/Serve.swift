@@ -26,6 +26,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Most objects in one page (default 10000).") var maxFetchSize: String?
     @Flag(name: .long, help: "Refuse every write.") var readonly = false
     @Flag(name: .long, help: "fsync every commit (survives power loss; slower).") var fullSync = false
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "FILE")) var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "FILE")) var tlsKey: String?
+    @Option(name: .long, help: ArgumentHelp("Requests per principal, e.g. 600/60 (429 with Retry-After above).", valueName: "REQUESTS/SECONDS")) var rateLimit: String?
 
     /// The configuration from every source.
     func resolve(environment: [String: String]) throws -> ServerConfiguration {
@@ -35,6 +38,7 @@ struct Serve: AsyncParsableCommand {
         let flags: [(String, String?)] = [
             ("host", host), ("port", port), ("data", data), ("log_level", logLevel),
             ("batch_max_requests", batchMaxRequests), ("max_body_size", maxBodySize), ("max_fetch_size", maxFetchSize),
+            ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit),
         ]
         for (name, value) in flags {
             if let value { try configuration.set(name, value, source: "--\(name.replacingOccurrences(of: "_", with: "-"))") }
@@ -54,14 +58,45 @@ struct Serve: AsyncParsableCommand {
         var baseLogger = Logger(label: "ferry")
         baseLogger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
         let logger = baseLogger
-        let parts = try FerryServerApp.makeParts(configuration, logger: logger)
-        let app = FerryServerApp.makeApplication(configuration, parts: parts, logger: logger) { port in
-            logger.notice("ferry serve is listening", metadata: [
-                "ferry.url": .string("http://\(configuration.host):\(port)/v1/"),
-                "ferry.data": .string(configuration.dataDirectory),
-            ])
+        let parts: FerryServerApp.Parts
+        let app: Application<FerryResponder>
+        let scheme = configuration.tlsCertificate == nil ? "http" : "https"
+        do {
+            parts = try FerryServerApp.makeParts(configuration, logger: logger)
+            app = try FerryServerApp.makeApplication(configuration, parts: parts, logger: logger) { port in
+                logger.notice("ferry serve is listening", metadata: [
+                    "ferry.url": .string("\(scheme)://\(configuration.host):\(port)/v1/"),
+                    "ferry.data": .string(configuration.dataDirectory),
+                ])
+            }
+        } catch let error as ServerConfiguration.Error {
+            throw ValidationError(error.description)
         }
         try await app.runService()
         try parts.storage.close()
+    }
+}
+
+/// `ferry token NAME`: a new API token, and the line that lets the server accept it.
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Make an API token for a service: prints the token (give it to the service) and its hash (put it in the server's tokens).",
+        discussion: "The server keeps only the SHA-256 of each token: `tokens: [NAME:HASH]` in the server: section, or FERRY_TOKENS. The principal is token:NAME."
+    )
+
+    @Argument(help: "The service's name (letters, digits, - _ .); its principal is token:NAME.") var name: String
+
+    func validate() throws {
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+            throw ValidationError("the token name must be letters, digits, - _ or ., not \"\(name)\"")
+        }
+    }
+
+    func run() throws {
+        var generator = SystemRandomNumberGenerator()
+        let token = "fy_" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        print("token:  \(token)")
+        print("server: tokens: [\"\(name):\(TokenHash.sha256Hex(token))\"]")
     }
 }

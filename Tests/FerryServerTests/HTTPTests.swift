@@ -12,7 +12,7 @@ import Testing
     func app(_ server: TestServer) -> Application<FerryResponder> {
         var logger = Logger(label: "ferry.test")
         logger.logLevel = .critical
-        return FerryServerApp.makeApplication(server.configuration, parts: server.parts, logger: logger)
+        return try! FerryServerApp.makeApplication(server.configuration, parts: server.parts, logger: logger)
     }
 
     func headers(_ user: String? = "alice", _ extra: [HTTPField.Name: String] = [:]) -> HTTPFields {

@@ -35,10 +35,15 @@ struct TestServer {
     /// Sends one request as `user` (nil: anonymous).
     @discardableResult
     func request(_ method: String, _ path: String, json: JSON? = nil, body: String? = nil, user: String? = "alice",
-                 headers: [String: String] = [:]) async throws -> APIResponse {
+                 password: String = "secret", authorization: String? = nil, headers: [String: String] = [:]) async throws -> APIResponse {
         var allHeaders: [String: String] = [:]
         for (k, v) in headers { allHeaders[k.lowercased()] = v }
-        let identity = try parts.responder.authenticator.identity(authorization: user.map { Self.basic($0) })
+        let identity: Identity
+        do {
+            identity = try await parts.api.authenticate(authorization: authorization ?? user.map { Self.basic($0, password) })
+        } catch {
+            return APIResponse(error: error)
+        }
         var pathOnly = path
         var query: [(String, String)] = []
         if let q = path.firstIndex(of: "?") {
@@ -49,7 +54,7 @@ struct TestServer {
         return await parts.api.handle(APIRequest(method: method, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
     }
 
-    func userID(_ user: String) -> String { parts.responder.authenticator.userID(credentials: "\(user):secret") }
+    func userID(_ user: String) -> String { parts.api.authenticator!.basic.userID(credentials: "\(user):secret") }
 
     /// Creates bucket `main` and collection `users` owned by alice.
     func seedUsers() async throws {

@@ -33,16 +33,28 @@ public struct KintoAPI: Sendable {
     public let storage: any Storage
     public let settings: Settings
     let metrics: ServerMetrics?
+    /// Accounts, tokens and JWTs; nil serves no `/accounts` (tests that set identities directly).
+    public let authenticator: Authenticator?
 
-    public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil) {
+    public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage
         self.settings = settings
         self.metrics = metrics
+        self.authenticator = authenticator
+    }
+
+    /// The identity behind an `Authorization` header (anonymous without one).
+    public func authenticate(authorization: String?) async throws(KintoError) -> Identity {
+        guard let authenticator else {
+            return try BasicAuthenticator(secret: "").identity(authorization: authorization)
+        }
+        return try await authenticator.identity(authorization: authorization, storage: storage)
     }
 
     /// Where a path leads.
     enum Route: Sendable {
-        case hello, heartbeat, lbheartbeat, version, batch
+        case hello, heartbeat, lbheartbeat, version, batch, permissions
+        case accounts(String?)
         case plural(ObjectPath)
         case object(ObjectPath)
 
@@ -50,6 +62,9 @@ public struct KintoAPI: Sendable {
             switch self {
             case .hello, .heartbeat, .lbheartbeat, .version: ["GET", "HEAD"]
             case .batch: ["POST"]
+            case .permissions: ["GET", "HEAD"]
+            case .accounts(nil): ["GET", "HEAD", "POST"]
+            case .accounts: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
             case .plural: ["GET", "HEAD", "POST", "DELETE"]
             case .object: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
             }
@@ -63,6 +78,9 @@ public struct KintoAPI: Sendable {
             case .lbheartbeat: "/__lbheartbeat__"
             case .version: "/__version__"
             case .batch: "/batch"
+            case .permissions: "/permissions"
+            case .accounts(nil): "accounts"
+            case .accounts: "account"
             case .plural(let p): p.kind.plural
             case .object(let p): p.kind.rawValue
             }
@@ -87,10 +105,13 @@ public struct KintoAPI: Sendable {
             case "__lbheartbeat__": return .lbheartbeat
             case "__version__": return .version
             case "batch": return .batch
+            case "permissions": return .permissions
+            case "accounts": return .accounts(nil)
             case "buckets": return .plural(ObjectPath(kind: .bucket, bucket: ""))
             default: throw .missingResource
             }
         default:
+            if segments[0] == "accounts", segments.count == 2 { return .accounts(try id(segments[1])) }
             guard segments[0] == "buckets" else { throw .missingResource }
             let bucket = try id(segments[1])
             if segments.count == 2 { return .object(ObjectPath(kind: .bucket, bucket: bucket, id: bucket)) }
@@ -126,6 +147,11 @@ public struct KintoAPI: Sendable {
                 response = APIResponse(status: ok ? 200 : 503, body: .json(["storage": .bool(ok), "permission": .bool(ok), "cache": true]))
             case .batch:
                 response = try await batch(request)
+            case .accounts(let id):
+                response = try await accounts(request, id: id)
+            case .permissions:
+                guard request.identity.userID != nil else { throw KintoError.unauthorized }
+                response = try await permissionsList(request)
             case .hello, .lbheartbeat, .version:
                 response = try respond(request, route: route, session: nil)
             case .plural, .object:
@@ -169,6 +195,8 @@ public struct KintoAPI: Sendable {
             return APIResponse(body: .json(["storage": true, "permission": true, "cache": true]))
         case .batch:
             throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
+        case .accounts, .permissions:
+            throw KintoError.internalError("answered outside a session")
         case .plural(let path):
             guard let session else { throw KintoError.internalError("no storage session") }
             var handler = ResourceHandler(api: self, request: request, path: path, session: session)
@@ -191,6 +219,13 @@ public struct KintoAPI: Sendable {
 
     /// `GET /v1/`: what this server is and what it can do.
     func hello(_ request: APIRequest) -> APIResponse {
+        var capabilities: [String: JSON] = [
+            "permissions_endpoint": ["description": "List every object the caller holds a permission on", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/permissions.html#list-every-permissions"],
+            "schema": ["description": "Validates records against the JSON Schema in their collection's metadata", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/collections.html#collection-json-schema"],
+        ]
+        if authenticator?.settings.policies.contains(.account) == true {
+            capabilities["accounts"] = ["description": "Manage user accounts", "url": "https://docs.kinto-storage.org/en/latest/api/1.x/accounts.html"]
+        }
         var body: [String: JSON] = [
             "project_name": "ferry",
             "project_version": .string(settings.version),
@@ -204,7 +239,7 @@ public struct KintoAPI: Sendable {
                 "paginate_by": settings.paginateBy.map { .int(Int64($0)) } ?? .null,
                 "storage_max_fetch_size": .int(Int64(settings.maxFetchSize)),
             ],
-            "capabilities": [:],
+            "capabilities": .object(capabilities),
         ]
         if let user = request.identity.userID {
             body["user"] = ["id": .string(user), "principals": .array(request.identity.principals.map { .string($0) })]

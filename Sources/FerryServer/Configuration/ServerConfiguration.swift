@@ -32,6 +32,36 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var retryAfterSeconds: Int = 30
     /// fsync every commit (survives power loss, not only a crash of the process).
     public var fullSync: Bool = false
+    /// Authentication policies, tried in order: account, basicauth, token, jwt.
+    public var authPolicies: [String] = ["account", "basicauth", "token", "jwt"]
+    /// Who may create accounts.
+    public var accountCreatePrincipals: [String] = ["system.Everyone"]
+    /// Principals with every right on every account.
+    public var admins: [String] = []
+    public var passwordMinLength: Int = 8
+    /// PBKDF2 rounds of new password hashes.
+    public var passwordRounds: Int = 210_000
+    /// API tokens as `NAME:SHA256HEX` (principal `token:NAME`); `ferry token NAME` makes one.
+    public var tokens: [String] = []
+    public var jwtHS256Secret: String? = nil
+    /// A PEM file with the RSA public key of RS256 JWTs.
+    public var jwtRS256PublicKey: String? = nil
+    public var jwtIssuer: String? = nil
+    public var jwtAudience: String? = nil
+    public var jwtPrincipalPrefix: String = "jwt:"
+    /// Requests per principal: `REQUESTS/SECONDS`, e.g. `600/60`; nil: no limit.
+    public var rateLimit: RateLimit? = nil
+
+    public struct RateLimit: Sendable, Equatable {
+        public var requests: Int
+        public var seconds: Int
+    }
+    public var bodyTimeout: Int = 30
+    public var busyThreshold: Int = 256
+    public var busyBackoff: Int = 10
+    /// PEM certificate chain and private key: serve HTTPS.
+    public var tlsCertificate: String? = nil
+    public var tlsKey: String? = nil
 
     public init() {}
 
@@ -53,6 +83,11 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw Error("\(what) must be a whole number between \(min) and \(max), not \"\(text)\"")
         }
         return n
+    }
+
+    /// A comma-separated list (YAML lists arrive joined with commas).
+    static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     static func bool(_ text: String, _ what: String) throws(Error) -> Bool {
@@ -93,6 +128,50 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "backoff") { c, v throws(Error) in c.backoffSeconds = try int(v, "backoff", max: 86_400) },
         Key(name: "retry_after") { c, v throws(Error) in c.retryAfterSeconds = try int(v, "retry_after", max: 86_400) },
         Key(name: "full_sync") { c, v throws(Error) in c.fullSync = try bool(v, "full_sync") },
+        Key(name: "auth_policies") { c, v throws(Error) in
+            let names = list(v)
+            let known = ["account", "basicauth", "token", "jwt"]
+            for name in names where !known.contains(name) {
+                throw Error("auth_policies: unknown policy \"\(name)\" (known: \(known.joined(separator: ", ")))")
+            }
+            guard !names.isEmpty else { throw Error("auth_policies needs at least one of account, basicauth, token, jwt") }
+            c.authPolicies = names
+        },
+        Key(name: "account_create_principals") { c, v throws(Error) in c.accountCreatePrincipals = list(v) },
+        Key(name: "admins") { c, v throws(Error) in c.admins = list(v) },
+        Key(name: "password_min_length") { c, v throws(Error) in c.passwordMinLength = try int(v, "password_min_length", min: 1, max: 1024) },
+        Key(name: "password_rounds") { c, v throws(Error) in c.passwordRounds = try int(v, "password_rounds", min: 1000, max: 10_000_000) },
+        Key(name: "tokens") { c, v throws(Error) in
+            var tokens: [String] = []
+            for entry in list(v) {
+                let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }),
+                      parts[1].count == 64, parts[1].allSatisfy(\.isHexDigit)
+                else { throw Error("tokens: each entry is NAME:SHA256-HEX (from `ferry token NAME`), not \"\(entry.prefix(12))…\"") }
+                tokens.append(parts[0] + ":" + parts[1].lowercased())
+            }
+            c.tokens = tokens
+        },
+        Key(name: "jwt_hs256_secret") { c, v throws(Error) in
+            guard v.utf8.count >= 32 else { throw Error("jwt_hs256_secret must be at least 32 characters long") }
+            c.jwtHS256Secret = v
+        },
+        Key(name: "jwt_rs256_public_key") { c, v throws(Error) in c.jwtRS256PublicKey = v },
+        Key(name: "jwt_issuer") { c, v throws(Error) in c.jwtIssuer = v },
+        Key(name: "jwt_audience") { c, v throws(Error) in c.jwtAudience = v },
+        Key(name: "jwt_principal_prefix") { c, v throws(Error) in c.jwtPrincipalPrefix = v },
+        Key(name: "rate_limit") { c, v throws(Error) in
+            let parts = v.split(separator: "/").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let n = Int(parts[0]), let s = Int(parts[1].hasSuffix("s") ? String(parts[1].dropLast()) : parts[1]),
+                  n >= 1, n <= 1_000_000, s >= 1, s <= 86_400
+            else { throw Error("rate_limit must be REQUESTS/SECONDS, e.g. 600/60, not \"\(v)\"") }
+            c.rateLimit = RateLimit(requests: n, seconds: s)
+        },
+        Key(name: "body_timeout") { c, v throws(Error) in c.bodyTimeout = try int(v, "body_timeout", min: 1, max: 3600) },
+        Key(name: "busy_threshold") { c, v throws(Error) in c.busyThreshold = try int(v, "busy_threshold", min: 1, max: 1_000_000) },
+        Key(name: "busy_backoff") { c, v throws(Error) in c.busyBackoff = try int(v, "busy_backoff", min: 1, max: 86_400) },
+        Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },
+        Key(name: "tls_key") { c, v throws(Error) in c.tlsKey = v },
     ]
 
     /// Sets one key by name.

@@ -1,4 +1,5 @@
 public import FerryCore
+import Foundation
 
 /// An error answered in Kinto's format: `{"code","errno","error","message","details"}`.
 ///
@@ -124,6 +125,19 @@ public struct KintoError: Error, Sendable {
     }
 
     /// 503: the storage failed; the client should retry later.
+    /// 429: the principal sent more requests than the rate limit allows.
+    public static func tooManyRequests(retryAfter: Int, limit: Int, seconds: Double) -> KintoError {
+        KintoError(status: 429, errno: Errno.clientReachedCapacity, error: "Too Many Requests",
+                   message: "More than \(limit) requests in \(String(format: "%g", seconds)) s; retry in \(retryAfter) s",
+                   headers: [("Retry-After", String(retryAfter))])
+    }
+
+    /// 408: the body did not arrive in time.
+    public static func requestTimeout(seconds: Double) -> KintoError {
+        KintoError(status: 408, errno: Errno.undefined, error: "Request Timeout",
+                   message: "The request body did not arrive within \(String(format: "%g", seconds)) s")
+    }
+
     public static func backend(_ message: String, retryAfter: Int) -> KintoError {
         KintoError(status: 503, errno: Errno.backend, error: "Service Unavailable", message: message,
                    headers: [("Retry-After", String(retryAfter))])

@@ -4,20 +4,31 @@ public import Hummingbird
 import Logging
 import NIOCore
 
+/// A request's context: Hummingbird's, plus the client's address (the rate limit of anonymous requests).
+public struct FerryRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
+    }
+}
+
 /// The HTTP face of Ferry: turns Hummingbird requests into ``APIRequest``s, authenticates,
-/// enforces the body limit, logs and measures every request.
+/// enforces the limits (body size and time, request rate), logs and measures every request.
+/// Credentials never reach the log: only the method, route, path, status and duration do.
 public struct FerryResponder: HTTPResponder {
-    public typealias Context = BasicRequestContext
+    public typealias Context = FerryRequestContext
 
     let api: KintoAPI
-    let authenticator: BasicAuthenticator
-    let maxBodySize: Int
+    let limits: RequestLimits
     let metrics: ServerMetrics
+    let inFlight = InFlight()
 
-    public init(api: KintoAPI, authenticator: BasicAuthenticator, maxBodySize: Int, metrics: ServerMetrics) {
+    public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics) {
         self.api = api
-        self.authenticator = authenticator
-        self.maxBodySize = maxBodySize
+        self.limits = limits
         self.metrics = metrics
     }
 
@@ -35,7 +46,13 @@ public struct FerryResponder: HTTPResponder {
             apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
             routeName = "/"
         } else if path == "/v1" || path.hasPrefix("/v1/") {
-            apiResponse = await handleAPI(request, subpath: String(path.dropFirst(3)))
+            let load = inFlight.enter()
+            var answer = await handleAPI(request, subpath: String(path.dropFirst(3)), context: context)
+            inFlight.leave()
+            if load > limits.busyThreshold, answer.header("Backoff") == nil {
+                answer.headers.append(("Backoff", String(limits.busyBackoff)))
+            }
+            apiResponse = answer
             routeName = apiResponse.routeName
         } else {
             apiResponse = APIResponse(error: .missingResource)
@@ -55,7 +72,7 @@ public struct FerryResponder: HTTPResponder {
         return response
     }
 
-    func handleAPI(_ request: Request, subpath: String) async -> APIResponse {
+    func handleAPI(_ request: Request, subpath: String, context: Context) async -> APIResponse {
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName
@@ -63,20 +80,48 @@ public struct FerryResponder: HTTPResponder {
         }
         let identity: Identity
         do {
-            identity = try authenticator.identity(authorization: headers["authorization"])
+            identity = try await api.authenticate(authorization: headers["authorization"])
         } catch {
             return APIResponse(error: error)
         }
+        if let limiter = limits.rateLimiter,
+           let wait = limiter.admit(identity.userID ?? "anonymous@" + (context.remoteAddress ?? "?")) {
+            return APIResponse(error: .tooManyRequests(retryAfter: wait, limit: limiter.requests, seconds: limiter.seconds))
+        }
+        let maxBodySize = limits.maxBodySize
         if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize {
             return APIResponse(error: .tooLarge(limit: maxBodySize))
         }
         var bodyBytes: [UInt8] = []
         if request.method != .get && request.method != .head {
-            do {
-                let buffer = try await request.body.collect(upTo: maxBodySize)
-                bodyBytes = Array(buffer.readableBytesView)
-            } catch {
-                return APIResponse(error: .tooLarge(limit: maxBodySize))
+            let body = request.body
+            let timeout = limits.bodyTimeout
+            // A client that trickles its body must not hold a connection and a task forever.
+            let collected: Result<[UInt8], KintoError> = await withTaskGroup(of: Result<[UInt8], KintoError>?.self) { group in
+                group.addTask {
+                    do {
+                        return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
+                    } catch {
+                        return .failure(.tooLarge(limit: maxBodySize))
+                    }
+                }
+                group.addTask {
+                    try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
+                    return Task.isCancelled ? nil : .failure(.requestTimeout(seconds: timeout))
+                }
+                var outcome: Result<[UInt8], KintoError> = .failure(.requestTimeout(seconds: timeout))
+                while let next = await group.next() {
+                    if let next {
+                        outcome = next
+                        break
+                    }
+                }
+                group.cancelAll()
+                return outcome
+            }
+            switch collected {
+            case .success(let bytes): bodyBytes = bytes
+            case .failure(let error): return APIResponse(error: error)
             }
         }
         let host = request.head.authority ?? headers["host"] ?? "localhost"

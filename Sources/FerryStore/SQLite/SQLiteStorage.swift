@@ -76,6 +76,10 @@ public final class SQLiteStorage: Storage {
                 CREATE INDEX access_control_entries_principal ON access_control_entries (principal, permission);
                 """)
         }
+        migrator.registerMigration("v2-groups") { db in
+            // Group memberships are looked up on every authenticated request.
+            try db.execute(sql: "CREATE INDEX objects_groups ON objects (parent_id, id) WHERE resource_name = 'group' AND deleted = 0")
+        }
         return migrator
     }
 
@@ -261,6 +265,17 @@ struct SQLiteSession: StorageSession {
             let id = String(uri.dropFirst(prefix.count))
             return id.contains("/") ? nil : id
         }
+    }
+
+    func groups(containing principals: [String]) throws -> [String] {
+        guard !principals.isEmpty else { return [] }
+        let sql = """
+            SELECT parent_id || '/groups/' || id FROM objects
+            WHERE resource_name = 'group' AND deleted = 0
+              AND EXISTS (SELECT 1 FROM json_each(objects.data, '$.members') WHERE json_each.value IN (\(Array(repeating: "?", count: principals.count).joined(separator: ",")))) 
+            ORDER BY 1
+            """
+        return try String.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(principals))
     }
 
     func grants(of principals: [String]) throws -> [String: Set<String>] {

@@ -1,0 +1,150 @@
+import Crypto
+public import FerryCore
+public import FerryStore
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Who may authenticate how, and the accounts' rules.
+public struct AuthSettings: Sendable {
+    /// Kinto's authentication policies, tried in this order.
+    public enum Policy: String, Sendable, CaseIterable {
+        /// `Basic` credentials of an account (`PUT /v1/accounts/{user}`): principal `account:{user}`.
+        case account
+        /// Kinto's `basicauth`: any `user:password` pair is a principal of its own (`basicauth:{hmac}`).
+        case basicauth
+        /// `Bearer` API tokens from the configuration (stored as SHA-256): principal `token:{name}`.
+        case token
+        /// `Bearer` JSON Web Tokens: principal `jwt:{sub}`.
+        case jwt
+    }
+
+    public var policies: [Policy] = [.account, .basicauth, .token, .jwt]
+    /// SHA-256 (hex) of each API token → its principal.
+    public var tokens: [String: String] = [:]
+    public var jwt: JWTVerifier? = nil
+    /// Who may create accounts (Kinto's `account_create_principals`; anyone by default).
+    public var accountCreatePrincipals: Set<String> = [Identity.everyone]
+    /// Principals that may read, change and delete every account.
+    public var admins: Set<String> = []
+    public var passwordMinLength = 8
+    public var passwordRounds = 210_000
+
+    public init() {}
+}
+
+/// Turns an `Authorization` header into an ``Identity``: checks account passwords (against
+/// their PBKDF2 hash, remembering verified pairs so the hash is not redone on every request),
+/// API tokens and JWTs, then adds the groups the principal belongs to (read on every request,
+/// so membership changes count from the next one).
+public final class Authenticator: Sendable {
+    public let settings: AuthSettings
+    let basic: BasicAuthenticator
+    let hasher: PasswordHasher
+    /// HMAC(secret, "user:password") → the stored hash it was verified against. A changed
+    /// password changes the stored hash, so an old entry never matches again.
+    private let verified = NIOLockedValueBox<[String: String]>([:])
+    static let verifiedLimit = 10_000
+
+    public init(settings: AuthSettings, secret: String) {
+        self.settings = settings
+        basic = BasicAuthenticator(secret: secret)
+        hasher = PasswordHasher(rounds: settings.passwordRounds)
+    }
+
+    static let accounts = ResourceKey(parentID: "", resourceName: "account")
+
+    /// The identity of a request.
+    /// - Throws: 401 for credentials that are malformed, wrong or of no enabled policy.
+    public func identity(authorization: String?, storage: any Storage) async throws(KintoError) -> Identity {
+        guard let authorization = authorization?.trimmingCharacters(in: .whitespaces), !authorization.isEmpty else { return .anonymous }
+        guard authorization.utf8.count <= 8192 else { throw .invalidAuth("the Authorization header is too long") }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2 else { throw .invalidAuth("the Authorization header must be \"Basic …\" or \"Bearer …\"") }
+        let credentials = parts[1].trimmingCharacters(in: .whitespaces)
+        let principal: String
+        switch parts[0].lowercased() {
+        case "basic": principal = try await basicPrincipal(credentials, storage: storage)
+        case "bearer": principal = try bearerPrincipal(credentials)
+        default: throw .invalidAuth("unknown authorization scheme \"\(parts[0].prefix(20))\" (use Basic or Bearer)")
+        }
+        let groups: [String]
+        do {
+            groups = try await storage.read { session in try session.groups(containing: [principal, Identity.authenticated]) }
+        } catch {
+            throw .backend("The storage backend failed while reading group memberships. Retry later.", retryAfter: 5)
+        }
+        return .user(principal, extraPrincipals: groups)
+    }
+
+    func basicPrincipal(_ encoded: String, storage: any Storage) async throws(KintoError) -> String {
+        guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8) else {
+            throw .invalidAuth("the Basic credentials are not valid base64 of UTF-8 text")
+        }
+        guard let colon = text.firstIndex(of: ":") else { throw .invalidAuth("the Basic credentials must be user:password") }
+        let user = String(text[..<colon])
+        let password = String(text[text.index(after: colon)...])
+        guard !user.isEmpty else { throw .invalidAuth("the user name is empty") }
+        if settings.policies.contains(.account), ObjectID.isValid(user) {
+            let stored: String?
+            do {
+                stored = try await storage.read { session in
+                    try session.get(Self.accounts, id: user, includeDeleted: false)?.parsed()["password"]?.stringValue
+                }
+            } catch {
+                throw .backend("The storage backend failed while reading the account. Retry later.", retryAfter: 5)
+            }
+            if let stored {
+                // An account exists: its password decides; no fallback to another policy.
+                guard checkPassword(user: user, password: password, stored: stored) else {
+                    throw .invalidAuth("wrong user name or password")
+                }
+                return "account:" + user
+            }
+        }
+        guard settings.policies.contains(.basicauth) else { throw .invalidAuth("wrong user name or password") }
+        return basic.userID(credentials: text)
+    }
+
+    func checkPassword(user: String, password: String, stored: String) -> Bool {
+        let key = basic.userID(credentials: user + ":" + password)
+        if verified.withLockedValue({ $0[key] }) == stored { return true }
+        guard hasher.verify(password, against: stored) else { return false }
+        verified.withLockedValue { cache in
+            if cache.count >= Self.verifiedLimit { cache.removeAll(keepingCapacity: true) }
+            cache[key] = stored
+        }
+        return true
+    }
+
+    func bearerPrincipal(_ token: String) throws(KintoError) -> String {
+        if settings.policies.contains(.token), !settings.tokens.isEmpty {
+            if let principal = settings.tokens[TokenHash.sha256Hex(token)] { return principal }
+        }
+        if settings.policies.contains(.jwt), let jwt = settings.jwt, JWTVerifier.looksLikeJWT(token) {
+            return try jwt.principal(of: token)
+        }
+        throw .invalidAuth("unknown or invalid bearer token")
+    }
+
+    /// A new password's hash, after checking it follows the rules.
+    func hashNewPassword(_ value: JSON?) throws(KintoError) -> String {
+        guard case .string(let password)? = value else {
+            throw .invalidParameters(location: "body", name: "data.password", description: "data.password is required and must be a string")
+        }
+        guard password.count >= settings.passwordMinLength else {
+            throw .invalidParameters(location: "body", name: "data.password", description: "data.password must be at least \(settings.passwordMinLength) characters long")
+        }
+        guard password.utf8.count <= 1024 else {
+            throw .invalidParameters(location: "body", name: "data.password", description: "data.password must be at most 1024 bytes long")
+        }
+        return hasher.hash(password)
+    }
+}
+
+/// How API tokens are kept: only their SHA-256 (tokens are long and random, so no salt or
+/// slow hash is needed; a leaked configuration does not leak them).
+public enum TokenHash {
+    public static func sha256Hex(_ token: String) -> String {
+        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
