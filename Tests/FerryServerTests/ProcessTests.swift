@@ -10,6 +10,11 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     let output = Pipe()
     private(set) var port = 0
+    private let log = NSLock()
+    private var logText = ""
+
+    /// Everything the server printed so far.
+    var printed: String { log.lock(); defer { log.unlock() }; return logText }
 
     /// The `ferry` binary built next to the test bundle.
     static var binary: String {
@@ -34,6 +39,18 @@ final class ServerProcess: @unchecked Sendable {
             if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
                 let match = text[range]
                 port = Int(match.split(separator: ":")[1].split(separator: "/")[0])!
+                // Keep reading for the server's whole life: a full pipe would block it.
+                logText = text
+                let handle = output.fileHandleForReading
+                Thread.detachNewThread { [self] in
+                    while true {
+                        let chunk = handle.availableData
+                        if chunk.isEmpty { return }
+                        log.lock()
+                        logText += String(decoding: chunk, as: UTF8.self)
+                        log.unlock()
+                    }
+                }
                 return
             }
         }

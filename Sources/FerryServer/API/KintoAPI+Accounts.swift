@@ -91,7 +91,8 @@ extension KintoAPI {
                 }
                 guard isAdmin || signedInAs == accountID else { throw denied }
             } else {
-                guard method != "PATCH" else { throw KintoError.notFound(resource: "account", id: accountID) }
+                // Only someone who could change the account learns that it does not exist.
+                guard method != "PATCH" else { throw isAdmin || signedInAs == accountID ? KintoError.notFound(resource: "account", id: accountID) : denied }
                 guard mayCreate || isAdmin else { throw denied }
                 if let signedInAs, signedInAs != accountID, !isAdmin {
                     throw KintoError.invalidParameters(location: "body", name: "data.id", description: "signed in as \(signedInAs), you cannot create another account")

@@ -44,6 +44,10 @@ public final class Authenticator: Sendable {
     /// password changes the stored hash, so an old entry never matches again.
     private let verified = NIOLockedValueBox<[String: String]>([:])
     static let verifiedLimit = 10_000
+    private let hashRuns = NIOLockedValueBox(0)
+
+    /// How many times a password was checked against its PBKDF2 hash (the cache missed).
+    public var passwordVerifications: Int { hashRuns.withLockedValue { $0 } }
 
     public init(settings: AuthSettings, secret: String) {
         self.settings = settings
@@ -108,6 +112,7 @@ public final class Authenticator: Sendable {
     func checkPassword(user: String, password: String, stored: String) -> Bool {
         let key = basic.userID(credentials: user + ":" + password)
         if verified.withLockedValue({ $0[key] }) == stored { return true }
+        hashRuns.withLockedValue { $0 += 1 }
         guard hasher.verify(password, against: stored) else { return false }
         verified.withLockedValue { cache in
             if cache.count >= Self.verifiedLimit { cache.removeAll(keepingCapacity: true) }
