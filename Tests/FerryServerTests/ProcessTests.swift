@@ -23,9 +23,12 @@ final class ServerProcess: @unchecked Sendable {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("ferry").path
     }
 
-    init(data: String, extra: [String] = []) throws {
+    init(data: String, extra: [String] = [], logLevel: String = "notice", environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["serve", "--port", "0", "--data", data, "--log-level", "notice"] + extra
+        process.arguments = ["serve", "--port", "0", "--data", data, "--log-level", logLevel] + extra
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
         process.standardOutput = output
         process.standardError = output
         try process.run()
