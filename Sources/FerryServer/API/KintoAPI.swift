@@ -35,6 +35,8 @@ public struct KintoAPI: Sendable {
     let metrics: ServerMetrics?
     /// Accounts, tokens and JWTs; nil serves no `/accounts` (tests that set identities directly).
     public let authenticator: Authenticator?
+    /// Compiled collection schemas and unique fields.
+    let rulesCache = RulesCache()
 
     public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage

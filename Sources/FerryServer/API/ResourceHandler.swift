@@ -150,15 +150,26 @@ struct ResourceHandler {
         return result
     }
 
-    /// Checks a kind's own rules on its data (a group's `members`).
-    func validate(_ data: [String: JSON]) throws -> [String: JSON] {
+    /// Checks a kind's own rules on its data: a group's `members`; a collection's `schema`
+    /// and `unique_fields`; a record against its collection's schema and unique fields.
+    func validate(_ data: [String: JSON], id: String) throws -> [String: JSON] {
         var data = data
-        if path.kind == .group {
+        switch path.kind {
+        case .group:
             let members = data["members"] ?? .array([])
             guard case .array(let list) = members, list.allSatisfy({ $0.stringValue != nil }) else {
                 throw KintoError.invalidParameters(location: "body", name: "data.members", description: "data.members must be a list of principals")
             }
             data["members"] = members
+        case .collection:
+            _ = try CollectionRules(data)
+        case .record:
+            guard let collection = try session.get(ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!).storageKey,
+                                                   id: path.collection!, includeDeleted: false) else { break }
+            let rules = try api.rules(of: collection, uri: path.collectionURI!)
+            try rules.check(record: data, id: id, key: key, session: session)
+        case .bucket:
+            break
         }
         return data
     }
@@ -256,7 +267,7 @@ struct ResourceHandler {
     /// Writes an object and its permissions; the creator always keeps `write`.
     func save(id: String, data: [String: JSON], existing: StoredObject?, permissions: [String: Set<String>?]?,
               replaceAllPermissions: Bool) throws -> APIResponse {
-        var data = try validate(data)
+        var data = try validate(data, id: id)
         var requested: Int64?
         if let lm = data.removeValue(forKey: "last_modified")?.intValue, lm > (existing?.lastModified ?? 0) {
             requested = lm

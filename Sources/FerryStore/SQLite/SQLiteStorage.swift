@@ -187,7 +187,9 @@ struct SQLiteSession: StorageSession {
         var sql = SQLQueryBuilder(key: key, filters: query.filters, includeDeleted: query.includeDeleted, ids: query.ids)
         if let after = query.after { sql.addPageAfter(after, sort: query.sort) }
         var text = "SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause
-        text += " ORDER BY " + query.sort.map { SQLQueryBuilder.expression($0.field) + ($0.descending ? " DESC" : " ASC") }.joined(separator: ", ")
+        if !query.sort.isEmpty {  // an empty sort list means any order
+            text += " ORDER BY " + query.sort.map { SQLQueryBuilder.expression($0.field) + ($0.descending ? " DESC" : " ASC") }.joined(separator: ", ")
+        }
         if let limit = query.limit { text += " LIMIT \(limit)" }
         let cursor = try Row.fetchCursor(db.cachedStatement(sql: text), arguments: StatementArguments(sql.arguments))
         while let row = try cursor.next() {
