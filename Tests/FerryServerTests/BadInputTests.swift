@@ -88,7 +88,9 @@ import Testing
         #expect(try await server.dump() == before)
     }
 
-    @Test(arguments: ["Bearer abc", "Basic !!!notbase64", "Basic " + Data("nocolon".utf8).base64EncodedString(), "Basic " + Data(":pw".utf8).base64EncodedString(), "Digest x"])
+    @Test(arguments: ["Bearer abc", "Basic !!!notbase64", "Basic " + Data("nocolon".utf8).base64EncodedString(), "Basic " + Data(":pw".utf8).base64EncodedString(), "Digest x",
+                       "Basic " + String(repeating: "A", count: 10_000), "Basic YWxpY2U6c2VjcmV0, Basic Ym9iOnNlY3JldA==", "Bearer ", "Bearer a.b.c",
+                       "Basic " + Data("alice\u{0}:secret".utf8).base64EncodedString().replacingOccurrences(of: "=", with: "") + "!"])
     func malformedAuthorizationIsRefused(header: String) async throws {
         let server = try TestServer()
         let before = try await server.dump()
