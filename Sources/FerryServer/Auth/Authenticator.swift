@@ -65,22 +65,31 @@ public final class Authenticator: Sendable {
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { throw .invalidAuth("the Authorization header must be \"Basic …\" or \"Bearer …\"") }
         let credentials = parts[1].trimmingCharacters(in: .whitespaces)
-        let principal: String
         switch parts[0].lowercased() {
-        case "basic": principal = try await basicPrincipal(credentials, storage: storage)
-        case "bearer": principal = try bearerPrincipal(credentials)
+        case "basic": return try await basicIdentity(credentials, storage: storage)
+        case "bearer":
+            let principal = try bearerPrincipal(credentials)
+            return .user(principal, extraPrincipals: try await read(storage) { session in try Self.groups(of: principal, session) })
         default: throw .invalidAuth("unknown authorization scheme \"\(parts[0].prefix(20))\" (use Basic or Bearer)")
         }
-        let groups: [String]
-        do {
-            groups = try await storage.read { session in try session.groups(containing: [principal, Identity.authenticated]) }
-        } catch {
-            throw .backend("The storage backend failed while reading group memberships. Retry later.", retryAfter: 5)
-        }
-        return .user(principal, extraPrincipals: groups)
     }
 
-    func basicPrincipal(_ encoded: String, storage: any Storage) async throws(KintoError) -> String {
+    static func groups(of principal: String, _ session: any StorageSession) throws -> [String] {
+        try session.groups(containing: [principal, Identity.authenticated])
+    }
+
+    /// One read transaction; a storage failure is a 503.
+    func read<T: Sendable>(_ storage: any Storage, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws(KintoError) -> T {
+        do {
+            return try await storage.read(body)
+        } catch {
+            throw .backend("The storage backend failed while checking the credentials. Retry later.", retryAfter: 5)
+        }
+    }
+
+    /// Basic credentials: the account (if there is one) and the groups of both possible
+    /// principals are read in one transaction; the password is checked outside it.
+    func basicIdentity(_ encoded: String, storage: any Storage) async throws(KintoError) -> Identity {
         guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8) else {
             throw .invalidAuth("the Basic credentials are not valid base64 of UTF-8 text")
         }
@@ -88,25 +97,22 @@ public final class Authenticator: Sendable {
         let user = String(text[..<colon])
         let password = String(text[text.index(after: colon)...])
         guard !user.isEmpty else { throw .invalidAuth("the user name is empty") }
-        if settings.policies.contains(.account), ObjectID.isValid(user) {
-            let stored: String?
-            do {
-                stored = try await storage.read { session in
-                    try session.get(Self.accounts, id: user, includeDeleted: false)?.parsed()["password"]?.stringValue
-                }
-            } catch {
-                throw .backend("The storage backend failed while reading the account. Retry later.", retryAfter: 5)
-            }
-            if let stored {
-                // An account exists: its password decides; no fallback to another policy.
-                guard checkPassword(user: user, password: password, stored: stored) else {
-                    throw .invalidAuth("wrong user name or password")
-                }
-                return "account:" + user
-            }
+        let account = settings.policies.contains(.account) && ObjectID.isValid(user) ? "account:" + user : nil
+        let fallback = settings.policies.contains(.basicauth) ? basic.userID(credentials: text) : nil
+        let (stored, accountGroups, fallbackGroups) = try await read(storage) { session in
+            let stored = try account.flatMap { _ in try session.get(Self.accounts, id: user, includeDeleted: false)?.parsed()["password"]?.stringValue }
+            return (stored, try stored.map { _ in try Self.groups(of: account!, session) } ?? [],
+                    try fallback.map { try Self.groups(of: $0, session) } ?? [])
         }
-        guard settings.policies.contains(.basicauth) else { throw .invalidAuth("wrong user name or password") }
-        return basic.userID(credentials: text)
+        if let account, let stored {
+            // An account exists: its password decides; no fallback to another policy.
+            guard checkPassword(user: user, password: password, stored: stored) else {
+                throw .invalidAuth("wrong user name or password")
+            }
+            return .user(account, extraPrincipals: accountGroups)
+        }
+        guard let fallback else { throw .invalidAuth("wrong user name or password") }
+        return .user(fallback, extraPrincipals: fallbackGroups)
     }
 
     func checkPassword(user: String, password: String, stored: String) -> Bool {
