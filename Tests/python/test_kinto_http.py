@@ -1,79 +1,22 @@
 """Ferry against the official `kinto-http` Python client.
 
-A real `ferry serve` process is started once for the module (binary from the
-FERRY_BIN environment variable, default `.build/debug/ferry` under the repo
-root) on a free port with a throw-away data folder, and every test talks to it
+A real `ferry serve` process (conftest.py's `server_url`) is started once for
+the module on a free port with a throw-away data folder, and every test talks to it
 through `kinto_http.Client` exactly as a Kinto user would. Nothing here works
 around server behaviour: a failing call is a server bug to fix.
 
 Run:  pip install -r Tests/python/requirements.txt && pytest Tests/python
 """
 
-import os
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
-from pathlib import Path
 
 import pytest
-import requests
 from kinto_http import Client, KintoException
 from kinto_http.exceptions import KintoBatchException
 from kinto_http.patch_type import BasicPatch, JSONPatch, MergePatch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ALICE = ("alice", "alice-secret")
 BOB = ("bob", "bob-secret")
-
-
-def _free_port() -> int:
-    # Bind port 0 to let the kernel pick a free port, then release it for Ferry.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server_url():
-    binary = Path(os.environ.get("FERRY_BIN", REPO_ROOT / ".build" / "debug" / "ferry"))
-    if not binary.is_file():
-        pytest.fail(f"ferry binary not found at {binary}: run `swift build` or set FERRY_BIN")
-    data_dir = tempfile.mkdtemp(prefix="ferry-pytest-")
-    port = _free_port()
-    log = open(Path(data_dir) / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data", data_dir, "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        # Wait (bounded) until the heartbeat answers, failing fast if ferry exits.
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                pytest.fail(f"ferry exited with {proc.returncode}: "
-                            f"{(Path(data_dir) / 'server.log').read_text(errors='replace')}")
-            try:
-                if requests.get(f"{url}/__heartbeat__", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("ferry did not answer /v1/__heartbeat__ within 30 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

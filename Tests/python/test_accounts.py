@@ -1,0 +1,134 @@
+"""Accounts, sharing and groups through the official `kinto-http` client, as a
+Kinto user of the accounts plugin would use them: create an account, sign in,
+share a collection with another account and with a group, and be refused where
+Kinto refuses.
+"""
+
+import uuid
+
+import pytest
+from kinto_http import Client, KintoException
+
+
+def _status(exc: KintoException) -> int:
+    return exc.response.status_code
+
+
+def _name(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:8]
+
+
+def _create_account(server_url: str, user: str, password: str) -> dict:
+    anonymous = Client(server_url=server_url)
+    body, _ = anonymous.session.request("put", f"/accounts/{user}", payload={"data": {"password": password}})
+    return body
+
+
+def test_create_an_account_and_sign_in(server_url):
+    user, password = _name("bob"), "bob's long password"
+    body = _create_account(server_url, user, password)
+    assert body["data"]["id"] == user
+    assert "password" not in body["data"], "the password (or its hash) must never be answered"
+    assert body["permissions"]["write"] == [f"account:{user}"]
+
+    bob = Client(server_url=server_url, auth=(user, password))
+    assert bob.server_info()["user"]["id"] == f"account:{user}"
+    assert "accounts" in bob.server_info()["capabilities"]
+
+    # With an account, a wrong password is refused (no fallback to another policy).
+    with pytest.raises(KintoException) as refused:
+        Client(server_url=server_url, auth=(user, "not the password")).server_info()
+    assert _status(refused.value) == 401
+
+    # A short password is refused with a clear message.
+    with pytest.raises(KintoException) as short:
+        _create_account(server_url, _name("eve"), "short")
+    assert _status(short.value) == 400
+
+
+def test_share_a_collection_with_another_account(server_url):
+    bob_name, alice_name = _name("bob"), _name("alice")
+    _create_account(server_url, bob_name, "bob password 1")
+    _create_account(server_url, alice_name, "alice password 1")
+    bob = Client(server_url=server_url, auth=(bob_name, "bob password 1"))
+    alice = Client(server_url=server_url, auth=(alice_name, "alice password 1"))
+    anonymous = Client(server_url=server_url)
+    bid = _name("b")
+
+    bob.create_bucket(id=bid)
+    bob.create_collection(id="shared", bucket=bid, permissions={"read": [f"account:{alice_name}"]})
+    bob.create_collection(id="private", bucket=bid)
+    bob.create_record(data={"id": "r1", "title": "hello"}, bucket=bid, collection="shared")
+    bob.create_record(data={"id": "r2", "title": "mine"}, bucket=bid, collection="private")
+
+    # alice reads what is shared with her...
+    assert [r["id"] for r in alice.get_records(bucket=bid, collection="shared")] == ["r1"]
+    assert alice.get_record(id="r1", bucket=bid, collection="shared")["data"]["title"] == "hello"
+    # ...and nothing else: no writes there, no reads elsewhere.
+    for call in (
+        lambda: alice.create_record(data={"title": "intruder"}, bucket=bid, collection="shared"),
+        lambda: alice.update_record(data={"id": "r1", "title": "changed"}, bucket=bid, collection="shared"),
+        lambda: alice.get_records(bucket=bid, collection="private"),
+        lambda: alice.get_record(id="r2", bucket=bid, collection="private"),
+    ):
+        with pytest.raises(KintoException) as refused:
+            call()
+        assert _status(refused.value) == 403
+    with pytest.raises(KintoException) as anon:
+        anonymous.get_records(bucket=bid, collection="shared")
+    assert _status(anon.value) == 401
+    assert bob.get_record(id="r1", bucket=bid, collection="shared")["data"]["title"] == "hello"
+
+    # GET /v1/permissions lists the shared collection for alice.
+    body, _ = alice.session.request("get", "/permissions")
+    entries = {e["uri"]: e["permissions"] for e in body["data"]}
+    assert entries.get(f"/buckets/{bid}/collections/shared") == ["read"]
+    assert f"/buckets/{bid}/collections/private" not in entries
+
+
+def test_groups_share_and_unshare(server_url):
+    bob_name, carol_name = _name("bob"), _name("carol")
+    _create_account(server_url, bob_name, "bob password 2")
+    _create_account(server_url, carol_name, "carol password 2")
+    bob = Client(server_url=server_url, auth=(bob_name, "bob password 2"))
+    carol = Client(server_url=server_url, auth=(carol_name, "carol password 2"))
+    bid = _name("b")
+    bob.create_bucket(id=bid)
+    bob.create_group(id="readers", bucket=bid, data={"members": [f"account:{carol_name}"]})
+    bob.create_collection(id="notes", bucket=bid, permissions={"read": [f"/buckets/{bid}/groups/readers"]})
+    bob.create_record(data={"id": "n1", "text": "for readers"}, bucket=bid, collection="notes")
+
+    assert carol.get_record(id="n1", bucket=bid, collection="notes")["data"]["text"] == "for readers"
+    assert f"/buckets/{bid}/groups/readers" in carol.server_info()["user"]["principals"]
+
+    # Out of the group: refused from the next request on.
+    bob.update_group(id="readers", bucket=bid, data={"members": []})
+    with pytest.raises(KintoException) as refused:
+        carol.get_record(id="n1", bucket=bid, collection="notes")
+    assert _status(refused.value) == 403
+
+
+def test_change_password_and_delete_account(server_url):
+    bob_name, alice_name = _name("bob"), _name("alice")
+    _create_account(server_url, bob_name, "first password")
+    _create_account(server_url, alice_name, "alice password 3")
+    bob = Client(server_url=server_url, auth=(bob_name, "first password"))
+    bob.session.request("patch", f"/accounts/{bob_name}", payload={"data": {"password": "second password"}})
+
+    with pytest.raises(KintoException) as old:
+        Client(server_url=server_url, auth=(bob_name, "first password")).server_info()
+    assert _status(old.value) == 401
+    bob = Client(server_url=server_url, auth=(bob_name, "second password"))
+    assert bob.server_info()["user"]["id"] == f"account:{bob_name}"
+
+    # Nobody changes someone else's account.
+    with pytest.raises(KintoException) as other:
+        bob.session.request("patch", f"/accounts/{alice_name}", payload={"data": {"password": "taken over!"}})
+    assert _status(other.value) == 403
+    assert Client(server_url=server_url, auth=(alice_name, "alice password 3")).server_info()["user"]["id"] == f"account:{alice_name}"
+
+    body, _ = bob.session.request("delete", f"/accounts/{bob_name}")
+    assert body["data"]["deleted"] is True
+    with pytest.raises(KintoException) as gone:
+        bob.session.request("get", f"/accounts/{bob_name}")
+    assert _status(gone.value) in (401, 403)
