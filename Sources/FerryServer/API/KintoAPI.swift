@@ -168,9 +168,25 @@ public struct KintoAPI: Sendable {
         } catch {
             response = errorResponse(error)
         }
+        if let authenticator, request.method != "GET", request.method != "HEAD", Self.mayChangeAccountsOrGroups(request.path) {
+            authenticator.accountsOrGroupsChanged()
+        }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
+    }
+
+    /// Writes that can change who belongs to what: accounts, groups, buckets (which hold
+    /// groups), and batches (which may hold any of them).
+    static func mayChangeAccountsOrGroups(_ path: String) -> Bool {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let rest = segments.first == "v1" ? segments.dropFirst() : segments[...]
+        guard let first = rest.first else { return false }
+        switch first {
+        case "accounts", "batch": return true
+        case "buckets": return rest.count <= 2 || rest.dropFirst(2).first == "groups"
+        default: return false
+        }
     }
 
     func errorResponse(_ error: any Error) -> APIResponse {

@@ -45,6 +45,9 @@ public final class Authenticator: Sendable {
     private let verified = NIOLockedValueBox<[String: String]>([:])
     static let verifiedLimit = 10_000
     private let hashRuns = NIOLockedValueBox(0)
+    /// Identities by an HMAC of their whole `Authorization` header, valid for one version of
+    /// the accounts and groups (a password change or a membership change starts a new one).
+    private let known = NIOLockedValueBox<(version: Int, identities: [String: Identity])>((0, [:]))
 
     /// How many times a password was checked against its PBKDF2 hash (the cache missed).
     public var passwordVerifications: Int { hashRuns.withLockedValue { $0 } }
@@ -65,12 +68,34 @@ public final class Authenticator: Sendable {
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { throw .invalidAuth("the Authorization header must be \"Basic …\" or \"Bearer …\"") }
         let credentials = parts[1].trimmingCharacters(in: .whitespaces)
+        // Identities already resolved since the last change to accounts or groups.
+        let key = basic.userID(credentials: authorization)
+        let (version, hit) = known.withLockedValue { ($0.version, $0.identities[key]) }
+        if let hit { return hit }
+        let identity: Identity
         switch parts[0].lowercased() {
-        case "basic": return try await basicIdentity(credentials, storage: storage)
+        case "basic": identity = try await basicIdentity(credentials, storage: storage)
         case "bearer":
-            let principal = try bearerPrincipal(credentials)
-            return .user(principal, extraPrincipals: try await read(storage) { session in try Self.groups(of: principal, session) })
+            let (principal, expires) = try bearerPrincipal(credentials)
+            identity = .user(principal, extraPrincipals: try await read(storage) { session in try Self.groups(of: principal, session) })
+            if expires { return identity }  // a JWT is checked every time (it expires)
         default: throw .invalidAuth("unknown authorization scheme \"\(parts[0].prefix(20))\" (use Basic or Bearer)")
+        }
+        known.withLockedValue { known in
+            // Stored only if nothing changed while it was read (the version was taken first).
+            guard known.version == version else { return }
+            if known.identities.count >= Self.verifiedLimit { known.identities.removeAll(keepingCapacity: true) }
+            known.identities[key] = identity
+        }
+        return identity
+    }
+
+    /// Forgets every resolved identity: called after any write that can change an account or
+    /// a group membership, before its answer, so the next request sees the change.
+    public func accountsOrGroupsChanged() {
+        known.withLockedValue { known in
+            known.version &+= 1
+            known.identities.removeAll(keepingCapacity: true)
         }
     }
 
@@ -127,12 +152,13 @@ public final class Authenticator: Sendable {
         return true
     }
 
-    func bearerPrincipal(_ token: String) throws(KintoError) -> String {
+    /// The principal of a bearer token, and whether it expires (a JWT).
+    func bearerPrincipal(_ token: String) throws(KintoError) -> (String, expires: Bool) {
         if settings.policies.contains(.token), !settings.tokens.isEmpty {
-            if let principal = settings.tokens[TokenHash.sha256Hex(token)] { return principal }
+            if let principal = settings.tokens[TokenHash.sha256Hex(token)] { return (principal, false) }
         }
         if settings.policies.contains(.jwt), let jwt = settings.jwt, JWTVerifier.looksLikeJWT(token) {
-            return try jwt.principal(of: token)
+            return (try jwt.principal(of: token), true)
         }
         throw .invalidAuth("unknown or invalid bearer token")
     }
