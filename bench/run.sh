@@ -13,7 +13,8 @@
 #      data dir; Kinto: memory backend), seeds bucket `bench`, collection
 #      `users` and $RECORDS records through /v1/batch (bench/seed.py);
 #   3. runs three wrk lines: GET one record, GET a page of 100 records changed
-#      since a mid timestamp, PUT one record (bench/put.lua);
+#      since a mid timestamp, PUT one record (bench/put.lua); on Ferry the same
+#      three lines again signed in with an account and with an API token;
 #   4. prints a Markdown table of req/s and the ratio Ferry/Kinto, with the
 #      non-2xx and socket-error counts: a line with errors is not a valid number.
 # Every step is bounded by `timeout`, and both servers are stopped on exit.
@@ -83,7 +84,7 @@ run_wrk() {  # $1 server, $2 test name, $3 url, $4.. extra wrk args
   log "$server: $test ($DURATION)"
   # --timeout 10s: a slow answer counts as latency, not as a socket error.
   timeout "$WRK_TIMEOUT" wrk -c "$CONNECTIONS" -t "$THREADS" -d "$DURATION" --timeout 10s \
-    -H "Authorization: $AUTH" "$@" "$url" > "$out"
+    -H "Authorization: ${WRK_AUTH:-$AUTH}" "$@" "$url" > "$out"
   RPS[$server,$test]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   LAT[$server,$test]=$(awk '$1 == "Latency" {print $2; exit}' "$out")
   local non2xx sock
@@ -101,6 +102,7 @@ bench_server() {  # $1 server name, $2 port
   log "$server: seeding $RECORDS records"
   local mid
   mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$RECORDS")
+  MID=$mid
   # Sanity requests with curl before measuring: a line is only worth timing if
   # it answers 200 with the expected content (a full page of 100 for the list).
   local code n
@@ -115,15 +117,41 @@ bench_server() {  # $1 server name, $2 port
     run_wrk "$server" put "$base$RECORDS_PATH" -s bench/put.lua
 }
 
+# The same three lines on Ferry, signed in another way ($1: account or token, $2 header).
+bench_auth() {  # $1 name, $2 Authorization header, $3 port
+  local name=$1 header=$2 base="http://127.0.0.1:$3" code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $header" "$base$RECORDS_PATH/u00042")
+  [ "$code" = 200 ] || { echo "ferry ($name): GET record answered $code" >&2; exit 1; }
+  WRK_AUTH="$header" run_wrk "ferry-$name" get "$base$RECORDS_PATH/u00042"
+  WRK_AUTH="$header" run_wrk "ferry-$name" list "$base$RECORDS_PATH?_since=$MID&_limit=100"
+  WRK_AUTH="$header" BENCH_AUTH="$header" BENCH_RECORDS="$RECORDS" BENCH_PATH="$RECORDS_PATH" \
+    run_wrk "ferry-$name" put "$base$RECORDS_PATH" -s bench/put.lua
+}
+
 # ---- 2. Ferry -------------------------------------------------------------
+
+# An API token for the authentication lines: the server gets only its SHA-256.
+"$FERRY" token bench > "$WORK/token.txt"
+TOKEN=$(awk '/^token:/ {print $2}' "$WORK/token.txt")
+TOKEN_ENTRY=$(sed -n 's/^server: tokens: \["\(.*\)"\]$/\1/p' "$WORK/token.txt")
+[ -n "$TOKEN" ] && [ -n "$TOKEN_ENTRY" ] || { echo "ferry token printed no token" >&2; exit 1; }
 
 PORT=$(free_port)
 log "starting Ferry on 127.0.0.1:$PORT ($FERRY)"
-"$FERRY" serve --host 127.0.0.1 --port "$PORT" --data "$FERRY_DATA" --log-level warning \
+FERRY_TOKENS="$TOKEN_ENTRY" "$FERRY" serve --host 127.0.0.1 --port "$PORT" --data "$FERRY_DATA" --log-level warning \
   > "$WORK/ferry.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$PORT" "$WORK/ferry.log"
 bench_server ferry "$PORT"
+# Authentication cost: the same lines with an account (default 210,000 PBKDF2 rounds: only
+# the first request pays, verified credentials are remembered) and with an API token.
+# Both get write on the bucket, as the basicauth user has.
+curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/accounts/benchacct" \
+  -d '{"data": {"password": "bench account password"}}'
+curl -fsS -o /dev/null -X PATCH -H "Authorization: $AUTH" -H 'Content-Type: application/json' \
+  "http://127.0.0.1:$PORT/v1/buckets/bench" -d '{"permissions": {"write": ["account:benchacct", "token:bench"]}}'
+bench_auth account "Basic $(printf %s 'benchacct:bench account password' | base64 -w0)" "$PORT"
+bench_auth token "Bearer $TOKEN" "$PORT"
 stop_server
 
 # ---- 3. Kinto -------------------------------------------------------------
@@ -190,10 +218,23 @@ for test in get list put; do
   echo "| $name | $fcell | $kcell | $ratio |"
 done
 echo
+echo "Authentication cost on Ferry (same server, same data; ratios to basicauth):"
+echo
+echo "| test | basicauth req/s | account req/s | token req/s | account/basicauth | token/basicauth |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for test in get list put; do
+  ratio_of() { if valid "${ERR[$1,$test]}" && valid "${ERR[ferry,$test]}"; then
+      awk -v a="${RPS[$1,$test]}" -v b="${RPS[ferry,$test]}" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'
+    else echo "n/a (errors)"; fi; }
+  acell=$(cell ferry-account $test); tcell=$(cell ferry-token $test)
+  case "$acell$tcell" in *INVALID*) INVALID=1 ;; esac
+  echo "| $test | $(cell ferry $test) | $acell | $tcell | $(ratio_of ferry-account) | $(ratio_of ferry-token) |"
+done
+echo
 echo "| test | server | avg latency | non-2xx | socket errors |"
 echo "| --- | --- | ---: | ---: | ---: |"
 for test in get list put; do
-  for server in ferry kinto; do
+  for server in ferry ferry-account ferry-token kinto; do
     echo "| $test | $server | ${LAT[$server,$test]} | ${ERR[$server,$test]%/*} | ${ERR[$server,$test]#*/} |"
   done
 done
