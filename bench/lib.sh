@@ -180,3 +180,13 @@ per_second() {  # $1 records, $2 seconds: records/s grouped by thousands ("68,96
 megabytes() {  # $1 kilobytes: megabytes with one decimal
   awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
 }
+
+say_vs_dlt() {  # $1 Ferry's line key, $2 label: the time and memory ratios of Ferry to dlt
+  # (uses the calling script's valid, SECS and RSS)
+  if valid dlt && valid "$1"; then
+    echo "$2: dlt's time ÷ Ferry's = $(ratio "${SECS[dlt]}" "${SECS[$1]}")" \
+         "(above 1×: Ferry is faster); Ferry's peak RSS ÷ dlt's = $(ratio "${RSS[$1]:-0}" "${RSS[dlt]:-0}")."
+  else
+    echo "Ferry vs dlt: n/a (a line is INVALID)"
+  fi
+}

@@ -188,12 +188,7 @@ echo
 echo "rows: records the listing counted, or rows in the line's SQLite table. The API server" \
      "(not in the RSS column) peaked at ${SERVER_HWM:-?} MB (VmHWM)."
 if [ -n "$FERRY" ]; then
-  if valid dlt && valid ferry; then
-    echo "Ferry/dlt: dlt's time ÷ Ferry's = $(ratio "${SECS[dlt]}" "${SECS[ferry]}")" \
-         "(above 1×: Ferry is faster); Ferry's peak RSS ÷ dlt's = $(ratio "${RSS[ferry]:-0}" "${RSS[dlt]:-0}")."
-  else
-    echo "Ferry vs dlt: n/a (a line is INVALID)"
-  fi
+  say_vs_dlt ferry "Ferry/dlt"
   if valid list && valid ferry; then
     pct=$(awk -v a="${SECS[list]}" -v b="${SECS[ferry]}" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b; else print "n/a" }')
     echo "Ferry/API listing: Ferry's time ÷ the listing's = $(ratio "${SECS[ferry]}" "${SECS[list]}")" \

@@ -202,12 +202,7 @@ done
 echo
 if [ -n "$FERRY" ]; then echo "records/s of the last line: changed records (${CHANGES:-none}) per second."; fi
 if [ -n "$FERRY" ]; then
-  if valid dlt && valid ferry_file; then
-    echo "Ferry/dlt (users.jsonl → SQLite): dlt's time ÷ Ferry's = $(ratio "${SECS[dlt]}" "${SECS[ferry_file]}")" \
-         "(above 1×: Ferry is faster); Ferry's peak RSS ÷ dlt's = $(ratio "${RSS[ferry_file]:-0}" "${RSS[dlt]:-0}")."
-  else
-    echo "Ferry vs dlt: n/a (a line is INVALID)"
-  fi
+  say_vs_dlt ferry_file "Ferry/dlt (users.jsonl → SQLite)"
   if valid ferry_inc1 && valid ferry_inc2; then
     pct=$(awk -v a="${SECS[ferry_inc2]}" -v b="${SECS[ferry_inc1]}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
     echo "Incremental after a 1 % change: ${SECS[ferry_inc2]} s = $pct % of the full server → SQLite read (${SECS[ferry_inc1]} s)."

@@ -24,6 +24,13 @@ def _create_account(server_url: str, user: str, password: str) -> dict:
     return body
 
 
+def _signed_in(server_url: str, prefix: str, password: str) -> tuple[str, Client]:
+    """A new account, and a client signed in to it."""
+    name = _name(prefix)
+    _create_account(server_url, name, password)
+    return name, Client(server_url=server_url, auth=(name, password))
+
+
 def test_create_an_account_and_sign_in(server_url):
     user, password = _name("bob"), "bob's long password"
     body = _create_account(server_url, user, password)
@@ -47,11 +54,8 @@ def test_create_an_account_and_sign_in(server_url):
 
 
 def test_share_a_collection_with_another_account(server_url):
-    bob_name, alice_name = _name("bob"), _name("alice")
-    _create_account(server_url, bob_name, "bob password 1")
-    _create_account(server_url, alice_name, "alice password 1")
-    bob = Client(server_url=server_url, auth=(bob_name, "bob password 1"))
-    alice = Client(server_url=server_url, auth=(alice_name, "alice password 1"))
+    bob_name, bob = _signed_in(server_url, "bob", "bob password 1")
+    alice_name, alice = _signed_in(server_url, "alice", "alice password 1")
     anonymous = Client(server_url=server_url)
     bid = _name("b")
 
@@ -87,11 +91,8 @@ def test_share_a_collection_with_another_account(server_url):
 
 
 def test_groups_share_and_unshare(server_url):
-    bob_name, carol_name = _name("bob"), _name("carol")
-    _create_account(server_url, bob_name, "bob password 2")
-    _create_account(server_url, carol_name, "carol password 2")
-    bob = Client(server_url=server_url, auth=(bob_name, "bob password 2"))
-    carol = Client(server_url=server_url, auth=(carol_name, "carol password 2"))
+    _, bob = _signed_in(server_url, "bob", "bob password 2")
+    carol_name, carol = _signed_in(server_url, "carol", "carol password 2")
     bid = _name("b")
     bob.create_bucket(id=bid)
     bob.create_group(id="readers", bucket=bid, data={"members": [f"account:{carol_name}"]})
@@ -109,10 +110,8 @@ def test_groups_share_and_unshare(server_url):
 
 
 def test_change_password_and_delete_account(server_url):
-    bob_name, alice_name = _name("bob"), _name("alice")
-    _create_account(server_url, bob_name, "first password")
-    _create_account(server_url, alice_name, "alice password 3")
-    bob = Client(server_url=server_url, auth=(bob_name, "first password"))
+    bob_name, bob = _signed_in(server_url, "bob", "first password")
+    alice_name, _ = _signed_in(server_url, "alice", "alice password 3")
     bob.session.request("patch", f"/accounts/{bob_name}", payload={"data": {"password": "second password"}})
 
     with pytest.raises(KintoException) as old:
