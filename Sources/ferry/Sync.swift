@@ -9,7 +9,8 @@ struct Sync: AsyncParsableCommand {
         abstract: "Copy records from a source to a target: full, incremental or diff.",
         discussion: """
             Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE,
-            http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server).
+            http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server),
+            rest+http(s)://HOST/PATH (any JSON REST API, described with --source-rest/--target-rest).
 
             Modes: full copies everything (--delete also removes what the source lacks);
             incremental reads what changed after the saved checkpoint (a server's _since

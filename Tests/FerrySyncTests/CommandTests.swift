@@ -342,3 +342,33 @@ import Testing
         #expect(try countRows(dir.file("copy.db")) == Self.killRecords)
     }
 }
+
+/// `ferry status`: the run history the engine records.
+@Suite struct StatusCommandTests {
+    @Test func listsRunsNewestFirstWithTheirCounts() throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 25)
+        // Nothing has run: an error, and no state database is created by asking.
+        var result = try Ferry.run(["status"], in: dir.path)
+        #expect(result.status == 2 && result.stderr.contains("no state database at .ferry/state.db"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file(".ferry/state.db")))
+
+        #expect(try Ferry.run(["sync", "file:a.jsonl", "sqlite:t.db#users", "--job", "load"], in: dir.path).status == 0)
+        try "{\"id\": \"u0000001\", \"username\": \"x\"}\n{\"username\": \"no key\"}\n".write(toFile: dir.file("b.jsonl"), atomically: true, encoding: .utf8)
+        #expect(try Ferry.run(["sync", "file:b.jsonl", "sqlite:t.db#users", "--job", "patch"], in: dir.path).status == 1)
+
+        result = try Ferry.run(["status", "--json"], in: dir.path)
+        let runs = try #require(try? JSON.parse(result.stdout))
+        #expect(runs.arrayValue?.count == 2, "\(result.stdout)")
+        #expect(runs[0]?["job"] == "patch" && runs[0]?["outcome"] == "failed: 1 rejected" && runs[0]?["report"]?["failed"] == 1)
+        #expect(runs[1]?["job"] == "load" && runs[1]?["outcome"] == "ok" && runs[1]?["report"]?["created"] == 25)
+
+        result = try Ferry.run(["status", "--job", "load"], in: dir.path)
+        let lines = result.stdout.split(separator: "\n")
+        #expect(result.status == 0 && lines.count == 2 && lines[0].hasPrefix("started") && lines[1].contains("load") && lines[1].contains(" ok "), "\(result.stdout)")
+        result = try Ferry.run(["status", "--job", "nothing"], in: dir.path)
+        #expect(result.status == 0 && result.stdout.contains("no runs of job nothing"))
+        result = try Ferry.run(["status", "--limit", "0"], in: dir.path)
+        #expect(result.status != 0 && result.stderr.contains("--limit must be between 1 and 10000"))
+    }
+}

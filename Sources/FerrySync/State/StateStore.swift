@@ -72,11 +72,12 @@ public final class StateStore {
         }
     }
 
-    /// The last `limit` runs, newest first: (job, mode, started, ended, outcome, report).
-    public func runs(limit: Int = 20) throws -> [(job: String, mode: String, startedAt: String, endedAt: String, outcome: String, report: String)] {
+    /// The last `limit` runs (of one job, when given), newest first: (job, mode, started, ended, outcome, report).
+    public func runs(limit: Int = 20, job: String? = nil) throws -> [(job: String, mode: String, startedAt: String, endedAt: String, outcome: String, report: String)] {
         try queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT job, mode, started_at, ended_at, outcome, report FROM runs ORDER BY id DESC LIMIT ?", arguments: [limit])
-                .map { ($0[0], $0[1], $0[2], $0[3], $0[4], $0[5]) }
+            let sql = "SELECT job, mode, started_at, ended_at, outcome, report FROM runs" + (job == nil ? "" : " WHERE job = ?") + " ORDER BY id DESC LIMIT ?"
+            let arguments: StatementArguments = job.map { [$0, limit] } ?? [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0[0], $0[1], $0[2], $0[3], $0[4], $0[5]) }
         }
     }
 

@@ -1,0 +1,61 @@
+import ArgumentParser
+import FerryCore
+import FerrySync
+import Foundation
+
+/// `ferry status`: the history of sync runs recorded in the state database.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the recent sync runs: when, which job, the outcome and what moved.",
+        discussion: "Reads the runs table of the state database that `ferry sync` and `ferry run` write. Exit status 2 when there is none."
+    )
+
+    @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
+    @Option(name: .long, help: "Only this job's runs.") var job: String?
+    @Option(name: .long, help: "Most runs to show, newest first (default 20).") var limit: Int = 20
+    @Flag(name: .long, help: "Print the runs as JSON (each with its full report).") var json = false
+
+    func validate() throws {
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000, not \(limit)") }
+    }
+
+    func run() throws {
+        // Asking must not create an empty state database where there was none.
+        guard FileManager.default.fileExists(atPath: state) else {
+            throw CommandLine.fail(SyncError.badInput("no state database at \(state): no sync has run here (or give --state)"))
+        }
+        let runs: [(job: String, mode: String, startedAt: String, endedAt: String, outcome: String, report: String)]
+        do {
+            runs = try StateStore(path: state).runs(limit: limit, job: job)
+        } catch {
+            throw CommandLine.fail(error)
+        }
+        if json {
+            CommandLine.printJSON(.array(runs.map { run in
+                ["job": .string(run.job), "mode": .string(run.mode), "startedAt": .string(run.startedAt), "endedAt": .string(run.endedAt),
+                 "outcome": .string(run.outcome), "report": (try? JSON.parse(run.report)) ?? .null]
+            }))
+            return
+        }
+        guard !runs.isEmpty else {
+            print(job.map { "no runs of job \($0) recorded in \(state)" } ?? "no runs recorded in \(state)")
+            return
+        }
+        var rows = [["started", "job", "mode", "outcome", "read", "created", "updated", "deleted", "rejected", "seconds"]]
+        for run in runs {
+            let report = try? JSON.parse(run.report)
+            func count(_ name: String) -> String { report?[name]?.intValue.map { ProgressLine.grouped(Int($0)) } ?? "-" }
+            let seconds = report?["durationSeconds"].flatMap { value -> String? in
+                if case .double(let d) = value { return String(format: "%.2f", d) }
+                return value.intValue.map { String($0) }
+            } ?? "-"
+            rows.append([run.startedAt, run.job, run.mode, run.outcome, count("read"), count("created"), count("updated"),
+                         count("deleted"), count("failed"), seconds])
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+        }
+    }
+}
