@@ -12,8 +12,10 @@ struct RunCommand: AsyncParsableCommand {
             Each job takes source, target, mode, delete, key, cursor_field, batch_size,
             transform (rename, drop, set, cast, filter), verify, strict, dead_letter,
             source_auth, target_auth (use ${ENV_VAR} for secrets), retries, dry_run and schedule.
-            This version runs schedule: once (the default); every/cron/follow/webhook schedules
-            are refused with an error rather than run once by surprise.
+            schedule: once (the default) runs the job once; every INTERVAL (every 30s) and
+            cron EXPRESSION (cron */5 * * * *) keep the process running and run each job at its
+            times, one run at a time. follow and webhook schedules are refused with an error
+            rather than run once by surprise.
             """
     )
 
@@ -21,6 +23,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("job"), help: "Run only this job (repeatable).") var only: [String] = []
     @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
     @Flag(name: .long, help: "Print one JSON report per job on stdout.") var json = false
+    @Option(name: .long, help: "Stop after each scheduled job ran this many times.") var maxRuns: Int?
+
+    func validate() throws {
+        if let maxRuns, maxRuns < 1 { throw ValidationError("--max-runs must be at least 1, not \(maxRuns)") }
+    }
 
     func run() async throws {
         var failed = false
@@ -34,14 +41,23 @@ struct RunCommand: AsyncParsableCommand {
                 throw SyncError.badInput("\(file): no job named \(name) (jobs: \(jobs.compactMap(\.job.name).joined(separator: ", ")))")
             }
             if !only.isEmpty { jobs = jobs.filter { only.contains($0.job.name ?? "") } }
-            for (_, schedule) in jobs where schedule != "once" {
-                throw SyncError.badInput("\(file): schedule \"\(schedule)\" is not supported by this version; only once")
-            }
-            for (var job, _) in jobs {
+            var scheduled: [(job: SyncJob, schedule: Schedule)] = []
+            var once: [SyncJob] = []
+            for (var job, text) in jobs {
                 job.statePath = state
+                do {
+                    if let schedule = try ScheduledRuns.parse(text) { scheduled.append((job, schedule)) } else { once.append(job) }
+                } catch {
+                    throw SyncError.badInput("\(file): job \(job.name ?? job.id): \(error.message)")
+                }
+            }
+            for job in once {
                 if !json { print("== \(job.name ?? job.id)") }
                 let report = try await Sync.execute(job, json: json)
                 failed = failed || !report.succeeded
+            }
+            if !scheduled.isEmpty {
+                failed = await ScheduledRuns.loop(scheduled, json: json, maxRuns: maxRuns) || failed
             }
         } catch {
             throw CommandLine.fail(error)

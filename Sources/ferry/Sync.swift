@@ -35,6 +35,9 @@ struct Sync: AsyncParsableCommand {
     @Flag(name: .long, help: "Stop at the first rejected record.") var strict = false
     @Flag(name: .long, help: "Forget the job's checkpoint and start from the beginning.") var reset = false
     @Flag(name: .long, help: "Print a JSON report on stdout.") var json = false
+    @Option(name: .long, help: ArgumentHelp("Run again at this interval (30s, 5m, 2h), in one long-lived process.", valueName: "INTERVAL")) var every: String?
+    @Option(name: .long, help: ArgumentHelp("Run at the times of a cron expression (\"*/5 * * * *\"), in one long-lived process.", valueName: "EXPRESSION")) var cron: String?
+    @Option(name: .long, help: "With --every or --cron: stop after this many runs.") var maxRuns: Int?
     @OptionGroup var records: RecordOptions
 
     func validate() throws {
@@ -42,6 +45,20 @@ struct Sync: AsyncParsableCommand {
         if delete && mode != "full" { throw ValidationError("--delete goes with --mode full (incremental and diff runs already apply deletes)") }
         if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
+        if every != nil && cron != nil { throw ValidationError("--every and --cron cannot go together") }
+        if let maxRuns, every == nil && cron == nil || maxRuns < 1 { throw ValidationError("--max-runs goes with --every or --cron and must be at least 1, not \(maxRuns)") }
+        _ = try schedule()
+    }
+
+    /// The schedule of `--every`/`--cron`, nil for a single run.
+    func schedule() throws -> Schedule? {
+        do {
+            if let every { return try Schedule(every: every) }
+            if let cron { return .cron(try CronExpression(cron)) }
+        } catch {
+            throw ValidationError(error.message)
+        }
+        return nil
     }
 
     func makeJob() throws -> SyncJob {
@@ -61,6 +78,17 @@ struct Sync: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let schedule = try schedule() {
+            let job: SyncJob
+            do {
+                job = try makeJob()
+            } catch {
+                throw CommandLine.fail(error)
+            }
+            let failed = await ScheduledRuns.loop([(job, schedule)], json: json, maxRuns: maxRuns)
+            if failed { throw ExitCode(1) }
+            return
+        }
         let report: SyncReport
         do {
             report = try await Self.execute(try makeJob(), json: json)
