@@ -83,6 +83,14 @@ def test_share_a_collection_with_another_account(server_url):
     assert _status(anon.value) == 401
     assert bob.get_record(id="r1", bucket=bid, collection="shared")["data"]["title"] == "hello"
 
+    # A collection readable by system.Everyone needs no credentials to read.
+    bob.create_collection(id="public", bucket=bid, permissions={"read": ["system.Everyone"]})
+    bob.create_record(data={"id": "p1", "title": "for all"}, bucket=bid, collection="public")
+    assert [r["id"] for r in anonymous.get_records(bucket=bid, collection="public")] == ["p1"]
+    with pytest.raises(KintoException) as anon_write:
+        anonymous.create_record(data={"title": "spam"}, bucket=bid, collection="public")
+    assert _status(anon_write.value) == 401
+
     # GET /v1/permissions lists the shared collection for alice.
     body, _ = alice.session.request("get", "/permissions")
     entries = {e["uri"]: e["permissions"] for e in body["data"]}
@@ -131,3 +139,51 @@ def test_change_password_and_delete_account(server_url):
     with pytest.raises(KintoException) as gone:
         bob.session.request("get", f"/accounts/{bob_name}")
     assert _status(gone.value) in (401, 403)
+
+
+def test_account_endpoint_rules(server_url):
+    anonymous = Client(server_url=server_url)
+    assert "accounts" in anonymous.server_info()["capabilities"]
+
+    # POST on the plural endpoint with data.id creates too, with the same answer as PUT.
+    name = _name("dan")
+    body, _ = anonymous.session.request("post", "/accounts", payload={"data": {"id": name, "password": "dan password"}})
+    assert set(body["data"]) == {"id", "last_modified"} and body["data"]["id"] == name
+    assert body["permissions"] == {"write": [f"account:{name}"]}
+    # Creating it again with POST is a conflict. (Kinto answers 403 "already exists" here.)
+    with pytest.raises(KintoException) as again:
+        anonymous.session.request("post", "/accounts", payload={"data": {"id": name, "password": "dan password"}})
+    assert _status(again.value) == 409
+    # POST without data.id, and ids other than letters, digits, - and _, are refused.
+    with pytest.raises(KintoException) as no_id:
+        anonymous.session.request("post", "/accounts", payload={"data": {"password": "no id at all"}})
+    assert _status(no_id.value) == 400
+    for bad in ("with space", "semi;colon", "-leading-dash"):
+        with pytest.raises(KintoException) as invalid:
+            anonymous.session.request("put", f"/accounts/{bad}", payload={"data": {"password": "long enough"}})
+        assert _status(invalid.value) == 400, bad
+    assert _create_account(server_url, _name("x-y_Z9"), "long enough")["data"]["id"].startswith("x-y_Z9")
+
+    # Signed in to an account, one cannot create another one (PUT or POST).
+    dan = Client(server_url=server_url, auth=(name, "dan password"))
+    other = _name("other")
+    for method, path, data in (("put", f"/accounts/{other}", {"password": "other password"}),
+                               ("post", "/accounts", {"id": other, "password": "other password"})):
+        with pytest.raises(KintoException) as refused:
+            dan.session.request(method, path, payload={"data": data})
+        assert _status(refused.value) == 400, method
+
+    # Anonymous cannot read accounts; a signed-in user sees only their own.
+    for path in ("/accounts", f"/accounts/{name}"):
+        with pytest.raises(KintoException) as anon:
+            anonymous.session.request("get", path)
+        assert _status(anon.value) == 401, path
+    listed, _ = dan.session.request("get", "/accounts")
+    assert [a["id"] for a in listed["data"]] == [name]
+
+    # No answer ever holds the password or its hash: GET, list, PATCH.
+    got, _ = dan.session.request("get", f"/accounts/{name}")
+    patched, _ = dan.session.request("patch", f"/accounts/{name}", payload={"data": {"password": "dan password"}})
+    for data in (got["data"], patched["data"], *listed["data"]):
+        assert set(data) == {"id", "last_modified"}, data
+    assert "dan password" not in repr((got, patched, listed))
