@@ -196,6 +196,11 @@ import Testing
         #expect(r.json["user"]?["principals"]?.arrayValue?.contains("/buckets/b/groups/readers") == true)
         #expect(try await server.request("GET", "/buckets/b/collections/c/records/r1", user: "bob").status == 200)
         #expect(try await server.request("GET", "/buckets/b/collections/c/records/r1", user: "carol").status == 403)
+        // A reader is not told who owns the collection; the owner is.
+        r = try await server.request("GET", "/buckets/b/collections/c", user: "bob")
+        #expect(r.status == 200 && r.json["permissions"] == .object([:]), "\(r.json.serialized())")
+        r = try await server.request("GET", "/buckets/b/collections/c", user: "alice")
+        #expect(r.json["permissions"]?["write"]?.arrayValue?.isEmpty == false)
 
         // bob leaves the group: refused from the next request on.
         r = try await server.request("PATCH", "/buckets/b/groups/readers", json: ["data": ["members": []]])

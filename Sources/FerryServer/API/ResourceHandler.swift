@@ -184,8 +184,12 @@ struct ResourceHandler {
         return .object(members)
     }
 
+    /// The answer for one object. Its permissions are shown only to who may write it (as
+    /// Kinto does): a reader sees `"permissions": {}`, not the names of the owners.
     func objectResponse(status: Int = 200, _ object: StoredObject, permissions: Permissions?, fields: [String]? = nil,
                         data: JSON? = nil) throws -> APIResponse {
+        var permissions = permissions
+        if permissions != nil, try !isGranted("write", id: object.id) { permissions = [:] }
         var out: [UInt8] = Array("{\"data\":".utf8)
         if let data {
             data.write(to: &out)
