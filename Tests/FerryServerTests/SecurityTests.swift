@@ -75,7 +75,8 @@ import Testing
             ("PUT", "/accounts/eve", #"["data"]"#, 400, "data must be an object"),
             ("POST", "/accounts", #"{"data": {"password": "long enough"}}"#, 400, "data.id"),
             ("POST", "/accounts", #"{"data": {"id": "../etc", "password": "long enough"}}"#, 400, "letters, digits"),
-            ("PUT", "/accounts/a%2Fb", #"{"data": {"password": "long enough"}}"#, 400, "Invalid object id"),
+            ("PUT", "/accounts/a%2Fb", #"{"data": {"password": "long enough"}}"#, 400, "Invalid account id"),
+            ("PUT", "/accounts/.hidden", #"{"data": {"password": "long enough"}}"#, 400, "Invalid account id"),
             // Anonymous callers learn nothing about which accounts exist.
             ("PATCH", "/accounts/nobody", #"{"data": {"password": "long enough"}}"#, 401, "authenticate"),
             ("PATCH", "/accounts/bob", #"{"data": {"password": "long enough"}}"#, 401, "authenticate"),
@@ -87,6 +88,13 @@ import Testing
             #expect(r.status == status && (r.json["message"]?.stringValue ?? "").contains(message), "\(method) \(path) \(body ?? ""): \(r.status) \(r.json.serialized())")
         }
         #expect(try await server.dump() == before)
+    }
+
+    @Test func anEmailAddressIsAnAccountID() async throws {
+        let server = try Self.server()
+        #expect(try await server.request("PUT", "/accounts/ada.l%2Bferry@example.org", json: Self.account("correct horse"), user: nil).status == 201)
+        let r = try await server.request("GET", "/", user: "ada.l+ferry@example.org", password: "correct horse")
+        #expect(r.json["user"]?["id"] == "account:ada.l+ferry@example.org", "\(r.json.serialized())")
     }
 
     @Test func accountCreationAndAdminsFollowTheSettings() async throws {

@@ -70,8 +70,8 @@ extension KintoAPI {
             guard request.method == "POST", let given = data["id"]?.stringValue else {
                 throw KintoError.invalidParameters(location: "body", name: "data.id", description: "data.id, the user name, is required")
             }
-            guard ObjectID.isValid(given) else {
-                throw KintoError.invalidParameters(location: "body", name: "data.id", description: "data.id must be letters, digits, - and _")
+            guard Authenticator.isValidAccountID(given) else {
+                throw KintoError.invalidParameters(location: "body", name: "data.id", description: "data.id must be letters, digits, - and _ (and + . @, as in an email address)")
             }
             accountID = given
         }

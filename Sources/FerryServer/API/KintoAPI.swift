@@ -113,7 +113,12 @@ public struct KintoAPI: Sendable {
             default: throw .missingResource
             }
         default:
-            if segments[0] == "accounts", segments.count == 2 { return .accounts(try id(segments[1])) }
+            if segments[0] == "accounts", segments.count == 2 {
+                guard Authenticator.isValidAccountID(segments[1]) else {
+                    throw .invalidParameters(location: "path", name: "id", description: "Invalid account id (letters, digits and + . @ _ -, starting with a letter or digit)")
+                }
+                return .accounts(segments[1])
+            }
             guard segments[0] == "buckets" else { throw .missingResource }
             let bucket = try id(segments[1])
             if segments.count == 2 { return .object(ObjectPath(kind: .bucket, bucket: bucket, id: bucket)) }

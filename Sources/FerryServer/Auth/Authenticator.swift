@@ -60,6 +60,12 @@ public final class Authenticator: Sendable {
 
     static let accounts = ResourceKey(parentID: "", resourceName: "account")
 
+    /// Kinto's account ids: `^[a-zA-Z0-9][+.@a-zA-Z0-9_-]*$` (so an email address is one), at most 256 bytes.
+    static func isValidAccountID(_ id: String) -> Bool {
+        guard let first = id.utf8.first, id.utf8.count <= 256, first.isASCIIAlphanumeric else { return false }
+        return id.utf8.allSatisfy { $0.isASCIIAlphanumeric || "+.@_-".utf8.contains($0) }
+    }
+
     /// The identity of a request.
     /// - Throws: 401 for credentials that are malformed, wrong or of no enabled policy.
     public func identity(authorization: String?, storage: any Storage) async throws(KintoError) -> Identity {
@@ -122,7 +128,7 @@ public final class Authenticator: Sendable {
         let user = String(text[..<colon])
         let password = String(text[text.index(after: colon)...])
         guard !user.isEmpty else { throw .invalidAuth("the user name is empty") }
-        let account = settings.policies.contains(.account) && ObjectID.isValid(user) ? "account:" + user : nil
+        let account = settings.policies.contains(.account) && Self.isValidAccountID(user) ? "account:" + user : nil
         let fallback = settings.policies.contains(.basicauth) ? basic.userID(credentials: text) : nil
         let (stored, accountGroups, fallbackGroups) = try await read(storage) { session in
             let stored = try account.flatMap { _ in try session.get(Self.accounts, id: user, includeDeleted: false)?.parsed()["password"]?.stringValue }
@@ -183,5 +189,12 @@ public final class Authenticator: Sendable {
 public enum TokenHash {
     public static func sha256Hex(_ token: String) -> String {
         SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+extension UInt8 {
+    var isASCIIAlphanumeric: Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
     }
 }
