@@ -40,15 +40,7 @@ final class UsersAPI {
 
     @discardableResult
     func request(_ method: HTTPMethod, _ path: String, _ body: JSON? = nil) async throws -> (Int, JSON?) {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)" + path)
-        request.method = method
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body.serializedBytes()))
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-        let bytes = try await response.body.collect(upTo: 64 << 20)
-        return (Int(response.status.code), try? JSON.parse(bytes: Array(bytes.readableBytesView)))
+        try await jsonRequest(method, "http://127.0.0.1:\(port)" + path, body: body)
     }
 
     /// Every user, by id.

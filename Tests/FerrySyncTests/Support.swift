@@ -108,17 +108,23 @@ final class Server {
 
     /// One request as `user` (password "pw"); returns status and parsed body.
     func request(_ method: HTTPMethod, _ path: String, body: JSON? = nil, user: String? = "alice") async throws -> (Int, JSON?) {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1" + path)
-        request.method = method
-        if let user { request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):pw".utf8).base64EncodedString()) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: body.serializedBytes()))
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-        let bytes = try await response.body.collect(upTo: 64 << 20)
-        return (Int(response.status.code), try? JSON.parse(bytes: Array(bytes.readableBytesView)))
+        let authorization = user.map { "Basic " + Data("\($0):pw".utf8).base64EncodedString() }
+        return try await jsonRequest(method, "http://127.0.0.1:\(port)/v1" + path, body: body, authorization: authorization)
     }
+}
+
+/// One HTTP request with an optional JSON body; returns the status and the parsed answer.
+func jsonRequest(_ method: HTTPMethod, _ url: String, body: JSON? = nil, authorization: String? = nil) async throws -> (Int, JSON?) {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+    if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body.serializedBytes()))
+    }
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    let bytes = try await response.body.collect(upTo: 64 << 20)
+    return (Int(response.status.code), try? JSON.parse(bytes: Array(bytes.readableBytesView)))
 }
 
 /// Starts a child process that prints the port it listens on, and returns that port.
