@@ -45,6 +45,8 @@ public enum FerryServerApp {
         limits.bodyTimeout = Double(configuration.bodyTimeout)
         limits.busyThreshold = configuration.busyThreshold
         limits.busyBackoff = configuration.busyBackoff
+        limits.maxStreams = configuration.maxStreams
+        limits.streamHeartbeat = Double(configuration.streamHeartbeat)
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
         let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
         return Parts(api: api, storage: storage, responder: responder, metrics: metrics)

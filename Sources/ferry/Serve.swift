@@ -4,6 +4,8 @@ import FerryStore
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// `ferry serve`: the Kinto HTTP API on the embedded SQLite store.
 struct Serve: AsyncParsableCommand {
@@ -72,7 +74,10 @@ struct Serve: AsyncParsableCommand {
         } catch let error as ServerConfiguration.Error {
             throw ValidationError(error.description)
         }
-        try await app.runService()
+        let group = ServiceGroup(configuration: .init(
+            services: [app, ChangeHubCloser(hub: parts.api.changeHub)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         try parts.storage.close()
     }
 }

@@ -1,4 +1,4 @@
-public import FerryCore
+import FerryCore
 public import FerryStore
 import Foundation
 
@@ -37,6 +37,8 @@ public struct KintoAPI: Sendable {
     public let authenticator: Authenticator?
     /// Compiled collection schemas and unique fields.
     let rulesCache = RulesCache()
+    /// Wakes event streams, long-polls and webhook deliveries after writes.
+    public let changeHub = ChangeHub()
 
     public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage
@@ -161,6 +163,8 @@ public struct KintoAPI: Sendable {
                 response = try await permissionsList(request)
             case .hello, .lbheartbeat, .version:
                 response = try respond(request, route: route, session: nil)
+            case .plural(let path) where path.kind == .record && request.method == "GET" && request.query.contains(where: { $0.0 == "_wait" }):
+                response = try await longPoll(request, path: path, wait: request.query.last { $0.0 == "_wait" }!.1)
             case .plural, .object:
                 let isRead = request.method == "GET" || request.method == "HEAD"
                 if isRead {
@@ -173,8 +177,12 @@ public struct KintoAPI: Sendable {
         } catch {
             response = errorResponse(error)
         }
-        if let authenticator, request.method != "GET", request.method != "HEAD", Self.mayChangeAccountsOrGroups(request.path) {
-            authenticator.accountsOrGroupsChanged()
+        if request.method != "GET", request.method != "HEAD" {
+            if let authenticator, Self.mayChangeAccountsOrGroups(request.path) { authenticator.accountsOrGroupsChanged() }
+            if response.status < 400 {
+                let (collection, touches) = ChangeHub.collection(ofPath: request.path)
+                if touches { changeHub.changed(collection) }
+            }
         }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
@@ -245,6 +253,15 @@ public struct KintoAPI: Sendable {
         var capabilities: [String: JSON] = [
             "permissions_endpoint": ["description": "List every object the caller holds a permission on", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/permissions.html#list-every-permissions"],
             "schema": ["description": "Validates records against the JSON Schema in their collection's metadata", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/collections.html#collection-json-schema"],
+        ]
+        capabilities["streams"] = [
+            "description": "Every change of a collection as Server-Sent Events: GET its records with Accept: text/event-stream; resume with _since or Last-Event-ID",
+            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+        ]
+        capabilities["long_poll"] = [
+            "description": "A records list with _since and _wait=SECONDS answers as soon as a change exists",
+            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+            "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ]
         if authenticator?.settings.policies.contains(.account) == true {
             capabilities["accounts"] = ["description": "Manage user accounts", "url": "https://docs.kinto-storage.org/en/latest/api/1.x/accounts.html"]

@@ -25,6 +25,7 @@ public struct FerryResponder: HTTPResponder {
     let limits: RequestLimits
     let metrics: ServerMetrics
     let inFlight = InFlight()
+    let streamSlots = StreamSlots()
 
     public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics) {
         self.api = api
@@ -45,6 +46,17 @@ public struct FerryResponder: HTTPResponder {
         } else if path == "/" {
             apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
             routeName = "/"
+        } else if request.method == .get, let stream = EventStream.target(path: path, accept: request.headers[.accept]) {
+            // A stream's answer is its first line: what follows is logged when it ends.
+            switch await openStream(request, stream: stream, context: context, requestID: requestID) {
+            case .opened(let response):
+                metrics.request(route: "records-stream", method: method, status: 200, seconds: 0)
+                context.logger.info("stream opened", metadata: ["ferry.request.id": .string(requestID), "ferry.path": .string(path)])
+                return response
+            case .refused(let answer):
+                apiResponse = answer
+                routeName = "records-stream"
+            }
         } else if path == "/v1" || path.hasPrefix("/v1/") {
             let load = inFlight.enter()
             var answer = await handleAPI(request, subpath: String(path.dropFirst(3)), context: context)
@@ -72,21 +84,42 @@ public struct FerryResponder: HTTPResponder {
         return response
     }
 
-    func handleAPI(_ request: Request, subpath: String, context: Context) async -> APIResponse {
+    /// The request's headers by lower-case name (repeated fields joined with ", ").
+    static func headerMap(_ request: Request) -> [String: String] {
         var headers: [String: String] = [:]
         for field in request.headers {
             let name = field.name.canonicalName
             if let existing = headers[name] { headers[name] = existing + ", " + field.value } else { headers[name] = field.value }
         }
+        return headers
+    }
+
+    /// Who is asking (within the request rate limit), or the answer that refuses the request.
+    enum Admission {
+        case admitted(Identity)
+        case refused(APIResponse)
+    }
+
+    func admit(_ headers: [String: String], context: Context) async -> Admission {
         let identity: Identity
         do {
             identity = try await api.authenticate(authorization: headers["authorization"])
         } catch {
-            return APIResponse(error: error)
+            return .refused(APIResponse(error: error))
         }
         if let limiter = limits.rateLimiter,
            let wait = limiter.admit(identity.userID ?? "anonymous@" + (context.remoteAddress ?? "?")) {
-            return APIResponse(error: .tooManyRequests(retryAfter: wait, limit: limiter.requests, seconds: limiter.seconds))
+            return .refused(APIResponse(error: .tooManyRequests(retryAfter: wait, limit: limiter.requests, seconds: limiter.seconds)))
+        }
+        return .admitted(identity)
+    }
+
+    func handleAPI(_ request: Request, subpath: String, context: Context) async -> APIResponse {
+        let headers = Self.headerMap(request)
+        let identity: Identity
+        switch await admit(headers, context: context) {
+        case .admitted(let admitted): identity = admitted
+        case .refused(let answer): return answer
         }
         let maxBodySize = limits.maxBodySize
         if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize {

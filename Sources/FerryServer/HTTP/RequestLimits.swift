@@ -45,6 +45,10 @@ public struct RequestLimits: Sendable {
     /// Requests in flight above which answers carry `Backoff: busyBackoff` (ask clients to slow down).
     public var busyThreshold = 256
     public var busyBackoff = 10
+    /// Most event streams open at once (503 above).
+    public var maxStreams = 1000
+    /// Seconds between heartbeats (`: heartbeat` comments) on an idle event stream.
+    public var streamHeartbeat: Double = 15
 
     public init() {}
 }

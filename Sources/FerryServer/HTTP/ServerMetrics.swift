@@ -9,12 +9,18 @@ public final class ServerMetrics: Sendable {
     public let recordsWritten: CoreMetrics.Counter
     /// Storage failures answered with 503.
     public let storageErrors: CoreMetrics.Counter
+    /// Event streams open now.
+    public let openStreams: CoreMetrics.Meter
+    /// Change events sent on streams.
+    public let streamEvents: CoreMetrics.Counter
 
     public init() {
         registry = PrometheusCollectorRegistry()
         factory = PrometheusMetricsFactory(registry: registry)
         recordsWritten = CoreMetrics.Counter(label: "ferry_records_written_total", dimensions: [], factory: factory)
         storageErrors = CoreMetrics.Counter(label: "ferry_storage_errors_total", dimensions: [], factory: factory)
+        openStreams = CoreMetrics.Meter(label: "ferry_streams_open", dimensions: [], factory: factory)
+        streamEvents = CoreMetrics.Counter(label: "ferry_stream_events_total", dimensions: [], factory: factory)
     }
 
     /// Counts one request and its latency.

@@ -1,0 +1,166 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Wakes whoever waits for changes in a collection: event streams, long-polls and webhook
+/// deliveries.
+///
+/// A wake-up only says "read the change feed again": waiters re-read it with `_since`, so a
+/// wake-up that is merged with another, or comes late, can delay a change but never drop it.
+/// The change feed in storage stays the one source of truth (gap-free by the storage contract).
+public final class ChangeHub: Sendable {
+    /// One waiter's registration. A signal that arrives while the waiter is busy is kept until
+    /// its next ``wait(timeout:)``.
+    public final class Subscription: Sendable {
+        /// `/buckets/B/collections/C`.
+        public let collection: String
+        private struct State {
+            var pending = false
+            var closed = false
+            var waiter: CheckedContinuation<Bool, Never>?
+            var waiterID = 0
+            var timer: Task<Void, Never>?
+        }
+        private let state = NIOLockedValueBox(State())
+
+        init(collection: String) {
+            self.collection = collection
+        }
+
+        /// Whether the hub shut down (the server is stopping).
+        public var isClosed: Bool { state.withLockedValue { $0.closed } }
+
+        func signal() {
+            let waiter = state.withLockedValue { state in
+                if state.waiter == nil { state.pending = true }
+                return Self.take(&state)
+            }
+            Self.resume(waiter, true)
+        }
+
+        func close() {
+            let waiter = state.withLockedValue { state in
+                state.closed = true
+                return Self.take(&state)
+            }
+            Self.resume(waiter, false)
+        }
+
+        /// Ends wait number `id` (timed out or cancelled) if it is still the one waiting.
+        private func giveUp(id: Int) {
+            let waiter = state.withLockedValue { state in state.waiterID == id ? Self.take(&state) : nil }
+            Self.resume(waiter, false)
+        }
+
+        private static func take(_ state: inout State) -> (CheckedContinuation<Bool, Never>, Task<Void, Never>?)? {
+            guard let waiter = state.waiter else { return nil }
+            defer {
+                state.waiter = nil
+                state.timer = nil
+            }
+            return (waiter, state.timer)
+        }
+
+        private static func resume(_ taken: (CheckedContinuation<Bool, Never>, Task<Void, Never>?)?, _ value: Bool) {
+            guard let (waiter, timer) = taken else { return }
+            timer?.cancel()
+            waiter.resume(returning: value)
+        }
+
+        /// Waits until a change is signalled (true), or `timeout` passes, the task is cancelled
+        /// or the hub closes (false).
+        public func wait(timeout: Duration) async -> Bool {
+            let id = state.withLockedValue { state -> Int in
+                state.waiterID += 1
+                return state.waiterID
+            }
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let immediate: Bool? = state.withLockedValue { state in
+                        if state.pending {
+                            state.pending = false
+                            return true
+                        }
+                        if state.closed || Task.isCancelled { return false }
+                        state.waiter = continuation
+                        state.timer = Task { [weak self] in
+                            try? await Task.sleep(for: timeout)
+                            if !Task.isCancelled { self?.giveUp(id: id) }
+                        }
+                        return nil
+                    }
+                    if let immediate { continuation.resume(returning: immediate) }
+                }
+            } onCancel: {
+                giveUp(id: id)
+            }
+        }
+    }
+
+    private struct Registry {
+        var byCollection: [String: [ObjectIdentifier: Subscription]] = [:]
+        var closed = false
+    }
+    private let registry = NIOLockedValueBox(Registry())
+
+    public init() {}
+
+    /// Registers a waiter on `collection` (`/buckets/B/collections/C`). Subscribe before the first
+    /// read of the change feed, so a change that commits in between still wakes it.
+    public func subscribe(_ collection: String) -> Subscription {
+        let subscription = Subscription(collection: collection)
+        let closed = registry.withLockedValue { registry in
+            if !registry.closed { registry.byCollection[collection, default: [:]][ObjectIdentifier(subscription)] = subscription }
+            return registry.closed
+        }
+        if closed { subscription.close() }
+        return subscription
+    }
+
+    public func unsubscribe(_ subscription: Subscription) {
+        registry.withLockedValue { registry in
+            registry.byCollection[subscription.collection]?[ObjectIdentifier(subscription)] = nil
+            if registry.byCollection[subscription.collection]?.isEmpty == true { registry.byCollection[subscription.collection] = nil }
+        }
+    }
+
+    /// Something in `collection` changed; nil: anything may have changed (a batch, a bucket).
+    public func changed(_ collection: String?) {
+        let woken: [Subscription] = registry.withLockedValue { registry in
+            if let collection { return registry.byCollection[collection].map { Array($0.values) } ?? [] }
+            return registry.byCollection.values.flatMap(\.values)
+        }
+        for subscription in woken { subscription.signal() }
+    }
+
+    /// Ends every wait for good (the server is stopping).
+    public func close() {
+        let all: [Subscription] = registry.withLockedValue { registry in
+            registry.closed = true
+            defer { registry.byCollection = [:] }
+            return registry.byCollection.values.flatMap(\.values)
+        }
+        for subscription in all { subscription.close() }
+    }
+
+    /// How many waiters are registered.
+    public var subscriberCount: Int {
+        registry.withLockedValue { $0.byCollection.values.reduce(0) { $0 + $1.count } }
+    }
+
+    /// The collection a path under `/buckets/B/collections/C` belongs to, or nil when a write to
+    /// `path` may touch several collections (a bucket, `/batch`), or none (accounts).
+    static func collection(ofPath path: String) -> (uri: String?, touchesCollections: Bool) {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let rest = segments.first == "v1" ? segments.dropFirst() : segments[...]
+        let parts = Array(rest)
+        guard let first = parts.first else { return (nil, false) }
+        switch first {
+        case "batch": return (nil, true)
+        case "buckets":
+            if parts.count >= 4, parts[2] == "collections" { return ("/buckets/\(parts[1])/collections/\(parts[3])", true) }
+            if parts.count >= 3 { return (nil, parts[2] == "collections") }  // groups change no collection; the collections list does
+            return (nil, true)
+        default: return (nil, false)
+        }
+    }
+}
