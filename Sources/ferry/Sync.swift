@@ -38,6 +38,9 @@ struct Sync: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run again at this interval (30s, 5m, 2h), in one long-lived process.", valueName: "INTERVAL")) var every: String?
     @Option(name: .long, help: ArgumentHelp("Run at the times of a cron expression (\"*/5 * * * *\"), in one long-lived process.", valueName: "EXPRESSION")) var cron: String?
     @Option(name: .long, help: "With --every or --cron: stop after this many runs.") var maxRuns: Int?
+    @Flag(name: .long, help: "After catching up, keep the target in sync in real time (a Ferry server's event stream, its long-poll, else polling) until SIGTERM.") var follow = false
+    @Option(name: .long, help: ArgumentHelp("With --follow: how to learn of changes: auto (default), stream, long-poll or poll.", valueName: "WAY")) var followVia: String?
+    @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source has no event stream (default 5s).", valueName: "INTERVAL")) var pollInterval: String?
     @OptionGroup var records: RecordOptions
 
     func validate() throws {
@@ -46,8 +49,32 @@ struct Sync: AsyncParsableCommand {
         if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
         if every != nil && cron != nil { throw ValidationError("--every and --cron cannot go together") }
+        if follow {
+            if every != nil || cron != nil { throw ValidationError("--follow runs as changes come; it does not go with --every or --cron") }
+            if mode != "incremental" && mode != "full" { throw ValidationError("--follow applies changes incrementally; --mode \(mode) does not go with it") }
+            if delete || dryRun || verify { throw ValidationError("--follow does not go with --delete, --dry-run or --verify") }
+        }
+        if pollInterval != nil && !follow { throw ValidationError("--poll-interval goes with --follow") }
+        if let followVia {
+            guard follow else { throw ValidationError("--follow-via goes with --follow") }
+            guard ["auto", "stream", "long-poll", "poll"].contains(followVia) else {
+                throw ValidationError("--follow-via must be auto, stream, long-poll or poll, not \"\(followVia)\"")
+            }
+        }
+        _ = try pollSeconds()
         if let maxRuns, every == nil && cron == nil || maxRuns < 1 { throw ValidationError("--max-runs goes with --every or --cron and must be at least 1, not \(maxRuns)") }
         _ = try schedule()
+    }
+
+    /// `--poll-interval` in seconds.
+    func pollSeconds() throws -> Double {
+        guard let pollInterval else { return 5 }
+        do {
+            guard case .every(let seconds) = try Schedule(every: pollInterval) else { return 5 }
+            return seconds
+        } catch {
+            throw ValidationError("--poll-interval: " + error.message.replacingOccurrences(of: "every: ", with: ""))
+        }
     }
 
     /// The schedule of `--every`/`--cron`, nil for a single run.
@@ -78,6 +105,17 @@ struct Sync: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if follow {
+            let job: SyncJob
+            do {
+                job = try makeJob()
+            } catch {
+                throw CommandLine.fail(error)
+            }
+            let failed = await Self.follow(job, pollInterval: try pollSeconds(), via: followVia == "auto" ? nil : followVia, json: json)
+            if failed { throw ExitCode(1) }
+            return
+        }
         if let schedule = try schedule() {
             let job: SyncJob
             do {
@@ -96,6 +134,36 @@ struct Sync: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
         if !report.succeeded { throw ExitCode(1) }
+    }
+
+    /// `--follow` until SIGTERM/SIGINT: one line per run that moved something (or a JSON report
+    /// per run with `--json`); failures are reported and retried with backoff.
+    /// - Returns: whether any record was rejected.
+    static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async -> Bool {
+        let follower = Follower(job: job, pollInterval: pollInterval)
+        follower.via = via
+        let name = job.name ?? EndpointURL.redacted(job.source)
+        let rejected = LockedFlag()
+        follower.onNotice = { FileHandle.standardError.write(Data("ferry: \($0)\n".utf8)) }
+        follower.onError = { error in
+            let message = (error as? SyncError)?.message ?? "\(error)"
+            FileHandle.standardError.write(Data("ferry: error: \(name): \(message) (retrying)\n".utf8))
+        }
+        follower.onReport = { report in
+            if report.failed > 0 { rejected.set() }
+            // Written at once, not buffered: whoever reads a pipe sees each run as it ends.
+            if json {
+                FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
+            } else if report.read > 0 || report.failed > 0 {
+                FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
+            }
+        }
+        let signals = ShutdownSignals { _ in follower.stop() }
+        defer { signals.cancel() }
+        let engine = SyncEngine()
+        engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
+        await follower.run(engine: engine)
+        return rejected.isSet
     }
 
     /// Runs a job with progress on a terminal and the report on stdout.
@@ -121,6 +189,27 @@ struct Sync: AsyncParsableCommand {
         }
         return report
     }
+}
+
+/// One line per run under `--follow`.
+enum FollowLine {
+    static func render(_ report: SyncReport) -> String {
+        var parts = ["read \(report.read)"]
+        for (name, n) in [("created", report.created), ("updated", report.updated), ("written", report.written), ("deleted", report.deleted),
+                          ("rejected", report.failed)] where n > 0 {
+            parts.append("\(name) \(n)")
+        }
+        let time = String(format: "%.1f ms", report.durationSeconds * 1000)
+        return "\(StateStoreTime.format(Date()))  \(report.job): " + parts.joined(separator: ", ") + " in \(time)" + (report.cursorAfter.map { ", cursor \($0)" } ?? "")
+    }
+}
+
+/// A flag set from callbacks.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 /// The human summary of a run.

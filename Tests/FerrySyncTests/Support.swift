@@ -61,6 +61,7 @@ enum Ferry {
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "FERRY_SOURCE_AUTH")
         env.removeValue(forKey: "FERRY_TARGET_AUTH")
+        env.removeValue(forKey: "FERRY_WEBHOOK_SECRET")
         for (k, v) in environment { env[k] = v }
         process.environment = env
         if quiet {
@@ -90,15 +91,24 @@ final class Server {
     let directory: TempDir
     private(set) var port = 0
 
-    init(extra: [String] = []) throws {
-        directory = try TempDir()
+    /// - Parameters:
+    ///   - directory: the data folder of an earlier server (a restart); a new one when nil.
+    ///   - port: the port to take again after a restart; 0 picks a free one.
+    init(directory: TempDir? = nil, port: Int = 0, extra: [String] = []) throws {
+        self.directory = try directory ?? TempDir()
         process.executableURL = URL(fileURLWithPath: Ferry.binary)
-        process.arguments = ["serve", "--port", "0", "--data", directory.path, "--log-level", "notice"] + extra
-        port = try launch(process, output: output, port: #"127\.0\.0\.1:(\d+)/v1/"#, what: "ferry serve")
+        process.arguments = ["serve", "--port", String(port), "--data", self.directory.path, "--log-level", "notice"] + extra
+        self.port = try launch(process, output: output, port: #"127\.0\.0\.1:(\d+)/v1/"#, what: "ferry serve")
     }
 
     deinit {
         process.terminate()
+        process.waitUntilExit()
+    }
+
+    /// `kill -9`: the server dies mid-request, as in a crash.
+    func crash() {
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 
@@ -131,13 +141,14 @@ func jsonRequest(_ method: HTTPMethod, _ url: String, body: JSON? = nil, authori
 ///
 /// Its output is drained on a thread of its own for its whole life (a full pipe would block
 /// it); the wait for the line naming the port has a deadline.
-/// - Parameter pattern: a regular expression whose first group is the port.
-func launch(_ process: Process, output: Pipe, port pattern: String, what: String) throws -> Int {
+/// - Parameters:
+///   - pattern: a regular expression whose first group is the port.
+///   - log: collects everything the process prints, stdout and stderr together.
+func launch(_ process: Process, output: Pipe, port pattern: String, what: String, log: LockedData = LockedData()) throws -> Int {
     let regex = try Regex(pattern)
     process.standardOutput = output
     process.standardError = output
     try process.run()
-    let log = LockedData()
     let handle = output.fileHandleForReading
     Thread.detachNewThread {
         while true {

@@ -1,3 +1,4 @@
+import FerryCore
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -8,92 +9,23 @@ import NIOConcurrencyHelpers
 /// wake-up that is merged with another, or comes late, can delay a change but never drop it.
 /// The change feed in storage stays the one source of truth (gap-free by the storage contract).
 public final class ChangeHub: Sendable {
-    /// One waiter's registration. A signal that arrives while the waiter is busy is kept until
+    /// One waiter's registration. A change signalled while the waiter is busy is kept until
     /// its next ``wait(timeout:)``.
     public final class Subscription: Sendable {
         /// `/buckets/B/collections/C`.
         public let collection: String
-        private struct State {
-            var pending = false
-            var closed = false
-            var waiter: CheckedContinuation<Bool, Never>?
-            var waiterID = 0
-            var timer: Task<Void, Never>?
-        }
-        private let state = NIOLockedValueBox(State())
+        let signal = WakeSignal()
 
         init(collection: String) {
             self.collection = collection
         }
 
         /// Whether the hub shut down (the server is stopping).
-        public var isClosed: Bool { state.withLockedValue { $0.closed } }
-
-        func signal() {
-            let waiter = state.withLockedValue { state in
-                if state.waiter == nil { state.pending = true }
-                return Self.take(&state)
-            }
-            Self.resume(waiter, true)
-        }
-
-        func close() {
-            let waiter = state.withLockedValue { state in
-                state.closed = true
-                return Self.take(&state)
-            }
-            Self.resume(waiter, false)
-        }
-
-        /// Ends wait number `id` (timed out or cancelled) if it is still the one waiting.
-        private func giveUp(id: Int) {
-            let waiter = state.withLockedValue { state in state.waiterID == id ? Self.take(&state) : nil }
-            Self.resume(waiter, false)
-        }
-
-        private static func take(_ state: inout State) -> (CheckedContinuation<Bool, Never>, Task<Void, Never>?)? {
-            guard let waiter = state.waiter else { return nil }
-            defer {
-                state.waiter = nil
-                state.timer = nil
-            }
-            return (waiter, state.timer)
-        }
-
-        private static func resume(_ taken: (CheckedContinuation<Bool, Never>, Task<Void, Never>?)?, _ value: Bool) {
-            guard let (waiter, timer) = taken else { return }
-            timer?.cancel()
-            waiter.resume(returning: value)
-        }
+        public var isClosed: Bool { signal.isClosed }
 
         /// Waits until a change is signalled (true), or `timeout` passes, the task is cancelled
         /// or the hub closes (false).
-        public func wait(timeout: Duration) async -> Bool {
-            let id = state.withLockedValue { state -> Int in
-                state.waiterID += 1
-                return state.waiterID
-            }
-            return await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let immediate: Bool? = state.withLockedValue { state in
-                        if state.pending {
-                            state.pending = false
-                            return true
-                        }
-                        if state.closed || Task.isCancelled { return false }
-                        state.waiter = continuation
-                        state.timer = Task { [weak self] in
-                            try? await Task.sleep(for: timeout)
-                            if !Task.isCancelled { self?.giveUp(id: id) }
-                        }
-                        return nil
-                    }
-                    if let immediate { continuation.resume(returning: immediate) }
-                }
-            } onCancel: {
-                giveUp(id: id)
-            }
-        }
+        public func wait(timeout: Duration) async -> Bool { await signal.wait(timeout: timeout) }
     }
 
     private struct Registry {
@@ -112,7 +44,7 @@ public final class ChangeHub: Sendable {
             if !registry.closed { registry.byCollection[collection, default: [:]][ObjectIdentifier(subscription)] = subscription }
             return registry.closed
         }
-        if closed { subscription.close() }
+        if closed { subscription.signal.close() }
         return subscription
     }
 
@@ -129,7 +61,7 @@ public final class ChangeHub: Sendable {
             if let collection { return registry.byCollection[collection].map { Array($0.values) } ?? [] }
             return registry.byCollection.values.flatMap(\.values)
         }
-        for subscription in woken { subscription.signal() }
+        for subscription in woken { subscription.signal.raise() }
     }
 
     /// Ends every wait for good (the server is stopping).
@@ -139,7 +71,7 @@ public final class ChangeHub: Sendable {
             defer { registry.byCollection = [:] }
             return registry.byCollection.values.flatMap(\.values)
         }
-        for subscription in all { subscription.close() }
+        for subscription in all { subscription.signal.close() }
     }
 
     /// How many waiters are registered.

@@ -13,6 +13,10 @@ public final class SyncEngine {
     public var onProgress: ((Int, Int?) -> Void)? = nil
     /// Called with warnings a person should see (a reset checkpoint, …).
     public var onNotice: ((String) -> Void)? = nil
+    /// Closed when the process should stop: a run then ends after the batch it is applying
+    /// (committed and checkpointed) instead of reading on. Diff runs and file targets, which
+    /// commit at the end, run to their end.
+    public var stop: WakeSignal? = nil
     let client: HTTPClient
 
     public init(client: HTTPClient = .ferrySync) {
@@ -96,15 +100,26 @@ public final class SyncEngine {
         onProgress?(0, total)
         let progress = onProgress
 
+        let stop = self.stop
+        let stoppable = writer?.commitsEachBatch == true
+        /// Ends reading at a batch boundary when the process is stopping.
+        struct Stopped: Error {}
         do {
             switch job.mode {
             case .full:
-                let resume = try await source.readAll(batchSize: job.batchSize) { items in
-                    let changes = try run.prepare(items, incremental: false)
-                    try await run.commit(changes, cursor: nil)
-                    progress?(run.report.read, total)
+                var resume: Cursor?
+                do {
+                    resume = try await source.readAll(batchSize: job.batchSize) { items in
+                        let changes = try run.prepare(items, incremental: false)
+                        try await run.commit(changes, cursor: nil)
+                        progress?(run.report.read, total)
+                        if stoppable, stop?.isClosed == true { throw Stopped() }
+                    }
+                } catch is Stopped {
+                    run.report.stopped = true
                 }
-                if job.deleteMissing {
+                // Deleting what the source lacks needs every source key: not after a stop.
+                if job.deleteMissing && !run.report.stopped {
                     if targetExists { try await run.deleteMissing(from: target) }
                 }
                 try await run.finish(cursor: resume)
@@ -125,10 +140,15 @@ public final class SyncEngine {
                 }
                 run.report.cursorBefore = cursor
                 run.lastCursor = cursor
-                try await source.readChanges(after: cursor, batchSize: job.batchSize) { items, next in
-                    let changes = try run.prepare(items, incremental: true)
-                    try await run.commit(changes, cursor: next)
-                    progress?(run.report.read, total)
+                do {
+                    try await source.readChanges(after: cursor, batchSize: job.batchSize) { items, next in
+                        let changes = try run.prepare(items, incremental: true)
+                        try await run.commit(changes, cursor: next)
+                        progress?(run.report.read, total)
+                        if stoppable, stop?.isClosed == true { throw Stopped() }
+                    }
+                } catch is Stopped {
+                    run.report.stopped = true
                 }
                 try await run.finish(cursor: run.lastCursor)
             case .diff:
@@ -143,7 +163,7 @@ public final class SyncEngine {
             throw error
         }
 
-        if job.verify && targetExists {
+        if job.verify && targetExists && !run.report.stopped {
             run.report.verification = try await verify(source: source, target: target, job: job)
         }
         await source.close()
@@ -151,7 +171,8 @@ public final class SyncEngine {
         run.report.retries = Self.retries(source, target)
         run.report.bytesRead = (source as? FileEndpoint)?.bytesRead
         run.report.durationSeconds = Date().timeIntervalSince(started)
-        let outcome = run.report.succeeded ? "ok" : (run.report.failed > 0 ? "failed: \(run.report.failed) rejected" : "verify: differences")
+        var outcome = run.report.succeeded ? "ok" : (run.report.failed > 0 ? "failed: \(run.report.failed) rejected" : "verify: differences")
+        if run.report.stopped { outcome += " (stopped early: shutting down)" }
         try? state.recordRun(job: jobID, mode: job.mode.rawValue, startedAt: started, outcome: outcome, report: run.report.json)
         return run.report
     }

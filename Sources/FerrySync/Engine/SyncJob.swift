@@ -99,6 +99,9 @@ public struct SyncReport: Sendable, Equatable {
     /// `diff --dry-run`: the keys each change would touch (at most 1000 each).
     public var plan: Plan? = nil
     public var verification: Verification? = nil
+    /// The run stopped early at a batch boundary because the process is shutting down
+    /// (its checkpoint holds what was committed; the next run goes on from there).
+    public var stopped = false
 
     public struct Plan: Sendable, Equatable {
         public var creates: [String] = []
@@ -127,6 +130,7 @@ public struct SyncReport: Sendable, Equatable {
             out["plan"] = ["creates": .array(plan.creates.map(JSON.string)), "updates": .array(plan.updates.map(JSON.string)), "deletes": .array(plan.deletes.map(JSON.string))]
         }
         if let verification { out["verify"] = verification.json }
+        if stopped { out["stopped"] = true }
         return .object(out)
     }
 }

@@ -116,25 +116,39 @@ final class HTTPTransport: Sendable {
         }
     }
 
-    func send(_ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, headers extra: [(String, String)] = []) async throws -> Response {
-        var target = url
-        if case .query(let name, let value) = credentials, !url.contains("?\(name)=") && !url.contains("&\(name)=") {
-            target += (url.contains("?") ? "&" : "?") + name + "=" + Self.queryEncode(value)
+    /// The URL with a query-parameter credential added.
+    func authorized(_ url: String) -> String {
+        guard case .query(let name, let value) = credentials, !url.contains("?\(name)=") && !url.contains("&\(name)=") else { return url }
+        return url + (url.contains("?") ? "&" : "?") + name + "=" + Self.queryEncode(value)
+    }
+
+    func makeRequest(_ method: HTTPMethod, _ url: String, body: [UInt8]?, headers extra: [(String, String)], accept: String = "application/json") -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Accept", value: accept)
+        request.headers.add(name: "User-Agent", value: "ferry-sync")
+        if case .header(let name, let value) = credentials { request.headers.add(name: name, value: value) }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
         }
+        return request
+    }
+
+    /// A GET whose body is read as it arrives (an event stream): no retries, no collecting.
+    /// The connection stays open up to a day; a silent peer is dropped after the client's read timeout.
+    func openStream(_ url: String, accept: String) async throws -> HTTPClientResponse {
+        try await client.execute(makeRequest(.GET, authorized(url), body: nil, headers: [], accept: accept), timeout: .hours(24))
+    }
+
+    func send(_ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, headers extra: [(String, String)] = []) async throws -> Response {
+        let target = authorized(url)
         var attempt = 0
         while true {
             attempt += 1
             try await waitForTurn()
-            var request = HTTPClientRequest(url: target)
-            request.method = method
-            request.headers.add(name: "Accept", value: "application/json")
-            request.headers.add(name: "User-Agent", value: "ferry-sync")
-            if case .header(let name, let value) = credentials { request.headers.add(name: name, value: value) }
-            for (name, value) in extra { request.headers.add(name: name, value: value) }
-            if let body {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(ByteBuffer(bytes: body))
-            }
+            let request = makeRequest(method, target, body: body, headers: extra)
             let response: Response
             do {
                 let answer = try await client.execute(request, timeout: .seconds(120))

@@ -1,0 +1,192 @@
+public import AsyncHTTPClient
+public import FerryCore
+public import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// `--follow`: keeps a target in sync in real time. After a first run catches up, each change
+/// of the source triggers an incremental run.
+///
+/// What says "the source changed" depends on the source: a Ferry server's event stream, else
+/// its long-poll (`_wait`), else (Kinto, tables, files, APIs) a timer. The watcher only wakes the
+/// loop; the run itself reads from the job's checkpoint, so a lost, merged or late wake-up can
+/// delay a change but never lose or repeat one, and every run checkpoints as usual. Wake-ups
+/// that arrive during a run cause one more run after it, not one per change.
+public final class Follower: @unchecked Sendable {
+    /// How the follower learns of changes.
+    public enum Watch: Sendable, Equatable, CustomStringConvertible {
+        case stream(url: String)
+        case longPoll(url: String)
+        case poll(seconds: Double)
+
+        public var description: String {
+            switch self {
+            case .stream: "the server's event stream"
+            case .longPoll: "the server's long-poll"
+            case .poll(let seconds): "polling, \(Schedule.every(seconds: seconds))"
+            }
+        }
+    }
+
+    public let job: SyncJob
+    /// Seconds between runs when the source has no change feed to watch.
+    public let pollInterval: Double
+    /// Raised by the watcher; closed by ``stop()``.
+    let changed = WakeSignal()
+    /// Closed by ``stop()``: the engine ends a run at the next batch boundary.
+    public let stopping = WakeSignal()
+    let client: HTTPClient
+    private var watcher: Task<Void, Never>?
+    /// Called with each run's report, and with each failure (the loop goes on).
+    public var onReport: (SyncReport) -> Void = { _ in }
+    public var onError: (any Error) -> Void = { _ in }
+    public var onNotice: (String) -> Void = { _ in }
+    /// The longest wait before a run even without a wake-up (a safety net under the stream).
+    public var quietRunInterval: Double = 300
+    /// `stream`, `long-poll` or `poll` to skip discovery (a proxy that breaks event streams); nil: the best the source offers.
+    public var via: String? = nil
+
+    public init(job: SyncJob, pollInterval: Double = 5, client: HTTPClient = .ferrySync) {
+        var job = job
+        job.mode = .incremental
+        self.job = job
+        self.pollInterval = pollInterval
+        self.client = client
+    }
+
+    /// Stops following: the current run ends after its batch, the loop returns.
+    public func stop() {
+        stopping.close()
+        changed.close()
+        watcher?.cancel()
+    }
+
+    /// How changes of the job's source can be watched.
+    public func discoverWatch() async -> Watch {
+        guard via != "poll", let kinto = try? EndpointURL.make(job.source, options: SyncEngine(client: client).options(job, target: false), client: client)
+                as? KintoEndpoint,
+              let hello = try? await kinto.http.send(.GET, kinto.root + "/"), hello.status == 200,
+              let info = try? JSON.parse(bytes: hello.body) else {
+            return .poll(seconds: pollInterval)
+        }
+        let streams = info["capabilities"]?["streams"] != nil && (via == nil || via == "stream")
+        let longPolls = info["capabilities"]?["long_poll"] != nil && (via == nil || via == "long-poll")
+        if streams { return .stream(url: kinto.recordsURL) }
+        if longPolls { return .longPoll(url: kinto.recordsURL) }
+        if let via, via != "poll" { onNotice("the source offers no \(via); polling instead") }
+        return .poll(seconds: pollInterval)
+    }
+
+    /// Runs until ``stop()``: a first run, then one after each change.
+    public func run(engine: SyncEngine) async {
+        engine.stop = stopping
+        let watch = await discoverWatch()
+        onNotice("following \(EndpointURL.redacted(job.source)) through \(watch)")
+        if case .poll = watch {} else {
+            let connected = WakeSignal()
+            startWatcher(watch, connected: connected)
+            // The watcher connects before the first run reads, so no change falls in between.
+            _ = await connected.wait(timeout: .seconds(5))
+        }
+        let idle: Double
+        if case .poll(let seconds) = watch { idle = seconds } else { idle = quietRunInterval }
+        var failures = 0
+        while !stopping.isClosed {
+            do {
+                let report = try await engine.run(job)
+                failures = 0
+                onReport(report)
+            } catch {
+                failures += 1
+                onError(error)
+                // Try again after a backoff, woken early by a change (the source may be back).
+                let delay = min(30, 0.5 * pow(2, Double(min(failures - 1, 6))))
+                _ = await changed.wait(timeout: .milliseconds(Int64(delay * 1000)))
+                continue
+            }
+            if stopping.isClosed { break }
+            _ = await changed.wait(timeout: .milliseconds(Int64(idle * 1000)))
+        }
+        watcher?.cancel()
+    }
+
+    private func startWatcher(_ watch: Watch, connected: WakeSignal) {
+        guard let kinto = try? EndpointURL.make(job.source, options: SyncEngine(client: client).options(job, target: false), client: client)
+                as? KintoEndpoint else { return }
+        let changed = self.changed
+        let notice = onNotice
+        watcher = Task {
+            var attempt = 0
+            while !Task.isCancelled && !changed.isClosed {
+                var problem: String?
+                do {
+                    switch watch {
+                    case .stream(let url):
+                        problem = try await Self.readStream(url, http: kinto.http, changed: changed, connected: connected) { attempt = 0 }
+                    case .longPoll(let url):
+                        problem = try await Self.longPoll(url, http: kinto.http, changed: changed, connected: connected) { attempt = 0 }
+                    case .poll:
+                        return
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    problem = HTTPTransport.describe(error)
+                }
+                if Task.isCancelled || changed.isClosed { return }
+                attempt += 1
+                let delay = min(30, 0.25 * pow(2, Double(min(attempt - 1, 7)))) * Double.random(in: 0.8...1.2)
+                if let problem, attempt == 1 || attempt % 10 == 0 {
+                    notice("watching \(kinto.displayName): \(problem); reconnecting in \(String(format: "%.1f", delay)) s")
+                }
+                try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                // Whatever happened while not connected is read by the next run.
+                changed.raise()
+            }
+        }
+    }
+
+    /// Reads the event stream until it ends; each change event wakes the loop.
+    /// - Returns: why it ended, for a notice.
+    static func readStream(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
+                           onConnected: () -> Void) async throws -> String? {
+        let response = try await http.openStream(url, accept: "text/event-stream")
+        guard response.status == .ok else {
+            return "the event stream answered \(response.status.code)"
+        }
+        onConnected()
+        connected.raise()
+        var parser = EventStreamParser()
+        for try await chunk in response.body {
+            let events = try parser.feed(chunk.readableBytesView)
+            for event in events {
+                if event.name == "error" { return "the server ended the stream: \(event.data.prefix(200))" }
+                changed.raise()
+            }
+        }
+        return "the event stream ended"
+    }
+
+    /// Long-polls for changes after the collection's current timestamp; each answer with
+    /// changes wakes the loop.
+    static func longPoll(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
+                         onConnected: () -> Void) async throws -> String? {
+        var since: String?
+        while !Task.isCancelled {
+            let query = since.map { "?_since=\($0)&_wait=25&_limit=1" } ?? "?_limit=1"
+            let response = try await http.send(.GET, url + query)
+            guard response.status == 200 else { return "the long-poll answered \(response.status)" }
+            guard let etag = response.header("ETag")?.trimmingCharacters(in: CharacterSet(charactersIn: "\"W/")) else {
+                return "the long-poll answer has no ETag"
+            }
+            if since == nil {
+                onConnected()
+                connected.raise()
+            } else if let data = try? JSON.parse(bytes: response.body)["data"]?.arrayValue, !data.isEmpty {
+                changed.raise()
+            }
+            since = etag
+        }
+        return nil
+    }
+}
