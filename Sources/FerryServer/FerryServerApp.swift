@@ -7,6 +7,7 @@ import HummingbirdCore
 import HummingbirdTLS
 public import Logging
 import NIOSSL
+public import ServiceLifecycle
 
 /// Builds the `ferry serve` application from a configuration.
 public enum FerryServerApp {
@@ -16,6 +17,11 @@ public enum FerryServerApp {
         public let storage: SQLiteStorage
         public let responder: FerryResponder
         public let metrics: ServerMetrics
+        /// Delivers webhooks; run it as a service beside the application.
+        public let webhooks: WebhookDispatcher
+
+        /// What runs beside the HTTP application, in the order to start them (they stop in reverse).
+        public var services: [any Service] { [webhooks, ChangeHubCloser(hub: api.changeHub)] }
     }
 
     /// Opens the data folder (creating it), the SQLite database and the server secret.
@@ -37,6 +43,7 @@ public enum FerryServerApp {
         settings.bucketCreatePrincipals = Set(configuration.bucketCreatePrincipals)
         settings.backoffSeconds = configuration.backoffSeconds
         settings.retryAfterSeconds = configuration.retryAfterSeconds
+        settings.webhookPolicy = WebhookAddressPolicy(allowHosts: configuration.webhookAllowHosts)
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)
@@ -49,7 +56,8 @@ public enum FerryServerApp {
         limits.streamHeartbeat = Double(configuration.streamHeartbeat)
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
         let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
-        return Parts(api: api, storage: storage, responder: responder, metrics: metrics)
+        let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
+        return Parts(api: api, storage: storage, responder: responder, metrics: metrics, webhooks: webhooks)
     }
 
     /// Who may sign in how, from the configuration (reading the RS256 key file).

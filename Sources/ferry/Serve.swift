@@ -75,7 +75,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let group = ServiceGroup(configuration: .init(
-            services: [app, ChangeHubCloser(hub: parts.api.changeHub)],
+            services: [app] + parts.services,
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try parts.storage.close()

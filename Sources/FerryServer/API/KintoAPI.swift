@@ -1,4 +1,4 @@
-import FerryCore
+public import FerryCore
 public import FerryStore
 import Foundation
 
@@ -24,6 +24,8 @@ public struct KintoAPI: Sendable {
         public var retryAfterSeconds: Int = 30
         /// When set, every response carries `Backoff: <seconds>` (ask clients to slow down).
         public var backoffSeconds: Int? = nil
+        /// Where webhooks may point.
+        public var webhookPolicy = WebhookAddressPolicy()
         /// The public version string.
         public var version: String = FerryVersion.current
 
@@ -39,6 +41,8 @@ public struct KintoAPI: Sendable {
     let rulesCache = RulesCache()
     /// Wakes event streams, long-polls and webhook deliveries after writes.
     public let changeHub = ChangeHub()
+    /// Raised when a webhook is registered, changed or deleted (the dispatcher looks again).
+    public let webhooksChanged = WakeSignal()
 
     public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage
@@ -59,6 +63,7 @@ public struct KintoAPI: Sendable {
     enum Route: Sendable {
         case hello, heartbeat, lbheartbeat, version, batch, permissions
         case accounts(String?)
+        case webhooks(bucket: String, collection: String, id: String?, log: Bool)
         case plural(ObjectPath)
         case object(ObjectPath)
 
@@ -69,6 +74,7 @@ public struct KintoAPI: Sendable {
             case .permissions: ["GET", "HEAD"]
             case .accounts(nil): ["GET", "HEAD", "POST"]
             case .accounts: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
+            case .webhooks(_, _, let id, let log): id == nil || log ? ["GET", "HEAD"] : ["GET", "HEAD", "PUT", "DELETE"]
             case .plural: ["GET", "HEAD", "POST", "DELETE"]
             case .object: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
             }
@@ -85,6 +91,7 @@ public struct KintoAPI: Sendable {
             case .permissions: "/permissions"
             case .accounts(nil): "accounts"
             case .accounts: "account"
+            case .webhooks(_, _, let id, let log): log ? "webhook-deliveries" : id == nil ? "webhooks" : "webhook"
             case .plural(let p): p.kind.plural
             case .object(let p): p.kind.rawValue
             }
@@ -133,6 +140,13 @@ public struct KintoAPI: Sendable {
             if segments.count == 3 { return .plural(ObjectPath(kind: kind, bucket: bucket)) }
             let child = try id(segments[3])
             if segments.count == 4 { return .object(ObjectPath(kind: kind, bucket: bucket, id: child)) }
+            if kind == .collection, segments[4] == "webhooks" {
+                if segments.count == 5 { return .webhooks(bucket: bucket, collection: child, id: nil, log: false) }
+                let hook = try id(segments[5])
+                if segments.count == 6 { return .webhooks(bucket: bucket, collection: child, id: hook, log: false) }
+                guard segments.count == 7, segments[6] == "deliveries" else { throw .missingResource }
+                return .webhooks(bucket: bucket, collection: child, id: hook, log: true)
+            }
             guard kind == .collection, segments[4] == "records" else { throw .missingResource }
             if segments.count == 5 { return .plural(ObjectPath(kind: .record, bucket: bucket, collection: child)) }
             guard segments.count == 6 else { throw .missingResource }
@@ -158,6 +172,8 @@ public struct KintoAPI: Sendable {
                 response = try await batch(request)
             case .accounts(let id):
                 response = try await accounts(request, id: id)
+            case .webhooks(let bucket, let collection, let id, let log):
+                response = try await webhooks(request, bucket: bucket, collection: collection, id: id, log: log)
             case .permissions:
                 guard request.identity.userID != nil else { throw KintoError.unauthorized }
                 response = try await permissionsList(request)
@@ -226,7 +242,7 @@ public struct KintoAPI: Sendable {
             return APIResponse(body: .json(["storage": true, "permission": true, "cache": true]))
         case .batch:
             throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
-        case .accounts, .permissions:
+        case .accounts, .permissions, .webhooks:
             throw KintoError.internalError("answered outside a session")
         case .plural(let path):
             guard let session else { throw KintoError.internalError("no storage session") }
@@ -257,6 +273,10 @@ public struct KintoAPI: Sendable {
         capabilities["streams"] = [
             "description": "Every change of a collection as Server-Sent Events: GET its records with Accept: text/event-stream; resume with _since or Last-Event-ID",
             "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+        ]
+        capabilities["webhooks"] = [
+            "description": "POST each change of a collection to registered URLs, signed with HMAC-SHA256 (Ferry-Signature), retried with backoff; /buckets/B/collections/C/webhooks",
+            "url": "https://github.com/ferry-sync/ferry#webhooks",
         ]
         capabilities["long_poll"] = [
             "description": "A records list with _since and _wait=SECONDS answers as soon as a change exists",

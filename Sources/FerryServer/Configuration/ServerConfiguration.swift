@@ -59,6 +59,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var bodyTimeout: Int = 30
     public var busyThreshold: Int = 256
     public var busyBackoff: Int = 10
+    /// Host names, addresses or CIDR ranges webhooks may reach although internal (`*`: anywhere).
+    public var webhookAllowHosts: [String] = []
+    /// Seconds a webhook receiver has to answer.
+    public var webhookTimeout: Int = 10
     /// Most event streams open at once.
     public var maxStreams: Int = 1000
     /// Seconds between heartbeats on an idle event stream.
@@ -174,6 +178,14 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "body_timeout") { c, v throws(Error) in c.bodyTimeout = try int(v, "body_timeout", min: 1, max: 3600) },
         Key(name: "busy_threshold") { c, v throws(Error) in c.busyThreshold = try int(v, "busy_threshold", min: 1, max: 1_000_000) },
         Key(name: "busy_backoff") { c, v throws(Error) in c.busyBackoff = try int(v, "busy_backoff", min: 1, max: 86_400) },
+        Key(name: "webhook_allow_hosts") { c, v throws(Error) in
+            let entries = list(v)
+            for entry in entries {
+                if let problem = WebhookAddressPolicy.problem(withEntry: entry) { throw Error("webhook_allow_hosts: \(problem)") }
+            }
+            c.webhookAllowHosts = entries
+        },
+        Key(name: "webhook_timeout") { c, v throws(Error) in c.webhookTimeout = try int(v, "webhook_timeout", min: 1, max: 300) },
         Key(name: "max_streams") { c, v throws(Error) in c.maxStreams = try int(v, "max_streams", min: 0, max: 1_000_000) },
         Key(name: "stream_heartbeat") { c, v throws(Error) in c.streamHeartbeat = try int(v, "stream_heartbeat", min: 1, max: 3600) },
         Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },

@@ -32,6 +32,9 @@ public final class ServerMetrics: Sendable {
     }
 
     func recordWritten() { recordsWritten.increment() }
+    func webhookDelivery(succeeded: Bool) {
+        CoreMetrics.Counter(label: "ferry_webhook_deliveries_total", dimensions: [("outcome", succeeded ? "ok" : "failed")], factory: factory).increment()
+    }
     func storageError() { storageErrors.increment() }
 
     /// The Prometheus text exposition.

@@ -1,0 +1,135 @@
+import FerryCore
+import FerryStore
+import Foundation
+
+/// Webhooks of a collection, a Ferry extension:
+/// `/v1/buckets/B/collections/C/webhooks[/ID[/deliveries]]`.
+///
+/// Only who may write the collection may list, read, register (`PUT` with
+/// `{"data": {"url", "secret", "batch_size"?, "since"?}}`) or delete its webhooks. The secret is
+/// never answered back. Each webhook receives the collection's changes in order (see
+/// ``WebhookDispatcher``); `GET …/webhooks/ID` shows its state and recent deliveries, and
+/// `…/deliveries` the delivery log alone.
+extension KintoAPI {
+    /// Where webhooks are stored: one kind for the whole server, ids `B/C/ID`, so the dispatcher lists them all at once.
+    static let webhooksKey = ResourceKey(parentID: "/webhooks", resourceName: "webhook")
+    /// Most deliveries a webhook's log keeps (newest first).
+    static let webhookLogSize = 50
+
+    static func webhookStorageID(bucket: String, collection: String, id: String) -> String { "\(bucket)/\(collection)/\(id)" }
+
+    func webhooks(_ request: APIRequest, bucket: String, collection: String, id: String?, log: Bool) async throws -> APIResponse {
+        let isRead = request.method == "GET" || request.method == "HEAD"
+        if !isRead && settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
+        var parsed: [String: JSON]?
+        if request.method == "PUT" { parsed = try Self.webhookData(request.body, policy: settings.webhookPolicy) }
+        let data = parsed
+        let body: @Sendable (any StorageSession) throws -> APIResponse = { session in
+            try self.authorizeWebhooks(request, bucket: bucket, collection: collection, session: session)
+            guard let id else {
+                var list: [JSON] = []
+                let prefix = "\(bucket)/\(collection)/"
+                try session.list(Self.webhooksKey, query: ListQuery(sort: [Sort("id")])) { hook in
+                    if hook.id.hasPrefix(prefix), var fields = try? hook.parsed() {
+                        fields["log"] = nil  // the log is on the webhook's own page
+                        list.append(Self.publicWebhook(fields, hook))
+                    }
+                    return true
+                }
+                return APIResponse(body: .json(["data": .array(list)]))
+            }
+            let storageID = Self.webhookStorageID(bucket: bucket, collection: collection, id: id)
+            let existing = try session.get(Self.webhooksKey, id: storageID, includeDeleted: false)
+            switch request.method {
+            case "GET", "HEAD":
+                guard let existing else { throw KintoError.notFound(resource: "webhook", id: id) }
+                let fields = try existing.parsed()
+                if log { return APIResponse(body: .json(["data": fields["log"] ?? []])) }
+                return APIResponse(body: .json(["data": Self.publicWebhook(fields, existing)]))
+            case "DELETE":
+                guard existing != nil else { throw KintoError.notFound(resource: "webhook", id: id) }
+                let tombstone = try session.delete(Self.webhooksKey, id: storageID, requestedTimestamp: nil)
+                return APIResponse(body: .json(["data": ["id": .string(id), "deleted": true, "last_modified": .int(tombstone.lastModified)]]))
+            default:
+                var fields = data ?? [:]
+                let previous = try existing?.parsed() ?? [:]
+                let records = ResourceKey(parentID: "/buckets/\(bucket)/collections/\(collection)", resourceName: "record")
+                let since = fields.removeValue(forKey: "since")
+                for (name, value) in previous where ["cursor", "delivered", "failures", "next_attempt", "last_error", "log"].contains(name) {
+                    fields[name] = value
+                }
+                // Where deliveries start: `since` when given, else where this webhook was, else now.
+                let now = try session.timestamp(records)
+                fields["cursor"] = since ?? previous["cursor"] ?? .int(now)
+                if since != nil || previous["url"] != fields["url"] {
+                    // A new start or a new receiver: try at once.
+                    fields["failures"] = 0
+                    fields["next_attempt"] = nil
+                }
+                fields["bucket"] = .string(bucket)
+                fields["collection"] = .string(collection)
+                let stored = try session.put(Self.webhooksKey, id: storageID, data: fields, requestedTimestamp: nil)
+                return APIResponse(status: existing == nil ? 201 : 200, body: .json(["data": Self.publicWebhook(try stored.parsed(), stored)]))
+            }
+        }
+        let response = isRead ? try await storage.read(body) : try await storage.write(body)
+        if !isRead { webhooksChanged.raise() }
+        return response
+    }
+
+    /// Only who may write the collection manages its webhooks; 404 for a missing collection
+    /// only to who may write the bucket (others learn nothing).
+    func authorizeWebhooks(_ request: APIRequest, bucket: String, collection: String, session: any StorageSession) throws {
+        let path = ObjectPath(kind: .collection, bucket: bucket, id: collection)
+        let handler = ResourceHandler(api: self, request: request, path: path, session: session)
+        guard try handler.isGranted("write", id: collection) else { throw handler.denied }
+        guard try session.get(path.storageKey, id: collection, includeDeleted: false) != nil else {
+            throw KintoError.notFound(resource: "collection", id: collection)
+        }
+    }
+
+    /// What a webhook shows its owner: everything but the secret.
+    static func publicWebhook(_ fields: [String: JSON], _ stored: StoredObject) -> JSON {
+        var shown = fields
+        shown["secret"] = nil
+        shown["bucket"] = nil
+        shown["collection"] = nil
+        shown["id"] = .string(String(stored.id.split(separator: "/").last ?? ""))
+        shown["last_modified"] = .int(stored.lastModified)
+        return .object(shown)
+    }
+
+    /// The registration in a `PUT` body, checked: url (where the policy allows), secret, batch_size, since.
+    static func webhookData(_ body: [UInt8], policy: WebhookAddressPolicy) throws -> [String: JSON] {
+        let json: JSON
+        do {
+            json = try JSON.parse(bytes: body)
+        } catch let error as JSONParseError {
+            throw KintoError.badJSON(error.description)
+        }
+        guard case .object(let data)? = json["data"] else {
+            throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object with url and secret")
+        }
+        func invalid(_ name: String, _ description: String) -> KintoError {
+            .invalidParameters(location: "body", name: "data.\(name)", description: description)
+        }
+        for name in data.keys where !["url", "secret", "batch_size", "since"].contains(name) {
+            throw invalid(name, "unknown field (a webhook has url, secret, batch_size and since)")
+        }
+        guard let url = data["url"]?.stringValue else { throw invalid("url", "url is required: where to POST the changes") }
+        if let refusal = policy.refusal(for: url) { throw invalid("url", refusal) }
+        guard let secret = data["secret"]?.stringValue, (16...256).contains(secret.utf8.count) else {
+            throw invalid("secret", "secret is required: 16 to 256 characters that sign each delivery")
+        }
+        var result: [String: JSON] = ["url": .string(url), "secret": .string(secret), "batch_size": 100]
+        if let size = data["batch_size"] {
+            guard let n = size.intValue, (1...1000).contains(n) else { throw invalid("batch_size", "batch_size must be a number from 1 to 1000") }
+            result["batch_size"] = .int(n)
+        }
+        if let since = data["since"] {
+            guard let n = since.intValue, n >= 0 else { throw invalid("since", "since must be a timestamp (0 sends the whole history)") }
+            result["since"] = .int(n)
+        }
+        return result
+    }
+}
