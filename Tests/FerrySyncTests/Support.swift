@@ -94,9 +94,10 @@ final class Server {
     /// - Parameters:
     ///   - directory: the data folder of an earlier server (a restart); a new one when nil.
     ///   - port: the port to take again after a restart; 0 picks a free one.
-    init(directory: TempDir? = nil, port: Int = 0, extra: [String] = []) throws {
+    init(directory: TempDir? = nil, port: Int = 0, extra: [String] = [], environment: [String: String] = [:]) throws {
         self.directory = try directory ?? TempDir()
         process.executableURL = URL(fileURLWithPath: Ferry.binary)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.arguments = ["serve", "--port", String(port), "--data", self.directory.path, "--log-level", "notice"] + extra
         self.port = try launch(process, output: output, port: #"127\.0\.0\.1:(\d+)/v1/"#, what: "ferry serve")
     }
