@@ -1,0 +1,103 @@
+import ArgumentParser
+import FerryCore
+import FerrySync
+import Foundation
+import Hummingbird
+import Logging
+
+/// `ferry listen --port P JOB…`: run jobs when a Ferry server's webhook says a collection changed.
+struct ListenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "listen",
+        abstract: "Receive a Ferry server's webhook deliveries and run jobs of a jobs file on each.",
+        discussion: """
+            Each delivery must be signed with the webhook's secret (Ferry-Signature: t=<unix seconds>,\
+            sha256=<HMAC-SHA256 of "<t>.<delivery id>.<body>">) and dated within --tolerance seconds. \
+            Answers: 202 accepted, 200 duplicate (a delivery id already accepted: no second run), \
+            401 bad or stale signature, 400 bad body, 404 other paths than / and /webhook, \
+            405 other methods than POST, 413 over 10 MB.
+
+            Each accepted delivery runs the named jobs one after the other, with their own settings \
+            (webhook jobs normally say mode: incremental; their schedule: is not used). Runs never \
+            overlap: deliveries that come during a run make exactly one more run after it. A failed \
+            run is reported on stderr and the listener keeps going.
+
+            Give the secret in FERRY_WEBHOOK_SECRET rather than --secret, which other users see in ps.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The jobs to run on each delivery.", valueName: "job")) var names: [String] = []
+    @Option(name: .long, help: "Port to listen on (0 picks a free port).") var port: Int
+    @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(name: .long, help: "The webhook's secret (default: FERRY_WEBHOOK_SECRET, which ps does not show).") var secret: String?
+    @Option(name: .customLong("jobs"), help: ArgumentHelp("The jobs file.", valueName: "FILE")) var file: String = "ferry.yml"
+    @Option(name: .long, help: "The engine's state database.") var state: String = ".ferry/state.db"
+    @Option(name: .long, help: ArgumentHelp("Most seconds a signature's time may be from this clock, either way.", valueName: "SECONDS")) var tolerance: Int = WebhookSignature.defaultTolerance
+    @Flag(name: .long, help: "Print one JSON report per run on stdout.") var json = false
+    @Option(name: .long, help: "Stop after every job ran this many times.") var maxRuns: Int?
+
+    func validate() throws {
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }
+        guard (1...86_400).contains(tolerance) else { throw ValidationError("--tolerance must be between 1 and 86400 seconds, not \(tolerance)") }
+        if let maxRuns, maxRuns < 1 { throw ValidationError("--max-runs must be at least 1, not \(maxRuns)") }
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let secret: String
+        let jobs: [SyncJob]
+        do {
+            guard let given = self.secret ?? environment["FERRY_WEBHOOK_SECRET"], !given.isEmpty else {
+                throw SyncError.badInput("no webhook secret: set FERRY_WEBHOOK_SECRET (or give --secret)")
+            }
+            secret = given
+            guard !names.isEmpty else {
+                let all = try JobsFile.load(file, only: [], environment: environment).compactMap(\.job.name)
+                throw SyncError.badInput("name the jobs to run on each delivery (\(file) has: \(all.joined(separator: ", ")))")
+            }
+            jobs = try JobsFile.load(file, only: names, environment: environment).map { entry in
+                var job = entry.job
+                job.statePath = state
+                return job
+            }
+        } catch {
+            throw CommandLine.fail(error)
+        }
+
+        let runs = CoalescedRuns(jobs: jobs, json: json, maxRuns: maxRuns)
+        let receiver = WebhookReceiver(
+            configuration: .init(secret: secret, tolerance: tolerance),
+            log: { Self.note($0) },
+            onDelivery: { runs.trigger($0.id) }
+        )
+        var logger = Logger(label: "ferry")
+        logger.logLevel = .warning
+        let url = "http://\(host.contains(":") ? "[\(host)]" : host)"
+        let app = Application(
+            responder: receiver,
+            configuration: .init(address: .hostname(host, port: port), serverName: "ferry"),
+            onServerRunning: { channel in Self.note("listening on \(url):\(channel.localAddress?.port ?? port)/") },
+            logger: logger
+        )
+        let failed: Bool
+        do {
+            failed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                // Stops at SIGINT or SIGTERM; the runs stop at --max-runs. Whichever ends first ends both.
+                group.addTask { try await app.runService(); return false }
+                group.addTask { await runs.loop() }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                var failed = first
+                while let next = try? await group.next() { failed = failed || next }
+                return failed
+            }
+        } catch {
+            throw CommandLine.fail(SyncError(.io, "cannot listen on \(host):\(port): \(error)"))
+        }
+        if failed { throw ExitCode(1) }
+    }
+
+    static func note(_ line: String) {
+        FileHandle.standardError.write(Data("ferry listen: \(line)\n".utf8))
+    }
+}
