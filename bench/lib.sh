@@ -1,4 +1,4 @@
-# Shared by bench/run.sh, bench/sync.sh and bench/rest.sh: sourced from the repo root, after `set -euo pipefail`.
+# Shared by bench/run.sh, bench/sync.sh, bench/rest.sh and bench/follow.sh: sourced from the repo root, after `set -euo pipefail`.
 # The caller keeps SERVER_PID set to the server it started (or "").
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -17,14 +17,21 @@ find_ferry() {
   [ -x "$FERRY" ] || { echo "ferry binary not found: $FERRY" >&2; exit 1; }
 }
 
-stop_server() {
-  # Only the process this script started, by its pid.
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+stop_pid() {  # $1 pid of a child this script started: SIGTERM, SIGKILL after 5 s; returns its exit status
+  # Only that process, by its pid. Status 137 (128 + 9): it had to be killed.
+  local pid=$1 rc=0
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
+  wait "$pid" 2>/dev/null || rc=$?
+  return "$rc"
+}
+
+stop_server() {
+  stop_pid "$SERVER_PID" || true
   SERVER_PID=""
 }
 
