@@ -17,10 +17,12 @@ struct ListenCommand: AsyncParsableCommand {
             401 bad or stale signature, 400 bad body, 404 other paths than / and /webhook, \
             405 other methods than POST, 413 over 10 MB.
 
-            Each accepted delivery runs the named jobs one after the other, with their own settings \
-            (webhook jobs normally say mode: incremental; their schedule: is not used). Runs never \
-            overlap: deliveries that come during a run make exactly one more run after it. A failed \
-            run is reported on stderr and the listener keeps going.
+            Each accepted delivery runs the named jobs whose source is the delivery's collection (and \
+            every named job whose source is not a server collection), with their own settings \
+            (webhook jobs normally say mode: incremental; their schedule: is not used). A job's runs \
+            never overlap: deliveries that come during a run make exactly one more run after it; \
+            different jobs run side by side. A failed run is reported on stderr and the listener \
+            keeps going. SIGTERM finishes running batches, saves their checkpoints and exits.
 
             Give the secret in FERRY_WEBHOOK_SECRET rather than --secret, which other users see in ps.
             """
@@ -64,40 +66,15 @@ struct ListenCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let runs = CoalescedRuns(jobs: jobs, json: json, maxRuns: maxRuns)
-        let receiver = WebhookReceiver(
-            configuration: .init(secret: secret, tolerance: tolerance),
-            log: { Self.note($0) },
-            onDelivery: { runs.trigger($0.id) }
-        )
-        var logger = Logger(label: "ferry")
-        logger.logLevel = .warning
-        let url = "http://\(host.contains(":") ? "[\(host)]" : host)"
-        let app = Application(
-            responder: receiver,
-            configuration: .init(address: .hostname(host, port: port), serverName: "ferry"),
-            onServerRunning: { channel in Self.note("listening on \(url):\(channel.localAddress?.port ?? port)/") },
-            logger: logger
-        )
-        let failed: Bool
-        do {
-            failed = try await withThrowingTaskGroup(of: Bool.self) { group in
-                // Stops at SIGINT or SIGTERM; the runs stop at --max-runs. Whichever ends first ends both.
-                group.addTask { try await app.runService(); return false }
-                group.addTask { await runs.loop() }
-                let first = try await group.next() ?? false
-                group.cancelAll()
-                var failed = first
-                while let next = try? await group.next() { failed = failed || next }
-                return failed
-            }
-        } catch {
-            throw CommandLine.fail(SyncError(.io, "cannot listen on \(host):\(port): \(error)"))
+        let service = JobService(jobs: jobs.map { ($0, .webhook) }, json: json, maxRuns: maxRuns)
+        let ports = ServicePorts(label: "ferry listen")
+        let receiver = WebhookReceiver(configuration: .init(secret: secret, tolerance: tolerance), log: { ports.note($0) }) { delivery in
+            service.delivered(bucket: delivery.bucket, collection: delivery.collection)
         }
+        let app = ports.application(receiver, host: host, port: port, what: "listening on", path: "/")
+        let signals = ShutdownSignals { _ in service.stop() }
+        defer { signals.cancel() }
+        let failed = await ServicePorts.run(service, servers: [{ await ports.serve(app, what: "cannot listen on \(host):\(port)") }])
         if failed { throw ExitCode(1) }
-    }
-
-    static func note(_ line: String) {
-        FileHandle.standardError.write(Data("ferry listen: \(line)\n".utf8))
     }
 }

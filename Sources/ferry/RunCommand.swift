@@ -2,66 +2,95 @@ import ArgumentParser
 import FerryCore
 import FerrySync
 import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
 
-/// `ferry run ferry.yml`: the jobs of a file.
+/// `ferry run ferry.yml`: the jobs of a file, each under its schedule, as one service.
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the jobs of a YAML file (its jobs: section), one after the other.",
+        abstract: "Run the jobs of a YAML file (its jobs: section), each under its schedule, as one service.",
         discussion: """
             Each job takes source, target, mode, delete, key, cursor_field, batch_size,
             transform (rename, drop, set, cast, filter), verify, strict, dead_letter,
             source_auth, target_auth (use ${ENV_VAR} for secrets), retries, dry_run and schedule.
-            schedule: once (the default) runs the job once; every INTERVAL (every 30s) and
-            cron EXPRESSION (cron */5 * * * *) keep the process running and run each job at its
-            times, one run at a time. follow and webhook schedules are refused with an error
-            rather than run once by surprise.
+
+            schedule: once (the default) runs the job once, first; every INTERVAL (every 30s) and
+            cron EXPRESSION (cron */5 * * * *) run it at those times; follow keeps its target in
+            sync in real time (follow 10s: poll every 10 s when the source has no event stream);
+            webhook runs it when a Ferry server's webhook delivers to --listen-port (the secret in
+            FERRY_WEBHOOK_SECRET). A job's runs never overlap; different jobs run side by side.
+            With only once jobs, the command ends when they are done; otherwise it runs until
+            SIGTERM or SIGINT, which finish each running batch and save its checkpoint first.
+
+            --status-port serves GET /status (each job's state, last run, lag, error, as JSON)
+            and GET /metrics (records moved, failures, retries and lag per job, Prometheus).
             """
     )
 
     @Argument(help: "The jobs file.") var file: String
     @Option(name: .customLong("job"), help: "Run only this job (repeatable).") var only: [String] = []
     @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
-    @Flag(name: .long, help: "Print one JSON report per job on stdout.") var json = false
-    @Option(name: .long, help: "Stop after each scheduled job ran this many times.") var maxRuns: Int?
+    @Flag(name: .long, help: "Print one JSON report per run on stdout.") var json = false
+    @Option(name: .long, help: "Stop after each scheduled or webhook job ran this many times.") var maxRuns: Int?
+    @Option(name: .long, help: ArgumentHelp("Serve GET /status and GET /metrics on this port (0: any free port).", valueName: "PORT")) var statusPort: Int?
+    @Option(name: .long, help: ArgumentHelp("Receive webhook deliveries on this port, for jobs with schedule: webhook.", valueName: "PORT")) var listenPort: Int?
+    @Option(name: .long, help: "The address of the status and webhook ports (default 127.0.0.1).") var host: String = "127.0.0.1"
 
     func validate() throws {
         if let maxRuns, maxRuns < 1 { throw ValidationError("--max-runs must be at least 1, not \(maxRuns)") }
+        for (flag, port) in [("--status-port", statusPort), ("--listen-port", listenPort)] {
+            if let port, !(0...65_535).contains(port) { throw ValidationError("\(flag) must be between 0 and 65535, not \(port)") }
+        }
     }
 
     func run() async throws {
-        var failed = false
+        let environment = ProcessInfo.processInfo.environment
+        var jobs: [(job: SyncJob, trigger: JobTrigger)] = []
+        var secret: String?
         do {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-                throw SyncError(.io, "\(file): cannot read the jobs file")
-            }
-            var jobs = try JobsFile.parse(text, file: file, environment: ProcessInfo.processInfo.environment)
-            let names = Set(jobs.compactMap(\.job.name))
-            for name in only where !names.contains(name) {
-                throw SyncError.badInput("\(file): no job named \(name) (jobs: \(jobs.compactMap(\.job.name).joined(separator: ", ")))")
-            }
-            if !only.isEmpty { jobs = jobs.filter { only.contains($0.job.name ?? "") } }
-            var scheduled: [(job: SyncJob, schedule: Schedule)] = []
-            var once: [SyncJob] = []
-            for (var job, text) in jobs {
+            for (var job, text) in try JobsFile.load(file, only: only, environment: environment) {
                 job.statePath = state
                 do {
-                    if let schedule = try ScheduledRuns.parse(text) { scheduled.append((job, schedule)) } else { once.append(job) }
+                    jobs.append((job, try JobTrigger.parse(text)))
                 } catch {
                     throw SyncError.badInput("\(file): job \(job.name ?? job.id): \(error.message)")
                 }
             }
-            for job in once {
-                if !json { print("== \(job.name ?? job.id)") }
-                let report = try await Sync.execute(job, json: json)
-                failed = failed || !report.succeeded
-            }
-            if !scheduled.isEmpty {
-                failed = await ScheduledRuns.loop(scheduled, json: json, maxRuns: maxRuns) || failed
+            let webhookJobs = jobs.filter { $0.trigger == .webhook }.map { $0.job.name ?? $0.job.id }
+            if !webhookJobs.isEmpty {
+                guard listenPort != nil else {
+                    throw SyncError.badInput("\(file): \(webhookJobs.joined(separator: ", ")) run on webhook deliveries: give --listen-port (and the secret in FERRY_WEBHOOK_SECRET)")
+                }
+                guard let given = environment["FERRY_WEBHOOK_SECRET"], !given.isEmpty else {
+                    throw SyncError.badInput("no webhook secret for \(webhookJobs.joined(separator: ", ")): set FERRY_WEBHOOK_SECRET")
+                }
+                secret = given
+            } else if listenPort != nil {
+                throw SyncError.badInput("--listen-port is for jobs with schedule: webhook, and \(file) has none")
             }
         } catch {
             throw CommandLine.fail(error)
         }
+
+        let service = JobService(jobs: jobs, json: json, maxRuns: maxRuns)
+        let signals = ShutdownSignals { _ in service.stop() }
+        defer { signals.cancel() }
+        let ports = ServicePorts(label: "ferry run")
+        var servers: [@Sendable () async -> Bool?] = []
+        if let statusPort {
+            let app = ports.statusApplication(service.status, host: host, port: statusPort)
+            servers.append { await ports.serve(app, what: "the status port") }
+        }
+        if let listenPort, let secret {
+            let webhook = WebhookReceiver(configuration: .init(secret: secret), log: { ports.note($0) }) { delivery in
+                service.delivered(bucket: delivery.bucket, collection: delivery.collection)
+            }
+            let app = ports.application(webhook, host: host, port: listenPort, what: "webhook deliveries at", path: "/")
+            servers.append { await ports.serve(app, what: "the webhook port") }
+        }
+        let failed = await ServicePorts.run(service, servers: servers)
         if failed { throw ExitCode(1) }
     }
 }

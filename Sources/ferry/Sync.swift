@@ -123,7 +123,10 @@ struct Sync: AsyncParsableCommand {
             } catch {
                 throw CommandLine.fail(error)
             }
-            let failed = await ScheduledRuns.loop([(job, schedule)], json: json, maxRuns: maxRuns)
+            let service = JobService(jobs: [(job, .schedule(schedule))], json: json, maxRuns: maxRuns)
+            let signals = ShutdownSignals { _ in service.stop() }
+            defer { signals.cancel() }
+            let failed = await service.run()
             if failed { throw ExitCode(1) }
             return
         }
@@ -167,8 +170,10 @@ struct Sync: AsyncParsableCommand {
     }
 
     /// Runs a job with progress on a terminal and the report on stdout.
-    static func execute(_ job: SyncJob, json: Bool) async throws -> SyncReport {
+    /// - Parameter stop: closed when the process stops: the run ends after its current batch.
+    static func execute(_ job: SyncJob, json: Bool, stop: WakeSignal? = nil) async throws -> SyncReport {
         let engine = SyncEngine()
+        engine.stop = stop
         let progress = ProgressLine(label: job.name ?? EndpointURL.redacted(job.source))
         if CommandLine.stderrIsTerminal {
             engine.onProgress = { done, total in progress.update(done: done, total: total) }

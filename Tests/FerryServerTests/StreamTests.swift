@@ -322,6 +322,26 @@ final class EventStreamClient {
         try? await client.shutdown()
     }
 
+    /// A client that disconnects frees its stream slot once writes to it fail: within two heartbeats.
+    @Test func aClosedConnectionFreesItsSlotWithinTwoHeartbeats() async throws {
+        let (server, client) = try await Self.server(environment: ["FERRY_MAX_STREAMS": "1", "FERRY_STREAM_HEARTBEAT": "1"])
+        defer { server.kill(SIGKILL) }
+        var first: EventStreamClient? = try EventStreamClient(port: server.port, path: Self.records, headers: ["Authorization": Self.alice])
+        #expect(first!.read { !$0.comments.isEmpty })
+        first = nil  // closes the socket; no write follows
+        var opened = false
+        let deadline = Date().addingTimeInterval(5)
+        while !opened && Date() < deadline {
+            let next = try EventStreamClient(port: server.port, path: Self.records, headers: ["Authorization": Self.alice])
+            next.read(timeout: 2) { $0.status != 0 }
+            opened = next.status == 200
+            if !opened { usleep(100_000) }
+        }
+        #expect(opened)
+        _ = first
+        try? await client.shutdown()
+    }
+
     /// SIGTERM ends open streams, so the server stops promptly and cleanly.
     @Test func sigtermWithOpenStreamsExitsCleanly() async throws {
         let (server, client) = try await Self.server()

@@ -17,6 +17,10 @@ public import ServiceLifecycle
 /// saw misses nothing and sees nothing twice. Idle streams get a `: heartbeat` comment every
 /// `stream_heartbeat` seconds. Every read of the feed checks read permission again: a stream
 /// whose permission is withdrawn, or whose collection is deleted, ends with `event: error`.
+///
+/// A client that goes away is noticed when a write to it fails: the server does not read the
+/// connection while it streams, so its slot is freed at the second heartbeat or event after the
+/// disconnection (at most about 2 × `stream_heartbeat`).
 struct EventStream: Sendable {
     let bucket: String
     let collection: String

@@ -41,6 +41,9 @@ public final class Follower: @unchecked Sendable {
     public var onReport: (SyncReport) -> Void = { _ in }
     public var onError: (any Error) -> Void = { _ in }
     public var onNotice: (String) -> Void = { _ in }
+    /// Called when a run starts, and when the watcher sees a change (before the run that reads it).
+    public var onRunStarted: () -> Void = {}
+    public var onChange: @Sendable () -> Void = {}
     /// The longest wait before a run even without a wake-up (a safety net under the stream).
     public var quietRunInterval: Double = 300
     /// `stream`, `long-poll` or `poll` to skip discovery (a proxy that breaks event streams); nil: the best the source offers.
@@ -93,6 +96,7 @@ public final class Follower: @unchecked Sendable {
         var failures = 0
         while !stopping.isClosed {
             do {
+                onRunStarted()
                 let report = try await engine.run(job)
                 failures = 0
                 onReport(report)
@@ -115,6 +119,7 @@ public final class Follower: @unchecked Sendable {
                 as? KintoEndpoint else { return }
         let changed = self.changed
         let notice = onNotice
+        let onChange = self.onChange
         watcher = Task {
             var attempt = 0
             while !Task.isCancelled && !changed.isClosed {
@@ -122,9 +127,9 @@ public final class Follower: @unchecked Sendable {
                 do {
                     switch watch {
                     case .stream(let url):
-                        problem = try await Self.readStream(url, http: kinto.http, changed: changed, connected: connected) { attempt = 0 }
+                        problem = try await Self.readStream(url, http: kinto.http, changed: changed, connected: connected, onChange: onChange) { attempt = 0 }
                     case .longPoll(let url):
-                        problem = try await Self.longPoll(url, http: kinto.http, changed: changed, connected: connected) { attempt = 0 }
+                        problem = try await Self.longPoll(url, http: kinto.http, changed: changed, connected: connected, onChange: onChange) { attempt = 0 }
                     case .poll:
                         return
                     }
@@ -149,7 +154,7 @@ public final class Follower: @unchecked Sendable {
     /// Reads the event stream until it ends; each change event wakes the loop.
     /// - Returns: why it ended, for a notice.
     static func readStream(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
-                           onConnected: () -> Void) async throws -> String? {
+                           onChange: () -> Void, onConnected: () -> Void) async throws -> String? {
         let response = try await http.openStream(url, accept: "text/event-stream")
         guard response.status == .ok else {
             return "the event stream answered \(response.status.code)"
@@ -161,6 +166,7 @@ public final class Follower: @unchecked Sendable {
             let events = try parser.feed(chunk.readableBytesView)
             for event in events {
                 if event.name == "error" { return "the server ended the stream: \(event.data.prefix(200))" }
+                onChange()
                 changed.raise()
             }
         }
@@ -170,7 +176,7 @@ public final class Follower: @unchecked Sendable {
     /// Long-polls for changes after the collection's current timestamp; each answer with
     /// changes wakes the loop.
     static func longPoll(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
-                         onConnected: () -> Void) async throws -> String? {
+                         onChange: () -> Void, onConnected: () -> Void) async throws -> String? {
         var since: String?
         while !Task.isCancelled {
             let query = since.map { "?_since=\($0)&_wait=25&_limit=1" } ?? "?_limit=1"
@@ -183,6 +189,7 @@ public final class Follower: @unchecked Sendable {
                 onConnected()
                 connected.raise()
             } else if let data = try? JSON.parse(bytes: response.body)["data"]?.arrayValue, !data.isEmpty {
+                onChange()
                 changed.raise()
             }
             since = etag

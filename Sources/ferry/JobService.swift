@@ -1,0 +1,339 @@
+import FerryCore
+import FerrySync
+import Foundation
+import Hummingbird
+import Logging
+
+/// What starts a job's runs in `ferry run` (its `schedule:`).
+enum JobTrigger: Sendable, Equatable, CustomStringConvertible {
+    case once
+    case schedule(Schedule)
+    /// `--follow`: the source's event stream, long-poll or polling every `pollInterval` seconds.
+    case follow(pollInterval: Double)
+    /// Each delivery of a Ferry server's webhook to the service's listener.
+    case webhook
+
+    var description: String {
+        switch self {
+        case .once: "once"
+        case .schedule(let schedule): schedule.description
+        case .follow: "follow"
+        case .webhook: "webhook"
+        }
+    }
+
+    /// A schedule from its text in a jobs file: `once`, `every 30s`, `cron */5 * * * *`,
+    /// `follow` (optionally `follow 10s`: the polling interval for sources without a stream), `webhook`.
+    static func parse(_ text: String) throws(SyncError) -> JobTrigger {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed == "once" { return .once }
+        if trimmed == "webhook" { return .webhook }
+        if trimmed == "follow" { return .follow(pollInterval: 5) }
+        if trimmed.hasPrefix("follow ") {
+            guard case .every(let seconds) = try Schedule(every: String(trimmed.dropFirst(7))) else { return .follow(pollInterval: 5) }
+            return .follow(pollInterval: seconds)
+        }
+        if trimmed.hasPrefix("every ") { return .schedule(try Schedule(every: String(trimmed.dropFirst(6)))) }
+        if trimmed.hasPrefix("cron ") {
+            var expression = String(trimmed.dropFirst(5)).trimmingCharacters(in: .whitespaces)
+            if expression.count >= 2, expression.first == "\"" || expression.first == "'", expression.last == expression.first {
+                expression = String(expression.dropFirst().dropLast())
+            }
+            return .schedule(.cron(try CronExpression(expression)))
+        }
+        throw .badInput("schedule \"\(trimmed)\" must be once, every INTERVAL (every 30s), cron EXPRESSION (cron */5 * * * *), follow or webhook")
+    }
+}
+
+/// The jobs of `ferry run` (or one `ferry sync --every/--cron`) as one long-lived service.
+///
+/// Each job has a task of its own, so a job's runs never overlap while different jobs run side
+/// by side: scheduled jobs at their ticks (ticks missed during a long run are skipped), follow
+/// jobs as their source changes, webhook jobs when a delivery arrives (deliveries during a run
+/// cause one more run, not one each). A failed run is reported and the job runs again at its
+/// next trigger. ``stop()`` (SIGTERM, SIGINT) ends waits at once and running runs after their
+/// current batch, with the checkpoint saved.
+final class JobService: @unchecked Sendable {
+    let jobs: [(job: SyncJob, trigger: JobTrigger)]
+    let json: Bool
+    /// Stop a scheduled or webhook job after this many runs.
+    let maxRuns: Int?
+    let status: JobStatus
+    /// Closed by ``stop()``; engines check it between batches.
+    let stopping = WakeSignal()
+    /// One wake-up per job (a tick, a delivery, a stop).
+    private let wakes: [String: WakeSignal]
+    private var followers: [Follower] = []
+    private let lock = NSLock()
+
+    init(jobs: [(job: SyncJob, trigger: JobTrigger)], json: Bool, maxRuns: Int?) {
+        self.jobs = jobs
+        self.json = json
+        self.maxRuns = maxRuns
+        status = JobStatus(jobs: jobs.map { ($0.job.name ?? $0.job.id, $0.trigger.description) })
+        wakes = Dictionary(jobs.map { ($0.job.name ?? $0.job.id, WakeSignal()) }) { first, _ in first }
+    }
+
+    /// Ends every wait now and every run after its current batch.
+    func stop() {
+        stopping.close()
+        for wake in wakes.values { wake.close() }
+        for follower in lock.withLock({ followers }) { follower.stop() }
+    }
+
+    /// A webhook delivery came: wakes the webhook jobs that read the delivery's collection
+    /// (jobs whose source is not a server collection take every delivery).
+    func delivered(bucket: String?, collection: String?) {
+        for (job, trigger) in jobs where trigger == .webhook {
+            if let bucket, let collection, job.source.contains("/buckets/"),
+               !job.source.hasSuffix("/buckets/\(bucket)/collections/\(collection)") { continue }
+            wakes[job.name ?? job.id]?.raise()
+        }
+    }
+
+    /// Runs the `once` jobs one after the other, in file order, then the others side by side
+    /// until ``stop()`` (or, with `maxRuns`, until the scheduled and webhook jobs ran that often).
+    /// - Returns: whether any run failed or rejected records.
+    func run() async -> Bool {
+        var failed = false
+        for (job, trigger) in jobs where trigger == .once {
+            if stopping.isClosed { break }
+            failed = await !runReported(job, name: job.name ?? job.id, after: nil) || failed
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            for (job, trigger) in jobs where trigger != .once {
+                group.addTask { await self.drive(job, trigger) }
+            }
+            for await jobFailed in group { failed = failed || jobFailed }
+            return failed
+        }
+    }
+
+    private func drive(_ job: SyncJob, _ trigger: JobTrigger) async -> Bool {
+        let name = job.name ?? job.id
+        let wake = wakes[name]!
+        switch trigger {
+        case .once:
+            return await runReported(job, name: name, after: nil)
+        case .follow(let pollInterval):
+            return await follow(job, name: name, pollInterval: pollInterval)
+        case .schedule(let schedule):
+            var failed = false
+            var runs = 0
+            var next = schedule.firstStart(now: Date())
+            while !stopping.isClosed {
+                status.update(name) { $0.nextRun = next; $0.state = "waiting" }
+                let wait = next.timeIntervalSinceNow
+                if wait > 0 { _ = await wake.wait(timeout: .milliseconds(Int64(wait * 1000))) }
+                if stopping.isClosed { break }
+                let started = Date()
+                failed = await runReported(job, name: name, after: nil) == false || failed
+                runs += 1
+                if let maxRuns, runs >= maxRuns { break }
+                next = schedule.nextStart(started: started, ended: Date())
+                FileHandle.standardError.write(Data("ferry: next run of \(name) at \(StateStoreTime.format(next)) (\(schedule))\n".utf8))
+            }
+            status.update(name) { $0.state = "stopped"; $0.nextRun = nil }
+            return failed
+        case .webhook:
+            var failed = false
+            var runs = 0
+            while !stopping.isClosed {
+                status.update(name) { $0.state = "waiting for a delivery" }
+                guard await wake.wait(timeout: .seconds(3600)) else { continue }
+                if stopping.isClosed { break }
+                failed = await runReported(job, name: name, after: "webhook delivery") == false || failed
+                runs += 1
+                if let maxRuns, runs >= maxRuns { break }
+            }
+            status.update(name) { $0.state = "stopped" }
+            return failed
+        }
+    }
+
+    /// One run, its report printed and its outcome in the status; a failure is reported, not thrown.
+    /// - Returns: whether it succeeded.
+    func runReported(_ job: SyncJob, name: String, after: String?) async -> Bool {
+        if !json { print("== \(name) at \(StateStoreTime.format(Date()))" + (after.map { " (\($0))" } ?? "")) }
+        status.started(name)
+        do {
+            let report = try await Sync.execute(job, json: json, stop: stopping)
+            status.finished(name, report: report, error: nil)
+            fflush(nil)  // stdout is often a pipe: show each run now
+            return report.succeeded
+        } catch {
+            let message = (error as? SyncError)?.message ?? "\(error)"
+            FileHandle.standardError.write(Data("ferry: error: \(name): \(message)\n".utf8))
+            status.finished(name, report: nil, error: message)
+            return false
+        }
+    }
+
+    private func follow(_ job: SyncJob, name: String, pollInterval: Double) async -> Bool {
+        let follower = Follower(job: job, pollInterval: pollInterval)
+        let closed = lock.withLock {
+            followers.append(follower)
+            return stopping.isClosed
+        }
+        if closed { return false }
+        let rejected = LockedFlag()
+        let status = self.status
+        let json = self.json
+        follower.onNotice = { FileHandle.standardError.write(Data("ferry: \(name): \($0)\n".utf8)) }
+        follower.onRunStarted = { status.started(name) }
+        follower.onError = { error in
+            let message = (error as? SyncError)?.message ?? "\(error)"
+            FileHandle.standardError.write(Data("ferry: error: \(name): \(message) (retrying)\n".utf8))
+            status.finished(name, report: nil, error: message)
+        }
+        follower.onReport = { report in
+            status.finished(name, report: report, error: nil)
+            if report.failed > 0 { rejected.set() }
+            if json {
+                FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
+            } else if report.read > 0 || report.failed > 0 {
+                FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
+            }
+        }
+        follower.onChange = { status.changeSeen(name) }
+        let engine = SyncEngine()
+        engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
+        await follower.run(engine: engine)
+        status.update(name) { $0.state = "stopped" }
+        return rejected.isSet
+    }
+}
+
+/// What `GET /status` and `GET /metrics` show: each job's state, last run, lag, error and counts.
+final class JobStatus: @unchecked Sendable {
+    struct Entry {
+        var name: String
+        var schedule: String
+        var state = "starting"
+        var runs = 0
+        var failures = 0
+        var lastStarted: Date?
+        var lastEnded: Date?
+        var lastOutcome: String?
+        var lastError: String?
+        var lastReport: SyncReport?
+        /// The start of the last run that succeeded: the target holds the source as of then.
+        var lastSuccessStarted: Date?
+        var nextRun: Date?
+        /// A change seen on the source that no run has started to read yet (follow jobs).
+        var changePendingSince: Date?
+        var totals: [String: Int] = [:]
+    }
+
+    private let lock = NSLock()
+    private var entries: [Entry]
+    let started = Date()
+
+    init(jobs: [(name: String, schedule: String)]) {
+        entries = jobs.map { Entry(name: $0.name, schedule: $0.schedule) }
+    }
+
+    func update(_ name: String, _ change: (inout Entry) -> Void) {
+        lock.withLock {
+            if let i = entries.firstIndex(where: { $0.name == name }) { change(&entries[i]) }
+        }
+    }
+
+    func started(_ name: String) {
+        update(name) { entry in
+            entry.state = "running"
+            entry.lastStarted = Date()
+            entry.changePendingSince = nil
+        }
+    }
+
+    func changeSeen(_ name: String) {
+        update(name) { entry in
+            if entry.changePendingSince == nil { entry.changePendingSince = Date() }
+        }
+    }
+
+    func finished(_ name: String, report: SyncReport?, error: String?) {
+        update(name) { entry in
+            entry.runs += 1
+            entry.lastEnded = Date()
+            entry.state = "idle"
+            entry.lastError = error
+            if let report {
+                entry.lastReport = report
+                entry.lastOutcome = report.succeeded ? (report.stopped ? "stopped early" : "ok") : "failed"
+                if report.succeeded { entry.lastSuccessStarted = entry.lastStarted }
+                for (key, value) in [("read", report.read), ("created", report.created), ("updated", report.updated),
+                                     ("written", report.written), ("deleted", report.deleted), ("rejected", report.failed),
+                                     ("retries", report.retries)] {
+                    entry.totals[key, default: 0] += value
+                }
+            } else {
+                entry.lastOutcome = "error"
+            }
+            if entry.lastOutcome != "ok" && entry.lastOutcome != "stopped early" { entry.failures += 1 }
+        }
+    }
+
+    /// Seconds the target may be behind: for a follow job, since the oldest change not yet
+    /// being read (0 when caught up); for the others, since the start of the last successful run.
+    static func lag(_ entry: Entry, now: Date) -> Double? {
+        if entry.schedule == "follow" {
+            guard entry.lastSuccessStarted != nil || entry.changePendingSince != nil else { return nil }
+            return entry.changePendingSince.map { now.timeIntervalSince($0) } ?? 0
+        }
+        return entry.lastSuccessStarted.map { now.timeIntervalSince($0) }
+    }
+
+    var json: JSON {
+        let now = Date()
+        let list: [JSON] = lock.withLock { entries }.map { entry in
+            var job: [String: JSON] = [
+                "name": .string(entry.name), "schedule": .string(entry.schedule), "state": .string(entry.state),
+                "runs": .int(Int64(entry.runs)), "failures": .int(Int64(entry.failures)),
+                "lag_seconds": JobStatus.lag(entry, now: now).map { .double(($0 * 1000).rounded() / 1000) } ?? .null,
+                "last_error": entry.lastError.map(JSON.string) ?? .null,
+                "next_run": entry.nextRun.map { .string(StateStoreTime.format($0)) } ?? .null,
+                "totals": .object(entry.totals.mapValues { .int(Int64($0)) }),
+            ]
+            if let started = entry.lastStarted {
+                var last: [String: JSON] = ["started": .string(StateStoreTime.format(started)), "outcome": entry.lastOutcome.map(JSON.string) ?? .null]
+                if let ended = entry.lastEnded, ended >= started { last["ended"] = .string(StateStoreTime.format(ended)) }
+                if let report = entry.lastReport, let ended = entry.lastEnded, ended >= started { last["report"] = report.json }
+                job["last_run"] = .object(last)
+            }
+            return .object(job)
+        }
+        return ["started": .string(StateStoreTime.format(started)), "jobs": .array(list)]
+    }
+
+    /// The Prometheus text format.
+    var prometheus: String {
+        let now = Date()
+        let all = lock.withLock { entries }
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples { out += "\(name){\(labels)} \(value.rounded() == value ? String(Int64(value)) : String(value))\n" }
+        }
+        func label(_ job: String) -> String { "job=\"" + job.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        family("ferry_job_records_total", "counter", "Records handled by a job's runs, by what happened to them.",
+               all.flatMap { entry in ["read", "created", "updated", "written", "deleted", "rejected"].map { ("\(label(entry.name)),kind=\"\($0)\"", Double(entry.totals[$0] ?? 0)) } })
+        family("ferry_job_runs_total", "counter", "Runs of a job.", all.map { (label($0.name), Double($0.runs)) })
+        family("ferry_job_failures_total", "counter", "Runs of a job that failed or rejected records.", all.map { (label($0.name), Double($0.failures)) })
+        family("ferry_job_retries_total", "counter", "Requests a job's runs tried again.", all.map { (label($0.name), Double($0.totals["retries"] ?? 0)) })
+        family("ferry_job_running", "gauge", "1 while a run of the job is going on.", all.map { (label($0.name), $0.state == "running" ? 1 : 0) })
+        family("ferry_job_lag_seconds", "gauge", "How far behind its source a job's target may be.",
+               all.compactMap { entry in JobStatus.lag(entry, now: now).map { (label(entry.name), ($0 * 1000).rounded() / 1000) } })
+        return out
+    }
+}
+
+/// Times as the run history writes them.
+enum StateStoreTime {
+    static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+}
