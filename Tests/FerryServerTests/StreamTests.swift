@@ -255,6 +255,7 @@ final class EventStreamClient {
         let share = #"{"permissions":{"read":["\#(bobID)"]}}"#
         #expect(try await client.execute(.init("/v1/buckets/b/collections/c", method: .patch, headers: [.authorization: Self.alice], body: ByteBuffer(string: share))).status == .ok)
         let bobs = try EventStreamClient(port: server.port, path: Self.records, headers: ["Authorization": Self.bob])
+        #expect(bobs.read { !$0.comments.isEmpty })  // open (it starts now) before the write
         try await Self.write(client, "seen", 1)
         #expect(bobs.read(events: 1))
         #expect(bobs.status == 200)

@@ -25,25 +25,27 @@ public final class WebhookDispatcher: Service, Sendable {
     let logger: Logger
     let timeout: TimeAmount
     let metrics: ServerMetrics?
-    private let client: HTTPClient
+    let timeoutSeconds: Int
     private let workers = NIOLockedValueBox<[String: Task<Void, Never>]>([:])
 
     public init(api: KintoAPI, logger: Logger, timeoutSeconds: Int = 10, metrics: ServerMetrics? = nil) {
         self.api = api
         self.logger = logger
         self.metrics = metrics
+        self.timeoutSeconds = timeoutSeconds
         timeout = .seconds(Int64(timeoutSeconds))
+    }
+
+    public func run() async throws {
+        // Made here, not in init: a client must be shut down, and only a running dispatcher does that.
         var configuration = HTTPClient.Configuration()
         // A redirect could lead past the address policy: receivers must answer themselves.
         configuration.redirectConfiguration = .disallow
         configuration.timeout = .init(connect: .seconds(Int64(min(timeoutSeconds, 10))), read: .seconds(Int64(timeoutSeconds)))
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }
-
-    public func run() async throws {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                await self.reconcile()
+                await self.reconcile(client)
                 _ = await self.api.webhooksChanged.wait(timeout: .seconds(30))
             }
         }
@@ -57,7 +59,7 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     /// One worker per registered webhook.
-    func reconcile() async {
+    func reconcile(_ client: HTTPClient) async {
         let ids: [String]
         do {
             ids = try await api.storage.read { session in
@@ -75,7 +77,7 @@ public final class WebhookDispatcher: Service, Sendable {
         let wanted = Set(ids)
         workers.withLockedValue { workers in
             for id in ids where workers[id] == nil {
-                workers[id] = Task { await self.work(id) }
+                workers[id] = Task { await self.work(id, client: client) }
             }
             for (id, task) in workers where !wanted.contains(id) {
                 task.cancel()
@@ -91,7 +93,7 @@ public final class WebhookDispatcher: Service, Sendable {
         case deliver(url: String, secret: String, changes: [StoredObject], notBefore: Int64?)
     }
 
-    func work(_ storageID: String) async {
+    func work(_ storageID: String, client: HTTPClient) async {
         let parts = storageID.split(separator: "/").map(String.init)
         guard parts.count == 3 else { return }
         let (bucket, collection, hookID) = (parts[0], parts[1], parts[2])
@@ -146,7 +148,7 @@ public final class WebhookDispatcher: Service, Sendable {
                     try? await Task.sleep(for: .milliseconds(min(notBefore - now, 5_000)))
                     continue
                 }
-                let attempt = await deliver(url: url, secret: secret, changes: changes, bucket: bucket, collection: collection, hookID: hookID)
+                let attempt = await deliver(url: url, secret: secret, changes: changes, bucket: bucket, collection: collection, hookID: hookID, client: client)
                 do {
                     try await record(attempt, storageID: storageID)
                 } catch {
@@ -169,7 +171,8 @@ public final class WebhookDispatcher: Service, Sendable {
         var succeeded: Bool { error == nil && (200..<300).contains(status ?? 0) }
     }
 
-    func deliver(url: String, secret: String, changes: [StoredObject], bucket: String, collection: String, hookID: String) async -> Attempt {
+    func deliver(url: String, secret: String, changes: [StoredObject], bucket: String, collection: String, hookID: String,
+                 client: HTTPClient) async -> Attempt {
         let last = changes[changes.count - 1].lastModified
         let delivery = "\(hookID)-\(last)"
         let started = Self.nowMilliseconds()
