@@ -1,6 +1,7 @@
 import FerryCore
 public import FerryStore
 import Foundation
+import NIOConcurrencyHelpers
 
 /// The change feed read by event streams, long-polls and webhooks: the same permission
 /// checks as a records list, oldest change first.
@@ -26,6 +27,25 @@ extension KintoAPI {
             metrics?.storageError()
             throw KintoError.backend("The storage backend failed: \(error.message). Retry later.", retryAfter: settings.retryAfterSeconds)
         }
+    }
+
+    /// ``changes(bucket:collection:since:identity:limit:)`` for the many streams a change wakes at
+    /// once: streams of one collection, at the same place, with the same principals, woken by the
+    /// same announcement, share one read of the feed instead of each making its own.
+    public func sharedChanges(bucket: String, collection: String, since: Int64, identity: Identity) async throws -> [StoredObject] {
+        let uri = "/buckets/\(bucket)/collections/\(collection)"
+        let key = [uri, String(since), changeHub.generation(uri), identity.userID ?? "", identity.principals.sorted().joined(separator: "\n")]
+            .joined(separator: "\u{1}")
+        let result = await feedReads.read(key) {
+            do {
+                return .success(try await self.changes(bucket: bucket, collection: collection, since: since, identity: identity).changes)
+            } catch let error as KintoError {
+                return .failure(error)
+            } catch {
+                return .failure(.backend("The storage backend failed: \(error). Retry later.", retryAfter: self.settings.retryAfterSeconds))
+            }
+        }
+        return try result.get()
     }
 
     /// Most seconds a long-poll (`_wait`) may hold a request.
@@ -79,5 +99,23 @@ extension ResourceHandler {
             return true
         }
         return (result, current)
+    }
+}
+
+/// Reads in flight by key: a caller with the key of a read under way waits for its result.
+final class SharedReads: Sendable {
+    typealias Outcome = Result<[StoredObject], KintoError>
+    private let inFlight = NIOLockedValueBox<[String: Task<Outcome, Never>]>([:])
+
+    func read(_ key: String, _ body: @escaping @Sendable () async -> Outcome) async -> Outcome {
+        let (task, isOwner) = inFlight.withLockedValue { inFlight -> (Task<Outcome, Never>, Bool) in
+            if let running = inFlight[key] { return (running, false) }
+            let task = Task { await body() }
+            inFlight[key] = task
+            return (task, true)
+        }
+        let outcome = await task.value
+        if isOwner { inFlight.withLockedValue { _ = $0.removeValue(forKey: key) } }
+        return outcome
     }
 }

@@ -31,6 +31,9 @@ public final class ChangeHub: Sendable {
     private struct Registry {
         var byCollection: [String: [ObjectIdentifier: Subscription]] = [:]
         var closed = false
+        /// Counts the changes announced per collection, and those announced for every collection.
+        var generations: [String: UInt64] = [:]
+        var everywhere: UInt64 = 0
     }
     private let registry = NIOLockedValueBox(Registry())
 
@@ -58,7 +61,11 @@ public final class ChangeHub: Sendable {
     /// Something in `collection` changed; nil: anything may have changed (a batch, a bucket).
     public func changed(_ collection: String?) {
         let woken: [Subscription] = registry.withLockedValue { registry in
-            if let collection { return registry.byCollection[collection].map { Array($0.values) } ?? [] }
+            if let collection {
+                registry.generations[collection, default: 0] &+= 1
+                return registry.byCollection[collection].map { Array($0.values) } ?? []
+            }
+            registry.everywhere &+= 1
             return registry.byCollection.values.flatMap(\.values)
         }
         for subscription in woken { subscription.signal.raise() }
@@ -72,6 +79,12 @@ public final class ChangeHub: Sendable {
             return registry.byCollection.values.flatMap(\.values)
         }
         for subscription in all { subscription.signal.close() }
+    }
+
+    /// Which announcement a reader of `collection` has been woken by: readers that ask with the
+    /// same generation may share one read of the change feed (it starts after that change committed).
+    public func generation(_ collection: String) -> String {
+        registry.withLockedValue { "\($0.everywhere).\($0.generations[collection] ?? 0)" }
     }
 
     /// How many waiters are registered.

@@ -160,7 +160,7 @@ extension FerryResponder {
                     }
                 }
                 do {
-                    batch = try await api.changes(bucket: stream.bucket, collection: stream.collection, since: cursor, identity: identity).changes
+                    batch = try await api.sharedChanges(bucket: stream.bucket, collection: stream.collection, since: cursor, identity: identity)
                 } catch let error as KintoError {
                     try await writer.write(EventStream.errorEvent(error))
                     break
