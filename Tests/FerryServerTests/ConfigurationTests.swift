@@ -38,6 +38,9 @@ import Testing
         ("readonly", "maybe", "readonly must be true or false"), ("log_level", "loud", "log_level must be one of"),
         ("secret", "short", "at least 16"), ("max_body_size", "10", "max_body_size must be"),
         ("batch_max_requests", "0", "batch_max_requests must be"),
+        ("max_streams", "-1", "max_streams must be"), ("stream_heartbeat", "0", "stream_heartbeat must be"),
+        ("webhook_timeout", "0", "webhook_timeout must be"), ("webhook_allow_hosts", "10.0.0.0/33", "is not a CIDR range"),
+        ("webhook_allow_hosts", "localhost, evil host", "is not a host name"), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
     ])
     func badValuesSayWhatAndWhere(key: String, value: String, message: String) {
         var c = ServerConfiguration()
