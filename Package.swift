@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -44,6 +45,9 @@ let package = Package(
             name: "FerryStore",
             dependencies: [
                 "FerryCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,9 +80,12 @@ let package = Package(
             name: "FerrySync",
             dependencies: [
                 "FerryCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,6 +110,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Starts a throwaway PostgreSQL for the tests that need one.
+        .target(
+            name: "FerryTestSupport",
+            path: "Tests/Support",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FerryCoreTests",
             dependencies: ["FerryCore"],
@@ -110,13 +123,14 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryStoreTests",
-            dependencies: ["FerryStore", "FerryCore"],
+            dependencies: ["FerryStore", "FerryCore", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerrySyncTests",
             dependencies: [
                 "FerrySync",
+                "FerryTestSupport",
                 "FerryCore",
                 "ferry",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -131,6 +145,7 @@ let package = Package(
             name: "FerryServerTests",
             dependencies: [
                 "FerryServer",
+                "FerryTestSupport",
                 "FerryStore",
                 "FerryCore",
                 "ferry",

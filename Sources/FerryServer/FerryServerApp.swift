@@ -14,7 +14,7 @@ public enum FerryServerApp {
     /// The parts of a running server, for tests and the CLI.
     public struct Parts: Sendable {
         public let api: KintoAPI
-        public let storage: SQLiteStorage
+        public let storage: any Storage
         public let responder: FerryResponder
         public let metrics: ServerMetrics
         /// Delivers webhooks; run it as a service beside the application.
@@ -26,14 +26,37 @@ public enum FerryServerApp {
 
     /// Opens the data folder (creating it), the SQLite database and the server secret.
     public static func makeParts(_ configuration: ServerConfiguration, logger: Logger) throws -> Parts {
-        let fm = FileManager.default
+        try makeDataDirectory(configuration)
+        let storage = try SQLiteStorage(path: configuration.dataDirectory + "/ferry.sqlite",
+                                        configuration: .init(fullSync: configuration.fullSync), logger: logger)
+        return try makeParts(configuration, storage: storage, logger: logger)
+    }
+
+    /// The storage `database` names: the embedded SQLite file in the data folder, or PostgreSQL.
+    public static func openStorage(_ configuration: ServerConfiguration, logger: Logger) async throws -> any Storage {
+        try makeDataDirectory(configuration)
+        guard let url = configuration.database else {
+            return try SQLiteStorage(path: configuration.dataDirectory + "/ferry.sqlite",
+                                     configuration: .init(fullSync: configuration.fullSync), logger: logger)
+        }
         do {
-            try fm.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+            return try await PostgresStorage(configuration: try PostgresStorage.Configuration(url: url), logger: logger)
+        } catch let error as StorageError {
+            throw ServerConfiguration.Error("database: \(error.message)")
+        }
+    }
+
+    static func makeDataDirectory(_ configuration: ServerConfiguration) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         } catch {
             throw ServerConfiguration.Error("data: cannot create the folder \(configuration.dataDirectory): \(error.localizedDescription)")
         }
-        let storage = try SQLiteStorage(path: configuration.dataDirectory + "/ferry.sqlite",
-                                        configuration: .init(fullSync: configuration.fullSync), logger: logger)
+    }
+
+    /// The server's parts on an open storage; with PostgreSQL, changes announced by the other
+    /// processes on the database wake this one's streams, and their account changes clear its caches.
+    public static func makeParts(_ configuration: ServerConfiguration, storage: any Storage, logger: Logger) throws -> Parts {
         let secret = try configuration.secret ?? loadOrCreateSecret(in: configuration.dataDirectory)
         var settings = KintoAPI.Settings()
         settings.batchMaxRequests = configuration.batchMaxRequests
@@ -57,6 +80,10 @@ public enum FerryServerApp {
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
         let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
         let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
+        storage.listenForChanges { [api] collection in
+            if collection == KintoAPI.accountsChanged || collection == nil { api.authenticator?.accountsOrGroupsChanged() }
+            if collection != KintoAPI.accountsChanged { api.changeHub.changed(collection) }
+        }
         return Parts(api: api, storage: storage, responder: responder, metrics: metrics, webhooks: webhooks)
     }
 

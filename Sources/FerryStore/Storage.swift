@@ -108,6 +108,24 @@ public protocol Storage: Sendable {
     func ping() async -> Bool
     /// Flushes and closes.
     func close() throws
+    /// Tells the other server processes on this database that `collection` changed (nil: anything may have).
+    func announce(_ collection: String?) async
+    /// Calls `handler` with each change other processes announce (nil: anything may have changed).
+    func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void)
+    func stopListening()
+}
+
+/// A backend that can list all it holds, for tests that check a refused request changed nothing.
+package protocol DumpableStorage: Storage {
+    /// Every row of every table in a stable order.
+    func dump() async throws -> [String]
+}
+
+extension Storage {
+    /// One process owns an embedded database: there is nobody to tell.
+    public func announce(_ collection: String?) async {}
+    public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {}
+    public func stopListening() {}
 }
 
 /// An error of the storage layer.

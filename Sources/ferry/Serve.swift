@@ -21,6 +21,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on (default 127.0.0.1).") var host: String?
     @Option(name: .long, help: "Port to listen on (default 8888; 0 picks a free port).") var port: String?
     @Option(name: .long, help: "Data folder for the SQLite database (default ./ferry-data).") var data: String?
+    @Option(name: .long, help: ArgumentHelp("Store in PostgreSQL instead of SQLite: postgres://USER:PASS@HOST:PORT/DB (better in FERRY_DATABASE: ps shows flags).", valueName: "URL")) var database: String?
     @Option(name: .long, help: "YAML configuration file (its server: section).") var config: String?
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
     @Option(name: .long, help: "Most sub-requests in one /batch (default 25).") var batchMaxRequests: String?
@@ -38,7 +39,7 @@ struct Serve: AsyncParsableCommand {
         if let config { try configuration.applyFile(config) }
         try configuration.applyEnvironment(environment)
         let flags: [(String, String?)] = [
-            ("host", host), ("port", port), ("data", data), ("log_level", logLevel),
+            ("host", host), ("port", port), ("data", data), ("database", database), ("log_level", logLevel),
             ("batch_max_requests", batchMaxRequests), ("max_body_size", maxBodySize), ("max_fetch_size", maxFetchSize),
             ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit),
         ]
@@ -64,7 +65,7 @@ struct Serve: AsyncParsableCommand {
         let app: Application<FerryResponder>
         let scheme = configuration.tlsCertificate == nil ? "http" : "https"
         do {
-            parts = try FerryServerApp.makeParts(configuration, logger: logger)
+            parts = try FerryServerApp.makeParts(configuration, storage: try await FerryServerApp.openStorage(configuration, logger: logger), logger: logger)
             app = try FerryServerApp.makeApplication(configuration, parts: parts, logger: logger) { port in
                 logger.notice("ferry serve is listening", metadata: [
                     "ferry.url": .string("\(scheme)://\(configuration.host):\(port)/v1/"),
@@ -78,6 +79,7 @@ struct Serve: AsyncParsableCommand {
             services: [app] + parts.services,
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        parts.storage.stopListening()
         try parts.storage.close()
     }
 }

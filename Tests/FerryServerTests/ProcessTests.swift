@@ -72,7 +72,7 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     func client() -> TestClient {
-        let client = TestClient(host: "127.0.0.1", port: port)
+        let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(90)))
         client.connect()
         return client
     }

@@ -199,7 +199,7 @@ final class EventStreamClient {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<4 {
                 group.addTask {
-                    let own = TestClient(host: "127.0.0.1", port: port)
+                    let own = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(90)))
                     own.connect()
                     for i in 0..<100 { try await Self.write(own, "w\(writer)-\(i)", i) }
                     try? await own.shutdown()
@@ -364,7 +364,7 @@ final class EventStreamClient {
         // None yet: answered by the write that comes during the wait.
         let port = server.port
         let waiting = Task {
-            let own = TestClient(host: "127.0.0.1", port: port)
+            let own = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(90)))
             own.connect()
             defer { Task { try? await own.shutdown() } }
             let started = ContinuousClock.now

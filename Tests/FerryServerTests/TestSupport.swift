@@ -62,7 +62,7 @@ struct TestServer {
         try await request("PUT", "/buckets/main/collections/users")
     }
 
-    func dump() async throws -> [String] { try await parts.storage.dump() }
+    func dump() async throws -> [String] { try await (parts.storage as! SQLiteStorage).dump() }
 }
 
 extension APIResponse {

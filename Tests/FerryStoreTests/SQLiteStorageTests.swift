@@ -9,16 +9,12 @@ func temporaryDirectory() throws -> String {
     return path
 }
 
-@Suite struct SQLiteStorageTests {
-    let records = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
+/// What every storage backend must do, run against each of them (``SQLiteStorageTests``,
+/// ``PostgresStorageTests``).
+enum StorageContract {
+    static let records = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
 
-    func makeStorage() throws -> (SQLiteStorage, String) {
-        let dir = try temporaryDirectory()
-        return (try SQLiteStorage(path: dir + "/ferry.sqlite"), dir)
-    }
-
-    @Test func timestampsAreStrictlyIncreasingPerKind() async throws {
-        let (storage, _) = try makeStorage()
+    static func timestampsAreStrictlyIncreasingPerKind(_ storage: any DumpableStorage) async throws {
         let key = records
         let stamps = try await storage.write { s in
             try (0..<200).map { i in try s.put(key, id: "r\(i)", data: ["n": .int(Int64(i))], requestedTimestamp: nil).lastModified }
@@ -33,8 +29,7 @@ func temporaryDirectory() throws -> String {
         #expect(future == past + 1_000_000)
     }
 
-    @Test func deleteLeavesTombstoneThatSinceReturns() async throws {
-        let (storage, _) = try makeStorage()
+    static func deleteLeavesTombstoneThatSinceReturns(_ storage: any DumpableStorage) async throws {
         let key = records
         let created = try await storage.write { s in try s.put(key, id: "a", data: ["v": 1], requestedTimestamp: nil) }
         let tombstone = try await storage.write { s in try s.delete(key, id: "a", requestedTimestamp: nil) }
@@ -51,8 +46,7 @@ func temporaryDirectory() throws -> String {
         await #expect(throws: StorageError.self) { try await storage.write { s in try s.delete(key, id: "a", requestedTimestamp: nil) } }
     }
 
-    @Test func filtersSortsAndPagesOverJSONFields() async throws {
-        let (storage, _) = try makeStorage()
+    static func filtersSortsAndPagesOverJSONFields(_ storage: any DumpableStorage) async throws {
         let key = records
         try await storage.write { s in
             for i in 0..<30 {
@@ -105,18 +99,7 @@ func temporaryDirectory() throws -> String {
         #expect(ages == ages.sorted(by: >))
     }
 
-    @Test func committedWritesSurviveReopening() async throws {
-        let (storage, dir) = try makeStorage()
-        let key = records
-        _ = try await storage.write { s in try s.put(key, id: "kept", data: ["v": 1], requestedTimestamp: nil) }
-        try storage.close()
-        let reopened = try SQLiteStorage(path: dir + "/ferry.sqlite")
-        let object = try await reopened.read { s in try s.get(key, id: "kept", includeDeleted: false) }
-        #expect(object?.json.contains("\"v\":1") == true)
-    }
-
-    @Test func failedWriteTransactionChangesNothing() async throws {
-        let (storage, _) = try makeStorage()
+    static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {
         let key = records
         let before = try await storage.dump()
         struct Boom: Error {}
@@ -131,8 +114,7 @@ func temporaryDirectory() throws -> String {
 
     /// Invariant 2: with concurrent writers, a poller that asks `_since=<largest timestamp seen>`
     /// sees every change exactly once.
-    @Test func changeFeedIsGapFreeUnderConcurrentWriters() async throws {
-        let (storage, _) = try makeStorage()
+    static func changeFeedIsGapFreeUnderConcurrentWriters(_ storage: any DumpableStorage) async throws {
         let key = records
         let writers = 4
         let perWriter = 150
@@ -169,4 +151,41 @@ func temporaryDirectory() throws -> String {
         #expect(seen.count == writers * perWriter)
         #expect(Set(seen).count == writers * perWriter)
     }
+
+    /// Each contract test, by name.
+    static let all: [(String, @Sendable (any DumpableStorage) async throws -> Void)] = [
+        ("timestamps", { try await timestampsAreStrictlyIncreasingPerKind($0) }),
+        ("tombstones", { try await deleteLeavesTombstoneThatSinceReturns($0) }),
+        ("filters", { try await filtersSortsAndPagesOverJSONFields($0) }),
+        ("rollback", { try await failedWriteTransactionChangesNothing($0) }),
+        ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
+    ]
+
+    static var names: [String] { all.map(\.0) }
+    static func run(_ name: String, _ storage: any DumpableStorage) async throws {
+        try await all.first { $0.0 == name }!.1(storage)
+    }
+}
+
+@Suite struct SQLiteStorageTests {
+    func makeStorage() throws -> (SQLiteStorage, String) {
+        let dir = try temporaryDirectory()
+        return (try SQLiteStorage(path: dir + "/ferry.sqlite"), dir)
+    }
+
+    @Test(arguments: StorageContract.names)
+    func contract(_ name: String) async throws {
+        try await StorageContract.run(name, try makeStorage().0)
+    }
+
+    @Test func committedWritesSurviveReopening() async throws {
+        let (storage, dir) = try makeStorage()
+        let key = StorageContract.records
+        _ = try await storage.write { s in try s.put(key, id: "kept", data: ["v": 1], requestedTimestamp: nil) }
+        try storage.close()
+        let reopened = try SQLiteStorage(path: dir + "/ferry.sqlite")
+        let object = try await reopened.read { s in try s.get(key, id: "kept", includeDeleted: false) }
+        #expect(object?.json.contains("\"v\":1") == true)
+    }
+
 }

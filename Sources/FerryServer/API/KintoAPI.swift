@@ -196,16 +196,23 @@ public struct KintoAPI: Sendable {
             response = errorResponse(error)
         }
         if request.method != "GET", request.method != "HEAD" {
-            if let authenticator, Self.mayChangeAccountsOrGroups(request.path) { authenticator.accountsOrGroupsChanged() }
+            let accounts = Self.mayChangeAccountsOrGroups(request.path)
+            if let authenticator, accounts { authenticator.accountsOrGroupsChanged() }
             if response.status < 400 {
                 let (collection, touches) = ChangeHub.collection(ofPath: request.path)
                 if touches { changeHub.changed(collection) }
+                // Other server processes on the same database (PostgreSQL) hear of it too.
+                if touches { await storage.announce(collection) }
+                if accounts { await storage.announce(Self.accountsChanged) }
             }
         }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
     }
+
+    /// The announcement that accounts or groups changed (identity caches must be dropped).
+    public static let accountsChanged = "#accounts"
 
     /// Writes that can change who belongs to what: accounts, groups, buckets (which hold
     /// groups), and batches (which may hold any of them).

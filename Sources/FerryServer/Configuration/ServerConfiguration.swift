@@ -1,3 +1,4 @@
+import FerryStore
 import Foundation
 import Yams
 
@@ -10,6 +11,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var port: Int = 8888
     /// Folder of the SQLite database and the server secret.
     public var dataDirectory: String = "./ferry-data"
+    /// `postgres://USER:PASS@HOST:PORT/DB[?pool=N&statement_timeout=MS&connect_timeout=S&sslmode=…]`; nil: SQLite in the data folder.
+    public var database: String? = nil
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
     public var logLevel: String = "info"
     /// Most sub-requests in one `/batch`.
@@ -115,6 +118,19 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "data") { c, v throws(Error) in
             guard !v.isEmpty else { throw Error("data must be a folder path") }
             c.dataDirectory = v
+        },
+        Key(name: "database") { c, v throws(Error) in
+            if v == "sqlite" || v.isEmpty {
+                c.database = nil
+                return
+            }
+            do {
+                _ = try PostgresStorage.Configuration(url: v)
+            } catch {
+                let message = (error as? StorageError)?.message ?? "\(error)"
+                throw Error("database " + (message.hasPrefix("database: ") ? String(message.dropFirst(10)) : message))
+            }
+            c.database = v
         },
         Key(name: "log_level") { c, v throws(Error) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -292,7 +292,7 @@ struct SQLiteSession: StorageSession {
     }
 }
 
-extension SQLiteStorage {
+extension SQLiteStorage: DumpableStorage {
     /// Every row of every table in a stable order; tests compare it before and after a refused request.
     package func dump() async throws -> [String] {
         try await pool.read { db in

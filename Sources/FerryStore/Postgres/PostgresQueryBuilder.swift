@@ -1,0 +1,169 @@
+import FerryCore
+import Foundation
+import PostgresNIO
+
+/// The WHERE clause of a list query over `objects` for PostgreSQL: JSON fields are read from the
+/// `doc` (jsonb) column and compared as jsonb, values bound as parameters.
+///
+/// Fields are validated by ``FieldName/isValid(_:)`` before they get here; each path step is
+/// still quoted as a text-array element.
+struct PostgresQueryBuilder {
+    private(set) var clauses: [String] = []
+    private(set) var binds = PostgresBindings()
+    private var count = 0
+
+    var whereClause: String { clauses.joined(separator: " AND ") }
+
+    init(key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) {
+        clauses.append("parent_id = \(bind(key.parentID)) AND resource_name = \(bind(key.resourceName))")
+        if !includeDeleted { clauses.append("NOT deleted") }
+        if let ids { clauses.append(ids.isEmpty ? "false" : "id = ANY(\(bind(ids))::text[])") }
+        for filter in filters { add(filter) }
+    }
+
+    /// A parameter placeholder for `value`.
+    mutating func bind(_ value: some PostgresNonThrowingEncodable & Sendable) -> String {
+        binds.append(value)
+        count += 1
+        return "$\(count)"
+    }
+
+    /// A JSON value as a jsonb parameter.
+    mutating func bindJSON(_ value: JSON) -> String { bind(value.serialized()) + "::jsonb" }
+
+    static func path(_ field: String) -> String {
+        "'{" + field.split(separator: ".").map { "\"" + $0.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}'"
+    }
+
+    /// The SQL expression of a field: a column for `id` and `last_modified`, jsonb otherwise.
+    static func expression(_ field: String) -> String {
+        switch field {
+        case "id", "last_modified": return field
+        case "deleted": return "(CASE WHEN deleted THEN 'true'::jsonb END)"
+        default: return "(doc #> \(path(field)))"
+        }
+    }
+
+    static func isColumn(_ field: String) -> Bool { field == "id" || field == "last_modified" }
+
+    /// A value for comparing with the field's expression.
+    mutating func operand(_ field: String, _ value: JSON) -> String? {
+        switch field {
+        case "id":
+            return bind(value.stringValue ?? value.serialized())
+        case "last_modified":
+            switch value {
+            case .int(let i): return bind(i)
+            case .double(let d): return bind(d) + "::float8"
+            case .string(let s): return Int64(s).map { bind($0) }
+            default: return nil
+            }
+        default:
+            return bindJSON(value)
+        }
+    }
+
+    mutating func equality(_ field: String, _ value: JSON) -> String {
+        if case .null = value { return Self.isColumn(field) ? "false" : "jsonb_typeof(\(Self.expression(field))) = 'null'" }
+        guard let operand = operand(field, value) else { return "false" }
+        return "\(Self.expression(field)) = \(operand)"
+    }
+
+    mutating func add(_ filter: Filter) {
+        let expr = Self.expression(filter.field)
+        let value = filter.value
+        switch filter.comparison {
+        case .eq:
+            clauses.append(equality(filter.field, value))
+        case .not:
+            clauses.append("NOT COALESCE(\(equality(filter.field, value)), false)")
+        case .lt, .gt, .min, .max:
+            let op = [Comparison.lt: "<", .gt: ">", .min: ">=", .max: "<="][filter.comparison]!
+            if case .null = value {
+                clauses.append("false")
+            } else if let operand = operand(filter.field, value) {
+                clauses.append("\(expr) \(op) \(operand)")
+            } else {
+                clauses.append("false")
+            }
+        case .in, .exclude:
+            let values = value.arrayValue ?? [value]
+            var tests: [String] = []
+            for v in values { tests.append(equality(filter.field, v)) }
+            let any = tests.isEmpty ? "false" : "(" + tests.joined(separator: " OR ") + ")"
+            clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), false)")
+        case .like:
+            var pattern = ""
+            let text = value.stringValue ?? value.serialized()
+            for ch in text {
+                switch ch {
+                case "%", "_", "\\": pattern.append("\\"); pattern.append(ch)
+                case "*": pattern.append("%")
+                default: pattern.append(ch)
+                }
+            }
+            if !text.contains("*") { pattern = "%" + pattern + "%" }
+            let textExpr = Self.isColumn(filter.field) ? "\(filter.field)::text" : "(doc #>> \(Self.path(filter.field)))"
+            clauses.append("\(textExpr) LIKE \(bind(pattern)) ESCAPE '\\'")
+        case .has:
+            let exists = Self.isColumn(filter.field) ? "true" : "\(expr) IS NOT NULL"
+            let wanted: Bool
+            switch value {
+            case .bool(let b): wanted = b
+            case .int(let i): wanted = i != 0
+            case .string(let s): wanted = !["false", "0", "no", "off"].contains(s.lowercased())
+            default: wanted = true
+            }
+            clauses.append(wanted ? exists : "NOT (\(exists))")
+        case .contains, .containsAny:
+            let values = value.arrayValue ?? [value]
+            let isArray = "jsonb_typeof(\(expr)) = 'array'"
+            var tests: [String] = []
+            for v in values { tests.append("\(expr) @> \(bindJSON(.array([v])))") }
+            let joiner = filter.comparison == .contains ? " AND " : " OR "
+            if tests.isEmpty {
+                clauses.append(filter.comparison == .contains ? "COALESCE(\(isArray), false)" : "false")
+            } else {
+                clauses.append("(COALESCE(\(isArray), false) AND (" + tests.joined(separator: joiner) + "))")
+            }
+        }
+    }
+
+    /// Keyset pagination: rows strictly after `after` in `sort` order (NULL sorts first, as in SQLite).
+    mutating func addPageAfter(_ after: PageAfter, sort: [Sort]) {
+        var rules: [String] = []
+        for i in stride(from: sort.count - 1, through: 0, by: -1) {
+            var parts: [String] = []
+            for j in 0..<i {
+                let expr = Self.expression(sort[j].field)
+                let last = after.lastValues[sort[j].field] ?? .null
+                if case .null = last {
+                    parts.append("\(expr) IS NULL")
+                } else if let operand = operand(sort[j].field, last) {
+                    parts.append("\(expr) = \(operand)")
+                } else {
+                    parts.append("false")
+                }
+            }
+            let expr = Self.expression(sort[i].field)
+            let last = after.lastValues[sort[i].field] ?? .null
+            let isNull: Bool
+            if case .null = last { isNull = true } else { isNull = false }
+            if sort[i].descending {
+                if !isNull, let operand = operand(sort[i].field, last) {
+                    parts.append("(\(expr) < \(operand) OR \(expr) IS NULL)")
+                } else {
+                    parts.append("false")
+                }
+            } else {
+                if !isNull, let operand = operand(sort[i].field, last) {
+                    parts.append("\(expr) > \(operand)")
+                } else {
+                    parts.append("\(expr) IS NOT NULL")
+                }
+            }
+            rules.append("(" + parts.joined(separator: " AND ") + ")")
+        }
+        clauses.append("(" + rules.joined(separator: " OR ") + ")")
+    }
+}

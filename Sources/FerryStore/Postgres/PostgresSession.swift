@@ -1,0 +1,230 @@
+import FerryCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A transaction on a PostgreSQL connection. Each method waits for its statement's answer
+/// (sessions run on the storage's own threads, never on an event loop).
+struct PostgresSession: StorageSession {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    func execute(_ sql: String) throws {
+        _ = try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait()
+    }
+
+    func rows(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> [PostgresRow] {
+        try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait().rows
+    }
+
+    static func binds(_ values: [any PostgresNonThrowingEncodable & Sendable]) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values { binds.append(value) }
+        return binds
+    }
+
+    // MARK: Schema
+
+    /// Versioned migrations, applied once under an advisory lock (several processes may start together).
+    static let migrations: [(String, String)] = [
+        ("v1", """
+            CREATE TABLE objects (
+                parent_id TEXT COLLATE "C" NOT NULL,
+                resource_name TEXT COLLATE "C" NOT NULL,
+                id TEXT COLLATE "C" NOT NULL,
+                last_modified BIGINT NOT NULL,
+                deleted BOOLEAN NOT NULL DEFAULT false,
+                data TEXT NOT NULL,
+                doc JSONB GENERATED ALWAYS AS (data::jsonb) STORED,
+                PRIMARY KEY (parent_id, resource_name, id)
+            );
+            CREATE INDEX objects_modified ON objects (parent_id, resource_name, last_modified);
+            CREATE INDEX objects_groups ON objects (parent_id, id) WHERE resource_name = 'group' AND NOT deleted;
+            CREATE TABLE timestamps (
+                parent_id TEXT COLLATE "C" NOT NULL,
+                resource_name TEXT COLLATE "C" NOT NULL,
+                last_modified BIGINT NOT NULL,
+                PRIMARY KEY (parent_id, resource_name)
+            );
+            CREATE TABLE access_control_entries (
+                object_id TEXT COLLATE "C" NOT NULL,
+                permission TEXT COLLATE "C" NOT NULL,
+                principal TEXT COLLATE "C" NOT NULL,
+                PRIMARY KEY (object_id, permission, principal)
+            );
+            CREATE INDEX access_control_entries_principal ON access_control_entries (principal, permission);
+            """),
+    ]
+
+    func migrate() throws {
+        _ = try rows("SELECT pg_advisory_xact_lock(7284015)")
+        try execute("CREATE TABLE IF NOT EXISTS ferry_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        let applied = Set(try rows("SELECT version FROM ferry_migrations").map { try $0.decode(String.self) })
+        for (version, sql) in Self.migrations where !applied.contains(version) {
+            // One statement at a time (the extended protocol takes no more); none holds a `;` of its own.
+            for statement in sql.split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
+                try execute(String(statement))
+            }
+            _ = try rows("INSERT INTO ferry_migrations (version) VALUES ($1)", Self.binds([version]))
+        }
+    }
+
+    // MARK: Objects
+
+    func timestamp(_ key: ResourceKey) throws -> Int64 {
+        try rows("SELECT last_modified FROM timestamps WHERE parent_id = $1 AND resource_name = $2", Self.binds([key.parentID, key.resourceName]))
+            .first.map { try $0.decode(Int64.self) } ?? 0
+    }
+
+    func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws {
+        _ = try rows("""
+            INSERT INTO timestamps (parent_id, resource_name, last_modified) VALUES ($1, $2, $3)
+            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified = GREATEST(timestamps.last_modified, EXCLUDED.last_modified)
+            """, Self.binds([key.parentID, key.resourceName, value]))
+    }
+
+    /// The next timestamp of the kind: the upsert locks the kind's row until commit, so writers of
+    /// one kind, in any process, allocate and commit one after the other.
+    func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
+        let row = try rows("""
+            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified) VALUES ($1, $2, GREATEST($3, $4))
+            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified =
+                CASE WHEN $4 > t.last_modified THEN $4 ELSE GREATEST($3, t.last_modified + 1) END
+            RETURNING last_modified
+            """, Self.binds([key.parentID, key.resourceName, Timestamp.now(), requested ?? 0]))
+        guard let first = row.first else { throw StorageError.backend("PostgreSQL allocated no timestamp") }
+        return try first.decode(Int64.self)
+    }
+
+    static func object(_ row: PostgresRow) throws -> StoredObject {
+        let (id, lastModified, deleted, json) = try row.decode((String, Int64, Bool, String).self)
+        return StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: json)
+    }
+
+    func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject? {
+        guard let row = try rows("SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = $1 AND resource_name = $2 AND id = $3",
+                                 Self.binds([key.parentID, key.resourceName, id])).first else { return nil }
+        let object = try Self.object(row)
+        return object.deleted && !includeDeleted ? nil : object
+    }
+
+    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
+        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
+        var members = data
+        members["id"] = .string(id)
+        members["last_modified"] = .int(ts)
+        let json = JSON.object(members).serialized()
+        _ = try rows("""
+            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES ($1, $2, $3, $4, false, $5)
+            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data
+            """, Self.binds([key.parentID, key.resourceName, id, ts, json]))
+        return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
+    }
+
+    func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {
+        guard try get(key, id: id, includeDeleted: false) != nil else {
+            throw StorageError.notFound("\(key.resourceName) \(id) does not exist")
+        }
+        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
+        let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
+        _ = try rows("UPDATE objects SET last_modified = $1, deleted = true, data = $2 WHERE parent_id = $3 AND resource_name = $4 AND id = $5",
+                     Self.binds([ts, json, key.parentID, key.resourceName, id]))
+        return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
+    }
+
+    func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
+        var sql = PostgresQueryBuilder(key: key, filters: query.filters, includeDeleted: query.includeDeleted, ids: query.ids)
+        if let after = query.after { sql.addPageAfter(after, sort: query.sort) }
+        var text = "SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause
+        if !query.sort.isEmpty {
+            // SQLite's order: a missing field (NULL) sorts before every value.
+            text += " ORDER BY " + query.sort.map { PostgresQueryBuilder.expression($0.field) + ($0.descending ? " DESC NULLS LAST" : " ASC NULLS FIRST") }
+                .joined(separator: ", ")
+        }
+        if let limit = query.limit { text += " LIMIT \(limit)" }
+        for row in try rows(text, sql.binds) {
+            if try !each(Self.object(row)) { break }
+        }
+    }
+
+    func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int {
+        let sql = PostgresQueryBuilder(key: key, filters: filters, includeDeleted: includeDeleted, ids: ids)
+        return Int(try rows("SELECT COUNT(*) FROM objects WHERE " + sql.whereClause, sql.binds).first?.decode(Int64.self) ?? 0)
+    }
+
+    func purgeChildren(of uri: String) throws {
+        let prefix = uri + "/"
+        let upper = uri + "0"
+        _ = try rows("DELETE FROM objects WHERE parent_id = $1 OR (parent_id >= $2 AND parent_id < $3)", Self.binds([uri, prefix, upper]))
+        _ = try rows("DELETE FROM access_control_entries WHERE object_id >= $1 AND object_id < $2", Self.binds([prefix, upper]))
+    }
+
+    // MARK: Permissions
+
+    func permissions(of uri: String) throws -> Permissions {
+        var result: Permissions = [:]
+        for row in try rows("SELECT permission, principal FROM access_control_entries WHERE object_id = $1", Self.binds([uri])) {
+            let (permission, principal) = try row.decode((String, String).self)
+            result[permission, default: []].insert(principal)
+        }
+        return result
+    }
+
+    func setPermissions(of uri: String, _ permissions: Permissions) throws {
+        for (permission, principals) in permissions {
+            _ = try rows("DELETE FROM access_control_entries WHERE object_id = $1 AND permission = $2", Self.binds([uri, permission]))
+            if !principals.isEmpty {
+                _ = try rows("""
+                    INSERT INTO access_control_entries (object_id, permission, principal) SELECT $1, $2, unnest($3::text[])
+                    ON CONFLICT DO NOTHING
+                    """, Self.binds([uri, permission, principals.sorted()]))
+            }
+        }
+    }
+
+    func removePermissions(of uri: String) throws {
+        _ = try rows("DELETE FROM access_control_entries WHERE object_id = $1", Self.binds([uri]))
+    }
+
+    func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool {
+        guard !grants.isEmpty, !principals.isEmpty else { return false }
+        return try !rows("""
+            SELECT 1 FROM access_control_entries a JOIN unnest($2::text[], $3::text[]) AS g(uri, permission)
+              ON a.object_id = g.uri AND a.permission = g.permission
+            WHERE a.principal = ANY($1::text[]) LIMIT 1
+            """, Self.binds([principals, grants.map(\.uri), grants.map(\.permission)])).isEmpty
+    }
+
+    func childIDs(under parentURI: String, childPath: String, permissions: [String], principals: [String]) throws -> [String] {
+        guard !permissions.isEmpty, !principals.isEmpty else { return [] }
+        let prefix = parentURI + "/" + childPath + "/"
+        let upper = parentURI + "/" + childPath + "0"
+        let uris = try rows("""
+            SELECT DISTINCT object_id FROM access_control_entries
+            WHERE object_id >= $1 AND object_id < $2 AND permission = ANY($3::text[]) AND principal = ANY($4::text[])
+            """, Self.binds([prefix, upper, permissions, principals])).map { try $0.decode(String.self) }
+        return uris.compactMap { uri in
+            let id = String(uri.dropFirst(prefix.count))
+            return id.contains("/") ? nil : id
+        }
+    }
+
+    func groups(containing principals: [String]) throws -> [String] {
+        guard !principals.isEmpty else { return [] }
+        return try rows("""
+            SELECT parent_id || '/groups/' || id FROM objects
+            WHERE resource_name = 'group' AND NOT deleted AND jsonb_typeof(doc -> 'members') = 'array' AND (doc -> 'members') ?| $1::text[]
+            ORDER BY 1
+            """, Self.binds([principals])).map { try $0.decode(String.self) }
+    }
+
+    func grants(of principals: [String]) throws -> [String: Set<String>] {
+        guard !principals.isEmpty else { return [:] }
+        var result: [String: Set<String>] = [:]
+        for row in try rows("SELECT object_id, permission FROM access_control_entries WHERE principal = ANY($1::text[])", Self.binds([principals])) {
+            let (uri, permission) = try row.decode((String, String).self)
+            result[uri, default: []].insert(permission)
+        }
+        return result
+    }
+}
