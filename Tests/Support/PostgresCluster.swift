@@ -32,6 +32,10 @@ public final class PostgresCluster: @unchecked Sendable {
         }
     }
 
+    /// A cluster of its own, for a test that stops and starts the server (the shared one serves
+    /// tests running at the same time). Removed when the process exits.
+    public static func dedicated() throws -> PostgresCluster { try PostgresCluster() }
+
     nonisolated(unsafe) private static var sharedCluster: PostgresCluster?
     private static let sharedLock = NSLock()
 
@@ -81,8 +85,11 @@ public final class PostgresCluster: @unchecked Sendable {
         guard let started else { throw ClusterError("pg_ctl start failed: \(lastOutput)") }
         port = started
         let stop = "\(asRoot ? "/usr/sbin/runuser -u postgres -- " : "")\(bin)/pg_ctl -D \(data) -m immediate stop >/dev/null 2>&1; rm -rf \(directory)"
-        PostgresCluster.stopCommands.append(stop)
-        if PostgresCluster.stopCommands.count == 1 {
+        let first = PostgresCluster.stopLock.withLock {
+            PostgresCluster.stopCommands.append(stop)
+            return PostgresCluster.stopCommands.count == 1
+        }
+        if first {
             atexit {
                 for command in PostgresCluster.stopCommands { _ = try? PostgresCluster.run("/bin/sh", ["-c", command]) }
             }
@@ -90,6 +97,7 @@ public final class PostgresCluster: @unchecked Sendable {
     }
 
     nonisolated(unsafe) static var stopCommands: [String] = []
+    static let stopLock = NSLock()
 
     /// A new, empty database; returns its URL (`postgres://ferry:…@127.0.0.1:PORT/NAME`).
     public func createDatabase(_ prefix: String = "t") throws -> String {
@@ -116,7 +124,8 @@ public final class PostgresCluster: @unchecked Sendable {
         return result.output.trimmingCharacters(in: .newlines)
     }
 
-    /// Restarts the server (a database that goes away mid-run and comes back).
+    /// Stops the server (a database that goes away mid-run); ``start()`` brings it back. Only on a
+    /// ``dedicated()`` cluster: other tests use the shared one at the same time.
     public func stop() throws {
         let asRoot = geteuid() == 0
         let arguments = ["-D", directory + "/data", "-m", "fast", "-w", "stop"]

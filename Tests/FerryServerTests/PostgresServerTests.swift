@@ -1,0 +1,76 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// Two `ferry serve` processes on one PostgreSQL database, over loopback.
+@Suite(.serialized, .enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed: its tests are skipped (CI sets FERRY_REQUIRE_POSTGRES=1 and runs them)"))
+struct PostgresServerTests {
+    static let alice: HTTPFields = [.authorization: "Basic " + Data("alice:secret".utf8).base64EncodedString()]
+
+    static func pair(on cluster: PostgresCluster? = nil) throws -> (ServerProcess, ServerProcess, String) {
+        let url = try (cluster ?? PostgresCluster.shared()).createDatabase("serve")
+        // Both share the secret, so basicauth users are the same user on either process.
+        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes"]
+        let a = try ServerProcess(data: NSTemporaryDirectory() + "ferry-pg-a-" + UUID().uuidString, environment: environment)
+        let b = try ServerProcess(data: NSTemporaryDirectory() + "ferry-pg-b-" + UUID().uuidString, environment: environment)
+        return (a, b, url)
+    }
+
+    /// A write through one process reaches a stream open on the other (LISTEN/NOTIFY), and a poller
+    /// of either sees every write of both.
+    @Test func aStreamOnOneProcessSeesWritesMadeThroughTheOther() async throws {
+        let (a, b, _) = try Self.pair()
+        defer {
+            a.kill(SIGKILL)
+            b.kill(SIGKILL)
+        }
+        let clientA = a.client()
+        let clientB = b.client()
+        #expect(try await clientA.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
+        #expect(try await clientB.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
+        let stream = try EventStreamClient(port: a.port, path: "/v1/buckets/b/collections/c/records",
+                                           headers: ["Authorization": "Basic " + Data("alice:secret".utf8).base64EncodedString()])
+        #expect(stream.read { !$0.comments.isEmpty })
+        for i in 0..<10 {
+            let client = i % 2 == 0 ? clientB : clientA
+            let response = try await client.put("/v1/buckets/b/collections/c/records/r\(i)", headers: Self.alice, body: ByteBuffer(string: #"{"data":{"n":\#(i)}}"#))
+            #expect(response.status == .created)
+        }
+        #expect(stream.read(events: 10), "\(a.printed)")
+        #expect(Set(stream.records.map { $0["id"]!.stringValue! }) == Set((0..<10).map { "r\($0)" }))
+        let stamps = stream.events.map { Int64($0.id!)! }
+        #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 })
+        let list = try await clientA.get("/v1/buckets/b/collections/c/records?_since=0", headers: Self.alice)
+        #expect(try JSON.parse(bytes: Array(list.body!.readableBytesView))["data"]!.arrayValue!.count == 10)
+        try? await clientA.shutdown()
+        try? await clientB.shutdown()
+    }
+
+    /// The database goes away: 503 with Retry-After, and the server recovers by itself when it is back.
+    @Test func aDatabaseRestartIsA503ThenRecovers() async throws {
+        let cluster = try PostgresCluster.dedicated()
+        let (a, b, _) = try Self.pair(on: cluster)
+        b.kill(SIGKILL)
+        defer { a.kill(SIGKILL) }
+        let client = a.client()
+        #expect(try await client.put("/v1/buckets/kept", headers: Self.alice, body: ByteBuffer()).status == .created)
+        try cluster.stop()
+        let down = try await client.put("/v1/buckets/lost", headers: Self.alice, body: ByteBuffer())
+        try cluster.start()
+        #expect(down.status == .serviceUnavailable)
+        #expect(down.headers[.retryAfter] != nil)
+        var recovered = false
+        for _ in 0..<50 where !recovered {
+            recovered = try await client.get("/v1/buckets/kept", headers: Self.alice).status == .ok
+            if !recovered { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(recovered)
+        // The refused write left nothing behind.
+        #expect(try await client.get("/v1/buckets/lost", headers: Self.alice).status != .ok)
+        try? await client.shutdown()
+    }
+}
