@@ -147,3 +147,31 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     public var isNotFound: Bool { base == .notFound }
     public var description: String { message }
 }
+
+/// What the SQL backends' query builders share about Kinto's filters.
+enum FilterSQL {
+    /// The SQL `LIKE` pattern (escape `\\`) of a `like_` filter: `*` is any text; without a `*`
+    /// the value may appear anywhere.
+    static func likePattern(_ value: JSON) -> String {
+        var pattern = ""
+        let text = value.stringValue ?? value.serialized()
+        for ch in text {
+            switch ch {
+            case "%", "_", "\\": pattern.append("\\"); pattern.append(ch)
+            case "*": pattern.append("%")
+            default: pattern.append(ch)
+            }
+        }
+        return text.contains("*") ? pattern : "%" + pattern + "%"
+    }
+
+    /// Whether a `has_` filter asks for the field to be there (`has_f=false`, `0`, `no`, `off`: absent).
+    static func wantsPresence(_ value: JSON) -> Bool {
+        switch value {
+        case .bool(let b): return b
+        case .int(let i): return i != 0
+        case .string(let s): return !["false", "0", "no", "off"].contains(s.lowercased())
+        default: return true
+        }
+    }
+}

@@ -93,27 +93,12 @@ struct PostgresQueryBuilder {
             let any = tests.isEmpty ? "false" : "(" + tests.joined(separator: " OR ") + ")"
             clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), false)")
         case .like:
-            var pattern = ""
-            let text = value.stringValue ?? value.serialized()
-            for ch in text {
-                switch ch {
-                case "%", "_", "\\": pattern.append("\\"); pattern.append(ch)
-                case "*": pattern.append("%")
-                default: pattern.append(ch)
-                }
-            }
-            if !text.contains("*") { pattern = "%" + pattern + "%" }
+            let pattern = FilterSQL.likePattern(value)
             let textExpr = Self.isColumn(filter.field) ? "\(filter.field)::text" : "(doc #>> \(Self.path(filter.field)))"
             clauses.append("\(textExpr) LIKE \(bind(pattern)) ESCAPE '\\'")
         case .has:
             let exists = Self.isColumn(filter.field) ? "true" : "\(expr) IS NOT NULL"
-            let wanted: Bool
-            switch value {
-            case .bool(let b): wanted = b
-            case .int(let i): wanted = i != 0
-            case .string(let s): wanted = !["false", "0", "no", "off"].contains(s.lowercased())
-            default: wanted = true
-            }
+            let wanted = FilterSQL.wantsPresence(value)
             clauses.append(wanted ? exists : "NOT (\(exists))")
         case .contains, .containsAny:
             let values = value.arrayValue ?? [value]

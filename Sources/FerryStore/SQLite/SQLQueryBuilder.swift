@@ -90,27 +90,12 @@ struct SQLQueryBuilder {
             let any = tests.isEmpty ? "0" : "(" + tests.joined(separator: " OR ") + ")"
             clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), 0)")
         case .like:
-            var pattern = ""
-            let text = value.stringValue ?? value.serialized()
-            for ch in text {
-                switch ch {
-                case "%", "_", "\\": pattern.append("\\"); pattern.append(ch)
-                case "*": pattern.append("%")
-                default: pattern.append(ch)
-                }
-            }
-            if !text.contains("*") { pattern = "%" + pattern + "%" }
+            let pattern = FilterSQL.likePattern(value)
             clauses.append("\(expr) LIKE ? ESCAPE '\\'")
             arguments.append(pattern)
         case .has:
             let exists = Self.isColumn(filter.field) ? "1" : "json_type(data, '\(Self.path(filter.field))') IS NOT NULL"
-            let wanted: Bool
-            switch value {
-            case .bool(let b): wanted = b
-            case .int(let i): wanted = i != 0
-            case .string(let s): wanted = !["false", "0", "no", "off"].contains(s.lowercased())
-            default: wanted = true
-            }
+            let wanted = FilterSQL.wantsPresence(value)
             clauses.append(wanted ? exists : "NOT (\(exists))")
         case .contains, .containsAny:
             let values = value.arrayValue ?? [value]
