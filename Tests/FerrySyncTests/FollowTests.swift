@@ -9,42 +9,9 @@ import Testing
     static let records = "/buckets/main/collections/users/records/"
     static let auth = ["FERRY_SOURCE_AUTH": "alice:pw"]
 
-    /// A running `ferry sync … --follow` whose output is collected.
-    final class Following {
-        let process: Process
-        let log = LockedData()
-        let out = LockedData()
-
-        init(_ arguments: [String], in dir: TempDir, environment: [String: String] = FollowTests.auth) {
-            process = Ferry.start(["sync"] + arguments + ["--follow"], in: dir.path, environment: environment)
-            for (pipe, sink) in [(process.standardError as! Pipe, log), (process.standardOutput as! Pipe, out)] {
-                let handle = pipe.fileHandleForReading
-                Thread.detachNewThread {
-                    while true {
-                        let chunk = handle.availableData
-                        if chunk.isEmpty { return }
-                        sink.append(chunk)
-                    }
-                }
-            }
-        }
-
-        var stderr: String { String(decoding: log.get(), as: UTF8.self) }
-        var stdout: String { String(decoding: out.get(), as: UTF8.self) }
-
-        /// SIGTERM, then the exit status (nil if it did not stop within 15 s).
-        func terminate() -> Int32? {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(15)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                return nil
-            }
-            return process.terminationStatus
-        }
-
-        deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    /// A running `ferry sync ARGS --follow`.
+    static func following(_ arguments: [String], in dir: TempDir, environment: [String: String] = FollowTests.auth) -> LongRunning {
+        LongRunning(["sync"] + arguments + ["--follow"], in: dir, environment: environment)
     }
 
     /// Waits up to `timeout` seconds for `condition`.
@@ -77,7 +44,7 @@ import Testing
         let dir = try TempDir()
         try await Self.makeCollection(server)
         for i in 0..<50 { _ = try await server.request(.PUT, Self.records + "r\(i)", body: ["data": ["age": .int(Int64(i))]]) }
-        let follow = Following([server.collection(), "sqlite:t.db#users"], in: dir)
+        let follow = Self.following([server.collection(), "sqlite:t.db#users"], in: dir)
         #expect(Self.eventually { Self.rows(dir.file("t.db")).count == 50 }, "\(follow.stderr)")
         #expect(follow.stderr.contains("through the server's event stream"), "\(follow.stderr)")
 
@@ -107,7 +74,7 @@ import Testing
         let url = server!.collection()
         let dir = try TempDir()
         try await Self.makeCollection(server!)
-        let follow = Following([url, "sqlite:t.db#users", "--batch-size", "7"], in: dir)
+        let follow = Self.following([url, "sqlite:t.db#users", "--batch-size", "7"], in: dir)
         var acknowledged: [String: Int64] = [:]
         for i in 0..<120 {
             if i == 60 {
@@ -141,7 +108,7 @@ import Testing
         let server = try Server()
         let dir = try TempDir()
         try await Self.makeCollection(server)
-        let follow = Following([server.collection(), "sqlite:t.db#users", "--follow-via", "long-poll"], in: dir)
+        let follow = Self.following([server.collection(), "sqlite:t.db#users", "--follow-via", "long-poll"], in: dir)
         #expect(Self.eventually { follow.stderr.contains("through the server's long-poll") }, "\(follow.stderr)")
         for i in 0..<5 {
             _ = try await server.request(.PUT, Self.records + "p\(i)", body: ["data": ["age": .int(Int64(i))]])
@@ -154,7 +121,7 @@ import Testing
     @Test func fileSourceIsPolled() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 30)
-        let follow = Following(["file:a.jsonl", "sqlite:t.db#users", "--cursor-field", "updated_at", "--poll-interval", "1s"], in: dir, environment: [:])
+        let follow = Self.following(["file:a.jsonl", "sqlite:t.db#users", "--cursor-field", "updated_at", "--poll-interval", "1s"], in: dir, environment: [:])
         #expect(Self.eventually { Self.rows(dir.file("t.db")).count == 30 }, "\(follow.stderr)")
         #expect(follow.stderr.contains("polling, every 1 s"), "\(follow.stderr)")
         try writeUsers(dir.file("a.jsonl"), count: 40)
@@ -169,7 +136,7 @@ import Testing
         let total = 200_000
         // A table read in cursor order checkpoints after every batch (a file only at its end).
         try writeUsersTable(dir.file("src.db"), count: total)
-        let follow = Following(["sqlite:src.db#users", "sqlite:t.db#users", "--cursor-field", "updated_at", "--batch-size", "500", "--json"], in: dir, environment: [:])
+        let follow = Self.following(["sqlite:src.db#users", "sqlite:t.db#users", "--cursor-field", "updated_at", "--batch-size", "500", "--json"], in: dir, environment: [:])
         #expect(Self.eventually { ((try? countRows(dir.file("t.db"))) ?? 0) > 0 })
         #expect(follow.terminate() == 0, "\(follow.stderr)")
         let report = try JSON.parse(String(follow.stdout.split(separator: "\n").first ?? ""))

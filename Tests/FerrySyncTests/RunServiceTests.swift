@@ -10,52 +10,9 @@ import Testing
 @Suite(.serialized) struct RunServiceTests {
     static let secret = "a-shared-webhook-secret-32-chars"
 
-    /// A running `ferry run`, its output collected.
-    final class Running {
-        let process: Process
-        let log = LockedData()
-        let out = LockedData()
-
-        init(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) {
-            process = Ferry.start(["run"] + arguments, in: dir.path, environment: environment)
-            for (pipe, sink) in [(process.standardError as! Pipe, log), (process.standardOutput as! Pipe, out)] {
-                let handle = pipe.fileHandleForReading
-                Thread.detachNewThread {
-                    while true {
-                        let chunk = handle.availableData
-                        if chunk.isEmpty { return }
-                        sink.append(chunk)
-                    }
-                }
-            }
-        }
-
-        var stderr: String { String(decoding: log.get(), as: UTF8.self) }
-        var stdout: String { String(decoding: out.get(), as: UTF8.self) }
-
-        /// The port printed after `what` (`status at`, `webhook deliveries at`).
-        func port(_ what: String) throws -> Int {
-            let regex = try Regex(what + #" http://127\.0\.0\.1:(\d+)"#)
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline && process.isRunning {
-                if let match = stderr.firstMatch(of: regex), let port = Int(match.output[1].substring ?? "") { return port }
-                usleep(20_000)
-            }
-            throw SyncTestError("ferry run printed no \(what) port: \(stderr)")
-        }
-
-        func terminate() -> Int32? {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(15)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                return nil
-            }
-            return process.terminationStatus
-        }
-
-        deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    /// A running `ferry run ARGS`.
+    static func running(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) -> LongRunning {
+        LongRunning(["run"] + arguments, in: dir, environment: environment)
     }
 
     @Test func followAndScheduledJobsRunSideBySideWithStatusAndMetrics() async throws {
@@ -78,7 +35,7 @@ import Testing
                 cursor_field: updated_at
                 schedule: every 1s
             """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let running = Running(["ferry.yml", "--status-port", "0"], in: dir)
+        let running = Self.running(["ferry.yml", "--status-port", "0"], in: dir)
         let port = try running.port("status at")
         for i in 0..<12 { _ = try await server.request(.PUT, "/buckets/main/collections/users/records/r\(i)", body: ["data": ["age": .int(Int64(i))]]) }
         #expect(FollowTests.eventually { FollowTests.rows(dir.file("live.db")).count == 12 }, "\(running.stderr)")
@@ -117,7 +74,7 @@ import Testing
                 mode: incremental
                 schedule: webhook
             """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let running = Running(["ferry.yml", "--listen-port", "0", "--status-port", "0"], in: dir, environment: ["FERRY_WEBHOOK_SECRET": Self.secret])
+        let running = Self.running(["ferry.yml", "--listen-port", "0", "--status-port", "0"], in: dir, environment: ["FERRY_WEBHOOK_SECRET": Self.secret])
         let listen = try running.port("webhook deliveries at")
         let statusPort = try running.port("status at")
         let (created, _) = try await server.request(.PUT, "/buckets/main/collections/users/webhooks/to-ferry",

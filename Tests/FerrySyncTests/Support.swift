@@ -207,3 +207,52 @@ func countRows(_ path: String, _ table: String = "users") throws -> Int {
 }
 
 func fileBytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+/// A long-running `ferry` command (`sync --follow`, `run`), its stdout and stderr collected as it goes.
+final class LongRunning {
+    let process: Process
+    let log = LockedData()
+    let out = LockedData()
+
+    init(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) {
+        process = Ferry.start(arguments, in: dir.path, environment: environment)
+        for (pipe, sink) in [(process.standardError as! Pipe, log), (process.standardOutput as! Pipe, out)] {
+            let handle = pipe.fileHandleForReading
+            Thread.detachNewThread {
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { return }
+                    sink.append(chunk)
+                }
+            }
+        }
+    }
+
+    var stderr: String { String(decoding: log.get(), as: UTF8.self) }
+    var stdout: String { String(decoding: out.get(), as: UTF8.self) }
+
+    /// The port printed after `what` (`status at`, `webhook deliveries at`).
+    func port(_ what: String) throws -> Int {
+        let regex = try Regex(what + #" http://127\.0\.0\.1:(\d+)"#)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && process.isRunning {
+            if let match = stderr.firstMatch(of: regex), let port = Int(match.output[1].substring ?? "") { return port }
+            usleep(20_000)
+        }
+        throw SyncTestError("ferry printed no \(what) port: \(stderr)")
+    }
+
+    /// SIGTERM, then the exit status (nil if it did not stop within 15 s).
+    func terminate() -> Int32? {
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
