@@ -213,6 +213,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying, "\(underlying)".localizedCaseInsensitiveContains("refused") { return "connection refused" }
             switch error.code {
             case .connectionError, .serverClosedConnection, .uncleanShutdown: return "the connection was lost"
             default: break
