@@ -40,7 +40,9 @@ import Testing
         ("batch_max_requests", "0", "batch_max_requests must be"),
         ("max_streams", "-1", "max_streams must be"), ("stream_heartbeat", "0", "stream_heartbeat must be"),
         ("webhook_timeout", "0", "webhook_timeout must be"), ("webhook_allow_hosts", "10.0.0.0/33", "is not a CIDR range"),
-        ("webhook_allow_hosts", "localhost, evil host", "is not a host name"), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
+        ("webhook_allow_hosts", "localhost, evil host", "is not a host name"),
+        ("database", "mysql://u:hunter2@h/db", "u:***@h/db\" is not a postgres://"), ("database", "postgres://u:p@h/db?pool=0", "pool must be 1 to 500"),
+        ("database", "postgres://u:p@h/", "must name a database"), ("database", "postgres://u:p@h/db?color=red", "unknown URL setting \"color\""), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
     ])
     func badValuesSayWhatAndWhere(key: String, value: String, message: String) {
         var c = ServerConfiguration()
