@@ -205,15 +205,22 @@ import Testing
         let listener = try Listener(dir, ["users"])
         let (first, _) = try await Self.deliver(listener.url, id: "b0", body: Self.body("b0"))
         #expect(first == 202)
+        // Twenty more records (written atomically, as the run may be reading), announced by
+        // twenty deliveries sent at once: they arrive while the first run is still reading.
         var extra = ""
-        let base = try String(contentsOfFile: dir.file("users.jsonl"), encoding: .utf8)
         for i in 1...20 {
-            // Each delivery announces one more record (written atomically, as a run may be reading).
             extra += #"{"id":"n\#(i)","username":"new\#(i)","age":30,"updated_at":\#(3_000_000 + i)}"# + "\n"
-            try (base + extra).write(toFile: dir.file("users.jsonl"), atomically: true, encoding: .utf8)
-            let (status, _) = try await Self.deliver(listener.url, id: "b\(i)", body: Self.body("b\(i)"))
-            #expect(status == 202)
         }
+        let base = try String(contentsOfFile: dir.file("users.jsonl"), encoding: .utf8)
+        try (base + extra).write(toFile: dir.file("users.jsonl"), atomically: true, encoding: .utf8)
+        let url = listener.url
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 1...20 {
+                group.addTask { try await Self.deliver(url, id: "b\(i)", body: Self.body("b\(i)")).0 }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 202, count: 20))
         #expect(await Self.eventually(within: 120) { Self.rows(dir) == 20_020 }, "\(Self.rows(dir)) rows; \(listener.printed)")
         // Settled: no new run for 3 s (a run of this file takes about a second).
         var runs = try Self.runs(dir)

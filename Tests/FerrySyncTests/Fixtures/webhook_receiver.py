@@ -4,8 +4,9 @@
 
 Prints "listening on 127.0.0.1:PORT". Endpoints:
   POST /hook          a delivery: recorded (headers + body), answered 200 (or as the mode says)
-  POST /_mode         {"fail": N, "status": 500, "delay": SECONDS}: the next N deliveries get
-                      `status`; every delivery waits `delay` seconds first
+  POST /_mode         {"fail": N, "status": 500, "delay": SECONDS, "hold": BOOL}: the next N
+                      deliveries get `status`; every delivery waits `delay` seconds first,
+                      and while `hold` is true it waits until it is set false (at most 120 s)
   GET  /_received     every delivery recorded so far, oldest first, with the status answered
 """
 import argparse
@@ -16,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 received = []
-mode = {"fail": 0, "status": 500, "delay": 0.0}
+mode = {"fail": 0, "status": 500, "delay": 0.0, "hold": False}
+released = threading.Event()
+released.set()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,7 +46,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_mode":
             with lock:
                 mode.update(json.loads(body or b"{}"))
-            self.reply(200, mode)
+                if mode["hold"]:
+                    released.clear()
+                else:
+                    released.set()
+                answer = dict(mode)
+            self.reply(200, answer)
             return
         with lock:
             delay = mode["delay"]
@@ -54,6 +62,7 @@ class Handler(BaseHTTPRequestHandler):
                 status = 200
         if delay:
             time.sleep(delay)
+        released.wait(120)
         with lock:
             received.append({
                 "path": self.path,
