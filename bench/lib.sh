@@ -197,3 +197,59 @@ say_vs_dlt() {  # $1 Ferry's line key, $2 label: the time and memory ratios of F
     echo "Ferry vs dlt: n/a (a line is INVALID)"
   fi
 }
+
+# ---- a throwaway PostgreSQL (postgres.sh) -------------------------------------
+# start_pg: initdb + pg_ctl start on a temporary folder and a free port, password
+# authentication (scram-sha-256), the server's default settings otherwise; sets
+# PG_BIN, PG_DIR and PG_PORT. stop_pg stops it and removes the folder (call it
+# from the caller's cleanup). PostgreSQL refuses to run as root: as root, the
+# server programs run as the postgres user (runuser).
+PG_USER=bench
+PG_PASSWORD=bench-password
+PG_BIN=""
+PG_DIR=""
+PG_PORT=""
+
+pg_bin() {  # the folder of initdb/pg_ctl/psql: $FERRY_PG_BIN, pg_config --bindir, the newest /usr/lib/postgresql/*/bin, PATH
+  local dir
+  for dir in "${FERRY_PG_BIN:-}" "$(pg_config --bindir 2>/dev/null || true)" \
+             $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r) \
+             "$(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/x)")"; do
+    if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/psql" ]; then echo "$dir"; return 0; fi
+  done
+  return 1
+}
+
+as_postgres() {  # runs a server program, as the postgres user when we are root
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_pg() {
+  PG_BIN=$(pg_bin) || { echo "PostgreSQL is not installed (no initdb/pg_ctl/psql; set FERRY_PG_BIN or apt-get install postgresql)" >&2; return 1; }
+  PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-pg.XXXXXX")
+  printf %s "$PG_PASSWORD" > "$PG_DIR/password"
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$PG_DIR"; fi
+  as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U "$PG_USER" --pwfile "$PG_DIR/password" \
+    --auth scram-sha-256 -E UTF8 > "$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  PG_PORT=$(free_port)
+  # Output to the log, never to our stdout: the server outlives pg_ctl and would hold a pipe open.
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1" start > /dev/null 2>&1 \
+    || { echo "pg_ctl start failed:" >&2; cat "$PG_DIR/server.log" >&2; return 1; }
+}
+
+stop_pg() {
+  [ -n "$PG_DIR" ] || return 0
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop > /dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+  PG_DIR=""
+}
+
+pg_psql() {  # $1 database, then psql arguments (-c SQL …): unaligned, tuples only, stop at the first error
+  local db=$1; shift
+  PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d "$db" -v ON_ERROR_STOP=1 -Atq "$@"
+}
+
+pg_url() {  # $1 database: its postgres:// URL (add #TABLE)
+  echo "postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1"
+}

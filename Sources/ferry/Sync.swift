@@ -9,6 +9,7 @@ struct Sync: AsyncParsableCommand {
         abstract: "Copy records from a source to a target: full, incremental or diff.",
         discussion: """
             Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE,
+            postgres://USER:PASS@HOST/DB[?sslmode=…]#TABLE (a PostgreSQL table),
             http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server),
             rest+http(s)://HOST/PATH (any JSON REST API, described with --source-rest/--target-rest).
 

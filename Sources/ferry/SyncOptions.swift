@@ -15,12 +15,12 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Credentials for a server or API target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
     @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see the README).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
     @Option(name: .customLong("target-rest"), help: ArgumentHelp("A setting of a rest+http(s):// target, e.g. update='PATCH /users/{id}' (repeatable).", valueName: "KEY=VALUE")) var targetREST: [String] = []
-    @Option(name: .long, help: "Records per batch (default 1000).") var batchSize: Int = 1000
+    @Option(name: .long, help: "Records per batch (default 1000; 10000 into a PostgreSQL table).") var batchSize: Int?
     @Option(name: .long, help: "Tries again after a connection error, 429 or 5xx, with backoff (default 5).") var retries: Int = 5
 
     func validate() throws {
         guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }
-        guard batchSize >= 1 && batchSize <= 100_000 else { throw ValidationError("--batch-size must be between 1 and 100000, not \(batchSize)") }
+        if let batchSize, !(1...100_000).contains(batchSize) { throw ValidationError("--batch-size must be between 1 and 100000, not \(batchSize)") }
         guard retries >= 0 && retries <= 100 else { throw ValidationError("--retries must be between 0 and 100, not \(retries)") }
         _ = try transform()
         _ = try Self.settings(sourceREST, "--source-rest")

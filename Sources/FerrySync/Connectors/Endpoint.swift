@@ -31,10 +31,14 @@ public protocol Endpoint: AnyObject {
     /// Fields the endpoint sets itself (an API's `updated_at`): never written to it, and
     /// left out when its records are compared with a source's.
     var managedFields: [String] { get }
+
+    /// Records per batch when the job names no `--batch-size` (nil: ``SyncJob/defaultBatchSize``).
+    var preferredBatchSize: Int? { get }
 }
 
 extension Endpoint {
     public var managedFields: [String] { [] }
+    public var preferredBatchSize: Int? { nil }
 }
 
 /// Applies changes to a target.
@@ -48,6 +52,9 @@ public protocol TargetWriter: AnyObject {
 
     /// The checkpoint the target stored with its data, when it ``keepsCheckpoint``.
     func storedCursor() async throws -> Cursor?
+
+    /// Forgets the checkpoint the target stored with its data (`--reset`).
+    func resetCheckpoint() async throws
 
     /// Applies one batch. Upserts replace the whole record; deletes of missing keys succeed.
     /// With `cursor` and ``keepsCheckpoint``, the cursor commits with the batch.
@@ -63,6 +70,7 @@ public protocol TargetWriter: AnyObject {
 
 extension TargetWriter {
     public func note(key: RecordKey, exists: Bool) {}
+    public func resetCheckpoint() async throws {}
 }
 
 /// How connectors are told apart and configured.

@@ -7,8 +7,9 @@ import Foundation
 /// - `sqlite:PATH#TABLE`
 /// - `http(s)://[USER:PASSWORD@]HOST[:PORT]/v1/buckets/B/collections/C`
 /// - `rest+http(s)://[USER:PASSWORD@]HOST[:PORT]/PATH[?PARAMS]`: any JSON REST API
+/// - `postgres(ql)://USER:PASSWORD@HOST[:PORT]/DATABASE[?SETTINGS]#[SCHEMA.]TABLE` (``PostgresLocation``)
 public enum EndpointURL {
-    static let schemes = "file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, http(s)://HOST/v1/buckets/B/collections/C or rest+http(s)://HOST/PATH"
+    static let schemes = "file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, postgres://USER:PASSWORD@HOST/DB#TABLE, http(s)://HOST/v1/buckets/B/collections/C or rest+http(s)://HOST/PATH"
 
     /// - Parameter client: the HTTP client server connectors use.
     public static func make(_ text: String, options: EndpointOptions, client: HTTPClient = .ferrySync) throws(SyncError) -> any Endpoint {
@@ -39,6 +40,9 @@ public enum EndpointURL {
                 throw .badInput("\(text): \"\(table)\" cannot be a table name here")
             }
             return SQLiteEndpoint(path: path, table: table, options: options)
+        }
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            return PostgresEndpoint(location: try PostgresLocation(parsing: text, auth: options.auth), options: options)
         }
         if text.hasPrefix("rest+http://") || text.hasPrefix("rest+https://") {
             guard var components = URLComponents(string: String(text.dropFirst(5))), let host = components.host, !host.isEmpty else {
@@ -74,9 +78,15 @@ public enum EndpointURL {
     }
 
     /// The URL with any password replaced by `***`.
+    ///
+    /// In a `postgres://` URL the credentials end at the last `@`, so a password with an
+    /// unencoded `/`, `?` or `#` is hidden all the same.
     public static func redacted(_ text: String) -> String {
         guard let schemeEnd = text.range(of: "://") else { return text }
-        let authorityEnd = text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
+        let scheme = text[..<schemeEnd.lowerBound]
+        let authorityEnd = scheme == "postgres" || scheme == "postgresql"
+            ? text.endIndex
+            : text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
         guard let at = text[schemeEnd.upperBound..<authorityEnd].lastIndex(of: "@") else { return text }
         let userinfo = text[schemeEnd.upperBound..<at]
         let user = userinfo.split(separator: ":", maxSplits: 1).first ?? ""

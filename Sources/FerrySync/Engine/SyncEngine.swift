@@ -5,7 +5,7 @@ public import Foundation
 /// Runs sync jobs: connect → detect → transform → apply → checkpoint → verify.
 ///
 /// The cursor advances only after the target committed the changes before it: in the
-/// same transaction on a SQLite target, right after the commit elsewhere. A crash at any
+/// same transaction on a SQLite or PostgreSQL target, right after the commit elsewhere. A crash at any
 /// point leaves a cursor at or before what the target holds, and every change is an
 /// idempotent upsert or delete, so a rerun converges without duplicates.
 public final class SyncEngine {
@@ -42,6 +42,7 @@ public final class SyncEngine {
         for field in target.managedFields where !job.transform.drop.contains(field) {
             job.transform.drop.append(field)
         }
+        job.batchSize = job.batchSize ?? target.preferredBatchSize ?? SyncJob.defaultBatchSize
         return (source, target, job)
     }
 
@@ -62,7 +63,7 @@ public final class SyncEngine {
         report.source = EndpointURL.redacted(job.source)
         report.target = EndpointURL.redacted(job.target)
         report.dryRun = job.dryRun
-        guard job.batchSize > 0 else { throw SyncError.badInput("--batch-size must be at least 1") }
+        if let size = job.batchSize, size < 1 { throw SyncError.badInput("--batch-size must be at least 1") }
         if job.mode != .full && job.deleteMissing {
             throw SyncError.badInput("--delete goes with --mode full (incremental runs apply the source's deletes; diff always does)")
         }
@@ -109,7 +110,7 @@ public final class SyncEngine {
             case .full:
                 var resume: Cursor?
                 do {
-                    resume = try await source.readAll(batchSize: job.batchSize) { items in
+                    resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
                         let changes = try run.prepare(items, incremental: false)
                         try await run.commit(changes, cursor: nil)
                         progress?(run.report.read, total)
@@ -126,7 +127,7 @@ public final class SyncEngine {
             case .incremental:
                 if job.reset {
                     try state.reset(job: jobID)
-                    if let sqlite = writer as? SQLiteWriter { try sqlite.reset() }
+                    try await writer?.resetCheckpoint()
                 }
                 var cursor: Cursor?
                 if let writer, writer.keepsCheckpoint {
@@ -141,7 +142,7 @@ public final class SyncEngine {
                 run.report.cursorBefore = cursor
                 run.lastCursor = cursor
                 do {
-                    try await source.readChanges(after: cursor, batchSize: job.batchSize) { items, next in
+                    try await source.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
                         let changes = try run.prepare(items, incremental: true)
                         try await run.commit(changes, cursor: next)
                         progress?(run.report.read, total)
@@ -193,7 +194,7 @@ public final class SyncEngine {
         var result = Verification()
         var targetHashes: [RecordKey: RecordHash] = [:]
         var targetDigest = CollectionDigest()
-        _ = try await target.readAll(batchSize: job.batchSize) { items in
+        _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
             for case .record(let fields) in items {
                 guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                 let hash = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
@@ -204,7 +205,7 @@ public final class SyncEngine {
         var sourceDigest = CollectionDigest()
         var differing = 0
         let limit = job.verifyLimit
-        _ = try await source.readAll(batchSize: job.batchSize) { items in
+        _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
             for case .record(let raw) in items {
                 guard case .keep(let fields) = job.transform.apply(raw),
                       let key = fields[keyField].flatMap(RecordKey.init) else { continue }
@@ -348,14 +349,14 @@ struct Run {
         guard let seen else { return }
         let keyField = job.keyField
         var missing: [RecordKey] = []
-        _ = try await target.readAll(batchSize: job.batchSize) { items in
+        _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
             for case .record(let fields) in items {
                 if let key = fields[keyField].flatMap(RecordKey.init), !seen.contains(key) { missing.append(key) }
             }
         }
         var index = 0
         while index < missing.count {
-            let end = min(index + job.batchSize, missing.count)
+            let end = min(index + job.effectiveBatchSize, missing.count)
             try await commit(missing[index..<end].map { .delete($0) }, cursor: nil)
             index = end
         }
@@ -366,7 +367,7 @@ struct Run {
     mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
-        _ = try await target?.readAll(batchSize: job.batchSize) { items in
+        _ = try await target?.readAll(batchSize: job.effectiveBatchSize) { items in
             for case .record(let fields) in items {
                 guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
@@ -377,7 +378,7 @@ struct Run {
         var counts = (creates: 0, updates: 0, deletes: 0)
         var pending: [Change] = []
         var this = self
-        _ = try await source.readAll(batchSize: job.batchSize) { items in
+        _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
             for change in try this.prepare(items, incremental: false) {
                 guard case .upsert(let record) = change else { continue }
                 let hash = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)
@@ -396,7 +397,7 @@ struct Run {
                     pending.append(change)
                 }
             }
-            if pending.count >= this.job.batchSize {
+            if pending.count >= this.job.effectiveBatchSize {
                 try await this.commit(pending, cursor: nil)
                 pending.removeAll(keepingCapacity: true)
             }
@@ -406,7 +407,7 @@ struct Run {
             counts.deletes += 1
             if plan.deletes.count < planLimit { plan.deletes.append(key.text) }
             pending.append(.delete(key))
-            if pending.count >= job.batchSize {
+            if pending.count >= job.effectiveBatchSize {
                 try await this.commit(pending, cursor: nil)
                 pending.removeAll(keepingCapacity: true)
             }

@@ -23,8 +23,12 @@ public struct SyncJob: Sendable {
     public var keyField = "id"
     public var cursorField: String? = nil
     public var transform = Transform()
-    /// Records per batch (one target transaction or `/batch` group at a time).
-    public var batchSize = 1000
+    /// Records per batch (one target transaction or `/batch` group at a time); nil: the
+    /// target's ``Endpoint/preferredBatchSize``, else ``defaultBatchSize``.
+    public var batchSize: Int? = nil
+    public static let defaultBatchSize = 1000
+    /// The records per batch a run uses (the engine fills ``batchSize`` in before it runs).
+    var effectiveBatchSize: Int { batchSize ?? Self.defaultBatchSize }
     /// Read and plan, change nothing.
     public var dryRun = false
     /// Compare both sides after the run.

@@ -37,6 +37,8 @@ final class SQLiteWriter: TargetWriter {
         return cursor
     }
 
+    func resetCheckpoint() async throws { try reset() }
+
     /// Forgets the job's checkpoint (`--reset`).
     func reset() throws {
         try queue.write { db in

@@ -1,0 +1,252 @@
+import FerryCore
+import Foundation
+import PostgresNIO
+
+/// `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE[?SETTINGS]#[SCHEMA.]TABLE`: a PostgreSQL table.
+///
+/// It works as the SQLite connector does. As a target, a missing table is created with the
+/// key as its primary key and one column per field (`bigint`, `double precision`, `boolean`,
+/// `text`, or `jsonb` for objects, arrays and fields of mixed types), and a table Ferry made
+/// grows a column when a new field arrives. An existing table is used as it is: its key
+/// column must be the primary key or under a unique index, and a field without a column is
+/// refused (dead-lettered). Each batch and the job's checkpoint commit in one transaction
+/// (table `_ferry_checkpoints` in the table's schema), so a crash never separates them.
+/// Batches go in with `COPY` into a temporary table and one `INSERT … ON CONFLICT` from it.
+///
+/// As a source, rows are read with `row_to_json`, so every type reads as the server writes
+/// it in JSON (numbers, booleans, `jsonb` as nested values, times in ISO 8601, UTC); NULL
+/// columns are left out of the record. An incremental run needs `--cursor-field` and reads
+/// in (cursor field, key) order after the saved pair.
+public final class PostgresEndpoint: Endpoint {
+    let location: PostgresLocation
+    let options: EndpointOptions
+    var session: PostgresSession?
+    /// The table's columns in table order; empty while the table does not exist.
+    var columns: [PostgresColumn] = []
+    /// The batch the writer is committing in the background (see ``PostgresWriter``).
+    var inFlight: Task<ApplyOutcome, any Error>? = nil
+    /// What batches did that a read waited for, until the writer collects it.
+    var settled: [Result<ApplyOutcome, any Error>] = []
+
+    public var displayName: String { location.displayName }
+
+    /// Each batch costs about a millisecond of fixed work on the server (a transaction, a COPY
+    /// and an upsert statement), so batches of 1,000 would cap a load near half of `\copy`'s
+    /// speed; 10,000 reach about 70 % (bench/postgres.sh).
+    public var preferredBatchSize: Int? { 10_000 }
+
+    init(location: PostgresLocation, options: EndpointOptions) {
+        self.location = location
+        self.options = options
+    }
+
+    static func quote(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+
+    /// `"schema"."table"`, or `"table"` in the current schema.
+    var quotedTable: String { location.schema.map { Self.quote($0) + "." } .map { $0 + Self.quote(location.table) } ?? Self.quote(location.table) }
+
+    /// A table of Ferry's own (`_ferry_checkpoints`, …), in the same schema as the data.
+    func quotedOwnTable(_ name: String) -> String { location.schema.map { Self.quote($0) + "." + name } ?? name }
+
+    /// Text parameters, `$1`, `$2`, … (nil is NULL).
+    static func binds(_ values: String?...) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values { binds.append(value) }
+        return binds
+    }
+
+    /// The schema and the table as `$1` and `$2`: a NULL schema picks `current_schema()`.
+    var schemaBinds: PostgresBindings { Self.binds(location.schema, location.table) }
+
+    public func open(forWriting: Bool) async throws {
+        let session = try await PostgresSession.connect(location)
+        self.session = session
+        do {
+            try await inspect(forWriting: forWriting)
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    private func inspect(forWriting: Bool) async throws {
+        guard let session else { return }
+        if let schema = location.schema {
+            if try await session.rows("SELECT 1 FROM pg_namespace WHERE nspname = $1", Self.binds(schema)).isEmpty {
+                throw SyncError(.notFound, "\(displayName): no schema \"\(schema)\" in database \(location.database)")
+            }
+        }
+        let found = try await session.rows("""
+            SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2
+            """, schemaBinds)
+        guard let relkind = found.first?.text(0) else {
+            columns = []
+            if forWriting { return }
+            let tables = try await session.rows("""
+                SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = coalesce($1, current_schema()) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                  AND c.relname NOT LIKE '\\_ferry%'
+                ORDER BY 1 LIMIT 21
+                """, Self.binds(location.schema)).compactMap { $0.text(0) }
+            let list = tables.isEmpty ? "none" : tables.prefix(20).joined(separator: ", ") + (tables.count > 20 ? ", …" : "")
+            throw SyncError(.notFound, "\(displayName): no table \"\(location.table)\" in database \(location.database) (tables: \(list))")
+        }
+        if forWriting && relkind != "r" && relkind != "p" {
+            throw SyncError.badInput("\(displayName): \"\(location.table)\" is not a table (a view or another kind of relation) and cannot be written")
+        }
+        columns = try await readColumns(session)
+        let keyField = options.keyField
+        guard columns.contains(where: { $0.name == keyField }) else {
+            throw SyncError.badInput("\(displayName): the table has no column \"\(keyField)\" for the key (columns: \(columns.map(\.name).joined(separator: ", "))); name the key with --key")
+        }
+        if forWriting {
+            let binds = Self.binds(location.schema, location.table, keyField)
+            let unique = try await session.rows("""
+                SELECT 1 FROM pg_index i
+                JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND a.attname = $3
+                  AND i.indisunique AND i.indimmediate AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+                """, binds)
+            guard !unique.isEmpty else {
+                throw SyncError.badInput("\(displayName): column \"\(keyField)\" is neither the primary key nor under a unique index, so records cannot be matched; add one (CREATE UNIQUE INDEX …)")
+            }
+        }
+    }
+
+    /// The table's columns from the catalog (within the caller's transaction, when there is one).
+    func readColumns(_ session: PostgresSession) async throws -> [PostgresColumn] {
+        try await session.rows("""
+            SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL), t.typname::text,
+                   t.typcategory::text, (a.attgenerated <> '')::text
+            FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_type t ON t.oid = a.atttypid
+            WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, schemaBinds).map { row in
+            PostgresColumn(name: row.text(0) ?? "", type: row.text(1) ?? "text", baseType: row.text(2) ?? "text",
+                           typeName: row.text(3) ?? "", category: row.text(4) ?? "", generated: row.text(5) == "true")
+        }
+    }
+
+    /// Waits for the batch in flight, so reads see it and queries do not interleave with it.
+    func waitForWrites() async {
+        guard let task = inFlight else { return }
+        inFlight = nil
+        settled.append(await task.result)
+    }
+
+    public func estimatedCount() async throws -> Int? {
+        await waitForWrites()
+        guard let session, !columns.isEmpty else { return 0 }
+        return try await session.rows("SELECT count(*) FROM \(quotedTable)").first?.integer(0)
+    }
+
+    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
+        await waitForWrites()
+        guard let session, !columns.isEmpty else { return nil }
+        let key = Self.quote(options.keyField)
+        var batch: [SourceItem] = []
+        batch.reserveCapacity(batchSize)
+        try await session.stream("SELECT row_to_json(r.*)::text FROM \(quotedTable) r ORDER BY \(key)") { row in
+            batch.append(.record(try self.fields(row)))
+            if batch.count == batchSize {
+                try await body(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty { try await body(batch) }
+        return nil
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+        guard let cursorField = options.cursorField else {
+            throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like column); or use --mode diff, which needs none")
+        }
+        await waitForWrites()
+        guard let session, !columns.isEmpty else { return }
+        guard let fieldColumn = columns.first(where: { $0.name == cursorField }) else {
+            throw SyncError.badInput("\(displayName): no column \"\(cursorField)\" for --cursor-field (columns: \(columns.map(\.name).joined(separator: ", ")))")
+        }
+        let keyColumn = columns.first { $0.name == options.keyField }!
+        let field = Self.quote(cursorField)
+        let key = Self.quote(options.keyField)
+        var sql = "SELECT row_to_json(r.*)::text, \(field)::text, \(key)::text FROM \(quotedTable) r"
+        var binds = PostgresBindings()
+        switch cursor {
+        case nil:
+            sql += " ORDER BY \(field) NULLS FIRST, \(key)"
+        case .compound(.null, let k)?:
+            // Rows without a cursor value come first; after them, every row that has one.
+            binds = Self.binds(Self.text(k))
+            sql += " WHERE (\(field) IS NULL AND \(key) > CAST($1 AS \(keyColumn.baseType))) OR \(field) IS NOT NULL ORDER BY \(field) NULLS FIRST, \(key)"
+        case .compound(let value, let k)?:
+            binds = Self.binds(Self.text(value), Self.text(k))
+            sql += " WHERE (\(field), \(key)) > (CAST($1 AS \(fieldColumn.baseType)), CAST($2 AS \(keyColumn.baseType))) ORDER BY \(field), \(key)"
+        case .since?:
+            throw SyncError.badInput("\(displayName): the saved checkpoint is a server timestamp, not a (\(cursorField), key) pair; rerun with --reset")
+        }
+        var batch: [SourceItem] = []
+        batch.reserveCapacity(batchSize)
+        var last: (value: String?, key: String?) = (nil, nil)
+        do {
+            try await session.stream(sql, binds) { row in
+                batch.append(.record(try self.fields(row)))
+                last = (row.text(1), row.text(2))
+                if batch.count == batchSize {
+                    try await body(batch, self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn))
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+        } catch let error as SyncError where cursor != nil && error.message.contains("SQLSTATE 22") {
+            throw SyncError.badInput("\(displayName): the saved checkpoint (\(cursor!)) does not fit columns \(cursorField) and \(options.keyField): \(error.message); rerun with --reset")
+        }
+        if !batch.isEmpty {
+            try await body(batch, self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn))
+        }
+    }
+
+    /// The checkpoint after a row: integers as numbers, everything else as the server's exact text.
+    func cursor(value: String?, key: String?, fieldColumn: PostgresColumn, keyColumn: PostgresColumn) -> Cursor {
+        func json(_ text: String?, _ column: PostgresColumn) -> JSON {
+            guard let text else { return .null }
+            if case .integer = column.kind, let i = Int64(text) { return .int(i) }
+            return .string(text)
+        }
+        return .compound(value: json(value, fieldColumn), key: json(key, keyColumn))
+    }
+
+    /// A cursor part as the text a `CAST($n AS type)` reads.
+    static func text(_ value: JSON) -> String {
+        switch value {
+        case .string(let s): s
+        case .int(let i): String(i)
+        case .double(let d): JSON.format(d)
+        case .bool(let b): b ? "true" : "false"
+        default: value.serialized()
+        }
+    }
+
+    /// A row's `row_to_json` as a record, without its NULL columns.
+    func fields(_ row: PostgresRow) throws -> [String: JSON] {
+        guard let text = row.text(0) else { return [:] }
+        guard case .object(var fields) = try JSON.parse(text, maxDepth: 512) else {
+            throw SyncError(.protocolError, "\(displayName): a row did not read as a JSON object")
+        }
+        for (name, value) in fields where value == .null { fields.removeValue(forKey: name) }
+        return fields
+    }
+
+    public func makeWriter(job: String) async throws -> any TargetWriter {
+        guard let session else { throw SyncError(.io, "\(displayName) is not open") }
+        return PostgresWriter(endpoint: self, session: session, job: job)
+    }
+
+    public func close() async {
+        await waitForWrites()
+        await session?.close()
+        session = nil
+    }
+}

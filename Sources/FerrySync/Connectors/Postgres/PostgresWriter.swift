@@ -1,0 +1,565 @@
+import FerryCore
+import Foundation
+import NIOCore
+import PostgresNIO
+
+/// Applies batches to a PostgreSQL table, each batch atomically with the job's checkpoint.
+///
+/// Upserts replace every column (a field the record lacks becomes NULL), as the SQLite
+/// connector does; a key that appears twice in one batch is written once, with its last
+/// version. A batch goes in one of three ways, the first that the table and the batch allow:
+///
+/// 1. **COPY straight into the table**, while the table was new or empty when the run began and
+///    no key met since was already there. A batch with no checkpoint, no delete and no new
+///    column is then a single `COPY` statement, atomic on its own.
+/// 2. **COPY into a temporary table** shaped like the target (`c0`, `c1`, …, emptied at each
+///    commit), then one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`, counting what it created.
+/// 3. **Record by record**, each under a savepoint, when the server refused the batch for a
+///    record's sake (a value its type cannot read, a constraint): refused records are
+///    dead-lettered, the others arrive.
+///
+/// A refused batch is rolled back whole and tried again the next way. Commits do not wait for
+/// the disk (`synchronous_commit = off`): a server crash may lose the last batches, but always
+/// with their checkpoint, so a rerun redoes them; ``finish(cursor:)`` waits for the disk once,
+/// before the run reports success.
+///
+/// Batches are committed in the background: ``apply(_:cursor:)`` waits for the batch before,
+/// starts this one and returns the outcome of the one before, so the engine reads the next
+/// batch while the server writes this one (a failure surfaces at the next call, or at
+/// ``finish(cursor:)``, which waits for everything). After a batch with rejected records, the
+/// next one waits for the call after it, so `--strict` stops before it is written.
+final class PostgresWriter: TargetWriter {
+    let endpoint: PostgresEndpoint
+    let session: PostgresSession
+    let job: String
+    /// Whether Ferry created the table (and may add columns to it).
+    private var ownsTable = false
+    /// The checkpoint tables exist and the session is set up (committed).
+    private var setupDone = false
+    /// The temporary table for the current columns, once a commit made it.
+    private var stage: (name: String, columns: [PostgresColumn])? = nil
+    private var stageCount = 0
+    /// Whether upserts may go straight into the table with COPY (nil: not known yet).
+    private var copiesDirectly: Bool? = nil
+    /// Batches committed without waiting for the disk since the last synchronous commit.
+    private var unflushed = false
+    /// A batch held back because the one before had rejected records.
+    private var held: (changes: [Change], cursor: Cursor?)? = nil
+
+    init(endpoint: PostgresEndpoint, session: PostgresSession, job: String) {
+        self.endpoint = endpoint
+        self.session = session
+        self.job = job
+    }
+
+    var commitsEachBatch: Bool { true }
+    var keepsCheckpoint: Bool { true }
+
+    private var name: String { endpoint.displayName }
+    private var checkpoints: String { endpoint.quotedOwnTable("_ferry_checkpoints") }
+    private var ownTables: String { endpoint.quotedOwnTable("_ferry_tables") }
+    private var keyField: String { endpoint.options.keyField }
+
+    func storedCursor() async throws -> Cursor? {
+        guard try await session.rows("SELECT to_regclass($1)::text", PostgresEndpoint.binds(checkpoints)).first?.text(0) != nil else {
+            return nil
+        }
+        guard let text = try await session.rows("SELECT cursor FROM \(checkpoints) WHERE job = $1", PostgresEndpoint.binds(job)).first?.text(0) else {
+            return nil
+        }
+        guard let json = try? JSON.parse(text), let cursor = Cursor(json: json) else {
+            throw SyncError(.badInput, "\(name): the checkpoint of job \(job) is unreadable (\(text)); rerun with --mode full or --reset")
+        }
+        return cursor
+    }
+
+    func resetCheckpoint() async throws {
+        guard try await session.rows("SELECT to_regclass($1)::text", PostgresEndpoint.binds(checkpoints)).first?.text(0) != nil else { return }
+        try await session.rows("DELETE FROM \(checkpoints) WHERE job = $1", PostgresEndpoint.binds(job), kind: .target)
+    }
+
+    func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
+        // Encode this batch while the one before is being written, against the columns the
+        // table had then (used only if that batch changed none).
+        var early: Encoded? = nil
+        let columns = knownColumns
+        if !changes.isEmpty && !columns.isEmpty && held == nil {
+            nextBuffer = 1 - nextBuffer
+            early = encode(changes, unknown: [], columns: columns, scratch: &earlyScratch, into: &earlyBuffers[nextBuffer])
+        }
+        var outcome = try await settle()
+        knownColumns = endpoint.columns  // nothing is in flight: safe to read
+        if columns != knownColumns { early = nil }
+        if let (changes, cursor) = held {
+            held = nil
+            outcome.add(try await commit(changes, cursor: cursor))
+        }
+        guard !changes.isEmpty || cursor != nil else { return outcome }
+        if !outcome.rejected.isEmpty {
+            held = (changes, cursor)
+            return outcome
+        }
+        let writer = Unchecked(self)
+        let encoded = early
+        endpoint.inFlight = Task { try await writer.value.commit(changes, cursor: cursor, encoded: encoded) }
+        return outcome
+    }
+
+    /// The table's columns as the engine's side last saw them (while no batch was in flight).
+    private lazy var knownColumns = endpoint.columns
+    /// Where ``apply(_:cursor:)`` encodes: two buffers, one for the batch in flight, one for the next.
+    private var earlyBuffers = [ByteBuffer(), ByteBuffer()]
+    private var nextBuffer = 0
+    private var earlyScratch: [UInt8] = []
+
+    func finish(cursor: Cursor?) async throws -> ApplyOutcome {
+        var outcome = try await settle()
+        if let (changes, cursor) = held {
+            held = nil
+            outcome.add(try await commit(changes, cursor: cursor))
+        }
+        // Everything is committed batch by batch; a run with nothing to apply still records where it got to.
+        if let cursor { outcome.add(try await commit([], cursor: cursor)) }
+        // One synchronous commit (of a transaction with an id, so it writes a commit record)
+        // puts every batch before it on disk.
+        if unflushed {
+            do {
+                try await execute("BEGIN")
+                try await execute("SET LOCAL synchronous_commit = on")
+                try await execute("SELECT txid_current()")
+                try await execute("COMMIT")
+                unflushed = false
+            } catch {
+                throw await failed(error, inTransaction: true, columns: endpoint.columns)
+            }
+        }
+        return outcome
+    }
+
+    /// Waits for the batch in flight: what it (and any batch a read waited for) did, or its failure.
+    private func settle() async throws -> ApplyOutcome {
+        await endpoint.waitForWrites()
+        let results = endpoint.settled
+        endpoint.settled = []
+        var outcome = ApplyOutcome()
+        for result in results { outcome.add(try result.get()) }
+        return outcome
+    }
+
+    // MARK: one batch
+
+    private enum Way: Comparable { case copyIntoTable, copyThroughStage, oneByOne }
+
+    /// The server refused a batch for a record's sake: it was rolled back, try the next way.
+    private struct TryAgain: Error { let way: Way }
+
+    /// One batch and its checkpoint, atomically.
+    /// - Parameter encoded: the batch already encoded against the table's current columns.
+    private func commit(_ changes: [Change], cursor: Cursor?, encoded: Encoded? = nil) async throws -> ApplyOutcome {
+        guard !changes.isEmpty || cursor != nil else { return ApplyOutcome() }
+        var way: Way = copiesDirectly == false ? .copyThroughStage : .copyIntoTable
+        var encoded = encoded
+        while true {
+            do {
+                return try await attempt(changes, cursor: cursor, way: way, encoded: encoded)
+            } catch let again as TryAgain {
+                way = again.way
+                encoded = nil
+            }
+        }
+    }
+
+    /// A batch checked and encoded against the table's current columns.
+    private struct Encoded: Sendable {
+        /// The COPY lines (text format) of ``rows``.
+        var text = ByteBuffer()
+        /// The upserts to write, each key once (its last version).
+        var rows: [Record] = []
+        /// The keys to delete.
+        var keys: [RecordKey] = []
+        /// Rejected records, and the changes a later one with the same key replaced.
+        var outcome = ApplyOutcome()
+        /// Upserts with a field the table has no column for (not encoded).
+        var extra: [Record] = []
+    }
+
+    /// Checks and encodes a batch (COPY's text format), keeping the last change per key.
+    /// - Parameters:
+    ///   - unknown: fields that will have no column: their records are refused.
+    ///   - columns: the table's columns.
+    ///   - scratch: where lines are encoded first (kept between batches).
+    ///   - buffer: where the lines to write go (kept between batches; the result holds it too).
+    private func encode(_ changes: [Change], unknown: Set<String>, columns tableColumns: [PostgresColumn],
+                        scratch: inout [UInt8], into buffer: inout ByteBuffer) -> Encoded {
+        var encoded = Encoded()
+        let columns = tableColumns.filter { !$0.generated }
+        let hasTable = !tableColumns.isEmpty
+        scratch.removeAll(keepingCapacity: true)
+        /// Each change kept so far: its record and where its line sits in `scratch`, or a delete.
+        var entries: [(change: Change, lines: Range<Int>)] = []
+        entries.reserveCapacity(changes.count)
+        var lastEntry: [RecordKey: Int] = [:]
+        lastEntry.reserveCapacity(changes.count)
+        var superseded = IndexSet()
+        for change in changes {
+            switch change {
+            case .upsert(let record):
+                guard hasTable else {
+                    encoded.extra.append(record)
+                    continue
+                }
+                if !unknown.isEmpty, let field = record.fields.first(where: { unknown.contains($0.key) && $0.value != .null })?.key {
+                    encoded.outcome.rejected.append((change, refusal(field: field)))
+                    continue
+                }
+                let start = scratch.count
+                switch Self.encode(record, columns: columns, keyField: keyField, to: &scratch) {
+                case .encoded:
+                    entries.append((change, start..<scratch.count))
+                case .extraFields:
+                    scratch.removeSubrange(start...)
+                    encoded.extra.append(record)
+                    continue
+                case .refused(let reason):
+                    scratch.removeSubrange(start...)
+                    encoded.outcome.rejected.append((change, "\(name) refused it: \(reason)"))
+                    continue
+                }
+            case .delete:
+                guard hasTable else {
+                    encoded.outcome.alreadyGone += 1  // no table yet: nothing to delete
+                    continue
+                }
+                entries.append((change, 0..<0))
+            }
+            if let earlier = lastEntry.updateValue(entries.count - 1, forKey: change.key) {
+                superseded.insert(earlier)
+                if case .upsert = entries[earlier].change { encoded.outcome.updated += 1 } else { encoded.outcome.deleted += 1 }
+            }
+        }
+        buffer.clear()
+        if superseded.isEmpty { buffer.writeBytes(scratch) }
+        for (index, entry) in entries.enumerated() where !superseded.contains(index) {
+            switch entry.change {
+            case .upsert(let record):
+                encoded.rows.append(record)
+                if !superseded.isEmpty { buffer.writeBytes(scratch[entry.lines]) }
+            case .delete(let key):
+                encoded.keys.append(key)
+            }
+        }
+        encoded.text = buffer
+        return encoded
+    }
+
+    /// Where a batch is encoded when it was not already (kept between batches).
+    private var copyText = ByteBuffer()
+    private var scratch: [UInt8] = []
+
+    private func attempt(_ changes: [Change], cursor: Cursor?, way: Way, encoded early: Encoded?) async throws -> ApplyOutcome {
+        let committedColumns = endpoint.columns
+        var encoded = early ?? encode(changes, unknown: [], columns: endpoint.columns, scratch: &scratch, into: &copyText)
+        // The values of fields without a column (of every field while there is no table).
+        var newFields: [String: [JSON]] = [:]
+        let known = Set(endpoint.columns.map(\.name))
+        for record in encoded.extra {
+            for (field, value) in record.fields where value != .null && !known.contains(field) {
+                newFields[field, default: []].append(value)
+            }
+        }
+        let needsTable = endpoint.columns.isEmpty && !encoded.extra.isEmpty
+        if copiesDirectly == nil && !endpoint.columns.isEmpty {
+            // Known once per writer: afterwards only a key already there turns it off.
+            copiesDirectly = try await query("SELECT (NOT EXISTS (SELECT 1 FROM \(endpoint.quotedTable)))::text").first?.text(0) == "true"
+        }
+        // A lone COPY is a transaction of its own; anything more needs one around it.
+        let lone = way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
+            && setupDone && encoded.extra.isEmpty
+        do {
+            if !setupDone {
+                try await execute("SET synchronous_commit = off")
+            }
+            if !lone {
+                try await execute("BEGIN")
+            }
+            if !setupDone {
+                try await execute("CREATE TABLE IF NOT EXISTS \(checkpoints) (job text PRIMARY KEY, cursor text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+                try await execute("CREATE TABLE IF NOT EXISTS \(ownTables) (name text PRIMARY KEY)")
+            }
+            if !encoded.extra.isEmpty {
+                // New columns (or a new table), then everything again against them; fields still
+                // without a column refuse their records.
+                let unknown = try await prepareColumns(newFields: newFields, creating: needsTable, upserts: encoded.extra)
+                let columnNames = Set(endpoint.columns.map(\.name))
+                encoded = encode(changes, unknown: unknown.union(newFields.keys.filter { !columnNames.contains($0) }),
+                                 columns: endpoint.columns, scratch: &scratch, into: &copyText)
+                for record in encoded.extra {
+                    let field = record.fields.first { !columnNames.contains($0.key) && $0.value != .null }?.key ?? "?"
+                    encoded.outcome.rejected.append((.upsert(record), refusal(field: field)))
+                }
+            }
+            var outcome = encoded.outcome
+            let rows = encoded.rows
+            let columns = endpoint.columns.filter { !$0.generated }
+            if !rows.isEmpty {
+                switch way {
+                case .copyIntoTable where copiesDirectly == true && columns.count == endpoint.columns.count:
+                    // Every column in table order, so COPY names none (postgres-nio would not escape them),
+                    // and the table's name goes in as "schema"."table": both parts are plain identifiers.
+                    let table = endpoint.location.schema.map { $0 + "\".\"" + endpoint.location.table } ?? endpoint.location.table
+                    try await session.copy(encoded.text, into: table)
+                    outcome.created += rows.count
+                case .copyIntoTable, .copyThroughStage:
+                    let stage = try await makeStage(columns)
+                    try await session.copy(encoded.text, into: stage)
+                    let select = "SELECT " + (0..<columns.count).map { "c\($0)" }.joined(separator: ", ") + " FROM pg_temp.\(stage)"
+                    let created = try await query(upsertSQL(columns: columns, from: select)).first?.integer(0) ?? 0
+                    outcome.created += created
+                    outcome.updated += rows.count - created
+                case .oneByOne:
+                    try await upsertOneByOne(rows, columns: columns, outcome: &outcome)
+                }
+            }
+            if !encoded.keys.isEmpty {
+                try await delete(encoded.keys, outcome: &outcome)
+            }
+            if let cursor {
+                try await execute(
+                    "INSERT INTO \(checkpoints) (job, cursor, updated_at) VALUES ($1, $2, now()) ON CONFLICT (job) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = EXCLUDED.updated_at",
+                    PostgresEndpoint.binds(job, cursor.json.serialized()))
+            }
+            if !lone {
+                try await execute("COMMIT")
+            }
+            setupDone = true
+            unflushed = true
+            return outcome
+        } catch where way != .oneByOne && Self.isAboutARecord(error) {
+            // Back to before the batch, then the next way (a key already there: no more direct COPY).
+            if !lone { _ = try? await query("ROLLBACK") }
+            forgetUncommitted(columns: committedColumns)
+            if way == .copyIntoTable {
+                if PostgresFailure.sqlState(error) == "23505" { copiesDirectly = false }
+                throw TryAgain(way: .copyThroughStage)
+            }
+            throw TryAgain(way: .oneByOne)
+        } catch {
+            throw await failed(error, inTransaction: !lone, columns: committedColumns)
+        }
+    }
+
+    /// Rolls back and says what failed (the batch as a whole: nothing of it was written).
+    private func failed(_ error: any Error, inTransaction: Bool, columns: [PostgresColumn]) async -> SyncError {
+        let failure = PostgresFailure.translate(error, location: endpoint.location, connecting: false, kind: .target)
+        if inTransaction && !PostgresFailure.isConnectionLost(error) && failure.kind != .unreachable {
+            _ = try? await query("ROLLBACK")
+        }
+        forgetUncommitted(columns: columns)
+        var message = failure.message
+        if message.hasPrefix(name + ": ") { message.removeFirst(name.count + 2) }
+        return SyncError(failure.kind, "\(name): the batch failed and was rolled back: \(message)")
+    }
+
+    /// A rollback may have undone the set-up, the temporary table, a table Ferry made or a column it added.
+    /// - Parameter columns: the table's columns before the batch.
+    private func forgetUncommitted(columns: [PostgresColumn]) {
+        setupDone = false
+        stage = nil
+        ownsTable = false
+        if copiesDirectly == true { copiesDirectly = nil }
+        endpoint.columns = columns
+    }
+
+    /// Why a record with a field the table has no column for is refused.
+    private func refusal(field: String) -> String {
+        if !Self.isColumnName(field) {
+            return "\(name) cannot have a column named \"\(field)\" (PostgreSQL names are 1 to 63 bytes, without NUL); rename the field with --rename or drop it with --drop"
+        }
+        return "\(name) has no column \"\(field)\" (drop the field with --drop \(field), or add the column)"
+    }
+
+    static func isColumnName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 63 && !name.utf8.contains(0)
+    }
+
+    enum Encoding: Equatable {
+        case encoded
+        /// The record has a (non-null) field no column takes.
+        case extraFields
+        case refused(String)
+    }
+
+    /// Appends a record's COPY line (text format), or says why it cannot have one.
+    static func encode(_ record: Record, columns: [PostgresColumn], keyField: String, to out: inout [UInt8]) -> Encoding {
+        var stored = 0
+        for (i, column) in columns.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: "\t")) }
+            let value: JSON
+            if column.name == keyField {
+                value = record.key.value
+                if let field = record.fields[keyField], field != .null { stored += 1 }
+            } else {
+                value = record.fields[column.name] ?? .null
+                if value != .null { stored += 1 }
+            }
+            if case .null = value {
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "N"))
+                continue
+            }
+            if let reason = column.append(value, copy: true, to: &out) { return .refused(reason) }
+        }
+        out.append(UInt8(ascii: "\n"))
+        // Every field found a column, unless the record has more (non-null) fields than were stored.
+        if record.fields.count > stored {
+            var fields = 0
+            for value in record.fields.values { if case .null = value {} else { fields += 1 } }
+            if fields > stored { return .extraFields }
+        }
+        return .encoded
+    }
+
+    /// Data errors and constraint violations (SQLSTATE classes 22 and 23, and 54: a value too large for an index).
+    static func isAboutARecord(_ error: any Error) -> Bool {
+        guard let state = PostgresFailure.sqlState(error) else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54")
+    }
+
+    // MARK: upserts
+
+    /// `INSERT INTO t (cols) SELECT … ON CONFLICT (key) DO UPDATE SET every other column`, counting created rows.
+    private func upsertSQL(columns: [PostgresColumn], from source: String) -> String {
+        let names = columns.map { PostgresEndpoint.quote($0.name) }
+        let key = PostgresEndpoint.quote(keyField)
+        let others = columns.filter { $0.name != keyField }.map { PostgresEndpoint.quote($0.name) }
+        let conflict = others.isEmpty
+            ? "DO NOTHING"
+            : "DO UPDATE SET " + others.map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
+        return """
+            WITH written AS (INSERT INTO \(endpoint.quotedTable) (\(names.joined(separator: ", "))) \(source) \
+            ON CONFLICT (\(key)) \(conflict) RETURNING (xmax = 0) AS created) \
+            SELECT count(*) FILTER (WHERE created), count(*) FROM written
+            """
+    }
+
+    private func upsertOneByOne(_ rows: [Record], columns: [PostgresColumn], outcome: inout ApplyOutcome) async throws {
+        // Cast to the type without its modifier: a cast to varchar(5) would cut a value short where storing it is refused.
+        let values = (1...columns.count).map { "CAST($\($0) AS \(columns[$0 - 1].baseType))" }.joined(separator: ", ")
+        let sql = upsertSQL(columns: columns, from: "VALUES (\(values))")
+        for record in rows {
+            var binds = PostgresBindings(capacity: columns.count)
+            for column in columns {
+                let value = column.name == keyField ? record.key.value : record.fields[column.name] ?? .null
+                var text: [UInt8] = []
+                if value == .null || column.append(value, copy: false, to: &text) != nil {
+                    binds.appendNull()
+                } else {
+                    binds.append(String(decoding: text, as: UTF8.self))
+                }
+            }
+            try await execute("SAVEPOINT ferry_record")
+            do {
+                if try await query(sql, binds).first?.integer(0) == 1 { outcome.created += 1 } else { outcome.updated += 1 }
+                try await execute("RELEASE SAVEPOINT ferry_record")
+            } catch where Self.isAboutARecord(error) {
+                try await execute("ROLLBACK TO SAVEPOINT ferry_record")
+                let reason = PostgresFailure.serverMessage(error) ?? "\(error)"
+                outcome.rejected.append((.upsert(record), "\(name) refused it: \(reason)"))
+            }
+        }
+    }
+
+    /// The temporary table COPY fills: columns `c0`, `c1`, … of the target's types, emptied at each commit.
+    private func makeStage(_ columns: [PostgresColumn]) async throws -> String {
+        if let stage, stage.columns == columns { return stage.name }
+        stageCount += 1
+        let stageName = "_ferry_stage_\(stageCount)"
+        let definitions = columns.enumerated().map { "c\($0.offset) \($0.element.type)" }.joined(separator: ", ")
+        try await execute("CREATE TEMPORARY TABLE IF NOT EXISTS \(stageName) (\(definitions)) ON COMMIT DELETE ROWS")
+        // Kept only if this transaction commits (a rollback forgets it).
+        stage = (stageName, columns)
+        return stageName
+    }
+
+    // MARK: deletes
+
+    private func delete(_ keys: [RecordKey], outcome: inout ApplyOutcome) async throws {
+        guard let keyColumn = endpoint.columns.first(where: { $0.name == keyField }) else { return }
+        var texts: [String] = []
+        texts.reserveCapacity(keys.count)
+        for key in keys {
+            var text: [UInt8] = []
+            if keyColumn.append(key.value, copy: false, to: &text) == nil {
+                texts.append(String(decoding: text, as: UTF8.self))
+            }
+            // A key the column cannot hold is not in the table.
+        }
+        var binds = PostgresBindings()
+        binds.append(texts)
+        let deleted = try await query("""
+            WITH gone AS (DELETE FROM \(endpoint.quotedTable) WHERE \(PostgresEndpoint.quote(keyField)) = ANY(CAST($1::text[] AS \(keyColumn.baseType)[])) RETURNING 1) \
+            SELECT count(*) FROM gone
+            """, binds).first?.integer(0) ?? 0
+        outcome.deleted += deleted
+        outcome.alreadyGone += keys.count - deleted
+    }
+
+    // MARK: table and columns
+
+    /// Creates the table on the first batch, and adds columns for new fields to a table Ferry made.
+    /// - Parameter newFields: the values of the fields without a column.
+    /// - Returns: the fields the table still has no column for (their records are refused).
+    private func prepareColumns(newFields: [String: [JSON]], creating: Bool, upserts: [Record]) async throws -> Set<String> {
+        if creating {
+            let keyType = upserts.allSatisfy({ if case .int = $0.key.value { true } else { false } }) ? "bigint" : "text"
+            var definitions = ["\(PostgresEndpoint.quote(keyField)) \(keyType) PRIMARY KEY"]
+            for field in newFields.keys.sorted() where field != keyField && Self.isColumnName(field) {
+                definitions.append("\(PostgresEndpoint.quote(field)) \(PostgresColumn.declaredType(for: newFields[field]!))")
+            }
+            try await execute("CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", ")))")
+            try await execute("INSERT INTO \(ownTables) (name) VALUES ($1) ON CONFLICT DO NOTHING", PostgresEndpoint.binds(endpoint.location.table))
+            endpoint.columns = try await endpoint.readColumns(session)
+            ownsTable = true
+            copiesDirectly = true
+            return Set(newFields.keys.filter { !Self.isColumnName($0) })
+        }
+        guard !newFields.isEmpty, !endpoint.columns.isEmpty else { return [] }
+        if !ownsTable {
+            ownsTable = try await !query("SELECT 1 FROM \(ownTables) WHERE name = $1", PostgresEndpoint.binds(endpoint.location.table)).isEmpty
+        }
+        guard ownsTable else { return Set(newFields.keys) }
+        for field in newFields.keys.sorted() where Self.isColumnName(field) {
+            try await execute("ALTER TABLE \(endpoint.quotedTable) ADD COLUMN \(PostgresEndpoint.quote(field)) \(PostgresColumn.declaredType(for: newFields[field]!))")
+        }
+        endpoint.columns = try await endpoint.readColumns(session)
+        return Set(newFields.keys.filter { !Self.isColumnName($0) })
+    }
+
+    // MARK: statements (driver errors stay as they are, for the callers to tell apart)
+
+    private func query(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) async throws -> [PostgresRow] {
+        try await session.query(sql, binds)
+    }
+
+    private func execute(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) async throws {
+        _ = try await query(sql, binds)
+    }
+}
+
+/// A value handed to the task that commits a batch in the background. The writer is used by one
+/// task at a time: ``PostgresWriter/apply(_:cursor:)`` and the endpoint wait for that task first.
+struct Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension ApplyOutcome {
+    mutating func add(_ other: ApplyOutcome) {
+        created += other.created
+        updated += other.updated
+        written += other.written
+        deleted += other.deleted
+        alreadyGone += other.alreadyGone
+        rejected += other.rejected
+    }
+}

@@ -1,0 +1,588 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import GRDB
+import Testing
+@testable import FerrySync
+
+/// `postgres://…#TABLE` as a source and a target, through the real `ferry` binary against a
+/// throwaway PostgreSQL (``PostgresCluster``): the same record model and modes as SQLite.
+@Suite(.serialized, .enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed: its tests are skipped (CI sets FERRY_REQUIRE_POSTGRES=1 and runs them)"))
+struct PostgresConnectorTests {
+    let cluster: PostgresCluster
+
+    init() throws {
+        cluster = try PostgresCluster.shared()
+    }
+
+    /// A new database: its URL (without a table) and its name.
+    func database() throws -> (url: String, name: String) {
+        let url = try cluster.createDatabase("sync")
+        return (url, String(url.split(separator: "/").last!))
+    }
+
+    /// A table's rows as one line of text, in key order: to prove a failed run left it alone.
+    func contents(_ database: String, _ table: String) throws -> String {
+        try cluster.psql(database, "SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM \(table) t")
+    }
+
+    /// The tables of a database (Ferry's own included).
+    func tables(_ database: String) throws -> [String] {
+        try cluster.psql(database, "SELECT tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")
+            .split(separator: "\n").map(String.init)
+    }
+
+    /// `ferry sync … --json`: the report, after checking the exit status.
+    @discardableResult
+    func sync(_ arguments: [String], in dir: TempDir, status: Int32 = 0, sourceLocation: SourceLocation = #_sourceLocation) throws -> JSON {
+        let result = try Ferry.run(["sync"] + arguments + ["--json"], in: dir.path)
+        #expect(result.status == status, "\(result.stderr)", sourceLocation: sourceLocation)
+        return (try? JSON.parse(result.stdout)) ?? .null
+    }
+
+    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try Ferry.run(["verify", source, target, "--json"], in: dir.path)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)", sourceLocation: sourceLocation)
+        let report = try JSON.parse(result.stdout)
+        #expect(report["equal"] == true && report["sourceCount"] == .int(Int64(count)) && report["targetCount"] == .int(Int64(count)),
+                "\(report.serialized())", sourceLocation: sourceLocation)
+    }
+
+    /// A source table `users` (id text primary key, username, age integer, updated_at bigint,
+    /// active boolean, profile jsonb) with `count` rows; ten rows share each updated_at.
+    func makeSourceTable(_ database: String, count: Int) throws {
+        try cluster.psql(database, """
+            CREATE TABLE users (id text PRIMARY KEY, username text NOT NULL, age integer, updated_at bigint NOT NULL,
+                                active boolean, profile jsonb);
+            INSERT INTO users SELECT 'u' || lpad(i::text, 7, '0'), 'user' || i, 18 + i % 60, 1000000 + i / 10,
+                                     i % 3 = 0, CASE WHEN i % 2 = 0 THEN jsonb_build_object('city', 'C' || i, 'tags', jsonb_build_array(i, 'x')) END
+            FROM generate_series(0, \(count - 1)) AS i;
+            """)
+    }
+
+    // MARK: full, replay, incremental, diff
+
+    @Test func fileToPostgresFullCreatesATypedTableAndAReplayDuplicatesNothing() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsers(dir.file("users.jsonl"), count: 2500)
+        let target = db.url + "#users"
+        let first = try sync(["file:users.jsonl", target], in: dir)
+        #expect(first["created"] == 2500 && first["failed"] == 0, "\(first.serialized())")
+        let types = try cluster.psql(db.name, """
+            SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'users'
+            """)
+        #expect(types == "address text, age bigint, id text, updated_at bigint, username text")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND indisprimary") == "1")
+
+        let replay = try sync(["file:users.jsonl", target], in: dir)
+        #expect(replay["created"] == 0 && replay["updated"] == 2500, "\(replay.serialized())")
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM users") == "2500|2500")
+        try verifyEqual("file:users.jsonl", target, count: 2500, in: dir)
+
+        // New fields grow the table Ferry made; nested values go to jsonb, mixed types too.
+        try #"""
+            {"id":"u0000001","username":"ada","tags":["a",{"b":1}],"score":1.5,"flag":true,"mixed":1}
+            {"id":"n1","username":"new","score":2,"mixed":"two"}
+
+            """#.write(toFile: dir.file("more.jsonl"), atomically: true, encoding: .utf8)
+        let more = try sync(["file:more.jsonl", target], in: dir)
+        #expect(more["created"] == 1 && more["updated"] == 1, "\(more.serialized())")
+        let added = try cluster.psql(db.name, """
+            SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns
+            WHERE table_name = 'users' AND column_name IN ('flag', 'mixed', 'score', 'tags')
+            """)
+        #expect(added == "flag boolean, mixed jsonb, score double precision, tags jsonb")
+        #expect(try cluster.psql(db.name, "SELECT tags->1->>'b', age IS NULL FROM users WHERE id = 'u0000001'") == "1|t")
+    }
+
+    @Test func incrementalMovesExactlyTheChangesAndKeepsItsCheckpointInTheTarget() throws {
+        let dir = try TempDir()
+        let source = try database()
+        let target = try database()
+        try makeSourceTable(source.name, count: 3000)
+        let arguments = [source.url + "#users", target.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at", "--job", "inc"]
+        let first = try sync(arguments, in: dir)
+        #expect(first["created"] == 3000 && first["read"] == 3000)
+        #expect(first["cursor"] == ["field": 1000299, "key": "u0002999"], "\(first.serialized())")
+        #expect(try cluster.psql(target.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'inc'") == #"{"field":1000299,"key":"u0002999"}"#)
+
+        // 4 creates (two with the largest updated_at, tied with existing rows) and 3 updates.
+        try cluster.psql(source.name, """
+            INSERT INTO users (id, username, updated_at) VALUES ('u0009001', 'a', 1000299), ('u0009002', 'b', 1000299), ('n3', 'c', 2000000), ('n4', 'd', 2000001);
+            UPDATE users SET age = 99, profile = '{"x": [1, 2]}', updated_at = 2000000 WHERE id IN ('u0000001', 'u0000002', 'u0000003');
+            """)
+        let second = try sync(arguments + ["--verify"], in: dir)
+        #expect(second["read"] == 7 && second["created"] == 4 && second["updated"] == 3, "\(second.serialized())")
+        #expect(second["verify"]?["equal"] == true)
+        let third = try sync(arguments, in: dir)
+        #expect(third["read"] == 0)
+        // --reset forgets the checkpoint stored in the target: everything again, nothing duplicated.
+        let reset = try sync(arguments + ["--reset"], in: dir)
+        #expect(reset["read"] == 3004 && reset["created"] == 0 && reset["updated"] == 3004, "\(reset.serialized())")
+        #expect(try cluster.psql(target.name, "SELECT count(*) FROM users") == "3004")
+        try verifyEqual(source.url + "#users", target.url + "#users", count: 3004, in: dir)
+    }
+
+    @Test func rowsWithoutACursorValueAreReadOnceAndDoNotStopTheCursor() throws {
+        let dir = try TempDir()
+        let source = try database()
+        try cluster.psql(source.name, """
+            CREATE TABLE items (id integer PRIMARY KEY, changed timestamptz);
+            INSERT INTO items VALUES (1, NULL), (2, NULL), (3, '2026-01-01 10:00:00+00'), (4, '2026-01-01 10:00:00.5+00');
+            """)
+        let arguments = [source.url + "#items", "sqlite:t.db#items", "--mode", "incremental", "--cursor-field", "changed", "--batch-size", "1"]
+        #expect(try sync(arguments, in: dir)["created"] == 4)
+        try cluster.psql(source.name, "INSERT INTO items VALUES (5, '2026-01-01 10:00:00.5+00'), (6, NULL)")
+        // 5 ties with the checkpoint's time and comes after its key; 6 has no time: only a reset reads it.
+        let next = try sync(arguments, in: dir)
+        #expect(next["read"] == 1 && next["created"] == 1, "\(next.serialized())")
+        #expect(next["cursor"] == ["field": "2026-01-01 10:00:00.5+00", "key": 5], "\(next.serialized())")
+    }
+
+    @Test func diffFindsExactlyTheCreatesUpdatesAndDeletes() throws {
+        let dir = try TempDir()
+        let source = try database()
+        let target = try database()
+        try makeSourceTable(source.name, count: 2000)
+        #expect(try sync([source.url + "#users", target.url + "#users"], in: dir)["created"] == 2000)
+        try cluster.psql(source.name, """
+            INSERT INTO users (id, username, updated_at) VALUES ('n1', 'a', 1), ('n2', 'b', 1);
+            UPDATE users SET username = 'changed' WHERE id IN ('u0000010', 'u0000011', 'u0000012');
+            DELETE FROM users WHERE id IN ('u0000020', 'u0000021');
+            """)
+        let dry = try sync([source.url + "#users", target.url + "#users", "--mode", "diff", "--dry-run"], in: dir)
+        #expect(dry["plan"]?["creates"] == ["n1", "n2"] && dry["plan"]?["deletes"] == ["u0000020", "u0000021"], "\(dry.serialized())")
+        let diff = try sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
+        #expect(diff["created"] == 2 && diff["updated"] == 3 && diff["deleted"] == 2 && diff["unchanged"] == 1995, "\(diff.serialized())")
+        #expect(diff["plan"]?["updates"] == ["u0000010", "u0000011", "u0000012"])
+        try verifyEqual(source.url + "#users", target.url + "#users", count: 2000, in: dir)
+        let again = try sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
+        #expect(again["unchanged"] == 2000 && again["created"] == 0 && again["deleted"] == 0)
+    }
+
+    @Test func postgresToSQLiteToPostgresKeepsEveryValue() throws {
+        let dir = try TempDir()
+        let source = try database()
+        let target = try database()
+        try makeSourceTable(source.name, count: 1500)
+        try cluster.psql(source.name, #"UPDATE users SET username = E'tab\there\nnew line \\ backslash "quoted" é' WHERE id = 'u0000007'"#)
+        #expect(try sync([source.url + "#users", "sqlite:copy.db#users"], in: dir)["created"] == 1500)
+        try verifyEqual(source.url + "#users", "sqlite:copy.db#users", count: 1500, in: dir)
+        #expect(try sync(["sqlite:copy.db#users", target.url + "#users"], in: dir)["created"] == 1500)
+        try verifyEqual("sqlite:copy.db#users", target.url + "#users", count: 1500, in: dir)
+        try verifyEqual(source.url + "#users", target.url + "#users", count: 1500, in: dir)
+        #expect(try cluster.psql(target.name, "SELECT username FROM users WHERE id = 'u0000007'") == "tab\there\nnew line \\ backslash \"quoted\" é")
+        // PostgreSQL → PostgreSQL into the existing typed table: the types the target declared are kept.
+        try cluster.psql(target.name, "CREATE TABLE typed (id text PRIMARY KEY, username text, age smallint, updated_at bigint, active boolean, profile jsonb)")
+        #expect(try sync([source.url + "#users", target.url + "#typed"], in: dir)["created"] == 1500)
+        try verifyEqual(source.url + "#users", target.url + "#typed", count: 1500, in: dir)
+    }
+
+    @Test func fieldNamesAreQuotedAndSchemasWork() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try cluster.psql(db.name, "CREATE SCHEMA crm")
+        try #"""
+            {"id":1,"a\"b; DROP TABLE users; --":"x","Mixed Case":2,"é":true}
+            {"id":2,"a\"b; DROP TABLE users; --":"y"}
+
+            """#.write(toFile: dir.file("odd.jsonl"), atomically: true, encoding: .utf8)
+        let target = db.url + "#crm.people"
+        #expect(try sync(["file:odd.jsonl", target], in: dir)["created"] == 2)
+        try verifyEqual("file:odd.jsonl", target, count: 2, in: dir)
+        #expect(try tables(db.name) == ["_ferry_checkpoints", "_ferry_tables", "people"])
+        #expect(try cluster.psql(db.name, "SELECT schemaname FROM pg_tables WHERE tablename = 'people'") == "crm")
+        #expect(try cluster.psql(db.name, #"SELECT "a""b; DROP TABLE users; --" FROM crm.people WHERE id = 2"#) == "y")
+        #expect(try cluster.psql(db.name, "SELECT data_type FROM information_schema.columns WHERE column_name = 'id'") == "bigint")
+    }
+
+    // MARK: checkpoint, crashes, restarts
+
+    @Test func theCheckpointCommitsInTheSameTransactionAsTheBatch() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsersTable(dir.file("src.db"), count: 1000)
+        // The target refuses the 3rd batch (a trigger raising an error that is not about one record).
+        try cluster.psql(db.name, """
+            CREATE TABLE users (id text PRIMARY KEY, username text, age integer, address text, updated_at bigint);
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.id = 'u0000650' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse();
+            """)
+        let arguments = ["sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at",
+                         "--batch-size", "300", "--job", "atomic"]
+        let failed = try Ferry.run(["sync"] + arguments, in: dir.path)
+        #expect(failed.status == 2)
+        #expect(failed.stderr.split(separator: "\n").count == 1 && failed.stderr.contains("the batch failed and was rolled back: refused by a trigger"), "\(failed.stderr)")
+        // Two batches and their checkpoint, nothing of the third.
+        #expect(try cluster.psql(db.name, "SELECT count(*), max(id) FROM users") == "600|u0000599")
+        #expect(try cluster.psql(db.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'atomic'") == #"{"field":1000059,"key":"u0000599"}"#)
+
+        try cluster.psql(db.name, "DROP TRIGGER refuse ON users")
+        let resumed = try sync(arguments, in: dir)
+        #expect(resumed["read"] == 400 && resumed["created"] == 400 && resumed["cursorBefore"] == ["field": 1000059, "key": "u0000599"],
+                "\(resumed.serialized())")
+        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: 1000, in: dir)
+    }
+
+    /// Batches into PostgreSQL are 10,000 records unless `--batch-size` says otherwise: a batch
+    /// that fails at record 11,001 leaves 10,000 rows (one batch), or 11,000 with batches of 1,000.
+    @Test(arguments: [(nil, 10_000), ("1000", 11_000)] as [(String?, Int)])
+    func batchesAreTenThousandRecordsByDefault(batchSize: String?, committed: Int) throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsersTable(dir.file("src.db"), count: 12_000)
+        try cluster.psql(db.name, """
+            CREATE TABLE users (id text PRIMARY KEY, username text, age integer, address text, updated_at bigint);
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.id = 'u0011000' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse();
+            """)
+        let size = batchSize.map { ["--batch-size", $0] } ?? []
+        let failed = try Ferry.run(["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental",
+                                    "--cursor-field", "updated_at"] + size, in: dir.path)
+        #expect(failed.status == 2, "\(failed.stderr)")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM users") == "\(committed)")
+    }
+
+    @Test func killNineMidLoadLosesAndDuplicatesNothing() throws {
+        let dir = try TempDir()
+        let db = try database()
+        let records = CommandTests.killRecords
+        try writeUsersTable(dir.file("src.db"), count: records)
+        let incremental = try CommandTests().killRepeatedly(
+            ["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at"], in: dir)
+        #expect(incremental >= 1, "no kill landed while the sync ran")
+        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM users") == "\(records)|\(records)")
+
+        try writeUsers(dir.file("users.jsonl"), count: records)
+        let full = try CommandTests().killRepeatedly(["sync", "file:users.jsonl", db.url + "#fromfile"], in: dir)
+        #expect(full >= 1)
+        try verifyEqual("file:users.jsonl", db.url + "#fromfile", count: records, in: dir)
+    }
+
+    /// The server ends the session mid-run (what a restart does to every connection): the run
+    /// fails with one clear line, and the next resumes from the checkpoint.
+    @Test func theDatabaseGoingAwayMidRunFailsClearlyAndTheNextRunResumes() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        let records = 200_000
+        try writeUsersTable(dir.file("src.db"), count: records)
+        let arguments = ["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at", "--job", "cut"]
+        let process = Ferry.start(arguments, in: dir.path)
+        // Both pipes drained on threads of their own (a blocking read must not hold a task's thread).
+        let errors = LockedData()
+        let drained = DispatchGroup()
+        for (pipe, keep) in [(process.standardError as! Pipe, true), (process.standardOutput as! Pipe, false)] {
+            drained.enter()
+            DispatchQueue.global().async {
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                if keep { errors.set(data) }
+                drained.leave()
+            }
+        }
+        var loaded = 0
+        for _ in 0..<600 where loaded == 0 {
+            try await Task.sleep(for: .milliseconds(50))
+            loaded = Int((try? cluster.psql(db.name, "SELECT count(*) FROM users")) ?? "") ?? 0
+        }
+        #expect(loaded > 0 && loaded < records, "the sync was not caught mid-run (\(loaded) rows)")
+        try cluster.psql(db.name, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")
+        process.waitUntilExit()
+        drained.wait()
+        let stderr = String(decoding: errors.get(), as: UTF8.self)
+        #expect(process.terminationStatus == 2)
+        #expect(stderr.split(separator: "\n").count == 1 && stderr.contains("lost the connection to 127.0.0.1:\(cluster.port)"), "\(stderr)")
+        #expect(!stderr.contains(PostgresCluster.password))
+        let committed = Int(try cluster.psql(db.name, "SELECT count(*) FROM users"))!
+        let cursor = try JSON.parse(try cluster.psql(db.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'cut'"))
+        #expect(cursor["key"] == .string(String(format: "u%07d", committed - 1)), "checkpoint \(cursor) for \(committed) rows")
+
+        let resumed = try sync(Array(arguments.dropFirst()), in: dir)
+        #expect(resumed["read"] == .int(Int64(records - committed)) && resumed["created"] == .int(Int64(records - committed)), "\(resumed.serialized())")
+        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
+    }
+
+    // MARK: bad input: one line, exit 2, nothing changed
+
+    @Test func badSourcesFailWithOneLineAndChangeNothing() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try makeSourceTable(db.name, count: 3)
+        try cluster.psql(db.name, "CREATE VIEW slow AS SELECT 'a'::text AS id, pg_sleep(2)::text AS nap")
+        let queue = try DatabaseQueue(path: dir.file("target.db"))
+        try queue.write { try $0.execute(sql: "CREATE TABLE users (id TEXT PRIMARY KEY, age INTEGER); INSERT INTO users VALUES ('keep', 1)") }
+        try queue.close()
+        let before = fileBytes(dir.file("target.db"))
+        let port = cluster.port
+        let silent = try SilentListener()
+        let password = PostgresCluster.password
+        let cases: [(String, String)] = [
+            (cluster.url(database: db.name, password: "wrong-secret") + "#users", #"the server refused the credentials of user "ferry" (password authentication failed"#),
+            ("postgres://ferry:\(password)@127.0.0.1:1/\(db.name)#users", "cannot reach 127.0.0.1:1: connection refused"),
+            ("postgres://ferry:\(password)@127.0.0.1:\(silent.port)/x?connect_timeout=1#users", "cannot reach 127.0.0.1:\(silent.port): no answer within 1 s (connect_timeout)"),
+            (cluster.url(database: "nope") + "#users", #"no database "nope" on 127.0.0.1:\#(port)"#),
+            (db.url + "#missing", #"no table "missing" in database \#(db.name) (tables: slow, users)"#),
+            (db.url + "#nowhere.users", #"no schema "nowhere""#),
+            (db.url, "name the table after #"),
+            (db.url + "?sslmode=require#users", "does not accept TLS (sslmode=require)"),
+            (db.url + "?sslmode=prefer#users", "sslmode must be disable, require, verify-full"),
+            (db.url + "?pool=3#users", #"unknown setting "pool" (known: sslmode, connect_timeout, statement_timeout)"#),
+            (db.url + "?connect_timeout=0#users", "connect_timeout must be a whole number of seconds"),
+            (db.url + "?statement_timeout=300#slow", "a statement was cancelled: canceling statement due to statement timeout (statement_timeout=300)"),
+            (db.url + "#users", #"no column "nope" for --cursor-field"#),
+        ]
+        for (index, (url, message)) in cases.enumerated() {
+            let extra = index == cases.count - 1 ? ["--mode", "incremental", "--cursor-field", "nope"] : []
+            let result = try Ferry.run(["sync", url, "sqlite:target.db#users"] + extra, in: dir.path)
+            #expect(result.status == 2, "\(url): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("ferry: error: ") && result.stderr.contains(message), "\(result.stderr)")
+            #expect(!result.stderr.contains(password) && !result.stderr.contains("wrong-secret"), "\(result.stderr)")
+            #expect(fileBytes(dir.file("target.db")) == before)
+        }
+    }
+
+    @Test(arguments: [
+        "users;DROP TABLE users", "users\"", "\"users\"", "users--", "1users", "users.a.b", "", "pg_users", "_ferry_checkpoints",
+        "a_very_long_table_name_that_goes_beyond_the_sixty_three_bytes_limit",
+    ])
+    func tableNamesThatAreNotPlainIdentifiersAreRefused(table: String) throws {
+        let dir = try TempDir()
+        let db = try database()
+        try makeSourceTable(db.name, count: 3)
+        try writeUsers(dir.file("users.jsonl"), count: 3)
+        let before = try contents(db.name, "users")
+        let result = try Ferry.run(["sync", "file:users.jsonl", db.url + "#" + table], in: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.split(separator: "\n").count == 1 && (result.stderr.contains("is not a plain table name") || result.stderr.contains("cannot be a table name here")), "\(result.stderr)")
+        #expect(try tables(db.name) == ["users"] && contents(db.name, "users") == before)
+    }
+
+    @Test func badTargetsFailWithOneLineAndChangeNothing() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try makeSourceTable(db.name, count: 3)
+        try cluster.psql(db.name, "CREATE TABLE nokey (id text, age integer); CREATE VIEW adults AS SELECT * FROM users WHERE age >= 18")
+        try writeUsers(dir.file("users.jsonl"), count: 3)
+        let before = try contents(db.name, "users")
+        let cases: [(String, String)] = [
+            (cluster.url(database: db.name, password: "wrong-secret") + "#users", "password authentication failed"),
+            (db.url + "#nokey", #"column "id" is neither the primary key nor under a unique index"#),
+            (db.url + "#adults", #""adults" is not a table"#),
+            (db.url + "#users?x", "is not a plain table name"),
+        ]
+        for (url, message) in cases {
+            let result = try Ferry.run(["sync", "file:users.jsonl", url], in: dir.path)
+            #expect(result.status == 2 && result.stderr.split(separator: "\n").count == 1 && result.stderr.contains(message), "\(url): \(result.stderr)")
+        }
+        #expect(try tables(db.name) == ["nokey", "users"] && contents(db.name, "users") == before)
+    }
+
+    @Test func valuesTheColumnsCannotHoldAreDeadLetteredAsWithSQLite() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try cluster.psql(db.name, """
+            CREATE TABLE typed (id text PRIMARY KEY, age integer NOT NULL, note varchar(5), born date, CHECK (age >= 0));
+            INSERT INTO typed VALUES ('keep', 1, 'x', '2000-01-01');
+            """)
+        let target = db.url + "#typed"
+        // Every record wrong: nothing changes.
+        try #"""
+            {"id":"a","age":"abc"}
+            {"id":"b","age":{"n":1}}
+            {"id":"c","age":99999999999}
+
+            """#.write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
+        let before = try contents(db.name, "typed")
+        let bad = try Ferry.run(["sync", "file:bad.jsonl", target, "--dead-letter", "dead.jsonl"], in: dir.path)
+        #expect(bad.status == 1 && bad.stderr.contains("3 records were rejected; see dead.jsonl"), "\(bad.stderr)")
+        let dead = try String(contentsOfFile: dir.file("dead.jsonl"), encoding: .utf8)
+        #expect(dead.contains(#"column \"age\" is integer; the value \"abc\" does not fit it"#), "\(dead)")
+        #expect(dead.contains(#"the value 99999999999 is out of range"#))
+        #expect(try contents(db.name, "typed") == before)
+
+        // Some wrong, as the server sees it (too long, not a date, a NULL, a check, an unknown field): the rest arrive.
+        try #"""
+            {"id":"ok1","age":5,"note":"short","born":"2001-02-03"}
+            {"id":"long","age":5,"note":"far too long"}
+            {"id":"date","age":5,"born":"someday"}
+            {"id":"null"}
+            {"id":"negative","age":-1}
+            {"id":"extra","age":1,"colour":"red"}
+            {"id":"ok2","age":"7"}
+
+            """#.write(toFile: dir.file("mixed.jsonl"), atomically: true, encoding: .utf8)
+        let mixed = try Ferry.run(["sync", "file:mixed.jsonl", target, "--dead-letter", "dead2.jsonl", "--json"], in: dir.path)
+        #expect(mixed.status == 1)
+        let report = try JSON.parse(mixed.stdout)
+        #expect(report["created"] == 2 && report["failed"] == 5, "\(report.serialized())")
+        let reasons = try String(contentsOfFile: dir.file("dead2.jsonl"), encoding: .utf8)
+        for reason in ["value too long for type character varying(5)", "invalid input syntax for type date", "violates not-null constraint",
+                       "violates check constraint", #"has no column \"colour\""#] {
+            #expect(reasons.contains(reason), "\(reason) in \(reasons)")
+        }
+        #expect(try cluster.psql(db.name, "SELECT string_agg(id || ':' || age, ',' ORDER BY id) FROM typed") == "keep:1,ok1:5,ok2:7")
+
+        let strict = try Ferry.run(["sync", "file:bad.jsonl", target, "--strict"], in: dir.path)
+        #expect(strict.status == 2 && strict.stderr.contains("--strict stops here"))
+
+        // --strict stops after the batch with the refused record: the batches after it are not
+        // written, though batches are committed in the background while the next is read.
+        try cluster.psql(db.name, "DELETE FROM typed WHERE id <> 'keep'")
+        try #"""
+            {"id":"ok1","age":1}
+            {"id":"long","age":2,"note":"far too long"}
+            {"id":"ok2","age":3}
+            {"id":"ok3","age":4}
+
+            """#.write(toFile: dir.file("strict.jsonl"), atomically: true, encoding: .utf8)
+        let stopped = try Ferry.run(["sync", "file:strict.jsonl", target, "--strict", "--batch-size", "2"], in: dir.path)
+        #expect(stopped.status == 2 && stopped.stderr.contains("record long was rejected"), "\(stopped.stderr)")
+        #expect(try cluster.psql(db.name, "SELECT string_agg(id, ',' ORDER BY id) FROM typed") == "keep,ok1")
+    }
+
+    @Test func tlsModes() throws {
+        let dir = try TempDir()
+        let db = try database()
+        try makeSourceTable(db.name, count: 5)
+        // A self-signed certificate for the test server, then ssl on (and off again at the end).
+        let certificate = cluster.directory + "/server.crt"
+        let key = cluster.directory + "/server.key"
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=localhost",
+                             "-newkey", "rsa:2048", "-keyout", key, "-out", certificate]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+        if geteuid() == 0 {
+            for path in [key, certificate] {
+                let chown = Process()
+                chown.executableURL = URL(fileURLWithPath: "/bin/chown")
+                chown.arguments = ["postgres", path]
+                try chown.run()
+                chown.waitUntilExit()
+            }
+        }
+        try cluster.psql(db.name, "ALTER SYSTEM SET ssl_cert_file = '\(certificate)'")
+        try cluster.psql(db.name, "ALTER SYSTEM SET ssl_key_file = '\(key)'")
+        try cluster.psql(db.name, "ALTER SYSTEM SET ssl = on")
+        try cluster.psql(db.name, "SELECT pg_reload_conf()")
+        defer {
+            for setting in ["ssl", "ssl_cert_file", "ssl_key_file"] { _ = try? cluster.psql(db.name, "ALTER SYSTEM RESET \(setting)") }
+            _ = try? cluster.psql(db.name, "SELECT pg_reload_conf()")
+        }
+        for _ in 0..<50 where try cluster.psql(db.name, "SHOW ssl") != "on" { usleep(100_000) }
+
+        let required = try Ferry.run(["sync", db.url + "?sslmode=require#users", "file:out.jsonl", "--json"], in: dir.path)
+        #expect(required.status == 0, "\(required.stderr)")
+        #expect(try JSON.parse(required.stdout)["created"] == 5)
+        let verified = try Ferry.run(["sync", db.url + "?sslmode=verify-full#users", "file:out2.jsonl"], in: dir.path)
+        #expect(verified.status == 2 && verified.stderr.contains("cannot reach 127.0.0.1:\(cluster.port): TLS failed"), "\(verified.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out2.jsonl")))
+    }
+}
+
+/// A port that takes connections and never answers (for connect_timeout).
+final class SilentListener {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else { throw SyncTestError("cannot listen") }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        port = Int(UInt16(bigEndian: actual.sin_port))
+    }
+
+    deinit { close(fd) }
+}
+
+/// `postgres://` URLs: parsed without I/O, passwords never shown.
+@Suite struct PostgresLocationTests {
+    @Test func partsAndDefaults() throws {
+        let location = try PostgresLocation(parsing: "postgresql://ada:p%40ss%2Fw%3Frd@db.example.com/crm#sales.orders")
+        #expect(location.user == "ada" && location.password == "p@ss/w?rd" && location.host == "db.example.com" && location.port == 5432)
+        #expect(location.database == "crm" && location.schema == "sales" && location.table == "orders")
+        #expect(location.sslMode == .disable && location.connectTimeoutSeconds == 10 && location.statementTimeoutMilliseconds == nil)
+        #expect(location.displayName == "postgres://ada@db.example.com:5432/crm#sales.orders")
+
+        let tuned = try PostgresLocation(parsing: "postgres://u:x@[::1]:6543/d?sslmode=verify-full&connect_timeout=3&statement_timeout=250#t")
+        #expect(tuned.host == "::1" && tuned.port == 6543 && tuned.sslMode == .verifyFull)
+        #expect(tuned.connectTimeoutSeconds == 3 && tuned.statementTimeoutMilliseconds == 250 && tuned.schema == nil)
+        #expect(tuned.displayName == "postgres://u@[::1]:6543/d#t")
+        // The auth option wins over the URL's credentials.
+        let auth = try PostgresLocation(parsing: "postgres://u:x@h/d#t", auth: "other:secret")
+        #expect(auth.user == "other" && auth.password == "secret")
+        // An unencoded "/" or "#" in the password: the credentials still end at the last "@".
+        let raw = try PostgresLocation(parsing: "postgres://u:a/b#c@h/d#t")
+        #expect(raw.password == "a/b#c" && raw.host == "h" && raw.table == "t")
+    }
+
+    @Test(arguments: [
+        ("postgres://u:pw@h/d", "name the table after #"),
+        ("postgres://u:pw@h/#t", "name the database"),
+        ("postgres://u:pw@/d#t", "no host"),
+        ("postgres://h/d#t", "no user"),
+        ("postgres://u:pw@h:99999/d#t", "the port must be a number from 1 to 65535"),
+        ("postgres://u:pw@h/d?sslmode=allow#t", "sslmode must be disable, require, verify-full"),
+        ("postgres://u:pw@h/d?statement_timeout=soon#t", "statement_timeout must be a whole number of milliseconds"),
+        ("postgres://u:pw@h/d?sslmode=require&sslmode=disable#t", "given twice"),
+        ("postgres://u:pw@h/d?password=x#t", #"unknown setting "password""#),
+        ("postgres://u:pw@h/d#users; DROP TABLE users", "is not a plain table name"),
+    ] as [(String, String)])
+    func badURLsSayWhatIsWrongWithoutThePassword(url: String, message: String) {
+        #expect {
+            _ = try PostgresLocation(parsing: url)
+        } throws: { error in
+            let text = (error as? SyncError)?.message ?? ""
+            return text.contains(message) && !text.contains(":pw@")
+        }
+    }
+
+    @Test func redactedHidesEveryPassword() {
+        #expect(EndpointURL.redacted("postgres://ada:s3cret@h:5432/d?sslmode=require#t") == "postgres://ada:***@h:5432/d?sslmode=require#t")
+        #expect(EndpointURL.redacted("postgresql://ada:a/b?c@h/d#t") == "postgresql://ada:***@h/d#t")
+        #expect(EndpointURL.redacted("postgres://ada:x#y@h/d") == "postgres://ada:***@h/d")
+        #expect(EndpointURL.redacted("postgres://h/d#t") == "postgres://h/d#t")
+    }
+
+    @Test func valuesBecomeTheColumnsText() {
+        func text(_ value: JSON, _ typeName: String, category: String = "N", copy: Bool = true) -> String {
+            let column = PostgresColumn(name: "c", type: typeName, baseType: typeName, typeName: typeName, category: category, generated: false)
+            var out: [UInt8] = []
+            if let reason = column.append(value, copy: copy, to: &out) { return "refused: " + reason }
+            return String(decoding: out, as: UTF8.self)
+        }
+        #expect(text(5, "int4") == "5" && text(5.0, "int8") == "5" && text(" 7 ", "int2") == "7" && text(true, "int4") == "1")
+        #expect(text(70000, "int2").hasPrefix("refused: column \"c\" is int2; the value 70000 is out of range"))
+        #expect(text("abc", "int8") == #"refused: column "c" is int8; the value "abc" does not fit it"#)
+        #expect(text(1.5, "float8") == "1.5" && text("NaN", "float8") == "NaN" && text(["a": 1], "numeric").hasPrefix("refused"))
+        #expect(text(true, "bool", category: "B") == "t" && text("off", "bool", category: "B") == "off" && text(2, "bool", category: "B").hasPrefix("refused"))
+        #expect(text("a\\b\tc\nd", "text", category: "S") == #"a\\b\tc\nd"#)
+        #expect(text("a\\b", "text", category: "S", copy: false) == "a\\b")
+        #expect(text("nul\u{0}", "text", category: "S").hasSuffix("holds a NUL character"))
+        #expect(text(["k": "a\\b"], "jsonb", category: "U") == #"{"k":"a\\\\b"}"#)
+        #expect(text("plain", "jsonb", category: "U") == #""plain""#)
+        #expect(text([1, "a \"b\"", .null, [2]], "_text", category: "A") == #"{1,"a \\"b\\"",NULL,{2}}"#)
+        #expect(PostgresColumn.declaredType(for: [1, 2]) == "bigint" && PostgresColumn.declaredType(for: [1, 2.5]) == "double precision")
+        #expect(PostgresColumn.declaredType(for: [true]) == "boolean" && PostgresColumn.declaredType(for: ["a", 1]) == "jsonb")
+        #expect(PostgresColumn.declaredType(for: [["a": 1]]) == "jsonb" && PostgresColumn.declaredType(for: ["a"]) == "text")
+    }
+}
