@@ -25,7 +25,10 @@ import Testing
     }
 
     static func rows(_ path: String) -> [String: JSON] {
-        guard FileManager.default.fileExists(atPath: path), let queue = try? DatabaseQueue(path: path) else { return [:] }
+        // The follower may be writing: wait for its lock rather than read nothing.
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        guard FileManager.default.fileExists(atPath: path), let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return [:] }
         defer { try? queue.close() }
         let pairs: [(String, Int64)] = (try? queue.read { db in
             guard try db.tableExists("users") else { return [] }
