@@ -80,9 +80,19 @@ public enum FerryServerApp {
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
         let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
         let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
-        storage.listenForChanges { [api] collection in
-            if collection == KintoAPI.accountsChanged || collection == nil { api.authenticator?.accountsOrGroupsChanged() }
-            if collection != KintoAPI.accountsChanged { api.changeHub.changed(collection) }
+        storage.listenForChanges { [api] announced in
+            switch announced {
+            case KintoAPI.accountsChanged?:
+                api.authenticator?.accountsOrGroupsChanged()
+            case KintoAPI.webhooksAnnounced?:
+                api.webhooksChanged.raise()
+            case nil:  // anything may have changed
+                api.authenticator?.accountsOrGroupsChanged()
+                api.webhooksChanged.raise()
+                api.changeHub.changed(nil)
+            case let collection?:
+                api.changeHub.changed(collection)
+            }
         }
         return Parts(api: api, storage: storage, responder: responder, metrics: metrics, webhooks: webhooks)
     }

@@ -113,6 +113,11 @@ public protocol Storage: Sendable {
     /// Calls `handler` with each change other processes announce (nil: anything may have changed).
     func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void)
     func stopListening()
+    /// Runs `body` while this process leads `role` among the server processes on this database,
+    /// and waits its turn while another one does; returns when cancelled. `body` is cancelled when
+    /// the lead is lost (another process may have taken it over). Work that must happen once per
+    /// database, not once per process (webhook deliveries), runs in here.
+    func whileLeading(_ role: String, _ body: @escaping @Sendable () async -> Void) async
 }
 
 /// A backend that can list all it holds, for tests that check a refused request changed nothing.
@@ -126,6 +131,7 @@ extension Storage {
     public func announce(_ collection: String?) async {}
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {}
     public func stopListening() {}
+    public func whileLeading(_ role: String, _ body: @escaping @Sendable () async -> Void) async { await body() }
 }
 
 /// An error of the storage layer.

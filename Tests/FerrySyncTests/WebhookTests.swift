@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import NIOHTTP1
 import Testing
@@ -244,5 +245,56 @@ final class WebhookReceiver {
         #expect(list?["data"]?.arrayValue?.map { $0["id"]!.stringValue! } == ["sink"])
         #expect(try await server.request(.DELETE, Self.hooks + "/sink").0 == 200)
         #expect(try await server.request(.GET, Self.hooks + "/sink").0 == 404)
+    }
+}
+
+/// Two `ferry serve` processes on one PostgreSQL database: one of them delivers the webhooks,
+/// whichever process they were registered or written through, and the other takes over when it dies.
+@Suite(.serialized, .enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed: its tests are skipped (CI sets FERRY_REQUIRE_POSTGRES=1 and runs them)"))
+struct PostgresWebhookTests {
+    static func leads(_ server: Server) async -> Bool {
+        (try? await getText("http://127.0.0.1:\(server.port)/metrics"))?.contains("ferry_webhooks_leading 1") == true
+    }
+
+    /// The ids of the records the receiver has had, and whether each delivery came once.
+    static func delivered(_ receiver: WebhookReceiver) async throws -> (ids: Set<String>, repeats: Int) {
+        let deliveries = try await receiver.received()
+        let ids = try WebhookTests.changes(deliveries).compactMap { $0["id"]?.stringValue }
+        return (Set(ids), deliveries.count - Set(deliveries.map(\.delivery)).count)
+    }
+
+    @Test func oneProcessDeliversAndAnotherTakesOverWhenItDies() async throws {
+        let url = try PostgresCluster.shared().createDatabase("hooks")
+        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"]
+        let a = try Server(environment: environment)
+        let b = try Server(environment: environment)
+        let receiver = try WebhookReceiver()
+        #expect(try await a.request(.PUT, "/buckets/main").0 == 201)
+        #expect(try await b.request(.PUT, "/buckets/main/collections/users").0 == 201)
+        // Registered through one process; the other may be the one that delivers.
+        let hook: JSON = ["data": ["url": .string(receiver.url), "secret": .string(WebhookTests.secret)]]
+        #expect(try await b.request(.PUT, WebhookTests.hooks + "/h", body: hook).0 == 201)
+        #expect(await WebhookTests.eventually { await Self.leads(a) != Self.leads(b) }, "not exactly one process leads")
+
+        for i in 0..<20 {
+            let server = i % 2 == 0 ? a : b
+            #expect(try await server.request(.PUT, WebhookTests.records + "w\(i)", body: ["data": ["n": .int(Int64(i))]]).0 == 201)
+        }
+        let everyWrite = Set((0..<20).map { "w\($0)" })
+        #expect(try await WebhookTests.eventually { try await Self.delivered(receiver).ids == everyWrite })
+        // Nothing came twice: the other process did not deliver too.
+        try await Task.sleep(for: .seconds(1))
+        let before = try await Self.delivered(receiver)
+        #expect(before.repeats == 0 && before.ids == everyWrite, "\(before)")
+
+        // The leader dies; the other one takes over, and what is written through it arrives.
+        let (leader, survivor) = await Self.leads(a) ? (a, b) : (b, a)
+        leader.crash()
+        for i in 20..<30 {
+            #expect(try await survivor.request(.PUT, WebhookTests.records + "w\(i)", body: ["data": ["n": .int(Int64(i))]]).0 == 201)
+        }
+        #expect(await WebhookTests.eventually(30) { await Self.leads(survivor) })
+        let all = Set((0..<30).map { "w\($0)" })
+        #expect(try await WebhookTests.eventually(30) { try await Self.delivered(receiver).ids == all })
     }
 }

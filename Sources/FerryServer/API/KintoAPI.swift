@@ -204,6 +204,7 @@ public struct KintoAPI: Sendable {
                 // Other server processes on the same database (PostgreSQL) hear of it too.
                 if touches { await storage.announce(collection) }
                 if accounts { await storage.announce(Self.accountsChanged) }
+                if request.path.contains("/webhooks") { await storage.announce(Self.webhooksAnnounced) }
             }
         }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
@@ -213,6 +214,9 @@ public struct KintoAPI: Sendable {
 
     /// The announcement that accounts or groups changed (identity caches must be dropped).
     public static let accountsChanged = "#accounts"
+    /// The announcement that webhooks were registered, changed or removed (the process that
+    /// delivers them must look again).
+    public static let webhooksAnnounced = "#webhooks"
 
     /// Writes that can change who belongs to what: accounts, groups, buckets (which hold
     /// groups), and batches (which may hold any of them).

@@ -13,6 +13,8 @@ public final class ServerMetrics: Sendable {
     public let openStreams: CoreMetrics.Meter
     /// Change events sent on streams.
     public let streamEvents: CoreMetrics.Counter
+    /// 1 while this process delivers the webhooks (of several processes on one database, one does).
+    public let webhooksLeading: CoreMetrics.Gauge
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -21,6 +23,8 @@ public final class ServerMetrics: Sendable {
         storageErrors = CoreMetrics.Counter(label: "ferry_storage_errors_total", dimensions: [], factory: factory)
         openStreams = CoreMetrics.Meter(label: "ferry_streams_open", dimensions: [], factory: factory)
         streamEvents = CoreMetrics.Counter(label: "ferry_stream_events_total", dimensions: [], factory: factory)
+        webhooksLeading = CoreMetrics.Gauge(label: "ferry_webhooks_leading", dimensions: [], factory: factory)
+        webhooksLeading.record(0)
     }
 
     /// Counts one request and its latency.

@@ -19,7 +19,9 @@ public import ServiceLifecycle
 /// jitter), under the same delivery id (`WEBHOOK-TIMESTAMP`), so receivers can drop repeats.
 /// Every attempt lands in the webhook's log (the newest ``KintoAPI/webhookLogSize``).
 ///
-/// With several server processes on one database, each would deliver (see the PostgreSQL issue).
+/// With several server processes on one database (PostgreSQL), one of them delivers: the one
+/// that leads `webhooks` (``Storage/whileLeading(_:_:)``); another takes over when it goes away,
+/// at the cursors it left. `ferry_webhooks_leading` says which one it is.
 public final class WebhookDispatcher: Service, Sendable {
     let api: KintoAPI
     let logger: Logger
@@ -44,10 +46,20 @@ public final class WebhookDispatcher: Service, Sendable {
         configuration.timeout = .init(connect: .seconds(Int64(min(timeoutSeconds, 10))), read: .seconds(Int64(timeoutSeconds)))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await self.reconcile(client)
-                _ = await self.api.webhooksChanged.wait(timeout: .seconds(30))
+            await self.api.storage.whileLeading("webhooks") {
+                self.metrics?.webhooksLeading.record(1)
+                await self.deliver(client)
+                self.metrics?.webhooksLeading.record(0)
             }
+        }
+        try? await client.shutdown()
+    }
+
+    /// Keeps one worker per webhook until cancelled, then stops them.
+    func deliver(_ client: HTTPClient) async {
+        while !Task.isCancelled {
+            await reconcile(client)
+            _ = await api.webhooksChanged.wait(timeout: .seconds(30))
         }
         let running = workers.withLockedValue { workers in
             defer { workers = [:] }
@@ -55,7 +67,6 @@ public final class WebhookDispatcher: Service, Sendable {
         }
         for task in running { task.cancel() }
         for task in running { await task.value }
-        try? await client.shutdown()
     }
 
     /// One worker per registered webhook.

@@ -112,10 +112,16 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     // MARK: Connections
 
-    private func connect() throws -> PostgresConnection {
+    /// How every connection of this storage is made.
+    private var connectionConfiguration: PostgresConnection.Configuration {
         var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port, username: configuration.user,
                                                       password: configuration.password, database: configuration.database, tls: configuration.tls)
         config.options.connectTimeout = .seconds(configuration.connectTimeout)
+        return config
+    }
+
+    private func connect() throws -> PostgresConnection {
+        let config = connectionConfiguration
         let id = nextID.withLockedValue { $0 += 1; return $0 }
         let connection: PostgresConnection
         do {
@@ -234,27 +240,53 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     let processTag = UUID().uuidString.prefix(8)
     private let listener = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
+    /// Collections announced but not sent yet (`*`: anything), and whether a sender is at work.
+    private let unsent = NIOLockedValueBox<(names: Set<String>, sending: Bool)>(([], false))
+
+    /// Sent in the background, so a write does not wait for a round trip of its own, and
+    /// coalesced: the announcements made while one is sent go together in the next, so a burst
+    /// of writes to a collection costs a NOTIFY or two, not one each. An announcement only says
+    /// "read the feed again" (the feed is the truth), so a late one delays a change, never loses it.
     public func announce(_ collection: String?) async {
-        let payload = "\(processTag) \(collection ?? "*")"
-        _ = try? await withConnection { [logger] connection in
-            var binds = PostgresBindings()
-            binds.append(Self.channel)
-            binds.append(payload)
-            _ = try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_notify($1, $2)", binds: binds), logger: logger).wait()
+        let startSending = unsent.withLockedValue { state in
+            state.names.insert(collection ?? "*")
+            defer { state.sending = true }
+            return !state.sending
+        }
+        if startSending { Task { await self.sendAnnouncements() } }
+    }
+
+    private func sendAnnouncements() async {
+        while true {
+            let names = unsent.withLockedValue { state in
+                defer { state.names = [] }
+                if state.names.isEmpty { state.sending = false }
+                return state.names
+            }
+            if names.isEmpty { return }
+            let payloads = names.map { "\(processTag) \($0)" }
+            do {
+                try await withConnection { [logger] connection in
+                    var binds = PostgresBindings()
+                    binds.append(Self.channel)
+                    binds.append(payloads)
+                    _ = try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", binds: binds), logger: logger).wait()
+                }
+            } catch {
+                // The other processes wake everyone when their LISTEN connection comes back.
+                logger.warning("PostgreSQL NOTIFY failed", metadata: ["ferry.error": .string(Self.describe(error))])
+            }
         }
     }
 
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {
-        let configuration = self.configuration
+        let config = connectionConfiguration
         let logger = self.logger
         let tag = String(processTag)
         let task = Task {
             var attempt = 0
             while !Task.isCancelled {
                 do {
-                    var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port, username: configuration.user,
-                                                                  password: configuration.password, database: configuration.database, tls: configuration.tls)
-                    config.options.connectTimeout = .seconds(configuration.connectTimeout)
                     let connection = try await PostgresConnection.connect(configuration: config, id: -1, logger: logger)
                     defer { Task { try? await connection.close() } }
                     attempt = 0
@@ -278,6 +310,90 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     public func stopListening() {
         listener.withLockedValue { $0?.cancel() }
+    }
+
+    // MARK: Leading (one process of several does the work that must happen once)
+
+    /// How often a process that does not lead tries to, and a leader checks it still does (seconds).
+    static let leadCheckInterval = 2
+
+    /// The lead is a session-level advisory lock, held by a connection of its own: it goes with
+    /// that connection, so a leader that dies, or loses its database connection, frees it for the
+    /// next process that tries (within ``leadCheckInterval`` seconds). A leader that cannot reach the
+    /// database within the interval stops leading (its lock may be gone).
+    public func whileLeading(_ role: String, _ body: @escaping @Sendable () async -> Void) async {
+        let key = Self.lockKey(role)
+        let logger = self.logger
+        let config = connectionConfiguration
+        let interval = Duration.seconds(Self.leadCheckInterval)
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(configuration: config, id: -2, logger: logger)
+                defer { Task { try? await connection.close() } }
+                while !Task.isCancelled && !connection.isClosed {
+                    let answer = await Self.within(interval) {
+                        try await connection.query("SELECT pg_try_advisory_lock(\(key))", logger: logger).collect().first?.decode(Bool.self)
+                    }
+                    guard let led = answer else { break }  // no answer in time: a new connection
+                    if led {
+                        logger.info("this process leads \(role)")
+                        await withTaskGroup(of: Void.self) { group in
+                            group.addTask { await body() }
+                            group.addTask {
+                                while !Task.isCancelled {
+                                    try? await Task.sleep(for: interval)
+                                    if Task.isCancelled { return }
+                                    let alive = await Self.within(interval) { try await connection.query("SELECT 1", logger: logger).collect().count }
+                                    if alive != 1 { return }
+                                }
+                            }
+                            await group.next()
+                            group.cancelAll()
+                        }
+                        if Task.isCancelled { return }
+                        logger.warning("this process lost the lead of \(role) (the database connection failed)")
+                        break
+                    }
+                    try await Task.sleep(for: interval)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("cannot try to lead \(role); retrying", metadata: ["ferry.error": .string(Self.describe(error))])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// An advisory lock key for a role: 64 bits of FNV-1a over "ferry:ROLE", the same in every process.
+    static func lockKey(_ role: String) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ("ferry:" + role).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+
+    /// `body`'s result, or nil when it fails or takes longer than `limit`. The body is cancelled
+    /// then, but not waited for: a query to a server that went away may never return
+    /// (postgres-nio 1.33), and neither would a task group waiting for it.
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T?) async -> T? {
+        let waiting = NIOLockedValueBox<CheckedContinuation<T?, Never>?>(nil)
+        @Sendable func finish(_ value: T?) {
+            waiting.withLockedValue { continuation in
+                continuation?.resume(returning: value)
+                continuation = nil
+            }
+        }
+        return await withCheckedContinuation { continuation in
+            waiting.withLockedValue { $0 = continuation }
+            let work = Task { finish(try? await body()) }
+            Task {
+                try? await Task.sleep(for: limit)
+                finish(nil)
+                work.cancel()
+            }
+        }
     }
 }
 
