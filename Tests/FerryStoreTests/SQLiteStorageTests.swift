@@ -99,6 +99,33 @@ enum StorageContract {
         #expect(ages == ages.sorted(by: >))
     }
 
+    /// NUL characters (`\u0000`, which PostgreSQL's jsonb refuses) in values and field names are
+    /// stored and read back exactly, and filters on such values work (with every other filter).
+    static func nulCharactersAreStoredExactlyAndFilterable(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let nul = "a\u{0}b"
+        let data: [String: JSON] = ["name": .string(nul), "k\u{0}ey": ["nested": .string("\u{0}")], "literal": .string("\\u0000"), "n": 1]
+        _ = try await storage.write { s in
+            _ = try s.put(key, id: "nul", data: data, requestedTimestamp: nil)
+            _ = try s.put(key, id: "plain", data: ["name": "ab", "literal": "u0000", "n": 2], requestedTimestamp: nil)
+        }
+        let stored = try await storage.read { s in try s.get(key, id: "nul", includeDeleted: false) }
+        let read = try JSON.parse(try #require(stored).json)
+        #expect(read["name"] == .string(nul) && read["k\u{0}ey"]?["nested"] == .string("\u{0}") && read["literal"] == .string("\\u0000"))
+        func ids(_ filter: Filter) async throws -> [String] {
+            try await storage.read { s in
+                var out: [String] = []
+                try s.list(key, query: ListQuery(filters: [filter], sort: [Sort("id")])) { out.append($0.id); return true }
+                return out
+            }
+        }
+        #expect(try await ids(Filter("name", .eq, .string(nul))) == ["nul"])
+        // (No LIKE pattern with a NUL: SQLite's LIKE ends text at a NUL.)
+        #expect(try await ids(Filter("name", .in, [.string(nul), "ab"])) == ["nul", "plain"])
+        #expect(try await ids(Filter("literal", .eq, .string("\\u0000"))) == ["nul"])  // a backslash, then u0000: no NUL
+        #expect(try await ids(Filter("n", .gt, 0)) == ["nul", "plain"])
+    }
+
     static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {
         let key = records
         let before = try await storage.dump()
@@ -158,6 +185,7 @@ enum StorageContract {
         ("tombstones", { try await deleteLeavesTombstoneThatSinceReturns($0) }),
         ("filters", { try await filtersSortsAndPagesOverJSONFields($0) }),
         ("rollback", { try await failedWriteTransactionChangesNothing($0) }),
+        ("nul", { try await nulCharactersAreStoredExactlyAndFilterable($0) }),
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
     ]
 

@@ -28,8 +28,31 @@ struct PostgresQueryBuilder {
         return "$\(count)"
     }
 
-    /// A JSON value as a jsonb parameter.
-    mutating func bindJSON(_ value: JSON) -> String { bind(value.serialized()) + "::jsonb" }
+    /// A text parameter: a NUL reads as U+FFFD, as in the `doc` column (PostgreSQL text holds no NUL).
+    mutating func bind(_ value: String) -> String {
+        binds.append(Self.withoutNUL(value))
+        count += 1
+        return "$\(count)"
+    }
+
+    /// A JSON value as a jsonb parameter (NULs read as U+FFFD, as in `doc`).
+    mutating func bindJSON(_ value: JSON) -> String {
+        let text = value.serialized()
+        return bind(text.contains("\\u0000") ? Self.withoutNUL(value).serialized() : text) + "::jsonb"
+    }
+
+    static func withoutNUL(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
+    }
+
+    static func withoutNUL(_ value: JSON) -> JSON {
+        switch value {
+        case .string(let text): .string(withoutNUL(text))
+        case .array(let items): .array(items.map(withoutNUL))
+        case .object(let fields): .object(Dictionary(fields.map { (withoutNUL($0.key), withoutNUL($0.value)) }) { first, _ in first })
+        default: value
+        }
+    }
 
     static func path(_ field: String) -> String {
         "'{" + field.split(separator: ".").map { "\"" + $0.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}'"

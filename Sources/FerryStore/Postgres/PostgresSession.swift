@@ -54,6 +54,16 @@ struct PostgresSession: StorageSession {
             );
             CREATE INDEX access_control_entries_principal ON access_control_entries (principal, permission);
             """),
+        // jsonb refuses the escape \u0000 (a NUL character), which JSON and SQLite allow. The
+        // record's JSON stays exactly as sent in `data`; for filters and sorting, `doc` reads
+        // every NUL as U+FFFD (the query builder binds values the same way). Escaped backslashes
+        // (`\\`) are set aside first, so a backslash followed by the text u0000 stays as it is;
+        // a raw U+0001 never occurs in JSON text, so it can hold them meanwhile.
+        ("v2", """
+            ALTER TABLE objects DROP COLUMN doc;
+            ALTER TABLE objects ADD COLUMN doc JSONB GENERATED ALWAYS AS ((CASE WHEN strpos(data, '\\u0000') = 0 THEN data
+                ELSE replace(replace(replace(data, '\\\\', E'\\x01'), '\\u0000', '\\ufffd'), E'\\x01', '\\\\') END)::jsonb) STORED
+            """),
     ]
 
     func migrate() throws {
