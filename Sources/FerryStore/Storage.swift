@@ -171,6 +171,55 @@ enum FilterSQL {
         return text.contains("*") ? pattern : "%" + pattern + "%"
     }
 
+    /// `in_` (any of the equality `tests`) or `exclude_` (none of them); `no` is the dialect's false.
+    static func anyOf(_ tests: [String], excluding: Bool, no: String) -> String {
+        let any = tests.isEmpty ? no : "(" + tests.joined(separator: " OR ") + ")"
+        return excluding ? "NOT COALESCE(\(any), \(no))" : any
+    }
+
+    /// `contains_` (every test) or `contains_any_` (one of them), on a field that is an array.
+    static func arrayHolds(_ tests: [String], all: Bool, isArray: String, no: String) -> String {
+        if tests.isEmpty { return all ? isArray : no }
+        return "(\(isArray) AND (" + tests.joined(separator: all ? " AND " : " OR ") + "))"
+    }
+
+    /// Keyset pagination: rows strictly after `after` in `sort` order, NULL (a missing field)
+    /// sorting before every value in both dialects.
+    /// - Parameters:
+    ///   - expression: a field's SQL expression.
+    ///   - operand: binds a (non-null) value to compare with a field, or says it cannot be (nil).
+    ///     It is called in the order the placeholders appear in the result.
+    ///   - no: the dialect's false.
+    static func pageAfter(_ after: PageAfter, sort: [Sort], expression: (String) -> String,
+                          operand: (String, JSON) -> String?, no: String) -> String {
+        func bound(_ field: String) -> String?? {
+            let last = after.lastValues[field] ?? .null
+            if case .null = last { return .some(nil) }
+            return operand(field, last).map { .some($0) } ?? .none
+        }
+        var rules: [String] = []
+        for i in stride(from: sort.count - 1, through: 0, by: -1) {
+            var parts: [String] = []
+            for j in 0..<i {
+                let expr = expression(sort[j].field)
+                switch bound(sort[j].field) {
+                case .some(nil): parts.append("\(expr) IS NULL")
+                case .some(let value?): parts.append("\(expr) = \(value)")
+                case .none: parts.append(no)
+                }
+            }
+            let expr = expression(sort[i].field)
+            let value = bound(sort[i].field) ?? nil
+            if sort[i].descending {
+                parts.append(value.map { "(\(expr) < \($0) OR \(expr) IS NULL)" } ?? no)
+            } else {
+                parts.append(value.map { "\(expr) > \($0)" } ?? "\(expr) IS NOT NULL")
+            }
+            rules.append("(" + parts.joined(separator: " AND ") + ")")
+        }
+        return "(" + rules.joined(separator: " OR ") + ")"
+    }
+
     /// Whether a `has_` filter asks for the field to be there (`has_f=false`, `0`, `no`, `off`: absent).
     static func wantsPresence(_ value: JSON) -> Bool {
         switch value {

@@ -110,11 +110,8 @@ struct PostgresQueryBuilder {
                 clauses.append("false")
             }
         case .in, .exclude:
-            let values = value.arrayValue ?? [value]
-            var tests: [String] = []
-            for v in values { tests.append(equality(filter.field, v)) }
-            let any = tests.isEmpty ? "false" : "(" + tests.joined(separator: " OR ") + ")"
-            clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), false)")
+            let tests = (value.arrayValue ?? [value]).map { equality(filter.field, $0) }
+            clauses.append(FilterSQL.anyOf(tests, excluding: filter.comparison == .exclude, no: "false"))
         case .like:
             let pattern = FilterSQL.likePattern(value)
             let textExpr = Self.isColumn(filter.field) ? "\(filter.field)::text" : "(doc #>> \(Self.path(filter.field)))"
@@ -124,54 +121,15 @@ struct PostgresQueryBuilder {
             let wanted = FilterSQL.wantsPresence(value)
             clauses.append(wanted ? exists : "NOT (\(exists))")
         case .contains, .containsAny:
-            let values = value.arrayValue ?? [value]
-            let isArray = "jsonb_typeof(\(expr)) = 'array'"
-            var tests: [String] = []
-            for v in values { tests.append("\(expr) @> \(bindJSON(.array([v])))") }
-            let joiner = filter.comparison == .contains ? " AND " : " OR "
-            if tests.isEmpty {
-                clauses.append(filter.comparison == .contains ? "COALESCE(\(isArray), false)" : "false")
-            } else {
-                clauses.append("(COALESCE(\(isArray), false) AND (" + tests.joined(separator: joiner) + "))")
-            }
+            let tests = (value.arrayValue ?? [value]).map { "\(expr) @> \(bindJSON(.array([$0])))" }
+            clauses.append(FilterSQL.arrayHolds(tests, all: filter.comparison == .contains,
+                                                isArray: "COALESCE(jsonb_typeof(\(expr)) = 'array', false)", no: "false"))
         }
     }
 
     /// Keyset pagination: rows strictly after `after` in `sort` order (NULL sorts first, as in SQLite).
     mutating func addPageAfter(_ after: PageAfter, sort: [Sort]) {
-        var rules: [String] = []
-        for i in stride(from: sort.count - 1, through: 0, by: -1) {
-            var parts: [String] = []
-            for j in 0..<i {
-                let expr = Self.expression(sort[j].field)
-                let last = after.lastValues[sort[j].field] ?? .null
-                if case .null = last {
-                    parts.append("\(expr) IS NULL")
-                } else if let operand = operand(sort[j].field, last) {
-                    parts.append("\(expr) = \(operand)")
-                } else {
-                    parts.append("false")
-                }
-            }
-            let expr = Self.expression(sort[i].field)
-            let last = after.lastValues[sort[i].field] ?? .null
-            let isNull: Bool
-            if case .null = last { isNull = true } else { isNull = false }
-            if sort[i].descending {
-                if !isNull, let operand = operand(sort[i].field, last) {
-                    parts.append("(\(expr) < \(operand) OR \(expr) IS NULL)")
-                } else {
-                    parts.append("false")
-                }
-            } else {
-                if !isNull, let operand = operand(sort[i].field, last) {
-                    parts.append("\(expr) > \(operand)")
-                } else {
-                    parts.append("\(expr) IS NOT NULL")
-                }
-            }
-            rules.append("(" + parts.joined(separator: " AND ") + ")")
-        }
-        clauses.append("(" + rules.joined(separator: " OR ") + ")")
+        let rule = FilterSQL.pageAfter(after, sort: sort, expression: Self.expression, operand: { operand($0, $1) }, no: "false")
+        clauses.append(rule)
     }
 }

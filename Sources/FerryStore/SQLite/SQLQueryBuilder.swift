@@ -84,11 +84,8 @@ struct SQLQueryBuilder {
             clauses.append("\(expr) \(op) ?")
             arguments.append(Self.bindable(value))
         case .in, .exclude:
-            let values = value.arrayValue ?? [value]
-            var tests: [String] = []
-            for v in values { tests.append(equality(filter.field, v)) }
-            let any = tests.isEmpty ? "0" : "(" + tests.joined(separator: " OR ") + ")"
-            clauses.append(filter.comparison == .in ? any : "NOT COALESCE(\(any), 0)")
+            let tests = (value.arrayValue ?? [value]).map { equality(filter.field, $0) }
+            clauses.append(FilterSQL.anyOf(tests, excluding: filter.comparison == .exclude, no: "0"))
         case .like:
             let pattern = FilterSQL.likePattern(value)
             clauses.append("\(expr) LIKE ? ESCAPE '\\'")
@@ -105,13 +102,8 @@ struct SQLQueryBuilder {
                 tests.append("EXISTS (SELECT 1 FROM json_each(data, '\(path)') AS e WHERE e.value = ? AND e.type = '\(Self.jsonType(v))')")
                 arguments.append(Self.bindable(v))
             }
-            let joiner = filter.comparison == .contains ? " AND " : " OR "
-            let isArray = "json_type(data, '\(path)') = 'array'"
-            if tests.isEmpty {
-                clauses.append(filter.comparison == .contains ? isArray : "0")
-            } else {
-                clauses.append("(\(isArray) AND (" + tests.joined(separator: joiner) + "))")
-            }
+            clauses.append(FilterSQL.arrayHolds(tests, all: filter.comparison == .contains,
+                                                isArray: "json_type(data, '\(path)') = 'array'", no: "0"))
         }
     }
 
@@ -130,37 +122,11 @@ struct SQLQueryBuilder {
     /// Keyset pagination: rows strictly after `after` in `sort` order.
     /// SQLite orders NULL (a missing field) before every value, so NULL is the smallest.
     mutating func addPageAfter(_ after: PageAfter, sort: [Sort]) {
-        var rules: [String] = []
-        for i in stride(from: sort.count - 1, through: 0, by: -1) {
-            var parts: [String] = []
-            for j in 0..<i {
-                let expr = Self.expression(sort[j].field)
-                if let v = Self.bindable(after.lastValues[sort[j].field] ?? .null) {
-                    parts.append("\(expr) = ?")
-                    arguments.append(v)
-                } else {
-                    parts.append("\(expr) IS NULL")
-                }
-            }
-            let expr = Self.expression(sort[i].field)
-            let value = Self.bindable(after.lastValues[sort[i].field] ?? .null)
-            if sort[i].descending {
-                if let value {
-                    parts.append("(\(expr) < ? OR \(expr) IS NULL)")
-                    arguments.append(value)
-                } else {
-                    parts.append("0")
-                }
-            } else {
-                if let value {
-                    parts.append("\(expr) > ?")
-                    arguments.append(value)
-                } else {
-                    parts.append("\(expr) IS NOT NULL")
-                }
-            }
-            rules.append("(" + parts.joined(separator: " AND ") + ")")
-        }
-        clauses.append("(" + rules.joined(separator: " OR ") + ")")
+        let rule = FilterSQL.pageAfter(after, sort: sort, expression: Self.expression, operand: { _, value in
+            guard let value = Self.bindable(value) else { return nil }
+            arguments.append(value)
+            return "?"
+        }, no: "0")
+        clauses.append(rule)
     }
 }
