@@ -110,7 +110,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Starts a throwaway PostgreSQL for the tests that need one.
+        // For the tests: a throwaway PostgreSQL, and temporary folders removed when the tests end.
         .target(
             name: "FerryTestSupport",
             path: "Tests/Support",

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import FerryServer
 import Foundation
 import HTTPTypes
@@ -11,7 +12,14 @@ final class RawConnection {
     let fd: Int32
 
     init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        fd = try Self.connectLoopback(port)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// A TCP socket connected to 127.0.0.1:`port`.
+    static func connectLoopback(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -19,9 +27,11 @@ final class RawConnection {
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard result == 0 else { throw CocoaError(.fileReadUnknown) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard result == 0 else {
+            close(fd)
+            throw CocoaError(.fileReadUnknown)
+        }
+        return fd
     }
 
     deinit { close(fd) }
@@ -49,7 +59,7 @@ final class RawConnection {
     static let alice: HTTPFields = [.authorization: "Basic " + Data("alice:secret".utf8).base64EncodedString()]
     static let bob: HTTPFields = [.authorization: "Basic " + Data("bob:secret".utf8).base64EncodedString()]
 
-    static func dataFolder() -> String { NSTemporaryDirectory() + "ferry-limits-" + UUID().uuidString }
+    static func dataFolder() throws -> String { try temporaryDirectory("limits") }
 
     @Test func rateLimitAnswers429WithRetryAfter() async throws {
         let server = try ServerProcess(data: Self.dataFolder(), extra: ["--rate-limit", "3/60"])
@@ -69,16 +79,23 @@ final class RawConnection {
     }
 
     @Test func aBodyThatDoesNotArriveGets408AndLoadBringsBackoff() async throws {
-        let server = try ServerProcess(data: Self.dataFolder(), environment: ["FERRY_BODY_TIMEOUT": "1", "FERRY_BUSY_THRESHOLD": "1", "FERRY_BUSY_BACKOFF": "7"])
+        let server = try ServerProcess(data: Self.dataFolder(), environment: ["FERRY_BODY_TIMEOUT": "3", "FERRY_BUSY_THRESHOLD": "1", "FERRY_BUSY_BACKOFF": "7"])
         defer { server.kill(SIGKILL) }
         let slow = try RawConnection(port: server.port)
+        let started = ContinuousClock.now
         slow.send("PUT /v1/buckets/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \(Data("alice:secret".utf8).base64EncodedString())\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"da")
-        // While the slow request is in flight, the server is over its threshold of 1.
-        try await Task.sleep(nanoseconds: 200_000_000)
+        // While the slow request is in flight (once the server has read its head; a loaded
+        // machine may take a while), the server is over its threshold of 1.
         let client = server.client()
         defer { Task { try? await client.shutdown() } }
-        let busy = try await client.get("/v1/", headers: Self.alice)
-        #expect(busy.status == .ok && busy.headers[HTTPField.Name("Backoff")!] == "7")
+        var backoff: String? = nil
+        while backoff == nil && ContinuousClock.now - started < .milliseconds(2500) {
+            try await Task.sleep(for: .milliseconds(100))
+            let busy = try await client.get("/v1/", headers: Self.alice)
+            #expect(busy.status == .ok)
+            backoff = busy.headers[HTTPField.Name("Backoff")!]
+        }
+        #expect(backoff == "7")
         let answer = slow.receive()
         #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer)")
         #expect(try await client.get("/v1/buckets/slow", headers: Self.alice).status == .forbidden)
@@ -100,7 +117,7 @@ final class RawConnection {
     }
 
     @Test func servesHTTPSWithTheGivenCertificate() async throws {
-        let folder = Self.dataFolder()
+        let folder = try Self.dataFolder()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let (cert, key) = (folder + "/cert.pem", folder + "/key.pem")
         let made = try Self.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,

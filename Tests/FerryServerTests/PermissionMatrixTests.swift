@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -61,7 +62,7 @@ import Testing
     ]
 
     @Test func everyKindOperationAndPrincipal() async throws {
-        let data = NSTemporaryDirectory() + "ferry-matrix-" + UUID().uuidString
+        let data = try temporaryDirectory("matrix")
         let server = try ServerProcess(data: data)
         defer { server.kill(SIGKILL) }
         let client = server.client()

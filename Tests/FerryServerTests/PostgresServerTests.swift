@@ -15,8 +15,8 @@ struct PostgresServerTests {
         let url = try (cluster ?? PostgresCluster.shared()).createDatabase("serve")
         // Both share the secret, so basicauth users are the same user on either process.
         let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes"]
-        let a = try ServerProcess(data: NSTemporaryDirectory() + "ferry-pg-a-" + UUID().uuidString, environment: environment)
-        let b = try ServerProcess(data: NSTemporaryDirectory() + "ferry-pg-b-" + UUID().uuidString, environment: environment)
+        let a = try ServerProcess(data: temporaryDirectory("pg-a"), environment: environment)
+        let b = try ServerProcess(data: temporaryDirectory("pg-b"), environment: environment)
         return (a, b, url)
     }
 

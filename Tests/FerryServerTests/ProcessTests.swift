@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -83,7 +84,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Invariant 3: every write answered 2xx is still there after `kill -9` and a restart.
     @Test func acknowledgedWritesSurviveKill9() async throws {
-        let data = NSTemporaryDirectory() + "ferry-crash-" + UUID().uuidString
+        let data = try temporaryDirectory("crash")
         let first = try ServerProcess(data: data)
         let client = first.client()
         #expect(try await client.put("/v1/buckets/b", headers: auth, body: ByteBuffer()).status == .created)
@@ -122,7 +123,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// SIGTERM stops the server cleanly (exit 0) and keeps the data.
     @Test func sigtermShutsDownGracefully() async throws {
-        let data = NSTemporaryDirectory() + "ferry-term-" + UUID().uuidString
+        let data = try temporaryDirectory("term")
         let server = try ServerProcess(data: data)
         let client = server.client()
         #expect(try await client.put("/v1/buckets/kept", headers: auth, body: ByteBuffer()).status == .created)

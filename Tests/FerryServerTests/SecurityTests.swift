@@ -3,6 +3,7 @@ import Crypto
 import FerryCore
 @testable import FerryServer
 import FerryStore
+import FerryTestSupport
 import Foundation
 import Testing
 

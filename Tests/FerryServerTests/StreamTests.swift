@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -24,15 +25,7 @@ final class EventStreamClient {
     private(set) var closed = false
 
     init(port: Int, path: String, headers: [String: String] = [:]) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw CocoaError(.fileReadUnknown) }
+        fd = try RawConnection.connectLoopback(port)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
@@ -122,7 +115,7 @@ final class EventStreamClient {
     static let records = "/v1/buckets/b/collections/c/records"
 
     static func server(environment: [String: String] = [:]) async throws -> (ServerProcess, TestClient) {
-        let server = try ServerProcess(data: NSTemporaryDirectory() + "ferry-stream-" + UUID().uuidString, environment: environment)
+        let server = try ServerProcess(data: try temporaryDirectory("stream"), environment: environment)
         let client = server.client()
         #expect(try await client.put("/v1/buckets/b", headers: [.authorization: alice], body: ByteBuffer()).status == .created)
         #expect(try await client.put("/v1/buckets/b/collections/c", headers: [.authorization: alice], body: ByteBuffer()).status == .created)

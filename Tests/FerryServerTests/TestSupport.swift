@@ -1,14 +1,9 @@
 import FerryCore
+import FerryTestSupport
 @testable import FerryServer
 @testable import FerryStore
 import Foundation
 import Logging
-
-func temporaryDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "ferry-test-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// A server's parts on a fresh SQLite file, driven in-process through ``KintoAPI``.
 struct TestServer {

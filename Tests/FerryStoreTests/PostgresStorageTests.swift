@@ -31,38 +31,8 @@ struct PostgresStorageTests {
             try? first.close()
             try? second.close()
         }
-        let key = StorageContract.records
         let perWriter = 100
-        let seen = try await withThrowingTaskGroup(of: [StoredObject].self) { group in
-            for (w, storage) in [first, second, first, second].enumerated() {
-                group.addTask {
-                    for i in 0..<perWriter {
-                        _ = try await storage.write { s in try s.put(key, id: "w\(w)-\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil) }
-                    }
-                    return []
-                }
-            }
-            group.addTask {
-                var since: Int64 = 0
-                var all: [StoredObject] = []
-                var idle = 0
-                while all.count < 4 * perWriter && idle < 3000 {
-                    let page: [StoredObject] = try await second.read { [since] s in
-                        var out: [StoredObject] = []
-                        try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(since))],
-                                                         sort: [Sort("last_modified")], includeDeleted: true)) { out.append($0); return true }
-                        return out
-                    }
-                    if page.isEmpty { idle += 1; try await Task.sleep(for: .milliseconds(1)); continue }
-                    all += page
-                    since = page.last!.lastModified
-                }
-                return all
-            }
-            var all: [StoredObject] = []
-            for try await part in group { all += part }
-            return all
-        }
+        let seen = try await StorageContract.pollWhileWriting(writers: [first, second, first, second], poller: second, perWriter: perWriter)
         #expect(seen.count == 4 * perWriter)
         #expect(Set(seen.map(\.id)).count == 4 * perWriter)
         let stamps = seen.map(\.lastModified)

@@ -1,13 +1,8 @@
 import FerryCore
+import FerryTestSupport
 @testable import FerryStore
 import Foundation
 import Testing
-
-func temporaryDirectory() throws -> String {
-    let path = NSTemporaryDirectory() + "ferry-test-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// What every storage backend must do, run against each of them (``SQLiteStorageTests``,
 /// ``PostgresStorageTests``).
@@ -142,11 +137,18 @@ enum StorageContract {
     /// Invariant 2: with concurrent writers, a poller that asks `_since=<largest timestamp seen>`
     /// sees every change exactly once.
     static func changeFeedIsGapFreeUnderConcurrentWriters(_ storage: any DumpableStorage) async throws {
+        let seen = try await pollWhileWriting(writers: Array(repeating: storage, count: 4), poller: storage, perWriter: 150)
+        #expect(seen.count == 600)
+        #expect(Set(seen.map(\.id)).count == 600)
+    }
+
+    /// Each writer puts `perWriter` records through its storage (one storage may stand several
+    /// times), while a poller of `poller` asks `_since=<largest timestamp seen>`: what it saw, in order.
+    static func pollWhileWriting(writers: [any Storage], poller: any Storage, perWriter: Int) async throws -> [StoredObject] {
         let key = records
-        let writers = 4
-        let perWriter = 150
-        let seen = try await withThrowingTaskGroup(of: [String].self) { group in
-            for w in 0..<writers {
+        let expected = writers.count * perWriter
+        return try await withThrowingTaskGroup(of: [StoredObject].self) { group in
+            for (w, storage) in writers.enumerated() {
                 group.addTask {
                     for i in 0..<perWriter {
                         _ = try await storage.write { s in try s.put(key, id: "w\(w)-\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil) }
@@ -156,27 +158,25 @@ enum StorageContract {
             }
             group.addTask {
                 var since: Int64 = 0
-                var ids: [String] = []
+                var all: [StoredObject] = []
                 var idle = 0
-                while ids.count < writers * perWriter && idle < 2000 {
-                    let page: [StoredObject] = try await storage.read { [since] s in
+                while all.count < expected && idle < 3000 {
+                    let page: [StoredObject] = try await poller.read { [since] s in
                         var out: [StoredObject] = []
                         try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(since))],
                                                          sort: [Sort("last_modified")], includeDeleted: true)) { out.append($0); return true }
                         return out
                     }
                     if page.isEmpty { idle += 1; try await Task.sleep(for: .milliseconds(1)); continue }
-                    ids += page.map(\.id)
+                    all += page
                     since = page.last!.lastModified
                 }
-                return ids
+                return all
             }
-            var all: [String] = []
+            var all: [StoredObject] = []
             for try await part in group { all += part }
             return all
         }
-        #expect(seen.count == writers * perWriter)
-        #expect(Set(seen).count == writers * perWriter)
     }
 
     /// Each contract test, by name.

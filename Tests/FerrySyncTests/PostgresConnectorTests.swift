@@ -60,6 +60,17 @@ struct PostgresConnectorTests {
             """)
     }
 
+    /// A target table `users` whose trigger fails the statement that inserts `id` (an error that
+    /// is not about one record, so its whole batch fails); drop it with `DROP TRIGGER refuse ON users`.
+    func makeTableRefusing(_ id: String, in database: String) throws {
+        try cluster.psql(database, """
+            CREATE TABLE users (id text PRIMARY KEY, username text, age integer, address text, updated_at bigint);
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.id = '\(id)' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse();
+            """)
+    }
+
     // MARK: full, replay, incremental, diff
 
     @Test func fileToPostgresFullCreatesATypedTableAndAReplayDuplicatesNothing() throws {
@@ -204,12 +215,7 @@ struct PostgresConnectorTests {
         let db = try database()
         try writeUsersTable(dir.file("src.db"), count: 1000)
         // The target refuses the 3rd batch (a trigger raising an error that is not about one record).
-        try cluster.psql(db.name, """
-            CREATE TABLE users (id text PRIMARY KEY, username text, age integer, address text, updated_at bigint);
-            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN IF NEW.id = 'u0000650' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$;
-            CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse();
-            """)
+        try makeTableRefusing("u0000650", in: db.name)
         let arguments = ["sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at",
                          "--batch-size", "300", "--job", "atomic"]
         let failed = try Ferry.run(["sync"] + arguments, in: dir.path)
@@ -233,12 +239,7 @@ struct PostgresConnectorTests {
         let dir = try TempDir()
         let db = try database()
         try writeUsersTable(dir.file("src.db"), count: 12_000)
-        try cluster.psql(db.name, """
-            CREATE TABLE users (id text PRIMARY KEY, username text, age integer, address text, updated_at bigint);
-            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN IF NEW.id = 'u0011000' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$;
-            CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse();
-            """)
+        try makeTableRefusing("u0011000", in: db.name)
         let size = batchSize.map { ["--batch-size", $0] } ?? []
         let failed = try Ferry.run(["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental",
                                     "--cursor-field", "updated_at"] + size, in: dir.path)

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FerryCore
+import FerryTestSupport
 import Foundation
 import GRDB
 import NIOCore
@@ -10,8 +11,7 @@ import Testing
 final class TempDir {
     let path: String
     init() throws {
-        path = NSTemporaryDirectory() + "ferry-sync-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        path = try temporaryDirectory("sync")
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
     func file(_ name: String) -> String { path + "/" + name }
