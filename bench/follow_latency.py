@@ -21,7 +21,6 @@ failed, missing = acknowledged records not in the target after the drain. The re
 """
 import argparse
 import base64
-import http.client
 import json
 import math
 import multiprocessing as mp
@@ -29,15 +28,9 @@ import sqlite3
 import sys
 import time
 
+from paced import paced_puts, percentile
+
 RECORDS = "/v1/buckets/main/collections/users/records/"
-
-
-def percentile(sorted_values, p):
-    """Nearest-rank percentile of an ascending list (None when empty)."""
-    if not sorted_values:
-        return None
-    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[k]
 
 
 def fmt(ms):
@@ -74,29 +67,17 @@ def reader(db, stop, out):
 
 def writer(port, auth, ids, start_ns, period_ns, out):
     """PUTs `ids` at start_ns + k * period_ns; sends ({id: ack ns}, [errors])."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": auth, "Content-Type": "application/json"}
     acks, errors = {}, []
-    for k, rid in enumerate(ids):
-        due = start_ns + k * period_ns
-        delay = (due - time.time_ns()) / 1e9
-        if delay > 0:
-            time.sleep(delay)
-        body = json.dumps({"data": {"name": f"user {rid}", "age": k % 90, "email": f"{rid}@example.com"}})
-        try:
-            conn.request("PUT", RECORDS + rid, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            now = time.time_ns()
-            if 200 <= response.status < 300:
-                acks[rid] = now
-            else:
-                errors.append(f"{rid}: HTTP {response.status}")
-        except (OSError, http.client.HTTPException) as error:
-            errors.append(f"{rid}: {error!r}")
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.close()
+    items = ((start_ns + k * period_ns, RECORDS + rid, {"name": f"user {rid}", "age": k % 90, "email": f"{rid}@example.com"})
+             for k, rid in enumerate(ids))
+    for path, status, payload, ack in paced_puts(port, auth, items):
+        rid = path[len(RECORDS):]
+        if status is None:
+            errors.append(f"{rid}: {payload}")
+        elif 200 <= status < 300:
+            acks[rid] = ack
+        else:
+            errors.append(f"{rid}: HTTP {status}")
     out.send((acks, errors))
     out.close()
 

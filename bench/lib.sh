@@ -142,6 +142,15 @@ timed() {  # $1 key, $2.. command: stdout -> $RUN/$1.out, stderr -> $RUN/$1.err
   fi
 }
 
+users_data() {  # $RECORDS users in $DATA/users.jsonl and users.csv (bench/gen_users.py; kept between runs): sets JSONL and CSV
+  if [ ! -f "$DATA/users.jsonl" ] || [ ! -f "$DATA/users.csv" ]; then
+    log "generating $RECORDS users in $DATA"
+    bounded /dev/null timeout -k 10 "$LIMIT" python3 bench/gen_users.py "$RECORDS" "$DATA"
+  fi
+  JSONL=$(cd "$DATA" && pwd)/users.jsonl
+  CSV=$(cd "$DATA" && pwd)/users.csv
+}
+
 bad() {  # $1 key, $2 reason: mark the line INVALID (reasons accumulate)
   BAD[$1]="${BAD[$1]:+${BAD[$1]}; }$2"
 }

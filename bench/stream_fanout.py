@@ -25,23 +25,16 @@ had every record (or the drain ended), divided by the records written.
 import argparse
 import asyncio
 import base64
-import http.client
 import json
-import math
 import multiprocessing as mp
 import os
 import resource
 import sys
 import time
 
+from paced import paced_puts, percentile
+
 COLLECTION = "/v1/buckets/main/collections/users"
-
-
-def percentile(sorted_values, p):
-    if not sorted_values:
-        return None
-    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[k]
 
 
 class Stream(asyncio.Protocol):
@@ -153,28 +146,20 @@ class Stream(asyncio.Protocol):
 
 def writer(port, auth, records, rate, start_ns, out):
     """PUTs `records` records at `rate`/s from start_ns; sends ([(last_modified, ack ns)], [errors])."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": auth, "Content-Type": "application/json"}
     acks, errors = [], []
-    for k in range(records):
-        delay = (start_ns + k * 1e9 / rate - time.time_ns()) / 1e9
-        if delay > 0:
-            time.sleep(delay)
-        body = json.dumps({"data": {"name": f"user {k}", "age": k % 90, "email": f"fan{k}@example.com"}})
-        try:
-            conn.request("PUT", f"{COLLECTION}/records/fan-{k:04d}", body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            now = time.time_ns()
-            if response.status in (200, 201):
-                acks.append((json.loads(payload)["data"]["last_modified"], now))
-            else:
-                errors.append(f"PUT fan-{k:04d}: HTTP {response.status}")
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
-            errors.append(f"PUT fan-{k:04d}: {error!r}")
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.close()
+    items = ((start_ns + k * 1e9 / rate, f"{COLLECTION}/records/fan-{k:04d}", {"name": f"user {k}", "age": k % 90, "email": f"fan{k}@example.com"})
+             for k in range(records))
+    for path, status, payload, ack in paced_puts(port, auth, items):
+        name = "PUT " + path.rsplit("/", 1)[1]
+        if status is None:
+            errors.append(f"{name}: {payload}")
+        elif status in (200, 201):
+            try:
+                acks.append((json.loads(payload)["data"]["last_modified"], ack))
+            except (ValueError, KeyError) as error:
+                errors.append(f"{name}: {error!r}")
+        else:
+            errors.append(f"{name}: HTTP {status}")
     out.send((acks, errors))
     out.close()
 

@@ -81,12 +81,7 @@ declare -A SECS RSS RC MOVED BAD
 
 # ---- 2. data --------------------------------------------------------------
 
-if [ ! -f "$DATA/users.jsonl" ] || [ ! -f "$DATA/users.csv" ]; then
-  log "generating $RECORDS users in $DATA"
-  bounded /dev/null timeout -k 10 "$LIMIT" python3 bench/gen_users.py "$RECORDS" "$DATA"
-fi
-JSONL=$DATA/users.jsonl
-CSV=$DATA/users.csv
+users_data   # $DATA/users.jsonl and users.csv: $JSONL, $CSV
 
 # ---- 3. sqlite3: the ceiling ---------------------------------------------
 
