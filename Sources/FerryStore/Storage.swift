@@ -102,14 +102,15 @@ public protocol Storage: Sendable {
     func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// Runs `body` in a write transaction; it commits when `body` returns and rolls back when it throws.
     func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
+    /// ``write(_:)``, and if it commits, the other server processes on this database hear of
+    /// `announcements` (collection URIs, `*` for anything) when, and only when, it does.
+    func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// Runs `body` in a savepoint of the current write transaction: its changes are undone when it throws.
     func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T
     /// Checks the database answers (for `__heartbeat__`).
     func ping() async -> Bool
     /// Flushes and closes.
     func close() throws
-    /// Tells the other server processes on this database that `collection` changed (nil: anything may have).
-    func announce(_ collection: String?) async
     /// Calls `handler` with each change other processes announce (nil: anything may have changed).
     func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void)
     func stopListening()
@@ -128,7 +129,9 @@ package protocol DumpableStorage: Storage {
 
 extension Storage {
     /// One process owns an embedded database: there is nobody to tell.
-    public func announce(_ collection: String?) async {}
+    public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await write(body)
+    }
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {}
     public func stopListening() {}
     public func whileLeading(_ role: String, _ body: @escaping @Sendable () async -> Void) async { await body() }

@@ -14,7 +14,7 @@ struct PostgresServerTests {
     static func pair(on cluster: PostgresCluster? = nil) throws -> (ServerProcess, ServerProcess, String) {
         let url = try (cluster ?? PostgresCluster.shared()).createDatabase("serve")
         // Both share the secret, so basicauth users are the same user on either process.
-        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes"]
+        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_PASSWORD_ROUNDS": "1000"]
         let a = try ServerProcess(data: temporaryDirectory("pg-a"), environment: environment)
         let b = try ServerProcess(data: temporaryDirectory("pg-b"), environment: environment)
         return (a, b, url)
@@ -46,6 +46,41 @@ struct PostgresServerTests {
         #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 })
         let list = try await clientA.get("/v1/buckets/b/collections/c/records?_since=0", headers: Self.alice)
         #expect(try JSON.parse(bytes: Array(list.body!.readableBytesView))["data"]!.arrayValue!.count == 10)
+        try? await clientA.shutdown()
+        try? await clientB.shutdown()
+    }
+
+    /// A password changed through one process stops working on the other at once, although the
+    /// other remembered it (its identity cache is cleared by the announcement of the change).
+    @Test func aPasswordChangedThroughOneProcessIsForgottenByTheOther() async throws {
+        let (a, b, _) = try Self.pair()
+        defer {
+            a.kill(SIGKILL)
+            b.kill(SIGKILL)
+        }
+        let clientA = a.client()
+        let clientB = b.client()
+        func basic(_ password: String) -> HTTPFields { [.authorization: "Basic " + Data("carol:\(password)".utf8).base64EncodedString()] }
+        func user(_ password: String) async throws -> String? {
+            let hello = try await clientB.get("/v1/", headers: basic(password))
+            return try JSON.parse(bytes: Array(hello.body!.readableBytesView))["user"]?["id"]?.stringValue
+        }
+        let created = try await clientA.put("/v1/accounts/carol", headers: [.contentType: "application/json"],
+                                            body: ByteBuffer(string: #"{"data":{"password":"the first password"}}"#))
+        #expect(created.status == .created)
+        #expect(try await user("the first password") == "account:carol")  // B now remembers it
+        var headers = basic("the first password")
+        headers[.contentType] = "application/json"
+        let changed = try await clientA.put("/v1/accounts/carol", headers: headers,
+                                            body: ByteBuffer(string: #"{"data":{"password":"the second password"}}"#))
+        #expect(changed.status == .ok)
+        var forgotten = false
+        for _ in 0..<50 where !forgotten {
+            forgotten = try await user("the first password") != "account:carol"
+            if !forgotten { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(forgotten, "process B still takes the old password")
+        #expect(try await user("the second password") == "account:carol")
         try? await clientA.shutdown()
         try? await clientB.shutdown()
     }

@@ -39,6 +39,41 @@ struct PostgresStorageTests {
         #expect(Set(stamps).count == stamps.count)
     }
 
+    /// Announcements go with the commit: the other storage hears of a committed write (also of one
+    /// that allocated no timestamp), never of one rolled back, and never of its own.
+    @Test func announcementsArriveExactlyWithCommits() async throws {
+        let (first, url) = try await Self.makeStorage()
+        let second = try await PostgresStorage(configuration: try .init(url: url))
+        defer {
+            first.stopListening()
+            second.stopListening()
+            try? first.close()
+            try? second.close()
+        }
+        let heard = LockedStrings()
+        second.listenForChanges { heard.append($0 ?? "*") }
+        // Listening: the first thing a new listener does is wake everyone once ("*").
+        #expect(await heard.eventually { $0 == ["*"] })
+        first.listenForChanges { heard.append("own: " + ($0 ?? "*")) }
+        #expect(await heard.eventually { $0 == ["*", "own: *"] })
+
+        struct Refused: Error {}
+        let key = StorageContract.records
+        await #expect(throws: Refused.self) {
+            try await first.write(announcing: ["/rolled-back"]) { s in
+                _ = try s.put(key, id: "gone", data: [:], requestedTimestamp: nil)
+                throw Refused()
+            }
+        }
+        _ = try await first.write(announcing: ["/buckets/b/collections/c", "#accounts"]) { s in
+            try s.put(key, id: "kept", data: [:], requestedTimestamp: nil)
+        }
+        _ = try await first.write(announcing: ["/no-timestamp"]) { s in try s.timestamp(key) }
+        #expect(await heard.eventually { $0.count == 5 })
+        try await Task.sleep(for: .milliseconds(300))  // nothing more comes
+        #expect(heard.values == ["*", "own: *", "/buckets/b/collections/c", "#accounts", "/no-timestamp"])
+    }
+
     @Test func committedWritesSurviveReconnecting() async throws {
         let (storage, url) = try await Self.makeStorage()
         let key = StorageContract.records
@@ -69,5 +104,22 @@ struct PostgresStorageTests {
         await #expect { _ = try await PostgresStorage(configuration: try .init(url: unreachable)) } throws: { error in
             "\(error)".contains("cannot connect to postgres://ferry@127.0.0.1:1/db")
         }
+    }
+}
+
+/// Strings collected from another thread.
+final class LockedStrings: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    var values: [String] { lock.withLock { list } }
+    func append(_ value: String) { lock.withLock { list.append(value) } }
+
+    /// Whether `condition` holds within 10 s.
+    func eventually(_ condition: ([String]) -> Bool) async -> Bool {
+        for _ in 0..<200 {
+            if condition(values) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition(values)
     }
 }

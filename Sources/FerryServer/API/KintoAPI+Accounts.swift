@@ -41,7 +41,7 @@ extension KintoAPI {
         if request.method == "DELETE" {
             guard let id else { throw KintoError.methodNotAllowed("DELETE", allowed: ["GET", "HEAD", "POST"]) }
             guard isAdmin || signedInAs == id else { throw denied }
-            return try await storage.write { session in
+            return try await write(for: request) { session in
                 guard try session.get(Authenticator.accounts, id: id, includeDeleted: false) != nil else {
                     throw KintoError.notFound(resource: "account", id: id)
                 }
@@ -82,7 +82,7 @@ extension KintoAPI {
         let hash = try auth.hashNewPassword(data["password"])
         let mayCreate = !auth.settings.accountCreatePrincipals.isDisjoint(with: identity.principals)
         let method = request.method
-        return try await storage.write { session in
+        return try await write(for: request) { session in
             let existing = try session.get(Authenticator.accounts, id: accountID, includeDeleted: false)
             if existing != nil {
                 guard method != "POST" else {

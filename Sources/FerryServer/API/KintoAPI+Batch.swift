@@ -38,7 +38,7 @@ extension KintoAPI {
             subrequests.append(try subrequest(merged, index: i, parent: request))
         }
         let subs = subrequests
-        let responses: [JSON] = try await storage.write { session in
+        let responses: [JSON] = try await write(for: request) { session in
             var out: [JSON] = []
             for sub in subs {
                 let response: APIResponse

@@ -72,7 +72,7 @@ extension KintoAPI {
                 return APIResponse(status: existing == nil ? 201 : 200, body: .json(["data": Self.publicWebhook(try stored.parsed(), stored)]))
             }
         }
-        let response = isRead ? try await storage.read(body) : try await storage.write(body)
+        let response = isRead ? try await storage.read(body) : try await write(for: request, body)
         if !isRead { webhooksChanged.raise() }
         return response
     }

@@ -189,7 +189,7 @@ public struct KintoAPI: Sendable {
                     response = try await storage.read { session in try self.respond(request, route: route, session: session) }
                 } else {
                     if settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
-                    response = try await storage.write { session in try self.respond(request, route: route, session: session) }
+                    response = try await write(for: request) { session in try self.respond(request, route: route, session: session) }
                 }
             }
         } catch {
@@ -201,15 +201,28 @@ public struct KintoAPI: Sendable {
             if response.status < 400 {
                 let (collection, touches) = ChangeHub.collection(ofPath: request.path)
                 if touches { changeHub.changed(collection) }
-                // Other server processes on the same database (PostgreSQL) hear of it too.
-                if touches { await storage.announce(collection) }
-                if accounts { await storage.announce(Self.accountsChanged) }
-                if request.path.contains("/webhooks") { await storage.announce(Self.webhooksAnnounced) }
             }
         }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
+    }
+
+    /// A write transaction for `request`: when it commits, the other server processes on the
+    /// database (PostgreSQL) hear of what it may have changed (``announcements(for:)``).
+    func write<T: Sendable>(for request: APIRequest, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await storage.write(announcing: Self.announcements(for: request.path), body)
+    }
+
+    /// What a write to `path` may change, for other processes: the collection (`*`: any), and
+    /// ``accountsChanged`` and ``webhooksAnnounced`` when it may change those.
+    static func announcements(for path: String) -> [String] {
+        var announcements: [String] = []
+        let (collection, touches) = ChangeHub.collection(ofPath: path)
+        if touches { announcements.append(collection ?? "*") }
+        if mayChangeAccountsOrGroups(path) { announcements.append(accountsChanged) }
+        if path.contains("/webhooks") { announcements.append(webhooksAnnounced) }
+        return announcements
     }
 
     /// The announcement that accounts or groups changed (identity caches must be dropped).

@@ -8,6 +8,29 @@ import PostgresNIO
 struct PostgresSession: StorageSession {
     let connection: PostgresConnection
     let logger: Logger
+    /// NOTIFY payloads this transaction still has to send (nil: none). The first timestamp
+    /// allocation sends them in its own statement; whatever is left goes just before COMMIT.
+    var unannounced: Unannounced? = nil
+
+    final class Unannounced: @unchecked Sendable {
+        var payloads: [String]
+        init(_ payloads: [String]) { self.payloads = payloads }
+
+        /// The payloads, once: later calls get none.
+        func take() -> [String] {
+            defer { payloads = [] }
+            return payloads
+        }
+    }
+
+    /// Sends what no timestamp allocation took (a write that allocated none).
+    func announceRest() throws {
+        guard let payloads = unannounced?.take(), !payloads.isEmpty else { return }
+        var binds = PostgresBindings()
+        binds.append(PostgresStorage.channel)
+        binds.append(payloads)
+        _ = try rows("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", binds)
+    }
 
     func execute(_ sql: String) throws {
         _ = try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait()
@@ -96,12 +119,20 @@ struct PostgresSession: StorageSession {
     /// The next timestamp of the kind: the upsert locks the kind's row until commit, so writers of
     /// one kind, in any process, allocate and commit one after the other.
     func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
+        var binds = Self.binds([key.parentID, key.resourceName, Timestamp.now(), requested ?? 0])
+        var source = "VALUES ($1, $2, GREATEST($3, $4))"
+        if let payloads = unannounced?.take(), !payloads.isEmpty {
+            // The transaction's announcements, queued (NOTIFY is sent at COMMIT) by the same statement.
+            binds.append(PostgresStorage.channel)
+            binds.append(payloads)
+            source = "SELECT $1, $2, GREATEST($3, $4) FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced"
+        }
         let row = try rows("""
-            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified) VALUES ($1, $2, GREATEST($3, $4))
+            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified) \(source)
             ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified =
                 CASE WHEN $4 > t.last_modified THEN $4 ELSE GREATEST($3, t.last_modified + 1) END
             RETURNING last_modified
-            """, Self.binds([key.parentID, key.resourceName, Timestamp.now(), requested ?? 0]))
+            """, binds)
         guard let first = row.first else { throw StorageError.backend("PostgreSQL allocated no timestamp") }
         return try first.decode(Int64.self)
     }

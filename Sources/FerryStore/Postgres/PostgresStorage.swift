@@ -161,13 +161,17 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         }
     }
 
-    private func transaction<T: Sendable>(_ begin: String, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+    /// - Parameter announcements: NOTIFY payloads sent with the commit (see ``PostgresSession/unannounced``).
+    private func transaction<T: Sendable>(_ begin: String, announcing announcements: [String] = [],
+                                          _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        let payloads = announcements.map { "\(processTag) \($0)" }
         do {
             return try await withConnection { [logger] connection in
-                let session = PostgresSession(connection: connection, logger: logger)
+                let session = PostgresSession(connection: connection, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads))
                 try session.execute(begin)
                 do {
                     let result = try body(session)
+                    try session.announceRest()
                     try session.execute("COMMIT")
                     return result
                 } catch {
@@ -186,6 +190,13 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction("BEGIN", body)
+    }
+
+    /// NOTIFY is transactional: the other processes hear of the write exactly when it commits
+    /// (never of one rolled back, and a crash after the commit cannot lose the announcement). It
+    /// rides on the write's first timestamp allocation, so it costs no round trip of its own.
+    public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await transaction("BEGIN", announcing: announcements, body)
     }
 
     public func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T {
@@ -239,45 +250,6 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     /// Tells processes apart, so one does not react to its own announcements.
     let processTag = UUID().uuidString.prefix(8)
     private let listener = NIOLockedValueBox<Task<Void, Never>?>(nil)
-
-    /// Collections announced but not sent yet (`*`: anything), and whether a sender is at work.
-    private let unsent = NIOLockedValueBox<(names: Set<String>, sending: Bool)>(([], false))
-
-    /// Sent in the background, so a write does not wait for a round trip of its own, and
-    /// coalesced: the announcements made while one is sent go together in the next, so a burst
-    /// of writes to a collection costs a NOTIFY or two, not one each. An announcement only says
-    /// "read the feed again" (the feed is the truth), so a late one delays a change, never loses it.
-    public func announce(_ collection: String?) async {
-        let startSending = unsent.withLockedValue { state in
-            state.names.insert(collection ?? "*")
-            defer { state.sending = true }
-            return !state.sending
-        }
-        if startSending { Task { await self.sendAnnouncements() } }
-    }
-
-    private func sendAnnouncements() async {
-        while true {
-            let names = unsent.withLockedValue { state in
-                defer { state.names = [] }
-                if state.names.isEmpty { state.sending = false }
-                return state.names
-            }
-            if names.isEmpty { return }
-            let payloads = names.map { "\(processTag) \($0)" }
-            do {
-                try await withConnection { [logger] connection in
-                    var binds = PostgresBindings()
-                    binds.append(Self.channel)
-                    binds.append(payloads)
-                    _ = try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", binds: binds), logger: logger).wait()
-                }
-            } catch {
-                // The other processes wake everyone when their LISTEN connection comes back.
-                logger.warning("PostgreSQL NOTIFY failed", metadata: ["ferry.error": .string(Self.describe(error))])
-            }
-        }
-    }
 
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {
         let config = connectionConfiguration
