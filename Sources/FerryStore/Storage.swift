@@ -94,12 +94,43 @@ public protocol StorageSession {
     func groups(containing principals: [String]) throws -> [String]
     /// The URIs of every object on which one of `principals` holds a permission, with those permissions.
     func grants(of principals: [String]) throws -> [String: Set<String>]
+    /// An object as a reader gets it, in one statement where the backend can: the object (nil
+    /// when absent or deleted), the permissions on `uri`, and which `checks` the principals pass
+    /// (a check passes when one of its grants is held by one of them).
+    func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                    principals: [String]) throws -> ObjectRead
+}
+
+/// What ``StorageSession/readObject(_:id:uri:checks:principals:)`` found.
+public struct ObjectRead: Sendable {
+    public var object: StoredObject?
+    public var permissions: Permissions
+    public var passed: Set<String>
+
+    public init(object: StoredObject?, permissions: Permissions, passed: Set<String>) {
+        self.object = object
+        self.permissions = permissions
+        self.passed = passed
+    }
+}
+
+extension StorageSession {
+    public func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                           principals: [String]) throws -> ObjectRead {
+        var passed = Set<String>()
+        for (name, grants) in checks where try anyGranted(grants, principals: principals) { passed.insert(name) }
+        let object = try get(key, id: id, includeDeleted: false)
+        return ObjectRead(object: object, permissions: object == nil ? [:] : try permissions(of: uri), passed: passed)
+    }
 }
 
 /// A storage backend: opens read and write transactions.
 public protocol Storage: Sendable {
     /// Runs `body` in a read-only transaction (a consistent snapshot).
     func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
+    /// ``read(_:)`` for a body that runs one statement (or whose statements need not share a
+    /// snapshot): where a transaction costs round trips of its own (PostgreSQL), none is opened.
+    func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// Runs `body` in a write transaction; it commits when `body` returns and rolls back when it throws.
     func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// ``write(_:)``, and if it commits, the other server processes on this database hear of
@@ -128,6 +159,10 @@ package protocol DumpableStorage: Storage {
 }
 
 extension Storage {
+    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await read(body)
+    }
+
     /// One process owns an embedded database: there is nobody to tell.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await write(body)

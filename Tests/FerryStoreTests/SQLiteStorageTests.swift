@@ -121,6 +121,39 @@ enum StorageContract {
         #expect(try await ids(Filter("n", .gt, 0)) == ["nul", "plain"])
     }
 
+    /// `readObject` answers what `get`, `permissions(of:)` and `anyGranted` answer one by one.
+    static func readObjectAnswersAsTheSeparateReads(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let uri = "/buckets/b/collections/c/records/r1"
+        _ = try await storage.write { s in
+            _ = try s.put(key, id: "r1", data: ["n": 1], requestedTimestamp: nil)
+            try s.setPermissions(of: uri, ["write": ["alice"], "read": ["bob", "system.Everyone"]])
+            try s.setPermissions(of: "/buckets/b", ["write": ["carol"]])
+            _ = try s.put(key, id: "gone", data: [:], requestedTimestamp: nil)
+            _ = try s.delete(key, id: "gone", requestedTimestamp: nil)
+        }
+        let checks: [String: [(uri: String, permission: String)]] = [
+            "read": [(uri, "read"), (uri, "write"), ("/buckets/b", "write")],
+            "write": [(uri, "write"), ("/buckets/b", "write")],
+            "never": [],
+        ]
+        func read(_ id: String, _ principals: [String]) async throws -> ObjectRead {
+            try await storage.readSingle { s in
+                try s.readObject(key, id: id, uri: "/buckets/b/collections/c/records/\(id)", checks: checks, principals: principals)
+            }
+        }
+        let alice = try await read("r1", ["alice", "system.Authenticated"])
+        #expect(alice.object?.id == "r1" && alice.passed == ["read", "write"])
+        #expect(alice.permissions == ["write": ["alice"], "read": ["bob", "system.Everyone"]])
+        #expect(try await read("r1", ["bob"]).passed == ["read"])
+        #expect(try await read("r1", ["carol"]).passed == ["read", "write"])
+        #expect(try await read("r1", ["mallory"]).passed.isEmpty)
+        #expect(try await read("r1", []).passed.isEmpty)
+        let gone = try await read("gone", ["carol"])
+        #expect(gone.object == nil && gone.permissions.isEmpty && gone.passed == ["read", "write"])
+        #expect(try await read("never-was", ["alice"]).object == nil)
+    }
+
     static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {
         let key = records
         let before = try await storage.dump()
@@ -186,6 +219,7 @@ enum StorageContract {
         ("filters", { try await filtersSortsAndPagesOverJSONFields($0) }),
         ("rollback", { try await failedWriteTransactionChangesNothing($0) }),
         ("nul", { try await nulCharactersAreStoredExactlyAndFilterable($0) }),
+        ("readObject", { try await readObjectAnswersAsTheSeparateReads($0) }),
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
     ]
 

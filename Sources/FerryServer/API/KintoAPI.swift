@@ -185,7 +185,10 @@ public struct KintoAPI: Sendable {
                 response = try await longPoll(request, path: path, wait: request.query.last { $0.0 == "_wait" }!.1)
             case .plural, .object:
                 let isRead = request.method == "GET" || request.method == "HEAD"
-                if isRead {
+                if isRead, case .object = route {
+                    // ResourceHandler.get reads in one statement.
+                    response = try await storage.readSingle { session in try self.respond(request, route: route, session: session) }
+                } else if isRead {
                     response = try await storage.read { session in try self.respond(request, route: route, session: session) }
                 } else {
                     if settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }

@@ -186,10 +186,11 @@ struct ResourceHandler {
 
     /// The answer for one object. Its permissions are shown only to who may write it (as
     /// Kinto does): a reader sees `"permissions": {}`, not the names of the owners.
+    /// - Parameter writeGranted: whether the caller may write the object, when already known.
     func objectResponse(status: Int = 200, _ object: StoredObject, permissions: Permissions?, fields: [String]? = nil,
-                        data: JSON? = nil) throws -> APIResponse {
+                        data: JSON? = nil, writeGranted: Bool? = nil) throws -> APIResponse {
         var permissions = permissions
-        if permissions != nil, try !isGranted("write", id: object.id) { permissions = [:] }
+        if permissions != nil, try !(writeGranted ?? isGranted("write", id: object.id)) { permissions = [:] }
         var out: [UInt8] = Array("{\"data\":".utf8)
         if let data {
             data.write(to: &out)
@@ -239,12 +240,22 @@ struct ResourceHandler {
         return object
     }
 
+    /// One statement where the backend can (``StorageSession/readObject(_:id:uri:checks:principals:)``),
+    /// so it runs without a transaction (``Storage/readSingle(_:)``); only a 404 reads more.
     func get() throws -> APIResponse {
-        let object = try existingObject(permission: "read")
+        let id = path.id!
+        let read = try session.readObject(key, id: id, uri: path.uri,
+                                          checks: ["read": path.grants("read", id: id), "write": path.grants("write", id: id)],
+                                          principals: identity.principals)
+        guard read.passed.contains("read") else { throw denied }
+        guard let object = read.object else {
+            try ensureParents()
+            throw KintoError.notFound(resource: path.kind.rawValue, id: id)
+        }
         if let notModified = try check304(current: object.lastModified) { return notModified }
         try check412(existing: object, current: object.lastModified)
         let fields = try ListParameters.parse(request.query.filter { $0.0 == "_fields" }, paginateBy: nil, maxFetchSize: 1).fields
-        var response = try objectResponse(object, permissions: try session.permissions(of: path.uri), fields: fields)
+        var response = try objectResponse(object, permissions: read.permissions, fields: fields, writeGranted: read.passed.contains("write"))
         if request.method == "HEAD" { response.body = .empty }
         return response
     }
@@ -276,10 +287,14 @@ struct ResourceHandler {
         if let lm = data.removeValue(forKey: "last_modified")?.intValue, lm > (existing?.lastModified ?? 0) {
             requested = lm
         }
+        let uri = path.uri(id: id)
+        // Read first: on PostgreSQL, put locks the kind's timestamp row until commit (writers of
+        // the collection wait for it), so as little as possible happens after it.
+        var perms = existing == nil ? Permissions() : try session.permissions(of: uri)
+        // A write that leaves the permissions alone leaves the caller's write grant as it was.
+        let writeGranted: Bool? = existing != nil && permissions == nil ? try isGranted("write", id: id) : nil
         let stored = try session.put(key, id: id, data: data, requestedTimestamp: requested)
         api.metrics?.recordWritten()
-        let uri = path.uri(id: id)
-        var perms = existing == nil ? Permissions() : try session.permissions(of: uri)
         if let permissions {
             if replaceAllPermissions {
                 for name in path.kind.permissionNames { perms[name] = [] }
@@ -305,7 +320,7 @@ struct ResourceHandler {
             default: break
             }
         }
-        return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms)
+        return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms, writeGranted: writeGranted)
     }
 
     mutating func patch() throws -> APIResponse {

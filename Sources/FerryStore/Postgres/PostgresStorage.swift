@@ -161,13 +161,16 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         }
     }
 
-    /// - Parameter announcements: NOTIFY payloads sent with the commit (see ``PostgresSession/unannounced``).
-    private func transaction<T: Sendable>(_ begin: String, announcing announcements: [String] = [],
+    /// - Parameters:
+    ///   - begin: the statement that opens the transaction; nil: none (each statement on its own).
+    ///   - announcements: NOTIFY payloads sent with the commit (see ``PostgresSession/unannounced``).
+    private func transaction<T: Sendable>(_ begin: String?, announcing announcements: [String] = [],
                                           _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let payloads = announcements.map { "\(processTag) \($0)" }
         do {
             return try await withConnection { [logger] connection in
                 let session = PostgresSession(connection: connection, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads))
+                guard let begin else { return try body(session) }
                 try session.execute(begin)
                 do {
                     let result = try body(session)
@@ -186,6 +189,10 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
+    }
+
+    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await transaction(nil, body)
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
