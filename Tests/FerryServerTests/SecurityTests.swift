@@ -215,6 +215,24 @@ import Testing
         r = try await server.request("PATCH", "/buckets/b/groups/readers", json: ["data": ["members": []]])
         #expect(r.status == 200)
         #expect(try await server.request("GET", "/buckets/b/collections/c/records/r1", user: "bob").status == 403)
+
+        // Back in through a batch: the batch's group write counts as well.
+        r = try await server.request("POST", "/batch", json: ["requests": [
+            ["method": "PUT", "path": "/buckets/b/collections/c/records/r2", "body": ["data": ["x": 2]]],
+            ["method": "PATCH", "path": "/buckets/b/groups/readers", "body": ["data": ["members": [.string(bob)]]]],
+        ]])
+        #expect(r.status == 200 && r.json["responses"]?[1]?["status"] == 200, "\(r.json.serialized())")
+        #expect(try await server.request("GET", "/buckets/b/collections/c/records/r1", user: "bob").status == 200)
+    }
+
+    /// What a write tells other server processes (PostgreSQL) it may have changed.
+    @Test func writesAnnounceWhatTheyMayChange() {
+        #expect(KintoAPI.announcements(for: "/v1/buckets/b/collections/c/records/r") == ["/buckets/b/collections/c"])
+        #expect(KintoAPI.announcements(for: "/buckets/b/collections/c/webhooks/h") == ["/buckets/b/collections/c", KintoAPI.webhooksAnnounced])
+        #expect(KintoAPI.announcements(for: "/buckets/b/groups/g") == [KintoAPI.accountsChanged])
+        #expect(KintoAPI.announcements(for: "/buckets/b") == ["*", KintoAPI.accountsChanged])
+        #expect(KintoAPI.announcements(for: "/accounts/alice") == [KintoAPI.accountsChanged])
+        #expect(KintoAPI.announcements(for: "/batch") == ["*"])
     }
 
     @Test func permissionsEndpointListsWhatTheCallerMayDo() async throws {

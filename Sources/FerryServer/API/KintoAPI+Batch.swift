@@ -38,7 +38,10 @@ extension KintoAPI {
             subrequests.append(try subrequest(merged, index: i, parent: request))
         }
         let subs = subrequests
-        let responses: [JSON] = try await write(for: request) { session in
+        // Other processes hear of what the writes among them may change, not of everything.
+        let writes = subs.filter { $0.method != "GET" && $0.method != "HEAD" }
+        let announcements = Set(writes.flatMap { Self.announcements(for: $0.path) }).sorted()
+        let responses: [JSON] = try await storage.write(announcing: announcements) { session in
             var out: [JSON] = []
             for sub in subs {
                 let response: APIResponse
@@ -67,6 +70,9 @@ extension KintoAPI {
                 ])
             }
             return out
+        }
+        if let authenticator, writes.contains(where: { Self.mayChangeAccountsOrGroups($0.path) }) {
+            authenticator.accountsOrGroupsChanged()
         }
         return APIResponse(body: .json(["responses": .array(responses)]))
     }

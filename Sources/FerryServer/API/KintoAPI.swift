@@ -234,14 +234,14 @@ public struct KintoAPI: Sendable {
     /// delivers them must look again).
     public static let webhooksAnnounced = "#webhooks"
 
-    /// Writes that can change who belongs to what: accounts, groups, buckets (which hold
-    /// groups), and batches (which may hold any of them).
+    /// Writes that can change who belongs to what: accounts, groups and buckets (which hold
+    /// groups). A batch looks at each of its requests (``batch(_:)``).
     static func mayChangeAccountsOrGroups(_ path: String) -> Bool {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
         let rest = segments.first == "v1" ? segments.dropFirst() : segments[...]
         guard let first = rest.first else { return false }
         switch first {
-        case "accounts", "batch": return true
+        case "accounts": return true
         case "buckets": return rest.count <= 2 || rest.dropFirst(2).first == "groups"
         default: return false
         }
