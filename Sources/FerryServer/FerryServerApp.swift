@@ -46,6 +46,19 @@ public enum FerryServerApp {
         }
     }
 
+    /// The server secret: `secret` from the configuration; else, on a database several processes
+    /// share, the one stored there (the first process to start stores its own), so a user has the
+    /// same id on every process; else the data folder's.
+    public static func secret(_ configuration: ServerConfiguration, storage: any Storage) async throws -> String {
+        if let secret = configuration.secret { return secret }
+        let local = try loadOrCreateSecret(in: configuration.dataDirectory)
+        do {
+            return try await storage.sharedSecret(proposing: local) ?? local
+        } catch let error as StorageError {
+            throw ServerConfiguration.Error("database: cannot read the server secret: \(error.message)")
+        }
+    }
+
     static func makeDataDirectory(_ configuration: ServerConfiguration) throws {
         do {
             try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
@@ -56,8 +69,9 @@ public enum FerryServerApp {
 
     /// The server's parts on an open storage; with PostgreSQL, changes announced by the other
     /// processes on the database wake this one's streams, and their account changes clear its caches.
-    public static func makeParts(_ configuration: ServerConfiguration, storage: any Storage, logger: Logger) throws -> Parts {
-        let secret = try configuration.secret ?? loadOrCreateSecret(in: configuration.dataDirectory)
+    /// - Parameter secret: the server secret; nil: `secret` from the configuration, else the data folder's.
+    public static func makeParts(_ configuration: ServerConfiguration, storage: any Storage, secret: String? = nil, logger: Logger) throws -> Parts {
+        let secret = try secret ?? configuration.secret ?? loadOrCreateSecret(in: configuration.dataDirectory)
         var settings = KintoAPI.Settings()
         settings.batchMaxRequests = configuration.batchMaxRequests
         settings.readonly = configuration.readonly

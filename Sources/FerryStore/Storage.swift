@@ -142,6 +142,9 @@ public protocol Storage: Sendable {
     func ping() async -> Bool
     /// Flushes and closes.
     func close() throws
+    /// The server secret every process on this database shares (user ids are keyed with it):
+    /// the first `proposal` made is kept. nil where one process owns the database.
+    func sharedSecret(proposing proposal: String) async throws -> String?
     /// Calls `handler` with each change other processes announce (nil: anything may have changed).
     func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void)
     func stopListening()
@@ -162,6 +165,8 @@ extension Storage {
     public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await read(body)
     }
+
+    public func sharedSecret(proposing proposal: String) async throws -> String? { nil }
 
     /// One process owns an embedded database: there is nobody to tell.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {

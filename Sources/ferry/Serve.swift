@@ -65,7 +65,9 @@ struct Serve: AsyncParsableCommand {
         let app: Application<FerryResponder>
         let scheme = configuration.tlsCertificate == nil ? "http" : "https"
         do {
-            parts = try FerryServerApp.makeParts(configuration, storage: try await FerryServerApp.openStorage(configuration, logger: logger), logger: logger)
+            let storage = try await FerryServerApp.openStorage(configuration, logger: logger)
+            let secret = try await FerryServerApp.secret(configuration, storage: storage)
+            parts = try FerryServerApp.makeParts(configuration, storage: storage, secret: secret, logger: logger)
             app = try FerryServerApp.makeApplication(configuration, parts: parts, logger: logger) { port in
                 logger.notice("ferry serve is listening", metadata: [
                     "ferry.url": .string("\(scheme)://\(configuration.host):\(port)/v1/"),

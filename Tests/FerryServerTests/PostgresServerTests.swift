@@ -13,8 +13,9 @@ struct PostgresServerTests {
 
     static func pair(on cluster: PostgresCluster? = nil) throws -> (ServerProcess, ServerProcess, String) {
         let url = try (cluster ?? PostgresCluster.shared()).createDatabase("serve")
-        // Both share the secret, so basicauth users are the same user on either process.
-        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_PASSWORD_ROUNDS": "1000"]
+        // No secret given: the first process stores its own in the database and the second uses
+        // it, so a basicauth user is the same user on either process.
+        let environment = ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000"]
         let a = try ServerProcess(data: temporaryDirectory("pg-a"), environment: environment)
         let b = try ServerProcess(data: temporaryDirectory("pg-b"), environment: environment)
         return (a, b, url)

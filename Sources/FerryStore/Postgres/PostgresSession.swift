@@ -87,6 +87,10 @@ struct PostgresSession: StorageSession {
             ALTER TABLE objects ADD COLUMN doc JSONB GENERATED ALWAYS AS ((CASE WHEN strpos(data, '\\u0000') = 0 THEN data
                 ELSE replace(replace(replace(data, '\\\\', E'\\x01'), '\\u0000', '\\ufffd'), E'\\x01', '\\\\') END)::jsonb) STORED
             """),
+        // Settings every process shares (the server secret).
+        ("v3", """
+            CREATE TABLE ferry_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)
+            """),
     ]
 
     func migrate() throws {

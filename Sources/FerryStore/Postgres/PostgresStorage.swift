@@ -191,6 +191,15 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
     }
 
+    public func sharedSecret(proposing proposal: String) async throws -> String? {
+        try await write { session in
+            let session = session as! PostgresSession
+            _ = try session.rows("INSERT INTO ferry_settings (name, value) VALUES ('secret', $1) ON CONFLICT (name) DO NOTHING",
+                                 PostgresSession.binds([proposal]))
+            return try session.rows("SELECT value FROM ferry_settings WHERE name = 'secret'").first?.decode(String.self)
+        }
+    }
+
     public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction(nil, body)
     }
