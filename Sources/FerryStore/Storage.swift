@@ -99,6 +99,8 @@ public protocol StorageSession {
     /// (a check passes when one of its grants is held by one of them).
     func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                     principals: [String]) throws -> ObjectRead
+    func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int?
+    func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64
 }
 
 /// What ``StorageSession/readObject(_:id:uri:checks:principals:)`` found.
@@ -115,6 +117,20 @@ public struct ObjectRead: Sendable {
 }
 
 extension StorageSession {
+    /// The position of the first of `objects` that does not exist (or is deleted), nil when all
+    /// do; one statement where the backend can.
+    public func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int? {
+        try objects.firstIndex { try get($0.key, id: $0.id, includeDeleted: false) == nil }
+    }
+
+    /// The kind's timestamp and a page of it (``list(_:query:_:)``), from one snapshot: one
+    /// statement where the backend can, so it needs no transaction around it.
+    public func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64 {
+        let current = try timestamp(key)
+        try list(key, query: query, each)
+        return current
+    }
+
     public func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                            principals: [String]) throws -> ObjectRead {
         var passed = Set<String>()

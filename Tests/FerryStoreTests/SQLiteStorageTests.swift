@@ -154,6 +154,43 @@ enum StorageContract {
         #expect(try await read("never-was", ["alice"]).object == nil)
     }
 
+    /// `timestampAndList` answers what `timestamp` and `list` answer, empty pages and early stops
+    /// included; `firstMissing` finds the first absent or deleted object.
+    static func onePassReadsAnswerAsTheSeparateReads(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let other = ResourceKey(parentID: "/buckets/b/collections/other", resourceName: "record")
+        _ = try await storage.write { s in
+            for i in 0..<5 { _ = try s.put(key, id: "r\(i)", data: ["n": .int(Int64(i))], requestedTimestamp: nil) }
+            _ = try s.delete(key, id: "r2", requestedTimestamp: nil)
+        }
+        let sorted = ListQuery(sort: [Sort("last_modified", descending: true)], limit: 10, includeDeleted: true)
+        let (stamp, ids, expected): (Int64, [String], (Int64, [String])) = try await storage.readSingle { s in
+            var ids: [String] = []
+            let stamp = try s.timestampAndList(key, query: sorted) { ids.append($0.id); return true }
+            var separate: [String] = []
+            try s.list(key, query: sorted) { separate.append($0.id); return true }
+            return (stamp, ids, (try s.timestamp(key), separate))
+        }
+        #expect(stamp == expected.0 && stamp > 0 && ids == expected.1 && ids == ["r2", "r4", "r3", "r1", "r0"])
+        let firstTwo: [String] = try await storage.readSingle { s in
+            var ids: [String] = []
+            _ = try s.timestampAndList(key, query: ListQuery(sort: [Sort("id")])) { ids.append($0.id); return ids.count < 2 }
+            return ids
+        }
+        #expect(firstTwo == ["r0", "r1"])
+        let empty: (Int64, Int) = try await storage.readSingle { s in
+            var n = 0
+            let stamp = try s.timestampAndList(other, query: ListQuery(sort: [Sort("id")])) { _ in n += 1; return true }
+            return (stamp, n)
+        }
+        #expect(empty == (0, 0))
+        let missing: [Int?] = try await storage.readSingle { s in
+            [try s.firstMissing([]), try s.firstMissing([(key, "r0"), (key, "r1")]),
+             try s.firstMissing([(key, "r0"), (key, "r2"), (key, "nope")]), try s.firstMissing([(other, "r0")])]
+        }
+        #expect(missing == [nil, nil, 1, 0])
+    }
+
     static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {
         let key = records
         let before = try await storage.dump()
@@ -220,6 +257,7 @@ enum StorageContract {
         ("rollback", { try await failedWriteTransactionChangesNothing($0) }),
         ("nul", { try await nulCharactersAreStoredExactlyAndFilterable($0) }),
         ("readObject", { try await readObjectAnswersAsTheSeparateReads($0) }),
+        ("onePass", { try await onePassReadsAnswerAsTheSeparateReads($0) }),
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
     ]
 

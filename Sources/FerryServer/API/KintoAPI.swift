@@ -188,6 +188,9 @@ public struct KintoAPI: Sendable {
                 if isRead, case .object = route {
                     // ResourceHandler.get reads in one statement.
                     response = try await storage.readSingle { session in try self.respond(request, route: route, session: session) }
+                } else if isRead, case .plural = route, ResourceHandler.isPlainList(request) {
+                    // Grants, parents, then the timestamp and the page in one statement (ResourceHandler.pluralGet).
+                    response = try await storage.readSingle { session in try self.respond(request, route: route, session: session) }
                 } else if isRead {
                     response = try await storage.read { session in try self.respond(request, route: route, session: session) }
                 } else {

@@ -39,8 +39,9 @@ struct ResourceHandler {
 
     /// 404 when a parent (bucket, collection) does not exist.
     func ensureParents() throws {
-        for (parent, id) in path.requiredParents where try session.get(parent.storageKey, id: id, includeDeleted: false) == nil {
-            throw KintoError.notFound(resource: parent.kind.rawValue, id: id)
+        let parents = path.requiredParents
+        if let missing = try session.firstMissing(parents.map { ($0.0.storageKey, $0.1) }) {
+            throw KintoError.notFound(resource: parents[missing].0.kind.rawValue, id: parents[missing].1)
         }
     }
 
@@ -455,27 +456,43 @@ struct ResourceHandler {
         return ids
     }
 
+    /// Whether a list request is a plain GET: no HEAD, no If-Match or If-None-Match, so the
+    /// collection's timestamp is needed only beside the page. It then takes three statements
+    /// (grants, parents, timestamp and page) and no transaction: ``Storage/readSingle(_:)``.
+    static func isPlainList(_ request: APIRequest) -> Bool {
+        request.method == "GET" && request.header("If-Match") == nil && request.header("If-None-Match") == nil
+    }
+
     func pluralGet() throws -> APIResponse {
         let ids = try visibleIDs("read")
         try ensureParents()
+        if Self.isPlainList(request) {
+            let params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
+            return try listResponse(params: params, ids: ids, current: nil)
+        }
         let current = try session.timestamp(key)
         if let notModified = try check304(current: current) { return notModified }
         try check412(existing: StoredObject(id: "", lastModified: current, deleted: false, json: "{}"), current: current)
         let params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
-        var headers = timestampHeaders(current)
         if request.method == "HEAD" {
+            var headers = timestampHeaders(current)
             let count = try session.count(key, filters: params.filters, includeDeleted: params.includeDeleted, ids: ids)
             headers.append(("Total-Objects", String(count)))
             headers.append(("Total-Records", String(count)))
             return APIResponse(status: 200, headers: headers, body: .empty)
         }
+        return try listResponse(params: params, ids: ids, current: current)
+    }
+
+    /// A page of the list, with the collection's timestamp read beside it when `current` is nil.
+    func listResponse(params: ListParameters, ids: [String]?, current: Int64?) throws -> APIResponse {
         var out: [UInt8] = Array("{\"data\":[".utf8)
         var count = 0
         var last: StoredObject?
         var hasMore = false
         let query = ListQuery(filters: params.filters, sort: params.sort, after: params.after, limit: params.limit + 1,
                               includeDeleted: params.includeDeleted, ids: ids)
-        try session.list(key, query: query) { object in
+        let each = { (object: StoredObject) throws -> Bool in
             if count == params.limit {
                 hasMore = true
                 return false
@@ -490,6 +507,14 @@ struct ResourceHandler {
             last = object
             return true
         }
+        let timestamp: Int64
+        if let current {
+            try session.list(key, query: query, each)
+            timestamp = current
+        } else {
+            timestamp = try session.timestampAndList(key, query: query, each)
+        }
+        var headers = timestampHeaders(timestamp)
         out.append(contentsOf: "]}".utf8)
         if hasMore, let last {
             headers.append(("Next-Page", try nextPageURL(params: params, last: last, offset: params.offset + count)))

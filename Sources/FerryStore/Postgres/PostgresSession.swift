@@ -177,24 +177,66 @@ struct PostgresSession: StorageSession {
         return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
     }
 
-    func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
+    /// A page's WHERE, ORDER BY and LIMIT, and the builder holding its parameters.
+    static func page(_ key: ResourceKey, query: ListQuery) -> (builder: PostgresQueryBuilder, order: String, limit: String) {
         var sql = PostgresQueryBuilder(key: key, filters: query.filters, includeDeleted: query.includeDeleted, ids: query.ids)
         if let after = query.after { sql.addPageAfter(after, sort: query.sort) }
-        var text = "SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause
+        var order = ""
         if !query.sort.isEmpty {
             // SQLite's order: a missing field (NULL) sorts before every value.
             // id and last_modified are NOT NULL columns: plain ASC/DESC, the order their indexes give
             // (DESC NULLS LAST on last_modified made every `_since` page a full scan and a sort).
-            text += " ORDER BY " + query.sort.map { sort in
-                let order = sort.descending ? " DESC" : " ASC"
-                return PostgresQueryBuilder.expression(sort.field) + order
+            order = " ORDER BY " + query.sort.map { sort in
+                let direction = sort.descending ? " DESC" : " ASC"
+                return PostgresQueryBuilder.expression(sort.field) + direction
                     + (PostgresQueryBuilder.isColumn(sort.field) ? "" : sort.descending ? " NULLS LAST" : " NULLS FIRST")
             }.joined(separator: ", ")
         }
-        if let limit = query.limit { text += " LIMIT \(limit)" }
-        for row in try rows(text, sql.binds) {
+        return (sql, order, query.limit.map { " LIMIT \($0)" } ?? "")
+    }
+
+    func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
+        let (sql, order, limit) = Self.page(key, query: query)
+        for row in try rows("SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause + order + limit, sql.binds) {
             if try !each(Self.object(row)) { break }
         }
+    }
+
+    /// One statement: the timestamp row, and the page numbered in its order beside it (a page of
+    /// none is one row of NULLs).
+    func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64 {
+        var (sql, order, limit) = Self.page(key, query: query)
+        let parent = sql.bind(key.parentID)
+        let resource = sql.bind(key.resourceName)
+        let text = """
+            SELECT t.current, p.id, p.last_modified, p.deleted, p.data
+            FROM (SELECT coalesce((SELECT last_modified FROM timestamps WHERE parent_id = \(parent) AND resource_name = \(resource)), 0) AS current) AS t
+            LEFT JOIN LATERAL (SELECT row_number() OVER (\(order)) AS n, id, last_modified, deleted, data
+                               FROM objects WHERE \(sql.whereClause)\(order)\(limit)) AS p ON true
+            ORDER BY p.n
+            """
+        var current: Int64 = 0
+        var reading = true
+        for row in try rows(text, sql.binds) {
+            let (timestamp, id, lastModified, deleted, data) = try row.decode((Int64, String?, Int64?, Bool?, String?).self)
+            current = timestamp
+            guard reading, let id, let lastModified, let deleted, let data else { continue }
+            reading = try each(StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: data))
+        }
+        return current
+    }
+
+    func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int? {
+        guard !objects.isEmpty else { return nil }
+        var binds = PostgresBindings()
+        binds.append(objects.map(\.key.parentID))
+        binds.append(objects.map(\.key.resourceName))
+        binds.append(objects.map(\.id))
+        let first = try rows("""
+            SELECT min(w.i) FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(parent, resource, id, i)
+            WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.parent_id = w.parent AND o.resource_name = w.resource AND o.id = w.id AND NOT o.deleted)
+            """, binds).first?.decode(Int64?.self)
+        return first.map { Int($0) - 1 }
     }
 
     func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int {
