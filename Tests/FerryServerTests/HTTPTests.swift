@@ -1,5 +1,6 @@
 import FerryCore
 @testable import FerryServer
+import FerryTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -81,22 +82,25 @@ import Testing
         #expect(try await server.dump() == before)
     }
 
+    /// `ferry serve` over a real socket, with a client that waits up to 90 s for an answer
+    /// (HummingbirdTesting's `.live` gives 20 s, which the whole suite's load has exceeded).
     @Test func liveServerOverARealSocket() async throws {
-        let server = try TestServer()
-        try await app(server).test(.live) { client in
-            try await client.execute(uri: "/v1/buckets/live", method: .put, headers: headers()) { #expect($0.status == .created) }
-            try await client.execute(uri: "/v1/buckets/live/collections/c", method: .put, headers: headers()) { #expect($0.status == .created) }
-            for i in 0..<20 {
-                try await client.execute(uri: "/v1/buckets/live/collections/c/records/r\(i)", method: .put, headers: headers(),
-                                         body: ByteBuffer(string: #"{"data": {"i": \#(i)}}"#)) { #expect($0.status == .created) }
-            }
-            try await client.execute(uri: "/v1/buckets/live/collections/c/records?_since=0&_limit=15", method: .get, headers: headers()) { response in
-                #expect(response.status == .ok)
-                let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
-                #expect(json["data"]?.arrayValue?.count == 15)
-                #expect(response.headers[HTTPField.Name("Next-Page")!]?.contains("_token=") == true)
-            }
-            try await client.execute(uri: "/v1/buckets/live/collections/c/records", method: .get) { #expect($0.status == .unauthorized) }
+        let server = try ServerProcess(data: try temporaryDirectory("live"))
+        defer { server.kill(SIGKILL) }
+        let client = server.client()
+        #expect(try await client.put("/v1/buckets/live", headers: headers(), body: ByteBuffer()).status == .created)
+        #expect(try await client.put("/v1/buckets/live/collections/c", headers: headers(), body: ByteBuffer()).status == .created)
+        for i in 0..<20 {
+            let response = try await client.put("/v1/buckets/live/collections/c/records/r\(i)", headers: headers(),
+                                                body: ByteBuffer(string: #"{"data": {"i": \#(i)}}"#))
+            #expect(response.status == .created)
         }
+        let page = try await client.get("/v1/buckets/live/collections/c/records?_since=0&_limit=15", headers: headers())
+        #expect(page.status == .ok)
+        let json = try JSON.parse(bytes: Array(page.body!.readableBytesView))
+        #expect(json["data"]?.arrayValue?.count == 15)
+        #expect(page.headers[HTTPField.Name("Next-Page")!]?.contains("_token=") == true)
+        #expect(try await client.get("/v1/buckets/live/collections/c/records").status == .unauthorized)
+        try await client.shutdown()
     }
 }
