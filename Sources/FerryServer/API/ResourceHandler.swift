@@ -263,9 +263,12 @@ struct ResourceHandler {
 
     mutating func put() throws -> APIResponse {
         let id = path.id!
-        let existing = try session.get(key, id: id, includeDeleted: false)
+        // The object, its permissions and the write grant in one statement where the backend can.
+        let read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: ["write": path.grants("write", id: id)],
+                                          principals: identity.principals)
+        let existing = read.object
         if existing != nil {
-            try authorize("write", id: id)
+            guard read.passed.contains("write") else { throw denied }
         } else {
             try authorize(path.createPermission, id: nil)
             try ensureParents()
@@ -277,12 +280,14 @@ struct ResourceHandler {
             throw KintoError.invalidParameters(location: "body", name: "id", description: "Object id does not match existing object")
         }
         return try save(id: id, data: data.removingValue("id"), existing: existing,
-                        permissions: body.permissions, replaceAllPermissions: true)
+                        permissions: body.permissions, replaceAllPermissions: true,
+                        known: existing == nil ? nil : (read.permissions, read.passed.contains("write")))
     }
 
     /// Writes an object and its permissions; the creator always keeps `write`.
+    /// - Parameter known: the existing object's permissions and whether the caller may write it, when already read.
     func save(id: String, data: [String: JSON], existing: StoredObject?, permissions: [String: Set<String>?]?,
-              replaceAllPermissions: Bool) throws -> APIResponse {
+              replaceAllPermissions: Bool, known: (permissions: Permissions, writeGranted: Bool)? = nil) throws -> APIResponse {
         var data = try validate(data, id: id)
         var requested: Int64?
         if let lm = data.removeValue(forKey: "last_modified")?.intValue, lm > (existing?.lastModified ?? 0) {
@@ -291,9 +296,9 @@ struct ResourceHandler {
         let uri = path.uri(id: id)
         // Read first: on PostgreSQL, put locks the kind's timestamp row until commit (writers of
         // the collection wait for it), so as little as possible happens after it.
-        var perms = existing == nil ? Permissions() : try session.permissions(of: uri)
+        var perms = existing == nil ? Permissions() : try known?.permissions ?? session.permissions(of: uri)
         // A write that leaves the permissions alone leaves the caller's write grant as it was.
-        let writeGranted: Bool? = existing != nil && permissions == nil ? try isGranted("write", id: id) : nil
+        let writeGranted: Bool? = existing != nil && permissions == nil ? try known?.writeGranted ?? isGranted("write", id: id) : nil
         let stored = try session.put(key, id: id, data: data, requestedTimestamp: requested)
         api.metrics?.recordWritten()
         if let permissions {
