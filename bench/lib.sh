@@ -1,4 +1,5 @@
-# Shared by bench/run.sh, bench/sync.sh, bench/rest.sh and bench/follow.sh: sourced from the repo root, after `set -euo pipefail`.
+# Shared by bench/run.sh, bench/server_pg.sh, bench/sync.sh, bench/rest.sh, bench/follow.sh and bench/postgres.sh:
+# sourced from the repo root, after `set -euo pipefail`.
 # The caller keeps SERVER_PID set to the server it started (or "").
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -261,4 +262,99 @@ pg_psql() {  # $1 database, then psql arguments (-c SQL …): unaligned, tuples 
 
 pg_url() {  # $1 database: its postgres:// URL (add #TABLE)
   echo "postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1"
+}
+
+# ---- HTTP load with wrk, Kinto (run.sh, server_pg.sh) -------------------------
+# wrk_run and wrk_stats measure one line; check_api is the curl sanity check before
+# timing; ensure_kinto and kinto_ini install and configure Kinto 26.5 like Ferry
+# (basicauth, any authenticated user creates buckets, logging at WARNING).
+
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return 0
+  log "installing wrk (apt-get)"
+  apt_install wrk
+}
+
+wrk_timeout() {  # $1 wrk duration (10, 10s, 2m, 1h): seconds one wrk run may take (the duration + 60 s)
+  case $1 in
+    *h) echo $(( ${1%h} * 3600 + 60 )) ;;
+    *m) echo $(( ${1%m} * 60 + 60 )) ;;
+    *s) echo $(( ${1%s} + 60 )) ;;
+    *)  echo $(( $1 + 60 )) ;;
+  esac
+}
+
+wrk_run() {  # $1 output file, $2 connections, $3 threads, $4 Authorization header ("" for none), $5 url, $6.. extra wrk args
+  # For $DURATION, bounded by `timeout`. --timeout 10s: a slow answer counts as
+  # latency, not as a socket error.
+  local out=$1 connections=$2 threads=$3 auth=$4 url=$5 header=()
+  shift 5
+  [ -z "$auth" ] || header=(-H "Authorization: $auth")
+  timeout "$(wrk_timeout "$DURATION")" wrk -c "$connections" -t "$threads" -d "$DURATION" --timeout 10s \
+    "${header[@]}" "$@" "$url" > "$out"
+}
+
+wrk_stats() {  # $1 wrk output: "REQ/S AVG-LATENCY NON-2XX SOCKET-ERRORS" on one line
+  # wrk prints "Socket errors: connect 0, read 0, write 0, timeout 0" (summed here)
+  # and "Non-2xx or 3xx responses: N" only when there is at least one.
+  awk '/^Requests\/sec:/ { rps = $2 }
+       $1 == "Latency" && lat == "" { lat = $2 }
+       /Non-2xx or 3xx responses:/ { non2xx = $NF }
+       /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) sock += $i + 0 }
+       END { print (rps == "" ? 0 : rps), (lat == "" ? "?" : lat), non2xx + 0, sock + 0 }' "$1"
+}
+
+wrk_valid() {  # $1 "non2xx/socket": true when both counts are zero
+  [ "$1" = "0/0" ]
+}
+
+wrk_cell() {  # $1 req/s, $2 "non2xx/socket": the req/s, or INVALID with the error counts
+  if wrk_valid "$2"; then printf '%s' "$1"
+  else printf 'INVALID (%s; %s non-2xx, %s socket errors)' "$1" "${2%/*}" "${2#*/}"; fi
+}
+
+check_api() {  # $1 label, $2 records URL, $3 _since value, $4 Authorization header ("" for none)
+  # A line is only worth timing if it answers 200 with the expected content: record
+  # u00042, and a full page of 100 records changed since $3. Exits the script otherwise.
+  local label=$1 url=$2 since=$3 auth=() code n
+  [ -z "$4" ] || auth=(-H "Authorization: $4")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$url/u00042")
+  [ "$code" = 200 ] || { echo "$label: GET record answered $code" >&2; exit 1; }
+  n=$(curl -fsS "${auth[@]}" "$url?_since=$since&_limit=100" \
+    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
+  [ "$n" = 100 ] || { echo "$label: list request returned $n records, not 100" >&2; exit 1; }
+}
+
+ensure_kinto() {  # $1 venv, $2 "" or postgresql: install Kinto 26.5 (with that extra) unless there; sets KINTO_VERSION
+  local venv=$1 extra=${2:-} probe="import kinto"
+  [ -z "$extra" ] || probe="import kinto, psycopg2, sqlalchemy, zope.sqlalchemy"
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
+  if ! "$venv/bin/python" -c "$probe" 2>/dev/null || [ ! -x "$venv/bin/kinto" ]; then
+    log "installing Kinto 26.5${extra:+ [$extra]} into $venv"
+    # 26.5 is the target; fall back to the newest 26.x if 26.5 is ever pulled.
+    timeout 900 "$venv/bin/pip" install -q "kinto${extra:+[$extra]}==26.5.*" >&2 \
+      || timeout 900 "$venv/bin/pip" install -q "kinto${extra:+[$extra]}>=26,<27" >&2
+  fi
+  KINTO_VERSION=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("kinto"))')
+}
+
+kinto_ini() {  # $1 venv, $2 ini file, $3.. `kinto init` backend options (--backend memory …)
+  # `kinto init` writes a config for the accounts plugin (multiauth.policies =
+  # account, bucket creation for account:admin only). Switch it to Kinto's
+  # built-in basicauth policy, where any user:password is a principal, and let
+  # any authenticated user create buckets: the same rules as Ferry. Logging goes
+  # down to WARNING (Ferry runs with --log-level warning too); the default DEBUG
+  # console logging of every request would otherwise dominate Kinto's numbers.
+  local venv=$1 ini=$2
+  shift 2
+  timeout 120 "$venv/bin/kinto" init --ini "$ini" "$@" </dev/null >&2
+  sed -i \
+    -e 's/^multiauth\.policies = .*/multiauth.policies = basicauth/' \
+    -e 's/^kinto\.bucket_create_principals = .*/kinto.bucket_create_principals = system.Authenticated/' \
+    -e '/^\[logger_root\]/,/^\[/ s/^level = .*/level = WARNING/' \
+    -e '/^\[logger_kinto\]/,/^\[/ s/^level = .*/level = WARNING/' \
+    "$ini"
+  # Fail loudly if a future `kinto init` writes something these edits miss.
+  grep -q '^multiauth\.policies = basicauth$' "$ini"
+  grep -q '^kinto\.bucket_create_principals = system\.Authenticated$' "$ini"
 }

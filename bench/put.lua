@@ -8,6 +8,8 @@
 --   BENCH_AUTH     value of the Authorization header ("Basic ...")
 --   BENCH_RECORDS  how many records were seeded
 --   BENCH_PATH     records path, e.g. /v1/buckets/bench/collections/users/records
+--   BENCH_OFFSET   where in the id range this wrk starts (default 0; bench/server_pg.sh
+--                  runs two wrk at once and starts the second half-way)
 
 local threads = {}
 local counter = 0
@@ -25,7 +27,7 @@ function init(args)
   wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
   wrk.headers["Content-Type"] = "application/json"
   -- Threads start at different points of the id range.
-  counter = (tid or 0) * 4999
+  counter = tonumber(os.getenv("BENCH_OFFSET") or "0") + (tid or 0) * 4999
 end
 
 function request()
@@ -33,4 +35,28 @@ function request()
   local i = counter % n
   local body = string.format('{"data":{"username":"user%05d","age":%d}}', i, 18 + (counter % 70))
   return wrk.format(nil, string.format("%s/u%05d", path, i), nil, body)
+end
+
+-- With BENCH_STATUS set (bench/server_pg.sh), count the answers that are not 2xx by
+-- status and print "status 409: N" lines after wrk's summary. Off by default: a
+-- response() callback makes wrk hand every answer to Lua, which costs wrk time.
+if os.getenv("BENCH_STATUS") then
+  statuses = {}
+  function response(status, headers, body)
+    if status < 200 or status > 299 then
+      statuses[status] = (statuses[status] or 0) + 1
+    end
+  end
+
+  function done(summary, latency, requests)
+    local total = {}
+    for _, thread in ipairs(threads) do
+      for status, n in pairs(thread:get("statuses") or {}) do
+        total[status] = (total[status] or 0) + n
+      end
+    end
+    for status, n in pairs(total) do
+      io.write(string.format("status %d: %d\n", status, n))
+    end
+  end
 end

@@ -33,36 +33,14 @@ USERPASS=bench:bench              # any user:password is a principal (basicauth)
 AUTH="Basic $(printf %s "$USERPASS" | base64)"
 RECORDS_PATH=/v1/buckets/bench/collections/users/records
 
-# Upper bound for one wrk run: DURATION (wrk syntax: 10, 10s, 2m, 1h) + 60 s.
-case $DURATION in
-  *h) WRK_TIMEOUT=$(( ${DURATION%h} * 3600 + 60 )) ;;
-  *m) WRK_TIMEOUT=$(( ${DURATION%m} * 60 + 60 )) ;;
-  *s) WRK_TIMEOUT=$(( ${DURATION%s} + 60 )) ;;
-  *)  WRK_TIMEOUT=$(( DURATION + 60 )) ;;
-esac
-
-. bench/lib.sh                     # log, find_ferry, stop_server, free_port, wait_ready
+. bench/lib.sh                     # log, find_ferry, stop_server, free_port, wait_ready, wrk_run, check_api, kinto_ini…
 
 # ---- 1. tools -------------------------------------------------------------
 
 find_ferry
 
-if ! command -v wrk >/dev/null 2>&1; then
-  log "installing wrk (apt-get)"
-  # The machine runs as root; use sudo only where that is not the case.
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  timeout 600 $SUDO apt-get update >&2
-  timeout 600 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >&2
-fi
-
-if [ ! -x "$VENV/bin/kinto" ]; then
-  log "installing Kinto 26.5 into $VENV"
-  python3 -m venv "$VENV"
-  # 26.5 is the target; fall back to the newest 26.x if 26.5 is ever pulled.
-  timeout 900 "$VENV/bin/pip" install -q 'kinto==26.5.*' >&2 \
-    || timeout 900 "$VENV/bin/pip" install -q 'kinto>=26,<27' >&2
-fi
-KINTO_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kinto"))')
+ensure_wrk
+ensure_kinto "$VENV"               # sets KINTO_VERSION
 
 # ---- helpers --------------------------------------------------------------
 
@@ -84,20 +62,13 @@ declare -a ACCOUNT_MS            # time of the 1st and 2nd request with the acco
 run_wrk() {  # $1 server, $2 test name, $3 url, $4.. extra wrk args
   # The Authorization header is $WRK_AUTH, $AUTH when WRK_AUTH is unset, none when it is "".
   local server=$1 test=$2 url=$3; shift 3
-  local out="$WORK/wrk-$server-$test.txt" auth=${WRK_AUTH-$AUTH} header=()
-  [ -z "$auth" ] || header=(-H "Authorization: $auth")
+  local out="$WORK/wrk-$server-$test.txt" rps lat non2xx sock
   log "$server: $test ($DURATION)"
-  # --timeout 10s: a slow answer counts as latency, not as a socket error.
-  timeout "$WRK_TIMEOUT" wrk -c "$CONNECTIONS" -t "$THREADS" -d "$DURATION" --timeout 10s \
-    "${header[@]}" "$@" "$url" > "$out"
-  RPS[$server,$test]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  LAT[$server,$test]=$(awk '$1 == "Latency" {print $2; exit}' "$out")
-  local non2xx sock
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-  # "  Socket errors: connect 0, read 0, write 0, timeout 0" -> their sum
-  # (wrk prints the line only when there is at least one).
-  sock=$(awk '/Socket errors:/ { n = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i + 0; print n }' "$out")
-  ERR[$server,$test]="${non2xx:-0}/${sock:-0}"
+  wrk_run "$out" "$CONNECTIONS" "$THREADS" "${WRK_AUTH-$AUTH}" "$url" "$@"
+  read -r rps lat non2xx sock < <(wrk_stats "$out")
+  RPS[$server,$test]=$rps
+  LAT[$server,$test]=$lat
+  ERR[$server,$test]="$non2xx/$sock"
 }
 
 # The three lines, identical for both servers. Reads run before the PUT line
@@ -108,14 +79,8 @@ bench_server() {  # $1 server name, $2 port
   local mid
   mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$RECORDS")
   MID=$mid
-  # Sanity requests with curl before measuring: a line is only worth timing if
-  # it answers 200 with the expected content (a full page of 100 for the list).
-  local code n
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $AUTH" "$base$RECORDS_PATH/u00042")
-  [ "$code" = 200 ] || { echo "$server: GET record answered $code" >&2; exit 1; }
-  n=$(curl -fsS -H "Authorization: $AUTH" "$base$RECORDS_PATH?_since=$mid&_limit=100" \
-    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
-  [ "$n" = 100 ] || { echo "$server: list request returned $n records, not 100" >&2; exit 1; }
+  # Sanity requests with curl before measuring (a full page of 100 for the list).
+  check_api "$server" "$base$RECORDS_PATH" "$mid" "$AUTH"
   run_wrk "$server" get "$base$RECORDS_PATH/u00042"
   run_wrk "$server" list "$base$RECORDS_PATH?_since=$mid&_limit=100"
   BENCH_AUTH="$AUTH" BENCH_RECORDS="$RECORDS" BENCH_PATH="$RECORDS_PATH" \
@@ -125,13 +90,8 @@ bench_server() {  # $1 server name, $2 port
 # The same lines on Ferry, signed in another way ($1: account, token or anonymous; $2 the
 # Authorization header, "" for none). Anonymous has no PUT line: only reads are granted.
 bench_auth() {  # $1 name, $2 Authorization header, $3 port
-  local name=$1 header=$2 base="http://127.0.0.1:$3" code n
-  local curl_auth=(); [ -z "$header" ] || curl_auth=(-H "Authorization: $header")
-  code=$(curl -s -o /dev/null -w '%{http_code}' "${curl_auth[@]}" "$base$RECORDS_PATH/u00042")
-  [ "$code" = 200 ] || { echo "ferry ($name): GET record answered $code" >&2; exit 1; }
-  n=$(curl -fsS "${curl_auth[@]}" "$base$RECORDS_PATH?_since=$MID&_limit=100" \
-    | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
-  [ "$n" = 100 ] || { echo "ferry ($name): list request returned $n records, not 100" >&2; exit 1; }
+  local name=$1 header=$2 base="http://127.0.0.1:$3"
+  check_api "ferry ($name)" "$base$RECORDS_PATH" "$MID" "$header"
   WRK_AUTH="$header" run_wrk "ferry-$name" get "$base$RECORDS_PATH/u00042"
   WRK_AUTH="$header" run_wrk "ferry-$name" list "$base$RECORDS_PATH?_since=$MID&_limit=100"
   [ -n "$header" ] || return 0
@@ -177,23 +137,9 @@ stop_server
 
 # ---- 3. Kinto -------------------------------------------------------------
 
-# `kinto init` writes a config for the accounts plugin (multiauth.policies =
-# account, bucket creation for account:admin only). Switch it to Kinto's
-# built-in basicauth policy, where any user:password is a principal, and let
-# any authenticated user create buckets: the same rules as Ferry. Logging goes
-# down to WARNING (Ferry runs with --log-level warning too); the default DEBUG
-# console logging of every request would otherwise dominate Kinto's numbers.
+# basicauth, bucket creation for any authenticated user, logging at WARNING (kinto_ini in lib.sh).
 INI="$WORK/kinto.ini"
-timeout 120 "$VENV/bin/kinto" init --ini "$INI" --backend memory --cache-backend memory </dev/null >&2
-sed -i \
-  -e 's/^multiauth\.policies = .*/multiauth.policies = basicauth/' \
-  -e 's/^kinto\.bucket_create_principals = .*/kinto.bucket_create_principals = system.Authenticated/' \
-  -e '/^\[logger_root\]/,/^\[/ s/^level = .*/level = WARNING/' \
-  -e '/^\[logger_kinto\]/,/^\[/ s/^level = .*/level = WARNING/' \
-  "$INI"
-# Fail loudly if a future `kinto init` writes something these edits miss.
-grep -q '^multiauth\.policies = basicauth$' "$INI"
-grep -q '^kinto\.bucket_create_principals = system\.Authenticated$' "$INI"
+kinto_ini "$VENV" "$INI" --backend memory --cache-backend memory
 
 PORT=$(free_port)
 log "starting Kinto $KINTO_VERSION on 127.0.0.1:$PORT (memory backend, waitress)"
@@ -205,14 +151,9 @@ stop_server
 
 # ---- 4. report ------------------------------------------------------------
 
-valid() {  # $1 "non2xx/socket": 0 when both counts are zero
-  [ "$1" = "0/0" ]
-}
-cell() {  # req/s, or the number struck out with the error counts when invalid
-  local server=$1 test=$2
-  if valid "${ERR[$server,$test]}"; then printf '%s' "${RPS[$server,$test]}"
-  else printf 'INVALID (%s; %s non-2xx, %s socket errors)' "${RPS[$server,$test]}" \
-         "${ERR[$server,$test]%/*}" "${ERR[$server,$test]#*/}"; fi
+valid() { wrk_valid "$1"; }          # $1 "non2xx/socket"
+cell() {  # $1 server, $2 test: req/s, or INVALID with the error counts
+  wrk_cell "${RPS[$1,$2]}" "${ERR[$1,$2]}"
 }
 
 echo
