@@ -191,6 +191,22 @@ enum StorageContract {
         #expect(missing == [nil, nil, 1, 0])
     }
 
+    /// `setPermissions` replaces the named permissions' principals (keeping, adding and removing)
+    /// and leaves the others alone.
+    static func setPermissionsReplacesOnlyTheNamedOnes(_ storage: any DumpableStorage) async throws {
+        let uri = "/buckets/b/collections/c"
+        func set(_ permissions: Permissions) async throws -> Permissions {
+            try await storage.write { s in
+                try s.setPermissions(of: uri, permissions)
+                return try s.permissions(of: uri)
+            }
+        }
+        #expect(try await set(["read": ["a", "b"], "write": ["c"]]) == ["read": ["a", "b"], "write": ["c"]])
+        #expect(try await set(["read": ["b", "d"]]) == ["read": ["b", "d"], "write": ["c"]])
+        #expect(try await set(["write": [], "read": ["b", "d"]]) == ["read": ["b", "d"]])
+        #expect(try await set([:]) == ["read": ["b", "d"]])
+    }
+
     static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {
         let key = records
         let before = try await storage.dump()
@@ -258,6 +274,7 @@ enum StorageContract {
         ("nul", { try await nulCharactersAreStoredExactlyAndFilterable($0) }),
         ("readObject", { try await readObjectAnswersAsTheSeparateReads($0) }),
         ("onePass", { try await onePassReadsAnswerAsTheSeparateReads($0) }),
+        ("setPermissions", { try await setPermissionsReplacesOnlyTheNamedOnes($0) }),
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
     ]
 

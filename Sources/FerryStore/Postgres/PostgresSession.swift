@@ -262,16 +262,23 @@ struct PostgresSession: StorageSession {
         return result
     }
 
+    /// One statement: the named permissions' entries replaced by the given principals. (The
+    /// delete spares the entries that stay: the insert does not see it, so it would skip those
+    /// as already there while the delete removed them.)
     func setPermissions(of uri: String, _ permissions: Permissions) throws {
-        for (permission, principals) in permissions {
-            _ = try rows("DELETE FROM access_control_entries WHERE object_id = $1 AND permission = $2", Self.binds([uri, permission]))
-            if !principals.isEmpty {
-                _ = try rows("""
-                    INSERT INTO access_control_entries (object_id, permission, principal) SELECT $1, $2, unnest($3::text[])
-                    ON CONFLICT DO NOTHING
-                    """, Self.binds([uri, permission, principals.sorted()]))
-            }
-        }
+        guard !permissions.isEmpty else { return }
+        let pairs = permissions.flatMap { permission, principals in principals.sorted().map { (permission, $0) } }
+        var binds = Self.binds([uri, Array(permissions.keys)])
+        binds.append(pairs.map(\.0))
+        binds.append(pairs.map(\.1))
+        _ = try rows("""
+            WITH wanted AS (SELECT * FROM unnest($3::text[], $4::text[]) AS p(permission, principal)),
+            gone AS (DELETE FROM access_control_entries a WHERE a.object_id = $1 AND a.permission = ANY($2::text[])
+                     AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.permission = a.permission AND w.principal = a.principal))
+            INSERT INTO access_control_entries (object_id, permission, principal)
+            SELECT $1, w.permission, w.principal FROM wanted w
+            ON CONFLICT (object_id, permission, principal) DO NOTHING
+            """, binds)
     }
 
     func removePermissions(of uri: String) throws {
