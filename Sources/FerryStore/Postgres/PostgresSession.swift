@@ -122,23 +122,33 @@ struct PostgresSession: StorageSession {
 
     /// The next timestamp of the kind: the upsert locks the kind's row until commit, so writers of
     /// one kind, in any process, allocate and commit one after the other.
-    func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
-        var binds = Self.binds([key.parentID, key.resourceName, Timestamp.now(), requested ?? 0])
-        var source = "VALUES ($1, $2, GREATEST($3, $4))"
-        if let payloads = unannounced?.take(), !payloads.isEmpty {
-            // The transaction's announcements, queued (NOTIFY is sent at COMMIT) by the same statement.
-            binds.append(PostgresStorage.channel)
-            binds.append(payloads)
-            source = "SELECT $1, $2, GREATEST($3, $4) FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced"
-        }
-        let row = try rows("""
-            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified) \(source)
+    /// The next timestamp of the kind, and the transaction's announcements queued (NOTIFY is
+    /// sent at COMMIT) by the same statement when it still has any.
+    struct AllocateTimestamp: PostgresPreparedStatement {
+        static let sql = """
+            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified)
+            SELECT $1, $2, GREATEST($3, $4) FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced
             ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified =
                 CASE WHEN $4 > t.last_modified THEN $4 ELSE GREATEST($3, t.last_modified + 1) END
             RETURNING last_modified
-            """, binds)
-        guard let first = row.first else { throw StorageError.backend("PostgreSQL allocated no timestamp") }
-        return try first.decode(Int64.self)
+            """
+        typealias Row = Int64
+        let key: ResourceKey
+        let now: Int64
+        let requested: Int64
+        let announcements: [String]
+
+        func makeBindings() throws -> PostgresBindings {
+            PostgresSession.binds([key.parentID, key.resourceName, now, requested, PostgresStorage.channel, announcements])
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
+    }
+
+    func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
+        let statement = AllocateTimestamp(key: key, now: Timestamp.now(), requested: requested ?? 0, announcements: unannounced?.take() ?? [])
+        guard let allocated = try prepared(statement).first else { throw StorageError.backend("PostgreSQL allocated no timestamp") }
+        return allocated
     }
 
     static func object(_ row: PostgresRow) throws -> StoredObject {
@@ -153,16 +163,31 @@ struct PostgresSession: StorageSession {
         return object.deleted && !includeDeleted ? nil : object
     }
 
+    struct PutObject: PostgresPreparedStatement {
+        static let sql = """
+            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES ($1, $2, $3, $4, false, $5)
+            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data
+            """
+        typealias Row = Void
+        let key: ResourceKey
+        let id: String
+        let lastModified: Int64
+        let json: String
+
+        func makeBindings() throws -> PostgresBindings {
+            PostgresSession.binds([key.parentID, key.resourceName, id, lastModified, json])
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
     func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         var members = data
         members["id"] = .string(id)
         members["last_modified"] = .int(ts)
         let json = JSON.object(members).serialized()
-        _ = try rows("""
-            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES ($1, $2, $3, $4, false, $5)
-            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data
-            """, Self.binds([key.parentID, key.resourceName, id, ts, json]))
+        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json))
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 
@@ -285,15 +310,23 @@ struct PostgresSession: StorageSession {
         _ = try rows("DELETE FROM access_control_entries WHERE object_id = $1", Self.binds([uri]))
     }
 
-    /// One statement: the object, its permissions and the checks passed (a GET costs one round trip).
-    func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
-                    principals: [String]) throws -> ObjectRead {
-        let flat = checks.flatMap { name, grants in grants.map { (name, $0.uri, $0.permission) } }
-        var binds = Self.binds([key.parentID, key.resourceName, id, uri, principals])
-        binds.append(flat.map(\.0))
-        binds.append(flat.map(\.1))
-        binds.append(flat.map(\.2))
-        let rows = try rows("""
+    /// Runs a statement prepared once per connection (PostgreSQL then neither parses nor plans
+    /// it again), waiting for its rows like every statement of a session.
+    func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
+        let connection = connection
+        let logger = logger
+        let promise = connection.eventLoop.makePromise(of: [Statement.Row].self)
+        promise.completeWithTask {
+            var rows: [Statement.Row] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        }
+        return try promise.futureResult.wait()
+    }
+
+    /// An object, its permissions and the checks passed, in one statement: a GET costs one round trip.
+    struct ReadObject: PostgresPreparedStatement {
+        static let sql = """
             SELECT o.id, o.last_modified, o.deleted, o.data,
                    (SELECT coalesce(array_agg(DISTINCT g.name), '{}') FROM unnest($6::text[], $7::text[], $8::text[]) AS g(name, uri, permission)
                     WHERE EXISTS (SELECT 1 FROM access_control_entries a
@@ -301,9 +334,31 @@ struct PostgresSession: StorageSession {
                    (SELECT coalesce(array_agg(a.permission || ' ' || a.principal), '{}') FROM access_control_entries a WHERE a.object_id = $4)
             FROM (SELECT 1) AS one
             LEFT JOIN objects o ON o.parent_id = $1 AND o.resource_name = $2 AND o.id = $3 AND NOT o.deleted
-            """, binds)
-        guard let row = rows.first else { throw StorageError.backend("PostgreSQL answered no row") }
-        let (objectID, lastModified, deleted, data, passed, entries) = try row.decode((String?, Int64?, Bool?, String?, [String], [String]).self)
+            """
+        typealias Row = (String?, Int64?, Bool?, String?, [String], [String])
+        let key: ResourceKey
+        let id: String
+        let uri: String
+        let principals: [String]
+        let checks: [(name: String, uri: String, permission: String)]
+
+        func makeBindings() throws -> PostgresBindings {
+            var binds = PostgresSession.binds([key.parentID, key.resourceName, id, uri, principals])
+            binds.append(checks.map(\.name))
+            binds.append(checks.map(\.uri))
+            binds.append(checks.map(\.permission))
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                    principals: [String]) throws -> ObjectRead {
+        let flat = checks.flatMap { name, grants in grants.map { (name: name, uri: $0.uri, permission: $0.permission) } }
+        let found = try prepared(ReadObject(key: key, id: id, uri: uri, principals: principals, checks: flat))
+        guard let row = found.first else { throw StorageError.backend("PostgreSQL answered no row") }
+        let (objectID, lastModified, deleted, data, passed, entries) = row
         var object: StoredObject? = nil
         if let objectID, let lastModified, let deleted, let data {
             object = StoredObject(id: objectID, lastModified: lastModified, deleted: deleted, json: data)
