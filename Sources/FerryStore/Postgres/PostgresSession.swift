@@ -108,9 +108,16 @@ struct PostgresSession: StorageSession {
 
     // MARK: Objects
 
+    struct KindTimestamp: PostgresPreparedStatement {
+        static let sql = "SELECT last_modified FROM timestamps WHERE parent_id = $1 AND resource_name = $2"
+        typealias Row = Int64
+        let key: ResourceKey
+        func makeBindings() throws -> PostgresBindings { PostgresSession.binds([key.parentID, key.resourceName]) }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
+    }
+
     func timestamp(_ key: ResourceKey) throws -> Int64 {
-        try rows("SELECT last_modified FROM timestamps WHERE parent_id = $1 AND resource_name = $2", Self.binds([key.parentID, key.resourceName]))
-            .first.map { try $0.decode(Int64.self) } ?? 0
+        try prepared(KindTimestamp(key: key)).first ?? 0
     }
 
     func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws {
@@ -156,10 +163,17 @@ struct PostgresSession: StorageSession {
         return StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: json)
     }
 
+    struct GetObject: PostgresPreparedStatement {
+        static let sql = "SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = $1 AND resource_name = $2 AND id = $3"
+        typealias Row = StoredObject
+        let key: ResourceKey
+        let id: String
+        func makeBindings() throws -> PostgresBindings { PostgresSession.binds([key.parentID, key.resourceName, id]) }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try PostgresSession.object(row) }
+    }
+
     func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject? {
-        guard let row = try rows("SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = $1 AND resource_name = $2 AND id = $3",
-                                 Self.binds([key.parentID, key.resourceName, id])).first else { return nil }
-        let object = try Self.object(row)
+        guard let object = try prepared(GetObject(key: key, id: id)).first else { return nil }
         return object.deleted && !includeDeleted ? nil : object
     }
 
@@ -251,17 +265,22 @@ struct PostgresSession: StorageSession {
         return current
     }
 
-    func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int? {
-        guard !objects.isEmpty else { return nil }
-        var binds = PostgresBindings()
-        binds.append(objects.map(\.key.parentID))
-        binds.append(objects.map(\.key.resourceName))
-        binds.append(objects.map(\.id))
-        let first = try rows("""
+    struct FirstMissing: PostgresPreparedStatement {
+        static let sql = """
             SELECT min(w.i) FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(parent, resource, id, i)
             WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.parent_id = w.parent AND o.resource_name = w.resource AND o.id = w.id AND NOT o.deleted)
-            """, binds).first?.decode(Int64?.self)
-        return first.map { Int($0) - 1 }
+            """
+        typealias Row = Int64?
+        let objects: [(key: ResourceKey, id: String)]
+        func makeBindings() throws -> PostgresBindings {
+            PostgresSession.binds([objects.map(\.key.parentID), objects.map(\.key.resourceName), objects.map(\.id)])
+        }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64?.self) }
+    }
+
+    func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int? {
+        guard !objects.isEmpty else { return nil }
+        return try prepared(FirstMissing(objects: objects)).first?.map { Int($0) - 1 }
     }
 
     func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int {
@@ -278,10 +297,17 @@ struct PostgresSession: StorageSession {
 
     // MARK: Permissions
 
+    struct ObjectPermissions: PostgresPreparedStatement {
+        static let sql = "SELECT permission, principal FROM access_control_entries WHERE object_id = $1"
+        typealias Row = (String, String)
+        let uri: String
+        func makeBindings() throws -> PostgresBindings { PostgresSession.binds([uri]) }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode((String, String).self) }
+    }
+
     func permissions(of uri: String) throws -> Permissions {
         var result: Permissions = [:]
-        for row in try rows("SELECT permission, principal FROM access_control_entries WHERE object_id = $1", Self.binds([uri])) {
-            let (permission, principal) = try row.decode((String, String).self)
+        for (permission, principal) in try prepared(ObjectPermissions(uri: uri)) {
             result[permission, default: []].insert(principal)
         }
         return result
@@ -373,13 +399,22 @@ struct PostgresSession: StorageSession {
         return ObjectRead(object: object, permissions: permissions, passed: Set(passed))
     }
 
-    func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool {
-        guard !grants.isEmpty, !principals.isEmpty else { return false }
-        return try !rows("""
+    struct AnyGranted: PostgresPreparedStatement {
+        static let sql = """
             SELECT 1 FROM access_control_entries a JOIN unnest($2::text[], $3::text[]) AS g(uri, permission)
               ON a.object_id = g.uri AND a.permission = g.permission
             WHERE a.principal = ANY($1::text[]) LIMIT 1
-            """, Self.binds([principals, grants.map(\.uri), grants.map(\.permission)])).isEmpty
+            """
+        typealias Row = Int32
+        let principals: [String]
+        let grants: [(uri: String, permission: String)]
+        func makeBindings() throws -> PostgresBindings { PostgresSession.binds([principals, grants.map(\.uri), grants.map(\.permission)]) }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int32.self) }
+    }
+
+    func anyGranted(_ grants: [(uri: String, permission: String)], principals: [String]) throws -> Bool {
+        guard !grants.isEmpty, !principals.isEmpty else { return false }
+        return try !prepared(AnyGranted(principals: principals, grants: grants)).isEmpty
     }
 
     func childIDs(under parentURI: String, childPath: String, permissions: [String], principals: [String]) throws -> [String] {
