@@ -241,78 +241,9 @@ struct PostgresSession: StorageSession {
         }
     }
 
-    /// The sync clients' list (`_since`, `_before`, sorted by `last_modified`, any page of it),
-    /// prepared once per connection in its two directions.
-    protocol ChangesPage: PostgresPreparedStatement where Row == (Int64, String?, Int64?, Bool?, String?) {
-        init(key: ResourceKey, above: Int64, below: Int64, includeDeleted: Bool, limit: Int64)
-    }
-
-    static func changesSQL(_ direction: String) -> String {
-        """
-        SELECT t.current, p.id, p.last_modified, p.deleted, p.data
-        FROM (SELECT coalesce((SELECT last_modified FROM timestamps WHERE parent_id = $1 AND resource_name = $2), 0) AS current) AS t
-        LEFT JOIN LATERAL (SELECT id, last_modified, deleted, data FROM objects
-                           WHERE parent_id = $1 AND resource_name = $2 AND last_modified > $3 AND last_modified < $4 AND ($5 OR NOT deleted)
-                           ORDER BY last_modified \(direction) LIMIT $6) AS p ON true
-        ORDER BY p.last_modified \(direction)
-        """
-    }
-
-    struct ChangesAscending: ChangesPage {
-        static let sql = PostgresSession.changesSQL("ASC")
-        let key: ResourceKey, above: Int64, below: Int64, includeDeleted: Bool, limit: Int64
-        func makeBindings() throws -> PostgresBindings { PostgresSession.changesBindings(key, above, below, includeDeleted, limit) }
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-    }
-
-    struct ChangesDescending: ChangesPage {
-        static let sql = PostgresSession.changesSQL("DESC")
-        let key: ResourceKey, above: Int64, below: Int64, includeDeleted: Bool, limit: Int64
-        func makeBindings() throws -> PostgresBindings { PostgresSession.changesBindings(key, above, below, includeDeleted, limit) }
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-    }
-
-    static func changesBindings(_ key: ResourceKey, _ above: Int64, _ below: Int64, _ includeDeleted: Bool, _ limit: Int64) -> PostgresBindings {
-        binds([key.parentID, key.resourceName, above, below, includeDeleted, limit])
-    }
-
-    /// `query` as a changes page, when it is one: filters only on `last_modified` (`gt`, `lt`,
-    /// `min`, `max`, whole numbers), sorted by it alone, a limit, no id list. Exclusive bounds.
-    static func changesPage(_ key: ResourceKey, _ query: ListQuery) -> (any ChangesPage)? {
-        guard query.ids == nil, query.sort.count == 1, query.sort[0].field == "last_modified", let limit = query.limit else { return nil }
-        func whole(_ value: JSON?) -> Int64? {
-            switch value {
-            case .int(let i)?: i
-            case .string(let s)?: Int64(s)
-            default: nil
-            }
-        }
-        var above = Int64.min, below = Int64.max
-        for filter in query.filters {
-            guard filter.field == "last_modified", let v = whole(filter.value) else { return nil }
-            switch filter.comparison {
-            case .gt: above = max(above, v)
-            case .min: above = max(above, v == .min ? .min : v - 1)
-            case .lt: below = min(below, v)
-            case .max: below = min(below, v == .max ? .max : v + 1)
-            default: return nil
-            }
-        }
-        let descending = query.sort[0].descending
-        if let after = query.after {
-            guard let v = whole(after.lastValues["last_modified"]) else { return nil }
-            if descending { below = min(below, v) } else { above = max(above, v) }
-        }
-        let type: any ChangesPage.Type = descending ? ChangesDescending.self : ChangesAscending.self
-        return type.init(key: key, above: above, below: below, includeDeleted: query.includeDeleted, limit: Int64(limit))
-    }
-
     /// One statement: the timestamp row, and the page numbered in its order beside it (a page of
-    /// none is one row of NULLs). A changes page is a prepared statement.
+    /// none is one row of NULLs).
     func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64 {
-        if let changes = Self.changesPage(key, query) {
-            return try readPage(try prepared(changes), each)
-        }
         var (sql, order, limit) = Self.page(key, query: query)
         let parent = sql.bind(key.parentID)
         let resource = sql.bind(key.resourceName)
@@ -323,14 +254,10 @@ struct PostgresSession: StorageSession {
                                FROM objects WHERE \(sql.whereClause)\(order)\(limit)) AS p ON true
             ORDER BY p.n
             """
-        return try readPage(try rows(text, sql.binds).map { try $0.decode((Int64, String?, Int64?, Bool?, String?).self) }, each)
-    }
-
-    /// The timestamp beside each row, and the page's objects handed to `each` until it says stop.
-    func readPage(_ rows: [(Int64, String?, Int64?, Bool?, String?)], _ each: (StoredObject) throws -> Bool) throws -> Int64 {
         var current: Int64 = 0
         var reading = true
-        for (timestamp, id, lastModified, deleted, data) in rows {
+        for row in try rows(text, sql.binds) {
+            let (timestamp, id, lastModified, deleted, data) = try row.decode((Int64, String?, Int64?, Bool?, String?).self)
             current = timestamp
             guard reading, let id, let lastModified, let deleted, let data else { continue }
             reading = try each(StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: data))
