@@ -178,6 +178,31 @@ enum StorageContract {
             return ids
         }
         #expect(firstTwo == ["r0", "r1"])
+        // The sync clients' pages (`_since`, `_before`, a page token, either direction) answer as `list` does.
+        let stamps: [Int64] = try await storage.read { s in
+            var out: [Int64] = []
+            try s.list(key, query: ListQuery(sort: [Sort("last_modified")], includeDeleted: true)) { out.append($0.lastModified); return true }
+            return out
+        }
+        let changes: [ListQuery] = [
+            ListQuery(filters: [Filter("last_modified", .gt, .int(stamps[1]))], sort: [Sort("last_modified")], limit: 2, includeDeleted: true),
+            ListQuery(filters: [Filter("last_modified", .gt, .string(String(stamps[0]))), Filter("last_modified", .lt, .int(stamps[4]))],
+                      sort: [Sort("last_modified", descending: true)], limit: 10, includeDeleted: true),
+            ListQuery(filters: [Filter("last_modified", .min, .int(stamps[1])), Filter("last_modified", .max, .int(stamps[3]))],
+                      sort: [Sort("last_modified")], limit: 10, includeDeleted: false),
+            ListQuery(sort: [Sort("last_modified", descending: true)], after: PageAfter(lastValues: ["last_modified": .int(stamps[3])]),
+                      limit: 10, includeDeleted: true),
+            ListQuery(sort: [Sort("last_modified")], after: PageAfter(lastValues: ["last_modified": .int(stamps[1])]), limit: 1, includeDeleted: true),
+        ]
+        for query in changes {
+            let (onePass, separate): ([String], [String]) = try await storage.readSingle { s in
+                var a: [String] = [], b: [String] = []
+                _ = try s.timestampAndList(key, query: query) { a.append($0.id); return true }
+                try s.list(key, query: query) { b.append($0.id); return true }
+                return (a, b)
+            }
+            #expect(onePass == separate && !onePass.isEmpty, "\(query)")
+        }
         let empty: (Int64, Int) = try await storage.readSingle { s in
             var n = 0
             let stamp = try s.timestampAndList(other, query: ListQuery(sort: [Sort("id")])) { _ in n += 1; return true }
