@@ -143,6 +143,14 @@ timed() {  # $1 key, $2.. command: stdout -> $RUN/$1.out, stderr -> $RUN/$1.err
   fi
 }
 
+line_name() {  # $1 get, list or put: the wrk line's name in the tables of run.sh and server_pg.sh
+  case $1 in
+    get)  echo "GET one record" ;;
+    list) echo "GET records?_since=<mid>&_limit=100" ;;
+    put)  echo "PUT one record" ;;
+  esac
+}
+
 users_data() {  # $RECORDS users in $DATA/users.jsonl and users.csv (bench/gen_users.py; kept between runs): sets JSONL and CSV
   if [ ! -f "$DATA/users.jsonl" ] || [ ! -f "$DATA/users.csv" ]; then
     log "generating $RECORDS users in $DATA"

@@ -164,11 +164,7 @@ INVALID=0
 echo "| test | ferry req/s | kinto req/s | ratio |"
 echo "| --- | ---: | ---: | ---: |"
 for test in get list put; do
-  case $test in
-    get)  name="GET one record" ;;
-    list) name="GET records?_since=<mid>&_limit=100" ;;
-    put)  name="PUT one record" ;;
-  esac
+  name=$(line_name "$test")
   if valid "${ERR[ferry,$test]}" && valid "${ERR[kinto,$test]}"; then
     ratio=$(awk -v f="${RPS[ferry,$test]}" -v k="${RPS[kinto,$test]}" \
       'BEGIN { if (k > 0) printf "%.1f×", f / k; else print "n/a" }')

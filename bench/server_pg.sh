@@ -255,11 +255,7 @@ echo "| test | ferry ×1 req/s | ferry ×2 req/s | kinto ×1 req/s | kinto ×2 r
      "ferry ÷ kinto, ×1 | ferry ÷ kinto, ×2 | ferry ×2 ÷ ×1 | kinto ×2 ÷ ×1 |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for test in get list put; do
-  case $test in
-    get)  name="GET one record" ;;
-    list) name="GET records?_since=<mid>&_limit=100" ;;
-    put)  name="PUT one record" ;;
-  esac
+  name=$(line_name "$test")
   row="| $name"
   for lineup in ferry1 ferry2 kinto1 kinto2; do row="$row | $(cell "$lineup" "$test")"; done
   row="$row | $(ratio_of ferry1 kinto1 "$test") | $(ratio_of ferry2 kinto2 "$test")"

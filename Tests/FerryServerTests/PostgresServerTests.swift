@@ -21,16 +21,31 @@ struct PostgresServerTests {
         return (a, b, url)
     }
 
-    /// A write through one process reaches a stream open on the other (LISTEN/NOTIFY), and a poller
-    /// of either sees every write of both.
-    @Test func aStreamOnOneProcessSeesWritesMadeThroughTheOther() async throws {
-        let (a, b, _) = try Self.pair()
+    /// Two processes on a new database and a client of each, for `body`; then the clients are
+    /// shut down and the processes killed.
+    static func withPair(_ body: (ServerProcess, ServerProcess, TestClient, TestClient) async throws -> Void) async throws {
+        let (a, b, _) = try pair()
         defer {
             a.kill(SIGKILL)
             b.kill(SIGKILL)
         }
         let clientA = a.client()
         let clientB = b.client()
+        do {
+            try await body(a, b, clientA, clientB)
+        } catch {
+            try? await clientA.shutdown()
+            try? await clientB.shutdown()
+            throw error
+        }
+        try? await clientA.shutdown()
+        try? await clientB.shutdown()
+    }
+
+    /// A write through one process reaches a stream open on the other (LISTEN/NOTIFY), and a poller
+    /// of either sees every write of both.
+    @Test func aStreamOnOneProcessSeesWritesMadeThroughTheOther() async throws {
+        try await Self.withPair { a, _, clientA, clientB in
         #expect(try await clientA.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
         #expect(try await clientB.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
         let stream = try EventStreamClient(port: a.port, path: "/v1/buckets/b/collections/c/records",
@@ -47,20 +62,13 @@ struct PostgresServerTests {
         #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 })
         let list = try await clientA.get("/v1/buckets/b/collections/c/records?_since=0", headers: Self.alice)
         #expect(try JSON.parse(bytes: Array(list.body!.readableBytesView))["data"]!.arrayValue!.count == 10)
-        try? await clientA.shutdown()
-        try? await clientB.shutdown()
+        }
     }
 
     /// A password changed through one process stops working on the other at once, although the
     /// other remembered it (its identity cache is cleared by the announcement of the change).
     @Test func aPasswordChangedThroughOneProcessIsForgottenByTheOther() async throws {
-        let (a, b, _) = try Self.pair()
-        defer {
-            a.kill(SIGKILL)
-            b.kill(SIGKILL)
-        }
-        let clientA = a.client()
-        let clientB = b.client()
+        try await Self.withPair { _, _, clientA, clientB in
         func basic(_ password: String) -> HTTPFields { [.authorization: "Basic " + Data("carol:\(password)".utf8).base64EncodedString()] }
         func user(_ password: String) async throws -> String? {
             let hello = try await clientB.get("/v1/", headers: basic(password))
@@ -82,8 +90,7 @@ struct PostgresServerTests {
         }
         #expect(forgotten, "process B still takes the old password")
         #expect(try await user("the second password") == "account:carol")
-        try? await clientA.shutdown()
-        try? await clientB.shutdown()
+        }
     }
 
     /// The database goes away: 503 with Retry-After, and the server recovers by itself when it is back.
