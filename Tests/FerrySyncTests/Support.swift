@@ -82,6 +82,18 @@ final class LockedData: @unchecked Sendable {
     func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
     func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
     func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+
+    /// Appends everything `handle` gives until its end, on a thread of its own (a child's full
+    /// pipe would block it).
+    func collect(_ handle: FileHandle) {
+        Thread.detachNewThread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                self.append(chunk)
+            }
+        }
+    }
 }
 
 /// A `ferry serve` child process on a fresh data folder.
@@ -150,14 +162,7 @@ func launch(_ process: Process, output: Pipe, port pattern: String, what: String
     process.standardOutput = output
     process.standardError = output
     try process.run()
-    let handle = output.fileHandleForReading
-    Thread.detachNewThread {
-        while true {
-            let chunk = handle.availableData
-            if chunk.isEmpty { return }
-            log.append(chunk)
-        }
-    }
+    log.collect(output.fileHandleForReading)
     let deadline = Date().addingTimeInterval(30)
     while Date() < deadline && process.isRunning {
         let text = String(decoding: log.get(), as: UTF8.self)
@@ -216,16 +221,8 @@ final class LongRunning {
 
     init(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) {
         process = Ferry.start(arguments, in: dir.path, environment: environment)
-        for (pipe, sink) in [(process.standardError as! Pipe, log), (process.standardOutput as! Pipe, out)] {
-            let handle = pipe.fileHandleForReading
-            Thread.detachNewThread {
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { return }
-                    sink.append(chunk)
-                }
-            }
-        }
+        log.collect((process.standardError as! Pipe).fileHandleForReading)
+        out.collect((process.standardOutput as! Pipe).fileHandleForReading)
     }
 
     var stderr: String { String(decoding: log.get(), as: UTF8.self) }
