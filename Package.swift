@@ -80,6 +80,7 @@ let package = Package(
             name: "FerrySync",
             dependencies: [
                 "FerryCore",
+                "FerryStore",  // EventLoopTaskExecutor
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -338,14 +338,28 @@ struct PostgresSession: StorageSession {
 
     /// Runs a statement prepared once per connection (PostgreSQL then neither parses nor plans
     /// it again), waiting for its rows like every statement of a session.
+    ///
+    /// PostgresNIO runs prepared statements only from async code, so a task runs it: on the
+    /// connection's event loop, never on Swift's cooperative pool. A transaction may hold its
+    /// collection's timestamp lock meanwhile, and blocked callers filling the pool (a loaded test
+    /// run did) would hold it with them until other writers hit `statement_timeout`.
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
         let connection = connection
         let logger = logger
         let promise = connection.eventLoop.makePromise(of: [Statement.Row].self)
-        promise.completeWithTask {
-            var rows: [Statement.Row] = []
-            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-            return rows
+        @Sendable func run() async {
+            do {
+                var rows: [Statement.Row] = []
+                for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+                promise.succeed(rows)
+            } catch {
+                promise.fail(error)
+            }
+        }
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+            Task(executorPreference: EventLoopTaskExecutor(connection.eventLoop)) { await run() }
+        } else {
+            Task { await run() }
         }
         return try promise.futureResult.wait()
     }

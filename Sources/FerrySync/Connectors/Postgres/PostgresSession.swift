@@ -1,4 +1,5 @@
 import FerryCore
+import FerryStore
 import Foundation
 import Logging
 import NIOCore
@@ -181,22 +182,6 @@ final class PostgresSession {
 
     func close() async {
         try? await connection.close()
-    }
-}
-
-/// Runs the jobs of a task on an event loop, one after the other (SE-0417).
-@available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
-final class EventLoopTaskExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) {
-        self.loop = loop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        loop.execute { job.runSynchronously(on: executor) }
     }
 }
 
