@@ -100,6 +100,8 @@ public protocol StorageSession {
     func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                     principals: [String]) throws -> ObjectRead
     func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int?
+    /// Runs `body` in a savepoint of this write transaction: its changes are undone when it throws.
+    func savepoint<T>(_ body: () throws -> T) throws -> T
     func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64
 }
 
@@ -152,8 +154,6 @@ public protocol Storage: Sendable {
     /// ``write(_:)``, and if it commits, the other server processes on this database hear of
     /// `announcements` (collection URIs, `*` for anything) when, and only when, it does.
     func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
-    /// Runs `body` in a savepoint of the current write transaction: its changes are undone when it throws.
-    func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T
     /// Checks the database answers (for `__heartbeat__`).
     func ping() async -> Bool
     /// Flushes and closes.

@@ -245,6 +245,60 @@ enum StorageContract {
         #expect(try await storage.dump() == before)
     }
 
+    /// Concurrent writes, every third of which fails after writing: each failed one changes
+    /// nothing, every other one commits, and each caller gets its own answer (on SQLite, writes
+    /// that arrive together share one transaction: this is what that must not change).
+    static func concurrentWritesFailAlone(_ storage: any DumpableStorage) async throws {
+        let key = records
+        struct Boom: Error {}
+        let answers = await withTaskGroup(of: (Int, Int64?).self) { group in
+            for i in 0..<120 {
+                group.addTask {
+                    do {
+                        let stamp = try await storage.write { s in
+                            let stored = try s.put(key, id: "c\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil)
+                            if i % 3 == 0 { throw Boom() }
+                            return stored.lastModified
+                        }
+                        return (i, stamp)
+                    } catch {
+                        return (i, error is Boom ? nil : -1)
+                    }
+                }
+            }
+            var answers: [Int: Int64?] = [:]
+            for await (i, stamp) in group { answers[i] = stamp }
+            return answers
+        }
+        #expect(answers.count == 120)
+        #expect(answers.filter { $0.value == nil }.keys.sorted() == Array(stride(from: 0, to: 120, by: 3)))
+        let stored = try await storage.read { s in
+            var out: [String: Int64] = [:]
+            try s.list(key, query: ListQuery(sort: [Sort("id")])) { out[$0.id] = $0.lastModified; return true }
+            return out
+        }
+        let committed = answers.compactMapValues { $0 }
+        #expect(stored.count == 80 && Set(stored.values).count == 80)
+        for (i, stamp) in committed { #expect(stored["c\(i)"] == stamp, "c\(i)") }
+    }
+
+    /// A savepoint undoes what its body wrote when the body throws, and nothing else.
+    static func savepointUndoesOnlyItsOwnWrites(_ storage: any DumpableStorage) async throws {
+        let key = records
+        struct Boom: Error {}
+        try await storage.write { s in
+            _ = try s.put(key, id: "before", data: [:], requestedTimestamp: nil)
+            #expect(throws: Boom.self) { try s.savepoint { _ = try s.put(key, id: "undone", data: [:], requestedTimestamp: nil); throw Boom() } }
+            _ = try s.savepoint { try s.put(key, id: "kept", data: [:], requestedTimestamp: nil) }
+        }
+        let ids = try await storage.read { s in
+            var out: [String] = []
+            try s.list(key, query: ListQuery(sort: [Sort("id")])) { out.append($0.id); return true }
+            return out
+        }
+        #expect(ids == ["before", "kept"])
+    }
+
     /// Invariant 2: with concurrent writers, a poller that asks `_since=<largest timestamp seen>`
     /// sees every change exactly once.
     static func changeFeedIsGapFreeUnderConcurrentWriters(_ storage: any DumpableStorage) async throws {
@@ -301,6 +355,8 @@ enum StorageContract {
         ("onePass", { try await onePassReadsAnswerAsTheSeparateReads($0) }),
         ("setPermissions", { try await setPermissionsReplacesOnlyTheNamedOnes($0) }),
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
+        ("concurrent-failures", { try await concurrentWritesFailAlone($0) }),
+        ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
     ]
 
     static var names: [String] { all.map(\.0) }

@@ -56,7 +56,7 @@ extension KintoAPI {
                     if self.settings.readonly && sub.method != "GET" && sub.method != "HEAD" {
                         throw KintoError.methodNotAllowed(sub.method, allowed: ["GET", "HEAD"])
                     }
-                    response = try self.storage.savepoint(session) { try self.respond(sub, route: route, session: session) }
+                    response = try session.savepoint { try self.respond(sub, route: route, session: session) }
                 } catch let error as KintoError {
                     response = APIResponse(error: error)
                 }

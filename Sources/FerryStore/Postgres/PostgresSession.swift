@@ -116,6 +116,18 @@ struct PostgresSession: StorageSession {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
     }
 
+    func savepoint<T>(_ body: () throws -> T) throws -> T {
+        try execute("SAVEPOINT ferry_savepoint")
+        do {
+            let result = try body()
+            try execute("RELEASE SAVEPOINT ferry_savepoint")
+            return result
+        } catch {
+            try execute("ROLLBACK TO SAVEPOINT ferry_savepoint")
+            throw error
+        }
+    }
+
     func timestamp(_ key: ResourceKey) throws -> Int64 {
         try prepared(KindTimestamp(key: key)).first ?? 0
     }

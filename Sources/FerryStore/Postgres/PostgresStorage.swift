@@ -99,7 +99,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         do {
             try await write { session in try (session as! PostgresSession).migrate() }
         } catch {
-            try? close()
+            // close() waits for connections to close: on a thread that may block, not an event loop.
+            _ = try? await NIOThreadPool.singleton.runIfActive { [self] in try close() }
             throw error
         }
     }
@@ -213,19 +214,6 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     /// rides on the write's first timestamp allocation, so it costs no round trip of its own.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction("BEGIN", announcing: announcements, body)
-    }
-
-    public func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T {
-        guard let session = session as? PostgresSession else { return try body() }
-        try session.execute("SAVEPOINT ferry_savepoint")
-        do {
-            let result = try body()
-            try session.execute("RELEASE SAVEPOINT ferry_savepoint")
-            return result
-        } catch {
-            try session.execute("ROLLBACK TO SAVEPOINT ferry_savepoint")
-            throw error
-        }
     }
 
     public func ping() async -> Bool {

@@ -26,6 +26,7 @@ public final class SQLiteStorage: Storage {
     }
 
     let pool: DatabasePool
+    let groupCommit: GroupCommit
     public let path: String
 
     /// Opens (creating if needed) the database at `path` and migrates its schema.
@@ -45,6 +46,7 @@ public final class SQLiteStorage: Storage {
         } catch {
             throw StorageError.backend("cannot open the SQLite database at \(path): \(error)")
         }
+        groupCommit = GroupCommit(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {
@@ -86,27 +88,22 @@ public final class SQLiteStorage: Storage {
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         do {
             return try await pool.read { db in try body(SQLiteSession(db: db)) }
-        } catch let error as DatabaseError {
-            throw StorageError.backend("SQLite read failed: \(error.message ?? "\(error.resultCode)")")
+        } catch {
+            throw Self.translate(error, "read")
         }
     }
 
+    /// Concurrent writes share a transaction (``GroupCommit``); each is answered after it commits.
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        do {
-            return try await pool.write { db in try body(SQLiteSession(db: db)) }
-        } catch let error as DatabaseError {
-            throw StorageError.backend("SQLite write failed: \(error.message ?? "\(error.resultCode)")")
+        try await withCheckedThrowingContinuation { continuation in
+            groupCommit.submit(GroupedWrite(body, continuation: continuation))
         }
     }
 
-    public func savepoint<T>(_ session: any StorageSession, _ body: () throws -> T) throws -> T {
-        guard let session = session as? SQLiteSession else { return try body() }
-        var result: T?
-        try session.db.inSavepoint {
-            result = try body()
-            return .commit
-        }
-        return result!
+    /// A database error as the storage layer reports it; other errors (the API's own) pass as they are.
+    static func translate(_ error: any Error, _ operation: String) -> any Error {
+        guard let error = error as? DatabaseError else { return error }
+        return StorageError.backend("SQLite \(operation) failed: \(error.message ?? "\(error.resultCode)")")
     }
 
     public func ping() async -> Bool {
@@ -126,6 +123,15 @@ struct SQLiteSession: StorageSession {
         try Int64.fetchOne(
             db.cachedStatement(sql: "SELECT last_modified FROM timestamps WHERE parent_id = ? AND resource_name = ?"),
             arguments: [key.parentID, key.resourceName]) ?? 0
+    }
+
+    func savepoint<T>(_ body: () throws -> T) throws -> T {
+        var result: T?
+        try db.inSavepoint {
+            result = try body()
+            return .commit
+        }
+        return result!
     }
 
     func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws {

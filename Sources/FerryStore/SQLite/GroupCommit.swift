@@ -1,0 +1,132 @@
+import GRDB
+import NIOConcurrencyHelpers
+
+/// Group commit for the SQLite writer: writes that arrive while another transaction runs wait
+/// together and then share one transaction, each in a savepoint of its own, so N concurrent
+/// writers pay one commit (one WAL append and lock round) instead of N.
+///
+/// What each write sees is unchanged: it runs alone on the writer connection, in arrival order;
+/// its changes are undone when it throws (its savepoint, or the whole transaction when it ran
+/// alone); and its caller hears of it only after the commit, so an answered write is in the WAL
+/// (invariant 3) and timestamps keep commit order (invariant 2). If the commit fails, every write
+/// of the group fails with that error: none of them is answered as done.
+final class GroupCommit: Sendable {
+    /// One write waiting for (or in) a group.
+    protocol Job: AnyObject, Sendable {
+        /// Runs the write inside the group's transaction (in a savepoint when `isolated`);
+        /// returns whether it succeeded.
+        func run(_ db: Database, isolated: Bool) -> Bool
+        /// Tells the caller: its own outcome when the group committed (`error` nil), else `error`.
+        func finish(_ error: (any Error)?)
+    }
+
+    private let pool: DatabasePool
+    private let state = NIOLockedValueBox<(pending: [any Job], draining: Bool)>(([], false))
+    /// Most writes in one transaction (bounds how long the writer holds one transaction open).
+    static let maxGroup = 256
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+    }
+
+    /// Queues `job`; the writer runs it with whatever else is waiting.
+    func submit(_ job: any Job) {
+        let start = state.withLockedValue { state -> Bool in
+            state.pending.append(job)
+            if state.draining { return false }
+            state.draining = true
+            return true
+        }
+        if start {
+            pool.asyncWriteWithoutTransaction { [self] db in drain(db) }
+        }
+    }
+
+    /// Runs groups until nothing waits.
+    private func drain(_ db: Database) {
+        while true {
+            let jobs = state.withLockedValue { state -> [any Job] in
+                let count = min(state.pending.count, Self.maxGroup)
+                let taken = Array(state.pending.prefix(count))
+                state.pending.removeFirst(count)
+                if taken.isEmpty { state.draining = false }
+                return taken
+            }
+            if jobs.isEmpty { return }
+            let error = runGroup(jobs, db)
+            for job in jobs { job.finish(error) }
+        }
+    }
+
+    /// One transaction for `jobs`; the error that undid all of them, or nil when they committed.
+    private func runGroup(_ jobs: [any Job], _ db: Database) -> (any Error)? {
+        do {
+            try db.beginTransaction(.immediate)
+        } catch {
+            return error
+        }
+        let isolated = jobs.count > 1
+        var succeeded = false
+        for job in jobs {
+            succeeded = job.run(db, isolated: isolated)
+            // Some SQLite errors (disk full, I/O) roll back the whole transaction: then the jobs
+            // before this one are undone too, and the rest must not run outside a transaction.
+            guard db.isInsideTransaction else {
+                return StorageError.backend("SQLite write failed: the transaction was rolled back by an earlier error")
+            }
+        }
+        do {
+            if !isolated && !succeeded {
+                try db.rollback()
+            } else {
+                try db.commit()
+            }
+            return nil
+        } catch {
+            try? db.rollback()
+            return error
+        }
+    }
+}
+
+/// A write of ``SQLiteStorage`` in a group: `body` on a session of the group's transaction.
+final class GroupedWrite<T: Sendable>: GroupCommit.Job, @unchecked Sendable {
+    // Written by the writer thread in `run`, read by it in `finish`: no other thread touches it.
+    private var outcome: Result<T, any Error>?
+    private let body: @Sendable (any StorageSession) throws -> T
+    private let continuation: CheckedContinuation<T, any Error>
+
+    init(_ body: @escaping @Sendable (any StorageSession) throws -> T, continuation: CheckedContinuation<T, any Error>) {
+        self.body = body
+        self.continuation = continuation
+    }
+
+    func run(_ db: Database, isolated: Bool) -> Bool {
+        do {
+            let session = SQLiteSession(db: db)
+            if isolated {
+                var result: T?
+                try db.inSavepoint {
+                    result = try body(session)
+                    return .commit
+                }
+                outcome = .success(result!)
+            } else {
+                outcome = .success(try body(session))
+            }
+            return true
+        } catch {
+            outcome = .failure(error)
+            return false
+        }
+    }
+
+    func finish(_ error: (any Error)?) {
+        switch (error, outcome) {
+        case (let error?, _): continuation.resume(throwing: SQLiteStorage.translate(error, "write"))
+        case (nil, .success(let value)?): continuation.resume(returning: value)
+        case (nil, .failure(let error)?): continuation.resume(throwing: SQLiteStorage.translate(error, "write"))
+        case (nil, nil): continuation.resume(throwing: StorageError.backend("SQLite write failed: the write did not run"))
+        }
+    }
+}
