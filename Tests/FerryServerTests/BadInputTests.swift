@@ -1,5 +1,6 @@
 import FerryCore
 @testable import FerryServer
+import HTTPTypes
 import Foundation
 import Testing
 
@@ -83,7 +84,7 @@ import Testing
         bytes += [0xC3, 0x28]
         bytes += Array(#""}}"#.utf8)
         let identity = try await server.parts.api.authenticate(authorization: TestServer.basic("alice"))
-        let response = await server.parts.api.handle(APIRequest(method: "POST", path: Self.records, body: bytes, identity: identity))
+        let response = await server.parts.api.handle(APIRequest(method: .post, path: Self.records, body: bytes, identity: identity))
         #expect(response.status == 400 && response.json["errno"] == 106)
         #expect(try await server.dump() == before)
     }

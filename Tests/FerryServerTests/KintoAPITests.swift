@@ -194,6 +194,37 @@ import Testing
         #expect(nested.json["responses"]?[0]?["status"] == 400)
     }
 
+    /// Accounts, permissions and webhooks answer in a batch as they do outside one (they used
+    /// to answer 500 "answered outside a session"); what waits on its own is refused with 400.
+    @Test func batchAnswersEveryEndpointAsOutside() async throws {
+        let server = try TestServer { $0.webhookAllowHosts = ["127.0.0.1"] }
+        try await server.seedUsers()
+        let hook: JSON = ["data": ["url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"]]
+        let response = try await server.request("POST", "/batch", json: ["requests": [
+            ["method": "PUT", "path": "/accounts/carol", "body": ["data": ["password": "carol's long password"]]],
+            ["method": "GET", "path": "/permissions"],
+            ["method": "PUT", "path": "/buckets/main/collections/users/webhooks/h1", "body": hook],
+            ["method": "GET", "path": "/buckets/main/collections/users/webhooks"],
+            ["method": "PUT", "path": "/accounts/dave", "body": ["data": ["password": 42]]],
+            ["method": "GET", "path": "/__heartbeat__"],
+            ["method": "GET", "path": "/buckets/main/collections/users/records?_since=0&_wait=1"],
+            ["method": "PUT", "path": "/buckets/main/collections/users/webhooks/h2", "body": ["data": ["url": "ftp://x"]]],
+        ]])
+        #expect(response.status == 200, "\(response.json.serialized())")
+        let answers = response.json["responses"]?.arrayValue ?? []
+        #expect(answers.map { $0["status"]?.intValue ?? 0 } == [201, 200, 201, 200, 400, 200, 400, 400], "\(response.json.serialized())")
+        #expect(answers.first?["body"]?["data"]?["id"] == "carol")
+        let uris = answers[1]["body"]?["data"]?.arrayValue?.compactMap { $0["uri"]?.stringValue } ?? []
+        #expect(uris.contains("/buckets/main/collections/users"))
+        #expect(answers[3]["body"]?["data"]?.arrayValue?.map { $0["id"] } == ["h1"])
+        #expect(answers[2]["body"]?["data"]?["secret"] == nil)
+        // What the batch wrote is there, as if written one by one; what it refused is not.
+        #expect(try await server.request("GET", "/accounts/carol", user: "carol", password: "carol's long password").status == 200)
+        #expect(try await server.request("GET", "/buckets/main/collections/users/webhooks/h1").status == 200)
+        #expect(try await server.request("GET", "/accounts/dave", user: "dave").status == 403)
+        #expect(try await server.request("GET", "/buckets/main/collections/users/webhooks/h2").status == 404)
+    }
+
     @Test func permissionsFollowKintoBasicAuth() async throws {
         let server = try TestServer()
         try await server.seedUsers()

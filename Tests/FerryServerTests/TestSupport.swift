@@ -1,6 +1,7 @@
 import FerryCore
 import FerryTestSupport
 @testable import FerryServer
+import HTTPTypes
 @testable import FerryStore
 import Foundation
 import Logging
@@ -46,7 +47,7 @@ struct TestServer {
             query = APIRequest.parseQuery(path[path.index(after: q)...])
         }
         let bytes = json.map { $0.serializedBytes() } ?? body.map { Array($0.utf8) } ?? []
-        return await parts.api.handle(APIRequest(method: method, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
+        return await parts.api.handle(APIRequest(method: HTTPRequest.Method(method)!, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
     }
 
     func userID(_ user: String) -> String { parts.api.authenticator!.basic.userID(credentials: "\(user):secret") }

@@ -1,9 +1,9 @@
 public import FerryCore
+public import HTTPTypes
 
 /// A request as the Kinto API sees it: an HTTP request or one sub-request of a batch.
 public struct APIRequest: Sendable {
-    /// Upper-case method.
-    public var method: String
+    public var method: HTTPRequest.Method
     /// The path below the `/v1` prefix, e.g. `/buckets/main`.
     public var path: String
     /// Decoded query parameters, in order.
@@ -12,12 +12,15 @@ public struct APIRequest: Sendable {
     public var headers: [String: String]
     /// The body bytes, if any.
     public var body: [UInt8]
+    /// The body already parsed (a batch's sub-request, or a request whose body was parsed before
+    /// its transaction): ``jsonBody(emptyIsNil:)`` answers it instead of parsing `body` again.
+    public var parsedBody: JSON?
     /// Who is asking.
     public var identity: Identity
     /// `scheme://host/v1`, to build `Next-Page` URLs.
     public var baseURL: String
 
-    public init(method: String, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: [UInt8] = [],
+    public init(method: HTTPRequest.Method, path: String, query: [(String, String)] = [], headers: [String: String] = [:], body: [UInt8] = [],
                 identity: Identity = .anonymous, baseURL: String = "http://localhost:8888/v1") {
         self.method = method
         self.path = path
@@ -29,6 +32,24 @@ public struct APIRequest: Sendable {
     }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// Whether the method only reads (GET or HEAD).
+    public var isRead: Bool { method == .get || method == .head }
+
+    /// The body as JSON, parsed once: ``parsedBody`` when set. A body of only whitespace is nil
+    /// when `emptyIsNil`, else malformed JSON like any other.
+    /// - Throws: ``KintoError/badJSON(_:)`` with the parser's message.
+    public func jsonBody(emptyIsNil: Bool = true) throws(KintoError) -> JSON? {
+        if let parsedBody { return parsedBody }
+        if emptyIsNil, body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
+        do {
+            return try JSON.parse(bytes: body)
+        } catch let error as JSONParseError {
+            throw .badJSON(error.description)
+        } catch {
+            throw .badJSON("\(error)")
+        }
+    }
 
     /// Splits a raw query string (`a=1&b=%20x`) into decoded pairs.
     public static func parseQuery(_ raw: Substring) -> [(String, String)] {

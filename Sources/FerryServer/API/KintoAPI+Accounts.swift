@@ -1,6 +1,7 @@
 import FerryCore
 import FerryStore
 import Foundation
+import HTTPTypes
 
 /// Kinto's accounts plugin: `/v1/accounts` and `/v1/accounts/{user}`.
 ///
@@ -11,15 +12,17 @@ import Foundation
 ///   account itself (`account:{user}`) or an admin.
 /// - The password is stored as a PBKDF2 hash (``PasswordHasher``) and never answered back.
 extension KintoAPI {
-    func accounts(_ request: APIRequest, id: String?) async throws -> APIResponse {
+    /// The operation of a request to `/accounts[/{id}]`; a new password is hashed here, before
+    /// the write transaction, so the slow hash never holds the database.
+    func accountOperation(_ request: APIRequest, id: String?) throws -> Operation {
         guard let auth = authenticator else { throw KintoError.missingResource }
         let identity = request.identity
         let isAdmin = !auth.settings.admins.isDisjoint(with: identity.principals)
         let signedInAs: String? = identity.userID.flatMap { $0.hasPrefix("account:") ? String($0.dropFirst(8)) : nil }
         let denied: KintoError = identity.userID == nil ? .unauthorized : .forbidden
 
-        if request.method == "GET" || request.method == "HEAD" {
-            return try await storage.read { session in
+        if request.isRead {
+            return Operation(.snapshot, session: { session in
                 if let id {
                     guard isAdmin || signedInAs == id else { throw denied }
                     guard let account = try session.get(Authenticator.accounts, id: id, includeDeleted: false) else {
@@ -34,29 +37,24 @@ extension KintoAPI {
                     return true
                 }
                 return APIResponse(body: .json(["data": .array(list)]))
-            }
+            })
         }
-        if settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
+        try refuseWriteIfReadonly(request)
 
-        if request.method == "DELETE" {
-            guard let id else { throw KintoError.methodNotAllowed("DELETE", allowed: ["GET", "HEAD", "POST"]) }
+        if request.method == .delete {
+            guard let id else { throw KintoError.methodNotAllowed(.delete, allowed: [.get, .head, .post]) }
             guard isAdmin || signedInAs == id else { throw denied }
-            return try await write(for: request) { session in
+            return Operation(.write, session: { session in
                 guard try session.get(Authenticator.accounts, id: id, includeDeleted: false) != nil else {
                     throw KintoError.notFound(resource: "account", id: id)
                 }
                 let tombstone = try session.delete(Authenticator.accounts, id: id, requestedTimestamp: nil)
                 return APIResponse(body: .json(["data": ["id": .string(id), "deleted": true, "last_modified": .int(tombstone.lastModified)]]))
-            }
+            })
         }
 
         // POST, PUT, PATCH: the body names the password (and the id, for POST).
-        let body: JSON
-        do {
-            body = try JSON.parse(bytes: request.body)
-        } catch let error as JSONParseError {
-            throw KintoError.badJSON(error.description)
-        }
+        let body = try request.jsonBody(emptyIsNil: false) ?? .null
         guard case .object(let data)? = body["data"] else {
             throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object holding the password")
         }
@@ -67,7 +65,7 @@ extension KintoAPI {
             }
             accountID = id
         } else {
-            guard request.method == "POST", let given = data["id"]?.stringValue else {
+            guard request.method == .post, let given = data["id"]?.stringValue else {
                 throw KintoError.invalidParameters(location: "body", name: "data.id", description: "data.id, the user name, is required")
             }
             guard Authenticator.isValidAccountID(given) else {
@@ -78,21 +76,20 @@ extension KintoAPI {
         for name in data.keys where name != "id" && name != "password" {
             throw KintoError.invalidParameters(location: "body", name: "data.\(name)", description: "an account holds only id and password")
         }
-        // The slow hash is made before the write transaction, so it never holds the database.
         let hash = try auth.hashNewPassword(data["password"])
         let mayCreate = !auth.settings.accountCreatePrincipals.isDisjoint(with: identity.principals)
         let method = request.method
-        return try await write(for: request) { session in
+        return Operation(.write, session: { session in
             let existing = try session.get(Authenticator.accounts, id: accountID, includeDeleted: false)
             if existing != nil {
-                guard method != "POST" else {
+                guard method != .post else {
                     throw KintoError(status: 409, errno: KintoError.Errno.constraintViolated, error: "Conflict",
                                      message: "The account \(accountID) already exists", details: ["id": .string(accountID)])
                 }
                 guard isAdmin || signedInAs == accountID else { throw denied }
             } else {
                 // Only someone who could change the account learns that it does not exist.
-                guard method != "PATCH" else { throw isAdmin || signedInAs == accountID ? KintoError.notFound(resource: "account", id: accountID) : denied }
+                guard method != .patch else { throw isAdmin || signedInAs == accountID ? KintoError.notFound(resource: "account", id: accountID) : denied }
                 guard mayCreate || isAdmin else { throw denied }
                 if let signedInAs, signedInAs != accountID, !isAdmin {
                     throw KintoError.invalidParameters(location: "body", name: "data.id", description: "signed in as \(signedInAs), you cannot create another account")
@@ -102,7 +99,7 @@ extension KintoAPI {
             var response = Self.accountResponse(stored)
             response.status = existing == nil ? 201 : 200
             return response
-        }
+        })
     }
 
     /// An account as answered: id, timestamp and who may change it, never the password hash.
@@ -118,9 +115,9 @@ extension KintoAPI {
     /// `GET /v1/permissions`: every object on which the caller holds a permission, with the
     /// permissions it holds there, inherited ones included (write on a bucket lists the
     /// bucket and each of its collections and groups with every permission).
-    func permissionsList(_ request: APIRequest) async throws -> APIResponse {
+    func permissionsList(_ request: APIRequest, session: any StorageSession) throws -> APIResponse {
         let principals = request.identity.principals
-        let entries: [JSON] = try await storage.read { session in
+        let entries: [JSON] = try {
             var result: [String: Set<String>] = [:]
             let direct = try session.grants(of: principals)
             for (uri, names) in direct {
@@ -149,7 +146,7 @@ extension KintoAPI {
                 if path.kind == .collection { entry["collection_id"] = .string(path.id!) }
                 return .object(entry)
             }
-        }
+        }()
         return APIResponse(body: .json(["data": .array(entries)]))
     }
 

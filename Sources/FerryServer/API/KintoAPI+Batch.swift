@@ -1,18 +1,13 @@
 import FerryCore
 import FerryStore
+import HTTPTypes
 
 extension KintoAPI {
     /// `POST /v1/batch`: up to `batch_max_requests` sub-requests in one transaction.
     /// Each sub-request runs in a savepoint: one that fails answers its error and
     /// changes nothing, the others still apply (as in Kinto).
     func batch(_ request: APIRequest) async throws -> APIResponse {
-        let json: JSON
-        do {
-            json = try JSON.parse(bytes: request.body)
-        } catch let error as JSONParseError {
-            throw KintoError.badJSON(error.description)
-        }
-        guard case .object(let top) = json else {
+        guard case .object(let top)? = try request.jsonBody(emptyIsNil: false) else {
             throw KintoError.invalidParameters(location: "body", description: "The body must be a JSON object")
         }
         let defaults = top["defaults"] ?? .object([:])
@@ -29,52 +24,70 @@ extension KintoAPI {
             throw KintoError.invalidParameters(location: "body", name: "requests",
                                                description: "Number of requests is limited to \(settings.batchMaxRequests)")
         }
-        var subrequests: [APIRequest] = []
+        // Every sub-request is routed and prepared (its body parsed, a password hashed) before
+        // the transaction; one that cannot be answers its error, and the others still run.
+        var subs: [APIRequest] = []
+        var steps: [Result<Operation, KintoError>] = []
+        var effects = WriteEffects()
         for (i, item) in items.enumerated() {
             guard case .object = item else {
                 throw KintoError.invalidParameters(location: "body", name: "requests.\(i)", description: "requests.\(i) must be an object")
             }
-            let merged = Self.mergeDefaults(defaults, into: item)
-            subrequests.append(try subrequest(merged, index: i, parent: request))
-        }
-        let subs = subrequests
-        // Other processes hear of what the writes among them may change, not of everything.
-        let writes = subs.filter { $0.method != "GET" && $0.method != "HEAD" }
-        let announcements = Set(writes.flatMap { Self.announcements(for: $0.path) }).sorted()
-        let responses: [JSON] = try await storage.write(announcing: announcements) { session in
-            var out: [JSON] = []
-            for sub in subs {
-                let response: APIResponse
-                do {
-                    let route = try Self.route(sub.path)
-                    if case .batch = route {
-                        throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
-                    }
-                    guard route.allowedMethods.contains(sub.method) else {
-                        throw KintoError.methodNotAllowed(sub.method, allowed: route.allowedMethods)
-                    }
-                    if self.settings.readonly && sub.method != "GET" && sub.method != "HEAD" {
-                        throw KintoError.methodNotAllowed(sub.method, allowed: ["GET", "HEAD"])
-                    }
-                    response = try session.savepoint { try self.respond(sub, route: route, session: session) }
-                } catch let error as KintoError {
-                    response = APIResponse(error: error)
-                }
-                var headers: [String: JSON] = [:]
-                for (name, value) in response.headers { headers[name] = .string(value) }
-                out.append([
-                    "status": .int(Int64(response.status)),
-                    "path": .string(sub.path),
-                    "body": response.jsonBody ?? .null,
-                    "headers": .object(headers),
-                ])
+            let sub = try subrequest(Self.mergeDefaults(defaults, into: item), index: i, parent: request)
+            subs.append(sub)
+            do {
+                let route = try Route(sub.path)
+                if !sub.isRead { effects.formUnion(route.effects) }
+                steps.append(.success(try operation(for: sub, route: route, inBatch: true)))
+            } catch let error as KintoError {
+                steps.append(.failure(error))
             }
-            return out
         }
-        if let authenticator, writes.contains(where: { Self.mayChangeAccountsOrGroups($0.path) }) {
-            authenticator.accountsOrGroupsChanged()
+        let prepared = steps
+        let isRead = subs.map(\.isRead)
+        // Other processes hear of what the writes among them may change, not of everything.
+        let responses: [APIResponse] = try await storage.write(announcing: effects.announcements) { session in
+            try prepared.indices.map { i in
+                do {
+                    let operation = try prepared[i].get()
+                    if case .own = operation.access { throw KintoError.internalError("not answerable in a batch") }
+                    // A write runs in a savepoint: one that fails changes nothing, the others still apply.
+                    return isRead[i] ? try operation.body(session) : try session.savepoint { try operation.body(session) }
+                } catch let error as KintoError {
+                    return APIResponse(error: error)
+                }
+            }
         }
-        return APIResponse(body: .json(["responses": .array(responses)]))
+        for (sub, response) in zip(subs, responses) where !sub.isRead {
+            announce((try? Route(sub.path))?.effects ?? WriteEffects(), succeeded: response.status < 400)
+        }
+        return APIResponse(body: .raw(Self.batchBody(subs, responses)))
+    }
+
+    /// `{"responses": [{"status", "path", "body", "headers"}…]}`, each body spliced in as it was
+    /// answered (stored records go out as stored, without being parsed again).
+    static func batchBody(_ subs: [APIRequest], _ responses: [APIResponse]) -> [UInt8] {
+        var out: [UInt8] = Array(#"{"responses":["#.utf8)
+        for (i, (sub, response)) in zip(subs, responses).enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"status":"#.utf8)
+            out.append(contentsOf: String(response.status).utf8)
+            out.append(contentsOf: #","path":"#.utf8)
+            JSON.string(sub.path).write(to: &out)
+            out.append(contentsOf: #","body":"#.utf8)
+            switch response.body {
+            case .raw(let bytes): out.append(contentsOf: bytes)
+            case .json(let json): json.write(to: &out)
+            case .empty, .text: out.append(contentsOf: "null".utf8)
+            }
+            var headers: [String: JSON] = [:]
+            for (name, value) in response.headers { headers[name] = .string(value) }
+            out.append(contentsOf: #","headers":"#.utf8)
+            JSON.object(headers).write(to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: "]}".utf8)
+        return out
     }
 
     /// Kinto merges `defaults` into each request recursively; the request's values win.
@@ -91,8 +104,8 @@ extension KintoAPI {
     }
 
     func subrequest(_ item: JSON, index i: Int, parent: APIRequest) throws -> APIRequest {
-        let method = (item["method"] ?? "GET").stringValue?.uppercased()
-        guard let method, ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"].contains(method) else {
+        let name = (item["method"] ?? "GET").stringValue?.uppercased()
+        guard let name, ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"].contains(name), let method = HTTPRequest.Method(name) else {
             throw KintoError.invalidParameters(location: "body", name: "requests.\(i).method", description: "requests.\(i).method must be one of GET, HEAD, PUT, PATCH, POST, DELETE")
         }
         guard let rawPath = item["path"]?.stringValue, rawPath.hasPrefix("/"), rawPath.utf8.count <= 4096 else {
@@ -111,12 +124,12 @@ extension KintoAPI {
                 headers[name.lowercased()] = s
             }
         }
-        var body: [UInt8] = []
+        var body: JSON?
         if let subBody = item["body"], subBody != .null {
             guard case .object = subBody else {
                 throw KintoError.invalidParameters(location: "body", name: "requests.\(i).body", description: "requests.\(i).body must be an object")
             }
-            body = subBody.serializedBytes()
+            body = subBody
         }
         var path = rawPath
         var query: [(String, String)] = []
@@ -125,6 +138,8 @@ extension KintoAPI {
             query = APIRequest.parseQuery(rawPath[rawPath.index(after: q)...])
         }
         if path.hasPrefix("/v1/") || path == "/v1" { path = String(path.dropFirst(3)) }
-        return APIRequest(method: method, path: path, query: query, headers: headers, body: body, identity: parent.identity, baseURL: parent.baseURL)
+        var sub = APIRequest(method: method, path: path, query: query, headers: headers, identity: parent.identity, baseURL: parent.baseURL)
+        sub.parsedBody = body  // already parsed with the batch: not serialized and parsed again
+        return sub
     }
 }

@@ -1,6 +1,7 @@
 import FerryCore
 public import FerryStore
 import Foundation
+import HTTPTypes
 import NIOConcurrencyHelpers
 
 /// The change feed read by event streams, long-polls and webhooks: the same permission
@@ -15,7 +16,7 @@ extension KintoAPI {
     public func changes(bucket: String, collection: String, since: Int64?, identity: Identity,
                         limit: Int = KintoAPI.changesPerRead) async throws -> (changes: [StoredObject], timestamp: Int64) {
         let path = ObjectPath(kind: .record, bucket: bucket, collection: collection)
-        let request = APIRequest(method: "GET", path: "/buckets/\(bucket)/collections/\(collection)/records", identity: identity)
+        let request = APIRequest(method: .get, path: "/buckets/\(bucket)/collections/\(collection)/records", identity: identity)
         do {
             return try await storage.read { session in
                 let handler = ResourceHandler(api: self, request: request, path: path, session: session)
@@ -68,7 +69,7 @@ extension KintoAPI {
         defer { changeHub.unsubscribe(subscription) }
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         while true {
-            let response = try await storage.read { session in try self.respond(inner, route: .plural(path), session: session) }
+            let response = try await storage.read { session in try self.resource(inner, route: .plural(path), path: path, session: session) }
             let now = ContinuousClock.now
             guard response.status == 200, Self.isEmptyList(response), now < deadline, !subscription.isClosed else { return response }
             _ = await subscription.wait(timeout: deadline - now)

@@ -1,6 +1,7 @@
 import FerryCore
 import FerryStore
 import Foundation
+import HTTPTypes
 
 /// Webhooks of a collection, a Ferry extension:
 /// `/v1/buckets/B/collections/C/webhooks[/ID[/deliveries]]`.
@@ -18,13 +19,14 @@ extension KintoAPI {
 
     static func webhookStorageID(bucket: String, collection: String, id: String) -> String { "\(bucket)/\(collection)/\(id)" }
 
-    func webhooks(_ request: APIRequest, bucket: String, collection: String, id: String?, log: Bool) async throws -> APIResponse {
-        let isRead = request.method == "GET" || request.method == "HEAD"
-        if !isRead && settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
+    /// The operation of a request to a collection's webhooks; a registration is checked (its
+    /// URL against the address policy) before the transaction.
+    func webhookOperation(_ request: APIRequest, bucket: String, collection: String, id: String?, log: Bool) throws -> Operation {
+        try refuseWriteIfReadonly(request)
         var parsed: [String: JSON]?
-        if request.method == "PUT" { parsed = try Self.webhookData(request.body, policy: settings.webhookPolicy) }
+        if request.method == .put { parsed = try Self.webhookData(try request.jsonBody(emptyIsNil: false) ?? .null, policy: settings.webhookPolicy) }
         let data = parsed
-        let body: @Sendable (any StorageSession) throws -> APIResponse = { session in
+        return Operation(request.isRead ? .snapshot : .write, session: { session in
             try self.authorizeWebhooks(request, bucket: bucket, collection: collection, session: session)
             guard let id else {
                 var list: [JSON] = []
@@ -41,12 +43,12 @@ extension KintoAPI {
             let storageID = Self.webhookStorageID(bucket: bucket, collection: collection, id: id)
             let existing = try session.get(Self.webhooksKey, id: storageID, includeDeleted: false)
             switch request.method {
-            case "GET", "HEAD":
+            case .get, .head:
                 guard let existing else { throw KintoError.notFound(resource: "webhook", id: id) }
                 let fields = try existing.parsed()
                 if log { return APIResponse(body: .json(["data": fields["log"] ?? []])) }
                 return APIResponse(body: .json(["data": Self.publicWebhook(fields, existing)]))
-            case "DELETE":
+            case .delete:
                 guard existing != nil else { throw KintoError.notFound(resource: "webhook", id: id) }
                 let tombstone = try session.delete(Self.webhooksKey, id: storageID, requestedTimestamp: nil)
                 return APIResponse(body: .json(["data": ["id": .string(id), "deleted": true, "last_modified": .int(tombstone.lastModified)]]))
@@ -71,10 +73,7 @@ extension KintoAPI {
                 let stored = try session.put(Self.webhooksKey, id: storageID, data: fields, requestedTimestamp: nil)
                 return APIResponse(status: existing == nil ? 201 : 200, body: .json(["data": Self.publicWebhook(try stored.parsed(), stored)]))
             }
-        }
-        let response = isRead ? try await storage.read(body) : try await write(for: request, body)
-        if !isRead { webhooksChanged.raise() }
-        return response
+        })
     }
 
     /// Only who may write the collection manages its webhooks; 404 for a missing collection
@@ -100,13 +99,7 @@ extension KintoAPI {
     }
 
     /// The registration in a `PUT` body, checked: url (where the policy allows), secret, batch_size, since.
-    static func webhookData(_ body: [UInt8], policy: WebhookAddressPolicy) throws -> [String: JSON] {
-        let json: JSON
-        do {
-            json = try JSON.parse(bytes: body)
-        } catch let error as JSONParseError {
-            throw KintoError.badJSON(error.description)
-        }
+    static func webhookData(_ json: JSON, policy: WebhookAddressPolicy) throws -> [String: JSON] {
         guard case .object(let data)? = json["data"] else {
             throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object with url and secret")
         }

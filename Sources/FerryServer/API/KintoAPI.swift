@@ -1,6 +1,7 @@
 public import FerryCore
 public import FerryStore
 import Foundation
+import HTTPTypes
 
 /// The Kinto HTTP API 1.x as a function from ``APIRequest`` to ``APIResponse``.
 ///
@@ -61,174 +62,53 @@ public struct KintoAPI: Sendable {
         return try await authenticator.identity(authorization: authorization, storage: storage)
     }
 
-    /// Where a path leads.
-    enum Route: Sendable {
-        case hello, heartbeat, lbheartbeat, version, batch, permissions
-        case accounts(String?)
-        case webhooks(bucket: String, collection: String, id: String?, log: Bool)
-        case plural(ObjectPath)
-        case object(ObjectPath)
-
-        var allowedMethods: [String] {
-            switch self {
-            case .hello, .heartbeat, .lbheartbeat, .version: ["GET", "HEAD"]
-            case .batch: ["POST"]
-            case .permissions: ["GET", "HEAD"]
-            case .accounts(nil): ["GET", "HEAD", "POST"]
-            case .accounts: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
-            case .webhooks(_, _, let id, let log): id == nil || log ? ["GET", "HEAD"] : ["GET", "HEAD", "PUT", "DELETE"]
-            case .plural: ["GET", "HEAD", "POST", "DELETE"]
-            case .object: ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
-            }
-        }
-
-        /// A name for logs and metrics, without ids.
-        var name: String {
-            switch self {
-            case .hello: "/"
-            case .heartbeat: "/__heartbeat__"
-            case .lbheartbeat: "/__lbheartbeat__"
-            case .version: "/__version__"
-            case .batch: "/batch"
-            case .permissions: "/permissions"
-            case .accounts(nil): "accounts"
-            case .accounts: "account"
-            case .webhooks(_, _, let id, let log): log ? "webhook-deliveries" : id == nil ? "webhooks" : "webhook"
-            case .plural(let p): p.kind.plural
-            case .object(let p): p.kind.rawValue
-            }
-        }
-    }
-
     /// Finds the route of a path below `/v1`.
-    static func route(_ path: String) throws(KintoError) -> Route {
-        var segments = path.split(separator: "/", omittingEmptySubsequences: true).map { APIRequest.percentDecode($0) }
-        if segments.first == "v1" { segments.removeFirst() }
-        func id(_ s: String) throws(KintoError) -> String {
-            guard ObjectID.isValid(s) else {
-                throw .invalidParameters(location: "path", name: "id", description: "Invalid object id")
-            }
-            return s
-        }
-        switch segments.count {
-        case 0: return .hello
-        case 1:
-            switch segments[0] {
-            case "__heartbeat__": return .heartbeat
-            case "__lbheartbeat__": return .lbheartbeat
-            case "__version__": return .version
-            case "batch": return .batch
-            case "permissions": return .permissions
-            case "accounts": return .accounts(nil)
-            case "buckets": return .plural(ObjectPath(kind: .bucket, bucket: ""))
-            default: throw .missingResource
-            }
-        default:
-            if segments[0] == "accounts", segments.count == 2 {
-                guard Authenticator.isValidAccountID(segments[1]) else {
-                    throw .invalidParameters(location: "path", name: "id", description: "Invalid account id (letters, digits and + . @ _ -, starting with a letter or digit)")
-                }
-                return .accounts(segments[1])
-            }
-            guard segments[0] == "buckets" else { throw .missingResource }
-            let bucket = try id(segments[1])
-            if segments.count == 2 { return .object(ObjectPath(kind: .bucket, bucket: bucket, id: bucket)) }
-            let kind: ResourceKind
-            switch segments[2] {
-            case "collections": kind = .collection
-            case "groups": kind = .group
-            default: throw .missingResource
-            }
-            if segments.count == 3 { return .plural(ObjectPath(kind: kind, bucket: bucket)) }
-            let child = try id(segments[3])
-            if segments.count == 4 { return .object(ObjectPath(kind: kind, bucket: bucket, id: child)) }
-            if kind == .collection, segments[4] == "webhooks" {
-                if segments.count == 5 { return .webhooks(bucket: bucket, collection: child, id: nil, log: false) }
-                let hook = try id(segments[5])
-                if segments.count == 6 { return .webhooks(bucket: bucket, collection: child, id: hook, log: false) }
-                guard segments.count == 7, segments[6] == "deliveries" else { throw .missingResource }
-                return .webhooks(bucket: bucket, collection: child, id: hook, log: true)
-            }
-            guard kind == .collection, segments[4] == "records" else { throw .missingResource }
-            if segments.count == 5 { return .plural(ObjectPath(kind: .record, bucket: bucket, collection: child)) }
-            guard segments.count == 6 else { throw .missingResource }
-            return .object(ObjectPath(kind: .record, bucket: bucket, collection: child, id: try id(segments[5])))
-        }
-    }
+    static func route(_ path: String) throws(KintoError) -> Route { try Route(path) }
 
-    /// Answers one request.
+    /// Answers one request: its route and operation are found once, then the operation runs in
+    /// the transaction it asks for, and what its write may have changed is announced.
     public func handle(_ request: APIRequest) async -> APIResponse {
         var response: APIResponse
         var routeName = "unknown"
+        var effects = WriteEffects()
         do {
-            let route = try Self.route(request.path)
+            let route = try Route(request.path)
             routeName = route.name
-            guard route.allowedMethods.contains(request.method) else {
-                throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
-            }
-            switch route {
-            case .heartbeat:
-                let ok = await storage.ping()
-                response = APIResponse(status: ok ? 200 : 503, body: .json(["storage": .bool(ok), "permission": .bool(ok), "cache": true]))
-            case .batch:
-                response = try await batch(request)
-            case .accounts(let id):
-                response = try await accounts(request, id: id)
-            case .webhooks(let bucket, let collection, let id, let log):
-                response = try await webhooks(request, bucket: bucket, collection: collection, id: id, log: log)
-            case .permissions:
-                guard request.identity.userID != nil else { throw KintoError.unauthorized }
-                response = try await permissionsList(request)
-            case .hello, .lbheartbeat, .version:
-                response = try respond(request, route: route, session: nil)
-            case .plural(let path) where path.kind == .record && request.method == "GET" && request.query.contains(where: { $0.0 == "_wait" }):
-                response = try await longPoll(request, path: path, wait: request.query.last { $0.0 == "_wait" }!.1)
-            case .plural, .object:
-                let isRead = request.method == "GET" || request.method == "HEAD"
-                if isRead, case .object = route {
-                    // ResourceHandler.get reads in one statement.
-                    response = try await storage.readSingle { session in try self.respond(request, route: route, session: session) }
-                } else if isRead, case .plural = route, ResourceHandler.isPlainList(request) {
-                    // Grants, parents, then the timestamp and the page in one statement (ResourceHandler.pluralGet).
-                    response = try await storage.readSingle { session in try self.respond(request, route: route, session: session) }
-                } else if isRead {
-                    response = try await storage.read { session in try self.respond(request, route: route, session: session) }
-                } else {
-                    if settings.readonly { throw KintoError.methodNotAllowed(request.method, allowed: ["GET", "HEAD"]) }
-                    response = try await write(for: request) { session in try self.respond(request, route: route, session: session) }
-                }
+            if !request.isRead { effects = route.effects }
+            let operation = try self.operation(for: request, route: route, inBatch: false)
+            switch operation.access {
+            case .none: response = try operation.body(nil)
+            case .single: response = try await storage.readSingle(operation.body)
+            case .snapshot: response = try await storage.read(operation.body)
+            case .write: response = try await storage.write(announcing: effects.announcements, operation.body)
+            case .own(let work): response = try await work()
             }
         } catch {
             response = errorResponse(error)
         }
-        if request.method != "GET", request.method != "HEAD" {
-            let accounts = Self.mayChangeAccountsOrGroups(request.path)
-            if let authenticator, accounts { authenticator.accountsOrGroupsChanged() }
-            if response.status < 400 {
-                let (collection, touches) = ChangeHub.collection(ofPath: request.path)
-                if touches { changeHub.changed(collection) }
-            }
-        }
+        if !request.isRead { announce(effects, succeeded: response.status < 400) }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
     }
 
-    /// A write transaction for `request`: when it commits, the other server processes on the
-    /// database (PostgreSQL) hear of what it may have changed (``announcements(for:)``).
-    func write<T: Sendable>(for request: APIRequest, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await storage.write(announcing: Self.announcements(for: request.path), body)
+    /// Tells this process what a write may have changed: identity caches are dropped after any
+    /// write to accounts or groups (even a refused one: it costs a re-read, never a stale
+    /// answer); streams and the webhook dispatcher wake only for a write that succeeded.
+    func announce(_ effects: WriteEffects, succeeded: Bool) {
+        if effects.accountsOrGroups { authenticator?.accountsOrGroupsChanged() }
+        guard succeeded else { return }
+        if effects.allCollections {
+            changeHub.changed(nil)
+        } else {
+            for collection in effects.collections { changeHub.changed(collection) }
+        }
+        if effects.webhooks { webhooksChanged.raise() }
     }
 
-    /// What a write to `path` may change, for other processes: the collection (`*`: any), and
-    /// ``accountsChanged`` and ``webhooksAnnounced`` when it may change those.
+    /// What a write to `path` may change, for other processes (see ``WriteEffects/announcements``).
     static func announcements(for path: String) -> [String] {
-        var announcements: [String] = []
-        let (collection, touches) = ChangeHub.collection(ofPath: path)
-        if touches { announcements.append(collection ?? "*") }
-        if mayChangeAccountsOrGroups(path) { announcements.append(accountsChanged) }
-        if path.contains("/webhooks") { announcements.append(webhooksAnnounced) }
-        return announcements
+        (try? Route(path))?.effects.announcements ?? []
     }
 
     /// The announcement that accounts or groups changed (identity caches must be dropped).
@@ -236,19 +116,6 @@ public struct KintoAPI: Sendable {
     /// The announcement that webhooks were registered, changed or removed (the process that
     /// delivers them must look again).
     public static let webhooksAnnounced = "#webhooks"
-
-    /// Writes that can change who belongs to what: accounts, groups and buckets (which hold
-    /// groups). A batch looks at each of its requests (``batch(_:)``).
-    static func mayChangeAccountsOrGroups(_ path: String) -> Bool {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        let rest = segments.first == "v1" ? segments.dropFirst() : segments[...]
-        guard let first = rest.first else { return false }
-        switch first {
-        case "accounts": return true
-        case "buckets": return rest.count <= 2 || rest.dropFirst(2).first == "groups"
-        default: return false
-        }
-    }
 
     func errorResponse(_ error: any Error) -> APIResponse {
         switch error {
@@ -260,39 +127,6 @@ public struct KintoAPI: Sendable {
         default:
             metrics?.storageError()
             return APIResponse(error: .backend("The storage backend failed: \(error). Retry later.", retryAfter: settings.retryAfterSeconds))
-        }
-    }
-
-    /// Answers a request inside a transaction (`session` is nil for endpoints that need no storage).
-    func respond(_ request: APIRequest, route: Route, session: (any StorageSession)?) throws -> APIResponse {
-        switch route {
-        case .hello: return hello(request)
-        case .lbheartbeat: return APIResponse(body: .json([:]))
-        case .version:
-            return APIResponse(body: .json(["name": "ferry", "version": .string(settings.version), "source": "https://github.com/ferry-sync/ferry", "commit": .string(FerryVersion.commit)]))
-        case .heartbeat:
-            return APIResponse(body: .json(["storage": true, "permission": true, "cache": true]))
-        case .batch:
-            throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
-        case .accounts, .permissions, .webhooks:
-            throw KintoError.internalError("answered outside a session")
-        case .plural(let path):
-            guard let session else { throw KintoError.internalError("no storage session") }
-            var handler = ResourceHandler(api: self, request: request, path: path, session: session)
-            switch request.method {
-            case "GET", "HEAD": return try handler.pluralGet()
-            case "POST": return try handler.pluralPost()
-            default: return try handler.pluralDelete()
-            }
-        case .object(let path):
-            guard let session else { throw KintoError.internalError("no storage session") }
-            var handler = ResourceHandler(api: self, request: request, path: path, session: session)
-            switch request.method {
-            case "GET", "HEAD": return try handler.get()
-            case "PUT": return try handler.put()
-            case "PATCH": return try handler.patch()
-            default: return try handler.delete()
-            }
         }
     }
 

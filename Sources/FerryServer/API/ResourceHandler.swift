@@ -1,6 +1,7 @@
 import FerryCore
 import FerryStore
 import Foundation
+import HTTPTypes
 
 /// Handles one request on a bucket, collection, group or record (object or plural endpoint)
 /// inside the request's transaction.
@@ -99,12 +100,7 @@ struct ResourceHandler {
     }
 
     func parseJSONBody() throws -> JSON? {
-        if request.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
-        do {
-            return try JSON.parse(bytes: request.body)
-        } catch let error as JSONParseError {
-            throw KintoError.badJSON(error.description)
-        }
+        try request.jsonBody()
     }
 
     func parseBody() throws -> Body {
@@ -257,7 +253,7 @@ struct ResourceHandler {
         try check412(existing: object, current: object.lastModified)
         let fields = try ListParameters.parse(request.query.filter { $0.0 == "_fields" }, paginateBy: nil, maxFetchSize: 1).fields
         var response = try objectResponse(object, permissions: read.permissions, fields: fields, writeGranted: read.passed.contains("write"))
-        if request.method == "HEAD" { response.body = .empty }
+        if request.method == .head { response.body = .empty }
         return response
     }
 
@@ -465,7 +461,7 @@ struct ResourceHandler {
     /// collection's timestamp is needed only beside the page. It then takes three statements
     /// (grants, parents, timestamp and page) and no transaction: ``Storage/readSingle(_:)``.
     static func isPlainList(_ request: APIRequest) -> Bool {
-        request.method == "GET" && request.header("If-Match") == nil && request.header("If-None-Match") == nil
+        request.method == .get && request.header("If-Match") == nil && request.header("If-None-Match") == nil
     }
 
     func pluralGet() throws -> APIResponse {
@@ -479,7 +475,7 @@ struct ResourceHandler {
         if let notModified = try check304(current: current) { return notModified }
         try check412(existing: StoredObject(id: "", lastModified: current, deleted: false, json: "{}"), current: current)
         let params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
-        if request.method == "HEAD" {
+        if request.method == .head {
             var headers = timestampHeaders(current)
             let count = try session.count(key, filters: params.filters, includeDeleted: params.includeDeleted, ids: ids)
             headers.append(("Total-Objects", String(count)))

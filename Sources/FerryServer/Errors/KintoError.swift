@@ -1,4 +1,5 @@
 public import FerryCore
+public import HTTPTypes
 import Foundation
 
 /// An error answered in Kinto's format: `{"code","errno","error","message","details"}`.
@@ -90,10 +91,11 @@ public struct KintoError: Error, Sendable {
                                                    message: "The resource you are looking for could not be found.")
 
     /// 405.
-    public static func methodNotAllowed(_ method: String, allowed: [String]) -> KintoError {
-        KintoError(status: 405, errno: Errno.methodNotAllowed, error: "Method Not Allowed",
-                   message: "Method not allowed on this endpoint: \(method) (allowed: \(allowed.joined(separator: ", ")))",
-                   headers: [("Allow", allowed.joined(separator: ", "))])
+    public static func methodNotAllowed(_ method: HTTPRequest.Method, allowed: [HTTPRequest.Method]) -> KintoError {
+        let names = allowed.map(\.rawValue).joined(separator: ", ")
+        return KintoError(status: 405, errno: Errno.methodNotAllowed, error: "Method Not Allowed",
+                          message: "Method not allowed on this endpoint: \(method.rawValue) (allowed: \(names))",
+                          headers: [("Allow", names)])
     }
 
     /// 401: anonymous where a principal is needed.

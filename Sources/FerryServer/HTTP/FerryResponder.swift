@@ -159,7 +159,7 @@ public struct FerryResponder: HTTPResponder {
         }
         let host = request.head.authority ?? headers["host"] ?? "localhost"
         let apiRequest = APIRequest(
-            method: request.method.rawValue, path: subpath,
+            method: request.method, path: subpath,
             query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
             headers: headers, body: bodyBytes, identity: identity, baseURL: "http://\(host)/v1")
         return await api.handle(apiRequest)

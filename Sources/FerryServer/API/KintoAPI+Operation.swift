@@ -1,0 +1,133 @@
+import FerryCore
+import FerryStore
+import HTTPTypes
+
+/// What a request does, decided once from its route and method: the work that needs no
+/// transaction (parsing the body, hashing a password) is already done, and `body` is what
+/// remains, to run in the kind of transaction `access` names. `/batch` runs the bodies of its
+/// sub-requests in savepoints of its own transaction, so every endpoint answers the same in a
+/// batch as outside one.
+struct Operation: Sendable {
+    /// How the work meets the storage.
+    enum Access: Sendable {
+        /// No storage (server information).
+        case none
+        /// Statements that need no shared snapshot: no transaction where that saves round trips
+        /// (``Storage/readSingle(_:)``).
+        case single
+        /// A read-only transaction: one consistent snapshot.
+        case snapshot
+        /// A write transaction.
+        case write
+        /// Work that waits on its own (the heartbeat's ping, a long-poll, a batch): never in a batch.
+        case own(@Sendable () async throws -> APIResponse)
+    }
+
+    var access: Access
+    /// The work, in a session of the transaction (nil with ``Access/none``).
+    var body: @Sendable ((any StorageSession)?) throws -> APIResponse
+
+    init(_ access: Access, _ body: @escaping @Sendable ((any StorageSession)?) throws -> APIResponse) {
+        self.access = access
+        self.body = body
+    }
+
+    /// Work in a session (every access but ``Access/none``).
+    init(_ access: Access, session body: @escaping @Sendable (any StorageSession) throws -> APIResponse) {
+        self.access = access
+        self.body = { session in
+            guard let session else { throw KintoError.internalError("no storage session") }
+            return try body(session)
+        }
+    }
+
+    /// Work that waits on its own.
+    static func own(_ work: @escaping @Sendable () async throws -> APIResponse) -> Operation {
+        Operation(.own(work)) { _ in throw KintoError.internalError("answered outside its own work") }
+    }
+}
+
+extension KintoAPI {
+    /// The operation of `request` on `route`: checks the method, parses what can be parsed
+    /// before any transaction, and says which transaction the rest needs.
+    /// - Parameter inBatch: whether it is a sub-request of `/batch` (which refuses the
+    ///   operations that wait on their own, and answers the heartbeat from its own transaction).
+    func operation(for request: APIRequest, route: Route, inBatch: Bool) throws -> Operation {
+        guard route.allowedMethods.contains(request.method) else {
+            throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
+        }
+        switch route {
+        case .hello:
+            return Operation(.none) { _ in self.hello(request) }
+        case .lbheartbeat:
+            return Operation(.none) { _ in APIResponse(body: .json([:])) }
+        case .version:
+            return Operation(.none) { _ in
+                APIResponse(body: .json(["name": "ferry", "version": .string(self.settings.version),
+                                         "source": "https://github.com/ferry-sync/ferry", "commit": .string(FerryVersion.commit)]))
+            }
+        case .heartbeat:
+            // In a batch, the batch's own transaction shows the storage answers.
+            if inBatch { return Operation(.none) { _ in APIResponse(body: .json(["storage": true, "permission": true, "cache": true])) } }
+            return .own {
+                let ok = await self.storage.ping()
+                return APIResponse(status: ok ? 200 : 503, body: .json(["storage": .bool(ok), "permission": .bool(ok), "cache": true]))
+            }
+        case .batch:
+            if inBatch {
+                throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
+            }
+            return .own { try await self.batch(request) }
+        case .permissions:
+            guard request.identity.userID != nil else { throw KintoError.unauthorized }
+            return Operation(.snapshot, session: { session in try self.permissionsList(request, session: session) })
+        case .accounts(let id):
+            return try accountOperation(request, id: id)
+        case .webhooks(let bucket, let collection, let id, let log):
+            return try webhookOperation(request, bucket: bucket, collection: collection, id: id, log: log)
+        case .plural(let path) where path.kind == .record && request.method == .get && request.query.contains(where: { $0.0 == "_wait" }):
+            if inBatch {
+                throw KintoError.invalidParameters(location: "querystring", name: "_wait", description: "_wait (a long-poll) is not allowed in a batch")
+            }
+            let wait = request.query.last { $0.0 == "_wait" }!.1
+            return .own { try await self.longPoll(request, path: path, wait: wait) }
+        case .plural(let path), .object(let path):
+            if request.isRead {
+                // One statement for an object (ResourceHandler.get); for a plain list, grants,
+                // parents, then the timestamp and the page in one statement (pluralGet).
+                let single: Bool
+                if case .object = route { single = true } else { single = ResourceHandler.isPlainList(request) }
+                return Operation(single ? .single : .snapshot, session: { session in try self.resource(request, route: route, path: path, session: session) })
+            }
+            try refuseWriteIfReadonly(request)
+            var parsed = request
+            // The body is parsed before the transaction: never under the single writer.
+            if request.method != .delete { parsed.parsedBody = try request.jsonBody() }
+            let prepared = parsed
+            return Operation(.write, session: { session in try self.resource(prepared, route: route, path: path, session: session) })
+        }
+    }
+
+    /// 405 for a write to a read-only server.
+    func refuseWriteIfReadonly(_ request: APIRequest) throws(KintoError) {
+        if settings.readonly && !request.isRead { throw .methodNotAllowed(request.method, allowed: [.get, .head]) }
+    }
+
+    /// A bucket, collection, group or record endpoint, in its transaction.
+    func resource(_ request: APIRequest, route: Route, path: ObjectPath, session: any StorageSession) throws -> APIResponse {
+        var handler = ResourceHandler(api: self, request: request, path: path, session: session)
+        if case .plural = route {
+            switch request.method {
+            case .get, .head: return try handler.pluralGet()
+            case .post: return try handler.pluralPost()
+            default: return try handler.pluralDelete()
+            }
+        }
+        switch request.method {
+        case .get, .head: return try handler.get()
+        case .put: return try handler.put()
+        case .patch: return try handler.patch()
+        default: return try handler.delete()
+        }
+    }
+}
