@@ -92,7 +92,9 @@ public enum FerryServerApp {
         limits.maxStreams = configuration.maxStreams
         limits.streamHeartbeat = Double(configuration.streamHeartbeat)
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
-        let responder = FerryResponder(api: api, limits: limits, metrics: metrics)
+        let responder = FerryResponder(api: api, limits: limits, metrics: metrics,
+                                       scheme: configuration.tlsCertificate == nil ? "http" : "https",
+                                       trustedProxies: TrustedProxies(configuration.trustedProxies))
         let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
         storage.listenForChanges { [api] announced in
             switch announced {

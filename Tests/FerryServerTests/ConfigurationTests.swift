@@ -41,6 +41,7 @@ import Testing
         ("max_streams", "-1", "max_streams must be"), ("stream_heartbeat", "0", "stream_heartbeat must be"),
         ("webhook_timeout", "0", "webhook_timeout must be"), ("webhook_allow_hosts", "10.0.0.0/33", "is not a CIDR range"),
         ("webhook_allow_hosts", "localhost, evil host", "is not a host name"),
+        ("trusted_proxies", "proxy.example", "is not an address or a CIDR range"), ("trusted_proxies", "10.0.0.0/40", "is not an address or a CIDR range"),
         ("database", "mysql://u:hunter2@h/db", "u:***@h/db\" is not a postgres://"), ("database", "postgres://u:p@h/db?pool=0", "pool must be 1 to 500"),
         ("database", "postgres://u:p@h/", "must name a database"), ("database", "postgres://u:p@h/db?color=red", "unknown URL setting \"color\""), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
     ])

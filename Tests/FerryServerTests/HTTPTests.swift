@@ -23,6 +23,23 @@ import Testing
         return fields
     }
 
+    /// `X-Forwarded-Proto` and `Forwarded: proto=` count only from a trusted proxy, and only
+    /// for http or https: anyone else gets links in the scheme the server serves.
+    @Test func forwardedSchemeOnlyFromTrustedProxies() {
+        let proxies = TrustedProxies(["10.0.0.0/8", "::1"])
+        func scheme(_ from: String?, _ headers: [String: String], served: String = "http") -> String {
+            proxies.scheme(served: served, remoteAddress: from) { headers[$0] }
+        }
+        #expect(scheme("10.1.2.3", ["x-forwarded-proto": "https"]) == "https")
+        #expect(scheme("::1", ["x-forwarded-proto": "HTTPS, http"]) == "https")
+        #expect(scheme("10.1.2.3", ["forwarded": "for=1.2.3.4;proto=\"https\";by=x, proto=http"]) == "https")
+        #expect(scheme("192.168.1.1", ["x-forwarded-proto": "https"]) == "http")  // not a trusted proxy
+        #expect(scheme(nil, ["x-forwarded-proto": "https"]) == "http")
+        #expect(scheme("10.1.2.3", ["x-forwarded-proto": "javascript"]) == "http")  // neither http nor https
+        #expect(scheme("10.1.2.3", [:], served: "https") == "https")
+        #expect(TrustedProxies([]).scheme(served: "http", remoteAddress: "10.1.2.3") { _ in "https" } == "http")
+    }
+
     @Test func routesThroughHummingbird() async throws {
         let server = try TestServer()
         try await app(server).test(.router) { client in

@@ -128,6 +128,16 @@ final class RawConnection {
         #expect(server.printed.contains("https://127.0.0.1:\(server.port)/v1/"))
         let secure = try Self.run("/usr/bin/curl", ["-s", "--cacert", cert, "-u", "alice:secret", "https://127.0.0.1:\(server.port)/v1/"])
         #expect(secure.0 == 0 && (try? JSON.parse(secure.1))?["project_name"] == "ferry", "\(secure.1)")
+        // The links it writes carry the scheme the client used (they said http:// before).
+        #expect((try? JSON.parse(secure.1))?["url"] == .string("https://127.0.0.1:\(server.port)/v1/"), "\(secure.1)")
+        let base = "https://127.0.0.1:\(server.port)/v1/buckets/b"
+        for (method, url) in [("PUT", base), ("PUT", base + "/collections/c"), ("PUT", base + "/collections/c/records/r1"),
+                              ("PUT", base + "/collections/c/records/r2")] {
+            #expect(try Self.run("/usr/bin/curl", ["-s", "-f", "--cacert", cert, "-u", "alice:secret", "-X", method, url]).0 == 0)
+        }
+        let page = try Self.run("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", "--cacert", cert, "-u", "alice:secret",
+                                                  base + "/collections/c/records?_limit=1"])
+        #expect(page.1.lowercased().contains("next-page: https://127.0.0.1:\(server.port)/v1/buckets/b/collections/c/records?"), "\(page.1)")
         // Plain HTTP to the TLS port gets no API answer.
         let plain = try Self.run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(server.port)/v1/"])
         #expect((try? JSON.parse(plain.1))?["project_name"] == nil)

@@ -64,6 +64,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var busyBackoff: Int = 10
     /// Host names, addresses or CIDR ranges webhooks may reach although internal (`*`: anywhere).
     public var webhookAllowHosts: [String] = []
+    /// Addresses or CIDR ranges of reverse proxies whose `X-Forwarded-Proto`/`Forwarded: proto=`
+    /// says which scheme the client used (for `Next-Page` links and the `url` of `GET /v1/`).
+    public var trustedProxies: [String] = []
     /// Seconds a webhook receiver has to answer.
     public var webhookTimeout: Int = 10
     /// Most event streams open at once.
@@ -200,6 +203,13 @@ public struct ServerConfiguration: Sendable, Equatable {
                 if let problem = WebhookAddressPolicy.problem(withEntry: entry) { throw Error("webhook_allow_hosts: \(problem)") }
             }
             c.webhookAllowHosts = entries
+        },
+        Key(name: "trusted_proxies") { c, v throws(Error) in
+            let entries = list(v)
+            for entry in entries where TrustedProxies.range(entry) == nil {
+                throw Error("trusted_proxies: \"\(entry)\" is not an address or a CIDR range (like 127.0.0.1 or 10.0.0.0/8)")
+            }
+            c.trustedProxies = entries
         },
         Key(name: "webhook_timeout") { c, v throws(Error) in c.webhookTimeout = try int(v, "webhook_timeout", min: 1, max: 300) },
         Key(name: "max_streams") { c, v throws(Error) in c.maxStreams = try int(v, "max_streams", min: 0, max: 1_000_000) },

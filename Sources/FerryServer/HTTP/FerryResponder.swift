@@ -24,13 +24,19 @@ public struct FerryResponder: HTTPResponder {
     let api: KintoAPI
     let limits: RequestLimits
     let metrics: ServerMetrics
+    /// `https` when the server serves TLS, else `http`: the scheme of the links it writes.
+    let scheme: String
+    let trustedProxies: TrustedProxies
     let inFlight = InFlight()
     let streamSlots = StreamSlots()
 
-    public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics) {
+    public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics, scheme: String = "http",
+                trustedProxies: TrustedProxies = TrustedProxies([])) {
         self.api = api
         self.limits = limits
         self.metrics = metrics
+        self.scheme = scheme
+        self.trustedProxies = trustedProxies
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
@@ -158,10 +164,11 @@ public struct FerryResponder: HTTPResponder {
             }
         }
         let host = request.head.authority ?? headers["host"] ?? "localhost"
+        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
         let apiRequest = APIRequest(
             method: request.method, path: subpath,
             query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
-            headers: headers, body: bodyBytes, identity: identity, baseURL: "http://\(host)/v1")
+            headers: headers, body: bodyBytes, identity: identity, baseURL: "\(scheme)://\(host)/v1")
         return await api.handle(apiRequest)
     }
 

@@ -150,6 +150,11 @@ struct CIDR {
     let base: IPAddress
     let bits: Int
 
+    init(base: IPAddress, bits: Int) {
+        self.base = base
+        self.bits = bits
+    }
+
     init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let base = IPAddress(String(parts[0])), let bits = Int(parts[1]), bits >= 0, bits <= base.bytes.count * 8 else { return nil }
