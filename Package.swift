@@ -114,6 +114,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // bench/run.sh's ceiling: bare Hummingbird doing the benchmark lines' routing and JSON work
+        // without storage, so Ferry's req/s can be given as a percentage of it. Not a product.
+        .executableTarget(
+            name: "ferry-ceiling",
+            dependencies: [
+                "FerryCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/Ceiling",
+            swiftSettings: swiftSettings
+        ),
         // For the tests: a throwaway PostgreSQL, and temporary folders removed when the tests end.
         .target(
             name: "FerryTestSupport",

@@ -18,6 +18,20 @@ find_ferry() {
   [ -x "$FERRY" ] || { echo "ferry binary not found: $FERRY" >&2; exit 1; }
 }
 
+# Sets CEILING to $CEILING_BIN, or builds the ferry-ceiling product (bench/Ceiling) in the
+# same release build as find_ferry: after a full build of .build-release it is already there,
+# and this build only checks it.
+find_ceiling() {
+  if [ -n "${CEILING_BIN:-}" ]; then
+    CEILING=$CEILING_BIN
+  else
+    log "building ferry-ceiling (release, .build-release/)"
+    timeout 3600 swift build -c release --scratch-path .build-release --product ferry-ceiling >&2
+    CEILING="$(swift build -c release --scratch-path .build-release --show-bin-path)/ferry-ceiling"
+  fi
+  [ -x "$CEILING" ] || { echo "ferry-ceiling binary not found: $CEILING" >&2; exit 1; }
+}
+
 stop_pid() {  # $1 pid of a child this script started: SIGTERM, SIGKILL after 5 s; returns its exit status
   # Only that process, by its pid. Status 137 (128 + 9): it had to be killed.
   local pid=$1 rc=0
@@ -294,11 +308,11 @@ wrk_timeout() {  # $1 wrk duration (10, 10s, 2m, 1h): seconds one wrk run may ta
 
 wrk_run() {  # $1 output file, $2 connections, $3 threads, $4 Authorization header ("" for none), $5 url, $6.. extra wrk args
   # For $DURATION, bounded by `timeout`. --timeout 10s: a slow answer counts as
-  # latency, not as a socket error.
+  # latency, not as a socket error. --latency prints the percentiles (wrk_percentiles).
   local out=$1 connections=$2 threads=$3 auth=$4 url=$5 header=()
   shift 5
   [ -z "$auth" ] || header=(-H "Authorization: $auth")
-  timeout "$(wrk_timeout "$DURATION")" wrk -c "$connections" -t "$threads" -d "$DURATION" --timeout 10s \
+  timeout "$(wrk_timeout "$DURATION")" wrk -c "$connections" -t "$threads" -d "$DURATION" --timeout 10s --latency \
     "${header[@]}" "$@" "$url" > "$out"
 }
 
@@ -310,6 +324,20 @@ wrk_stats() {  # $1 wrk output: "REQ/S AVG-LATENCY NON-2XX SOCKET-ERRORS" on one
        /Non-2xx or 3xx responses:/ { non2xx = $NF }
        /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) sock += $i + 0 }
        END { print (rps == "" ? 0 : rps), (lat == "" ? "?" : lat), non2xx + 0, sock + 0 }' "$1"
+}
+
+wrk_percentiles() {  # $1 wrk output (run with --latency): "P50 P99" in milliseconds, "? ?" when missing
+  # wrk prints "Latency Distribution" then lines like "     50%  635.91us" and "     99%    1.20ms".
+  awk 'function ms(v) {
+         if (v ~ /us$/) return sprintf("%.2f", v / 1000)
+         if (v ~ /ms$/) return sprintf("%.2f", v + 0)
+         if (v ~ /m$/)  return sprintf("%.0f", v * 60000)
+         if (v ~ /s$/)  return sprintf("%.0f", v * 1000)
+         return "?" }
+       /Latency Distribution/ { dist = 1; next }
+       dist && $1 == "50%" { p50 = ms($2) }
+       dist && $1 == "99%" { p99 = ms($2) }
+       END { print (p50 == "" ? "?" : p50), (p99 == "" ? "?" : p99) }' "$1"
 }
 
 wrk_valid() {  # $1 "non2xx/socket": true when both counts are zero

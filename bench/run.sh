@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
-# Ferry vs Kinto 26.x throughput benchmark (wrk, 16 connections).
+# Ferry against its ceiling and Kinto 26.x: throughput benchmark (wrk, 16 connections).
 #
 # Usage:  bench/run.sh                 # from anywhere; DURATION=10s by default
 #         DURATION=30s bench/run.sh
-#         FERRY_BIN=/path/to/ferry bench/run.sh   # skip the release build
+#         FERRY_BIN=/path/to/ferry CEILING_BIN=/path/to/ferry-ceiling bench/run.sh   # skip the release build
+#         KINTO=0 bench/run.sh         # ceiling and Ferry only (quick A/B runs)
 #
 # What it does, one server after the other so they never compete for the
 # 2 cores with each other (wrk itself does share the machine with the server):
-#   1. builds Ferry in release mode (.build-release/) unless FERRY_BIN is set,
+#   1. builds Ferry and ferry-ceiling in release mode (.build-release/) unless
+#      FERRY_BIN is set (then only ferry-ceiling, unless CEILING_BIN is set too),
 #      installs wrk (apt) and Kinto 26.5 (pip, into bench/.venv) if missing;
-#   2. starts the server on a free port with empty storage (Ferry: fresh temp
-#      data dir; Kinto: memory backend), seeds bucket `bench`, collection
-#      `users` and $RECORDS records through /v1/batch (bench/seed.py);
-#   3. runs three wrk lines: GET one record, GET a page of 100 records changed
+#   2. the ceiling (bench/Ceiling): bare Hummingbird 2 answering the same three
+#      lines with the same routing and JSON work and no storage; nothing to seed;
+#   3. each other server on a free port with empty storage (Ferry: fresh temp
+#      data dir; Kinto: memory backend), seeded with bucket `bench`, collection
+#      `users` and $RECORDS records through /v1/batch (bench/seed.py); Kinto twice,
+#      once "empty" ($KINTO_EMPTY_RECORDS records, just what the lines read) and
+#      once seeded with $RECORDS;
+#   4. three wrk lines on each: GET one record, GET a page of 100 records changed
 #      since a mid timestamp, PUT one record (bench/put.lua); on Ferry the same
 #      three lines again signed in with an account and with an API token, and
 #      the two reads without credentials once the collection grants read to
 #      system.Everyone;
-#   4. prints a Markdown table of req/s and the ratio Ferry/Kinto, with the
-#      non-2xx and socket-error counts: a line with errors is not a valid number.
-# Every step is bounded by `timeout`, and both servers are stopped on exit.
+#   5. prints Markdown tables: req/s, Ferry as a % of the ceiling and its ratio to
+#      each Kinto, p50/p99 latencies, with the non-2xx and socket-error counts: a
+#      line with errors is not a valid number.
+# Every step is bounded by `timeout`, and every server is stopped on exit.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."          # the repo root: every path below is relative to it
 DURATION=${DURATION:-10s}
 RECORDS=${RECORDS:-10000}
+KINTO=${KINTO:-1}                 # 0: skip both Kinto runs
+# "Empty" Kinto: just what the lines read — u00042 for GET, and after _since=<mid> (record
+# 125) 124 records, so the list line still gets a full page of 100 and a next page.
+KINTO_EMPTY_RECORDS=${KINTO_EMPTY_RECORDS:-250}
 CONNECTIONS=16
 THREADS=2
 WORK=bench/.work                  # git-ignored scratch: kinto.ini, logs, wrk outputs
@@ -38,9 +49,10 @@ RECORDS_PATH=/v1/buckets/bench/collections/users/records
 # ---- 1. tools -------------------------------------------------------------
 
 find_ferry
+find_ceiling
 
 ensure_wrk
-ensure_kinto "$VENV"               # sets KINTO_VERSION
+[ "$KINTO" = 0 ] || ensure_kinto "$VENV"   # sets KINTO_VERSION
 
 # ---- helpers --------------------------------------------------------------
 
@@ -55,36 +67,51 @@ trap 'exit 130' INT TERM
 
 
 
-# Results: RPS_<server>_<test>, ERR_<server>_<test>, LAT_<server>_<test>.
-declare -A RPS ERR LAT
+# Results per [server,test]: req/s, "non2xx/socket" errors, average latency, p50 and p99 (ms).
+declare -A RPS ERR LAT P50 P99
 declare -a ACCOUNT_MS            # time of the 1st and 2nd request with the account, ms
 
 run_wrk() {  # $1 server, $2 test name, $3 url, $4.. extra wrk args
   # The Authorization header is $WRK_AUTH, $AUTH when WRK_AUTH is unset, none when it is "".
   local server=$1 test=$2 url=$3; shift 3
-  local out="$WORK/wrk-$server-$test.txt" rps lat non2xx sock
+  local out="$WORK/wrk-$server-$test.txt" rps lat non2xx sock p50 p99
   log "$server: $test ($DURATION)"
   wrk_run "$out" "$CONNECTIONS" "$THREADS" "${WRK_AUTH-$AUTH}" "$url" "$@"
   read -r rps lat non2xx sock < <(wrk_stats "$out")
+  read -r p50 p99 < <(wrk_percentiles "$out")
   RPS[$server,$test]=$rps
   LAT[$server,$test]=$lat
   ERR[$server,$test]="$non2xx/$sock"
+  P50[$server,$test]=$p50
+  P99[$server,$test]=$p99
 }
 
-# The three lines, identical for both servers. Reads run before the PUT line
-# so they see exactly the seeded data set on both servers.
-bench_server() {  # $1 server name, $2 port
-  local server=$1 port=$2 base="http://127.0.0.1:$2"
-  log "$server: seeding $RECORDS records"
-  local mid
-  mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$RECORDS")
-  MID=$mid
+# The three lines, identical for every server. Reads run before the PUT line
+# so they see exactly the seeded data set.
+bench_lines() {  # $1 server name, $2 port, $3 _since value, $4 records the PUT line cycles through
+  local server=$1 base="http://127.0.0.1:$2" mid=$3 records=$4
   # Sanity requests with curl before measuring (a full page of 100 for the list).
   check_api "$server" "$base$RECORDS_PATH" "$mid" "$AUTH"
   run_wrk "$server" get "$base$RECORDS_PATH/u00042"
   run_wrk "$server" list "$base$RECORDS_PATH?_since=$mid&_limit=100"
-  BENCH_AUTH="$AUTH" BENCH_RECORDS="$RECORDS" BENCH_PATH="$RECORDS_PATH" \
+  BENCH_AUTH="$AUTH" BENCH_RECORDS="$records" BENCH_PATH="$RECORDS_PATH" \
     run_wrk "$server" put "$base$RECORDS_PATH" -s bench/put.lua
+}
+
+bench_server() {  # $1 server name, $2 port, $3 records to seed (default $RECORDS)
+  local server=$1 port=$2 records=${3:-$RECORDS} mid
+  log "$server: seeding $records records"
+  mid=$(timeout 600 python3 bench/seed.py 127.0.0.1 "$port" "$USERPASS" "$records")
+  MID=$mid
+  bench_lines "$server" "$port" "$mid" "$records"
+}
+
+start_kinto() {  # $1 name (kinto-empty, kinto-seeded): a fresh Kinto (memory backend) in SERVER_PID, port in PORT
+  PORT=$(free_port)
+  log "starting Kinto $KINTO_VERSION as $1 on 127.0.0.1:$PORT (memory backend, waitress)"
+  "$VENV/bin/kinto" start --ini "$INI" --port "$PORT" > "$WORK/$1.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready "$PORT" "$WORK/$1.log"
 }
 
 # The same lines on Ferry, signed in another way ($1: account, token or anonymous; $2 the
@@ -99,7 +126,19 @@ bench_auth() {  # $1 name, $2 Authorization header, $3 port
     run_wrk "ferry-$name" put "$base$RECORDS_PATH" -s bench/put.lua
 }
 
-# ---- 2. Ferry -------------------------------------------------------------
+# ---- 2. the ceiling ---------------------------------------------------------
+
+# Bare Hummingbird, no storage: nothing to seed. Its page is the same for any query;
+# a 13-digit _since keeps the request line as long as the other servers'.
+PORT=$(free_port)
+log "starting the ceiling on 127.0.0.1:$PORT ($CEILING)"
+"$CEILING" --port "$PORT" > "$WORK/ceiling.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$PORT" "$WORK/ceiling.log"
+bench_lines ceiling "$PORT" "$(date +%s%3N)" "$RECORDS"
+stop_server
+
+# ---- 3. Ferry -------------------------------------------------------------
 
 # An API token for the authentication lines: the server gets only its SHA-256.
 "$FERRY" token bench > "$WORK/token.txt"
@@ -135,45 +174,67 @@ curl -fsS -o /dev/null -X PATCH -H "Authorization: $AUTH" -H 'Content-Type: appl
 bench_auth anonymous "" "$PORT"
 stop_server
 
-# ---- 3. Kinto -------------------------------------------------------------
+# ---- 4. Kinto, empty and seeded ---------------------------------------------
 
-# basicauth, bucket creation for any authenticated user, logging at WARNING (kinto_ini in lib.sh).
-INI="$WORK/kinto.ini"
-kinto_ini "$VENV" "$INI" --backend memory --cache-backend memory
+if [ "$KINTO" != 0 ]; then
+  # basicauth, bucket creation for any authenticated user, logging at WARNING (kinto_ini in lib.sh).
+  INI="$WORK/kinto.ini"
+  kinto_ini "$VENV" "$INI" --backend memory --cache-backend memory
+  # A fresh process each time: the memory backend starts empty.
+  start_kinto kinto-empty
+  bench_server kinto-empty "$PORT" "$KINTO_EMPTY_RECORDS"
+  stop_server
+  start_kinto kinto-seeded
+  bench_server kinto-seeded "$PORT"
+  stop_server
+fi
 
-PORT=$(free_port)
-log "starting Kinto $KINTO_VERSION on 127.0.0.1:$PORT (memory backend, waitress)"
-"$VENV/bin/kinto" start --ini "$INI" --port "$PORT" > "$WORK/kinto.log" 2>&1 &
-SERVER_PID=$!
-wait_ready "$PORT" "$WORK/kinto.log"
-bench_server kinto "$PORT"
-stop_server
-
-# ---- 4. report ------------------------------------------------------------
+# ---- 5. report ------------------------------------------------------------
 
 valid() { wrk_valid "$1"; }          # $1 "non2xx/socket"
 cell() {  # $1 server, $2 test: req/s, or INVALID with the error counts
   wrk_cell "${RPS[$1,$2]}" "${ERR[$1,$2]}"
 }
+ratio() {  # $1 server, $2 other server, $3 test, $4 "%" or "×": $1's req/s against $2's
+  if valid "${ERR[$1,$3]}" && valid "${ERR[$2,$3]}"; then
+    awk -v a="${RPS[$1,$3]}" -v b="${RPS[$2,$3]}" -v how="$4" 'BEGIN {
+      if (b <= 0) print "n/a"; else if (how == "%") printf "%.0f %%", 100 * a / b; else printf "%.1f×", a / b }'
+  else
+    echo "n/a (errors)"
+  fi
+}
+latencies() { echo "${P50[$1,$2]} / ${P99[$1,$2]}"; }   # $1 server, $2 test: "p50 / p99" in ms
 
 echo
-echo "Ferry ($FERRY) vs Kinto $KINTO_VERSION (memory backend) — $RECORDS records," \
-     "wrk -c $CONNECTIONS -t $THREADS -d $DURATION, $(nproc) cores"
+if [ "$KINTO" = 0 ]; then
+  echo "Ferry ($FERRY) against its ceiling (bare Hummingbird, no storage) — $RECORDS records," \
+       "wrk -c $CONNECTIONS -t $THREADS -d $DURATION, $(nproc) cores; Kinto skipped (KINTO=0)"
+else
+  echo "Ferry ($FERRY) against its ceiling (bare Hummingbird, no storage) and Kinto $KINTO_VERSION" \
+       "(memory backend; empty: $KINTO_EMPTY_RECORDS records, seeded: $RECORDS) — $RECORDS records in Ferry," \
+       "wrk -c $CONNECTIONS -t $THREADS -d $DURATION, $(nproc) cores"
+fi
 echo
 INVALID=0
-echo "| test | ferry req/s | kinto req/s | ratio |"
-echo "| --- | ---: | ---: | ---: |"
+SERVERS="ceiling ferry"
+[ "$KINTO" = 0 ] || SERVERS="$SERVERS kinto-empty kinto-seeded"
+if [ "$KINTO" = 0 ]; then
+  echo "| test | ceiling req/s | ferry req/s | ferry % of ceiling | ceiling p50 / p99 ms | ferry p50 / p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+else
+  echo "| test | ceiling req/s | ferry req/s | ferry % of ceiling | kinto (empty) req/s | kinto (seeded) req/s |" \
+       "ferry ÷ kinto (empty) | ferry ÷ kinto (seeded) | ceiling p50 / p99 ms | ferry p50 / p99 ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+fi
 for test in get list put; do
-  name=$(line_name "$test")
-  if valid "${ERR[ferry,$test]}" && valid "${ERR[kinto,$test]}"; then
-    ratio=$(awk -v f="${RPS[ferry,$test]}" -v k="${RPS[kinto,$test]}" \
-      'BEGIN { if (k > 0) printf "%.1f×", f / k; else print "n/a" }')
-  else
-    ratio="n/a (errors)"
+  row="| $(line_name "$test") | $(cell ceiling $test) | $(cell ferry $test) | $(ratio ferry ceiling $test %) |"
+  if [ "$KINTO" != 0 ]; then
+    row="$row $(cell kinto-empty $test) | $(cell kinto-seeded $test) |"
+    row="$row $(ratio ferry kinto-empty $test ×) | $(ratio ferry kinto-seeded $test ×) |"
   fi
-  fcell=$(cell ferry $test); kcell=$(cell kinto $test)
-  case "$fcell$kcell" in *INVALID*) INVALID=1 ;; esac
-  echo "| $name | $fcell | $kcell | $ratio |"
+  row="$row $(latencies ceiling $test) | $(latencies ferry $test) |"
+  case "$row" in *INVALID*) INVALID=1 ;; esac
+  echo "$row"
 done
 echo
 echo "Authentication cost on Ferry (same server, same data; ratios to basicauth):"
@@ -196,15 +257,17 @@ done
 echo
 echo "First request with the account (PBKDF2, 210,000 rounds): ${ACCOUNT_MS[1]} ms; the second: ${ACCOUNT_MS[2]} ms."
 echo
-echo "| test | server | avg latency | non-2xx | socket errors |"
-echo "| --- | --- | ---: | ---: | ---: |"
+echo "| test | server | avg latency | p50 ms | p99 ms | non-2xx | socket errors |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for test in get list put; do
-  for server in ferry ferry-account ferry-token ferry-anonymous kinto; do
+  for server in ceiling ferry ferry-account ferry-token ferry-anonymous kinto-empty kinto-seeded; do
     [ -n "${RPS[$server,$test]:-}" ] || continue
-    echo "| $test | $server | ${LAT[$server,$test]} | ${ERR[$server,$test]%/*} | ${ERR[$server,$test]#*/} |"
+    echo "| $test | $server | ${LAT[$server,$test]} | ${P50[$server,$test]} | ${P99[$server,$test]} |" \
+         "${ERR[$server,$test]%/*} | ${ERR[$server,$test]#*/} |"
   done
 done
 echo
-echo "wrk outputs: $WORK/wrk-*.txt; server logs: $WORK/ferry.log, $WORK/kinto.log"
+logs=""; for server in $SERVERS; do logs="${logs:+$logs, }$WORK/$server.log"; done
+echo "wrk outputs: $WORK/wrk-*.txt; server logs: $logs"
 # Exit 2 when a line had errors, so a script or CI calling this notices.
 if [ "$INVALID" -ne 0 ]; then echo "some lines had errors: their req/s are not valid" >&2; exit 2; fi
