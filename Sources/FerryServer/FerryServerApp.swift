@@ -74,6 +74,7 @@ public enum FerryServerApp {
         let secret = try secret ?? configuration.secret ?? loadOrCreateSecret(in: configuration.dataDirectory)
         var settings = KintoAPI.Settings()
         settings.batchMaxRequests = configuration.batchMaxRequests
+        settings.maxBodySize = configuration.maxBodySize
         settings.readonly = configuration.readonly
         settings.paginateBy = configuration.paginateBy
         settings.maxFetchSize = configuration.maxFetchSize

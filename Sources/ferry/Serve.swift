@@ -26,7 +26,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Store in PostgreSQL instead of SQLite: postgres://USER:PASS@HOST:PORT/DB (better in FERRY_DATABASE: ps shows flags).", valueName: "URL")) var database: String?
     @Option(name: .long, help: "YAML configuration file (its server: section).") var config: String?
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
-    @Option(name: .long, help: "Most sub-requests in one /batch (default 25).") var batchMaxRequests: String?
+    @Option(name: .long, help: "Most sub-requests in one /batch (default 1000).") var batchMaxRequests: String?
     @Option(name: .long, help: "Largest request body in bytes (default 1048576).") var maxBodySize: String?
     @Option(name: .long, help: "Most objects in one page (default 10000).") var maxFetchSize: String?
     @Flag(name: .long, help: "Refuse every write.") var readonly = false

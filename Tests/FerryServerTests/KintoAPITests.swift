@@ -176,7 +176,7 @@ import Testing
     }
 
     @Test func batchRunsSubrequestsWithDefaults() async throws {
-        let server = try TestServer()
+        let server = try TestServer { $0.batchMaxRequests = 25 }
         try await server.seedUsers()
         var requests: [JSON] = []
         for i in 0..<5 { requests.append(["path": .string("/buckets/main/collections/users/records/b\(i)"), "body": ["data": ["i": .int(Int64(i))]]]) }

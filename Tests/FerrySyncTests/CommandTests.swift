@@ -180,6 +180,33 @@ import Testing
         #expect(try JSON.parse(third.stdout)["read"] == 0)
     }
 
+    /// Into a server, records go in /batch requests of at most batch_max_requests and
+    /// max_body_size (both announced by the server), several in flight at once; a key written
+    /// twice in one run keeps its last value (those requests go in order).
+    @Test func serverTargetSizesBatchesFromTheServerAndKeepsOrder() async throws {
+        let server = try Server(extra: ["--batch-max-requests", "7", "--max-body-size", "4096"])
+        let dir = try TempDir()
+        var lines: [String] = []
+        for i in 0..<300 {
+            let padding = String(repeating: "x", count: i % 10 == 0 ? 1500 : 10)  // some records fill a third of a body
+            lines.append(#"{"id":"r\#(i)","n":\#(i),"pad":"\#(padding)"}"#)
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
+        let url = server.collection()
+        let load = try Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw", "--json", "--verify"], in: dir.path)
+        #expect(load.status == 0, "\(load.stderr)")
+        let report = try JSON.parse(load.stdout)
+        #expect(report["created"] == 300 && report["verify"]?["equal"] == true, "\(report.serialized())")
+        // The same keys twice in one file: the second value wins.
+        let twice = (0..<20).map { #"{"id":"t\#($0 % 10)","v":\#($0)}"# }.joined(separator: "\n") + "\n"
+        try twice.write(toFile: dir.file("b.jsonl"), atomically: true, encoding: .utf8)
+        #expect(try Ferry.run(["sync", "file:b.jsonl", url, "--target-auth", "alice:pw"], in: dir.path).status == 0)
+        for k in 0..<10 {
+            let (_, record) = try await server.request(.GET, "/buckets/main/collections/users/records/t\(k)")
+            #expect(record?["data"]?["v"] == .int(Int64(k + 10)))
+        }
+    }
+
     @Test func wrongOrMissingCredentialsAreClearAndChangeNothing() async throws {
         let server = try Server()
         let dir = try TempDir()

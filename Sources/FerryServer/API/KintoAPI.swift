@@ -11,8 +11,11 @@ import HTTPTypes
 public struct KintoAPI: Sendable {
     /// Settings announced in `GET /v1/` and obeyed by every endpoint.
     public struct Settings: Sendable {
-        /// Most sub-requests one `POST /batch` may hold (Kinto's default: 25).
-        public var batchMaxRequests: Int = 25
+        /// Most sub-requests one `POST /batch` may hold (Kinto's default is 25; see
+        /// ``ServerConfiguration/batchMaxRequests`` for why Ferry's is 1000).
+        public var batchMaxRequests: Int = 1000
+        /// The largest request body, announced so clients can size their batches.
+        public var maxBodySize: Int = 1 << 20
         /// Refuse every write with 405.
         public var readonly: Bool = false
         /// Force pages of at most this many objects.
@@ -160,6 +163,7 @@ public struct KintoAPI: Sendable {
             "url": .string(request.baseURL + "/"),
             "settings": [
                 "batch_max_requests": .int(Int64(settings.batchMaxRequests)),
+                "max_body_size": .int(Int64(settings.maxBodySize)),
                 "readonly": .bool(settings.readonly),
                 "explicit_permissions": true,
                 "paginate_by": settings.paginateBy.map { .int(Int64($0)) } ?? .null,

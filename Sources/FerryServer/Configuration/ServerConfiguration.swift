@@ -15,8 +15,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var database: String? = nil
     /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
     public var logLevel: String = "info"
-    /// Most sub-requests in one `/batch`.
-    public var batchMaxRequests: Int = 25
+    /// Most sub-requests in one `/batch`. Kinto's default is 25; Ferry's is 1000: a batch is
+    /// one transaction whose fixed cost (a request, a commit) 25 records cannot amortise (a
+    /// million records went in at 3,300 a second through batches of 25), and clients size
+    /// their batches from the `batch_max_requests` the server announces.
+    public var batchMaxRequests: Int = 1000
     /// Largest accepted request body, in bytes (413 above).
     public var maxBodySize: Int = 1 << 20
     /// Refuse writes.

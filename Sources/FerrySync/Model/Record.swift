@@ -71,6 +71,16 @@ public struct ApplyOutcome: Sendable, Equatable {
 
     public init() {}
 
+    /// Adds the counts and refusals of another part of the same batch.
+    public mutating func absorb(_ other: ApplyOutcome) {
+        created += other.created
+        updated += other.updated
+        written += other.written
+        deleted += other.deleted
+        alreadyGone += other.alreadyGone
+        rejected += other.rejected
+    }
+
     public static func == (a: ApplyOutcome, b: ApplyOutcome) -> Bool {
         a.created == b.created && a.updated == b.updated && a.written == b.written
             && a.deleted == b.deleted && a.alreadyGone == b.alreadyGone && a.rejected.count == b.rejected.count

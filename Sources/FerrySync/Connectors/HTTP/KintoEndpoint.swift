@@ -18,7 +18,11 @@ public final class KintoEndpoint: Endpoint {
     let options: EndpointOptions
     let http: HTTPTransport
     var batchMaxRequests = 25
+    /// Largest request body the server takes (a Ferry server says; 1 MiB for one that does not).
+    var maxBodySize = 1 << 20
     public let displayName: String
+    /// Engine batches of several server batches, so that several can be in flight (``KintoWriter``).
+    public var preferredBatchSize: Int? { 10_000 }
 
     /// - Parameter url: the collection's URL, without credentials (give them in `options.auth`).
     init(url: String, options: EndpointOptions, client: HTTPClient) throws(SyncError) {
@@ -47,11 +51,19 @@ public final class KintoEndpoint: Endpoint {
 
     /// A failed answer as one line: what the server said and what to do.
     func failure(_ response: HTTPTransport.Response, _ doing: String) -> SyncError {
+        Self.failure(response, displayName, doing)
+    }
+
+    static func failure(_ response: HTTPTransport.Response, _ displayName: String, _ doing: String) -> SyncError {
         let message = (try? JSON.parse(bytes: response.body))?["message"]?.stringValue
         return HTTPTransport.failure(status: response.status, endpoint: displayName, peer: "server", context: "while \(doing)", said: message)
     }
 
     func json(_ response: HTTPTransport.Response, _ doing: String) throws -> JSON {
+        try Self.json(response, displayName, doing)
+    }
+
+    static func json(_ response: HTTPTransport.Response, _ displayName: String, _ doing: String) throws -> JSON {
         do {
             return try JSON.parse(bytes: response.body)
         } catch {
@@ -67,6 +79,7 @@ public final class KintoEndpoint: Endpoint {
             throw SyncError(.protocolError, "\(displayName): \(root)/ does not look like a Kinto API root (no settings)")
         }
         if let n = info["settings"]?["batch_max_requests"]?.intValue, n > 0 { batchMaxRequests = Int(n) }
+        if let n = info["settings"]?["max_body_size"]?.intValue, n >= 1024 { maxBodySize = Int(n) }
         let probe = try await http.send(.GET, root + collectionPath)
         if probe.status == 200 { return }
         guard forWriting, probe.status == 403 || probe.status == 404 else {
@@ -150,10 +163,15 @@ public final class KintoEndpoint: Endpoint {
     }
 }
 
-/// Writes through `/batch`.
+/// Writes through `/batch`: each batch of the engine goes as requests of `batch_max_requests`
+/// sub-requests, several in flight at once when no key appears twice in it (then no two
+/// requests can race for one record; with repeated keys they go one after the other, in order).
 final class KintoWriter: TargetWriter {
     let endpoint: KintoEndpoint
     init(endpoint: KintoEndpoint) { self.endpoint = endpoint }
+
+    /// Requests in flight at once: the server works on one while the next is sent and parsed.
+    static let inFlight = 3
 
     var commitsEachBatch: Bool { true }
     var keepsCheckpoint: Bool { false }
@@ -161,38 +179,91 @@ final class KintoWriter: TargetWriter {
     func finish(cursor: Cursor?) async throws -> ApplyOutcome { ApplyOutcome() }
 
     func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
-        var outcome = ApplyOutcome()
+        let sender = BatchSender(endpoint)
+        // Requests of at most batch_max_requests sub-requests and max_body_size bytes (a larger
+        // body would be refused whole with 413); a sub-request larger than that goes alone.
+        let requests = changes.map(sender.request)
+        var chunks: [ArraySlice<Change>] = []
         var start = 0
-        while start < changes.count {
-            let end = min(start + endpoint.batchMaxRequests, changes.count)
-            try await send(changes[start..<end], into: &outcome)
-            start = end
+        var bytes = 0
+        for (index, request) in requests.enumerated() {
+            let full = index - start == endpoint.batchMaxRequests || (index > start && bytes + request.count + 1 > endpoint.maxBodySize - 64)
+            if full {
+                chunks.append(changes[start..<index])
+                start = index
+                bytes = 0
+            }
+            bytes += request.count + 1
+        }
+        if start < changes.count { chunks.append(changes[start...]) }
+        let parallel = chunks.count > 1 && Set(changes.lazy.map(\.key)).count == changes.count ? Self.inFlight : 1
+        var outcome = ApplyOutcome()
+        try await withThrowingTaskGroup(of: ApplyOutcome.self) { group in
+            var next = 0
+            func add() {
+                let chunk = chunks[next]
+                next += 1
+                group.addTask {
+                    var part = ApplyOutcome()
+                    try await sender.send(chunk, into: &part)
+                    return part
+                }
+            }
+            while next < min(parallel, chunks.count) { add() }
+            while let part = try await group.next() {
+                outcome.absorb(part)
+                if next < chunks.count { add() }
+            }
         }
         return outcome
     }
+}
 
-    private func send(_ changes: ArraySlice<Change>, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
-        let keyField = endpoint.options.keyField
-        var requests: [JSON] = []
-        for change in changes {
-            let path = endpoint.collectionPath + "/records/" + KintoEndpoint.escape(change.key.text)
-            switch change {
-            case .upsert(let record):
-                var data = record.fields
-                if keyField == "id" { data.removeValue(forKey: "id") }
-                data.removeValue(forKey: "last_modified")
-                requests.append(["method": "PUT", "path": .string(path), "body": ["data": .object(data)]])
-            case .delete:
-                requests.append(["method": "DELETE", "path": .string(path)])
-            }
+/// What sending one `/batch` needs, shared by the requests in flight.
+struct BatchSender: Sendable {
+    let http: HTTPTransport
+    let root: String
+    let collectionPath: String
+    let keyField: String
+    let retry: RetryPolicy
+    let displayName: String
+
+    init(_ endpoint: KintoEndpoint) {
+        http = endpoint.http
+        root = endpoint.root
+        collectionPath = endpoint.collectionPath
+        keyField = endpoint.options.keyField
+        retry = endpoint.options.retry
+        displayName = endpoint.displayName
+    }
+
+    /// The sub-request of one change, serialized.
+    func request(_ change: Change) -> [UInt8] {
+        let path = collectionPath + "/records/" + KintoEndpoint.escape(change.key.text)
+        switch change {
+        case .upsert(let record):
+            var data = record.fields
+            if keyField == "id" { data.removeValue(forKey: "id") }
+            data.removeValue(forKey: "last_modified")
+            return JSON.object(["method": "PUT", "path": .string(path), "body": ["data": .object(data)]]).serializedBytes()
+        case .delete:
+            return JSON.object(["method": "DELETE", "path": .string(path)]).serializedBytes()
         }
-        let body = JSON.object(["requests": .array(requests)]).serializedBytes()
-        let response = try await endpoint.http.send(.POST, endpoint.root + "/batch", body: body)
-        guard response.status == 200 else { throw endpoint.failure(response, "sending a batch of \(changes.count)") }
-        guard let answers = try endpoint.json(response, "POST /batch")["responses"]?.arrayValue, answers.count == changes.count else {
-            throw SyncError(.protocolError, "\(endpoint.displayName): /batch did not answer each of the \(changes.count) requests")
+    }
+
+    func send(_ changes: ArraySlice<Change>, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
+        var body: [UInt8] = Array(#"{"requests":["#.utf8)
+        for (i, change) in changes.enumerated() {
+            if i > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(contentsOf: request(change))
         }
-        var retry: [Change] = []
+        body.append(contentsOf: "]}".utf8)
+        let response = try await http.send(.POST, root + "/batch", body: body)
+        guard response.status == 200 else { throw KintoEndpoint.failure(response, displayName, "sending a batch of \(changes.count)") }
+        guard let answers = try KintoEndpoint.json(response, displayName, "POST /batch")["responses"]?.arrayValue, answers.count == changes.count else {
+            throw SyncError(.protocolError, "\(displayName): /batch did not answer each of the \(changes.count) requests")
+        }
+        var again: [Change] = []
         for (change, answer) in zip(changes, answers) {
             let status = Int(answer["status"]?.intValue ?? 0)
             switch (change, status) {
@@ -200,18 +271,18 @@ final class KintoWriter: TargetWriter {
             case (.upsert, 200): outcome.updated += 1
             case (.delete, 200): outcome.deleted += 1
             case (.delete, 404): outcome.alreadyGone += 1
-            case (_, let s) where RetryPolicy.isRetryable(status: s) && attempt < endpoint.options.retry.maxAttempts:
-                retry.append(change)
+            case (_, let s) where RetryPolicy.isRetryable(status: s) && attempt < retry.maxAttempts:
+                again.append(change)
             default:
                 let message = answer["body"]?["message"]?.stringValue ?? answer["body"]?.serialized() ?? ""
-                outcome.rejected.append((change, "\(endpoint.displayName) answered \(status): \(message)"))
+                outcome.rejected.append((change, "\(displayName) answered \(status): \(message)"))
             }
         }
-        if !retry.isEmpty {
+        if !again.isEmpty {
             // Sub-requests the server could not do now (each is idempotent, so sending again is safe).
-            let delay = endpoint.options.retry.delay(afterAttempt: attempt, retryAfter: nil, random: Double.random(in: 0...1)) ?? 1
+            let delay = retry.delay(afterAttempt: attempt, retryAfter: nil, random: Double.random(in: 0...1)) ?? 1
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-            try await send(retry[...], into: &outcome, attempt: attempt + 1)
+            try await send(again[...], into: &outcome, attempt: attempt + 1)
         }
     }
 }
