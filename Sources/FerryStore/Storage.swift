@@ -84,6 +84,9 @@ public protocol StorageSession {
     func permissions(of uri: String) throws -> Permissions
     /// Replaces the principals of each permission named in `permissions` (an empty set removes them).
     func setPermissions(of uri: String, _ permissions: Permissions) throws
+    /// Gives the principals of `permissions` to an object that holds none yet (one just created):
+    /// ``setPermissions(of:_:)`` without removing anything first.
+    func addPermissions(of uri: String, _ permissions: Permissions) throws
     /// Removes every permission of the object at `uri`.
     func removePermissions(of uri: String) throws
     /// Whether any principal holds any of the `(uri, permission)` pairs.
@@ -131,6 +134,10 @@ extension StorageSession {
         let current = try timestamp(key)
         try list(key, query: query, each)
         return current
+    }
+
+    public func addPermissions(of uri: String, _ permissions: Permissions) throws {
+        try setPermissions(of: uri, permissions)
     }
 
     public func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],

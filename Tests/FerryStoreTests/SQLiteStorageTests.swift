@@ -230,6 +230,12 @@ enum StorageContract {
         #expect(try await set(["read": ["b", "d"]]) == ["read": ["b", "d"], "write": ["c"]])
         #expect(try await set(["write": [], "read": ["b", "d"]]) == ["read": ["b", "d"]])
         #expect(try await set([:]) == ["read": ["b", "d"]])
+        // A new object's permissions are added without removing anything (there is nothing).
+        let added = try await storage.write { s in
+            try s.addPermissions(of: uri + "/records/new", ["write": ["a", "b"], "read": []])
+            return try s.permissions(of: uri + "/records/new")
+        }
+        #expect(added == ["write": ["a", "b"]])
     }
 
     static func failedWriteTransactionChangesNothing(_ storage: any DumpableStorage) async throws {

@@ -63,7 +63,7 @@ public struct APIRequest: Sendable {
 
     /// Decodes `%XX` and `+` (as a space); invalid escapes are kept as they are.
     public static func percentDecode(_ text: Substring) -> String {
-        guard text.contains("%") || text.contains("+") else { return String(text) }
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) else { return String(text) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         var iterator = Array(text.utf8)[...]

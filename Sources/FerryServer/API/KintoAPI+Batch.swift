@@ -28,6 +28,10 @@ extension KintoAPI {
         // the transaction; one that cannot be answers its error, and the others still run.
         var subs: [APIRequest] = []
         var steps: [Result<Operation, KintoError>] = []
+        // What each write may change (announced after the commit), and whether it writes
+        // anything but a record (which may change what the memo remembers: grants, parents, rules).
+        var writeEffects: [WriteEffects?] = []
+        var forgets: [Bool] = []
         var effects = WriteEffects()
         for (i, item) in items.enumerated() {
             guard case .object = item else {
@@ -35,9 +39,16 @@ extension KintoAPI {
             }
             let sub = try subrequest(Self.mergeDefaults(defaults, into: item), index: i, parent: request)
             subs.append(sub)
+            writeEffects.append(nil)
+            forgets.append(false)
             do {
                 let route = try Route(sub.path)
-                if !sub.isRead { effects.formUnion(route.effects) }
+                if !sub.isRead {
+                    writeEffects[i] = route.effects
+                    effects.formUnion(route.effects)
+                    if case .plural(let path) = route, path.kind != .record { forgets[i] = true }
+                    if case .object(let path) = route, path.kind != .record { forgets[i] = true }
+                }
                 steps.append(.success(try operation(for: sub, route: route, inBatch: true)))
             } catch let error as KintoError {
                 steps.append(.failure(error))
@@ -45,22 +56,33 @@ extension KintoAPI {
         }
         let prepared = steps
         let isRead = subs.map(\.isRead)
+        let forgetting = forgets
         // Other processes hear of what the writes among them may change, not of everything.
         let responses: [APIResponse] = try await storage.write(announcing: effects.announcements) { session in
-            try prepared.indices.map { i in
+            let memo = TransactionMemo(shared: true)
+            return try prepared.indices.map { i in
+                if forgetting[i] { memo.clear() }
+                defer { if forgetting[i] { memo.clear() } }
                 do {
                     let operation = try prepared[i].get()
                     if case .own = operation.access { throw KintoError.internalError("not answerable in a batch") }
                     // A write runs in a savepoint: one that fails changes nothing, the others still apply.
-                    return isRead[i] ? try operation.body(session) : try session.savepoint { try operation.body(session) }
+                    return isRead[i] ? try operation.run(session, memo) : try session.savepoint { try operation.run(session, memo) }
                 } catch let error as KintoError {
                     return APIResponse(error: error)
                 }
             }
         }
-        for (sub, response) in zip(subs, responses) where !sub.isRead {
-            announce((try? Route(sub.path))?.effects ?? WriteEffects(), succeeded: response.status < 400)
+        // Once for the batch: what its successful writes changed; identity caches also go
+        // after a refused write to accounts or groups (as outside a batch).
+        var changed = WriteEffects()
+        var refused = WriteEffects()
+        for (effects, response) in zip(writeEffects, responses) {
+            guard let effects else { continue }
+            if response.status < 400 { changed.formUnion(effects) } else { refused.accountsOrGroups = refused.accountsOrGroups || effects.accountsOrGroups }
         }
+        announce(changed, succeeded: true)
+        announce(refused, succeeded: false)
         return APIResponse(body: .raw(Self.batchBody(subs, responses)))
     }
 

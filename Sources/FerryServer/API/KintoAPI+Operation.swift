@@ -24,21 +24,32 @@ struct Operation: Sendable {
     }
 
     var access: Access
-    /// The work, in a session of the transaction (nil with ``Access/none``).
-    var body: @Sendable ((any StorageSession)?) throws -> APIResponse
+    /// The work, in a session of the transaction (nil with ``Access/none``), with what earlier
+    /// requests of the same transaction read (a batch's).
+    var run: @Sendable ((any StorageSession)?, TransactionMemo) throws -> APIResponse
 
     init(_ access: Access, _ body: @escaping @Sendable ((any StorageSession)?) throws -> APIResponse) {
         self.access = access
-        self.body = body
+        run = { session, _ in try body(session) }
     }
 
     /// Work in a session (every access but ``Access/none``).
     init(_ access: Access, session body: @escaping @Sendable (any StorageSession) throws -> APIResponse) {
+        self.init(access, session: { session, _ in try body(session) })
+    }
+
+    /// Work in a session that can reuse what earlier requests of its batch read.
+    init(_ access: Access, session body: @escaping @Sendable (any StorageSession, TransactionMemo) throws -> APIResponse) {
         self.access = access
-        self.body = { session in
+        run = { session, memo in
             guard let session else { throw KintoError.internalError("no storage session") }
-            return try body(session)
+            return try body(session, memo)
         }
+    }
+
+    /// The work of a request on its own: nothing to share.
+    func body(_ session: (any StorageSession)?) throws -> APIResponse {
+        try run(session, TransactionMemo())
     }
 
     /// Work that waits on its own.
@@ -97,14 +108,18 @@ extension KintoAPI {
                 // parents, then the timestamp and the page in one statement (pluralGet).
                 let single: Bool
                 if case .object = route { single = true } else { single = ResourceHandler.isPlainList(request) }
-                return Operation(single ? .single : .snapshot, session: { session in try self.resource(request, route: route, path: path, session: session) })
+                return Operation(single ? .single : .snapshot, session: { session, memo in
+                    try self.resource(request, route: route, path: path, session: session, memo: memo)
+                })
             }
             try refuseWriteIfReadonly(request)
             var parsed = request
             // The body is parsed before the transaction: never under the single writer.
             if request.method != .delete { parsed.parsedBody = try request.jsonBody() }
             let prepared = parsed
-            return Operation(.write, session: { session in try self.resource(prepared, route: route, path: path, session: session) })
+            return Operation(.write, session: { session, memo in
+                try self.resource(prepared, route: route, path: path, session: session, memo: memo)
+            })
         }
     }
 
@@ -114,8 +129,9 @@ extension KintoAPI {
     }
 
     /// A bucket, collection, group or record endpoint, in its transaction.
-    func resource(_ request: APIRequest, route: Route, path: ObjectPath, session: any StorageSession) throws -> APIResponse {
-        var handler = ResourceHandler(api: self, request: request, path: path, session: session)
+    func resource(_ request: APIRequest, route: Route, path: ObjectPath, session: any StorageSession,
+                  memo: TransactionMemo = TransactionMemo()) throws -> APIResponse {
+        var handler = ResourceHandler(api: self, request: request, path: path, session: session, memo: memo)
         if case .plural = route {
             switch request.method {
             case .get, .head: return try handler.pluralGet()

@@ -81,9 +81,9 @@ public struct KintoAPI: Sendable {
             let operation = try self.operation(for: request, route: route, inBatch: false)
             switch operation.access {
             case .none: response = try operation.body(nil)
-            case .single: response = try await storage.readSingle(operation.body)
-            case .snapshot: response = try await storage.read(operation.body)
-            case .write: response = try await storage.write(announcing: effects.announcements, operation.body)
+            case .single: response = try await storage.readSingle { try operation.body($0) }
+            case .snapshot: response = try await storage.read { try operation.body($0) }
+            case .write: response = try await storage.write(announcing: effects.announcements) { try operation.body($0) }
             case .own(let work): response = try await work()
             }
         } catch {

@@ -10,15 +10,18 @@ struct ResourceHandler {
     let request: APIRequest
     let path: ObjectPath
     let session: any StorageSession
+    /// What earlier requests of the same batch read (nothing outside a batch).
+    let memo: TransactionMemo
 
     var identity: Identity { request.identity }
     var key: ResourceKey { path.storageKey }
 
-    init(api: KintoAPI, request: APIRequest, path: ObjectPath, session: any StorageSession) {
+    init(api: KintoAPI, request: APIRequest, path: ObjectPath, session: any StorageSession, memo: TransactionMemo = TransactionMemo()) {
         self.api = api
         self.request = request
         self.path = path
         self.session = session
+        self.memo = memo
     }
 
     // MARK: Authorization
@@ -28,8 +31,17 @@ struct ResourceHandler {
         if path.kind == .bucket && permission == "bucket:create" {
             return !api.settings.bucketCreatePrincipals.isDisjoint(with: identity.principals)
         }
-        return try session.anyGranted(path.grants(permission, id: id), principals: identity.principals)
+        guard id == nil else { return try session.anyGranted(path.grants(permission, id: id), principals: identity.principals) }
+        // On the parent: the same for every object of a batch that goes there.
+        let key = parentGrantKey(permission)
+        if let known = memo.grant(key) { return known }
+        let granted = try session.anyGranted(path.grants(permission, id: nil), principals: identity.principals)
+        memo.remember(grant: key, granted)
+        return granted
     }
+
+    /// The memo's key of a grant on this path's parent.
+    func parentGrantKey(_ permission: String) -> String { path.kind.rawValue + " " + path.parentURI + " " + permission }
 
     /// The error for a refused request: 401 when anonymous, 403 otherwise.
     var denied: KintoError { identity.userID == nil ? .unauthorized : .forbidden }
@@ -40,10 +52,12 @@ struct ResourceHandler {
 
     /// 404 when a parent (bucket, collection) does not exist.
     func ensureParents() throws {
+        if memo.parentsExist(path.parentURI) { return }
         let parents = path.requiredParents
         if let missing = try session.firstMissing(parents.map { ($0.0.storageKey, $0.1) }) {
             throw KintoError.notFound(resource: parents[missing].0.kind.rawValue, id: parents[missing].1)
         }
+        memo.rememberParentsExist(path.parentURI)
     }
 
     // MARK: Preconditions
@@ -161,8 +175,10 @@ struct ResourceHandler {
         case .collection:
             _ = try CollectionRules(data)
         case .record:
-            guard let collection = try session.get(ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!).storageKey,
-                                                   id: path.collection!, includeDeleted: false) else { break }
+            let collectionPath = ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!)
+            guard let collection = try memo.collection(path.collectionURI!, {
+                try session.get(collectionPath.storageKey, id: path.collection!, includeDeleted: false)
+            }) else { break }
             let rules = try api.rules(of: collection, uri: path.collectionURI!)
             try rules.check(record: data, id: id, key: key, session: session)
         case .bucket:
@@ -259,9 +275,20 @@ struct ResourceHandler {
 
     mutating func put() throws -> APIResponse {
         let id = path.id!
-        // The object, its permissions and the write grant in one statement where the backend can.
-        let read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: ["write": path.grants("write", id: id)],
-                                          principals: identity.principals)
+        // The object, its permissions and the write grant in one statement where the backend
+        // can; in a batch, the grant on the parent is asked for beside it once, then remembered.
+        var checks = ["write": path.grants("write", id: id)]
+        let parentWrite = parentGrantKey("write")
+        let knownParentWrite = memo.grant(parentWrite)
+        if memo.isShared && knownParentWrite == nil { checks["parent"] = path.grants("write", id: nil) }
+        var read: ObjectRead
+        if knownParentWrite == true {
+            let object = try session.get(key, id: id, includeDeleted: false)
+            read = ObjectRead(object: object, permissions: object == nil ? [:] : try session.permissions(of: path.uri(id: id)), passed: ["write"])
+        } else {
+            read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: checks, principals: identity.principals)
+            if checks["parent"] != nil { memo.remember(grant: parentWrite, read.passed.contains("parent")) }
+        }
         let existing = read.object
         if existing != nil {
             guard read.passed.contains("write") else { throw denied }
@@ -306,7 +333,10 @@ struct ResourceHandler {
         if let user = identity.userID, existing == nil || permissions != nil {
             perms["write", default: []].insert(user)
         }
-        if existing == nil || permissions != nil {
+        if existing == nil {
+            // A new object has no permissions to replace (deleting an object removes its own).
+            try session.addPermissions(of: uri, perms)
+        } else if permissions != nil {
             var toStore = perms
             for name in path.kind.permissionNames where toStore[name] == nil { toStore[name] = [] }
             try session.setPermissions(of: uri, toStore)
@@ -322,7 +352,9 @@ struct ResourceHandler {
             default: break
             }
         }
-        return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms, writeGranted: writeGranted)
+        // Who just created an object, or set its permissions, is among its writers.
+        let answerGranted = writeGranted ?? (identity.userID.flatMap { perms["write"]?.contains($0) } == true ? true : nil)
+        return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms, writeGranted: answerGranted)
     }
 
     mutating func patch() throws -> APIResponse {

@@ -238,6 +238,15 @@ struct SQLiteSession: StorageSession {
         }
     }
 
+    func addPermissions(of uri: String, _ permissions: Permissions) throws {
+        let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO access_control_entries (object_id, permission, principal) VALUES (?, ?, ?)")
+        for (permission, principals) in permissions {
+            for principal in principals.sorted() {
+                try insert.execute(arguments: [uri, permission, principal])
+            }
+        }
+    }
+
     func removePermissions(of uri: String) throws {
         try db.cachedStatement(sql: "DELETE FROM access_control_entries WHERE object_id = ?").execute(arguments: [uri])
     }
@@ -251,7 +260,10 @@ struct SQLiteSession: StorageSession {
             arguments.append(grant.uri)
             arguments.append(grant.permission)
         }
-        let sql = "SELECT 1 FROM access_control_entries WHERE principal IN (\(principalMarks)) AND (\(grantClauses)) LIMIT 1"
+        // `+principal`: look each grant up by the primary key (object, permission), not by the
+        // principal's index, which walks every entry of a principal holding many (a user who
+        // created a million records holds a million write entries).
+        let sql = "SELECT 1 FROM access_control_entries WHERE +principal IN (\(principalMarks)) AND (\(grantClauses)) LIMIT 1"
         return try Int.fetchOne(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments)) != nil
     }
 

@@ -159,8 +159,12 @@ public final class KintoEndpoint: Endpoint {
     public func close() async {}
 
     static func escape(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_"))) ?? id
+        // The ids Kinto accepts need no escaping: skip building a character set for each record.
+        if id.utf8.allSatisfy({ $0.isASCIIAlphanumericOrDashUnderscore }) { return id }
+        return id.addingPercentEncoding(withAllowedCharacters: allowed) ?? id
     }
+
+    private static let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_"))
 }
 
 /// Writes through `/batch`: each batch of the engine goes as requests of `batch_max_requests`
@@ -283,6 +287,17 @@ struct BatchSender: Sendable {
             let delay = retry.delay(afterAttempt: attempt, retryAfter: nil, random: Double.random(in: 0...1)) ?? 1
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             try await send(again[...], into: &outcome, attempt: attempt + 1)
+        }
+    }
+}
+
+extension UInt8 {
+    /// `A-Z`, `a-z`, `0-9`, `-` or `_`.
+    var isASCIIAlphanumericOrDashUnderscore: Bool {
+        switch self {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"): true
+        default: false
         }
     }
 }
