@@ -225,6 +225,26 @@ import Testing
         #expect(try await server.request("GET", "/buckets/main/collections/users/webhooks/h2").status == 404)
     }
 
+    /// What a batch remembers of earlier sub-requests (grants, parents, a collection's rules) is
+    /// forgotten when one of them writes a collection: later ones see the change.
+    @Test func aBatchSeesItsOwnCollectionWrites() async throws {
+        let server = try TestServer()
+        try await server.seedUsers()
+        let records = "/buckets/main/collections/users/records"
+        let schema: JSON = ["type": "object", "properties": ["age": ["type": "integer"]]]
+        let response = try await server.request("POST", "/batch", json: ["requests": [
+            ["method": "PUT", "path": .string(records + "/r1"), "body": ["data": ["age": "old"]]],
+            ["method": "PATCH", "path": "/buckets/main/collections/users", "body": ["data": ["schema": schema]]],
+            ["method": "PUT", "path": .string(records + "/r2"), "body": ["data": ["age": "young"]]],
+            ["method": "PUT", "path": .string(records + "/r3"), "body": ["data": ["age": 3]]],
+            ["method": "DELETE", "path": "/buckets/main/collections/users"],
+            ["method": "PUT", "path": .string(records + "/r4"), "body": ["data": ["age": 4]]],
+        ]])
+        let statuses = response.json["responses"]?.arrayValue?.map { $0["status"]?.intValue ?? 0 }
+        #expect(statuses == [201, 200, 400, 201, 200, 404], "\(response.json.serialized())")
+        #expect(try await server.request("GET", records).status == 404)
+    }
+
     @Test func permissionsFollowKintoBasicAuth() async throws {
         let server = try TestServer()
         try await server.seedUsers()
