@@ -7,6 +7,7 @@
 #         RECORDS=20000 bench/sync.sh
 #         FERRY_BIN=/path/to/ferry bench/sync.sh   # skip the release build
 #         SKIP_FERRY=1 bench/sync.sh           # only the sqlite3 and dlt lines
+#         SKIP_DLT=1 bench/sync.sh             # no dlt line (nothing to install from PyPI)
 #
 # What it does, one line after the other so they never compete for the 2 cores:
 #   1. builds Ferry in release mode (.build-release/) unless FERRY_BIN or
@@ -34,6 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."          # the repo root: every path below is relative to it
 RECORDS=${RECORDS:-1000000}
 SKIP_FERRY=${SKIP_FERRY:-0}
+SKIP_DLT=${SKIP_DLT:-0}
 WORK=bench/.work/sync             # git-ignored scratch
 DATA=$WORK/data-$RECORDS          # the generated files, kept between runs
 RUN=$WORK/run                     # this run's databases, outputs and logs
@@ -60,7 +62,7 @@ if [ "$SKIP_FERRY" != 1 ]; then
   find_ferry
 fi
 
-ensure_bench_venv "$VENV"
+if [ "$SKIP_DLT" != 1 ]; then ensure_bench_venv "$VENV"; else DLT_VERSION="(skipped)"; SQLALCHEMY_VERSION="(skipped)"; fi
 
 # ---- helpers --------------------------------------------------------------
 
@@ -96,13 +98,16 @@ check_rows sqlite3 "$RUN/sqlite3.db" "$RECORDS"
 
 # Telemetry off, and every dlt file (config lookup, pipeline state, load
 # packages) under $RUN/dlt rather than ~/.dlt or ./.dlt.
-timed dlt env RUNTIME__DLTHUB_TELEMETRY=false DLT_DATA_DIR="$RUN/dlt" DLT_PROJECT_DIR="$RUN/dlt" \
-  "$VENV/bin/python" bench/dlt_load.py "$JSONL" "$RUN/dlt.db" "$RUN/dlt/pipelines"
-check_rows dlt "$RUN/dlt.db" "$RECORDS"
+LINES=(sqlite3)
+if [ "$SKIP_DLT" != 1 ]; then
+  timed dlt env RUNTIME__DLTHUB_TELEMETRY=false DLT_DATA_DIR="$RUN/dlt" DLT_PROJECT_DIR="$RUN/dlt" \
+    "$VENV/bin/python" bench/dlt_load.py "$JSONL" "$RUN/dlt.db" "$RUN/dlt/pipelines"
+  check_rows dlt "$RUN/dlt.db" "$RECORDS"
+  LINES+=(dlt)
+fi
 
 # ---- 5. Ferry ---------------------------------------------------------------
 
-LINES=(sqlite3 dlt)
 CHANGES=""
 if [ -n "$FERRY" ]; then
   LINES+=(ferry_file ferry_seed ferry_inc1 ferry_inc2)
@@ -186,7 +191,7 @@ for key in "${LINES[@]}"; do
   rate=$(per_second "${MOVED[$key]}" "$secs")
   rss=$(megabytes "${RSS[$key]:-0}")
   case $key in
-    dlt|ferry_file|ferry_inc1)
+    dlt|ferry_file|ferry_seed|ferry_inc1)
       if valid "$key" && valid sqlite3; then vs=$(ratio "$secs" "${SECS[sqlite3]}"); else vs="n/a"; fi ;;
     *) vs="—" ;;
   esac
@@ -197,7 +202,10 @@ done
 echo
 if [ -n "$FERRY" ]; then echo "records/s of the last line: changed records (${CHANGES:-none}) per second."; fi
 if [ -n "$FERRY" ]; then
-  say_vs_dlt ferry_file "Ferry/dlt (users.jsonl → SQLite)"
+  if [ "$SKIP_DLT" != 1 ]; then say_vs_dlt ferry_file "Ferry/dlt (users.jsonl → SQLite)"; fi
+  if valid ferry_file && valid ferry_seed; then
+    echo "Into a server, per record: $(ratio "${SECS[ferry_seed]}" "${SECS[ferry_file]}") the time of the same load straight into SQLite."
+  fi
   if valid ferry_inc1 && valid ferry_inc2; then
     pct=$(awk -v a="${SECS[ferry_inc2]}" -v b="${SECS[ferry_inc1]}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
     echo "Incremental after a 1 % change: ${SECS[ferry_inc2]} s = $pct % of the full server → SQLite read (${SECS[ferry_inc1]} s)."
