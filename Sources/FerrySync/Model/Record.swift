@@ -72,7 +72,7 @@ public struct ApplyOutcome: Sendable, Equatable {
     public init() {}
 
     /// Adds the counts and refusals of another part of the same batch.
-    public mutating func absorb(_ other: ApplyOutcome) {
+    public mutating func add(_ other: ApplyOutcome) {
         created += other.created
         updated += other.updated
         written += other.written

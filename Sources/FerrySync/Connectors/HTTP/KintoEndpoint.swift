@@ -215,7 +215,7 @@ final class KintoWriter: TargetWriter {
             }
             while next < min(parallel, chunks.count) { add() }
             while let part = try await group.next() {
-                outcome.absorb(part)
+                outcome.add(part)
                 if next < chunks.count { add() }
             }
         }

@@ -553,13 +553,3 @@ struct Unchecked<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-extension ApplyOutcome {
-    mutating func add(_ other: ApplyOutcome) {
-        created += other.created
-        updated += other.updated
-        written += other.written
-        deleted += other.deleted
-        alreadyGone += other.alreadyGone
-        rejected += other.rejected
-    }
-}
