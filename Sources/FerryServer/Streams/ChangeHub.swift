@@ -91,21 +91,4 @@ public final class ChangeHub: Sendable {
     public var subscriberCount: Int {
         registry.withLockedValue { $0.byCollection.values.reduce(0) { $0 + $1.count } }
     }
-
-    /// The collection a path under `/buckets/B/collections/C` belongs to, or nil when a write to
-    /// `path` may touch several collections (a bucket, `/batch`), or none (accounts).
-    static func collection(ofPath path: String) -> (uri: String?, touchesCollections: Bool) {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        let rest = segments.first == "v1" ? segments.dropFirst() : segments[...]
-        let parts = Array(rest)
-        guard let first = parts.first else { return (nil, false) }
-        switch first {
-        case "batch": return (nil, true)
-        case "buckets":
-            if parts.count >= 4, parts[2] == "collections" { return ("/buckets/\(parts[1])/collections/\(parts[3])", true) }
-            if parts.count >= 3 { return (nil, parts[2] == "collections") }  // groups change no collection; the collections list does
-            return (nil, true)
-        default: return (nil, false)
-        }
-    }
 }
