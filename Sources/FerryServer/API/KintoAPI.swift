@@ -65,9 +65,6 @@ public struct KintoAPI: Sendable {
         return try await authenticator.identity(authorization: authorization, storage: storage)
     }
 
-    /// Finds the route of a path below `/v1`.
-    static func route(_ path: String) throws(KintoError) -> Route { try Route(path) }
-
     /// Answers one request: its route and operation are found once, then the operation runs in
     /// the transaction it asks for, and what its write may have changed is announced.
     public func handle(_ request: APIRequest) async -> APIResponse {

@@ -113,12 +113,8 @@ struct ResourceHandler {
         var raw: JSON
     }
 
-    func parseJSONBody() throws -> JSON? {
-        try request.jsonBody()
-    }
-
     func parseBody() throws -> Body {
-        guard let json = try parseJSONBody() else { return Body(data: nil, permissions: nil, raw: .object([:])) }
+        guard let json = try request.jsonBody() else { return Body(data: nil, permissions: nil, raw: .object([:])) }
         guard case .object(let top) = json else {
             throw KintoError.invalidParameters(location: "body", description: "The body must be a JSON object, not \(json.typeName)")
         }
@@ -370,7 +366,7 @@ struct ResourceHandler {
         let uri = path.uri(id: id)
         switch contentType {
         case "application/json-patch+json":
-            guard let ops = try parseJSONBody(), case .array = ops else {
+            guard let ops = try request.jsonBody(), case .array = ops else {
                 throw KintoError.invalidParameters(location: "body", description: "A JSON Patch body must be an array of operations")
             }
             let current = try session.permissions(of: uri)
