@@ -288,21 +288,36 @@ enum StorageContract {
         for (i, stamp) in committed { #expect(stored["c\(i)"] == stamp, "c\(i)") }
     }
 
-    /// A savepoint undoes what its body wrote when the body throws, and nothing else.
+    /// A savepoint undoes what its body wrote when the body throws, and nothing else: its
+    /// objects and the timestamp it moved. Inside the transaction, the kind's timestamp is the
+    /// last one allocated; after the commit, the last one kept.
     static func savepointUndoesOnlyItsOwnWrites(_ storage: any DumpableStorage) async throws {
         let key = records
         struct Boom: Error {}
-        try await storage.write { s in
-            _ = try s.put(key, id: "before", data: [:], requestedTimestamp: nil)
-            #expect(throws: Boom.self) { try s.savepoint { _ = try s.put(key, id: "undone", data: [:], requestedTimestamp: nil); throw Boom() } }
-            _ = try s.savepoint { try s.put(key, id: "kept", data: [:], requestedTimestamp: nil) }
+        let far = Timestamp.now() + 10_000_000
+        let (kept, insideAfterUndo) = try await storage.write { s in
+            let before = try s.put(key, id: "before", data: [:], requestedTimestamp: nil)
+            #expect(try s.timestamp(key) == before.lastModified)
+            #expect(throws: Boom.self) {
+                try s.savepoint {
+                    let undone = try s.put(key, id: "undone", data: [:], requestedTimestamp: far)
+                    #expect(try s.timestamp(key) == undone.lastModified)
+                    throw Boom()
+                }
+            }
+            let insideAfterUndo = try s.timestamp(key)
+            #expect(insideAfterUndo == before.lastModified)
+            let kept = try s.savepoint { try s.put(key, id: "kept", data: [:], requestedTimestamp: nil) }
+            #expect(kept.lastModified > before.lastModified && kept.lastModified < far)
+            return (kept, insideAfterUndo)
         }
-        let ids = try await storage.read { s in
+        let (ids, current) = try await storage.read { s in
             var out: [String] = []
             try s.list(key, query: ListQuery(sort: [Sort("id")])) { out.append($0.id); return true }
-            return out
+            return (out, try s.timestamp(key))
         }
         #expect(ids == ["before", "kept"])
+        #expect(current == kept.lastModified && current > insideAfterUndo)
     }
 
     /// Invariant 2: with concurrent writers, a poller that asks `_since=<largest timestamp seen>`

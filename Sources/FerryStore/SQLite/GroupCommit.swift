@@ -15,7 +15,7 @@ final class GroupCommit: Sendable {
     protocol Job: AnyObject, Sendable {
         /// Runs the write inside the group's transaction (in a savepoint when `isolated`);
         /// returns whether it succeeded.
-        func run(_ db: Database, isolated: Bool) -> Bool
+        func run(_ db: Database, isolated: Bool, pending: PendingTimestamps) -> Bool
         /// Tells the caller: its own outcome when the group committed (`error` nil), else `error`.
         func finish(_ error: (any Error)?)
     }
@@ -66,9 +66,10 @@ final class GroupCommit: Sendable {
             return error
         }
         let isolated = jobs.count > 1
+        let pending = PendingTimestamps()
         var succeeded = false
         for job in jobs {
-            succeeded = job.run(db, isolated: isolated)
+            succeeded = job.run(db, isolated: isolated, pending: pending)
             // Some SQLite errors (disk full, I/O) roll back the whole transaction: then the jobs
             // before this one are undone too, and the rest must not run outside a transaction.
             guard db.isInsideTransaction else {
@@ -79,6 +80,7 @@ final class GroupCommit: Sendable {
             if !isolated && !succeeded {
                 try db.rollback()
             } else {
+                try pending.store(db)
                 try db.commit()
             }
             return nil
@@ -101,16 +103,11 @@ final class GroupedWrite<T: Sendable>: GroupCommit.Job, @unchecked Sendable {
         self.continuation = continuation
     }
 
-    func run(_ db: Database, isolated: Bool) -> Bool {
+    func run(_ db: Database, isolated: Bool, pending: PendingTimestamps) -> Bool {
         do {
-            let session = SQLiteSession(db: db)
+            let session = SQLiteSession(db: db, pending: pending)
             if isolated {
-                var result: T?
-                try db.inSavepoint {
-                    result = try body(session)
-                    return .commit
-                }
-                outcome = .success(result!)
+                outcome = .success(try SQLiteSession.savepoint(db, pending) { try body(session) })
             } else {
                 outcome = .success(try body(session))
             }

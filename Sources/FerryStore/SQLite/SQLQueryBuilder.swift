@@ -1,5 +1,4 @@
 import FerryCore
-import GRDB
 
 /// Builds the WHERE clause of a list query over the `objects` table.
 ///
@@ -7,20 +6,20 @@ import GRDB
 /// can be spliced into JSON paths; values are always bound as arguments.
 struct SQLQueryBuilder {
     private(set) var clauses: [String] = []
-    private(set) var arguments: [(any DatabaseValueConvertible)?] = []
+    private(set) var arguments: [RawValue] = []
 
     var whereClause: String { clauses.joined(separator: " AND ") }
 
     init(key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) {
         clauses.append("parent_id = ? AND resource_name = ?")
-        arguments += [key.parentID, key.resourceName]
+        arguments += [.text(key.parentID), .text(key.resourceName)]
         if !includeDeleted { clauses.append("deleted = 0") }
         if let ids {
             if ids.isEmpty {
                 clauses.append("0")
             } else {
                 clauses.append("id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ",")))")
-                arguments += ids as [(any DatabaseValueConvertible)?]
+                arguments += ids.map(RawValue.text)
             }
         }
         for filter in filters { add(filter) }
@@ -42,14 +41,14 @@ struct SQLQueryBuilder {
     static func isColumn(_ field: String) -> Bool { field == "id" || field == "last_modified" }
 
     /// SQLite's view of a JSON scalar as `json_extract` returns it.
-    static func bindable(_ value: JSON) -> (any DatabaseValueConvertible)? {
+    static func bindable(_ value: JSON) -> RawValue {
         switch value {
-        case .null: return nil
-        case .bool(let b): return b ? 1 : 0
-        case .int(let i): return i
-        case .double(let d): return d
-        case .string(let s): return s
-        case .array, .object: return value.serialized()
+        case .null: .null
+        case .bool(let b): .int(b ? 1 : 0)
+        case .int(let i): .int(i)
+        case .double(let d): .double(d)
+        case .string(let s): .text(s)
+        case .array, .object: .text(value.serialized())
         }
     }
 
@@ -63,7 +62,7 @@ struct SQLQueryBuilder {
             return Self.isColumn(field) ? "0" : "json_type(data, '\(Self.path(field))') = '\(b ? "true" : "false")'"
         case .int, .double, .string, .array, .object:
             if field == "id" {
-                arguments.append(value.stringValue ?? value.serialized())
+                arguments.append(.text(value.stringValue ?? value.serialized()))
             } else {
                 arguments.append(Self.bindable(value))
             }
@@ -89,7 +88,7 @@ struct SQLQueryBuilder {
         case .like:
             let pattern = FilterSQL.likePattern(value)
             clauses.append("\(expr) LIKE ? ESCAPE '\\'")
-            arguments.append(pattern)
+            arguments.append(.text(pattern))
         case .has:
             let exists = Self.isColumn(filter.field) ? "1" : "json_type(data, '\(Self.path(filter.field))') IS NOT NULL"
             let wanted = FilterSQL.wantsPresence(value)
@@ -123,7 +122,8 @@ struct SQLQueryBuilder {
     /// SQLite orders NULL (a missing field) before every value, so NULL is the smallest.
     mutating func addPageAfter(_ after: PageAfter, sort: [Sort]) {
         let rule = FilterSQL.pageAfter(after, sort: sort, expression: Self.expression, operand: { _, value in
-            guard let value = Self.bindable(value) else { return nil }
+            let value = Self.bindable(value)
+            if case .null = value { return nil }
             arguments.append(value)
             return "?"
         }, no: "0")
