@@ -218,6 +218,10 @@ struct SQLiteSession: StorageSession {
             .execute(arguments: [prefix, upper])
     }
 
+    func flush() throws {
+        try db.execute(sql: "DELETE FROM objects; DELETE FROM timestamps; DELETE FROM access_control_entries")
+    }
+
     func permissions(of uri: String) throws -> Permissions {
         var result: Permissions = [:]
         let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT permission, principal FROM access_control_entries WHERE object_id = ?"), arguments: [uri])
