@@ -82,6 +82,7 @@ public enum FerryServerApp {
         settings.backoffSeconds = configuration.backoffSeconds
         settings.retryAfterSeconds = configuration.retryAfterSeconds
         settings.webhookPolicy = WebhookAddressPolicy(allowHosts: configuration.webhookAllowHosts)
+        settings.flushEndpoint = configuration.flushEndpoint
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)
@@ -95,7 +96,9 @@ public enum FerryServerApp {
         limits.rateLimiter = configuration.rateLimit.map { RateLimiter(requests: $0.requests, seconds: Double($0.seconds)) }
         let responder = FerryResponder(api: api, limits: limits, metrics: metrics,
                                        scheme: configuration.tlsCertificate == nil ? "http" : "https",
-                                       trustedProxies: TrustedProxies(configuration.trustedProxies))
+                                       trustedProxies: TrustedProxies(configuration.trustedProxies),
+                                       cors: CORSPolicy(origins: configuration.corsOrigins, maxAgeSeconds: configuration.corsMaxAgeSeconds),
+                                       versionPrefixRedirect: configuration.versionPrefixRedirect)
         let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
         storage.listenForChanges { [api] announced in
             switch announced {

@@ -79,6 +79,11 @@ public protocol StorageSession {
     func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int
     /// Deletes, without tombstones, every object under `uri` (its children, grandchildren …) and their permissions.
     func purgeChildren(of uri: String) throws
+    /// Empties the store: every object and tombstone of every kind (accounts, buckets, groups,
+    /// collections, records, webhooks), every kind's timestamp and every permission, without
+    /// tombstones (Kinto's `__flush__`). What configures the store itself (the schema, a shared
+    /// server secret) stays. Timestamps allocated afterwards start again from the clock.
+    func flush() throws
 
     /// The permissions of the object at `uri`.
     func permissions(of uri: String) throws -> Permissions

@@ -32,6 +32,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "FILE")) var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "FILE")) var tlsKey: String?
     @Option(name: .long, help: ArgumentHelp("Requests per principal, e.g. 600/60 (429 with Retry-After above).", valueName: "REQUESTS/SECONDS")) var rateLimit: String?
+    @Option(name: .long, help: ArgumentHelp("Origins of the browser pages that may call the API, comma-separated (default *: any).", valueName: "ORIGINS")) var corsOrigins: String?
+    @Flag(name: .long, help: "Serve POST /v1/__flush__, which deletes everything (for test suites).") var flushEndpoint = false
+    @Flag(name: .long, help: "Answer paths without /v1 with 404 instead of a 307 to them under /v1.") var noVersionPrefixRedirect = false
 
     /// The configuration from every source.
     func resolve(environment: [String: String]) throws -> ServerConfiguration {
@@ -41,13 +44,15 @@ struct Serve: AsyncParsableCommand {
         let flags: [(String, String?)] = [
             ("host", host), ("port", port), ("data", data), ("database", database), ("log_level", logLevel),
             ("batch_max_requests", batchMaxRequests), ("max_body_size", maxBodySize), ("max_fetch_size", maxFetchSize),
-            ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit),
+            ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit), ("cors_origins", corsOrigins),
         ]
         for (name, value) in flags {
             if let value { try configuration.set(name, value, source: "--\(name.replacingOccurrences(of: "_", with: "-"))") }
         }
         if readonly { configuration.readonly = true }
         if fullSync { configuration.fullSync = true }
+        if flushEndpoint { configuration.flushEndpoint = true }
+        if noVersionPrefixRedirect { configuration.versionPrefixRedirect = false }
         return configuration
     }
 

@@ -56,6 +56,23 @@ import Testing
         #expect(c == ServerConfiguration())
     }
 
+    @Test func kintoCompatibilitySettingsParse() throws {
+        var c = ServerConfiguration()
+        #expect(c.versionPrefixRedirect && !c.flushEndpoint && c.corsOrigins == ["*"] && c.corsMaxAgeSeconds == 3600)
+        try c.applyYAML("""
+            server:
+              version_prefix_redirect_enabled: false
+              flush_endpoint_enabled: true
+              cors_origins: [https://app.example.com, "https://*.example.org"]
+              cors_max_age_seconds: 60
+            """, file: "ferry.yml")
+        #expect(!c.versionPrefixRedirect && c.flushEndpoint && c.corsOrigins == ["https://app.example.com", "https://*.example.org"] && c.corsMaxAgeSeconds == 60)
+        try c.applyEnvironment(["FERRY_CORS_ORIGINS": "", "FERRY_FLUSH_ENDPOINT_ENABLED": "no"])
+        #expect(c.corsOrigins == [] && !c.flushEndpoint)
+        #expect(throws: ServerConfiguration.Error.self) { try c.set("flush_endpoint_enabled", "sometimes", source: "x") }
+        #expect(throws: ServerConfiguration.Error.self) { try c.set("cors_max_age_seconds", "-1", source: "x") }
+    }
+
     @Test func malformedYAMLIsAnError() {
         var c = ServerConfiguration()
         #expect(throws: ServerConfiguration.Error.self) { try c.applyYAML("server: [unclosed", file: "bad.yml") }

@@ -64,7 +64,7 @@ import Testing
                 #expect(response.status == .temporaryRedirect)
                 #expect(response.headers[.location] == "/v1/")
             }
-            try await client.execute(uri: "/nowhere", method: .get) { response in
+            try await client.execute(uri: "/v1/nowhere", method: .get) { response in
                 #expect(response.status == .notFound)
                 let json = try JSON.parse(bytes: Array(response.body.readableBytesView))
                 #expect(json["errno"] == 111)

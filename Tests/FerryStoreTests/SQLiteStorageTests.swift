@@ -288,6 +288,57 @@ enum StorageContract {
         for (i, stamp) in committed { #expect(stored["c\(i)"] == stamp, "c\(i)") }
     }
 
+    /// `flush` empties every kind (objects, tombstones, timestamps, permissions), keeps what the
+    /// store needs to go on (a shared secret), is undone with its transaction, and the store
+    /// takes writes again after it.
+    static func flushEmptiesEverythingAndRollsBack(_ storage: any DumpableStorage) async throws {
+        let accounts = ResourceKey(parentID: "", resourceName: "account")
+        let buckets = ResourceKey(parentID: "", resourceName: "bucket")
+        let groups = ResourceKey(parentID: "/buckets/b", resourceName: "group")
+        let secret = try await storage.sharedSecret(proposing: "first secret of this store")
+        let before = try await storage.write { s in
+            _ = try s.put(accounts, id: "user", data: ["password": "hash"], requestedTimestamp: nil)
+            _ = try s.put(buckets, id: "b", data: [:], requestedTimestamp: nil)
+            _ = try s.put(groups, id: "g", data: ["members": ["account:user"]], requestedTimestamp: nil)
+            _ = try s.put(records, id: "kept", data: ["v": 1], requestedTimestamp: nil)
+            _ = try s.put(records, id: "gone", data: ["v": 2], requestedTimestamp: nil)
+            _ = try s.delete(records, id: "gone", requestedTimestamp: nil)
+            try s.setPermissions(of: "/buckets/b", ["write": ["account:user"]])
+            try s.setPermissions(of: "/buckets/b/collections/c/records/kept", ["read": ["system.Everyone"]])
+            return try s.timestamp(records)
+        }
+        let full = try await storage.dump()
+        #expect(full.count >= 10)
+
+        // Undone with the transaction that ran it.
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) {
+            try await storage.write { s in
+                try s.flush()
+                throw Refused()
+            }
+        }
+        #expect(try await storage.dump() == full)
+
+        // A flush after writes of its own transaction takes them too (their timestamps included).
+        try await storage.write { s in
+            _ = try s.put(records, id: "written-then-flushed", data: [:], requestedTimestamp: nil)
+            try s.flush()
+        }
+        let left = try await storage.dump()
+        #expect(left == [], "left after a flush: \(left)")
+        let emptied = try await storage.read { s in
+            (try s.timestamp(records), try s.get(records, id: "gone", includeDeleted: true), try s.grants(of: ["account:user", "system.Everyone"]),
+             try s.groups(containing: ["account:user"]))
+        }
+        #expect(emptied.0 == 0 && emptied.1 == nil && emptied.2.isEmpty && emptied.3.isEmpty)
+        // What configures the store stays (PostgreSQL's shared secret; nil on SQLite, which has none).
+        #expect(try await storage.sharedSecret(proposing: "another secret") == secret)
+        // Writes go on; a new timestamp is still later than any from before (the clock's).
+        let again = try await storage.write { s in try s.put(records, id: "new", data: [:], requestedTimestamp: nil) }
+        #expect(again.lastModified > before)
+    }
+
     /// A savepoint undoes what its body wrote when the body throws, and nothing else: its
     /// objects and the timestamp it moved. Inside the transaction, the kind's timestamp is the
     /// last one allocated; after the commit, the last one kept.
@@ -378,6 +429,7 @@ enum StorageContract {
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
         ("concurrent-failures", { try await concurrentWritesFailAlone($0) }),
         ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
+        ("flush", { try await flushEmptiesEverythingAndRollsBack($0) }),
     ]
 
     static var names: [String] { all.map(\.0) }

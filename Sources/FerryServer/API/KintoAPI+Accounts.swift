@@ -114,10 +114,19 @@ extension KintoAPI {
 
     /// `GET /v1/permissions`: every object on which the caller holds a permission, with the
     /// permissions it holds there, inherited ones included (write on a bucket lists the
-    /// bucket and each of its collections and groups with every permission).
+    /// bucket and each of its collections and groups with every permission), and, for someone
+    /// signed in to an account, that account (`/accounts/ID`: read and write, as Kinto lists it).
     func permissionsList(_ request: APIRequest, session: any StorageSession) throws -> APIResponse {
         let principals = request.identity.principals
-        let entries: [JSON] = try {
+        var entries: [JSON] = []
+        if let user = request.identity.userID, user.hasPrefix("account:"), authenticator != nil {
+            let id = String(user.dropFirst(8))
+            if try session.get(Authenticator.accounts, id: id, includeDeleted: false) != nil {
+                entries.append(["uri": .string("/accounts/" + id), "resource_name": "account", "id": .string(id),
+                                "account_id": .string(id), "permissions": ["read", "write"]])
+            }
+        }
+        entries += try {
             var result: [String: Set<String>] = [:]
             let direct = try session.grants(of: principals)
             for (uri, names) in direct {

@@ -64,6 +64,8 @@ extension KintoAPI {
     /// - Parameter inBatch: whether it is a sub-request of `/batch` (which refuses the
     ///   operations that wait on their own, and answers the heartbeat from its own transaction).
     func operation(for request: APIRequest, route: Route, inBatch: Bool) throws -> Operation {
+        // A route this server does not serve is absent, whatever the method.
+        guard serves(route) else { throw KintoError.missingResource }
         guard route.allowedMethods.contains(request.method) else {
             throw KintoError.methodNotAllowed(request.method, allowed: route.allowedMethods)
         }
@@ -89,6 +91,13 @@ extension KintoAPI {
                 throw KintoError.invalidParameters(location: "body", name: "requests", description: "Recursive batch requests are not allowed")
             }
             return .own { try await self.batch(request) }
+        case .flush:
+            // Kinto's flush plugin: no permission required (a setting for test suites).
+            try refuseWriteIfReadonly(request)
+            return Operation(.write, session: { session in
+                try session.flush()
+                return APIResponse(status: 202, body: .json([:]))
+            })
         case .permissions:
             guard request.identity.userID != nil else { throw KintoError.unauthorized }
             return Operation(.snapshot, session: { session in try self.permissionsList(request, session: session) })

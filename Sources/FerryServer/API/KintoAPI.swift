@@ -30,6 +30,8 @@ public struct KintoAPI: Sendable {
         public var backoffSeconds: Int? = nil
         /// Where webhooks may point.
         public var webhookPolicy = WebhookAddressPolicy()
+        /// Serve `POST /__flush__`, which empties the server (Kinto's flush plugin; off by default).
+        public var flushEndpoint: Bool = false
         /// The public version string.
         public var version: String = FerryVersion.current
 
@@ -92,6 +94,16 @@ public struct KintoAPI: Sendable {
         return response
     }
 
+    /// Whether this server answers `route` at all: `/__flush__` only where enabled, accounts
+    /// only with an authenticator. Other routes answer even where they refuse the caller.
+    func serves(_ route: Route) -> Bool {
+        switch route {
+        case .flush: settings.flushEndpoint
+        case .accounts: authenticator != nil
+        default: true
+        }
+    }
+
     /// Tells this process what a write may have changed: identity caches are dropped after any
     /// write to accounts or groups (even a refused one: it costs a re-read, never a stale
     /// answer); streams and the webhook dispatcher wake only for a write that succeeded.
@@ -149,6 +161,10 @@ public struct KintoAPI: Sendable {
             "url": "https://github.com/ferry-sync/ferry#real-time-streams",
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ]
+        if settings.flushEndpoint {
+            capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",
+                                              "url": "https://docs.kinto-storage.org/en/stable/api/1.x/flush.html"]
+        }
         if authenticator?.settings.policies.contains(.account) == true {
             capabilities["accounts"] = ["description": "Manage user accounts", "url": "https://docs.kinto-storage.org/en/latest/api/1.x/accounts.html"]
         }

@@ -4,6 +4,8 @@ import HTTPTypes
 /// Where a path below `/v1` leads: parsed once per request (and once per sub-request of a batch).
 enum Route: Sendable {
     case hello, heartbeat, lbheartbeat, version, batch, permissions
+    /// `/__flush__`: empties the server (where enabled).
+    case flush
     case accounts(String?)
     case webhooks(bucket: String, collection: String, id: String?, log: Bool)
     case plural(ObjectPath)
@@ -26,6 +28,7 @@ enum Route: Sendable {
             case "__heartbeat__": self = .heartbeat
             case "__lbheartbeat__": self = .lbheartbeat
             case "__version__": self = .version
+            case "__flush__": self = .flush
             case "batch": self = .batch
             case "permissions": self = .permissions
             case "accounts": self = .accounts(nil)
@@ -88,7 +91,7 @@ enum Route: Sendable {
     var allowedMethods: [HTTPRequest.Method] {
         switch self {
         case .hello, .heartbeat, .lbheartbeat, .version: [.get, .head]
-        case .batch: [.post]
+        case .batch, .flush: [.post]
         case .permissions: [.get, .head]
         case .accounts(nil): [.get, .head, .post]
         case .accounts: [.get, .head, .put, .patch, .delete]
@@ -106,6 +109,7 @@ enum Route: Sendable {
         case .lbheartbeat: "/__lbheartbeat__"
         case .version: "/__version__"
         case .batch: "/batch"
+        case .flush: "/__flush__"
         case .permissions: "/permissions"
         case .accounts(nil): "accounts"
         case .accounts: "account"
@@ -121,6 +125,10 @@ enum Route: Sendable {
         switch self {
         case .hello, .heartbeat, .lbheartbeat, .version, .permissions: break
         case .batch: break  // a batch announces what its sub-requests change (KintoAPI.batch)
+        case .flush:
+            effects.allCollections = true
+            effects.accountsOrGroups = true
+            effects.webhooks = true
         case .accounts: effects.accountsOrGroups = true
         case .webhooks(let bucket, let collection, _, _):
             effects.collections.insert("/buckets/\(bucket)/collections/\(collection)")

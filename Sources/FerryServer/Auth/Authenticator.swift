@@ -67,7 +67,9 @@ public final class Authenticator: Sendable {
     }
 
     /// The identity of a request.
-    /// - Throws: 401 for credentials that are malformed, wrong or of no enabled policy.
+    /// - Throws: 401 for credentials that are malformed, wrong or of no enabled policy. Basic
+    ///   credentials of an account that does not exist are anonymous when only the account
+    ///   policy reads them (Kinto's behaviour); a wrong password of one that exists is a 401.
     public func identity(authorization: String?, storage: any Storage) async throws(KintoError) -> Identity {
         guard let authorization = authorization?.trimmingCharacters(in: .whitespaces), !authorization.isEmpty else { return .anonymous }
         guard authorization.utf8.count <= 8192 else { throw .invalidAuth("the Authorization header is too long") }
@@ -142,8 +144,13 @@ public final class Authenticator: Sendable {
             }
             return .user(account, extraPrincipals: accountGroups)
         }
-        guard let fallback else { throw .invalidAuth("wrong user name or password") }
-        return .user(fallback, extraPrincipals: fallbackGroups)
+        if let fallback { return .user(fallback, extraPrincipals: fallbackGroups) }
+        // No such account, and no other policy takes Basic credentials: anonymous, as Kinto
+        // (its account check finds nobody, so no policy names a user). This is how a client
+        // that already sends its future credentials creates its account with them
+        // (`PUT /accounts/{user}`, allowed to everyone by `account_create_principals`).
+        guard !settings.policies.contains(.account) else { return .anonymous }
+        throw .invalidAuth("wrong user name or password")
     }
 
     func checkPassword(user: String, password: String, stored: String) -> Bool {

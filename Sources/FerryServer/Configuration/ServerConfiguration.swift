@@ -76,6 +76,18 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxStreams: Int = 1000
     /// Seconds between heartbeats on an idle event stream.
     public var streamHeartbeat: Int = 15
+    /// Answer a path without the `/v1` prefix (`/buckets`, `/accounts/user`) with a `307` to the
+    /// same path and query under `/v1/` (Kinto's `version_prefix_redirect_enabled`); off: 404.
+    public var versionPrefixRedirect: Bool = true
+    /// Serve `POST /v1/__flush__`, which deletes everything the server holds (Kinto's flush
+    /// plugin; for test suites only: anyone may call it).
+    public var flushEndpoint: Bool = false
+    /// Origins of the browser pages that may call the API (CORS): `*` (any, Kinto's default),
+    /// origins such as `https://app.example.com`, or patterns such as `https://*.example.com`;
+    /// empty: none.
+    public var corsOrigins: [String] = ["*"]
+    /// How long browsers may keep a preflight's answer (`Access-Control-Max-Age`), in seconds.
+    public var corsMaxAgeSeconds: Int = 3600
     /// PEM certificate chain and private key: serve HTTPS.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
@@ -217,6 +229,16 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "webhook_timeout") { c, v throws(Error) in c.webhookTimeout = try int(v, "webhook_timeout", min: 1, max: 300) },
         Key(name: "max_streams") { c, v throws(Error) in c.maxStreams = try int(v, "max_streams", min: 0, max: 1_000_000) },
         Key(name: "stream_heartbeat") { c, v throws(Error) in c.streamHeartbeat = try int(v, "stream_heartbeat", min: 1, max: 3600) },
+        Key(name: "version_prefix_redirect_enabled") { c, v throws(Error) in c.versionPrefixRedirect = try bool(v, "version_prefix_redirect_enabled") },
+        Key(name: "flush_endpoint_enabled") { c, v throws(Error) in c.flushEndpoint = try bool(v, "flush_endpoint_enabled") },
+        Key(name: "cors_origins") { c, v throws(Error) in
+            let entries = list(v)
+            for entry in entries {
+                if let problem = CORSPolicy.problem(withOrigin: entry) { throw Error("cors_origins: \(problem)") }
+            }
+            c.corsOrigins = entries
+        },
+        Key(name: "cors_max_age_seconds") { c, v throws(Error) in c.corsMaxAgeSeconds = try int(v, "cors_max_age_seconds", max: 86_400) },
         Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },
         Key(name: "tls_key") { c, v throws(Error) in c.tlsKey = v },
     ]

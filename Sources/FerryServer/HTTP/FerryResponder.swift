@@ -27,16 +27,23 @@ public struct FerryResponder: HTTPResponder {
     /// `https` when the server serves TLS, else `http`: the scheme of the links it writes.
     let scheme: String
     let trustedProxies: TrustedProxies
+    /// Which browser pages may call the API.
+    let cors: CORSPolicy
+    /// Whether a path without `/v1` is answered with a `307` to it under `/v1` (else 404).
+    let versionPrefixRedirect: Bool
     let inFlight = InFlight()
     let streamSlots = StreamSlots()
 
     public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics, scheme: String = "http",
-                trustedProxies: TrustedProxies = TrustedProxies([])) {
+                trustedProxies: TrustedProxies = TrustedProxies([]), cors: CORSPolicy = CORSPolicy(),
+                versionPrefixRedirect: Bool = true) {
         self.api = api
         self.limits = limits
         self.metrics = metrics
         self.scheme = scheme
         self.trustedProxies = trustedProxies
+        self.cors = cors
+        self.versionPrefixRedirect = versionPrefixRedirect
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
@@ -45,8 +52,17 @@ public struct FerryResponder: HTTPResponder {
         let path = request.uri.path
         let method = request.method.rawValue
         var routeName = "unknown"
-        let apiResponse: APIResponse
-        if path == "/metrics" {
+        var apiResponse: APIResponse
+        let isAPI = path == "/v1" || path.hasPrefix("/v1/")
+        let origin = cors.verdict(origin: request.headers[.origin])
+        if request.method == .options {
+            apiResponse = preflight(request, path: path)
+            routeName = "preflight"
+        } else if isAPI, case .refused(let refused) = origin {
+            // Before anything runs: a page of another origin changes nothing here.
+            apiResponse = APIResponse(error: CORSPolicy.refusal(origin: refused))
+            routeName = "cors-refused"
+        } else if path == "/metrics" {
             apiResponse = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
             routeName = "/metrics"
         } else if path == "/" {
@@ -55,7 +71,12 @@ public struct FerryResponder: HTTPResponder {
         } else if request.method == .get, let stream = EventStream.target(path: path, accept: request.headers[.accept]) {
             // A stream's answer is its first line: what follows is logged when it ends.
             switch await openStream(request, stream: stream, context: context, requestID: requestID) {
-            case .opened(let response):
+            case .opened(var response):
+                if case .allowed(let headers) = origin {
+                    for (name, value) in headers {
+                        if let field = HTTPField.Name(name) { response.headers.append(HTTPField(name: field, value: value)) }
+                    }
+                }
                 metrics.request(route: "records-stream", method: method, status: 200, seconds: 0)
                 context.logger.info("stream opened", metadata: ["ferry.request.id": .string(requestID), "ferry.path": .string(path)])
                 return response
@@ -63,7 +84,7 @@ public struct FerryResponder: HTTPResponder {
                 apiResponse = answer
                 routeName = "records-stream"
             }
-        } else if path == "/v1" || path.hasPrefix("/v1/") {
+        } else if isAPI {
             let load = inFlight.enter()
             var answer = await handleAPI(request, subpath: String(path.dropFirst(3)), context: context)
             inFlight.leave()
@@ -72,8 +93,15 @@ public struct FerryResponder: HTTPResponder {
             }
             apiResponse = answer
             routeName = apiResponse.routeName
+        } else if versionPrefixRedirect, let location = Self.versionRedirect(path: path, query: request.uri.query) {
+            // Kinto's: method and body go along (307), so a PUT is repeated under /v1.
+            apiResponse = APIResponse(status: 307, headers: [("Location", location)])
+            routeName = "version-redirect"
         } else {
             apiResponse = APIResponse(error: .missingResource)
+        }
+        if case .allowed(let headers) = origin, apiResponse.header("Access-Control-Allow-Origin") == nil {
+            apiResponse.headers += headers
         }
         let response = makeResponse(apiResponse, requestID: requestID, isHead: request.method == .head)
         let elapsed = ContinuousClock.now - start
@@ -88,6 +116,66 @@ public struct FerryResponder: HTTPResponder {
             "ferry.duration_ms": .stringConvertible((seconds * 100_000).rounded() / 100),
         ])
         return response
+    }
+
+    /// The answer to `OPTIONS` on `path`: a CORS preflight on the route's methods, or 404 where
+    /// no route is (a path under `/v1` that names nothing, or one without `/v1` that is not redirected).
+    func preflight(_ request: Request, path: String) -> APIResponse {
+        let methods: [HTTPRequest.Method]
+        if path == "/metrics" || path == "/" {
+            methods = [.get, .head]
+        } else {
+            let below: String
+            if path == "/v1" || path.hasPrefix("/v1/") {
+                below = String(path.dropFirst(3))
+            } else if versionPrefixRedirect, Self.versionRedirect(path: path, query: nil) != nil {
+                // The page's request will be redirected to this route under /v1.
+                below = path
+            } else {
+                return APIResponse(error: .missingResource)
+            }
+            guard let route = try? Route(below), api.serves(route) else { return APIResponse(error: .missingResource) }
+            methods = route.allowedMethods
+        }
+        return cors.preflight(origin: request.headers[.origin], requestMethod: request.headers[.accessControlRequestMethod],
+                              requestHeaders: request.headers[values: .accessControlRequestHeaders].joined(separator: ","), methods: methods)
+    }
+
+    /// Where Kinto's version-prefix redirect sends a path without `/v1` (`/buckets?_limit=2` →
+    /// `/v1/buckets?_limit=2`), or nil for a path that names a version (`/v2/…`, as Kinto). The
+    /// path and query go as they came, percent-encoded where they hold what a `Location` must not.
+    static func versionRedirect(path: String, query: String?) -> String? {
+        guard path.hasPrefix("/") else { return nil }
+        let first = path.utf8.dropFirst()
+        if first.first == UInt8(ascii: "v"), let digit = first.dropFirst().first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit) {
+            return nil
+        }
+        var location = "/v1" + percentEncoded(path, keeping: "/")
+        if let query { location += "?" + percentEncoded(query, keeping: "/?") }
+        return location
+    }
+
+    /// `text` with every byte outside RFC 3986's path characters (and `extra`) percent-encoded;
+    /// escapes already there (`%2F`) are kept, a `%` that starts none is encoded.
+    static func percentEncoded(_ text: String, keeping extra: String) -> String {
+        let kept = Set("-._~!$&'()*+,;=:@".utf8).union(extra.utf8)
+        let hex = Array("0123456789ABCDEF".utf8)
+        let input = Array(text.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(input.count)
+        for (i, byte) in input.enumerated() {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                bytes.append(byte)
+            case UInt8(ascii: "%") where i + 2 < input.count && APIRequest.hexValue(input[i + 1]) != nil && APIRequest.hexValue(input[i + 2]) != nil:
+                bytes.append(byte)
+            case _ where kept.contains(byte):
+                bytes.append(byte)
+            default:
+                bytes += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The request's headers by lower-case name (repeated fields joined with ", ").

@@ -307,6 +307,14 @@ struct PostgresSession: StorageSession {
         _ = try rows("DELETE FROM access_control_entries WHERE object_id >= $1 AND object_id < $2", Self.binds([prefix, upper]))
     }
 
+    /// `DELETE`, not `TRUNCATE`: readers of other transactions keep their snapshot instead of
+    /// waiting for the exclusive lock `TRUNCATE` takes.
+    func flush() throws {
+        for table in ["objects", "timestamps", "access_control_entries"] {
+            _ = try rows("DELETE FROM \(table)")
+        }
+    }
+
     // MARK: Permissions
 
     struct ObjectPermissions: PostgresPreparedStatement {

@@ -1,0 +1,61 @@
+import FerryCore
+@testable import FerryServer
+import Testing
+
+/// Accounts as Kinto's accounts plugin has them, where Kinto clients notice: an account
+/// created with its own credentials, and the caller's account in `/permissions`.
+@Suite struct AccountCompatibilityTests {
+
+    /// With only the account policy (the kinto-http suite's `kinto.ini`), credentials of an
+    /// account that does not exist yet are anonymous, so they can create it; once it exists
+    /// only its password opens it.
+    @Test func anAccountIsCreatedWithItsOwnCredentials() async throws {
+        let server = try TestServer { $0.authPolicies = ["account"]; $0.passwordRounds = 1000 }
+        let body: JSON = ["data": ["password": "p4ssw0rd"]]
+        var r = try await server.request("GET", "/", user: "user", password: "p4ssw0rd")
+        #expect(r.status == 200 && r.json["user"] == nil)  // anonymous
+        r = try await server.request("PUT", "/accounts/user", json: body, user: "user", password: "p4ssw0rd")
+        #expect(r.status == 201 && r.data["id"] == "user", "\(r.json.serialized())")
+        r = try await server.request("GET", "/", user: "user", password: "p4ssw0rd")
+        #expect(r.json["user"]?["id"] == "account:user")
+
+        // The account exists: a wrong password is refused, and changes nothing.
+        let before = try await server.dump()
+        r = try await server.request("PUT", "/accounts/user", json: ["data": ["password": "taken over"]], user: "user", password: "wrong password")
+        #expect(r.status == 401 && r.json["errno"] == 105 && (r.json["message"]?.stringValue ?? "").contains("wrong user name or password"))
+        r = try await server.request("GET", "/buckets", user: "user", password: "wrong password")
+        #expect(r.status == 401)
+        #expect(try await server.dump() == before)
+
+        // Credentials of nobody reach what anonymous reaches, no more.
+        #expect(try await server.request("PUT", "/buckets/b", user: "nobody", password: "whatever").status == 401)
+        r = try await server.request("GET", "/buckets", user: "nobody", password: "whatever")
+        let anonymous = try await server.request("GET", "/buckets", user: nil)
+        #expect(r.status == anonymous.status && r.json == anonymous.json)
+    }
+
+    @Test func unknownCredentialsCreateNothingWhereOnlyAdminsMay() async throws {
+        let server = try TestServer { $0.authPolicies = ["account"]; $0.accountCreatePrincipals = ["account:admin"]; $0.passwordRounds = 1000 }
+        let before = try await server.dump()
+        let r = try await server.request("PUT", "/accounts/user", json: ["data": ["password": "p4ssw0rd"]], user: "user", password: "p4ssw0rd")
+        #expect(r.status == 401 && r.json["errno"] == 104, "\(r.json.serialized())")
+        #expect(try await server.dump() == before)
+    }
+
+    /// Kinto lists the caller's own account, with read and write, in `/permissions`.
+    @Test func permissionsListTheCallersAccount() async throws {
+        let server = try TestServer { $0.passwordRounds = 1000 }
+        #expect(try await server.request("PUT", "/accounts/user", json: ["data": ["password": "p4ssw0rd"]], user: nil).status == 201)
+        #expect(try await server.request("PUT", "/accounts/other", json: ["data": ["password": "p4ssw0rd"]], user: nil).status == 201)
+        #expect(try await server.request("PUT", "/buckets/b", user: "user", password: "p4ssw0rd").status == 201)
+        let r = try await server.request("GET", "/permissions", user: "user", password: "p4ssw0rd")
+        #expect(r.status == 200)
+        let entries = r.data.arrayValue ?? []
+        let account = entries.filter { $0["resource_name"] == "account" }
+        #expect(account == [["uri": "/accounts/user", "resource_name": "account", "id": "user", "account_id": "user", "permissions": ["read", "write"]]])
+        #expect(entries.contains { $0["uri"] == "/buckets/b" })
+        // A basicauth user holds no account.
+        let basic = try await server.request("GET", "/permissions", user: "alice")
+        #expect(basic.status == 200 && !(basic.data.arrayValue ?? []).contains { $0["resource_name"] == "account" })
+    }
+}
