@@ -83,6 +83,7 @@ public enum FerryServerApp {
         settings.retryAfterSeconds = configuration.retryAfterSeconds
         settings.webhookPolicy = WebhookAddressPolicy(allowHosts: configuration.webhookAllowHosts)
         settings.flushEndpoint = configuration.flushEndpoint
+        settings.projectURL = configuration.projectURL
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)

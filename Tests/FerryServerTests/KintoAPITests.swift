@@ -17,6 +17,15 @@ import Testing
         #expect(try await server.request("GET", "/__heartbeat__").status == 200)
         #expect(try await server.request("GET", "/__lbheartbeat__").status == 200)
         #expect(try await server.request("GET", "/__version__").json["name"] == "ferry")
+        // No link to an address nobody published: the project's URL is the deployment's to give.
+        let version = try await server.request("GET", "/__version__").json
+        #expect(anonymous.json["project_docs"] == nil && version["source"] == nil)
+        #expect(anonymous.json["capabilities"]?["streams"]?["url"] == nil)
+        #expect(!String(decoding: anonymous.json.serializedBytes() + version.serializedBytes(), as: UTF8.self).contains("github.com"))
+        let documented = try TestServer { $0.projectURL = "https://docs.example.com/ferry" }
+        let hello = try await documented.request("GET", "/", user: nil).json
+        #expect(hello["project_docs"] == "https://docs.example.com/ferry" && hello["capabilities"]?["webhooks"]?["url"] == "https://docs.example.com/ferry")
+        #expect(try await documented.request("GET", "/__version__").json["source"] == "https://docs.example.com/ferry")
     }
 
     @Test func recordLifecycleAndChangeFeed() async throws {

@@ -76,8 +76,9 @@ extension KintoAPI {
             return Operation(.none) { _ in APIResponse(body: .json([:])) }
         case .version:
             return Operation(.none) { _ in
-                APIResponse(body: .json(["name": "ferry", "version": .string(self.settings.version),
-                                         "source": "https://github.com/ferry-sync/ferry", "commit": .string(FerryVersion.commit)]))
+                var body: [String: JSON] = ["name": "ferry", "version": .string(self.settings.version), "commit": .string(FerryVersion.commit)]
+                if let projectURL = self.settings.projectURL { body["source"] = .string(projectURL) }
+                return APIResponse(body: .json(.object(body)))
             }
         case .heartbeat:
             // In a batch, the batch's own transaction shows the storage answers.

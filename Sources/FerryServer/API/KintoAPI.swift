@@ -32,6 +32,9 @@ public struct KintoAPI: Sendable {
         public var webhookPolicy = WebhookAddressPolicy()
         /// Serve `POST /__flush__`, which empties the server (Kinto's flush plugin; off by default).
         public var flushEndpoint: Bool = false
+        /// Where people read about this server (`project_docs` of `GET /v1/`, `source` of
+        /// `__version__`, the `url` of Ferry's own capabilities); nil: not announced.
+        public var projectURL: String? = nil
         /// The public version string.
         public var version: String = FerryVersion.current
 
@@ -148,19 +151,21 @@ public struct KintoAPI: Sendable {
             "permissions_endpoint": ["description": "List every object the caller holds a permission on", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/permissions.html#list-every-permissions"],
             "schema": ["description": "Validates records against the JSON Schema in their collection's metadata", "url": "https://docs.kinto-storage.org/en/stable/api/1.x/collections.html#collection-json-schema"],
         ]
-        capabilities["streams"] = [
+        // Ferry's own capabilities link to the project only when the settings say where it is.
+        let projectURL: JSON? = settings.projectURL.map(JSON.string)
+        capabilities["streams"] = .object([
             "description": "Every change of a collection as Server-Sent Events: GET its records with Accept: text/event-stream; resume with _since or Last-Event-ID",
-            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
-        ]
-        capabilities["webhooks"] = [
+            "url": projectURL,
+        ].compactMapValues { $0 })
+        capabilities["webhooks"] = .object([
             "description": "POST each change of a collection to registered URLs, signed with HMAC-SHA256 (Ferry-Signature), retried with backoff; /buckets/B/collections/C/webhooks",
-            "url": "https://github.com/ferry-sync/ferry#webhooks",
-        ]
-        capabilities["long_poll"] = [
+            "url": projectURL,
+        ].compactMapValues { $0 })
+        capabilities["long_poll"] = .object([
             "description": "A records list with _since and _wait=SECONDS answers as soon as a change exists",
-            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+            "url": projectURL,
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
-        ]
+        ].compactMapValues { $0 })
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",
                                               "url": "https://docs.kinto-storage.org/en/stable/api/1.x/flush.html"]
@@ -172,7 +177,6 @@ public struct KintoAPI: Sendable {
             "project_name": "ferry",
             "project_version": .string(settings.version),
             "http_api_version": "1.22",
-            "project_docs": "https://github.com/ferry-sync/ferry#readme",
             "url": .string(request.baseURL + "/"),
             "settings": [
                 "batch_max_requests": .int(Int64(settings.batchMaxRequests)),
@@ -184,6 +188,7 @@ public struct KintoAPI: Sendable {
             ],
             "capabilities": .object(capabilities),
         ]
+        if let projectURL = settings.projectURL { body["project_docs"] = .string(projectURL) }
         if let user = request.identity.userID {
             body["user"] = ["id": .string(user), "principals": .array(request.identity.principals.map { .string($0) })]
         }

@@ -88,6 +88,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var corsOrigins: [String] = ["*"]
     /// How long browsers may keep a preflight's answer (`Access-Control-Max-Age`), in seconds.
     public var corsMaxAgeSeconds: Int = 3600
+    /// Where people read about this deployment (an http or https URL), announced in `GET /v1/`
+    /// and `__version__`; none by default (nothing points at an address nobody published).
+    public var projectURL: String? = nil
     /// PEM certificate chain and private key: serve HTTPS.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
@@ -239,6 +242,12 @@ public struct ServerConfiguration: Sendable, Equatable {
             c.corsOrigins = entries
         },
         Key(name: "cors_max_age_seconds") { c, v throws(Error) in c.corsMaxAgeSeconds = try int(v, "cors_max_age_seconds", max: 86_400) },
+        Key(name: "project_url") { c, v throws(Error) in
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false,
+                  !v.contains(where: { $0.isWhitespace })
+            else { throw Error("project_url must be an http or https URL such as https://docs.example.com/ferry, not \"\(v)\"") }
+            c.projectURL = v
+        },
         Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },
         Key(name: "tls_key") { c, v throws(Error) in c.tlsKey = v },
     ]
