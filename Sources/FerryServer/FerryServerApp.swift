@@ -84,6 +84,7 @@ public enum FerryServerApp {
         settings.webhookPolicy = WebhookAddressPolicy(allowHosts: configuration.webhookAllowHosts)
         settings.flushEndpoint = configuration.flushEndpoint
         settings.projectURL = configuration.projectURL
+        settings.defaultBucket = configuration.defaultBucket
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)

@@ -230,7 +230,9 @@ import Testing
             let now = try Self.runs(dir)
             if now != runs { (runs, stableSince) = (now, Date()) }
         }
-        #expect(runs >= 2 && runs <= 5, "\(runs) runs for 21 deliveries")
+        // One run when the burst came before the first run began reading (a loaded machine), two
+        // when it came during it; never one per delivery.
+        #expect(runs >= 1 && runs <= 5, "\(runs) runs for 21 deliveries")
         #expect(Self.rows(dir) == 20_020)
     }
 

@@ -32,16 +32,25 @@ extension KintoAPI {
         // anything but a record (which may change what the memo remembers: grants, parents, rules).
         var writeEffects: [WriteEffects?] = []
         var forgets: [Bool] = []
+        var implicit: [[ObjectPath]] = []
         var effects = WriteEffects()
         for (i, item) in items.enumerated() {
             guard case .object = item else {
                 throw KintoError.invalidParameters(location: "body", name: "requests.\(i)", description: "requests.\(i) must be an object")
             }
-            let sub = try subrequest(Self.mergeDefaults(defaults, into: item), index: i, parent: request)
+            var sub = try subrequest(Self.mergeDefaults(defaults, into: item), index: i, parent: request)
             subs.append(sub)
             writeEffects.append(nil)
             forgets.append(false)
+            implicit.append([])
             do {
+                // Under /buckets/default: the caller's personal bucket, created first if missing.
+                if let personal = try personalBucket(sub) {
+                    sub = personal.request
+                    implicit[i] = personal.implicit
+                    forgets[i] = !personal.implicit.isEmpty
+                    for path in personal.implicit { effects.formUnion(Route.object(path).effects) }
+                }
                 let route = try Route(sub.path)
                 if !sub.isRead {
                     writeEffects[i] = route.effects
@@ -57,6 +66,8 @@ extension KintoAPI {
         let prepared = steps
         let isRead = subs.map(\.isRead)
         let forgetting = forgets
+        let creations = implicit
+        let identity = request.identity
         // Other processes hear of what the writes among them may change, not of everything.
         let responses: [APIResponse] = try await storage.write(announcing: effects.announcements) { session in
             let memo = TransactionMemo(shared: true)
@@ -67,6 +78,12 @@ extension KintoAPI {
                     let operation = try prepared[i].get()
                     if case .own = operation.access { throw KintoError.internalError("not answerable in a batch") }
                     // A write runs in a savepoint: one that fails changes nothing, the others still apply.
+                    if !creations[i].isEmpty {
+                        return try session.savepoint {
+                            try self.createImplicitly(creations[i], for: identity, in: session)
+                            return try operation.run(session, memo)
+                        }
+                    }
                     return isRead[i] ? try operation.run(session, memo) : try session.savepoint { try operation.run(session, memo) }
                 } catch let error as KintoError {
                     return APIResponse(error: error)

@@ -32,6 +32,9 @@ public struct KintoAPI: Sendable {
         public var webhookPolicy = WebhookAddressPolicy()
         /// Serve `POST /__flush__`, which empties the server (Kinto's flush plugin; off by default).
         public var flushEndpoint: Bool = false
+        /// `/buckets/default` is the caller's personal bucket, created with the collections named
+        /// under it on first use (Kinto's `default_bucket` plugin; off by default).
+        public var defaultBucket: Bool = false
         /// Where people read about this server (`project_docs` of `GET /v1/`, `source` of
         /// `__version__`, the `url` of Ferry's own capabilities); nil: not announced.
         public var projectURL: String? = nil
@@ -73,14 +76,34 @@ public struct KintoAPI: Sendable {
     /// Answers one request: its route and operation are found once, then the operation runs in
     /// the transaction it asks for, and what its write may have changed is announced.
     public func handle(_ request: APIRequest) async -> APIResponse {
+        var request = request
         var response: APIResponse
         var routeName = "unknown"
         var effects = WriteEffects()
         do {
+            let personal = try personalBucket(request)
+            if let personal { request = personal.request }
             let route = try Route(request.path)
             routeName = route.name
             if !request.isRead { effects = route.effects }
-            let operation = try self.operation(for: request, route: route, inBatch: false)
+            var operation = try self.operation(for: request, route: route, inBatch: false)
+            if let personal, !personal.implicit.isEmpty {
+                // The personal bucket (and the collection named) first, in the request's own write
+                // transaction; a read, or work that waits on its own, writes them first on its own.
+                for path in personal.implicit { effects.formUnion(Route.object(path).effects) }
+                let identity = request.identity
+                switch operation.access {
+                case .none: break
+                case .write, .single, .snapshot:
+                    let inner = operation
+                    operation = Operation(.write, session: { session, memo in
+                        try self.createImplicitly(personal.implicit, for: identity, in: session)
+                        return try inner.run(session, memo)
+                    })
+                case .own:
+                    try await storage.write(announcing: effects.announcements) { try self.createImplicitly(personal.implicit, for: identity, in: $0) }
+                }
+            }
             switch operation.access {
             case .none: response = try operation.body(nil)
             case .single: response = try await storage.readSingle { try operation.body($0) }
@@ -170,6 +193,10 @@ public struct KintoAPI: Sendable {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",
                                               "url": "https://docs.kinto-storage.org/en/stable/api/1.x/flush.html"]
         }
+        if settings.defaultBucket {
+            capabilities["default_bucket"] = ["description": "The default bucket is an alias for a personal bucket where collections are created implicitly.",
+                                              "url": "https://docs.kinto-storage.org/en/stable/api/1.x/buckets.html#personal-bucket-default"]
+        }
         if authenticator?.settings.policies.contains(.account) == true {
             capabilities["accounts"] = ["description": "Manage user accounts", "url": "https://docs.kinto-storage.org/en/latest/api/1.x/accounts.html"]
         }
@@ -191,6 +218,7 @@ public struct KintoAPI: Sendable {
         if let projectURL = settings.projectURL { body["project_docs"] = .string(projectURL) }
         if let user = request.identity.userID {
             body["user"] = ["id": .string(user), "principals": .array(request.identity.principals.map { .string($0) })]
+            if settings.defaultBucket, let authenticator { body["user"]?["bucket"] = .string(authenticator.personalBucketID(of: user)) }
         }
         return APIResponse(body: .json(.object(body)))
     }

@@ -337,20 +337,22 @@ struct ResourceHandler {
             for name in path.kind.permissionNames where toStore[name] == nil { toStore[name] = [] }
             try session.setPermissions(of: uri, toStore)
         }
-        if existing == nil {
-            // Seed the children's timestamps so an empty plural endpoint has a stable ETag.
-            switch path.kind {
-            case .bucket:
-                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "collection"), to: stored.lastModified)
-                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "group"), to: stored.lastModified)
-            case .collection:
-                try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "record"), to: stored.lastModified)
-            default: break
-            }
-        }
+        if existing == nil { try Self.seedChildTimestamps(of: path, uri: uri, at: stored.lastModified, in: session) }
         // Who just created an object, or set its permissions, is among its writers.
         let answerGranted = writeGranted ?? (identity.userID.flatMap { perms["write"]?.contains($0) } == true ? true : nil)
         return try objectResponse(status: existing == nil ? 201 : 200, stored, permissions: perms, writeGranted: answerGranted)
+    }
+
+    /// Seeds a new object's children's timestamps, so an empty plural endpoint has a stable ETag.
+    static func seedChildTimestamps(of path: ObjectPath, uri: String, at timestamp: Int64, in session: any StorageSession) throws {
+        switch path.kind {
+        case .bucket:
+            try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "collection"), to: timestamp)
+            try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "group"), to: timestamp)
+        case .collection:
+            try session.raiseTimestamp(ResourceKey(parentID: uri, resourceName: "record"), to: timestamp)
+        default: break
+        }
     }
 
     mutating func patch() throws -> APIResponse {

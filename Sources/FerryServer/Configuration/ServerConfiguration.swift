@@ -82,6 +82,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Serve `POST /v1/__flush__`, which deletes everything the server holds (Kinto's flush
     /// plugin; for test suites only: anyone may call it).
     public var flushEndpoint: Bool = false
+    /// `/buckets/default` is each user's personal bucket, created (with the collections named
+    /// under it) on first use: Kinto's `default_bucket` plugin, which kinto.js apps rely on.
+    public var defaultBucket: Bool = false
     /// Origins of the browser pages that may call the API (CORS): `*` (any, Kinto's default),
     /// origins such as `https://app.example.com`, or patterns such as `https://*.example.com`;
     /// empty: none.
@@ -234,6 +237,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "stream_heartbeat") { c, v throws(Error) in c.streamHeartbeat = try int(v, "stream_heartbeat", min: 1, max: 3600) },
         Key(name: "version_prefix_redirect_enabled") { c, v throws(Error) in c.versionPrefixRedirect = try bool(v, "version_prefix_redirect_enabled") },
         Key(name: "flush_endpoint_enabled") { c, v throws(Error) in c.flushEndpoint = try bool(v, "flush_endpoint_enabled") },
+        Key(name: "default_bucket_enabled") { c, v throws(Error) in c.defaultBucket = try bool(v, "default_bucket_enabled") },
         Key(name: "cors_origins") { c, v throws(Error) in
             let entries = list(v)
             for entry in entries {
