@@ -76,6 +76,7 @@ public struct KintoAPI: Sendable {
             routeName = route.name
             if !request.isRead { effects = route.effects }
             let operation = try self.operation(for: request, route: route, inBatch: false)
+            try await operation.precheck?()
             switch operation.access {
             case .none: response = try operation.body(nil)
             case .single: response = try await storage.readSingle { try operation.body($0) }
