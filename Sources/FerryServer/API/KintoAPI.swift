@@ -175,9 +175,3 @@ public struct KintoAPI: Sendable {
         return APIResponse(body: .json(.object(body)))
     }
 }
-
-/// The version of this build.
-public enum FerryVersion {
-    public static let current = "0.1.0"
-    public static let commit = "unknown"
-}
