@@ -12,14 +12,14 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the server: the Kinto HTTP API 1.x (buckets, collections, records, /batch) on SQLite or PostgreSQL.",
         discussion: """
-            Records are kept in a SQLite database in --data (./ferry-data) unless --database             (or FERRY_DATABASE) names a PostgreSQL one, which several `ferry serve` processes can share.
+            Records are kept in a SQLite database in --data (./ferry-data) unless --database (or FERRY_DATABASE) names a PostgreSQL one, which several `ferry serve` processes can share.
 
-            Settings come from, weakest first: defaults, the server: section of --config FILE,             FERRY_* environment variables (FERRY_PORT, FERRY_DATABASE, FERRY_SECRET, …), then flags.             Only the common settings have flags: `ferry serve --list-settings` lists them all,             with their variables and defaults.
+            Settings come from, weakest first: defaults, the server: section of --config FILE, FERRY_* environment variables (FERRY_PORT, FERRY_DATABASE, FERRY_SECRET, …), then flags. Only the common settings have flags: `ferry serve --list-settings` lists them all, with their variables and defaults.
             """
     )
 
-    @Option(name: .long, help: "Address to listen on (default: 127.0.0.1).") var host: String?
-    @Option(name: .long, help: "Port to listen on; 0 picks a free one (default: 8888).") var port: String?
+    @Option(name: .long, help: ArgumentHelp("Address to listen on (default: 127.0.0.1).", valueName: "ADDRESS")) var host: String?
+    @Option(name: .long, help: ArgumentHelp("Port to listen on; 0 picks a free one (default: 8888).", valueName: "PORT")) var port: String?
     @Option(name: .long, help: ArgumentHelp("Folder of the SQLite database (default: ./ferry-data).", valueName: "FOLDER")) var data: String?
     @Option(name: .long, help: ArgumentHelp("Store in PostgreSQL instead of SQLite: postgres://USER:PASS@HOST:PORT/DB (better in FERRY_DATABASE: ps shows flags).", valueName: "URL")) var database: String?
     @Option(name: .long, help: ArgumentHelp("A YAML file whose server: section holds settings (ferry init writes one).", valueName: "FILE")) var config: String?
