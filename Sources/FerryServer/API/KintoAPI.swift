@@ -139,15 +139,15 @@ public struct KintoAPI: Sendable {
         ]
         capabilities["streams"] = [
             "description": "Every change of a collection as Server-Sent Events: GET its records with Accept: text/event-stream; resume with _since or Last-Event-ID",
-            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+            "url": "https://github.com/ferry-sync/ferry/blob/main/docs/server.md#real-time-streams",
         ]
         capabilities["webhooks"] = [
             "description": "POST each change of a collection to registered URLs, signed with HMAC-SHA256 (Ferry-Signature), retried with backoff; /buckets/B/collections/C/webhooks",
-            "url": "https://github.com/ferry-sync/ferry#webhooks",
+            "url": "https://github.com/ferry-sync/ferry/blob/main/docs/server.md#webhooks",
         ]
         capabilities["long_poll"] = [
             "description": "A records list with _since and _wait=SECONDS answers as soon as a change exists",
-            "url": "https://github.com/ferry-sync/ferry#real-time-streams",
+            "url": "https://github.com/ferry-sync/ferry/blob/main/docs/server.md#long-poll",
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ]
         if authenticator?.settings.policies.contains(.account) == true {
