@@ -13,7 +13,7 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .customLong("where"), help: ArgumentHelp("Keep only records where FIELD OP VALUE, OP one of = != < <= > >= (repeatable; all must hold).", valueName: "CONDITION")) var conditions: [String] = []
     @Option(name: .long, help: ArgumentHelp("Credentials for a server or API source: USER:PASSWORD, 'Bearer TOKEN', header:NAME=VALUE or query:NAME=VALUE (or FERRY_SOURCE_AUTH).", valueName: "AUTH")) var sourceAuth: String?
     @Option(name: .long, help: ArgumentHelp("Credentials for a server or API target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
-    @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see docs/syncing.md).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
+    @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see docs/rest-apis.md).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
     @Option(name: .customLong("target-rest"), help: ArgumentHelp("A setting of a rest+http(s):// target, e.g. update='PATCH /users/{id}' (repeatable).", valueName: "KEY=VALUE")) var targetREST: [String] = []
     @Option(name: .long, help: ArgumentHelp("Records per batch (default: 1000; 10000 into a PostgreSQL table).", valueName: "N")) var batchSize: Int?
     @Option(name: .long, help: ArgumentHelp("How many times to try again after a connection error, a 429 or a 5xx, with backoff.", valueName: "N")) var retries: Int = 5
