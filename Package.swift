@@ -77,8 +77,10 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["FerryBuildInfo"]  // FerryVersion.commit: the git commit of the build
         ),
+        .plugin(name: "FerryBuildInfo", capability: .buildTool()),
         .target(
             name: "FerrySync",
             dependencies: [

@@ -28,15 +28,15 @@ struct ListenCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The jobs to run on each delivery.", valueName: "job")) var names: [String] = []
-    @Option(name: .long, help: "Port to listen on (0 picks a free port).") var port: Int
-    @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
-    @Option(name: .long, help: "The webhook's secret (default: FERRY_WEBHOOK_SECRET, which ps does not show).") var secret: String?
+    @Argument(help: ArgumentHelp("The jobs to run on each delivery.", valueName: "JOB")) var names: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Port to listen on (0 picks a free port).", valueName: "PORT")) var port: Int
+    @Option(name: .long, help: ArgumentHelp("Address to listen on.", valueName: "ADDRESS")) var host: String = "127.0.0.1"
+    @Option(name: .long, help: ArgumentHelp("The webhook's secret (default: FERRY_WEBHOOK_SECRET, which ps does not show).", valueName: "SECRET")) var secret: String?
     @Option(name: .customLong("jobs"), help: ArgumentHelp("The jobs file.", valueName: "FILE")) var file: String = "ferry.yml"
-    @Option(name: .long, help: "The engine's state database.") var state: String = ".ferry/state.db"
+    @Option(name: .long, help: ArgumentHelp("The engine's state database: checkpoints and run history.", valueName: "FILE")) var state: String = ".ferry/state.db"
     @Option(name: .long, help: ArgumentHelp("Most seconds a signature's time may be from this clock, either way.", valueName: "SECONDS")) var tolerance: Int = WebhookSignature.defaultTolerance
     @Flag(name: .long, help: "Print one JSON report per run on stdout.") var json = false
-    @Option(name: .long, help: "Stop after every job ran this many times.") var maxRuns: Int?
+    @Option(name: .long, help: ArgumentHelp("Stop after every job ran this many times.", valueName: "N")) var maxRuns: Int?
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }

@@ -12,31 +12,32 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run the jobs of a YAML file (its jobs: section), each under its schedule, as one service.",
         discussion: """
-            Each job takes source, target, mode, delete, key, cursor_field, batch_size,
-            transform (rename, drop, set, cast, filter), verify, strict, dead_letter,
-            source_auth, target_auth (use ${ENV_VAR} for secrets), retries, dry_run and schedule.
+            Each job takes source, target, mode, delete, key, cursor_field, batch_size, \
+            transform (rename, drop, set, cast, filter), verify, strict, dead_letter, \
+            source_auth, target_auth (use ${ENV_VAR} for secrets), source_rest, target_rest (the \
+            --source-rest/--target-rest settings as a mapping), retries, dry_run and schedule.
 
-            schedule: once (the default) runs the job once, first; every INTERVAL (every 30s) and
-            cron EXPRESSION (cron */5 * * * *) run it at those times; follow keeps its target in
-            sync in real time (follow 10s: poll every 10 s when the source has no event stream);
-            webhook runs it when a Ferry server's webhook delivers to --listen-port (the secret in
-            FERRY_WEBHOOK_SECRET). A job's runs never overlap; different jobs run side by side.
-            With only once jobs, the command ends when they are done; otherwise it runs until
+            schedule: once (the default) runs the job once, first; every INTERVAL (every 30s) and \
+            cron EXPRESSION (cron */5 * * * *) run it at those times; follow keeps its target in \
+            sync in real time (follow 10s: poll every 10 s when the source has no event stream); \
+            webhook runs it when a Ferry server's webhook delivers to --listen-port (the secret in \
+            FERRY_WEBHOOK_SECRET). A job's runs never overlap; different jobs run side by side. \
+            With only once jobs, the command ends when they are done; otherwise it runs until \
             SIGTERM or SIGINT, which finish each running batch and save its checkpoint first.
 
-            --status-port serves GET /status (each job's state, last run, lag, error, as JSON)
+            --status-port serves GET /status (each job's state, last run, lag, error, as JSON) \
             and GET /metrics (records moved, failures, retries and lag per job, Prometheus).
             """
     )
 
-    @Argument(help: "The jobs file.") var file: String
-    @Option(name: .customLong("job"), help: "Run only this job (repeatable).") var only: [String] = []
-    @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
+    @Argument(help: ArgumentHelp("The jobs file (ferry init writes one).", valueName: "FILE")) var file: String
+    @Option(name: .customLong("job"), help: ArgumentHelp("Run only this job (repeatable).", valueName: "NAME")) var only: [String] = []
+    @Option(name: .long, help: ArgumentHelp("The engine's state database: checkpoints and run history.", valueName: "FILE")) var state: String = ".ferry/state.db"
     @Flag(name: .long, help: "Print one JSON report per run on stdout.") var json = false
-    @Option(name: .long, help: "Stop after each scheduled or webhook job ran this many times.") var maxRuns: Int?
+    @Option(name: .long, help: ArgumentHelp("Stop after each scheduled or webhook job ran this many times.", valueName: "N")) var maxRuns: Int?
     @Option(name: .long, help: ArgumentHelp("Serve GET /status and GET /metrics on this port (0: any free port).", valueName: "PORT")) var statusPort: Int?
     @Option(name: .long, help: ArgumentHelp("Receive webhook deliveries on this port, for jobs with schedule: webhook.", valueName: "PORT")) var listenPort: Int?
-    @Option(name: .long, help: "The address of the status and webhook ports (default 127.0.0.1).") var host: String = "127.0.0.1"
+    @Option(name: .long, help: ArgumentHelp("The address of the status and webhook ports.", valueName: "ADDRESS")) var host: String = "127.0.0.1"
 
     func validate() throws {
         if let maxRuns, maxRuns < 1 { throw ValidationError("--max-runs must be at least 1, not \(maxRuns)") }

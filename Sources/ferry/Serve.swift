@@ -7,26 +7,26 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-/// `ferry serve`: the Kinto HTTP API on the embedded SQLite store.
+/// `ferry serve`: the Kinto HTTP API on SQLite (the default) or PostgreSQL.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve the Kinto HTTP API (buckets, collections, records, /batch) from a SQLite database.",
+        abstract: "Run the server: the Kinto HTTP API 1.x (buckets, collections, records, /batch) on SQLite or PostgreSQL.",
         discussion: """
-            Settings come from, weakest first: defaults, the `server:` section of --config FILE,
-            FERRY_* environment variables (FERRY_HOST, FERRY_PORT, FERRY_DATA, FERRY_LOG_LEVEL,
-            FERRY_SECRET, FERRY_BATCH_MAX_REQUESTS, FERRY_MAX_BODY_SIZE, FERRY_READONLY, …), then flags.
+            Records are kept in a SQLite database in --data (./ferry-data) unless --database (or FERRY_DATABASE) names a PostgreSQL one, which several `ferry serve` processes can share.
+
+            Settings come from, weakest first: defaults, the server: section of --config FILE, FERRY_* environment variables (FERRY_PORT, FERRY_DATABASE, FERRY_SECRET, …), then flags. Only the common settings have flags: `ferry serve --list-settings` lists them all, with their variables and defaults.
             """
     )
 
-    @Option(name: .long, help: "Address to listen on (default 127.0.0.1).") var host: String?
-    @Option(name: .long, help: "Port to listen on (default 8888; 0 picks a free port).") var port: String?
-    @Option(name: .long, help: "Data folder for the SQLite database (default ./ferry-data).") var data: String?
+    @Option(name: .long, help: ArgumentHelp("Address to listen on (default: 127.0.0.1).", valueName: "ADDRESS")) var host: String?
+    @Option(name: .long, help: ArgumentHelp("Port to listen on; 0 picks a free one (default: 8888).", valueName: "PORT")) var port: String?
+    @Option(name: .long, help: ArgumentHelp("Folder of the SQLite database (default: ./ferry-data).", valueName: "FOLDER")) var data: String?
     @Option(name: .long, help: ArgumentHelp("Store in PostgreSQL instead of SQLite: postgres://USER:PASS@HOST:PORT/DB (better in FERRY_DATABASE: ps shows flags).", valueName: "URL")) var database: String?
-    @Option(name: .long, help: "YAML configuration file (its server: section).") var config: String?
-    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
-    @Option(name: .long, help: "Most sub-requests in one /batch (default 1000).") var batchMaxRequests: String?
-    @Option(name: .long, help: "Largest request body in bytes (default 1048576).") var maxBodySize: String?
-    @Option(name: .long, help: "Most objects in one page (default 10000).") var maxFetchSize: String?
+    @Option(name: .long, help: ArgumentHelp("A YAML file whose server: section holds settings (ferry init writes one).", valueName: "FILE")) var config: String?
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default: info).", valueName: "LEVEL")) var logLevel: String?
+    @Option(name: .long, help: ArgumentHelp("Most sub-requests in one /batch (default: 1000).", valueName: "N")) var batchMaxRequests: String?
+    @Option(name: .long, help: ArgumentHelp("Largest request body in bytes (default: 1048576).", valueName: "BYTES")) var maxBodySize: String?
+    @Option(name: .long, help: ArgumentHelp("Most objects in one page (default: 10000).", valueName: "N")) var maxFetchSize: String?
     @Flag(name: .long, help: "Refuse every write.") var readonly = false
     @Flag(name: .long, help: "fsync every commit (survives power loss; slower).") var fullSync = false
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "FILE")) var tlsCert: String?
@@ -36,6 +36,20 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .long, help: "Serve POST /v1/__flush__, which deletes everything (for test suites).") var flushEndpoint = false
     @Flag(name: .long, help: "Make /v1/buckets/default each user's personal bucket, created on first use (Kinto's default_bucket).") var defaultBucket = false
     @Flag(name: .long, help: "Answer paths without /v1 with 404 instead of a 307 to them under /v1.") var noVersionPrefixRedirect = false
+    @Flag(name: .long, help: "Print every setting (YAML key, environment variable, flag, default, meaning) as Markdown, and exit.") var listSettings = false
+
+    /// The settings that have a flag of their own (`--` and the name with dashes).
+    static let flagged: Set<String> = [
+        "host", "port", "data", "database", "log_level", "batch_max_requests", "max_body_size", "max_fetch_size",
+        "readonly", "full_sync", "tls_cert", "tls_key", "rate_limit", "cors_origins",
+    ]
+    /// The switches whose flag is not the setting's name.
+    static let switches: [String: String] = [
+        "flush_endpoint_enabled": "--flush-endpoint", "default_bucket_enabled": "--default-bucket",
+        "version_prefix_redirect_enabled": "--no-version-prefix-redirect",
+    ]
+
+    static func flag(_ setting: String) -> String { "--" + setting.replacingOccurrences(of: "_", with: "-") }
 
     /// The configuration from every source.
     func resolve(environment: [String: String]) throws -> ServerConfiguration {
@@ -48,7 +62,7 @@ struct Serve: AsyncParsableCommand {
             ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit), ("cors_origins", corsOrigins),
         ]
         for (name, value) in flags {
-            if let value { try configuration.set(name, value, source: "--\(name.replacingOccurrences(of: "_", with: "-"))") }
+            if let value { try configuration.set(name, value, source: Self.flag(name)) }
         }
         if readonly { configuration.readonly = true }
         if fullSync { configuration.fullSync = true }
@@ -58,7 +72,36 @@ struct Serve: AsyncParsableCommand {
         return configuration
     }
 
+    /// docs/reference/settings.md: every setting from its declaration in ``ServerConfiguration``.
+    static func settingsReference() -> String {
+        var out = """
+            # Server settings
+
+            <!-- Generated by scripts/gen-docs from `ferry serve --list-settings`, which reads the declarations in
+                 Sources/FerryServer/Configuration/ServerConfiguration.swift. Do not edit: change those, then run scripts/gen-docs. -->
+
+            `ferry serve` takes each setting from, weakest first: the default below, the `server:` section of a YAML
+            file (`--config ferry.yml`), its `FERRY_*` environment variable, then its flag (only the common settings
+            have one). Unknown keys and bad values are errors that name the file and line, the variable or the flag.
+            A list is comma-separated in a variable or a flag, and a YAML list (or comma-separated) in the file.
+
+            | YAML key (`server:`) | environment variable | flag | default | meaning |
+            | --- | --- | --- | --- | --- |
+
+            """
+        for setting in ServerConfiguration.settings {
+            let flag = flagged.contains(setting.name) ? "`\(Self.flag(setting.name))`" : Self.switches[setting.name].map { "`\($0)`" } ?? ""
+            let value = setting.defaultValue.map { "`\($0)`" } ?? "none"
+            out += "| `\(setting.name)` | `\(setting.environment)` | \(flag) | \(value) | \(setting.summary.replacingOccurrences(of: "|", with: "\\|")) |\n"
+        }
+        return out
+    }
+
     func run() async throws {
+        if listSettings {
+            print(Self.settingsReference(), terminator: "")
+            return
+        }
         Self.tuneMalloc()
         let configuration: ServerConfiguration
         do {
@@ -69,6 +112,10 @@ struct Serve: AsyncParsableCommand {
         var baseLogger = Logger(label: "ferry")
         baseLogger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
         let logger = baseLogger
+        // The first line says which build this is.
+        logger.notice("ferry serve \(FerryVersion.description) starting", metadata: [
+            "ferry.version": .string(FerryVersion.current), "ferry.commit": .string(FerryVersion.commit),
+        ])
         let parts: FerryServerApp.Parts
         let app: Application<FerryResponder>
         let scheme = configuration.tlsCertificate == nil ? "http" : "https"

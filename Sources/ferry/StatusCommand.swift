@@ -11,9 +11,9 @@ struct StatusCommand: ParsableCommand {
         discussion: "Reads the runs table of the state database that `ferry sync` and `ferry run` write. Exit status 2 when there is none."
     )
 
-    @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
-    @Option(name: .long, help: "Only this job's runs.") var job: String?
-    @Option(name: .long, help: "Most runs to show, newest first (default 20).") var limit: Int = 20
+    @Option(name: .long, help: ArgumentHelp("The engine's state database: checkpoints and run history.", valueName: "FILE")) var state: String = ".ferry/state.db"
+    @Option(name: .long, help: ArgumentHelp("Only this job's runs.", valueName: "NAME")) var job: String?
+    @Option(name: .long, help: ArgumentHelp("Most runs to show, newest first.", valueName: "N")) var limit: Int = 20
     @Flag(name: .long, help: "Print the runs as JSON (each with its full report).") var json = false
 
     func validate() throws {

@@ -8,29 +8,29 @@ struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy records from a source to a target: full, incremental or diff.",
         discussion: """
-            Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE,
-            postgres://USER:PASS@HOST/DB[?sslmode=…]#TABLE (a PostgreSQL table),
-            http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server),
+            Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, \
+            postgres://USER:PASS@HOST/DB[?sslmode=…]#TABLE (a PostgreSQL table), \
+            http(s)://HOST/v1/buckets/B/collections/C (a Ferry or Kinto server), \
             rest+http(s)://HOST/PATH (any JSON REST API, described with --source-rest/--target-rest).
 
-            Modes: full copies everything (--delete also removes what the source lacks);
-            incremental reads what changed after the saved checkpoint (a server's _since
-            timestamp with deletes, or --cursor-field on a table or file); diff compares both
+            Modes: full copies everything (--delete also removes what the source lacks); \
+            incremental reads what changed after the saved checkpoint (a server's _since \
+            timestamp with deletes, or --cursor-field on a table or file); diff compares both \
             sides by record hashes and applies only the differences, deletes included.
 
-            Exit status: 0 when everything was applied (and verified), 1 when records were
+            Exit status: 0 when everything was applied (and verified), 1 when records were \
             rejected (see the dead-letter file) or verification found differences, 2 on an error.
             """
     )
 
-    @Argument(help: "Where records come from.") var source: String
-    @Argument(help: "Where records go.") var target: String
-    @Option(name: .long, help: "full, incremental or diff (default full).") var mode: String = "full"
+    @Argument(help: "Where records come from: an endpoint URL (see the list above).") var source: String
+    @Argument(help: "Where records go: an endpoint URL.") var target: String
+    @Option(name: .long, help: ArgumentHelp("full, incremental or diff.", valueName: "MODE")) var mode: String = "full"
     @Flag(name: .long, help: "With --mode full: delete target records the source does not have.") var delete = false
-    @Option(name: .long, help: "The updated_at-like field for incremental runs from a table or file.") var cursorField: String?
-    @Option(name: .long, help: "Name of the job's checkpoint (default: derived from source, target and options).") var job: String?
-    @Option(name: .long, help: "The engine's state database (default .ferry/state.db).") var state: String = ".ferry/state.db"
-    @Option(name: .long, help: "Where rejected records go (default .ferry/dead-letter/JOB.jsonl).") var deadLetter: String?
+    @Option(name: .long, help: ArgumentHelp("The updated_at-like field for incremental runs from a table, a file or a REST API.", valueName: "FIELD")) var cursorField: String?
+    @Option(name: .long, help: ArgumentHelp("Name of the job, which its checkpoint is kept under (default: derived from source, target and options).", valueName: "NAME")) var job: String?
+    @Option(name: .long, help: ArgumentHelp("The engine's state database: checkpoints and run history.", valueName: "FILE")) var state: String = ".ferry/state.db"
+    @Option(name: .long, help: ArgumentHelp("Where rejected records go (default: .ferry/dead-letter/JOB.jsonl).", valueName: "FILE")) var deadLetter: String?
     @Flag(name: .long, help: "Read and plan, change nothing; with diff, print the plan.") var dryRun = false
     @Flag(name: .long, help: "Compare both sides after the run (count and digest).") var verify = false
     @Flag(name: .long, help: "Stop at the first rejected record.") var strict = false
@@ -38,10 +38,10 @@ struct Sync: AsyncParsableCommand {
     @Flag(name: .long, help: "Print a JSON report on stdout.") var json = false
     @Option(name: .long, help: ArgumentHelp("Run again at this interval (30s, 5m, 2h), in one long-lived process.", valueName: "INTERVAL")) var every: String?
     @Option(name: .long, help: ArgumentHelp("Run at the times of a cron expression (\"*/5 * * * *\"), in one long-lived process.", valueName: "EXPRESSION")) var cron: String?
-    @Option(name: .long, help: "With --every or --cron: stop after this many runs.") var maxRuns: Int?
+    @Option(name: .long, help: ArgumentHelp("With --every or --cron: stop after this many runs.", valueName: "N")) var maxRuns: Int?
     @Flag(name: .long, help: "After catching up, keep the target in sync in real time (a Ferry server's event stream, its long-poll, else polling) until SIGTERM.") var follow = false
     @Option(name: .long, help: ArgumentHelp("With --follow: how to learn of changes: auto (default), stream, long-poll or poll.", valueName: "WAY")) var followVia: String?
-    @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source has no event stream (default 5s).", valueName: "INTERVAL")) var pollInterval: String?
+    @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source has no event stream (default: 5s).", valueName: "INTERVAL")) var pollInterval: String?
     @OptionGroup var records: RecordOptions
 
     func validate() throws {

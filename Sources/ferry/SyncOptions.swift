@@ -5,7 +5,7 @@ import Foundation
 
 /// Options `ferry sync` and `ferry verify` share: what identifies records and how they are mapped.
 struct RecordOptions: ParsableArguments {
-    @Option(name: .long, help: "The field holding each record's key (default id).") var key: String = "id"
+    @Option(name: .long, help: ArgumentHelp("The field holding each record's key.", valueName: "FIELD")) var key: String = "id"
     @Option(name: .customLong("rename"), help: ArgumentHelp("Rename a field: OLD=NEW (repeatable).", valueName: "OLD=NEW")) var renames: [String] = []
     @Option(name: .customLong("drop"), help: ArgumentHelp("Drop a field (repeatable).", valueName: "FIELD")) var drops: [String] = []
     @Option(name: .customLong("set"), help: ArgumentHelp("Set a field to a constant: FIELD=VALUE, VALUE as JSON or text (repeatable).", valueName: "FIELD=VALUE")) var sets: [String] = []
@@ -13,10 +13,10 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .customLong("where"), help: ArgumentHelp("Keep only records where FIELD OP VALUE, OP one of = != < <= > >= (repeatable; all must hold).", valueName: "CONDITION")) var conditions: [String] = []
     @Option(name: .long, help: ArgumentHelp("Credentials for a server or API source: USER:PASSWORD, 'Bearer TOKEN', header:NAME=VALUE or query:NAME=VALUE (or FERRY_SOURCE_AUTH).", valueName: "AUTH")) var sourceAuth: String?
     @Option(name: .long, help: ArgumentHelp("Credentials for a server or API target (or FERRY_TARGET_AUTH).", valueName: "AUTH")) var targetAuth: String?
-    @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see the README).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
+    @Option(name: .customLong("source-rest"), help: ArgumentHelp("A setting of a rest+http(s):// source, e.g. pagination=page, items=/data (repeatable; see docs/rest-apis.md).", valueName: "KEY=VALUE")) var sourceREST: [String] = []
     @Option(name: .customLong("target-rest"), help: ArgumentHelp("A setting of a rest+http(s):// target, e.g. update='PATCH /users/{id}' (repeatable).", valueName: "KEY=VALUE")) var targetREST: [String] = []
-    @Option(name: .long, help: "Records per batch (default 1000; 10000 into a PostgreSQL table).") var batchSize: Int?
-    @Option(name: .long, help: "Tries again after a connection error, 429 or 5xx, with backoff (default 5).") var retries: Int = 5
+    @Option(name: .long, help: ArgumentHelp("Records per batch (default: 1000; 10000 into a PostgreSQL table).", valueName: "N")) var batchSize: Int?
+    @Option(name: .long, help: ArgumentHelp("How many times to try again after a connection error, a 429 or a 5xx, with backoff.", valueName: "N")) var retries: Int = 5
 
     func validate() throws {
         guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }

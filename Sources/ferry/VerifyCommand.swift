@@ -11,9 +11,9 @@ struct VerifyCommand: AsyncParsableCommand {
         discussion: "Exit status: 0 when both sides hold the same records, 1 when they differ, 2 on an error."
     )
 
-    @Argument(help: "One side.") var source: String
+    @Argument(help: "One side: an endpoint URL, as for ferry sync.") var source: String
     @Argument(help: "The other side.") var target: String
-    @Option(name: .long, help: "Most differing keys to list per kind (default 20).") var limit: Int = 20
+    @Option(name: .long, help: ArgumentHelp("Most differing keys to list per kind.", valueName: "N")) var limit: Int = 20
     @Flag(name: .long, help: "Print a JSON report on stdout.") var json = false
     @OptionGroup var records: RecordOptions
 

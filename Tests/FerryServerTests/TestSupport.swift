@@ -31,7 +31,8 @@ struct TestServer {
     /// Sends one request as `user` (nil: anonymous).
     @discardableResult
     func request(_ method: String, _ path: String, json: JSON? = nil, body: String? = nil, user: String? = "alice",
-                 password: String = "secret", authorization: String? = nil, headers: [String: String] = [:]) async throws -> APIResponse {
+                 password: String = "secret", authorization: String? = nil, headers: [String: String] = [:],
+                 through api: KintoAPI? = nil) async throws -> APIResponse {
         var allHeaders: [String: String] = [:]
         for (k, v) in headers { allHeaders[k.lowercased()] = v }
         let identity: Identity
@@ -47,7 +48,7 @@ struct TestServer {
             query = APIRequest.parseQuery(path[path.index(after: q)...])
         }
         let bytes = json.map { $0.serializedBytes() } ?? body.map { Array($0.utf8) } ?? []
-        return await parts.api.handle(APIRequest(method: HTTPRequest.Method(method)!, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
+        return await (api ?? parts.api).handle(APIRequest(method: HTTPRequest.Method(method)!, path: pathOnly, query: query, headers: allHeaders, body: bytes, identity: identity))
     }
 
     func userID(_ user: String) -> String { parts.api.authenticator!.basic.userID(credentials: "\(user):secret") }

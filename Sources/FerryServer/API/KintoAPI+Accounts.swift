@@ -53,7 +53,12 @@ extension KintoAPI {
             })
         }
 
-        // POST, PUT, PATCH: the body names the password (and the id, for POST).
+        // POST, PUT, PATCH: the body names the password (and the id, for POST). Permission
+        // before validation: who could change no account here (not an admin, not the account
+        // itself, not allowed to create accounts) is refused before the body is read or a
+        // password hashed.
+        let mayCreate = !auth.settings.accountCreatePrincipals.isDisjoint(with: identity.principals)
+        guard isAdmin || mayCreate || (id != nil && signedInAs == id) else { throw denied }
         let body = try request.jsonBody(emptyIsNil: false) ?? .null
         guard case .object(let data)? = body["data"] else {
             throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object holding the password")
@@ -77,7 +82,6 @@ extension KintoAPI {
             throw KintoError.invalidParameters(location: "body", name: "data.\(name)", description: "an account holds only id and password")
         }
         let hash = try auth.hashNewPassword(data["password"])
-        let mayCreate = !auth.settings.accountCreatePrincipals.isDisjoint(with: identity.principals)
         let method = request.method
         return Operation(.write, session: { session in
             let existing = try session.get(Authenticator.accounts, id: accountID, includeDeleted: false)

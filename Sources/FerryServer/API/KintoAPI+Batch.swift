@@ -58,7 +58,9 @@ extension KintoAPI {
                     if case .plural(let path) = route, path.kind != .record { forgets[i] = true }
                     if case .object(let path) = route, path.kind != .record { forgets[i] = true }
                 }
-                steps.append(.success(try operation(for: sub, route: route, inBatch: true)))
+                let operation = try operation(for: sub, route: route, inBatch: true)
+                try await operation.precheck?()
+                steps.append(.success(operation))
             } catch let error as KintoError {
                 steps.append(.failure(error))
             }

@@ -2,6 +2,7 @@ import Crypto
 import FerryCore
 import FerryStore
 import Foundation
+import HTTPTypes
 
 extension KintoAPI {
     /// What Kinto's `default_bucket` plugin makes of a request under `/buckets/default`: the same

@@ -24,6 +24,9 @@ struct Operation: Sendable {
     }
 
     var access: Access
+    /// Work before the transaction that needs I/O of its own and must follow a permission check
+    /// (a webhook URL's DNS look-up): run first, outside any transaction; nil for most operations.
+    var precheck: (@Sendable () async throws -> Void)? = nil
     /// The work, in a session of the transaction (nil with ``Access/none``), with what earlier
     /// requests of the same transaction read (a batch's).
     var run: @Sendable ((any StorageSession)?, TransactionMemo) throws -> APIResponse
@@ -124,8 +127,10 @@ extension KintoAPI {
             }
             try refuseWriteIfReadonly(request)
             var parsed = request
-            // The body is parsed before the transaction: never under the single writer.
-            if request.method != .delete { parsed.parsedBody = try request.jsonBody() }
+            // The body is parsed before the transaction: never under the single writer. A body
+            // that does not parse is refused in the transaction, after the permission check
+            // (who may not write learns nothing from a 400).
+            if request.method != .delete, let body = try? request.jsonBody() { parsed.parsedBody = body }
             let prepared = parsed
             return Operation(.write, session: { session, memo in
                 try self.resource(prepared, route: route, path: path, session: session, memo: memo)

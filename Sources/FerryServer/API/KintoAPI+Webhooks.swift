@@ -2,6 +2,7 @@ import FerryCore
 import FerryStore
 import Foundation
 import HTTPTypes
+import NIOConcurrencyHelpers
 
 /// Webhooks of a collection, a Ferry extension:
 /// `/v1/buckets/B/collections/C/webhooks[/ID[/deliveries]]`.
@@ -19,15 +20,25 @@ extension KintoAPI {
 
     static func webhookStorageID(bucket: String, collection: String, id: String) -> String { "\(bucket)/\(collection)/\(id)" }
 
-    /// The operation of a request to a collection's webhooks; a registration is checked (its
-    /// URL against the address policy) before the transaction.
+    /// The operation of a request to a collection's webhooks.
+    ///
+    /// Permission comes before validation: a registration's body is read, and its URL's host
+    /// looked up, only for who may manage the collection's webhooks; anyone else gets 401/403
+    /// and causes no DNS look-up. The look-up runs before the transaction (never under the
+    /// writer), after the permission was checked in a snapshot of its own; it runs in the
+    /// transaction only when that snapshot did not grant it but the transaction does (an
+    /// earlier request of the same batch created the collection or granted the right).
     func webhookOperation(_ request: APIRequest, bucket: String, collection: String, id: String?, log: Bool) throws -> Operation {
         try refuseWriteIfReadonly(request)
-        var parsed: [String: JSON]?
-        if request.method == .put { parsed = try Self.webhookData(try request.jsonBody(emptyIsNil: false) ?? .null, policy: settings.webhookPolicy) }
-        let data = parsed
-        return Operation(request.isRead ? .snapshot : .write, session: { session in
+        let urlChecked = NIOLockedValueBox(false)
+        var operation = Operation(request.isRead ? .snapshot : .write, session: { session in
             try self.authorizeWebhooks(request, bucket: bucket, collection: collection, session: session)
+            var data: [String: JSON]?
+            if request.method == .put {
+                let registration = try Self.webhookData(try request.jsonBody(emptyIsNil: false) ?? .null)
+                if !urlChecked.withLockedValue({ $0 }) { try self.checkWebhookURL(registration) }
+                data = registration
+            }
             guard let id else {
                 var list: [JSON] = []
                 let prefix = "\(bucket)/\(collection)/"
@@ -74,6 +85,29 @@ extension KintoAPI {
                 return APIResponse(status: existing == nil ? 201 : 200, body: .json(["data": Self.publicWebhook(try stored.parsed(), stored)]))
             }
         })
+        if request.method == .put {
+            operation.precheck = {
+                let granted = try await self.storage.read { session -> Bool in
+                    do {
+                        try self.authorizeWebhooks(request, bucket: bucket, collection: collection, session: session)
+                        return true
+                    } catch is KintoError {
+                        return false  // refused (or no such collection) here: the transaction says which
+                    }
+                }
+                guard granted, let registration = try? Self.webhookData(try request.jsonBody(emptyIsNil: false) ?? .null) else { return }
+                try self.checkWebhookURL(registration)
+                urlChecked.withLockedValue { $0 = true }
+            }
+        }
+        return operation
+    }
+
+    /// 400 when the policy refuses the registration's URL now (looks its host up).
+    func checkWebhookURL(_ registration: [String: JSON]) throws {
+        if let url = registration["url"]?.stringValue, let refusal = settings.webhookPolicy.refusal(for: url) {
+            throw KintoError.invalidParameters(location: "body", name: "data.url", description: refusal)
+        }
     }
 
     /// Only who may write the collection manages its webhooks; 404 for a missing collection
@@ -98,8 +132,9 @@ extension KintoAPI {
         return .object(shown)
     }
 
-    /// The registration in a `PUT` body, checked: url (where the policy allows), secret, batch_size, since.
-    static func webhookData(_ json: JSON, policy: WebhookAddressPolicy) throws -> [String: JSON] {
+    /// The registration in a `PUT` body, checked without any I/O: url (an http(s) URL; see
+    /// ``checkWebhookURL(_:)`` for where it points), secret, batch_size, since.
+    static func webhookData(_ json: JSON) throws -> [String: JSON] {
         guard case .object(let data)? = json["data"] else {
             throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object with url and secret")
         }
@@ -110,7 +145,7 @@ extension KintoAPI {
             throw invalid(name, "unknown field (a webhook has url, secret, batch_size and since)")
         }
         guard let url = data["url"]?.stringValue else { throw invalid("url", "url is required: where to POST the changes") }
-        if let refusal = policy.refusal(for: url) { throw invalid("url", refusal) }
+        if let problem = WebhookAddressPolicy.parse(url).problem { throw invalid("url", problem) }
         guard let secret = data["secret"]?.stringValue, (16...256).contains(secret.utf8.count) else {
             throw invalid("secret", "secret is required: 16 to 256 characters that sign each delivery")
         }

@@ -86,24 +86,27 @@ public struct KintoAPI: Sendable {
             let route = try Route(request.path)
             routeName = route.name
             if !request.isRead { effects = route.effects }
-            var operation = try self.operation(for: request, route: route, inBatch: false)
+            var prepared = try self.operation(for: request, route: route, inBatch: false)
             if let personal, !personal.implicit.isEmpty {
                 // The personal bucket (and the collection named) first, in the request's own write
                 // transaction; a read, or work that waits on its own, writes them first on its own.
                 for path in personal.implicit { effects.formUnion(Route.object(path).effects) }
                 let identity = request.identity
-                switch operation.access {
+                switch prepared.access {
                 case .none: break
                 case .write, .single, .snapshot:
-                    let inner = operation
-                    operation = Operation(.write, session: { session, memo in
+                    let inner = prepared
+                    prepared = Operation(.write, session: { session, memo in
                         try self.createImplicitly(personal.implicit, for: identity, in: session)
                         return try inner.run(session, memo)
                     })
+                    prepared.precheck = inner.precheck
                 case .own:
                     try await storage.write(announcing: effects.announcements) { try self.createImplicitly(personal.implicit, for: identity, in: $0) }
                 }
             }
+            let operation = prepared
+            try await operation.precheck?()
             switch operation.access {
             case .none: response = try operation.body(nil)
             case .single: response = try await storage.readSingle { try operation.body($0) }
@@ -222,10 +225,4 @@ public struct KintoAPI: Sendable {
         }
         return APIResponse(body: .json(.object(body)))
     }
-}
-
-/// The version of this build.
-public enum FerryVersion {
-    public static let current = "0.1.0"
-    public static let commit = "unknown"
 }

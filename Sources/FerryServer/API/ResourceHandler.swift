@@ -572,6 +572,8 @@ struct ResourceHandler {
     }
 
     mutating func pluralPost() throws -> APIResponse {
+        // Permission before validation: who may not create here learns nothing from the body.
+        try authorize(path.createPermission, id: nil)
         let body = try parseBody()
         var data = body.data ?? [:]
         let id: String
@@ -584,7 +586,6 @@ struct ResourceHandler {
             id = ObjectID.generate()
         }
         data["id"] = nil
-        try authorize(path.createPermission, id: nil)
         try ensureParents()
         let existing = try session.get(key, id: id, includeDeleted: false)
         try check412(existing: existing, current: existing?.lastModified ?? session.timestamp(key))

@@ -106,12 +106,38 @@ public struct ServerConfiguration: Sendable, Equatable {
         init(_ description: String) { self.description = description }
     }
 
-    /// One setting: its YAML key, environment variable and how to apply a text value.
+    /// One setting: its YAML key, environment variable, what it means, its value in a
+    /// configuration (so the default shown is the default used) and how to apply a text value.
     struct Key: Sendable {
         let name: String
+        /// What the setting does, for `ferry serve --list-settings` and docs/reference/settings.md.
+        let summary: String
+        /// The setting's value in a configuration, as text; nil when unset.
+        let value: @Sendable (ServerConfiguration) -> String?
         let apply: @Sendable (inout ServerConfiguration, String) throws(Error) -> Void
         var environment: String { "FERRY_" + name.uppercased() }
     }
+
+    /// A setting as the reference shows it.
+    public struct Setting: Sendable, Equatable {
+        /// The YAML key of the `server:` section.
+        public let name: String
+        /// The `FERRY_*` environment variable.
+        public let environment: String
+        /// What it does.
+        public let summary: String
+        /// The default, as text; nil when unset by default.
+        public let defaultValue: String?
+    }
+
+    /// Every setting, in declaration order, with its default.
+    public static var settings: [Setting] {
+        let defaults = ServerConfiguration()
+        return keys.map { Setting(name: $0.name, environment: $0.environment, summary: $0.summary, defaultValue: $0.value(defaults)) }
+    }
+
+    /// A list as the reference shows it: comma-separated, nil when empty.
+    static func shown(_ items: [String]) -> String? { items.isEmpty ? nil : items.joined(separator: ", ") }
 
     static func int(_ text: String, _ what: String, min: Int = 0, max: Int = Int.max) throws(Error) -> Int {
         guard let n = Int(text.trimmingCharacters(in: .whitespaces)), n >= min, n <= max else {
@@ -134,16 +160,24 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     static let keys: [Key] = [
-        Key(name: "host") { c, v throws(Error) in
+        Key(name: "host",
+            summary: "Address to listen on (0.0.0.0: every interface).",
+            value: { $0.host }) { c, v throws(Error) in
             guard !v.isEmpty, !v.contains(" ") else { throw Error("host must be an address such as 127.0.0.1, not \"\(v)\"") }
             c.host = v
         },
-        Key(name: "port") { c, v throws(Error) in c.port = try int(v, "port", max: 65535) },
-        Key(name: "data") { c, v throws(Error) in
+        Key(name: "port",
+            summary: "Port to listen on (0: any free port; the port taken is logged).",
+            value: { String($0.port) }) { c, v throws(Error) in c.port = try int(v, "port", max: 65535) },
+        Key(name: "data",
+            summary: "Folder of the SQLite database (WAL mode) and of the generated server secret.",
+            value: { $0.dataDirectory }) { c, v throws(Error) in
             guard !v.isEmpty else { throw Error("data must be a folder path") }
             c.dataDirectory = v
         },
-        Key(name: "database") { c, v throws(Error) in
+        Key(name: "database",
+            summary: "Store in PostgreSQL instead of SQLite: `postgres://USER:PASS@HOST:PORT/DB`, with URL settings `pool` (connections, 10), `statement_timeout` (ms, 30000), `connect_timeout` (s, 10), `sslmode` (`disable`, `require`, `verify-full`). Better in FERRY_DATABASE than as a flag, which `ps` shows. `sqlite` or empty: SQLite in the data folder.",
+            value: { $0.database }) { c, v throws(Error) in
             if v == "sqlite" || v.isEmpty {
                 c.database = nil
                 return
@@ -156,27 +190,51 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             c.database = v
         },
-        Key(name: "log_level") { c, v throws(Error) in
+        Key(name: "log_level",
+            summary: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.",
+            value: { $0.logLevel }) { c, v throws(Error) in
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(v.lowercased()) else { throw Error("log_level must be one of \(levels.joined(separator: ", ")), not \"\(v)\"") }
             c.logLevel = v.lowercased()
         },
-        Key(name: "batch_max_requests") { c, v throws(Error) in c.batchMaxRequests = try int(v, "batch_max_requests", min: 1, max: 10_000) },
-        Key(name: "max_body_size") { c, v throws(Error) in c.maxBodySize = try int(v, "max_body_size", min: 1024, max: 1 << 30) },
-        Key(name: "readonly") { c, v throws(Error) in c.readonly = try bool(v, "readonly") },
-        Key(name: "paginate_by") { c, v throws(Error) in c.paginateBy = try int(v, "paginate_by", min: 1, max: 1_000_000) },
-        Key(name: "max_fetch_size") { c, v throws(Error) in c.maxFetchSize = try int(v, "max_fetch_size", min: 1, max: 10_000_000) },
-        Key(name: "bucket_create_principals") { c, v throws(Error) in
+        Key(name: "batch_max_requests",
+            summary: "Most sub-requests in one `/batch` (Kinto's default is 25: a batch is one transaction, and 25 records cannot amortise its cost). 1 to 10000.",
+            value: { String($0.batchMaxRequests) }) { c, v throws(Error) in c.batchMaxRequests = try int(v, "batch_max_requests", min: 1, max: 10_000) },
+        Key(name: "max_body_size",
+            summary: "Largest request body in bytes (413 above). 1024 to 1073741824.",
+            value: { String($0.maxBodySize) }) { c, v throws(Error) in c.maxBodySize = try int(v, "max_body_size", min: 1024, max: 1 << 30) },
+        Key(name: "readonly",
+            summary: "Refuse every write (405).",
+            value: { String($0.readonly) }) { c, v throws(Error) in c.readonly = try bool(v, "readonly") },
+        Key(name: "paginate_by",
+            summary: "Force pages of at most this many objects, whatever `_limit` asks.",
+            value: { $0.paginateBy.map(String.init) }) { c, v throws(Error) in c.paginateBy = try int(v, "paginate_by", min: 1, max: 1_000_000) },
+        Key(name: "max_fetch_size",
+            summary: "Most objects in one page (Kinto's `storage_max_fetch_size`).",
+            value: { String($0.maxFetchSize) }) { c, v throws(Error) in c.maxFetchSize = try int(v, "max_fetch_size", min: 1, max: 10_000_000) },
+        Key(name: "bucket_create_principals",
+            summary: "Principals that may create buckets (comma-separated, or a YAML list).",
+            value: { shown($0.bucketCreatePrincipals) }) { c, v throws(Error) in
             c.bucketCreatePrincipals = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         },
-        Key(name: "secret") { c, v throws(Error) in
+        Key(name: "secret",
+            summary: "Secret keying the basicauth user ids (at least 16 characters). Unset: generated into `<data>/secret`, or on PostgreSQL kept in the database by the first process, so every process agrees.",
+            value: { $0.secret.map { _ in "(hidden)" } }) { c, v throws(Error) in
             guard v.utf8.count >= 16 else { throw Error("secret must be at least 16 characters long") }
             c.secret = v
         },
-        Key(name: "backoff") { c, v throws(Error) in c.backoffSeconds = try int(v, "backoff", max: 86_400) },
-        Key(name: "retry_after") { c, v throws(Error) in c.retryAfterSeconds = try int(v, "retry_after", max: 86_400) },
-        Key(name: "full_sync") { c, v throws(Error) in c.fullSync = try bool(v, "full_sync") },
-        Key(name: "auth_policies") { c, v throws(Error) in
+        Key(name: "backoff",
+            summary: "Seconds to send in a `Backoff` header with every response (ask clients to slow down).",
+            value: { $0.backoffSeconds.map(String.init) }) { c, v throws(Error) in c.backoffSeconds = try int(v, "backoff", max: 86_400) },
+        Key(name: "retry_after",
+            summary: "Seconds to send in `Retry-After` with a 503 (storage unavailable).",
+            value: { String($0.retryAfterSeconds) }) { c, v throws(Error) in c.retryAfterSeconds = try int(v, "retry_after", max: 86_400) },
+        Key(name: "full_sync",
+            summary: "fsync every commit, to survive power loss and not only a crash of the process (slower).",
+            value: { String($0.fullSync) }) { c, v throws(Error) in c.fullSync = try bool(v, "full_sync") },
+        Key(name: "auth_policies",
+            summary: "Sign-in policies tried in order: `account`, `basicauth`, `token`, `jwt`.",
+            value: { shown($0.authPolicies) }) { c, v throws(Error) in
             let names = list(v)
             let known = ["account", "basicauth", "token", "jwt"]
             for name in names where !known.contains(name) {
@@ -185,11 +243,21 @@ public struct ServerConfiguration: Sendable, Equatable {
             guard !names.isEmpty else { throw Error("auth_policies needs at least one of account, basicauth, token, jwt") }
             c.authPolicies = names
         },
-        Key(name: "account_create_principals") { c, v throws(Error) in c.accountCreatePrincipals = list(v) },
-        Key(name: "admins") { c, v throws(Error) in c.admins = list(v) },
-        Key(name: "password_min_length") { c, v throws(Error) in c.passwordMinLength = try int(v, "password_min_length", min: 1, max: 1024) },
-        Key(name: "password_rounds") { c, v throws(Error) in c.passwordRounds = try int(v, "password_rounds", min: 1000, max: 10_000_000) },
-        Key(name: "tokens") { c, v throws(Error) in
+        Key(name: "account_create_principals",
+            summary: "Principals that may create accounts.",
+            value: { shown($0.accountCreatePrincipals) }) { c, v throws(Error) in c.accountCreatePrincipals = list(v) },
+        Key(name: "admins",
+            summary: "Principals with every right on every account (e.g. `account:admin`).",
+            value: { shown($0.admins) }) { c, v throws(Error) in c.admins = list(v) },
+        Key(name: "password_min_length",
+            summary: "Shortest account password accepted.",
+            value: { String($0.passwordMinLength) }) { c, v throws(Error) in c.passwordMinLength = try int(v, "password_min_length", min: 1, max: 1024) },
+        Key(name: "password_rounds",
+            summary: "PBKDF2-SHA256 rounds of new password hashes.",
+            value: { String($0.passwordRounds) }) { c, v throws(Error) in c.passwordRounds = try int(v, "password_rounds", min: 1000, max: 10_000_000) },
+        Key(name: "tokens",
+            summary: "API tokens as `NAME:SHA256` entries, from `ferry token NAME` (principal `token:NAME`).",
+            value: { shown($0.tokens) }) { c, v throws(Error) in
             var tokens: [String] = []
             for entry in list(v) {
                 let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
@@ -200,60 +268,104 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             c.tokens = tokens
         },
-        Key(name: "jwt_hs256_secret") { c, v throws(Error) in
+        Key(name: "jwt_hs256_secret",
+            summary: "Secret of HS256 JWTs (at least 32 characters).",
+            value: { $0.jwtHS256Secret.map { _ in "(hidden)" } }) { c, v throws(Error) in
             guard v.utf8.count >= 32 else { throw Error("jwt_hs256_secret must be at least 32 characters long") }
             c.jwtHS256Secret = v
         },
-        Key(name: "jwt_rs256_public_key") { c, v throws(Error) in c.jwtRS256PublicKey = v },
-        Key(name: "jwt_issuer") { c, v throws(Error) in c.jwtIssuer = v },
-        Key(name: "jwt_audience") { c, v throws(Error) in c.jwtAudience = v },
-        Key(name: "jwt_principal_prefix") { c, v throws(Error) in c.jwtPrincipalPrefix = v },
-        Key(name: "rate_limit") { c, v throws(Error) in
+        Key(name: "jwt_rs256_public_key",
+            summary: "A PEM file with the RSA public key of RS256 JWTs.",
+            value: { $0.jwtRS256PublicKey }) { c, v throws(Error) in c.jwtRS256PublicKey = v },
+        Key(name: "jwt_issuer",
+            summary: "When set, a JWT's `iss` must be this.",
+            value: { $0.jwtIssuer }) { c, v throws(Error) in c.jwtIssuer = v },
+        Key(name: "jwt_audience",
+            summary: "When set, a JWT's `aud` must hold this.",
+            value: { $0.jwtAudience }) { c, v throws(Error) in c.jwtAudience = v },
+        Key(name: "jwt_principal_prefix",
+            summary: "Prefix of a JWT's principal (followed by its `sub`).",
+            value: { $0.jwtPrincipalPrefix }) { c, v throws(Error) in c.jwtPrincipalPrefix = v },
+        Key(name: "rate_limit",
+            summary: "Requests per principal (per address when anonymous): `REQUESTS/SECONDS`, e.g. `600/60`; 429 with `Retry-After` above.",
+            value: { $0.rateLimit.map { "\($0.requests)/\($0.seconds)" } }) { c, v throws(Error) in
             let parts = v.split(separator: "/").map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, let n = Int(parts[0]), let s = Int(parts[1].hasSuffix("s") ? String(parts[1].dropLast()) : parts[1]),
                   n >= 1, n <= 1_000_000, s >= 1, s <= 86_400
             else { throw Error("rate_limit must be REQUESTS/SECONDS, e.g. 600/60, not \"\(v)\"") }
             c.rateLimit = RateLimit(requests: n, seconds: s)
         },
-        Key(name: "body_timeout") { c, v throws(Error) in c.bodyTimeout = try int(v, "body_timeout", min: 1, max: 3600) },
-        Key(name: "busy_threshold") { c, v throws(Error) in c.busyThreshold = try int(v, "busy_threshold", min: 1, max: 1_000_000) },
-        Key(name: "busy_backoff") { c, v throws(Error) in c.busyBackoff = try int(v, "busy_backoff", min: 1, max: 86_400) },
-        Key(name: "webhook_allow_hosts") { c, v throws(Error) in
+        Key(name: "body_timeout",
+            summary: "Seconds a request body has to arrive (408 after).",
+            value: { String($0.bodyTimeout) }) { c, v throws(Error) in c.bodyTimeout = try int(v, "body_timeout", min: 1, max: 3600) },
+        Key(name: "busy_threshold",
+            summary: "Requests in flight above which answers carry a `Backoff` header.",
+            value: { String($0.busyThreshold) }) { c, v throws(Error) in c.busyThreshold = try int(v, "busy_threshold", min: 1, max: 1_000_000) },
+        Key(name: "busy_backoff",
+            summary: "Seconds of that `Backoff` header.",
+            value: { String($0.busyBackoff) }) { c, v throws(Error) in c.busyBackoff = try int(v, "busy_backoff", min: 1, max: 86_400) },
+        Key(name: "webhook_allow_hosts",
+            summary: "Host names, addresses or CIDR ranges webhooks may reach although internal (loopback, private, link-local…); `*`: anywhere.",
+            value: { shown($0.webhookAllowHosts) }) { c, v throws(Error) in
             let entries = list(v)
             for entry in entries {
                 if let problem = WebhookAddressPolicy.problem(withEntry: entry) { throw Error("webhook_allow_hosts: \(problem)") }
             }
             c.webhookAllowHosts = entries
         },
-        Key(name: "trusted_proxies") { c, v throws(Error) in
+        Key(name: "trusted_proxies",
+            summary: "Addresses or CIDR ranges of reverse proxies whose `X-Forwarded-Proto` (or `Forwarded: proto=`) says which scheme the client used; from any other address those headers are ignored.",
+            value: { shown($0.trustedProxies) }) { c, v throws(Error) in
             let entries = list(v)
             for entry in entries where TrustedProxies.range(entry) == nil {
                 throw Error("trusted_proxies: \"\(entry)\" is not an address or a CIDR range (like 127.0.0.1 or 10.0.0.0/8)")
             }
             c.trustedProxies = entries
         },
-        Key(name: "webhook_timeout") { c, v throws(Error) in c.webhookTimeout = try int(v, "webhook_timeout", min: 1, max: 300) },
-        Key(name: "max_streams") { c, v throws(Error) in c.maxStreams = try int(v, "max_streams", min: 0, max: 1_000_000) },
-        Key(name: "stream_heartbeat") { c, v throws(Error) in c.streamHeartbeat = try int(v, "stream_heartbeat", min: 1, max: 3600) },
-        Key(name: "version_prefix_redirect_enabled") { c, v throws(Error) in c.versionPrefixRedirect = try bool(v, "version_prefix_redirect_enabled") },
-        Key(name: "flush_endpoint_enabled") { c, v throws(Error) in c.flushEndpoint = try bool(v, "flush_endpoint_enabled") },
-        Key(name: "default_bucket_enabled") { c, v throws(Error) in c.defaultBucket = try bool(v, "default_bucket_enabled") },
-        Key(name: "cors_origins") { c, v throws(Error) in
+        Key(name: "webhook_timeout",
+            summary: "Seconds a webhook receiver has to answer a delivery.",
+            value: { String($0.webhookTimeout) }) { c, v throws(Error) in c.webhookTimeout = try int(v, "webhook_timeout", min: 1, max: 300) },
+        Key(name: "max_streams",
+            summary: "Most event streams open at once (503 above).",
+            value: { String($0.maxStreams) }) { c, v throws(Error) in c.maxStreams = try int(v, "max_streams", min: 0, max: 1_000_000) },
+        Key(name: "stream_heartbeat",
+            summary: "Seconds between `: heartbeat` lines on an idle event stream.",
+            value: { String($0.streamHeartbeat) }) { c, v throws(Error) in c.streamHeartbeat = try int(v, "stream_heartbeat", min: 1, max: 3600) },
+        Key(name: "version_prefix_redirect_enabled",
+            summary: "Answer a path without `/v1` (`/buckets`, `/accounts/user`) with a 307 to it under `/v1/` (Kinto's setting); off: 404.",
+            value: { String($0.versionPrefixRedirect) }) { c, v throws(Error) in c.versionPrefixRedirect = try bool(v, "version_prefix_redirect_enabled") },
+        Key(name: "flush_endpoint_enabled",
+            summary: "Serve `POST /v1/__flush__`, which deletes everything the server holds, for anyone (Kinto's flush plugin): test servers only.",
+            value: { String($0.flushEndpoint) }) { c, v throws(Error) in c.flushEndpoint = try bool(v, "flush_endpoint_enabled") },
+        Key(name: "default_bucket_enabled",
+            summary: "`/v1/buckets/default` is each signed-in user's personal bucket, created with the collections named under it on first use (Kinto's `default_bucket` plugin, which kinto.js apps rely on).",
+            value: { String($0.defaultBucket) }) { c, v throws(Error) in c.defaultBucket = try bool(v, "default_bucket_enabled") },
+        Key(name: "cors_origins",
+            summary: "Origins of the browser pages that may call the API (CORS): `*` (any, Kinto's default), origins such as `https://app.example.com`, patterns such as `https://*.example.com`; empty: none.",
+            value: { $0.corsOrigins.joined(separator: ",") }) { c, v throws(Error) in
             let entries = list(v)
             for entry in entries {
                 if let problem = CORSPolicy.problem(withOrigin: entry) { throw Error("cors_origins: \(problem)") }
             }
             c.corsOrigins = entries
         },
-        Key(name: "cors_max_age_seconds") { c, v throws(Error) in c.corsMaxAgeSeconds = try int(v, "cors_max_age_seconds", max: 86_400) },
-        Key(name: "project_url") { c, v throws(Error) in
+        Key(name: "cors_max_age_seconds",
+            summary: "How long browsers may keep a preflight's answer (`Access-Control-Max-Age`), in seconds.",
+            value: { String($0.corsMaxAgeSeconds) }) { c, v throws(Error) in c.corsMaxAgeSeconds = try int(v, "cors_max_age_seconds", max: 86_400) },
+        Key(name: "project_url",
+            summary: "An http(s) address where users read about this deployment: `project_docs` of `GET /v1/`, `source` of `__version__`, the `url` of Ferry's own capabilities; unset, they are left out.",
+            value: { $0.projectURL }) { c, v throws(Error) in
             guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false,
                   !v.contains(where: { $0.isWhitespace })
             else { throw Error("project_url must be an http or https URL such as https://docs.example.com/ferry, not \"\(v)\"") }
             c.projectURL = v
         },
-        Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },
-        Key(name: "tls_key") { c, v throws(Error) in c.tlsKey = v },
+        Key(name: "tls_cert",
+            summary: "PEM certificate chain: serve HTTPS (with `tls_key`).",
+            value: { $0.tlsCertificate }) { c, v throws(Error) in c.tlsCertificate = v },
+        Key(name: "tls_key",
+            summary: "PEM private key of `tls_cert`.",
+            value: { $0.tlsKey }) { c, v throws(Error) in c.tlsKey = v },
     ]
 
     /// Sets one key by name.

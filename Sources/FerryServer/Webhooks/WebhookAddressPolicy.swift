@@ -9,12 +9,20 @@ import Foundation
 /// The check runs when a webhook is registered and again before every delivery (DNS answers
 /// change); the HTTP client resolves the name once more when it connects, so a DNS server that
 /// answers differently within that instant is not stopped (documented).
-public struct WebhookAddressPolicy: Sendable, Equatable {
+public struct WebhookAddressPolicy: Sendable {
     /// Host names, addresses or CIDR ranges allowed even when private; `*` allows everything.
     public var allowHosts: [String]
+    /// Resolves a host name to its addresses (the system's resolver, `getaddrinfo`, unless told
+    /// otherwise: a test counts the look-ups through it to show a refused caller caused none).
+    let lookUp: @Sendable (String) -> [IPAddress]
 
     public init(allowHosts: [String] = []) {
+        self.init(allowHosts: allowHosts, lookUp: Self.systemLookUp)
+    }
+
+    init(allowHosts: [String], lookUp: @escaping @Sendable (String) -> [IPAddress]) {
         self.allowHosts = allowHosts
+        self.lookUp = lookUp
     }
 
     /// Checks a configuration entry; nil when valid, else why not.
@@ -45,7 +53,7 @@ public struct WebhookAddressPolicy: Sendable, Equatable {
         let (host, problem) = Self.parse(url)
         if let problem { return problem }
         if allowHosts.contains("*") || allowHosts.contains(where: { $0.caseInsensitiveCompare(host) == .orderedSame }) { return nil }
-        let addresses = Self.resolve(host)
+        let addresses = IPAddress(host).map { [$0] } ?? lookUp(host)
         guard !addresses.isEmpty else { return "the host \(host) does not resolve" }
         for address in addresses where address.isInternal {
             let allowed = allowHosts.contains { entry in
@@ -59,9 +67,8 @@ public struct WebhookAddressPolicy: Sendable, Equatable {
         return nil
     }
 
-    /// Every address `host` resolves to (the host itself when it is an address).
-    static func resolve(_ host: String) -> [IPAddress] {
-        if let address = IPAddress(host) { return [address] }
+    /// Every address a host name resolves to, from the system's resolver.
+    static func systemLookUp(_ host: String) -> [IPAddress] {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

@@ -6,7 +6,8 @@ Prints "listening on 127.0.0.1:PORT". Endpoints:
   POST /hook          a delivery: recorded (headers + body), answered 200 (or as the mode says)
   POST /_mode         {"fail": N, "status": 500, "delay": SECONDS, "hold": BOOL}: the next N
                       deliveries get `status`; every delivery waits `delay` seconds first,
-                      and while `hold` is true it waits until it is set false (at most 120 s)
+                      and while `hold` is true it waits until it is set false (at most 900 s:
+                      longer than any test, even on a loaded machine)
   GET  /_received     every delivery recorded so far, oldest first, with the status answered
 """
 import argparse
@@ -62,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
                 status = 200
         if delay:
             time.sleep(delay)
-        released.wait(120)
+        released.wait(900)
         with lock:
             received.append({
                 "path": self.path,
