@@ -83,6 +83,16 @@ public enum FerryServerApp {
         settings.retryAfterSeconds = configuration.retryAfterSeconds
         settings.webhookPolicy = WebhookAddressPolicy(allowHosts: configuration.webhookAllowHosts)
         settings.flushEndpoint = configuration.flushEndpoint
+        if configuration.attachmentsEnabled {
+            var attachments = AttachmentSettings(folder: configuration.dataDirectory + "/attachments")
+            attachments.baseURL = configuration.attachmentBaseURL
+            attachments.maxSize = configuration.attachmentMaxSize
+            attachments.extensions = configuration.attachmentExtensions.map(Set.init)
+            attachments.mimetypes = configuration.attachmentMimetypes.map(Set.init)
+            attachments.keepOldFiles = configuration.attachmentKeepOldFiles
+            attachments.publicRead = configuration.attachmentPublic
+            settings.attachments = attachments
+        }
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)

@@ -34,6 +34,8 @@ public struct KintoAPI: Sendable {
         public var flushEndpoint: Bool = false
         /// The public version string.
         public var version: String = FerryVersion.current
+        /// Attachments (the kinto-attachment API), where files go; nil: not served.
+        public var attachments: AttachmentSettings? = nil
 
         public init() {}
     }
@@ -51,12 +53,15 @@ public struct KintoAPI: Sendable {
     let feedReads = SharedReads()
     /// Raised when a webhook is registered, changed or deleted (the dispatcher looks again).
     public let webhooksChanged = WakeSignal()
+    /// The files of attachments (nil when not served).
+    let attachments: AttachmentStore?
 
     public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage
         self.settings = settings
         self.metrics = metrics
         self.authenticator = authenticator
+        attachments = settings.attachments.map(AttachmentStore.init(settings:))
     }
 
     /// The identity behind an `Authorization` header (anonymous without one).
@@ -73,10 +78,14 @@ public struct KintoAPI: Sendable {
         var response: APIResponse
         var routeName = "unknown"
         var effects = WriteEffects()
+        var attachmentScope: AttachmentScope?
         do {
             let route = try Route(request.path)
             routeName = route.name
-            if !request.isRead { effects = route.effects }
+            if !request.isRead {
+                effects = route.effects
+                attachmentScope = Self.attachmentScope(route: route, method: request.method)
+            }
             let operation = try self.operation(for: request, route: route, inBatch: false)
             switch operation.access {
             case .none: response = try operation.body(nil)
@@ -89,6 +98,7 @@ public struct KintoAPI: Sendable {
             response = errorResponse(error)
         }
         if !request.isRead { announce(effects, succeeded: response.status < 400) }
+        if let attachmentScope, response.status < 400 { await cleanAttachments([attachmentScope]) }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
@@ -100,6 +110,7 @@ public struct KintoAPI: Sendable {
         switch route {
         case .flush: settings.flushEndpoint
         case .accounts: authenticator != nil
+        case .attachment: attachments != nil
         default: true
         }
     }
@@ -161,6 +172,7 @@ public struct KintoAPI: Sendable {
             "url": "https://github.com/ferry-sync/ferry#real-time-streams",
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ]
+        if let attachments = attachmentCapability(request) { capabilities["attachments"] = attachments }
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",
                                               "url": "https://docs.kinto-storage.org/en/stable/api/1.x/flush.html"]

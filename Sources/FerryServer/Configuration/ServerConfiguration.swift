@@ -88,6 +88,20 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var corsOrigins: [String] = ["*"]
     /// How long browsers may keep a preflight's answer (`Access-Control-Max-Age`), in seconds.
     public var corsMaxAgeSeconds: Int = 3600
+    /// Serve the kinto-attachment API, files kept in `<data>/attachments`.
+    public var attachmentsEnabled: Bool = true
+    /// What `attachment.location` is relative to (a CDN in front of the files); nil: this server's `/attachments/`.
+    public var attachmentBaseURL: String? = nil
+    /// The largest attachment, in bytes.
+    public var attachmentMaxSize: Int = 25 << 20
+    /// Allowed file extensions (without the dot); nil: any.
+    public var attachmentExtensions: [String]? = nil
+    /// Allowed media types (`image/png`, `image/*`); nil: any.
+    public var attachmentMimetypes: [String]? = nil
+    /// Keep files when their record goes or their attachment is replaced.
+    public var attachmentKeepOldFiles: Bool = false
+    /// Serve files to anyone, not only to who may read the record.
+    public var attachmentPublic: Bool = false
     /// PEM certificate chain and private key: serve HTTPS.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
@@ -238,6 +252,32 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             c.corsOrigins = entries
         },
+        Key(name: "attachments_enabled") { c, v throws(Error) in c.attachmentsEnabled = try bool(v, "attachments_enabled") },
+        Key(name: "attachment_base_url") { c, v throws(Error) in
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw Error("attachment_base_url must be an http(s) URL such as https://cdn.example.com/files/, not \"\(v)\"")
+            }
+            c.attachmentBaseURL = v
+        },
+        Key(name: "attachment_max_size") { c, v throws(Error) in c.attachmentMaxSize = try int(v, "attachment_max_size", min: 1, max: 1 << 30) },
+        Key(name: "attachment_extensions") { c, v throws(Error) in
+            let entries = list(v).map { ($0.hasPrefix(".") ? String($0.dropFirst()) : $0).lowercased() }
+            if entries == ["any"] { c.attachmentExtensions = nil; return }
+            for entry in entries where entry.isEmpty || !entry.allSatisfy({ $0.isLetter || $0.isNumber }) {
+                throw Error("attachment_extensions: \"\(entry)\" is not a file extension (letters and digits, like pdf), nor any")
+            }
+            c.attachmentExtensions = entries
+        },
+        Key(name: "attachment_mimetypes") { c, v throws(Error) in
+            let entries = list(v).map { $0.lowercased() }
+            if entries == ["any"] { c.attachmentMimetypes = nil; return }
+            for entry in entries where entry.split(separator: "/", omittingEmptySubsequences: false).count != 2 {
+                throw Error("attachment_mimetypes: \"\(entry)\" is not a media type (like image/png or image/*), nor any")
+            }
+            c.attachmentMimetypes = entries
+        },
+        Key(name: "attachment_keep_old_files") { c, v throws(Error) in c.attachmentKeepOldFiles = try bool(v, "attachment_keep_old_files") },
+        Key(name: "attachment_public") { c, v throws(Error) in c.attachmentPublic = try bool(v, "attachment_public") },
         Key(name: "cors_max_age_seconds") { c, v throws(Error) in c.corsMaxAgeSeconds = try int(v, "cors_max_age_seconds", max: 86_400) },
         Key(name: "tls_cert") { c, v throws(Error) in c.tlsCertificate = v },
         Key(name: "tls_key") { c, v throws(Error) in c.tlsKey = v },
