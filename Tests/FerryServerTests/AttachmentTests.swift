@@ -88,6 +88,12 @@ import Testing
             #expect(served.headers[.contentType] == "text/plain")
             #expect(served.headers[.eTag] == "\"\(hash)\"")
             #expect(served.headers[.contentLength] == String(file.count))
+            // A page of another origin may fetch it (with its credentials, after a preflight).
+            let preflight = try await client.execute(uri: "/attachments/" + location, method: .options, headers: Wire.fields([
+                "Origin": "https://app.example", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"]))
+            #expect(preflight.status == .ok && preflight.headers[.accessControlAllowMethods]?.contains("GET") == true)
+            let fromPage = try await client.execute(uri: "/attachments/" + location, method: .get, headers: Wire.fields(["Origin": "https://app.example"]))
+            #expect(fromPage.headers[.accessControlAllowOrigin] == "*")
             let head = try await client.execute(uri: "/attachments/" + location, method: .head)
             #expect(head.status == .ok && head.headers[.contentLength] == String(file.count) && head.body.readableBytes == 0)
 

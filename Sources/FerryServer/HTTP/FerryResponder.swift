@@ -132,7 +132,7 @@ public struct FerryResponder: HTTPResponder {
     /// no route is (a path under `/v1` that names nothing, or one without `/v1` that is not redirected).
     func preflight(_ request: Request, path: String) -> APIResponse {
         let methods: [HTTPRequest.Method]
-        if path == "/metrics" || path == "/" {
+        if path == "/metrics" || path == "/" || (path.hasPrefix(Self.attachmentsPrefix) && api.attachments != nil) {
             methods = [.get, .head]
         } else {
             let below: String
