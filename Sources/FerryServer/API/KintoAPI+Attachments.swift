@@ -253,16 +253,21 @@ extension KintoAPI {
     /// files other than its `attachment`'s. Reads the storage; never touches an upload in flight.
     func cleanAttachments(_ scopes: Set<AttachmentScope>, skipUploading: Bool = true) async {
         guard let store = attachments, !store.settings.keepOldFiles, !scopes.isEmpty else { return }
-        // Folders first (cheap): most writes have nothing on disk to look at.
+        // Folders first (cheap): most writes have nothing on disk to look at, and the records of
+        // a batch share their collection's folder, looked at once.
         var records: [(String, String, String)] = []
         var collections: [(String, String)] = []
         var buckets: [String] = []
+        var collectionFolders: [String: Bool] = [:]
         for scope in scopes {
             switch scope {
             case .all: buckets += store.names(in: "")
             case .bucket(let b): if !store.names(in: b).isEmpty { buckets.append(b) }
             case .collection(let b, let c): if !store.names(in: "\(b)/\(c)").isEmpty { collections.append((b, c)) }
-            case .record(let b, let c, let r): if !store.names(in: "\(b)/\(c)/\(r)").isEmpty { records.append((b, c, r)) }
+            case .record(let b, let c, let r):
+                let folder = "\(b)/\(c)"
+                if collectionFolders[folder] == nil { collectionFolders[folder] = store.exists(folder) }
+                if collectionFolders[folder]!, store.exists(folder + "/" + r) { records.append((b, c, r)) }
             }
         }
         if records.isEmpty && collections.isEmpty && buckets.isEmpty { return }

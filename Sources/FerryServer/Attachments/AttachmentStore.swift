@@ -106,6 +106,11 @@ final class AttachmentStore: Sendable {
         try? FileManager.default.removeItem(atPath: relative.isEmpty ? folder : folder + "/" + relative)
     }
 
+    /// Whether a file or folder (relative) exists.
+    func exists(_ relative: String) -> Bool {
+        FileManager.default.fileExists(atPath: folder + "/" + relative)
+    }
+
     /// The names in a folder (relative), without the hidden ones (`.incoming`).
     func names(in relative: String) -> [String] {
         let path = relative.isEmpty ? folder : folder + "/" + relative

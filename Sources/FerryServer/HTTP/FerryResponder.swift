@@ -233,7 +233,7 @@ public struct FerryResponder: HTTPResponder {
             headers: headers, identity: identity, baseURL: "\(scheme)://\(host)/v1")
         var bodyLimit = limits.maxBodySize
         var overLimit = KintoError.tooLarge(limit: bodyLimit)
-        if api.attachments != nil, case .attachment(let path)? = try? Route(subpath), request.method == .post || request.method == .delete {
+        if api.attachments != nil, subpath.hasSuffix("/attachment"), case .attachment(let path)? = try? Route(subpath), request.method == .post || request.method == .delete {
             // An upload is refused before its body is read where the headers and the caller's
             // permissions already say so; its body may hold a file up to attachment_max_size.
             if let refusal = await api.attachmentPrecheck(apiRequest, path: path) { return refusal }
