@@ -85,6 +85,16 @@ public enum FerryServerApp {
         settings.flushEndpoint = configuration.flushEndpoint
         settings.projectURL = configuration.projectURL
         settings.defaultBucket = configuration.defaultBucket
+        if configuration.attachmentsEnabled {
+            var attachments = AttachmentSettings(folder: configuration.dataDirectory + "/attachments")
+            attachments.baseURL = configuration.attachmentBaseURL
+            attachments.maxSize = configuration.attachmentMaxSize
+            attachments.extensions = configuration.attachmentExtensions.map(Set.init)
+            attachments.mimetypes = configuration.attachmentMimetypes.map(Set.init)
+            attachments.keepOldFiles = configuration.attachmentKeepOldFiles
+            attachments.publicRead = configuration.attachmentPublic
+            settings.attachments = attachments
+        }
         let metrics = ServerMetrics()
         let authenticator = Authenticator(settings: try authSettings(configuration), secret: secret)
         let api = KintoAPI(storage: storage, settings: settings, metrics: metrics, authenticator: authenticator)

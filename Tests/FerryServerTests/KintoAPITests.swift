@@ -21,7 +21,7 @@ import Testing
         let version = try await server.request("GET", "/__version__").json
         #expect(anonymous.json["project_docs"] == nil && version["source"] == nil)
         #expect(anonymous.json["capabilities"]?["streams"]?["url"] == nil)
-        #expect(!String(decoding: anonymous.json.serializedBytes() + version.serializedBytes(), as: UTF8.self).contains("github.com"))
+        #expect(!String(decoding: anonymous.json.serializedBytes() + version.serializedBytes(), as: UTF8.self).contains("ferry-sync"))
         let documented = try TestServer { $0.projectURL = "https://docs.example.com/ferry" }
         let hello = try await documented.request("GET", "/", user: nil).json
         #expect(hello["project_docs"] == "https://docs.example.com/ferry" && hello["capabilities"]?["webhooks"]?["url"] == "https://docs.example.com/ferry")

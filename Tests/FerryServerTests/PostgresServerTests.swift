@@ -116,4 +116,36 @@ struct PostgresServerTests {
         #expect(try await client.get("/v1/buckets/lost", headers: Self.alice).status != .ok)
         try? await client.shutdown()
     }
+
+    /// Two processes on one database sharing one attachments folder (the deployment the README
+    /// asks for): a file uploaded through one is served by the other, and a delete through the
+    /// other removes it.
+    @Test func processesSharingTheAttachmentsFolderServeAndRemoveEachOthersFiles() async throws {
+        let url = try PostgresCluster.shared().createDatabase("attach")
+        let shared = try temporaryDirectory("pg-attachments")
+        let environment = ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000"]
+        let a = try ServerProcess(data: shared, environment: environment)
+        let b = try ServerProcess(data: shared, environment: environment)
+        defer {
+            a.kill(SIGKILL)
+            b.kill(SIGKILL)
+        }
+        let clientA = a.client()
+        let clientB = b.client()
+        #expect(try await clientA.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
+        #expect(try await clientA.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
+        var headers = Self.alice
+        headers[.contentType] = "multipart/form-data; boundary=bnd"
+        let body = "--bnd\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"f.txt\"\r\nContent-Type: text/plain\r\n\r\nshared file\r\n--bnd--\r\n"
+        let upload = try await clientA.post("/v1/buckets/b/collections/c/records/r/attachment", headers: headers, body: ByteBuffer(string: body))
+        #expect(upload.status == .created)
+        let location = try #require(Wire.json(upload)["location"]?.stringValue)
+        let served = try await clientB.get("/attachments/" + location, headers: Self.alice)
+        #expect(served.status == .ok && served.body.map { String(buffer: $0) } == "shared file")
+        #expect(try await clientB.delete("/v1/buckets/b/collections/c/records/r", headers: Self.alice, body: ByteBuffer()).status == .ok)
+        #expect(!FileManager.default.fileExists(atPath: shared + "/attachments/" + location))
+        #expect(try await clientA.get("/attachments/" + location, headers: Self.alice).status == .notFound)
+        try? await clientA.shutdown()
+        try? await clientB.shutdown()
+    }
 }

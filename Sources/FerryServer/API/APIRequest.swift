@@ -138,6 +138,8 @@ public struct APIResponse: Sendable {
         case raw([UInt8])
         /// Plain text (metrics).
         case text(String, contentType: String)
+        /// Bytes of any type (an attachment's file).
+        case bytes([UInt8], contentType: String)
     }
 
     public var status: Int
@@ -159,7 +161,7 @@ public struct APIResponse: Sendable {
     /// The body as JSON (parsing raw bodies), for batch responses and tests.
     public var jsonBody: JSON? {
         switch body {
-        case .empty, .text: return nil
+        case .empty, .text, .bytes: return nil
         case .json(let json): return json
         case .raw(let bytes): return try? JSON.parse(bytes: bytes, maxDepth: 1000)
         }
@@ -172,6 +174,7 @@ public struct APIResponse: Sendable {
         case .json(let json): return json.serializedBytes()
         case .raw(let bytes): return bytes
         case .text(let text, _): return Array(text.utf8)
+        case .bytes(let bytes, _): return bytes
         }
     }
 

@@ -34,6 +34,8 @@ extension KintoAPI {
         var forgets: [Bool] = []
         var implicit: [[ObjectPath]] = []
         var effects = WriteEffects()
+        // Where each write may leave files without their record (cleaned after the commit).
+        var scopes: [AttachmentScope?] = []
         for (i, item) in items.enumerated() {
             guard case .object = item else {
                 throw KintoError.invalidParameters(location: "body", name: "requests.\(i)", description: "requests.\(i) must be an object")
@@ -43,6 +45,7 @@ extension KintoAPI {
             writeEffects.append(nil)
             forgets.append(false)
             implicit.append([])
+            scopes.append(nil)
             do {
                 // Under /buckets/default: the caller's personal bucket, created first if missing.
                 if let personal = try personalBucket(sub) {
@@ -55,6 +58,7 @@ extension KintoAPI {
                 if !sub.isRead {
                     writeEffects[i] = route.effects
                     effects.formUnion(route.effects)
+                    scopes[i] = Self.attachmentScope(route: route, method: sub.method)
                     if case .plural(let path) = route, path.kind != .record { forgets[i] = true }
                     if case .object(let path) = route, path.kind != .record { forgets[i] = true }
                 }
@@ -102,6 +106,7 @@ extension KintoAPI {
         }
         announce(changed, succeeded: true)
         announce(refused, succeeded: false)
+        await cleanAttachments(Set(zip(scopes, responses).compactMap { $1.status < 400 ? $0 : nil }))
         return APIResponse(body: .raw(Self.batchBody(subs, responses)))
     }
 
@@ -119,7 +124,7 @@ extension KintoAPI {
             switch response.body {
             case .raw(let bytes): out.append(contentsOf: bytes)
             case .json(let json): json.write(to: &out)
-            case .empty, .text: out.append(contentsOf: "null".utf8)
+            case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
             }
             var headers: [String: JSON] = [:]
             for (name, value) in response.headers { headers[name] = .string(value) }

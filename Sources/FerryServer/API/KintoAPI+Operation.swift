@@ -109,6 +109,12 @@ extension KintoAPI {
             return try accountOperation(request, id: id)
         case .webhooks(let bucket, let collection, let id, let log):
             return try webhookOperation(request, bucket: bucket, collection: collection, id: id, log: log)
+        case .attachment(let path):
+            if request.method == .delete { return try deleteAttachmentOperation(request, path: path) }
+            if inBatch {
+                throw KintoError.invalidParameters(location: "body", name: "requests", description: "An attachment upload (multipart) cannot be sent in a batch")
+            }
+            return .own { try await self.uploadAttachment(request, path: path, effects: route.effects) }
         case .plural(let path) where path.kind == .record && request.method == .get && request.query.contains(where: { $0.0 == "_wait" }):
             if inBatch {
                 throw KintoError.invalidParameters(location: "querystring", name: "_wait", description: "_wait (a long-poll) is not allowed in a batch")

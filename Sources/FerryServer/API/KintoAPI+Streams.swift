@@ -80,7 +80,7 @@ extension KintoAPI {
         switch response.body {
         case .raw(let bytes): return bytes.elementsEqual("{\"data\":[]}".utf8)
         case .json(let json): return json["data"]?.arrayValue?.isEmpty == true
-        case .empty, .text: return false
+        case .empty, .text, .bytes: return false
         }
     }
 }

@@ -40,6 +40,8 @@ public struct KintoAPI: Sendable {
         public var projectURL: String? = nil
         /// The public version string.
         public var version: String = FerryVersion.current
+        /// Attachments (the kinto-attachment API), where files go; nil: not served.
+        public var attachments: AttachmentSettings? = nil
 
         public init() {}
     }
@@ -57,12 +59,15 @@ public struct KintoAPI: Sendable {
     let feedReads = SharedReads()
     /// Raised when a webhook is registered, changed or deleted (the dispatcher looks again).
     public let webhooksChanged = WakeSignal()
+    /// The files of attachments (nil when not served).
+    let attachments: AttachmentStore?
 
     public init(storage: any Storage, settings: Settings = .init(), metrics: ServerMetrics? = nil, authenticator: Authenticator? = nil) {
         self.storage = storage
         self.settings = settings
         self.metrics = metrics
         self.authenticator = authenticator
+        attachments = settings.attachments.map(AttachmentStore.init(settings:))
     }
 
     /// The identity behind an `Authorization` header (anonymous without one).
@@ -80,12 +85,16 @@ public struct KintoAPI: Sendable {
         var response: APIResponse
         var routeName = "unknown"
         var effects = WriteEffects()
+        var attachmentScope: AttachmentScope?
         do {
             let personal = try personalBucket(request)
             if let personal { request = personal.request }
             let route = try Route(request.path)
             routeName = route.name
-            if !request.isRead { effects = route.effects }
+            if !request.isRead {
+                effects = route.effects
+                attachmentScope = Self.attachmentScope(route: route, method: request.method)
+            }
             var prepared = try self.operation(for: request, route: route, inBatch: false)
             if let personal, !personal.implicit.isEmpty {
                 // The personal bucket (and the collection named) first, in the request's own write
@@ -118,6 +127,7 @@ public struct KintoAPI: Sendable {
             response = errorResponse(error)
         }
         if !request.isRead { announce(effects, succeeded: response.status < 400) }
+        if let attachmentScope, response.status < 400 { await cleanAttachments([attachmentScope]) }
         if let backoff = settings.backoffSeconds { response.headers.append(("Backoff", String(backoff))) }
         response.routeName = routeName
         return response
@@ -129,6 +139,7 @@ public struct KintoAPI: Sendable {
         switch route {
         case .flush: settings.flushEndpoint
         case .accounts: authenticator != nil
+        case .attachment: attachments != nil
         default: true
         }
     }
@@ -192,6 +203,7 @@ public struct KintoAPI: Sendable {
             "url": projectURL,
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ].compactMapValues { $0 })
+        if let attachments = attachmentCapability(request) { capabilities["attachments"] = attachments }
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",
                                               "url": "https://docs.kinto-storage.org/en/stable/api/1.x/flush.html"]

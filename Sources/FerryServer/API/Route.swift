@@ -10,6 +10,8 @@ enum Route: Sendable {
     case webhooks(bucket: String, collection: String, id: String?, log: Bool)
     case plural(ObjectPath)
     case object(ObjectPath)
+    /// `…/records/{id}/attachment` (kinto-attachment): the path is the record's.
+    case attachment(ObjectPath)
 
     /// Finds the route of a path below `/v1` (a leading `/v1` is dropped too).
     init(_ path: String) throws(KintoError) {
@@ -83,8 +85,13 @@ enum Route: Sendable {
                 self = .plural(ObjectPath(kind: .record, bucket: bucket, collection: child))
                 return
             }
+            let record = ObjectPath(kind: .record, bucket: bucket, collection: child, id: try id(segments[5]))
+            if segments.count == 7, segments[6] == "attachment" {
+                self = .attachment(record)
+                return
+            }
             guard segments.count == 6 else { throw .missingResource }
-            self = .object(ObjectPath(kind: .record, bucket: bucket, collection: child, id: try id(segments[5])))
+            self = .object(record)
         }
     }
 
@@ -98,6 +105,7 @@ enum Route: Sendable {
         case .webhooks(_, _, let id, let log): id == nil || log ? [.get, .head] : [.get, .head, .put, .delete]
         case .plural: [.get, .head, .post, .delete]
         case .object: [.get, .head, .put, .patch, .delete]
+        case .attachment: [.post, .delete]
         }
     }
 
@@ -116,6 +124,7 @@ enum Route: Sendable {
         case .webhooks(_, _, let id, let log): log ? "webhook-deliveries" : id == nil ? "webhooks" : "webhook"
         case .plural(let p): p.kind.plural
         case .object(let p): p.kind.rawValue
+        case .attachment: "attachment"
         }
     }
 
@@ -133,6 +142,8 @@ enum Route: Sendable {
         case .webhooks(let bucket, let collection, _, _):
             effects.collections.insert("/buckets/\(bucket)/collections/\(collection)")
             effects.webhooks = true
+        case .attachment(let path):
+            effects.collections.insert(path.collectionURI!)
         case .plural(let path), .object(let path):
             switch path.kind {
             case .bucket:

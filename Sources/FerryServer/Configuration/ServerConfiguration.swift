@@ -94,6 +94,20 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Where people read about this deployment (an http or https URL), announced in `GET /v1/`
     /// and `__version__`; none by default (nothing points at an address nobody published).
     public var projectURL: String? = nil
+    /// Serve the kinto-attachment API, files kept in `<data>/attachments`.
+    public var attachmentsEnabled: Bool = true
+    /// What `attachment.location` is relative to (a CDN in front of the files); nil: this server's `/attachments/`.
+    public var attachmentBaseURL: String? = nil
+    /// The largest attachment, in bytes.
+    public var attachmentMaxSize: Int = 25 << 20
+    /// Allowed file extensions (without the dot); nil: any.
+    public var attachmentExtensions: [String]? = nil
+    /// Allowed media types (`image/png`, `image/*`); nil: any.
+    public var attachmentMimetypes: [String]? = nil
+    /// Keep files when their record goes or their attachment is replaced.
+    public var attachmentKeepOldFiles: Bool = false
+    /// Serve files to anyone, not only to who may read the record.
+    public var attachmentPublic: Bool = false
     /// PEM certificate chain and private key: serve HTTPS.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
@@ -360,6 +374,46 @@ public struct ServerConfiguration: Sendable, Equatable {
             else { throw Error("project_url must be an http or https URL such as https://docs.example.com/ferry, not \"\(v)\"") }
             c.projectURL = v
         },
+        Key(name: "attachments_enabled",
+            summary: "Serve the kinto-attachment API (`POST`/`DELETE …/records/ID/attachment`), files kept in `<data>/attachments` and served under `/attachments/`.",
+            value: { String($0.attachmentsEnabled) }) { c, v throws(Error) in c.attachmentsEnabled = try bool(v, "attachments_enabled") },
+        Key(name: "attachment_base_url",
+            summary: "What an attachment's `location` is relative to (a CDN in front of the files); unset: this server's `/attachments/`.",
+            value: { $0.attachmentBaseURL }) { c, v throws(Error) in
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw Error("attachment_base_url must be an http(s) URL such as https://cdn.example.com/files/, not \"\(v)\"")
+            }
+            c.attachmentBaseURL = v
+        },
+        Key(name: "attachment_max_size",
+            summary: "The largest attachment, in bytes (a larger upload is a 413 and stores nothing).",
+            value: { String($0.attachmentMaxSize) }) { c, v throws(Error) in c.attachmentMaxSize = try int(v, "attachment_max_size", min: 1, max: 1 << 30) },
+        Key(name: "attachment_extensions",
+            summary: "File extensions an attachment may have (`pdf,png`), or `any`.",
+            value: { $0.attachmentExtensions?.joined(separator: ",") ?? "any" }) { c, v throws(Error) in
+            let entries = list(v).map { ($0.hasPrefix(".") ? String($0.dropFirst()) : $0).lowercased() }
+            if entries == ["any"] { c.attachmentExtensions = nil; return }
+            for entry in entries where entry.isEmpty || !entry.allSatisfy({ $0.isLetter || $0.isNumber }) {
+                throw Error("attachment_extensions: \"\(entry)\" is not a file extension (letters and digits, like pdf), nor any")
+            }
+            c.attachmentExtensions = entries
+        },
+        Key(name: "attachment_mimetypes",
+            summary: "Media types an attachment may have (`image/png`, `image/*`), or `any`.",
+            value: { $0.attachmentMimetypes?.joined(separator: ",") ?? "any" }) { c, v throws(Error) in
+            let entries = list(v).map { $0.lowercased() }
+            if entries == ["any"] { c.attachmentMimetypes = nil; return }
+            for entry in entries where entry.split(separator: "/", omittingEmptySubsequences: false).count != 2 {
+                throw Error("attachment_mimetypes: \"\(entry)\" is not a media type (like image/png or image/*), nor any")
+            }
+            c.attachmentMimetypes = entries
+        },
+        Key(name: "attachment_keep_old_files",
+            summary: "Keep attachment files when their record goes or their attachment is replaced.",
+            value: { String($0.attachmentKeepOldFiles) }) { c, v throws(Error) in c.attachmentKeepOldFiles = try bool(v, "attachment_keep_old_files") },
+        Key(name: "attachment_public",
+            summary: "Serve attachment files to anyone, not only to who may read their record.",
+            value: { String($0.attachmentPublic) }) { c, v throws(Error) in c.attachmentPublic = try bool(v, "attachment_public") },
         Key(name: "tls_cert",
             summary: "PEM certificate chain: serve HTTPS (with `tls_key`).",
             value: { $0.tlsCertificate }) { c, v throws(Error) in c.tlsCertificate = v },

@@ -93,6 +93,16 @@ public struct FerryResponder: HTTPResponder {
             }
             apiResponse = answer
             routeName = apiResponse.routeName
+        } else if path.hasPrefix(Self.attachmentsPrefix), api.attachments != nil {
+            // Attachment files (kinto-attachment's base_url, served here).
+            switch await admit(Self.headerMap(request), context: context) {
+            case .admitted(let identity):
+                let location = String(path.dropFirst(Self.attachmentsPrefix.count))
+                apiResponse = await api.attachmentFile(location: location, identity: identity, method: request.method)
+            case .refused(let answer):
+                apiResponse = answer
+            }
+            routeName = "attachment-file"
         } else if versionPrefixRedirect, let location = Self.versionRedirect(path: path, query: request.uri.query) {
             // Kinto's: method and body go along (307), so a PUT is repeated under /v1.
             apiResponse = APIResponse(status: 307, headers: [("Location", location)])
@@ -122,7 +132,7 @@ public struct FerryResponder: HTTPResponder {
     /// no route is (a path under `/v1` that names nothing, or one without `/v1` that is not redirected).
     func preflight(_ request: Request, path: String) -> APIResponse {
         let methods: [HTTPRequest.Method]
-        if path == "/metrics" || path == "/" {
+        if path == "/metrics" || path == "/" || (path.hasPrefix(Self.attachmentsPrefix) && api.attachments != nil) {
             methods = [.get, .head]
         } else {
             let below: String
@@ -215,9 +225,25 @@ public struct FerryResponder: HTTPResponder {
         case .admitted(let admitted): identity = admitted
         case .refused(let answer): return answer
         }
-        let maxBodySize = limits.maxBodySize
+        let host = request.head.authority ?? headers["host"] ?? "localhost"
+        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
+        var apiRequest = APIRequest(
+            method: request.method, path: subpath,
+            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
+            headers: headers, identity: identity, baseURL: "\(scheme)://\(host)/v1")
+        var bodyLimit = limits.maxBodySize
+        var overLimit = KintoError.tooLarge(limit: bodyLimit)
+        if api.attachments != nil, subpath.hasSuffix("/attachment"), case .attachment(let path)? = try? Route(subpath), request.method == .post || request.method == .delete {
+            // An upload is refused before its body is read where the headers and the caller's
+            // permissions already say so; its body may hold a file up to attachment_max_size.
+            if let refusal = await api.attachmentPrecheck(apiRequest, path: path) { return refusal }
+            bodyLimit = api.attachmentBodyLimit
+            overLimit = KintoAPI.attachmentTooLarge(api.attachments!.settings.maxSize)
+        }
+        let maxBodySize = bodyLimit
+        let tooLarge = overLimit
         if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize {
-            return APIResponse(error: .tooLarge(limit: maxBodySize))
+            return APIResponse(error: tooLarge)
         }
         var bodyBytes: [UInt8] = []
         if request.method != .get && request.method != .head {
@@ -229,7 +255,7 @@ public struct FerryResponder: HTTPResponder {
                     do {
                         return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
                     } catch {
-                        return .failure(.tooLarge(limit: maxBodySize))
+                        return .failure(tooLarge)
                     }
                 }
                 group.addTask {
@@ -251,12 +277,7 @@ public struct FerryResponder: HTTPResponder {
             case .failure(let error): return APIResponse(error: error)
             }
         }
-        let host = request.head.authority ?? headers["host"] ?? "localhost"
-        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
-        let apiRequest = APIRequest(
-            method: request.method, path: subpath,
-            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
-            headers: headers, body: bodyBytes, identity: identity, baseURL: "\(scheme)://\(host)/v1")
+        apiRequest.body = bodyBytes
         return await api.handle(apiRequest)
     }
 
@@ -275,6 +296,9 @@ public struct FerryResponder: HTTPResponder {
         case .text(let text, let contentType):
             fields[.contentType] = contentType
             bytes = Array(text.utf8)
+        case .bytes(let raw, let contentType):
+            fields[.contentType] = contentType
+            bytes = raw
         }
         for (name, value) in response.headers {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
@@ -288,6 +312,8 @@ public struct FerryResponder: HTTPResponder {
     }
 
     static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    /// Where attachment files are served (the default `capabilities.attachments.base_url`).
+    static let attachmentsPrefix = "/attachments/"
 
     static func makeRequestID() -> String {
         let hex = Array("0123456789abcdef")

@@ -94,6 +94,10 @@ public final class SyncEngine {
         var run = Run(job: job, jobID: jobID, report: report, deadLetter: deadLetter, state: state,
                       sourceName: source.displayName, targetName: target.displayName)
         let writer: (any TargetWriter)? = job.dryRun ? nil : try await target.makeWriter(job: jobID)
+        // A target that takes attachments gets their files from a source that has them.
+        if let receiver = writer as? any AttachmentReceiving, let files = source as? any AttachmentSource {
+            receiver.attachmentSource = files
+        }
         run.writer = writer
         run.seen = job.mode == .full && job.deleteMissing ? [] : nil
         // Counting costs a pass over a file: only when someone watches the progress.

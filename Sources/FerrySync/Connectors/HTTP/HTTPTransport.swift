@@ -122,15 +122,17 @@ final class HTTPTransport: Sendable {
         return url + (url.contains("?") ? "&" : "?") + name + "=" + Self.queryEncode(value)
     }
 
-    func makeRequest(_ method: HTTPMethod, _ url: String, body: [UInt8]?, headers extra: [(String, String)], accept: String = "application/json") -> HTTPClientRequest {
+    /// - Parameter anonymous: send no credentials (a file on another origin, such as a CDN).
+    func makeRequest(_ method: HTTPMethod, _ url: String, body: [UInt8]?, headers extra: [(String, String)], accept: String = "application/json",
+                     anonymous: Bool = false) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Accept", value: accept)
         request.headers.add(name: "User-Agent", value: "ferry-sync")
-        if case .header(let name, let value) = credentials { request.headers.add(name: name, value: value) }
+        if !anonymous, case .header(let name, let value) = credentials { request.headers.add(name: name, value: value) }
         for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            if !extra.contains(where: { $0.0.lowercased() == "content-type" }) { request.headers.add(name: "Content-Type", value: "application/json") }
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         return request
@@ -142,13 +144,14 @@ final class HTTPTransport: Sendable {
         try await client.execute(makeRequest(.GET, authorized(url), body: nil, headers: [], accept: accept), timeout: .hours(24))
     }
 
-    func send(_ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, headers extra: [(String, String)] = []) async throws -> Response {
-        let target = authorized(url)
+    func send(_ method: HTTPMethod, _ url: String, body: [UInt8]? = nil, headers extra: [(String, String)] = [],
+              accept: String = "application/json", anonymous: Bool = false) async throws -> Response {
+        let target = anonymous ? url : authorized(url)
         var attempt = 0
         while true {
             attempt += 1
             try await waitForTurn()
-            let request = makeRequest(method, target, body: body, headers: extra)
+            let request = makeRequest(method, target, body: body, headers: extra, accept: accept, anonymous: anonymous)
             let response: Response
             do {
                 let answer = try await client.execute(request, timeout: .seconds(120))

@@ -20,6 +20,8 @@ public final class KintoEndpoint: Endpoint {
     var batchMaxRequests = 25
     /// Largest request body the server takes (a Ferry server says; 1 MiB for one that does not).
     var maxBodySize = 1 << 20
+    /// What records' `attachment.location` is relative to (`capabilities.attachments.base_url`), when the server has attachments.
+    var attachmentBaseURL: String?
     public let displayName: String
     /// Engine batches of several server batches, so that several can be in flight (``KintoWriter``).
     public var preferredBatchSize: Int? { 10_000 }
@@ -80,6 +82,9 @@ public final class KintoEndpoint: Endpoint {
         }
         if let n = info["settings"]?["batch_max_requests"]?.intValue, n > 0 { batchMaxRequests = Int(n) }
         if let n = info["settings"]?["max_body_size"]?.intValue, n >= 1024 { maxBodySize = Int(n) }
+        if let base = info["capabilities"]?["attachments"]?["base_url"]?.stringValue, !base.isEmpty {
+            attachmentBaseURL = base.hasSuffix("/") ? base : base + "/"
+        }
         let probe = try await http.send(.GET, root + collectionPath)
         if probe.status == 200 { return }
         guard forWriting, probe.status == 403 || probe.status == 404 else {
@@ -172,6 +177,8 @@ public final class KintoEndpoint: Endpoint {
 /// requests can race for one record; with repeated keys they go one after the other, in order).
 final class KintoWriter: TargetWriter {
     let endpoint: KintoEndpoint
+    /// Where the files of records' attachments come from (a Ferry or Kinto source); nil: records go as plain data.
+    var attachmentSource: (any AttachmentSource)?
     init(endpoint: KintoEndpoint) { self.endpoint = endpoint }
 
     /// Requests in flight at once: the server works on one while the next is sent and parsed.
@@ -183,6 +190,26 @@ final class KintoWriter: TargetWriter {
     func finish(cursor: Cursor?) async throws -> ApplyOutcome { ApplyOutcome() }
 
     func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
+        // Records with a file go one by one after the batch (a later change of the same key in
+        // this batch wins, so an earlier one with a file is dropped; one without goes in the batch).
+        var lastIndex: [RecordKey: Int] = [:]
+        for (i, change) in changes.enumerated() { lastIndex[change.key] = i }
+        var withFiles: [Change] = []
+        var plain: [Change] = []
+        for (i, change) in changes.enumerated() {
+            if carriesAttachment(change) {
+                if lastIndex[change.key] == i { withFiles.append(change) }
+            } else {
+                plain.append(change)
+            }
+        }
+        var outcome = try await applyPlain(plain)
+        for change in withFiles { await applyWithAttachment(change, into: &outcome) }
+        return outcome
+    }
+
+    func applyPlain(_ changes: [Change]) async throws -> ApplyOutcome {
+        guard !changes.isEmpty else { return ApplyOutcome() }
         let sender = BatchSender(endpoint)
         // Requests of at most batch_max_requests sub-requests and max_body_size bytes (a larger
         // body would be refused whole with 413); a sub-request larger than that goes alone.
