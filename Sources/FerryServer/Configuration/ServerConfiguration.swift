@@ -161,6 +161,14 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     /// A comma-separated list (YAML lists arrive joined with commas).
+    /// `text` when it is an absolute http or https URL with a host and no blanks.
+    static func httpURL(_ text: String, _ what: String, example: String) throws(Error) -> String {
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false,
+              !text.contains(where: { $0.isWhitespace })
+        else { throw Error("\(what) must be an http or https URL such as \(example), not \"\(text)\"") }
+        return text
+    }
+
     static func list(_ text: String) -> [String] {
         text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
@@ -369,10 +377,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "project_url",
             summary: "An http(s) address where users read about this deployment: `project_docs` of `GET /v1/`, `source` of `__version__`, the `url` of Ferry's own capabilities; unset, they are left out.",
             value: { $0.projectURL }) { c, v throws(Error) in
-            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false,
-                  !v.contains(where: { $0.isWhitespace })
-            else { throw Error("project_url must be an http or https URL such as https://docs.example.com/ferry, not \"\(v)\"") }
-            c.projectURL = v
+            c.projectURL = try httpURL(v, "project_url", example: "https://docs.example.com/ferry")
         },
         Key(name: "attachments_enabled",
             summary: "Serve the kinto-attachment API (`POST`/`DELETE …/records/ID/attachment`), files kept in `<data>/attachments` and served under `/attachments/`.",
@@ -380,10 +385,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "attachment_base_url",
             summary: "What an attachment's `location` is relative to (a CDN in front of the files); unset: this server's `/attachments/`.",
             value: { $0.attachmentBaseURL }) { c, v throws(Error) in
-            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-                throw Error("attachment_base_url must be an http(s) URL such as https://cdn.example.com/files/, not \"\(v)\"")
-            }
-            c.attachmentBaseURL = v
+            c.attachmentBaseURL = try httpURL(v, "attachment_base_url", example: "https://cdn.example.com/files/")
         },
         Key(name: "attachment_max_size",
             summary: "The largest attachment, in bytes (a larger upload is a 413 and stores nothing).",
