@@ -32,7 +32,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "FILE")) var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "FILE")) var tlsKey: String?
     @Option(name: .long, help: ArgumentHelp("Requests per principal, e.g. 600/60 (429 with Retry-After above).", valueName: "REQUESTS/SECONDS")) var rateLimit: String?
-    @Option(name: .long, help: ArgumentHelp("Origins of the browser pages that may call the API, comma-separated (default *: any).", valueName: "ORIGINS")) var corsOrigins: String?
+    @Option(name: .long, help: ArgumentHelp("Origins of the browser pages that may call the API, comma-separated; * for any (default: *).", valueName: "ORIGINS")) var corsOrigins: String?
     @Flag(name: .long, help: "Serve POST /v1/__flush__, which deletes everything (for test suites).") var flushEndpoint = false
     @Flag(name: .long, help: "Make /v1/buckets/default each user's personal bucket, created on first use (Kinto's default_bucket).") var defaultBucket = false
     @Flag(name: .long, help: "Answer paths without /v1 with 404 instead of a 307 to them under /v1.") var noVersionPrefixRedirect = false
