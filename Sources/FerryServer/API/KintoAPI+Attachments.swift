@@ -2,6 +2,7 @@ import FerryCore
 import FerryStore
 import Foundation
 import HTTPTypes
+import NIOPosix
 
 /// The kinto-attachment plugin's API: `POST …/records/{id}/attachment` (a multipart upload that
 /// creates or updates the record) and `DELETE …/records/{id}/attachment`. The permission rules
@@ -155,7 +156,11 @@ extension KintoAPI {
         defer { store.endUpload(recordFolder) }
         let stored: (location: String, created: Bool)
         do {
-            stored = try store.store(upload.file, hash: hash, recordFolder: recordFolder)
+            // Written and fsynced on NIO's blocking-I/O threads: an fsync on a busy disk takes
+            // seconds, and on Swift's cooperative pool (as many threads as cores) it would stall
+            // every other request of the process meanwhile.
+            let file = upload.file
+            stored = try await NIOThreadPool.singleton.runIfActive { try store.store(file, hash: hash, recordFolder: recordFolder) }
         } catch {
             throw KintoError.backend("Cannot store the attachment in \(store.folder): \(error). Retry later.", retryAfter: settings.retryAfterSeconds)
         }
@@ -350,7 +355,9 @@ extension KintoAPI {
         } catch {
             return errorResponse(error)
         }
-        guard let bytes = store.read(location) else { return APIResponse(error: .missingResource) }
+        guard let bytes = try? await NIOThreadPool.singleton.runIfActive({ store.read(location) }) else {
+            return APIResponse(error: .missingResource)
+        }
         // HEAD: the HTTP layer sends the length without the bytes.
         var response = APIResponse(body: .bytes(bytes, contentType: mimetype ?? "application/octet-stream"))
         response.headers = [("ETag", "\"\(name)\""), ("Cache-Control", publicRead ? "public, max-age=31536000, immutable" : "private, no-cache")]
