@@ -8,10 +8,17 @@ import HummingbirdTesting
 import NIOCore
 import Testing
 
-/// The kinto-attachment API over a real socket: uploads, the files on disk, serving them, and
+/// The kinto-attachment API through the server's responder: uploads, the files on disk, serving them, and
 /// every bad upload refused with a clear error that leaves the storage and the folder as they were.
 @Suite struct AttachmentTests {
     static let record = "/v1/buckets/main/collections/users/records/r1"
+    /// Hummingbird's in-memory client, not `.live`: the live test client gives up on an answer
+    /// after a fixed 20 s, and in the full suite other tests block Swift's cooperative pool (they
+    /// wait for child processes synchronously) for longer than that, which failed these tests in
+    /// CI with nothing wrong on the server. The same uploads cross real sockets in
+    /// AttachmentSyncTests (two `ferry serve` processes), in the raw-socket test of a huge
+    /// declared length, in the two-process PostgreSQL test and in kinto-http's own suite.
+    static let framework: TestingSetup = .router
 
     /// A multipart body: fields as (name, filename, content type, content).
     static func multipart(_ parts: [(String, String?, String?, [UInt8])], boundary: String = "XyZ-boundary") -> [UInt8] {
@@ -59,7 +66,7 @@ import Testing
             ("data", nil, nil, Array(#"{"kind": "note"}"#.utf8)),
             ("permissions", nil, nil, Array(#"{"read": ["system.Everyone"]}"#.utf8)),
         ])
-        try await server.application.test(.live) { client in
+        try await server.application.test(Self.framework) { client in
             let hello = try await client.execute(uri: "/v1/", method: .get)
             let base = try #require(Wire.json(hello)["capabilities"]?["attachments"]?["base_url"]?.stringValue)
             #expect(base.hasSuffix("/attachments/"))
@@ -122,7 +129,7 @@ import Testing
             let server = try TestServer { $0.attachmentPublic = publicRead }
             try await server.seedUsers()
             let body = Self.multipart([("attachment", "secret.bin", "application/octet-stream", [1, 2, 3])])
-            try await server.application.test(.live) { client in
+            try await server.application.test(Self.framework) { client in
                 let upload = try await client.execute(uri: Self.record + "/attachment", method: .post, headers: Self.headers(), body: ByteBuffer(bytes: body))
                 let location = try #require(Wire.json(upload)["location"]?.stringValue)
                 let anonymous = try await client.execute(uri: "/attachments/" + location, method: .get)
@@ -151,7 +158,7 @@ import Testing
                                                   headers: Self.headers(), body: ByteBuffer(bytes: body))
             #expect(answer.status == .created)
         }
-        try await server.application.test(.live) { client in
+        try await server.application.test(Self.framework) { client in
             for path in ["/v1/buckets/main", "/v1/buckets/main/collections/a", "/v1/buckets/main/collections/b"] {
                 _ = try await client.execute(uri: path, method: .put, headers: Self.headers(contentType: nil))
             }
@@ -185,7 +192,7 @@ import Testing
     @Test func keepOldFilesKeepsThem() async throws {
         let server = try TestServer { $0.attachmentKeepOldFiles = true }
         try await server.seedUsers()
-        try await server.application.test(.live) { client in
+        try await server.application.test(Self.framework) { client in
             for content in ["one", "two"] {
                 let body = Self.multipart([("attachment", "f.txt", "text/plain", Array(content.utf8))])
                 _ = try await client.execute(uri: Self.record + "/attachment", method: .post, headers: Self.headers(), body: ByteBuffer(bytes: body))
@@ -274,7 +281,7 @@ import Testing
         // An existing record, which a refused upload must leave as it is.
         try await server.request("PUT", "/buckets/main/collections/users/records/r1", json: ["data": ["name": "ada"]])
         let before = try await server.dump()
-        try await server.application.test(.live) { client in
+        try await server.application.test(Self.framework) { client in
             var headers = Self.headers(user: bad.user, contentType: bad.contentType)
             for (name, value) in bad.headers { headers[HTTPField.Name(name)!] = value }
             let answer = try await client.execute(uri: bad.path, method: .post, headers: headers, body: ByteBuffer(bytes: bad.body))
@@ -328,6 +335,7 @@ import Testing
         let server = try TestServer { $0.attachmentMaxSize = 1024 }
         try await server.seedUsers()
         let before = try await server.dump()
+        // A real socket (its own timeouts: the live client's 20 s does not apply to it).
         try await server.application.test(.live) { client in
             let port = try #require(client.port)
             let answer = try Self.rawExchange(port: port, "POST \(Self.record)/attachment HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
@@ -346,7 +354,7 @@ import Testing
         let batch = try await server.request("POST", "/batch", json: ["requests": [["method": "POST", "path": "/buckets/main/collections/users/records/r1/attachment"]]])
         #expect(batch.json["responses"]?[0]?["status"] == 400)
         let readonly = try TestServer { $0.readonly = true }
-        try await readonly.application.test(.live) { client in
+        try await readonly.application.test(Self.framework) { client in
             let answer = try await client.execute(uri: Self.record + "/attachment", method: .post, headers: Self.headers(),
                                                   body: ByteBuffer(bytes: Self.multipart([Self.file])))
             #expect(answer.status == .methodNotAllowed)
