@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "ferry", targets: ["ferry"]),
         .library(name: "FerryCore", targets: ["FerryCore"]),
         .library(name: "FerryStore", targets: ["FerryStore"]),
+        .library(name: "FerryPostgres", targets: ["FerryPostgres"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerrySync", targets: ["FerrySync"]),
     ],
@@ -41,10 +42,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The PostgreSQL foundation: URLs, connection settings and TLS, error translation, the
+        // executor; shared by the server's storage and the sync connector.
+        .target(
+            name: "FerryPostgres",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FerryStore",
             dependencies: [
                 "FerryCore",
+                "FerryPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -86,7 +100,7 @@ let package = Package(
             name: "FerrySync",
             dependencies: [
                 "FerryCore",
-                "FerryStore",  // EventLoopTaskExecutor
+                "FerryPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -144,13 +158,14 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryStoreTests",
-            dependencies: ["FerryStore", "FerryCore", "FerryTestSupport"],
+            dependencies: ["FerryStore", "FerryCore", "FerryPostgres", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerrySyncTests",
             dependencies: [
                 "FerrySync",
+                "FerryPostgres",
                 "FerryTestSupport",
                 "FerryCore",
                 "ferry",

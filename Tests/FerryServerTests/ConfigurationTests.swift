@@ -42,11 +42,11 @@ import Testing
         ("webhook_timeout", "0", "webhook_timeout must be"), ("webhook_allow_hosts", "10.0.0.0/33", "is not a CIDR range"),
         ("webhook_allow_hosts", "localhost, evil host", "is not a host name"),
         ("trusted_proxies", "proxy.example", "is not an address or a CIDR range"), ("trusted_proxies", "10.0.0.0/40", "is not an address or a CIDR range"),
-        ("database", "mysql://u:hunter2@h/db", "u:***@h/db\" is not a postgres://"), ("database", "postgres://u:p@h/db?pool=0", "pool must be 1 to 500"),
+        ("database", "mysql://u:hunter2@h/db", "u:***@h/db\": a PostgreSQL URL starts with postgres://"), ("database", "postgres://u:p@h/db?pool=0", "pool must be 1 to 500"),
         ("project_url", "docs.example.com", "project_url must be an http or https URL"),
         ("project_url", "javascript:alert(1)", "project_url must be an http or https URL"),
         ("attachment_base_url", "ftp://cdn.example.com/files/", "attachment_base_url must be an http or https URL"), ("project_url", "https://a b", "project_url must be"),
-        ("database", "postgres://u:p@h/", "must name a database"), ("database", "postgres://u:p@h/db?color=red", "unknown URL setting \"color\""), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
+        ("database", "postgres://u:p@h/", "name the database after the host"), ("database", "postgres://u:p@h/db?color=red", "unknown setting \"color\" (known: sslmode, connect_timeout, statement_timeout, pool)"), ("webhook_allow_hosts", "::1/200", "is not a CIDR range"),
     ])
     func badValuesSayWhatAndWhere(key: String, value: String, message: String) {
         var c = ServerConfiguration()

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryPostgres
 @testable import FerryStore
 import FerryTestSupport
 import Foundation
@@ -85,11 +86,31 @@ struct PostgresStorageTests {
         #expect(object?.json.contains("\"v\":1") == true)
     }
 
+    /// The server reads its --database URL with the sync connector's parser (FerryPostgres): the
+    /// same passwords work in both, however they are written.
+    @Test func databaseURLsParseAsTheConnectorsDo() throws {
+        let raw = try PostgresStorage.Configuration(url: "postgres://ada:a/b?c#d@db.local:6543/crm?pool=3&sslmode=require")
+        #expect(raw.address.user == "ada" && raw.address.password == "a/b?c#d" && raw.address.host == "db.local" && raw.address.port == 6543)
+        #expect(raw.address.database == "crm" && raw.address.sslMode == .require && raw.poolSize == 3)
+        #expect(raw.address.statementTimeoutMilliseconds == 30_000, "the server's default statement_timeout")
+        let encoded = try PostgresStorage.Configuration(url: "postgresql://ada:p%40ss%2Fw%3Frd@[::1]/crm?statement_timeout=0")
+        #expect(encoded.address.password == "p@ss/w?rd" && encoded.address.host == "::1" && encoded.address.statementTimeoutMilliseconds == 0)
+        #expect(encoded.address.displayName == "postgres://ada@[::1]:5432/crm")
+        for (url, mention) in [
+            ("postgres://u:p@h/db?pool=1&pool=2", "given twice"), ("postgres://u:p@h:0/db", "port must be a number from 1 to 65535"),
+            ("postgres://u:p@h/db#t", "is not a database name"), ("postgres://u:p@h/db?connect_timeout=0", "connect_timeout"),
+        ] {
+            #expect { _ = try PostgresStorage.Configuration(url: url) } throws: { error in
+                "\(error)".contains(mention) && !"\(error)".contains(":p@")
+            }
+        }
+    }
+
     @Test func badURLsAndCredentialsAreClearErrors() async throws {
         let cluster = try PostgresCluster.shared()
         for (url, mention) in [
             ("mysql://u:p@127.0.0.1/db", "postgres://"), ("postgres://127.0.0.1/db", "user"), ("postgres://u:p@127.0.0.1/", "database"),
-            ("postgres://u:p@127.0.0.1/db?pool=0", "pool"), ("postgres://u:p@127.0.0.1/db?colour=red", "unknown URL setting \"colour\""),
+            ("postgres://u:p@127.0.0.1/db?pool=0", "pool"), ("postgres://u:p@127.0.0.1/db?colour=red", "unknown setting \"colour\""),
             ("postgres://u:p@127.0.0.1/db?sslmode=maybe", "sslmode"),
         ] {
             #expect { _ = try PostgresStorage.Configuration(url: url) } throws: { error in

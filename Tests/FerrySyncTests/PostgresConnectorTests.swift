@@ -1,3 +1,4 @@
+import FerryPostgres
 import FerryCore
 import FerryTestSupport
 import Foundation

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryPostgres
 import Foundation
 import Logging
 import PostgresNIO
@@ -6,7 +7,7 @@ import PostgresNIO
 /// A transaction on a PostgreSQL connection. Each method waits for its statement's answer
 /// (sessions run on the storage's own threads, never on an event loop).
 struct PostgresSession: StorageSession {
-    let connection: PostgresConnection
+    let link: PostgresLink
     let logger: Logger
     /// NOTIFY payloads this transaction still has to send (nil: none). The first timestamp
     /// allocation sends them in its own statement; whatever is left goes just before COMMIT.
@@ -33,11 +34,16 @@ struct PostgresSession: StorageSession {
     }
 
     func execute(_ sql: String) throws {
-        _ = try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait()
+        _ = try rows(sql)
     }
 
     func rows(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> [PostgresRow] {
-        try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait().rows
+        try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).rows
+    }
+
+    /// What a statement fails with when the connection closes before it is answered.
+    var lost: StorageError {
+        .backend("PostgreSQL: lost the connection (the server closed it)")
     }
 
     static func binds(_ values: [any PostgresNonThrowingEncodable & Sendable]) -> PostgresBindings {
@@ -364,24 +370,13 @@ struct PostgresSession: StorageSession {
     /// collection's timestamp lock meanwhile, and blocked callers filling the pool (a loaded test
     /// run did) would hold it with them until other writers hit `statement_timeout`.
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
-        let connection = connection
+        let connection = link.connection
         let logger = logger
-        let promise = connection.eventLoop.makePromise(of: [Statement.Row].self)
-        @Sendable func run() async {
-            do {
-                var rows: [Statement.Row] = []
-                for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-                promise.succeed(rows)
-            } catch {
-                promise.fail(error)
-            }
+        return try link.wait(lost: lost) {
+            var rows: [Statement.Row] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
         }
-        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
-            Task(executorPreference: EventLoopTaskExecutor(connection.eventLoop)) { await run() }
-        } else {
-            Task { await run() }
-        }
-        return try promise.futureResult.wait()
     }
 
     /// An object, its permissions and the checks passed, in one statement: a GET costs one round trip.

@@ -1,4 +1,5 @@
 public import FerryCore
+public import FerryPostgres
 import Foundation
 public import Logging
 import NIOConcurrencyHelpers
@@ -20,69 +21,41 @@ import PostgresNIO
 /// while the database is away and recovers by itself when it is back.
 public final class PostgresStorage: Storage, @unchecked Sendable {
     public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
-        public var user: String
-        public var password: String?
-        public var database: String
+        /// Where the database is and how to sign in (``PostgresAddress``, the one parser of such URLs).
+        public var address: PostgresAddress
         /// Most connections (and transactions at once).
         public var poolSize = 10
-        /// `statement_timeout` of every connection, in milliseconds (0: none).
-        public var statementTimeout = 30_000
-        var tls: PostgresConnection.Configuration.TLS = .disable
-        /// Seconds to wait for a connection to be made.
-        public var connectTimeout: Int64 = 10
 
-        /// From `postgres://USER[:PASS]@HOST[:PORT]/DB[?pool=N&statement_timeout=MS&sslmode=disable|require&connect_timeout=S]`.
+        /// From `postgres://USER[:PASS]@HOST[:PORT]/DB[?pool=N&statement_timeout=MS&sslmode=disable|require|verify-full&connect_timeout=S]`;
+        /// `statement_timeout` is 30 s unless the URL says otherwise (0: none).
         public init(url: String) throws(StorageError) {
-            guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-                  let host = components.host, !host.isEmpty else {
-                throw .backend("database: \"\(PostgresStorage.redacted(url))\" is not a postgres://USER:PASS@HOST:PORT/DB URL")
+            let parsed: PostgresAddress.Parsed
+            do {
+                parsed = try PostgresAddress.parse(url, extraSettings: ["pool"])
+            } catch {
+                throw .backend("database: \"\(PostgresAddress.redacted(url))\": \(error.message)")
             }
-            let database = String(components.path.dropFirst())
-            guard !database.isEmpty, !database.contains("/") else { throw .backend("database: the URL must name a database: postgres://USER:PASS@HOST:PORT/DB") }
-            guard let user = components.user, !user.isEmpty else { throw .backend("database: the URL must name a user: postgres://USER:PASS@HOST:PORT/DB") }
-            self.host = host
-            self.port = components.port ?? 5432
-            self.user = user.removingPercentEncoding ?? user
-            self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
-            self.database = database
-            for item in components.queryItems ?? [] {
-                let value = item.value ?? ""
-                switch item.name {
-                case "pool":
-                    guard let n = Int(value), (1...500).contains(n) else { throw .backend("database: pool must be 1 to 500, not \"\(value)\"") }
-                    poolSize = n
-                case "statement_timeout":
-                    guard let n = Int(value), n >= 0 else { throw .backend("database: statement_timeout must be milliseconds, not \"\(value)\"") }
-                    statementTimeout = n
-                case "connect_timeout":
-                    guard let n = Int64(value), (1...3600).contains(n) else { throw .backend("database: connect_timeout must be 1 to 3600 seconds, not \"\(value)\"") }
-                    connectTimeout = n
-                case "sslmode":
-                    switch value {
-                    case "disable": tls = .disable
-                    case "require", "verify-full":
-                        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-                        if value == "require" { tlsConfiguration.certificateVerification = .none }
-                        do {
-                            tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
-                        } catch {
-                            throw .backend("database: cannot set up TLS: \(error)")
-                        }
-                    default: throw .backend("database: sslmode must be disable, require or verify-full, not \"\(value)\"")
-                    }
-                default:
-                    throw .backend("database: unknown URL setting \"\(item.name)\" (pool, statement_timeout, connect_timeout, sslmode)")
-                }
+            address = parsed.address
+            if address.statementTimeoutMilliseconds == nil { address.statementTimeoutMilliseconds = 30_000 }
+            for (name, value) in parsed.settings where name == "pool" {
+                guard let n = Int(value), (1...500).contains(n) else { throw .backend("database: pool must be 1 to 500, not \"\(value)\"") }
+                poolSize = n
+            }
+            // The TLS set-up is checked now, not at the first connection.
+            do {
+                _ = try address.connectionConfiguration()
+            } catch {
+                throw .backend("database: \(error.message)")
             }
         }
     }
 
     public let configuration: Configuration
+    /// How every connection of this storage is made (TLS, timeouts, start-up parameters).
+    private let driverConfiguration: PostgresConnection.Configuration
     let logger: Logger
     let threads: NIOThreadPool
-    private let idle = NIOLockedValueBox<[PostgresConnection]>([])
+    private let idle = NIOLockedValueBox<[PostgresLink]>([])
     private let slots: DispatchSemaphore
     private let nextID = NIOLockedValueBox(0)
     /// Where it is, for messages (no password).
@@ -92,7 +65,12 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     public init(configuration: Configuration, logger: Logger = Logger(label: "ferry.store")) async throws {
         self.configuration = configuration
         self.logger = logger
-        displayName = "postgres://\(configuration.user)@\(configuration.host):\(configuration.port)/\(configuration.database)"
+        displayName = configuration.address.displayName
+        do {
+            driverConfiguration = try configuration.address.connectionConfiguration()
+        } catch {
+            throw StorageError.backend("database: \(error.message)")
+        }
         threads = NIOThreadPool(numberOfThreads: configuration.poolSize)
         threads.start()
         slots = DispatchSemaphore(value: configuration.poolSize)
@@ -105,39 +83,21 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         }
     }
 
-    static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? url
-    }
-
     // MARK: Connections
 
-    /// How every connection of this storage is made.
-    private var connectionConfiguration: PostgresConnection.Configuration {
-        var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port, username: configuration.user,
-                                                      password: configuration.password, database: configuration.database, tls: configuration.tls)
-        config.options.connectTimeout = .seconds(configuration.connectTimeout)
-        return config
-    }
-
-    private func connect() throws -> PostgresConnection {
-        let config = connectionConfiguration
+    private func connect() throws -> PostgresLink {
         let id = nextID.withLockedValue { $0 += 1; return $0 }
-        let connection: PostgresConnection
         do {
-            connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: config, id: id, logger: logger).wait()
+            let connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: driverConfiguration,
+                                                            id: id, logger: logger).wait()
+            return PostgresLink(connection)
         } catch {
-            throw StorageError.backend("cannot connect to \(displayName): \(Self.describe(error))")
+            throw StorageError.backend("cannot connect to \(displayName): \(describe(error, connecting: true))")
         }
-        if configuration.statementTimeout > 0 {
-            _ = try? connection.query(PostgresQuery(unsafeSQL: "SET statement_timeout = \(configuration.statementTimeout)"), logger: logger).wait()
-        }
-        return connection
     }
 
     /// Runs `body` on a pooled connection, on a thread that may block.
-    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresLink) throws -> T) async throws -> T {
         try await threads.runIfActive { [self] in
             slots.wait()
             defer { slots.signal() }
@@ -156,7 +116,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 throw error
             } catch {
                 // Anything else may have left the connection in an unknown state: drop it.
-                try? connection.close().wait()
+                try? connection.connection.close().wait()
                 throw error
             }
         }
@@ -169,8 +129,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                                           _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let payloads = announcements.map { "\(processTag) \($0)" }
         do {
-            return try await withConnection { [logger] connection in
-                let session = PostgresSession(connection: connection, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads))
+            return try await withConnection { [logger] link in
+                let session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads))
                 guard let begin else { return try body(session) }
                 try session.execute(begin)
                 do {
@@ -184,7 +144,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 }
             }
         } catch let error as PSQLError {
-            throw StorageError.backend("PostgreSQL: \(Self.describe(error))")
+            throw StorageError.backend("PostgreSQL: \(describe(error))")
         }
     }
 
@@ -217,8 +177,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     }
 
     public func ping() async -> Bool {
-        (try? await withConnection { [logger] connection in
-            try connection.query(PostgresQuery(unsafeSQL: "SELECT 1"), logger: logger).wait().rows.count == 1
+        (try? await withConnection { [logger] link in
+            try PostgresSession(link: link, logger: logger).rows("SELECT 1").count == 1
         }) == true
     }
 
@@ -227,24 +187,13 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
             defer { all = [] }
             return all
         }
-        for connection in connections { try? connection.close().wait() }
+        for link in connections { try? link.connection.close().wait() }
         try threads.syncShutdownGracefully()
     }
 
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? PSQLError {
-            if let message = error.serverInfo?[.message] { return message }
-            if let underlying = error.underlying, "\(underlying)".localizedCaseInsensitiveContains("refused") { return "connection refused" }
-            switch error.code {
-            case .connectionError, .serverClosedConnection, .uncleanShutdown: return "the connection was lost"
-            default: break
-            }
-            if let underlying = error.underlying { return "\(underlying)" }
-            return "\(error.code)"
-        }
-        let text = "\(error)"
-        if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }
-        return text
+    /// `error` in words (``PostgresFailure``), without any password.
+    func describe(_ error: any Error, connecting: Bool = false) -> String {
+        PostgresFailure.explain(error, configuration.address, connecting: connecting).message
     }
 
     // MARK: Change announcements (LISTEN/NOTIFY)
@@ -256,7 +205,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     private let listener = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {
-        let config = connectionConfiguration
+        let config = driverConfiguration
         let logger = self.logger
         let tag = String(processTag)
         let task = Task {
@@ -275,7 +224,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     }
                 } catch {
                     if Task.isCancelled { return }
-                    logger.warning("PostgreSQL LISTEN failed; retrying", metadata: ["ferry.error": .string(Self.describe(error))])
+                    logger.warning("PostgreSQL LISTEN failed; retrying", metadata: ["ferry.error": .string(self.describe(error))])
                 }
                 attempt += 1
                 try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(attempt, 6)))))
@@ -300,7 +249,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     public func whileLeading(_ role: String, _ body: @escaping @Sendable () async -> Void) async {
         let key = Self.lockKey(role)
         let logger = self.logger
-        let config = connectionConfiguration
+        let config = driverConfiguration
         let interval = Duration.seconds(Self.leadCheckInterval)
         while !Task.isCancelled {
             do {
@@ -334,7 +283,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("cannot try to lead \(role); retrying", metadata: ["ferry.error": .string(Self.describe(error))])
+                logger.warning("cannot try to lead \(role); retrying", metadata: ["ferry.error": .string(self.describe(error))])
             }
             try? await Task.sleep(for: interval)
         }

@@ -1,4 +1,5 @@
 public import AsyncHTTPClient
+import FerryPostgres
 import Foundation
 
 /// Turns an endpoint URL into a connector.
@@ -84,9 +85,8 @@ public enum EndpointURL {
     public static func redacted(_ text: String) -> String {
         guard let schemeEnd = text.range(of: "://") else { return text }
         let scheme = text[..<schemeEnd.lowerBound]
-        let authorityEnd = scheme == "postgres" || scheme == "postgresql"
-            ? text.endIndex
-            : text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
+        if scheme == "postgres" || scheme == "postgresql" { return PostgresAddress.redacted(text) }
+        let authorityEnd = text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
         guard let at = text[schemeEnd.upperBound..<authorityEnd].lastIndex(of: "@") else { return text }
         let userinfo = text[schemeEnd.upperBound..<at]
         let user = userinfo.split(separator: ":", maxSplits: 1).first ?? ""

@@ -20,7 +20,7 @@ import PostgresNIO
 public final class PostgresEndpoint: Endpoint {
     let location: PostgresLocation
     let options: EndpointOptions
-    var session: PostgresSession?
+    var session: PostgresEndpointSession?
     /// The table's columns in table order; empty while the table does not exist.
     var columns: [PostgresColumn] = []
     /// The batch the writer is committing in the background (see ``PostgresWriter``).
@@ -59,7 +59,7 @@ public final class PostgresEndpoint: Endpoint {
     var schemaBinds: PostgresBindings { Self.binds(location.schema, location.table) }
 
     public func open(forWriting: Bool) async throws {
-        let session = try await PostgresSession.connect(location)
+        let session = try await PostgresEndpointSession.connect(location)
         self.session = session
         do {
             try await inspect(forWriting: forWriting)
@@ -116,7 +116,7 @@ public final class PostgresEndpoint: Endpoint {
     }
 
     /// The table's columns from the catalog (within the caller's transaction, when there is one).
-    func readColumns(_ session: PostgresSession) async throws -> [PostgresColumn] {
+    func readColumns(_ session: PostgresEndpointSession) async throws -> [PostgresColumn] {
         try await session.rows("""
             SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL), t.typname::text,
                    t.typcategory::text, (a.attgenerated <> '')::text

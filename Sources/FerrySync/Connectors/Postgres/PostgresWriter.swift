@@ -1,3 +1,4 @@
+import FerryPostgres
 import FerryCore
 import Foundation
 import NIOCore
@@ -30,7 +31,7 @@ import PostgresNIO
 /// next one waits for the call after it, so `--strict` stops before it is written.
 final class PostgresWriter: TargetWriter {
     let endpoint: PostgresEndpoint
-    let session: PostgresSession
+    let session: PostgresEndpointSession
     let job: String
     /// Whether Ferry created the table (and may add columns to it).
     private var ownsTable = false
@@ -46,7 +47,7 @@ final class PostgresWriter: TargetWriter {
     /// A batch held back because the one before had rejected records.
     private var held: (changes: [Change], cursor: Cursor?)? = nil
 
-    init(endpoint: PostgresEndpoint, session: PostgresSession, job: String) {
+    init(endpoint: PostgresEndpoint, session: PostgresEndpointSession, job: String) {
         self.endpoint = endpoint
         self.session = session
         self.job = job
@@ -350,7 +351,7 @@ final class PostgresWriter: TargetWriter {
 
     /// Rolls back and says what failed (the batch as a whole: nothing of it was written).
     private func failed(_ error: any Error, inTransaction: Bool, columns: [PostgresColumn]) async -> SyncError {
-        let failure = PostgresFailure.translate(error, location: endpoint.location, connecting: false, kind: .target)
+        let failure = PostgresErrors.translate(error, location: endpoint.location, connecting: false, kind: .target)
         if inTransaction && !PostgresFailure.isConnectionLost(error) && failure.kind != .unreachable {
             _ = try? await query("ROLLBACK")
         }

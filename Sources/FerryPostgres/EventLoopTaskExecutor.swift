@@ -4,14 +4,14 @@ public import NIOCore
 /// wait for a thread of Swift's cooperative pool (which blocking callers can fill), or that must
 /// run in the same turn of the loop as the connection's own handlers.
 @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
-package final class EventLoopTaskExecutor: TaskExecutor {
+public final class EventLoopTaskExecutor: TaskExecutor {
     let loop: any EventLoop
 
-    package init(_ loop: any EventLoop) {
+    public init(_ loop: any EventLoop) {
         self.loop = loop
     }
 
-    package func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         loop.execute { job.runSynchronously(on: executor) }

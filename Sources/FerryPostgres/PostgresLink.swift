@@ -1,0 +1,150 @@
+import Foundation
+public import NIOCore
+public import PostgresNIO
+
+/// A connection whose operations fail as soon as it closes.
+///
+/// postgres-nio 1.33 hands a query to a connection the server has just closed without ever
+/// answering it (the query never reaches the channel handler that would fail it), so a statement
+/// sent right after the server went away would wait forever. Every operation of the server's
+/// storage and of the sync connector goes through ``guarded(onEventLoop:lost:_:)`` or
+/// ``wait(_:lost:)``: whichever comes first, its answer or the close, is the answer.
+public final class PostgresLink: Sendable {
+    public let connection: PostgresConnection
+    private let watch = CloseWatch()
+
+    public init(_ connection: PostgresConnection) {
+        self.connection = connection
+        let watch = watch
+        connection.closeFuture.whenComplete { _ in watch.close() }
+    }
+
+    /// Whether the connection is closed (or closing).
+    public var isClosed: Bool { watch.isClosed || connection.isClosed }
+
+    /// Runs `operation`, and fails it with `lost` as soon as the connection is closed.
+    /// - Parameter onEventLoop: run the operation's nonisolated code on the connection's event loop
+    ///   (the same turn of the loop as the connection's own handlers; never waiting for a thread of
+    ///   Swift's cooperative pool, which blocking callers can fill).
+    public func guarded<T: Sendable>(onEventLoop: Bool = false, lost: any Error,
+                                     _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let loop = connection.eventLoop
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let answer = OneAnswer(continuation)
+            guard let id = watch.add({ answer.resume(throwing: lost) }) else {
+                answer.resume(throwing: lost)
+                return
+            }
+            let watch = watch
+            @Sendable func run() async {
+                do {
+                    answer.resume(returning: try await operation())
+                } catch {
+                    answer.resume(throwing: error)
+                }
+                watch.remove(id)
+            }
+            if onEventLoop, #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+                Task(executorPreference: EventLoopTaskExecutor(loop)) { await run() }
+            } else {
+                Task { await run() }
+            }
+        }
+    }
+
+    /// Waits, blocking the calling thread (never an event loop's), for `future`'s answer, or fails
+    /// with `lost` as soon as the connection is closed. For synchronous callers: the server's
+    /// storage sessions.
+    public func wait<T: Sendable>(lost: any Error, _ future: EventLoopFuture<T>) throws -> T {
+        let promise = connection.eventLoop.makePromise(of: T.self)
+        let first = FirstAnswer()
+        guard let id = watch.add({ if first.take() { promise.fail(lost) } }) else { throw lost }
+        let watch = watch
+        future.whenComplete { result in
+            watch.remove(id)
+            if first.take() { promise.completeWith(result) }
+        }
+        return try promise.futureResult.wait()
+    }
+
+    /// ``wait(lost:_:)`` for an operation only async code can start (postgres-nio's prepared
+    /// statements): it runs in a task on the connection's event loop, never on Swift's cooperative
+    /// pool, which callers blocked in a transaction (holding its locks) could fill.
+    public func wait<T: Sendable>(lost: any Error, _ operation: @escaping @Sendable () async throws -> T) throws -> T {
+        let promise = connection.eventLoop.makePromise(of: T.self)
+        @Sendable func run() async {
+            do { promise.succeed(try await operation()) } catch { promise.fail(error) }
+        }
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+            Task(executorPreference: EventLoopTaskExecutor(connection.eventLoop)) { await run() }
+        } else {
+            Task { await run() }
+        }
+        return try wait(lost: lost, promise.futureResult)
+    }
+}
+
+/// Taken once, by whoever comes first.
+final class FirstAnswer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+
+    /// True for the first caller only.
+    func take() -> Bool {
+        lock.withLock {
+            defer { done = true }
+            return !done
+        }
+    }
+}
+
+/// The operations waiting on a connection, failed together when it closes.
+final class CloseWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var closed = false
+    private var waiters: [Int: @Sendable () -> Void] = [:]
+    private var next = 0
+
+    /// Registers what to do on close; nil when the connection is already closed.
+    func add(_ onClose: @escaping @Sendable () -> Void) -> Int? {
+        lock.withLock {
+            guard !closed else { return nil }
+            next += 1
+            waiters[next] = onClose
+            return next
+        }
+    }
+
+    func remove(_ id: Int) {
+        lock.withLock { _ = waiters.removeValue(forKey: id) }
+    }
+
+    var isClosed: Bool { lock.withLock { closed } }
+
+    func close() {
+        let all = lock.withLock {
+            closed = true
+            defer { waiters = [:] }
+            return Array(waiters.values)
+        }
+        for onClose in all { onClose() }
+    }
+}
+
+/// A continuation resumed by the first of several answers.
+final class OneAnswer<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        self.continuation = continuation
+    }
+
+    func resume(returning value: T) {
+        lock.withLock { () -> CheckedContinuation<T, any Error>? in defer { continuation = nil }; return continuation }?.resume(returning: value)
+    }
+
+    func resume(throwing error: any Error) {
+        lock.withLock { () -> CheckedContinuation<T, any Error>? in defer { continuation = nil }; return continuation }?.resume(throwing: error)
+    }
+}
