@@ -48,7 +48,7 @@ import Testing
         _ = try await source.request(.PUT, "/buckets/main/collections/users/records/plain", body: ["data": ["n": 1]])
 
         let env = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
-        let run = try Ferry.run(["sync", source.collection(), target.collection(), "--json", "--verify"], in: dir.path, environment: env)
+        let run = try await Ferry.run(["sync", source.collection(), target.collection(), "--json", "--verify"], in: dir.path, environment: env)
         #expect(run.status == 0, "\(run.stderr)")
         let report = try JSON.parse(run.stdout)
         #expect(report["created"] == 3 && report["failed"] == 0, "\(report.serialized())")
@@ -65,7 +65,7 @@ import Testing
 
         // An incremental run after a new file moves it too; one after nothing moves nothing.
         let third = try await Self.upload(source, id: "b", filename: "notes.txt", content: Array("changed".utf8))
-        let again = try Ferry.run(["sync", source.collection(), target.collection(), "--json"], in: dir.path, environment: env)
+        let again = try await Ferry.run(["sync", source.collection(), target.collection(), "--json"], in: dir.path, environment: env)
         #expect(again.status == 0, "\(again.stderr)")
         let (_, b2) = try await target.request(.GET, "/buckets/main/collections/users/records/b")
         #expect(b2?["data"]?["attachment"]?["hash"] == third["hash"])
@@ -88,7 +88,7 @@ import Testing
         try Array("BENT".utf8).withUnsafeBufferPointer { try Data(buffer: $0).write(to: URL(fileURLWithPath: sourceDir.path + "/attachments/" + (bent["location"]?.stringValue ?? ""))) }
 
         let env = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
-        let run = try Ferry.run(["sync", source.collection(), target.collection(), "--json", "--dead-letter", "dead.jsonl"], in: dir.path, environment: env)
+        let run = try await Ferry.run(["sync", source.collection(), target.collection(), "--json", "--dead-letter", "dead.jsonl"], in: dir.path, environment: env)
         #expect(run.status != 0, "a run with failed records is not a success")
         let report = try JSON.parse(run.stdout)
         #expect(report["created"] == 1 && report["failed"] == 2, "\(report.serialized())")

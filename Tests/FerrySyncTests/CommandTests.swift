@@ -38,7 +38,7 @@ import Testing
         (["file:users.jsonl", "--mode", "incremental"], "needs --cursor-field"),
         (["sqlite:source.db#users", "--mode", "incremental", "--cursor-field", "nope"], #"no column "nope" for --cursor-field"#),
     ] as [([String], String)])
-    func badInputFailsWithOneLineAndChangesNothing(arguments: [String], message: String) throws {
+    func badInputFailsWithOneLineAndChangesNothing(arguments: [String], message: String) async throws {
         let dir = try TempDir()
         try FileManager.default.createDirectory(atPath: dir.file("folder.jsonl"), withIntermediateDirectories: false)
         try "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\": nope}\n".write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
@@ -50,7 +50,7 @@ import Testing
         try writeUsersTable(dir.file("source.db"), count: 3)
         let target = try existingTarget(dir)
 
-        let result = try Ferry.run(["sync", arguments[0], target.url] + arguments.dropFirst(), in: dir.path)
+        let result = try await Ferry.run(["sync", arguments[0], target.url] + arguments.dropFirst(), in: dir.path)
         #expect(result.status == 2)
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.count == 1, "\(result.stderr)")
@@ -58,11 +58,11 @@ import Testing
         #expect(fileBytes(dir.file("target.db")) == target.bytes)
     }
 
-    @Test func badInputNeverCreatesAMissingTarget() throws {
+    @Test func badInputNeverCreatesAMissingTarget() async throws {
         let dir = try TempDir()
         try "{\"id\":\"a\"}\n{oops\n".write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
         for target in ["sqlite:new.db#users", "file:new.jsonl", "file:new.csv"] {
-            let result = try Ferry.run(["sync", "file:bad.jsonl", target], in: dir.path)
+            let result = try await Ferry.run(["sync", "file:bad.jsonl", target], in: dir.path)
             #expect(result.status == 2 && result.stderr.contains("line 2"))
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("new") }
@@ -78,42 +78,42 @@ import Testing
         (["--where", "age"], "--where: filter \"age\" must look like"),
         (["--retries", "101"], "--retries must be between 0 and 100"),
     ] as [([String], String)])
-    func badFlagsAreRefusedBeforeAnythingRuns(flags: [String], message: String) throws {
+    func badFlagsAreRefusedBeforeAnythingRuns(flags: [String], message: String) async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("users.jsonl"), count: 3)
-        let result = try Ferry.run(["sync", "file:users.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
+        let result = try await Ferry.run(["sync", "file:users.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
         #expect(result.status != 0 && result.status != 1)
         #expect(result.stderr.contains(message), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("t.db")))
     }
 
-    @Test func passwordsInURLsAreNeverEchoed() throws {
+    @Test func passwordsInURLsAreNeverEchoed() async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["sync", "http://ada:s3cr3t-pw@127.0.0.1:1/v1/buckets/a/collections/b", "file:x.jsonl", "--retries", "0"], in: dir.path)
+        let result = try await Ferry.run(["sync", "http://ada:s3cr3t-pw@127.0.0.1:1/v1/buckets/a/collections/b", "file:x.jsonl", "--retries", "0"], in: dir.path)
         #expect(result.status == 2)
         #expect(!result.stderr.contains("s3cr3t-pw") && !result.stdout.contains("s3cr3t-pw"))
-        let bad = try Ferry.run(["sync", "ftp://ada:s3cr3t-pw@host/x", "file:x.jsonl"], in: dir.path)
+        let bad = try await Ferry.run(["sync", "ftp://ada:s3cr3t-pw@host/x", "file:x.jsonl"], in: dir.path)
         #expect(bad.status == 2 && bad.stderr.contains("ada:***@host") && !bad.stderr.contains("s3cr3t-pw"))
     }
 
     // MARK: the commands
 
-    @Test func verifyExitsOneAndListsTheDifferingKeys() throws {
+    @Test func verifyExitsOneAndListsTheDifferingKeys() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 50)
         try writeUsers(dir.file("b.jsonl"), count: 48)
-        let same = try Ferry.run(["verify", "file:a.jsonl", "file:a.jsonl"], in: dir.path)
+        let same = try await Ferry.run(["verify", "file:a.jsonl", "file:a.jsonl"], in: dir.path)
         #expect(same.status == 0 && same.stdout.contains("equal"))
-        let differ = try Ferry.run(["verify", "file:a.jsonl", "file:b.jsonl", "--json"], in: dir.path)
+        let differ = try await Ferry.run(["verify", "file:a.jsonl", "file:b.jsonl", "--json"], in: dir.path)
         #expect(differ.status == 1)
         let report = try JSON.parse(differ.stdout)
         #expect(report["equal"] == false && report["missingInTarget"] == ["u0000048", "u0000049"] && report["differing"] == 2)
     }
 
-    @Test func syncJSONReportAndRunFile() throws {
+    @Test func syncJSONReportAndRunFile() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 20)
-        let sync = try Ferry.run(["sync", "file:a.jsonl", "file:b.csv", "--json", "--verify", "--drop", "address"], in: dir.path)
+        let sync = try await Ferry.run(["sync", "file:a.jsonl", "file:b.csv", "--json", "--verify", "--drop", "address"], in: dir.path)
         #expect(sync.status == 0, "\(sync.stderr)")
         let report = try JSON.parse(sync.stdout)
         #expect(report["created"] == 20 && report["read"] == 20 && report["verify"]?["equal"] == true)
@@ -127,23 +127,23 @@ import Testing
                 transform: { rename: { username: name }, filter: ["age>=30"] }
                 verify: true
             """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let run = try Ferry.run(["run", "ferry.yml", "--json"], in: dir.path)
+        let run = try await Ferry.run(["run", "ferry.yml", "--json"], in: dir.path)
         #expect(run.status == 0, "\(run.stderr)")
         let expected = (0..<20).filter { 18 + $0 % 60 >= 30 }.count
         #expect(try countRows(dir.file("c.db"), "people") == expected)
-        let columns = try DatabaseQueue(path: dir.file("c.db")).read { try Row.fetchAll($0, sql: "PRAGMA table_info(people)").map { $0["name"] as String } }
+        let columns = try await DatabaseQueue(path: dir.file("c.db")).read { try Row.fetchAll($0, sql: "PRAGMA table_info(people)").map { $0["name"] as String } }
         #expect(columns.contains("name") && !columns.contains("username"))
 
         try "jobs:\n  x:\n    source: file:a.jsonl\n    target: file:z.jsonl\n    colour: red\n".write(toFile: dir.file("bad.yml"), atomically: true, encoding: .utf8)
-        let bad = try Ferry.run(["run", "bad.yml"], in: dir.path)
+        let bad = try await Ferry.run(["run", "bad.yml"], in: dir.path)
         #expect(bad.status == 2 && bad.stderr.contains("bad.yml:5: unknown key \"colour\""))
         #expect(!FileManager.default.fileExists(atPath: dir.file("z.jsonl")))
     }
 
-    @Test func rejectedRecordsExitOneWithASummary() throws {
+    @Test func rejectedRecordsExitOneWithASummary() async throws {
         let dir = try TempDir()
         try "{\"id\":\"a\"}\n{\"name\":\"no key\"}\n".write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
-        let result = try Ferry.run(["sync", "file:a.jsonl", "file:b.jsonl", "--dead-letter", "dead.jsonl"], in: dir.path)
+        let result = try await Ferry.run(["sync", "file:a.jsonl", "file:b.jsonl", "--dead-letter", "dead.jsonl"], in: dir.path)
         #expect(result.status == 1)
         #expect(result.stderr.contains("1 record was rejected; see dead.jsonl"))
         #expect(try String(contentsOfFile: dir.file("b.jsonl"), encoding: .utf8) == "{\"id\":\"a\"}\n")
@@ -157,9 +157,9 @@ import Testing
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 300)
         let url = server.collection()
-        let load = try Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw"], in: dir.path)
+        let load = try await Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw"], in: dir.path)
         #expect(load.status == 0, "\(load.stderr)")
-        let first = try Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
+        let first = try await Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(try JSON.parse(first.stdout)["created"] == 300)
 
@@ -170,13 +170,13 @@ import Testing
         _ = try await server.request(.PATCH, records + "u0000003", body: ["data": ["age": 100]])
         for id in ["u0000010", "u0000011"] { _ = try await server.request(.DELETE, records + id) }
 
-        let second = try Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json", "--verify"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
+        let second = try await Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json", "--verify"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
         #expect(second.status == 0, "\(second.stderr)")
         let report = try JSON.parse(second.stdout)
         #expect(report["read"] == 9 && report["created"] == 4 && report["updated"] == 3 && report["deleted"] == 2, "\(report.serialized())")
         #expect(report["verify"]?["equal"] == true)
         #expect(try countRows(dir.file("t.db")) == 302)
-        let third = try Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
+        let third = try await Ferry.run(["sync", url, "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: ["FERRY_SOURCE_AUTH": "alice:pw"])
         #expect(try JSON.parse(third.stdout)["read"] == 0)
     }
 
@@ -193,14 +193,14 @@ import Testing
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
         let url = server.collection()
-        let load = try Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw", "--json", "--verify"], in: dir.path)
+        let load = try await Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw", "--json", "--verify"], in: dir.path)
         #expect(load.status == 0, "\(load.stderr)")
         let report = try JSON.parse(load.stdout)
         #expect(report["created"] == 300 && report["verify"]?["equal"] == true, "\(report.serialized())")
         // The same keys twice in one file: the second value wins.
         let twice = (0..<20).map { #"{"id":"t\#($0 % 10)","v":\#($0)}"# }.joined(separator: "\n") + "\n"
         try twice.write(toFile: dir.file("b.jsonl"), atomically: true, encoding: .utf8)
-        #expect(try Ferry.run(["sync", "file:b.jsonl", url, "--target-auth", "alice:pw"], in: dir.path).status == 0)
+        #expect(try await Ferry.run(["sync", "file:b.jsonl", url, "--target-auth", "alice:pw"], in: dir.path).status == 0)
         for k in 0..<10 {
             let (_, record) = try await server.request(.GET, "/buckets/main/collections/users/records/t\(k)")
             #expect(record?["data"]?["v"] == .int(Int64(k + 10)))
@@ -212,17 +212,17 @@ import Testing
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 5)
         let url = server.collection()
-        #expect(try Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw"], in: dir.path).status == 0)
+        #expect(try await Ferry.run(["sync", "file:a.jsonl", url, "--target-auth", "alice:pw"], in: dir.path).status == 0)
 
-        let anonymous = try Ferry.run(["sync", url, "file:out.jsonl"], in: dir.path)
+        let anonymous = try await Ferry.run(["sync", url, "file:out.jsonl"], in: dir.path)
         #expect(anonymous.status == 2 && anonymous.stderr.contains("refused the credentials (401)"), "\(anonymous.stderr)")
-        let other = try Ferry.run(["sync", url, "file:out.jsonl", "--source-auth", "mallory:pw"], in: dir.path)
+        let other = try await Ferry.run(["sync", url, "file:out.jsonl", "--source-auth", "mallory:pw"], in: dir.path)
         #expect(other.status == 2 && other.stderr.contains("not allowed (403)"), "\(other.stderr)")
         #expect(!other.stderr.contains("mallory:pw"))
         #expect(!FileManager.default.fileExists(atPath: dir.file("out.jsonl")))
         // Writing into alice's collection as mallory: refused, nothing changed.
         try writeUsers(dir.file("b.jsonl"), count: 5, offset: 100)
-        let write = try Ferry.run(["sync", "file:b.jsonl", url, "--target-auth", "mallory:pw"], in: dir.path)
+        let write = try await Ferry.run(["sync", "file:b.jsonl", url, "--target-auth", "mallory:pw"], in: dir.path)
         #expect(write.status == 2 && write.stderr.contains("403"), "\(write.stderr)")
         let (_, list) = try await server.request(.GET, "/buckets/main/collections/users/records")
         #expect(list?["data"]?.arrayValue?.count == 5)
@@ -253,18 +253,18 @@ import Testing
 
         try writeUsers(dir.file("a.jsonl"), count: 1000)
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
-        let load = try Ferry.run(["sync", "file:a.jsonl", viaProxy, "--batch-size", "50", "--json"], in: dir.path, environment: auth)
+        let load = try await Ferry.run(["sync", "file:a.jsonl", viaProxy, "--batch-size", "50", "--json"], in: dir.path, environment: auth)
         #expect(load.status == 0, "\(load.stderr)")
         let loaded = try JSON.parse(load.stdout)
         #expect(loaded["created"] == 1000 && loaded["failed"] == 0)
         #expect((loaded["retries"]?.intValue ?? 0) > 0)
 
-        let copy = try Ferry.run(["sync", viaProxy, "sqlite:t.db#users", "--mode", "incremental", "--batch-size", "250", "--json"], in: dir.path, environment: auth)
+        let copy = try await Ferry.run(["sync", viaProxy, "sqlite:t.db#users", "--mode", "incremental", "--batch-size", "250", "--json"], in: dir.path, environment: auth)
         #expect(copy.status == 0, "\(copy.stderr)")
         #expect(try JSON.parse(copy.stdout)["created"] == 1000)
         // Both sides checked directly, without the proxy.
-        try verifyEqual("file:a.jsonl", server.collection(), count: 1000, in: dir, environment: auth)
-        try verifyEqual("file:a.jsonl", "sqlite:t.db#users", count: 1000, in: dir)
+        try await verifyEqual("file:a.jsonl", server.collection(), count: 1000, in: dir, environment: auth)
+        try await verifyEqual("file:a.jsonl", "sqlite:t.db#users", count: 1000, in: dir)
 
         let answer = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(proxyPort)/__faults__"), timeout: .seconds(10))
         let counts = try JSON.parse(bytes: Array(try await answer.body.collect(upTo: 1 << 16).readableBytesView))
@@ -280,18 +280,18 @@ import Testing
             {"id":"good2","age":3}
 
             """#.write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
-        let result = try Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--json"], in: dir.path)
+        let result = try await Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--json"], in: dir.path)
         #expect(result.status == 1)
         let report = try JSON.parse(result.stdout)
         #expect(report["created"] == 2 && report["failed"] == 1)
         let dead = try String(contentsOfFile: try #require(report["deadLetter"]?.stringValue).hasPrefix("/") ? report["deadLetter"]!.stringValue! : dir.file(report["deadLetter"]!.stringValue!), encoding: .utf8)
         #expect(dead.contains(#""key":"bad id!""#) && dead.contains("answered 400"))
-        let strict = try Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--strict"], in: dir.path)
+        let strict = try await Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw", "--strict"], in: dir.path)
         #expect(strict.status == 2 && strict.stderr.contains("--strict stops here"))
     }
 
-    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, environment: [String: String] = [:]) throws {
-        let result = try Ferry.run(["verify", source, target, "--json"], in: dir.path, environment: environment)
+    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, environment: [String: String] = [:]) async throws {
+        let result = try await Ferry.run(["verify", source, target, "--json"], in: dir.path, environment: environment)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
         let report = try JSON.parse(result.stdout)
         #expect(report["sourceCount"] == .int(Int64(count)) && report["targetCount"] == .int(Int64(count)))
@@ -303,7 +303,7 @@ import Testing
 
     /// Starts `ferry ARGS` several times, killing it with SIGKILL at random moments, then lets it finish.
     /// - Returns: how many kills hit a running sync.
-    func killRepeatedly(_ arguments: [String], in dir: TempDir, times: Int = 3, environment: [String: String] = [:]) throws -> Int {
+    func killRepeatedly(_ arguments: [String], in dir: TempDir, times: Int = 3, environment: [String: String] = [:]) async throws -> Int {
         var hits = 0
         for _ in 0..<times {
             let process = Ferry.start(arguments, in: dir.path, environment: environment, quiet: true)
@@ -314,13 +314,13 @@ import Testing
             }
             process.waitUntilExit()
         }
-        let final = try Ferry.run(arguments, in: dir.path, environment: environment)
+        let final = try await Ferry.run(arguments, in: dir.path, environment: environment)
         #expect(final.status == 0, "\(final.stderr)")
         return hits
     }
 
-    func verify(_ source: String, _ target: String, in dir: TempDir, environment: [String: String] = [:]) throws {
-        try verifyEqual(source, target, count: Self.killRecords, in: dir, environment: environment)
+    func verify(_ source: String, _ target: String, in dir: TempDir, environment: [String: String] = [:]) async throws {
+        try await verifyEqual(source, target, count: Self.killRecords, in: dir, environment: environment)
     }
 
     func lineCount(_ path: String) throws -> Int {
@@ -328,13 +328,13 @@ import Testing
     }
 
     @Test(arguments: ["sqlite:t.db#users", "file:t.jsonl", "file:t.csv"])
-    func killNineDuringAnIncrementalSyncLosesAndDuplicatesNothing(target: String) throws {
+    func killNineDuringAnIncrementalSyncLosesAndDuplicatesNothing(target: String) async throws {
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: Self.killRecords)
         let source = "sqlite:src.db#users"
-        let hits = try killRepeatedly(["sync", source, target, "--mode", "incremental", "--cursor-field", "updated_at"], in: dir)
+        let hits = try await killRepeatedly(["sync", source, target, "--mode", "incremental", "--cursor-field", "updated_at"], in: dir)
         #expect(hits >= 1, "no kill landed while the sync ran")
-        try verify(source, target, in: dir)
+        try await verify(source, target, in: dir)
         switch target {
         case "sqlite:t.db#users": #expect(try countRows(dir.file("t.db")) == Self.killRecords)
         case "file:t.jsonl": #expect(try lineCount(dir.file("t.jsonl")) == Self.killRecords)
@@ -344,12 +344,12 @@ import Testing
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
-    @Test func killNineDuringAFullFileSyncLosesAndDuplicatesNothing() throws {
+    @Test func killNineDuringAFullFileSyncLosesAndDuplicatesNothing() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("users.jsonl"), count: Self.killRecords)
-        let hits = try killRepeatedly(["sync", "file:users.jsonl", "sqlite:t.db#users"], in: dir)
+        let hits = try await killRepeatedly(["sync", "file:users.jsonl", "sqlite:t.db#users"], in: dir)
         #expect(hits >= 1)
-        try verify("file:users.jsonl", "sqlite:t.db#users", in: dir)
+        try await verify("file:users.jsonl", "sqlite:t.db#users", in: dir)
         #expect(try countRows(dir.file("t.db")) == Self.killRecords)
     }
 
@@ -359,43 +359,43 @@ import Testing
         try writeUsersTable(dir.file("src.db"), count: Self.killRecords)
         let url = server.collection()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
-        let into = try killRepeatedly(["sync", "sqlite:src.db#users", url, "--mode", "incremental", "--cursor-field", "updated_at"], in: dir, environment: auth)
+        let into = try await killRepeatedly(["sync", "sqlite:src.db#users", url, "--mode", "incremental", "--cursor-field", "updated_at"], in: dir, environment: auth)
         #expect(into >= 1)
-        try verify("sqlite:src.db#users", url, in: dir, environment: auth)
+        try await verify("sqlite:src.db#users", url, in: dir, environment: auth)
 
-        let outOf = try killRepeatedly(["sync", url, "sqlite:copy.db#users", "--mode", "incremental"], in: dir, environment: auth)
+        let outOf = try await killRepeatedly(["sync", url, "sqlite:copy.db#users", "--mode", "incremental"], in: dir, environment: auth)
         #expect(outOf >= 1)
-        try verify(url, "sqlite:copy.db#users", in: dir, environment: auth)
+        try await verify(url, "sqlite:copy.db#users", in: dir, environment: auth)
         #expect(try countRows(dir.file("copy.db")) == Self.killRecords)
     }
 }
 
 /// `ferry status`: the run history the engine records.
 @Suite struct StatusCommandTests {
-    @Test func listsRunsNewestFirstWithTheirCounts() throws {
+    @Test func listsRunsNewestFirstWithTheirCounts() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 25)
         // Nothing has run: an error, and no state database is created by asking.
-        var result = try Ferry.run(["status"], in: dir.path)
+        var result = try await Ferry.run(["status"], in: dir.path)
         #expect(result.status == 2 && result.stderr.contains("no state database at .ferry/state.db"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file(".ferry/state.db")))
 
-        #expect(try Ferry.run(["sync", "file:a.jsonl", "sqlite:t.db#users", "--job", "load"], in: dir.path).status == 0)
+        #expect(try await Ferry.run(["sync", "file:a.jsonl", "sqlite:t.db#users", "--job", "load"], in: dir.path).status == 0)
         try "{\"id\": \"u0000001\", \"username\": \"x\"}\n{\"username\": \"no key\"}\n".write(toFile: dir.file("b.jsonl"), atomically: true, encoding: .utf8)
-        #expect(try Ferry.run(["sync", "file:b.jsonl", "sqlite:t.db#users", "--job", "patch"], in: dir.path).status == 1)
+        #expect(try await Ferry.run(["sync", "file:b.jsonl", "sqlite:t.db#users", "--job", "patch"], in: dir.path).status == 1)
 
-        result = try Ferry.run(["status", "--json"], in: dir.path)
+        result = try await Ferry.run(["status", "--json"], in: dir.path)
         let runs = try #require(try? JSON.parse(result.stdout))
         #expect(runs.arrayValue?.count == 2, "\(result.stdout)")
         #expect(runs[0]?["job"] == "patch" && runs[0]?["outcome"] == "failed: 1 rejected" && runs[0]?["report"]?["failed"] == 1)
         #expect(runs[1]?["job"] == "load" && runs[1]?["outcome"] == "ok" && runs[1]?["report"]?["created"] == 25)
 
-        result = try Ferry.run(["status", "--job", "load"], in: dir.path)
+        result = try await Ferry.run(["status", "--job", "load"], in: dir.path)
         let lines = result.stdout.split(separator: "\n")
         #expect(result.status == 0 && lines.count == 2 && lines[0].hasPrefix("started") && lines[1].contains("load") && lines[1].contains(" ok "), "\(result.stdout)")
-        result = try Ferry.run(["status", "--job", "nothing"], in: dir.path)
+        result = try await Ferry.run(["status", "--job", "nothing"], in: dir.path)
         #expect(result.status == 0 && result.stdout.contains("no runs of job nothing"))
-        result = try Ferry.run(["status", "--limit", "0"], in: dir.path)
+        result = try await Ferry.run(["status", "--limit", "0"], in: dir.path)
         #expect(result.status != 0 && result.stderr.contains("--limit must be between 1 and 10000"))
     }
 }

@@ -10,9 +10,9 @@ import Testing
 @Suite struct FirstHourTests {
     // MARK: ferry init
 
-    @Test func initWritesACommentedFileThatServeAndRunAccept() throws {
+    @Test func initWritesACommentedFileThatServeAndRunAccept() async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["init"], in: dir.path)
+        let result = try await Ferry.run(["init"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("wrote ferry.yml"))
         let text = try String(contentsOfFile: dir.file("ferry.yml"), encoding: .utf8)
@@ -29,7 +29,7 @@ import Testing
         #expect(try JobTrigger.parse(jobs[0].schedule) != .once)
 
         // And the commands themselves: `ferry run` loads the file (and names its job)...
-        let run = try Ferry.run(["run", "ferry.yml", "--job", "nope"], in: dir.path)
+        let run = try await Ferry.run(["run", "ferry.yml", "--job", "nope"], in: dir.path)
         #expect(run.status == 2 && run.stderr.contains("no job named nope (jobs: users-backup)"), "\(run.stderr)")
         // ...and `ferry serve --config` starts with it; its first log line names the build.
         let serve = Process()
@@ -45,22 +45,22 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: dir.file("ferry-data")), "the data folder of the file's server: section")
     }
 
-    @Test func initIntoAFolderWritesFerryYmlThere() throws {
+    @Test func initIntoAFolderWritesFerryYmlThere() async throws {
         let dir = try TempDir()
         try FileManager.default.createDirectory(atPath: dir.file("config"), withIntermediateDirectories: false)
-        let result = try Ferry.run(["init", "config"], in: dir.path)
+        let result = try await Ferry.run(["init", "config"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir.file("config/ferry.yml")))
-        let named = try Ferry.run(["init", "prod.yml"], in: dir.path)
+        let named = try await Ferry.run(["init", "prod.yml"], in: dir.path)
         #expect(named.status == 0 && FileManager.default.fileExists(atPath: dir.file("prod.yml")), "\(named.stderr)")
     }
 
-    @Test func initNeverOverwrites() throws {
+    @Test func initNeverOverwrites() async throws {
         let dir = try TempDir()
         let mine = "server:\n  port: 9999\n"
         try mine.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
         for arguments in [["init"], ["init", "."], ["init", "ferry.yml"]] {
-            let result = try Ferry.run(arguments, in: dir.path)
+            let result = try await Ferry.run(arguments, in: dir.path)
             #expect(result.status == 2, "\(arguments)")
             #expect(result.stderr == "ferry: error: \(arguments.count == 1 ? "ferry.yml" : arguments[1] == "." ? "./ferry.yml" : "ferry.yml") already exists: nothing written (remove it, or give another path)\n", "\(result.stderr)")
             #expect(result.stdout.isEmpty)
@@ -68,7 +68,7 @@ import Testing
         }
     }
 
-    @Test func initRefusesAPlaceItCannotWrite() throws {
+    @Test func initRefusesAPlaceItCannotWrite() async throws {
         let dir = try TempDir()
         try "x".write(toFile: dir.file("plain"), atomically: true, encoding: .utf8)
         var cases: [(String, String)] = [
@@ -84,7 +84,7 @@ import Testing
             cases.append(("/sys/ferry.yml", "cannot write /sys/ferry.yml: the folder /sys is not writable"))
         }
         for (path, message) in cases {
-            let result = try Ferry.run(["init", path], in: dir.path)
+            let result = try await Ferry.run(["init", path], in: dir.path)
             #expect(result.status == 2 && result.stderr == "ferry: error: \(message)\n", "\(path): \(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: path.hasPrefix("/") ? path : dir.file(path)))
         }
@@ -92,9 +92,9 @@ import Testing
 
     // MARK: --version, completions, help
 
-    @Test func versionNamesTheReleaseAndTheCommit() throws {
+    @Test func versionNamesTheReleaseAndTheCommit() async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["--version"], in: dir.path)
+        let result = try await Ferry.run(["--version"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         let line = result.stdout.trimmingCharacters(in: .newlines)
         let match = line.wholeMatch(of: #/ferry (\d+\.\d+\.\d+) \(commit ([0-9a-f]{12}(?:-dirty)?|unknown)\)/#)
@@ -120,9 +120,9 @@ import Testing
     }
 
     @Test(arguments: [("bash", "complete -o filenames -F _ferry ferry"), ("zsh", "#compdef ferry"), ("fish", "complete -c 'ferry'")])
-    func completionScripts(shell: String, marker: String) throws {
+    func completionScripts(shell: String, marker: String) async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["--generate-completion-script", shell], in: dir.path)
+        let result = try await Ferry.run(["--generate-completion-script", shell], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains(marker), "\(result.stdout.prefix(300))")
         for command in ["init", "serve", "sync", "verify", "run", "status", "listen", "token"] {
@@ -130,9 +130,9 @@ import Testing
         }
     }
 
-    @Test func anUnknownCompletionShellIsAnError() throws {
+    @Test func anUnknownCompletionShellIsAnError() async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["--generate-completion-script", "tcsh"], in: dir.path)
+        let result = try await Ferry.run(["--generate-completion-script", "tcsh"], in: dir.path)
         #expect(result.status != 0)
         #expect(result.stderr.contains("tcsh"), "\(result.stderr)")
         #expect(result.stdout.isEmpty)
@@ -141,23 +141,23 @@ import Testing
     static let commands = ["init", "serve", "sync", "verify", "run", "status", "listen", "token"]
 
     /// A default said twice ("(default full). (default: full)") or in two styles reads as a slip.
-    @Test func helpSaysEachDefaultOnceAndOneWay() throws {
+    @Test func helpSaysEachDefaultOnceAndOneWay() async throws {
         let dir = try TempDir()
         for command in [[]] + Self.commands.map({ [$0] }) {
-            let result = try Ferry.run(command + ["--help"], in: dir.path)
+            let result = try await Ferry.run(command + ["--help"], in: dir.path)
             #expect(result.status == 0, "\(command): \(result.stderr)")
             let help = result.stdout
             #expect(help.firstMatch(of: #/\(default[^)]*\)\.?\s*\(default/#) == nil, "\(command): \(help)")
             #expect(help.firstMatch(of: #/\(default [^:]/#) == nil, "\(command): write (default: X)\n\(help)")
         }
-        let overview = try Ferry.run(["--help"], in: dir.path).stdout
+        let overview = try await Ferry.run(["--help"], in: dir.path).stdout
         #expect(overview.contains("PostgreSQL"), "serve's one-line description names both stores: \(overview)")
         #expect(overview.contains("init"))
     }
 
-    @Test func listSettingsNamesEverySetting() throws {
+    @Test func listSettingsNamesEverySetting() async throws {
         let dir = try TempDir()
-        let result = try Ferry.run(["serve", "--list-settings"], in: dir.path)
+        let result = try await Ferry.run(["serve", "--list-settings"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("ferry-data")), "listing settings starts no server")
         for setting in ServerConfiguration.settings {

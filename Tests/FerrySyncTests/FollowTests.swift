@@ -61,10 +61,10 @@ import Testing
         #expect(follow.terminate() == 0, "\(follow.stderr)")
         #expect(follow.stderr.contains("SIGTERM"))
         #expect(follow.stdout.contains("created 1"), "\(follow.stdout)")
-        let verify = try Ferry.run(["verify", server.collection(), "sqlite:t.db#users", "--json"], in: dir.path, environment: Self.auth)
+        let verify = try await Ferry.run(["verify", server.collection(), "sqlite:t.db#users", "--json"], in: dir.path, environment: Self.auth)
         #expect(try JSON.parse(verify.stdout)["equal"] == true, "\(verify.stdout) \(verify.stderr)")
         // The checkpoint is where following stopped: a plain incremental run reads nothing.
-        let after = try Ferry.run(["sync", server.collection(), "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: Self.auth)
+        let after = try await Ferry.run(["sync", server.collection(), "sqlite:t.db#users", "--mode", "incremental", "--json"], in: dir.path, environment: Self.auth)
         #expect(try JSON.parse(after.stdout)["read"] == 0, "\(after.stdout) \(after.stderr)")
     }
 
@@ -146,14 +146,14 @@ import Testing
         #expect(report["stopped"] == true, "\(follow.stdout)")
         let partial = try countRows(dir.file("t.db"))
         #expect(partial < total)
-        let rest = try Ferry.run(["sync", "sqlite:src.db#users", "sqlite:t.db#users", "--mode", "incremental", "--cursor-field", "updated_at", "--json"], in: dir.path)
+        let rest = try await Ferry.run(["sync", "sqlite:src.db#users", "sqlite:t.db#users", "--mode", "incremental", "--cursor-field", "updated_at", "--json"], in: dir.path)
         #expect(rest.status == 0, "\(rest.stderr)")
         #expect(try countRows(dir.file("t.db")) == total)
         // Resumed, not restarted: the second run read at most one batch again.
         #expect((try JSON.parse(rest.stdout)["read"]?.intValue ?? 0) <= Int64(total - partial + 500), "\(rest.stdout)")
     }
 
-    @Test func badFollowFlagsAreClearAndChangeNothing() throws {
+    @Test func badFollowFlagsAreClearAndChangeNothing() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 3)
         let cases: [([String], String)] = [
@@ -168,7 +168,7 @@ import Testing
             (["--follow-via", "stream"], "--follow-via goes with --follow"),
         ]
         for (flags, mention) in cases {
-            let result = try Ferry.run(["sync", "file:a.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
+            let result = try await Ferry.run(["sync", "file:a.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
             #expect(result.status != 0, "\(flags)")
             #expect(result.stderr.contains(mention), "\(flags): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count <= 3, "\(result.stderr)")

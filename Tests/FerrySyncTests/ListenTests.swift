@@ -94,9 +94,9 @@ import Testing
     }
 
     /// The runs `ferry status` finds in the folder's state database.
-    static func runs(_ dir: TempDir, job: String = "users") throws -> Int {
+    static func runs(_ dir: TempDir, job: String = "users") async throws -> Int {
         guard FileManager.default.fileExists(atPath: dir.file(".ferry/state.db")) else { return 0 }
-        let status = try Ferry.run(["status", "--json", "--job", job, "--limit", "1000"], in: dir.path)
+        let status = try await Ferry.run(["status", "--json", "--job", job, "--limit", "1000"], in: dir.path)
         return (try? JSON.parse(status.stdout))?.arrayValue?.count ?? 0
     }
 
@@ -105,13 +105,13 @@ import Testing
     }
 
     /// Polls `condition` until it holds or `seconds` pass.
-    static func eventually(within seconds: Double = 60, _ condition: () throws -> Bool) async rethrows -> Bool {
+    static func eventually(within seconds: Double = 60, _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if try condition() { return true }
+            if try await condition() { return true }
             try? await Task.sleep(nanoseconds: 100_000_000)
         }
-        return try condition()
+        return try await condition()
     }
 
     // MARK: accepted deliveries run the jobs
@@ -124,7 +124,7 @@ import Testing
         let (status, answer) = try await Self.deliver(listener.url, id: "wh1-1001", body: body, at: signedAt)
         #expect(status == 202 && answer == ["status": "accepted", "delivery": "wh1-1001"], "\(String(describing: answer))")
         #expect(await Self.eventually { Self.rows(dir) == 30 }, "\(listener.printed)")
-        #expect(try await Self.eventually { try Self.runs(dir) == 1 })
+        #expect(try await Self.eventually { try await Self.runs(dir) == 1 })
 
         // The same request again, byte for byte (a retry, or a replay within the tolerance).
         let (again, duplicate) = try await Self.deliver(listener.url, id: "wh1-1001", body: body, at: signedAt)
@@ -136,9 +136,9 @@ import Testing
         let (next, _) = try await Self.deliver(listener.url + "webhook", id: "wh1-1002", body: Self.body("wh1-1002"))
         #expect(next == 202)
         #expect(await Self.eventually { Self.rows(dir) == 35 })
-        #expect(try await Self.eventually { try Self.runs(dir) >= 2 })
+        #expect(try await Self.eventually { try await Self.runs(dir) >= 2 })
         try await Task.sleep(nanoseconds: 1_500_000_000)
-        #expect(try Self.runs(dir) == 2)
+        await #expect(try await Self.runs(dir) == 2)
 
         let printed = listener.printed
         #expect(printed.contains("ferry listen: delivery wh1-1001 accepted: 1 change in main/users"), "\(printed)")
@@ -188,7 +188,7 @@ import Testing
 
         try await Task.sleep(nanoseconds: 500_000_000)
         #expect(!FileManager.default.fileExists(atPath: dir.file("target.db")))
-        #expect(try Self.runs(dir) == 0)
+        await #expect(try await Self.runs(dir) == 0)
 
         // The listener is still there, and the refused id was not remembered: it runs now.
         (status, _) = try await Self.deliver(url, id: "d1", body: body)
@@ -223,11 +223,11 @@ import Testing
         #expect(statuses == Array(repeating: 202, count: 20))
         #expect(await Self.eventually(within: 120) { Self.rows(dir) == 20_020 }, "\(Self.rows(dir)) rows; \(listener.printed)")
         // Settled: no new run for 3 s (a run of this file takes about a second).
-        var runs = try Self.runs(dir)
+        var runs = try await Self.runs(dir)
         var stableSince = Date()
         while Date().timeIntervalSince(stableSince) < 3, runs < 21 {
             try await Task.sleep(nanoseconds: 250_000_000)
-            let now = try Self.runs(dir)
+            let now = try await Self.runs(dir)
             if now != runs { (runs, stableSince) = (now, Date()) }
         }
         // One run when the burst came before the first run began reading (a loaded machine), two
@@ -250,12 +250,12 @@ import Testing
         #expect(printed.components(separatedBy: "ferry: error: broken: cannot read missing.jsonl").count == 3, "\(printed)")
         let reports = printed.split(separator: "\n").compactMap { try? JSON.parse(String($0)) }
         #expect(reports.count == 2 && reports.allSatisfy { $0["job"] == "users" }, "\(printed)")
-        #expect(try Self.runs(dir) == 2)
+        await #expect(try await Self.runs(dir) == 2)
     }
 
     // MARK: bad invocations
 
-    @Test func badInvocationsExitTwoWithOneLine() throws {
+    @Test func badInvocationsExitTwoWithOneLine() async throws {
         let dir = try Self.folder(users: 1)
         let environment = ["FERRY_WEBHOOK_SECRET": Self.secret]
         let cases: [([String], [String: String], String)] = [
@@ -266,12 +266,12 @@ import Testing
             (["listen", "--port", "0", "--jobs", "absent.yml", "users"], environment, "absent.yml: cannot read the jobs file"),
         ]
         for (arguments, environment, message) in cases {
-            let result = try Ferry.run(arguments, in: dir.path, environment: environment)
+            let result = try await Ferry.run(arguments, in: dir.path, environment: environment)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(result.stderr.hasPrefix("ferry: error: " + message), "\(arguments): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
         }
-        let tolerance = try Ferry.run(["listen", "--port", "0", "--tolerance", "0", "users"], in: dir.path, environment: environment)
+        let tolerance = try await Ferry.run(["listen", "--port", "0", "--tolerance", "0", "users"], in: dir.path, environment: environment)
         #expect(tolerance.status != 0 && tolerance.stderr.contains("--tolerance must be between 1 and 86400"), "\(tolerance.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("target.db")))
     }

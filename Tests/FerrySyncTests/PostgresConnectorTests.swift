@@ -35,14 +35,14 @@ struct PostgresConnectorTests {
 
     /// `ferry sync … --json`: the report, after checking the exit status.
     @discardableResult
-    func sync(_ arguments: [String], in dir: TempDir, status: Int32 = 0, sourceLocation: SourceLocation = #_sourceLocation) throws -> JSON {
-        let result = try Ferry.run(["sync"] + arguments + ["--json"], in: dir.path)
+    func sync(_ arguments: [String], in dir: TempDir, status: Int32 = 0, sourceLocation: SourceLocation = #_sourceLocation) async throws -> JSON {
+        let result = try await Ferry.run(["sync"] + arguments + ["--json"], in: dir.path)
         #expect(result.status == status, "\(result.stderr)", sourceLocation: sourceLocation)
         return (try? JSON.parse(result.stdout)) ?? .null
     }
 
-    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let result = try Ferry.run(["verify", source, target, "--json"], in: dir.path)
+    func verifyEqual(_ source: String, _ target: String, count: Int, in dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let result = try await Ferry.run(["verify", source, target, "--json"], in: dir.path)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)", sourceLocation: sourceLocation)
         let report = try JSON.parse(result.stdout)
         #expect(report["equal"] == true && report["sourceCount"] == .int(Int64(count)) && report["targetCount"] == .int(Int64(count)),
@@ -74,12 +74,12 @@ struct PostgresConnectorTests {
 
     // MARK: full, replay, incremental, diff
 
-    @Test func fileToPostgresFullCreatesATypedTableAndAReplayDuplicatesNothing() throws {
+    @Test func fileToPostgresFullCreatesATypedTableAndAReplayDuplicatesNothing() async throws {
         let dir = try TempDir()
         let db = try database()
         try writeUsers(dir.file("users.jsonl"), count: 2500)
         let target = db.url + "#users"
-        let first = try sync(["file:users.jsonl", target], in: dir)
+        let first = try await sync(["file:users.jsonl", target], in: dir)
         #expect(first["created"] == 2500 && first["failed"] == 0, "\(first.serialized())")
         let types = try cluster.psql(db.name, """
             SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'users'
@@ -87,10 +87,10 @@ struct PostgresConnectorTests {
         #expect(types == "address text, age bigint, id text, updated_at bigint, username text")
         #expect(try cluster.psql(db.name, "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND indisprimary") == "1")
 
-        let replay = try sync(["file:users.jsonl", target], in: dir)
+        let replay = try await sync(["file:users.jsonl", target], in: dir)
         #expect(replay["created"] == 0 && replay["updated"] == 2500, "\(replay.serialized())")
         #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM users") == "2500|2500")
-        try verifyEqual("file:users.jsonl", target, count: 2500, in: dir)
+        try await verifyEqual("file:users.jsonl", target, count: 2500, in: dir)
 
         // New fields grow the table Ferry made; nested values go to jsonb, mixed types too.
         try #"""
@@ -98,7 +98,7 @@ struct PostgresConnectorTests {
             {"id":"n1","username":"new","score":2,"mixed":"two"}
 
             """#.write(toFile: dir.file("more.jsonl"), atomically: true, encoding: .utf8)
-        let more = try sync(["file:more.jsonl", target], in: dir)
+        let more = try await sync(["file:more.jsonl", target], in: dir)
         #expect(more["created"] == 1 && more["updated"] == 1, "\(more.serialized())")
         let added = try cluster.psql(db.name, """
             SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns
@@ -108,13 +108,13 @@ struct PostgresConnectorTests {
         #expect(try cluster.psql(db.name, "SELECT tags->1->>'b', age IS NULL FROM users WHERE id = 'u0000001'") == "1|t")
     }
 
-    @Test func incrementalMovesExactlyTheChangesAndKeepsItsCheckpointInTheTarget() throws {
+    @Test func incrementalMovesExactlyTheChangesAndKeepsItsCheckpointInTheTarget() async throws {
         let dir = try TempDir()
         let source = try database()
         let target = try database()
         try makeSourceTable(source.name, count: 3000)
         let arguments = [source.url + "#users", target.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at", "--job", "inc"]
-        let first = try sync(arguments, in: dir)
+        let first = try await sync(arguments, in: dir)
         #expect(first["created"] == 3000 && first["read"] == 3000)
         #expect(first["cursor"] == ["field": 1000299, "key": "u0002999"], "\(first.serialized())")
         #expect(try cluster.psql(target.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'inc'") == #"{"field":1000299,"key":"u0002999"}"#)
@@ -124,19 +124,19 @@ struct PostgresConnectorTests {
             INSERT INTO users (id, username, updated_at) VALUES ('u0009001', 'a', 1000299), ('u0009002', 'b', 1000299), ('n3', 'c', 2000000), ('n4', 'd', 2000001);
             UPDATE users SET age = 99, profile = '{"x": [1, 2]}', updated_at = 2000000 WHERE id IN ('u0000001', 'u0000002', 'u0000003');
             """)
-        let second = try sync(arguments + ["--verify"], in: dir)
+        let second = try await sync(arguments + ["--verify"], in: dir)
         #expect(second["read"] == 7 && second["created"] == 4 && second["updated"] == 3, "\(second.serialized())")
         #expect(second["verify"]?["equal"] == true)
-        let third = try sync(arguments, in: dir)
+        let third = try await sync(arguments, in: dir)
         #expect(third["read"] == 0)
         // --reset forgets the checkpoint stored in the target: everything again, nothing duplicated.
-        let reset = try sync(arguments + ["--reset"], in: dir)
+        let reset = try await sync(arguments + ["--reset"], in: dir)
         #expect(reset["read"] == 3004 && reset["created"] == 0 && reset["updated"] == 3004, "\(reset.serialized())")
         #expect(try cluster.psql(target.name, "SELECT count(*) FROM users") == "3004")
-        try verifyEqual(source.url + "#users", target.url + "#users", count: 3004, in: dir)
+        try await verifyEqual(source.url + "#users", target.url + "#users", count: 3004, in: dir)
     }
 
-    @Test func rowsWithoutACursorValueAreReadOnceAndDoNotStopTheCursor() throws {
+    @Test func rowsWithoutACursorValueAreReadOnceAndDoNotStopTheCursor() async throws {
         let dir = try TempDir()
         let source = try database()
         try cluster.psql(source.name, """
@@ -144,54 +144,54 @@ struct PostgresConnectorTests {
             INSERT INTO items VALUES (1, NULL), (2, NULL), (3, '2026-01-01 10:00:00+00'), (4, '2026-01-01 10:00:00.5+00');
             """)
         let arguments = [source.url + "#items", "sqlite:t.db#items", "--mode", "incremental", "--cursor-field", "changed", "--batch-size", "1"]
-        #expect(try sync(arguments, in: dir)["created"] == 4)
+        await #expect(try sync(arguments, in: dir)["created"] == 4)
         try cluster.psql(source.name, "INSERT INTO items VALUES (5, '2026-01-01 10:00:00.5+00'), (6, NULL)")
         // 5 ties with the checkpoint's time and comes after its key; 6 has no time: only a reset reads it.
-        let next = try sync(arguments, in: dir)
+        let next = try await sync(arguments, in: dir)
         #expect(next["read"] == 1 && next["created"] == 1, "\(next.serialized())")
         #expect(next["cursor"] == ["field": "2026-01-01 10:00:00.5+00", "key": 5], "\(next.serialized())")
     }
 
-    @Test func diffFindsExactlyTheCreatesUpdatesAndDeletes() throws {
+    @Test func diffFindsExactlyTheCreatesUpdatesAndDeletes() async throws {
         let dir = try TempDir()
         let source = try database()
         let target = try database()
         try makeSourceTable(source.name, count: 2000)
-        #expect(try sync([source.url + "#users", target.url + "#users"], in: dir)["created"] == 2000)
+        await #expect(try sync([source.url + "#users", target.url + "#users"], in: dir)["created"] == 2000)
         try cluster.psql(source.name, """
             INSERT INTO users (id, username, updated_at) VALUES ('n1', 'a', 1), ('n2', 'b', 1);
             UPDATE users SET username = 'changed' WHERE id IN ('u0000010', 'u0000011', 'u0000012');
             DELETE FROM users WHERE id IN ('u0000020', 'u0000021');
             """)
-        let dry = try sync([source.url + "#users", target.url + "#users", "--mode", "diff", "--dry-run"], in: dir)
+        let dry = try await sync([source.url + "#users", target.url + "#users", "--mode", "diff", "--dry-run"], in: dir)
         #expect(dry["plan"]?["creates"] == ["n1", "n2"] && dry["plan"]?["deletes"] == ["u0000020", "u0000021"], "\(dry.serialized())")
-        let diff = try sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
+        let diff = try await sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
         #expect(diff["created"] == 2 && diff["updated"] == 3 && diff["deleted"] == 2 && diff["unchanged"] == 1995, "\(diff.serialized())")
         #expect(diff["plan"]?["updates"] == ["u0000010", "u0000011", "u0000012"])
-        try verifyEqual(source.url + "#users", target.url + "#users", count: 2000, in: dir)
-        let again = try sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
+        try await verifyEqual(source.url + "#users", target.url + "#users", count: 2000, in: dir)
+        let again = try await sync([source.url + "#users", target.url + "#users", "--mode", "diff"], in: dir)
         #expect(again["unchanged"] == 2000 && again["created"] == 0 && again["deleted"] == 0)
     }
 
-    @Test func postgresToSQLiteToPostgresKeepsEveryValue() throws {
+    @Test func postgresToSQLiteToPostgresKeepsEveryValue() async throws {
         let dir = try TempDir()
         let source = try database()
         let target = try database()
         try makeSourceTable(source.name, count: 1500)
         try cluster.psql(source.name, #"UPDATE users SET username = E'tab\there\nnew line \\ backslash "quoted" é' WHERE id = 'u0000007'"#)
-        #expect(try sync([source.url + "#users", "sqlite:copy.db#users"], in: dir)["created"] == 1500)
-        try verifyEqual(source.url + "#users", "sqlite:copy.db#users", count: 1500, in: dir)
-        #expect(try sync(["sqlite:copy.db#users", target.url + "#users"], in: dir)["created"] == 1500)
-        try verifyEqual("sqlite:copy.db#users", target.url + "#users", count: 1500, in: dir)
-        try verifyEqual(source.url + "#users", target.url + "#users", count: 1500, in: dir)
+        await #expect(try sync([source.url + "#users", "sqlite:copy.db#users"], in: dir)["created"] == 1500)
+        try await verifyEqual(source.url + "#users", "sqlite:copy.db#users", count: 1500, in: dir)
+        await #expect(try sync(["sqlite:copy.db#users", target.url + "#users"], in: dir)["created"] == 1500)
+        try await verifyEqual("sqlite:copy.db#users", target.url + "#users", count: 1500, in: dir)
+        try await verifyEqual(source.url + "#users", target.url + "#users", count: 1500, in: dir)
         #expect(try cluster.psql(target.name, "SELECT username FROM users WHERE id = 'u0000007'") == "tab\there\nnew line \\ backslash \"quoted\" é")
         // PostgreSQL → PostgreSQL into the existing typed table: the types the target declared are kept.
         try cluster.psql(target.name, "CREATE TABLE typed (id text PRIMARY KEY, username text, age smallint, updated_at bigint, active boolean, profile jsonb)")
-        #expect(try sync([source.url + "#users", target.url + "#typed"], in: dir)["created"] == 1500)
-        try verifyEqual(source.url + "#users", target.url + "#typed", count: 1500, in: dir)
+        await #expect(try sync([source.url + "#users", target.url + "#typed"], in: dir)["created"] == 1500)
+        try await verifyEqual(source.url + "#users", target.url + "#typed", count: 1500, in: dir)
     }
 
-    @Test func fieldNamesAreQuotedAndSchemasWork() throws {
+    @Test func fieldNamesAreQuotedAndSchemasWork() async throws {
         let dir = try TempDir()
         let db = try database()
         try cluster.psql(db.name, "CREATE SCHEMA crm")
@@ -201,8 +201,8 @@ struct PostgresConnectorTests {
 
             """#.write(toFile: dir.file("odd.jsonl"), atomically: true, encoding: .utf8)
         let target = db.url + "#crm.people"
-        #expect(try sync(["file:odd.jsonl", target], in: dir)["created"] == 2)
-        try verifyEqual("file:odd.jsonl", target, count: 2, in: dir)
+        await #expect(try sync(["file:odd.jsonl", target], in: dir)["created"] == 2)
+        try await verifyEqual("file:odd.jsonl", target, count: 2, in: dir)
         #expect(try tables(db.name) == ["_ferry_checkpoints", "_ferry_tables", "people"])
         #expect(try cluster.psql(db.name, "SELECT schemaname FROM pg_tables WHERE tablename = 'people'") == "crm")
         #expect(try cluster.psql(db.name, #"SELECT "a""b; DROP TABLE users; --" FROM crm.people WHERE id = 2"#) == "y")
@@ -211,7 +211,7 @@ struct PostgresConnectorTests {
 
     // MARK: checkpoint, crashes, restarts
 
-    @Test func theCheckpointCommitsInTheSameTransactionAsTheBatch() throws {
+    @Test func theCheckpointCommitsInTheSameTransactionAsTheBatch() async throws {
         let dir = try TempDir()
         let db = try database()
         try writeUsersTable(dir.file("src.db"), count: 1000)
@@ -219,7 +219,7 @@ struct PostgresConnectorTests {
         try makeTableRefusing("u0000650", in: db.name)
         let arguments = ["sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at",
                          "--batch-size", "300", "--job", "atomic"]
-        let failed = try Ferry.run(["sync"] + arguments, in: dir.path)
+        let failed = try await Ferry.run(["sync"] + arguments, in: dir.path)
         #expect(failed.status == 2)
         #expect(failed.stderr.split(separator: "\n").count == 1 && failed.stderr.contains("the batch failed and was rolled back: refused by a trigger"), "\(failed.stderr)")
         // Two batches and their checkpoint, nothing of the third.
@@ -227,42 +227,42 @@ struct PostgresConnectorTests {
         #expect(try cluster.psql(db.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'atomic'") == #"{"field":1000059,"key":"u0000599"}"#)
 
         try cluster.psql(db.name, "DROP TRIGGER refuse ON users")
-        let resumed = try sync(arguments, in: dir)
+        let resumed = try await sync(arguments, in: dir)
         #expect(resumed["read"] == 400 && resumed["created"] == 400 && resumed["cursorBefore"] == ["field": 1000059, "key": "u0000599"],
                 "\(resumed.serialized())")
-        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: 1000, in: dir)
+        try await verifyEqual("sqlite:src.db#users", db.url + "#users", count: 1000, in: dir)
     }
 
     /// Batches into PostgreSQL are 10,000 records unless `--batch-size` says otherwise: a batch
     /// that fails at record 11,001 leaves 10,000 rows (one batch), or 11,000 with batches of 1,000.
     @Test(arguments: [(nil, 10_000), ("1000", 11_000)] as [(String?, Int)])
-    func batchesAreTenThousandRecordsByDefault(batchSize: String?, committed: Int) throws {
+    func batchesAreTenThousandRecordsByDefault(batchSize: String?, committed: Int) async throws {
         let dir = try TempDir()
         let db = try database()
         try writeUsersTable(dir.file("src.db"), count: 12_000)
         try makeTableRefusing("u0011000", in: db.name)
         let size = batchSize.map { ["--batch-size", $0] } ?? []
-        let failed = try Ferry.run(["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental",
+        let failed = try await Ferry.run(["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental",
                                     "--cursor-field", "updated_at"] + size, in: dir.path)
         #expect(failed.status == 2, "\(failed.stderr)")
         #expect(try cluster.psql(db.name, "SELECT count(*) FROM users") == "\(committed)")
     }
 
-    @Test func killNineMidLoadLosesAndDuplicatesNothing() throws {
+    @Test func killNineMidLoadLosesAndDuplicatesNothing() async throws {
         let dir = try TempDir()
         let db = try database()
         let records = CommandTests.killRecords
         try writeUsersTable(dir.file("src.db"), count: records)
-        let incremental = try CommandTests().killRepeatedly(
+        let incremental = try await CommandTests().killRepeatedly(
             ["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at"], in: dir)
         #expect(incremental >= 1, "no kill landed while the sync ran")
-        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
+        try await verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
         #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM users") == "\(records)|\(records)")
 
         try writeUsers(dir.file("users.jsonl"), count: records)
-        let full = try CommandTests().killRepeatedly(["sync", "file:users.jsonl", db.url + "#fromfile"], in: dir)
+        let full = try await CommandTests().killRepeatedly(["sync", "file:users.jsonl", db.url + "#fromfile"], in: dir)
         #expect(full >= 1)
-        try verifyEqual("file:users.jsonl", db.url + "#fromfile", count: records, in: dir)
+        try await verifyEqual("file:users.jsonl", db.url + "#fromfile", count: records, in: dir)
     }
 
     /// The server ends the session mid-run (what a restart does to every connection): the run
@@ -302,20 +302,20 @@ struct PostgresConnectorTests {
         let cursor = try JSON.parse(try cluster.psql(db.name, "SELECT cursor FROM _ferry_checkpoints WHERE job = 'cut'"))
         #expect(cursor["key"] == .string(String(format: "u%07d", committed - 1)), "checkpoint \(cursor) for \(committed) rows")
 
-        let resumed = try sync(Array(arguments.dropFirst()), in: dir)
+        let resumed = try await sync(Array(arguments.dropFirst()), in: dir)
         #expect(resumed["read"] == .int(Int64(records - committed)) && resumed["created"] == .int(Int64(records - committed)), "\(resumed.serialized())")
-        try verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
+        try await verifyEqual("sqlite:src.db#users", db.url + "#users", count: records, in: dir)
     }
 
     // MARK: bad input: one line, exit 2, nothing changed
 
-    @Test func badSourcesFailWithOneLineAndChangeNothing() throws {
+    @Test func badSourcesFailWithOneLineAndChangeNothing() async throws {
         let dir = try TempDir()
         let db = try database()
         try makeSourceTable(db.name, count: 3)
         try cluster.psql(db.name, "CREATE VIEW slow AS SELECT 'a'::text AS id, pg_sleep(2)::text AS nap")
         let queue = try DatabaseQueue(path: dir.file("target.db"))
-        try queue.write { try $0.execute(sql: "CREATE TABLE users (id TEXT PRIMARY KEY, age INTEGER); INSERT INTO users VALUES ('keep', 1)") }
+        try await queue.write { try $0.execute(sql: "CREATE TABLE users (id TEXT PRIMARY KEY, age INTEGER); INSERT INTO users VALUES ('keep', 1)") }
         try queue.close()
         let before = fileBytes(dir.file("target.db"))
         let port = cluster.port
@@ -338,7 +338,7 @@ struct PostgresConnectorTests {
         ]
         for (index, (url, message)) in cases.enumerated() {
             let extra = index == cases.count - 1 ? ["--mode", "incremental", "--cursor-field", "nope"] : []
-            let result = try Ferry.run(["sync", url, "sqlite:target.db#users"] + extra, in: dir.path)
+            let result = try await Ferry.run(["sync", url, "sqlite:target.db#users"] + extra, in: dir.path)
             #expect(result.status == 2, "\(url): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
             #expect(result.stderr.hasPrefix("ferry: error: ") && result.stderr.contains(message), "\(result.stderr)")
@@ -351,19 +351,19 @@ struct PostgresConnectorTests {
         "users;DROP TABLE users", "users\"", "\"users\"", "users--", "1users", "users.a.b", "", "pg_users", "_ferry_checkpoints",
         "a_very_long_table_name_that_goes_beyond_the_sixty_three_bytes_limit",
     ])
-    func tableNamesThatAreNotPlainIdentifiersAreRefused(table: String) throws {
+    func tableNamesThatAreNotPlainIdentifiersAreRefused(table: String) async throws {
         let dir = try TempDir()
         let db = try database()
         try makeSourceTable(db.name, count: 3)
         try writeUsers(dir.file("users.jsonl"), count: 3)
         let before = try contents(db.name, "users")
-        let result = try Ferry.run(["sync", "file:users.jsonl", db.url + "#" + table], in: dir.path)
+        let result = try await Ferry.run(["sync", "file:users.jsonl", db.url + "#" + table], in: dir.path)
         #expect(result.status == 2)
         #expect(result.stderr.split(separator: "\n").count == 1 && (result.stderr.contains("is not a plain table name") || result.stderr.contains("cannot be a table name here")), "\(result.stderr)")
         #expect(try tables(db.name) == ["users"] && contents(db.name, "users") == before)
     }
 
-    @Test func badTargetsFailWithOneLineAndChangeNothing() throws {
+    @Test func badTargetsFailWithOneLineAndChangeNothing() async throws {
         let dir = try TempDir()
         let db = try database()
         try makeSourceTable(db.name, count: 3)
@@ -377,13 +377,13 @@ struct PostgresConnectorTests {
             (db.url + "#users?x", "is not a plain table name"),
         ]
         for (url, message) in cases {
-            let result = try Ferry.run(["sync", "file:users.jsonl", url], in: dir.path)
+            let result = try await Ferry.run(["sync", "file:users.jsonl", url], in: dir.path)
             #expect(result.status == 2 && result.stderr.split(separator: "\n").count == 1 && result.stderr.contains(message), "\(url): \(result.stderr)")
         }
         #expect(try tables(db.name) == ["nokey", "users"] && contents(db.name, "users") == before)
     }
 
-    @Test func valuesTheColumnsCannotHoldAreDeadLetteredAsWithSQLite() throws {
+    @Test func valuesTheColumnsCannotHoldAreDeadLetteredAsWithSQLite() async throws {
         let dir = try TempDir()
         let db = try database()
         try cluster.psql(db.name, """
@@ -399,7 +399,7 @@ struct PostgresConnectorTests {
 
             """#.write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
         let before = try contents(db.name, "typed")
-        let bad = try Ferry.run(["sync", "file:bad.jsonl", target, "--dead-letter", "dead.jsonl"], in: dir.path)
+        let bad = try await Ferry.run(["sync", "file:bad.jsonl", target, "--dead-letter", "dead.jsonl"], in: dir.path)
         #expect(bad.status == 1 && bad.stderr.contains("3 records were rejected; see dead.jsonl"), "\(bad.stderr)")
         let dead = try String(contentsOfFile: dir.file("dead.jsonl"), encoding: .utf8)
         #expect(dead.contains(#"column \"age\" is integer; the value \"abc\" does not fit it"#), "\(dead)")
@@ -417,7 +417,7 @@ struct PostgresConnectorTests {
             {"id":"ok2","age":"7"}
 
             """#.write(toFile: dir.file("mixed.jsonl"), atomically: true, encoding: .utf8)
-        let mixed = try Ferry.run(["sync", "file:mixed.jsonl", target, "--dead-letter", "dead2.jsonl", "--json"], in: dir.path)
+        let mixed = try await Ferry.run(["sync", "file:mixed.jsonl", target, "--dead-letter", "dead2.jsonl", "--json"], in: dir.path)
         #expect(mixed.status == 1)
         let report = try JSON.parse(mixed.stdout)
         #expect(report["created"] == 2 && report["failed"] == 5, "\(report.serialized())")
@@ -428,7 +428,7 @@ struct PostgresConnectorTests {
         }
         #expect(try cluster.psql(db.name, "SELECT string_agg(id || ':' || age, ',' ORDER BY id) FROM typed") == "keep:1,ok1:5,ok2:7")
 
-        let strict = try Ferry.run(["sync", "file:bad.jsonl", target, "--strict"], in: dir.path)
+        let strict = try await Ferry.run(["sync", "file:bad.jsonl", target, "--strict"], in: dir.path)
         #expect(strict.status == 2 && strict.stderr.contains("--strict stops here"))
 
         // --strict stops after the batch with the refused record: the batches after it are not
@@ -441,12 +441,12 @@ struct PostgresConnectorTests {
             {"id":"ok3","age":4}
 
             """#.write(toFile: dir.file("strict.jsonl"), atomically: true, encoding: .utf8)
-        let stopped = try Ferry.run(["sync", "file:strict.jsonl", target, "--strict", "--batch-size", "2"], in: dir.path)
+        let stopped = try await Ferry.run(["sync", "file:strict.jsonl", target, "--strict", "--batch-size", "2"], in: dir.path)
         #expect(stopped.status == 2 && stopped.stderr.contains("record long was rejected"), "\(stopped.stderr)")
         #expect(try cluster.psql(db.name, "SELECT string_agg(id, ',' ORDER BY id) FROM typed") == "keep,ok1")
     }
 
-    @Test func tlsModes() throws {
+    @Test func tlsModes() async throws {
         let dir = try TempDir()
         let db = try database()
         try makeSourceTable(db.name, count: 5)
@@ -482,10 +482,10 @@ struct PostgresConnectorTests {
         }
         for _ in 0..<50 where try cluster.psql(db.name, "SHOW ssl") != "on" { usleep(100_000) }
 
-        let required = try Ferry.run(["sync", db.url + "?sslmode=require#users", "file:out.jsonl", "--json"], in: dir.path)
+        let required = try await Ferry.run(["sync", db.url + "?sslmode=require#users", "file:out.jsonl", "--json"], in: dir.path)
         #expect(required.status == 0, "\(required.stderr)")
         #expect(try JSON.parse(required.stdout)["created"] == 5)
-        let verified = try Ferry.run(["sync", db.url + "?sslmode=verify-full#users", "file:out2.jsonl"], in: dir.path)
+        let verified = try await Ferry.run(["sync", db.url + "?sslmode=verify-full#users", "file:out2.jsonl"], in: dir.path)
         #expect(verified.status == 2 && verified.stderr.contains("cannot reach 127.0.0.1:\(cluster.port): TLS failed"), "\(verified.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("out2.jsonl")))
     }

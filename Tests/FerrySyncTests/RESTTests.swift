@@ -92,37 +92,37 @@ func report(_ result: Ferry.Result) throws -> JSON {
         // The API stamps updated_at itself: never sent, not compared.
         let toAPI = ["--target-rest", "managed_fields=updated_at"] + pageRead("target")
 
-        var result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json"] + toAPI, in: dir.path)
+        var result = try await Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json"] + toAPI, in: dir.path)
         var json = try report(result)
         #expect(result.status == 0 && json["created"] == 300 && json["failed"] == 0, "\(result.stdout) \(result.stderr)")
         #expect(try await api.users().count == 300)
 
         // A replay creates nothing: each record is an update of what is there.
-        result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json"] + toAPI, in: dir.path)
+        result = try await Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json"] + toAPI, in: dir.path)
         json = try report(result)
         #expect(result.status == 0 && json["created"] == 0 && json["updated"] == 300, "\(result.stdout)")
         #expect(try await api.users().count == 300)
 
         // diff finds nothing to do, and verify agrees.
-        result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--mode", "diff", "--json"] + toAPI, in: dir.path)
+        result = try await Ferry.run(["sync", "file:users.csv", api.endpoint(), "--mode", "diff", "--json"] + toAPI, in: dir.path)
         json = try report(result)
         #expect(result.status == 0 && json["unchanged"] == 300 && json["created"] == 0 && json["updated"] == 0 && json["deleted"] == 0, "\(result.stdout)")
-        result = try Ferry.run(["verify", "file:users.csv", api.endpoint()] + toAPI, in: dir.path)
+        result = try await Ferry.run(["verify", "file:users.csv", api.endpoint()] + toAPI, in: dir.path)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
 
         // The API into SQLite.
-        result = try Ferry.run(["sync", api.endpoint(), "sqlite:copy.db#users", "--json"] + pageRead("source", size: 40), in: dir.path)
+        result = try await Ferry.run(["sync", api.endpoint(), "sqlite:copy.db#users", "--json"] + pageRead("source", size: 40), in: dir.path)
         json = try report(result)
         #expect(result.status == 0 && json["read"] == 300 && json["created"] == 300, "\(result.stdout) \(result.stderr)")
         #expect(try countRows(dir.file("copy.db")) == 300)
-        result = try Ferry.run(["verify", api.endpoint(), "sqlite:copy.db#users"] + pageRead("source"), in: dir.path)
+        result = try await Ferry.run(["verify", api.endpoint(), "sqlite:copy.db#users"] + pageRead("source"), in: dir.path)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
 
         // The API into a Ferry server, incrementally.
         let server = try Server()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         let incremental = ["--mode", "incremental", "--cursor-field", "updated_at", "--source-rest", "since_param=updated_since"] + pageRead("source")
-        result = try Ferry.run(["sync", api.endpoint(), server.collection(), "--json"] + incremental, in: dir.path, environment: auth)
+        result = try await Ferry.run(["sync", api.endpoint(), server.collection(), "--json"] + incremental, in: dir.path, environment: auth)
         json = try report(result)
         #expect(result.status == 0 && json["created"] == 300, "\(result.stdout) \(result.stderr)")
 
@@ -132,12 +132,12 @@ func report(_ result: Ferry.Result) throws -> JSON {
         #expect(try await server.request(.DELETE, "/buckets/main/collections/users/records/8").0 == 200)
         // Server ids are strings; the API's are integers.
         let back = ["--cast", "id=int"] + toAPI
-        result = try Ferry.run(["sync", server.collection(), api.endpoint(), "--mode", "diff", "--json"] + back, in: dir.path, environment: auth)
+        result = try await Ferry.run(["sync", server.collection(), api.endpoint(), "--mode", "diff", "--json"] + back, in: dir.path, environment: auth)
         json = try report(result)
         #expect(result.status == 0 && json["created"] == 1 && json["updated"] == 1 && json["deleted"] == 1 && json["unchanged"] == 298, "\(result.stdout) \(result.stderr)")
         let users = try await api.users()
         #expect(users.count == 300 && users[7]?["age"] == 99 && users[9001]?["username"] == "newcomer" && users[8] == nil)
-        result = try Ferry.run(["verify", server.collection(), api.endpoint()] + back, in: dir.path, environment: auth)
+        result = try await Ferry.run(["verify", server.collection(), api.endpoint()] + back, in: dir.path, environment: auth)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
     }
 
@@ -152,29 +152,29 @@ func report(_ result: Ferry.Result) throws -> JSON {
         }
         let args = ["sync", api.endpoint(), "sqlite:inc.db#users", "--mode", "incremental", "--cursor-field", "updated_at", "--json",
                     "--source-rest", "since_param=updated_since", "--source-rest", "sorted=\(sorted)"] + pageRead("source", size: 7)
-        var json = try report(try Ferry.run(args, in: dir.path))
+        var json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["read"] == 30 && json["created"] == 30, "\(json.serialized())")
 
         // Same second as the checkpoint: two new records and a changed one.
         try await api.request(.POST, "/users", ["id": 31, "username": "u31"])
         try await api.request(.POST, "/users", ["id": 4000, "username": "u4000"])
         try await api.request(.PATCH, "/users/3", ["age": 333])
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["read"] == 3 && json["created"] == 2 && json["updated"] == 1, "\(json.serialized())")
 
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["read"] == 0, "\(json.serialized())")
 
         // A later second: one update, one create.
         try await api.freeze("2026-01-01T00:00:01Z")
         try await api.request(.PATCH, "/users/10", ["age": 1010])
         try await api.request(.POST, "/users", ["id": 32, "username": "u32"])
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["read"] == 2 && json["created"] == 1 && json["updated"] == 1, "\(json.serialized())")
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["read"] == 0, "\(json.serialized())")
         #expect(try countRows(dir.file("inc.db")) == 33)
-        let result = try Ferry.run(["verify", api.endpoint(), "sqlite:inc.db#users"] + pageRead("source"), in: dir.path)
+        let result = try await Ferry.run(["verify", api.endpoint(), "sqlite:inc.db#users"] + pageRead("source"), in: dir.path)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
     }
 
@@ -183,15 +183,15 @@ func report(_ result: Ferry.Result) throws -> JSON {
         let api = try UsersAPI(seed: 120)
         let dir = try TempDir()
         let args = ["sync", api.endpoint(), "sqlite:d.db#users", "--mode", "diff", "--json"] + pageRead("source", size: 25)
-        var json = try report(try Ferry.run(args, in: dir.path))
+        var json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["created"] == 120, "\(json.serialized())")
         try await api.request(.POST, "/users", ["id": 500, "username": "five hundred"])
         try await api.request(.POST, "/users", ["id": 501, "username": "five hundred one"])
         for id in [2, 40, 119] { try await api.request(.PATCH, "/users/\(id)", ["address": "moved"]) }
         try await api.request(.DELETE, "/users/60")
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["created"] == 2 && json["updated"] == 3 && json["deleted"] == 1 && json["unchanged"] == 116, "\(json.serialized())")
-        json = try report(try Ferry.run(args, in: dir.path))
+        json = try report(try await Ferry.run(args, in: dir.path))
         #expect(json["created"] == 0 && json["updated"] == 0 && json["deleted"] == 0, "\(json.serialized())")
         #expect(try countRows(dir.file("d.db")) == 121)
     }
@@ -209,10 +209,10 @@ func report(_ result: Ferry.Result) throws -> JSON {
         let api = try UsersAPI(seed: 95)
         let dir = try TempDir()
         let flags = settings.flatMap { ["--source-rest", $0] }
-        let result = try Ferry.run(["sync", api.endpoint(path), "sqlite:p.db#users", "--json"] + flags, in: dir.path)
+        let result = try await Ferry.run(["sync", api.endpoint(path), "sqlite:p.db#users", "--json"] + flags, in: dir.path)
         let json = try report(result)
         #expect(result.status == 0 && json["read"] == 95 && json["created"] == 95, "\(path): \(result.stdout) \(result.stderr)")
-        let verify = try Ferry.run(["verify", api.endpoint(path), "sqlite:p.db#users"] + flags, in: dir.path)
+        let verify = try await Ferry.run(["verify", api.endpoint(path), "sqlite:p.db#users"] + flags, in: dir.path)
         #expect(verify.status == 0, "\(path): \(verify.stdout) \(verify.stderr)")
     }
 
@@ -225,11 +225,11 @@ func report(_ result: Ferry.Result) throws -> JSON {
         try writeUsersCSV(dir.file("users.csv"), count: 150)
         let state = try await api.faults(mode, every: every, retryAfter: 1, delay: 0.2)
         #expect(state["mode"]?.stringValue == mode)
-        var result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--retries", "8", "--json", "--target-rest", "managed_fields=updated_at", "--target-rest", "upsert=create-first"], in: dir.path)
+        var result = try await Ferry.run(["sync", "file:users.csv", api.endpoint(), "--retries", "8", "--json", "--target-rest", "managed_fields=updated_at", "--target-rest", "upsert=create-first"], in: dir.path)
         var json = try report(result)
         #expect(result.status == 0 && json["failed"] == 0 && json["created"]!.intValue! + json["updated"]!.intValue! == 150, "\(mode): \(result.stdout) \(result.stderr)")
         if mode != "slow" { #expect(json["retries"]!.intValue! > 0, "\(mode): \(json.serialized())") }
-        result = try Ferry.run(["sync", api.endpoint(), "sqlite:copy.db#users", "--retries", "8", "--json"] + pageRead("source", size: 20), in: dir.path)
+        result = try await Ferry.run(["sync", api.endpoint(), "sqlite:copy.db#users", "--retries", "8", "--json"] + pageRead("source", size: 20), in: dir.path)
         json = try report(result)
         #expect(result.status == 0 && json["read"] == 150, "\(mode): \(result.stdout) \(result.stderr)")
         let faulted = try await api.request(.GET, "/_faults").1
@@ -237,7 +237,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         try await api.faults("none")
         #expect(try await api.users().count == 150)
         #expect(try countRows(dir.file("copy.db")) == 150)
-        result = try Ferry.run(["verify", "file:users.csv", api.endpoint(), "--target-rest", "managed_fields=updated_at"] + pageRead("target"), in: dir.path)
+        result = try await Ferry.run(["verify", "file:users.csv", api.endpoint(), "--target-rest", "managed_fields=updated_at"] + pageRead("target"), in: dir.path)
         #expect(result.status == 0, "\(mode): \(result.stdout) \(result.stderr)")
     }
 
@@ -248,7 +248,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         try writeUsersCSV(dir.file("users.csv"), count: 24)
         // Every request takes 0.2 s, so requests overlap as much as Ferry lets them.
         try await api.faults("slow", every: 1, delay: 0.2)
-        var result = try Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json", "--target-rest", "concurrency=3", "--target-rest", "upsert=create-first"], in: dir.path)
+        var result = try await Ferry.run(["sync", "file:users.csv", api.endpoint(), "--json", "--target-rest", "concurrency=3", "--target-rest", "upsert=create-first"], in: dir.path)
         #expect(result.status == 0 && (try? report(result)["created"]) == 24, "\(result.stdout) \(result.stderr)")
         let stats = try await api.stats()
         #expect(stats["max_in_flight"] == 3, "\(stats.serialized())")
@@ -257,7 +257,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         try await api.faults("none")
         try writeUsersCSV(dir.file("more.csv"), count: 12, from: 100)
         let started = Date()
-        result = try Ferry.run(["sync", "file:more.csv", api.endpoint(), "--json", "--target-rest", "rate=4", "--target-rest", "concurrency=8", "--target-rest", "upsert=create-first"], in: dir.path)
+        result = try await Ferry.run(["sync", "file:more.csv", api.endpoint(), "--json", "--target-rest", "rate=4", "--target-rest", "concurrency=8", "--target-rest", "upsert=create-first"], in: dir.path)
         let elapsed = Date().timeIntervalSince(started)
         #expect(result.status == 0 && (try? report(result)["created"]) == 12, "\(result.stdout) \(result.stderr)")
         #expect(elapsed >= 2.75, "12 requests at 4/s took \(elapsed) s")
@@ -284,12 +284,12 @@ func report(_ result: Ferry.Result) throws -> JSON {
             try await api.request(.POST, "/users", ["username": .string("late\(killedMidRun)-\(UUID().uuidString.prefix(6))")])
         }
         #expect(killedMidRun > 0, "every run finished before its kill: make the run longer")
-        let result = try Ferry.run(args + ["--json"], in: dir.path)
+        let result = try await Ferry.run(args + ["--json"], in: dir.path)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
         #expect(try countRows(dir.file("k.db")) == 6003)
-        let verify = try Ferry.run(["verify", api.endpoint(), "sqlite:k.db#users"] + pageRead("source", size: 1000), in: dir.path)
+        let verify = try await Ferry.run(["verify", api.endpoint(), "sqlite:k.db#users"] + pageRead("source", size: 1000), in: dir.path)
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
-        let again = try report(try Ferry.run(args + ["--json"], in: dir.path))
+        let again = try report(try await Ferry.run(args + ["--json"], in: dir.path))
         #expect(again["read"] == 0, "\(again.serialized())")
     }
 
@@ -304,7 +304,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         3,ann,40,elsewhere
         4,dan,50,nowhere
         """.write(toFile: dir.file("u.csv"), atomically: true, encoding: .utf8)
-        let result = try Ferry.run(["sync", "file:u.csv", api.endpoint(), "--json", "--dead-letter", "dead.jsonl", "--target-rest", "managed_fields=updated_at"], in: dir.path)
+        let result = try await Ferry.run(["sync", "file:u.csv", api.endpoint(), "--json", "--dead-letter", "dead.jsonl", "--target-rest", "managed_fields=updated_at"], in: dir.path)
         let json = try report(result)
         #expect(result.status == 1 && json["created"] == 2 && json["failed"] == 2, "\(result.stdout) \(result.stderr)")
         let dead = try String(contentsOfFile: dir.file("dead.jsonl"), encoding: .utf8)
@@ -323,22 +323,22 @@ func report(_ result: Ferry.Result) throws -> JSON {
         let api = try UsersAPI(seed: 10, token: "s3cret-token")
         let dir = try TempDir()
         for auth in ["Bearer s3cret-token", "header:X-API-Key=s3cret-token", "query:api_key=s3cret-token", "someone:s3cret-token"] {
-            let result = try Ferry.run(["sync", api.endpoint(), "sqlite:a.db#users", "--json", "--source-auth", auth] + pageRead("source"), in: dir.path)
+            let result = try await Ferry.run(["sync", api.endpoint(), "sqlite:a.db#users", "--json", "--source-auth", auth] + pageRead("source"), in: dir.path)
             let read = try? report(result)["read"]
             #expect(result.status == 0 && read == 10, "\(auth): \(result.stdout) \(result.stderr)")
         }
         // Secrets from the environment.
-        var result = try Ferry.run(["sync", api.endpoint(), "sqlite:b.db#users"] + pageRead("source"), in: dir.path, environment: ["FERRY_SOURCE_AUTH": "query:api_key=s3cret-token"])
+        var result = try await Ferry.run(["sync", api.endpoint(), "sqlite:b.db#users"] + pageRead("source"), in: dir.path, environment: ["FERRY_SOURCE_AUTH": "query:api_key=s3cret-token"])
         #expect(result.status == 0, "\(result.stderr)")
         for auth in ["Bearer guess-1234", "query:api_key=guess-1234"] {
-            result = try Ferry.run(["sync", api.endpoint(), "sqlite:c.db#users", "--source-auth", auth] + pageRead("source"), in: dir.path)
+            result = try await Ferry.run(["sync", api.endpoint(), "sqlite:c.db#users", "--source-auth", auth] + pageRead("source"), in: dir.path)
             #expect(result.status == 2 && result.stderr.contains("refused the credentials (401)"), "\(result.stderr)")
             #expect(!result.stderr.contains("guess-1234") && !result.stdout.contains("guess-1234"), "\(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir.file("c.db")))
         }
         // A query-parameter secret stays out of messages naming the URL.
         try await api.faults("500", every: 1)
-        result = try Ferry.run(["sync", api.endpoint(), "sqlite:d.db#users", "--retries", "0", "--source-auth", "query:api_key=s3cret-token"] + pageRead("source"), in: dir.path)
+        result = try await Ferry.run(["sync", api.endpoint(), "sqlite:d.db#users", "--retries", "0", "--source-auth", "query:api_key=s3cret-token"] + pageRead("source"), in: dir.path)
         #expect(result.status == 2 && result.stderr.contains("answered 500 for GET http://127.0.0.1:\(api.port)/users?page=1") && !result.stderr.contains("s3cret"), "\(result.stderr)")
     }
 
@@ -363,7 +363,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
             (["--mode", "incremental", "--source-rest", "items=/data", "--source-rest", "since_param=updated_since"], "an incremental read needs --cursor-field"),
         ]
         for (flags, message) in cases {
-            let result = try Ferry.run(["sync", api.endpoint(), "sqlite:t.db#users"] + flags, in: dir.path)
+            let result = try await Ferry.run(["sync", api.endpoint(), "sqlite:t.db#users"] + flags, in: dir.path)
             #expect(result.status == 2 && result.stderr.contains(message), "\(flags): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
             #expect(fileBytes(dir.file("t.db")) == before, "\(flags) changed the target")
@@ -376,13 +376,13 @@ func report(_ result: Ferry.Result) throws -> JSON {
             ("rest+http://127.0.0.1:\(api.port)/users#frag", [], "takes no #fragment"),
         ]
         for (url, flags, message) in elsewhere {
-            let result = try Ferry.run(["sync", url, "sqlite:t.db#users", "--retries", "0"] + flags, in: dir.path)
+            let result = try await Ferry.run(["sync", url, "sqlite:t.db#users", "--retries", "0"] + flags, in: dir.path)
             #expect(result.status == 2 && result.stderr.contains(message), "\(url): \(result.stderr)")
             #expect(fileBytes(dir.file("t.db")) == before)
         }
         // Writing to an API with a template naming a field records lack.
         try writeUsersCSV(dir.file("u.csv"), count: 3)
-        let result = try Ferry.run(["sync", "file:u.csv", api.endpoint(), "--json", "--target-rest", "update=PUT /users/{nickname}", "--target-rest", "upsert=update-first"], in: dir.path)
+        let result = try await Ferry.run(["sync", "file:u.csv", api.endpoint(), "--json", "--target-rest", "update=PUT /users/{nickname}", "--target-rest", "upsert=update-first"], in: dir.path)
         let failed = try? report(result)["failed"]
         #expect(result.status == 1 && failed == 3, "\(result.stdout) \(result.stderr)")
         #expect(try await api.users().count == 5)
@@ -403,11 +403,11 @@ func report(_ result: Ferry.Result) throws -> JSON {
               items: /data
               page_size: 5
         """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let result = try Ferry.run(["run", "ferry.yml"], in: dir.path, environment: ["API_TOKEN": "tok"])
+        let result = try await Ferry.run(["run", "ferry.yml"], in: dir.path, environment: ["API_TOKEN": "tok"])
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
         #expect(try countRows(dir.file("jobs.db")) == 12)
         try "jobs:\n  x:\n    source: \(api.endpoint())\n    target: sqlite:j.db#users\n    source_rest:\n      pages: 3\n".write(toFile: dir.file("bad.yml"), atomically: true, encoding: .utf8)
-        let bad = try Ferry.run(["run", "bad.yml"], in: dir.path)
+        let bad = try await Ferry.run(["run", "bad.yml"], in: dir.path)
         #expect(bad.status == 2 && bad.stderr.contains("bad.yml:6: unknown source_rest setting \"pages\""), "\(bad.stderr)")
     }
 }

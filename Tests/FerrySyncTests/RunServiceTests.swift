@@ -92,7 +92,7 @@ import Testing
         #expect(running.terminate() == 0, "\(running.stderr)")
     }
 
-    @Test func badServiceSetupsAreClearAndChangeNothing() throws {
+    @Test func badServiceSetupsAreClearAndChangeNothing() async throws {
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: 3)
         let webhookJob = "jobs:\n  a:\n    source: sqlite:src.db#users\n    target: sqlite:dst.db#users\n    schedule: webhook\n"
@@ -107,7 +107,7 @@ import Testing
         ]
         for (text, flags, environment, mention) in cases {
             try text.write(toFile: dir.file("j.yml"), atomically: true, encoding: .utf8)
-            let result = try Ferry.run(["run", "j.yml"] + flags, in: dir.path, environment: environment)
+            let result = try await Ferry.run(["run", "j.yml"] + flags, in: dir.path, environment: environment)
             #expect(result.status == 2 || result.status == 64, "\(flags): \(result.stderr)")
             #expect(result.stderr.contains(mention), "\(flags): \(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir.file("dst.db")))

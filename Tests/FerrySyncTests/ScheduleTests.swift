@@ -83,20 +83,20 @@ import Testing
 
 /// `--every`/`--cron` and `schedule:` through the command line.
 @Suite struct ScheduledCommandTests {
-    @Test func everyRunsAgainUntilMaxRunsAndPicksUpNewRecords() throws {
+    @Test func everyRunsAgainUntilMaxRunsAndPicksUpNewRecords() async throws {
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: 30)
-        let result = try Ferry.run(["sync", "sqlite:src.db#users", "sqlite:dst.db#users", "--mode", "incremental",
+        let result = try await Ferry.run(["sync", "sqlite:src.db#users", "sqlite:dst.db#users", "--mode", "incremental",
                                     "--cursor-field", "updated_at", "--every", "1s", "--max-runs", "2", "--json"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         let reports = result.stdout.split(separator: "\n").compactMap { try? JSON.parse(String($0)) }
         #expect(reports.count == 2 && reports[0]["read"] == 30 && reports[1]["read"] == 0, "\(result.stdout)")
         #expect(result.stderr.contains("next run of"), "\(result.stderr)")
-        let status = try Ferry.run(["status", "--json"], in: dir.path)
+        let status = try await Ferry.run(["status", "--json"], in: dir.path)
         #expect((try? JSON.parse(status.stdout))?.arrayValue?.count == 2)
     }
 
-    @Test func badScheduleFlagsAndJobSchedulesAreRefused() throws {
+    @Test func badScheduleFlagsAndJobSchedulesAreRefused() async throws {
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: 3)
         for (flags, message) in [
@@ -105,20 +105,20 @@ import Testing
             (["--every", "1m", "--cron", "* * * * *"], "--every and --cron cannot go together"),
             (["--max-runs", "2"], "--max-runs goes with --every or --cron"),
         ] {
-            let result = try Ferry.run(["sync", "sqlite:src.db#users", "sqlite:dst.db#users"] + flags, in: dir.path)
+            let result = try await Ferry.run(["sync", "sqlite:src.db#users", "sqlite:dst.db#users"] + flags, in: dir.path)
             #expect(result.status != 0 && result.stderr.contains(message), "\(flags): \(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir.file("dst.db")))
         }
         try "jobs:\n  a:\n    source: sqlite:src.db#users\n    target: sqlite:dst.db#users\n    schedule: every never\n".write(toFile: dir.file("j.yml"), atomically: true, encoding: .utf8)
-        var result = try Ferry.run(["run", "j.yml"], in: dir.path)
+        var result = try await Ferry.run(["run", "j.yml"], in: dir.path)
         #expect(result.status == 2 && result.stderr.contains("j.yml: job a: every: \"never\""), "\(result.stderr)")
         try "jobs:\n  a:\n    source: sqlite:src.db#users\n    target: sqlite:dst.db#users\n    schedule: sometimes\n".write(toFile: dir.file("j.yml"), atomically: true, encoding: .utf8)
-        result = try Ferry.run(["run", "j.yml"], in: dir.path)
+        result = try await Ferry.run(["run", "j.yml"], in: dir.path)
         #expect(result.status == 2 && result.stderr.contains("j.yml: job a: schedule \"sometimes\" must be once, every"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("dst.db")))
         // A scheduled job in a file runs under the loop too.
         try "jobs:\n  a:\n    source: sqlite:src.db#users\n    target: sqlite:dst.db#users\n    schedule: every 1s\n".write(toFile: dir.file("j.yml"), atomically: true, encoding: .utf8)
-        result = try Ferry.run(["run", "j.yml", "--max-runs", "1"], in: dir.path)
+        result = try await Ferry.run(["run", "j.yml", "--max-runs", "1"], in: dir.path)
         let rows = try countRows(dir.file("dst.db"))
         #expect(result.status == 0 && rows == 3, "\(result.stderr)")
     }

@@ -31,8 +31,19 @@ enum Ferry {
         var stderr: String
     }
 
-    /// Runs `ferry ARGS` in `directory` and waits for it.
-    static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:]) throws -> Result {
+    /// Runs `ferry ARGS` in `directory` and waits for it, on a thread of its own: a test waiting
+    /// here never holds a thread of Swift's cooperative pool (as many as cores), which every
+    /// in-process server and client of the other tests running meanwhile needs.
+    static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:]) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Swift.Result { try runBlocking(arguments, in: directory, environment: environment) })
+            }
+        }
+    }
+
+    /// ``run(_:in:environment:)``, blocking the calling thread.
+    private static func runBlocking(_ arguments: [String], in directory: String, environment: [String: String]) throws -> Result {
         let process = start(arguments, in: directory, environment: environment)
         let out = process.standardOutput as! Pipe
         let err = process.standardError as! Pipe
