@@ -34,6 +34,22 @@ import Testing
         #expect(r.status == anonymous.status && r.json == anonymous.json)
     }
 
+    /// Found by Schemathesis (Tests/python/test_openapi.py): permissions in an account's body
+    /// were ignored whatever they held (`[null, null]` created the account). An account's
+    /// permissions are fixed, so a body that sets some is refused and creates nothing.
+    @Test(arguments: [#"[null, null]"#, #"{"read": ["system.Everyone"]}"#, #""everyone""#])
+    func anAccountBodyThatSetsPermissionsIsRefused(permissions: String) async throws {
+        let server = try TestServer { $0.authPolicies = ["account", "basicauth"]; $0.passwordRounds = 1000 }
+        let before = try await server.dump()
+        let r = try await server.request("PUT", "/accounts/alice", body: #"{"data": {"password": "p4ssw0rd!"}, "permissions": "# + permissions + "}")
+        #expect(r.status == 400 && r.json["errno"] == 107, "\(r.json.serialized())")
+        #expect((r.json["message"]?.stringValue ?? "").contains("an account's permissions cannot be set"))
+        #expect(try await server.dump() == before)
+        // Empty permissions are no permissions: the account is created.
+        let ok = try await server.request("PUT", "/accounts/alice", body: #"{"data": {"password": "p4ssw0rd!"}, "permissions": {}}"#)
+        #expect(ok.status == 201, "\(ok.json.serialized())")
+    }
+
     @Test func unknownCredentialsCreateNothingWhereOnlyAdminsMay() async throws {
         let server = try TestServer { $0.authPolicies = ["account"]; $0.accountCreatePrincipals = ["account:admin"]; $0.passwordRounds = 1000 }
         let before = try await server.dump()
