@@ -474,6 +474,22 @@ struct InvalidSchemaCase: Sendable, CustomTestStringConvertible {
         #expect(compileError(schema) == "the schema nests subschemas more than 64 levels deep (at \(location) in the schema)")
     }
 
+    /// ReDoS: `^(a+)+$` backtracks 2^40 times on forty a's and a b. The match is stopped past
+    /// the validation's pattern budget and the value refused, never accepted (without the
+    /// budget this test does not finish). A second pattern after the first gets no fresh budget.
+    @Test(arguments: [#"{"pattern":"^(a+)+$"}"#, #"{"patternProperties":{"^(a|aa)+$":{}},"additionalProperties":false}"#])
+    func aCatastrophicPatternIsStoppedAndRefused(schema: String) throws {
+        let compiled = try JSONSchema(JSON.parse(schema))
+        let evil = String(repeating: "a", count: 40) + "b"
+        let instance: JSON = schema.contains("patternProperties") ? .object([evil: 1]) : .string(evil)
+        let violations = compiled.validate(instance)
+        #expect(violations.count == 1)
+        #expect(violations.first?.message.contains("too costly to validate against this schema (its patterns took more than") == true,
+                "\(violations)")
+        // The same pattern on an ordinary value answers as before.
+        #expect(compiled.validate(schema.contains("patternProperties") ? ["aaa": 1] : "aaa").isEmpty)
+    }
+
     @Test func patternsAreLimitedTo1000Characters() throws {
         let ok = String(repeating: "a", count: 1_000)
         #expect(try JSONSchema(["pattern": .string(ok)]).validate(.string(ok)) == [])

@@ -34,6 +34,39 @@ import Testing
         #expect(r.status == anonymous.status && r.json == anonymous.json)
     }
 
+    /// Found by Schemathesis (Tests/python/test_openapi.py): permissions in an account's body
+    /// were ignored whatever they held (`[null, null]` created the account). An account's
+    /// permissions are fixed, so a body that sets some is refused and creates nothing.
+    @Test(arguments: [#"[null, null]"#, #"{"read": ["system.Everyone"]}"#, #""everyone""#])
+    func anAccountBodyThatSetsPermissionsIsRefused(permissions: String) async throws {
+        let server = try TestServer { $0.authPolicies = ["account", "basicauth"]; $0.passwordRounds = 1000 }
+        let before = try await server.dump()
+        let r = try await server.request("PUT", "/accounts/alice", body: #"{"data": {"password": "p4ssw0rd!"}, "permissions": "# + permissions + "}")
+        #expect(r.status == 400 && r.json["errno"] == 107, "\(r.json.serialized())")
+        #expect((r.json["message"]?.stringValue ?? "").contains("an account's permissions cannot be set"))
+        #expect(try await server.dump() == before)
+        // Empty permissions are no permissions: the account is created.
+        let ok = try await server.request("PUT", "/accounts/alice", body: #"{"data": {"password": "p4ssw0rd!"}, "permissions": {}}"#)
+        #expect(ok.status == 201, "\(ok.json.serialized())")
+    }
+
+    /// Password lengths are counted in code points, as JSON Schema's minLength and maxLength
+    /// (which the API document gives) count them: a client that checks with the document agrees.
+    @Test func passwordLengthsAreCodePoints() async throws {
+        let server = try TestServer { $0.authPolicies = ["account", "basicauth"]; $0.passwordRounds = 1000 }
+        var r = try await server.request("PUT", "/accounts/alice", json: ["data": ["password": .string(String(repeating: "\u{E9}", count: 1024))]])
+        #expect(r.status == 201, "\(r.json.serialized())")  // 2048 bytes, 1024 code points
+        let before = try await server.dump()
+        r = try await server.request("PUT", "/accounts/bob", json: ["data": ["password": .string(String(repeating: "p", count: 1025))]], user: "bob")
+        #expect(r.status == 400 && (r.json["message"]?.stringValue ?? "").contains("at most 1024 characters"), "\(r.json.serialized())")
+        // e + combining acute: one Character, two code points; eight of them are long enough.
+        r = try await server.request("PUT", "/accounts/carol", json: ["data": ["password": .string(String(repeating: "e\u{301}", count: 4))]], user: "carol")
+        #expect(r.status == 201, "\(r.json.serialized())")
+        r = try await server.request("PUT", "/accounts/dave", json: ["data": ["password": "short"]], user: "dave")
+        #expect(r.status == 400)
+        #expect(try await server.dump().count == before.count + 1)
+    }
+
     @Test func unknownCredentialsCreateNothingWhereOnlyAdminsMay() async throws {
         let server = try TestServer { $0.authPolicies = ["account"]; $0.accountCreatePrincipals = ["account:admin"]; $0.passwordRounds = 1000 }
         let before = try await server.dump()

@@ -93,6 +93,38 @@ struct PostgresServerTests {
         }
     }
 
+    /// The same `Idempotency-Key` sent at once to both processes: one create, every answer the
+    /// same record (requests with keys take the lock row first, so the second waits for the first).
+    @Test func concurrentRetriesWithOneIdempotencyKeyCreateOnceAcrossProcesses() async throws {
+        try await Self.withPair { a, b, clientA, clientB in
+        #expect(try await clientA.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
+        #expect(try await clientB.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
+        var headers = Self.alice
+        headers[HTTPField.Name("Idempotency-Key")!] = "order-1"
+        let keyed = headers
+        let ids = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    // A connection of its own each, half to each process.
+                    let client = (i % 2 == 0 ? a : b).client()
+                    let response = try await client.post("/v1/buckets/b/collections/c/records", headers: keyed,
+                                                         body: ByteBuffer(string: #"{"data":{"item":"book"}}"#))
+                    try? await client.shutdown()
+                    let id = try JSON.parse(bytes: Array(response.body!.readableBytesView))["data"]?["id"]?.stringValue
+                    return (Int(response.status.code), id)
+                }
+            }
+            var all: [(Int, String?)] = []
+            for try await answer in group { all.append(answer) }
+            return all
+        }
+        #expect(ids.allSatisfy { $0.0 == 201 }, "\(ids)")
+        #expect(Set(ids.compactMap(\.1)).count == 1, "\(ids)")
+        let list = try await clientA.get("/v1/buckets/b/collections/c/records", headers: Self.alice)
+        #expect(try JSON.parse(bytes: Array(list.body!.readableBytesView))["data"]!.arrayValue!.count == 1)
+        }
+    }
+
     /// The database goes away: 503 with Retry-After, and the server recovers by itself when it is back.
     @Test func aDatabaseRestartIsA503ThenRecovers() async throws {
         let cluster = try PostgresCluster.dedicated()

@@ -50,6 +50,23 @@ import Testing
         #expect(r.status == 201, "\(r.json.serialized())")
     }
 
+    /// A collection schema with a catastrophic pattern (ReDoS) cannot hold the writer: the
+    /// record is refused once the pattern budget is spent, and nothing is written.
+    @Test func aCatastrophicPatternRefusesTheRecordInsteadOfHanging() async throws {
+        let server = try TestServer()
+        try await server.request("PUT", "/buckets/main")
+        var r = try await server.request("PUT", "/buckets/main/collections/evil",
+                                         json: ["data": ["schema": ["type": "object", "properties": ["name": ["type": "string", "pattern": "^(a+)+$"]]]]])
+        #expect(r.status == 201)
+        let before = try await server.dump()
+        r = try await server.request("POST", "/buckets/main/collections/evil/records", json: ["data": ["name": .string(String(repeating: "a", count: 40) + "b")]])
+        #expect(r.status == 400 && r.json["errno"] == 107, "\(r.json.serialized())")
+        #expect((r.json["message"]?.stringValue ?? "").contains("too costly to validate"), "\(r.json.serialized())")
+        #expect(try await server.dump() == before)
+        r = try await server.request("POST", "/buckets/main/collections/evil/records", json: ["data": ["name": "aaaa"]])
+        #expect(r.status == 201)
+    }
+
     @Test func aChangedSchemaAppliesToTheNextWrite() async throws {
         let server = try await Self.seeded()
         #expect(try await server.request("POST", Self.users + "/records", json: ["data": ["username": "ann", "nick": "a"]]).status == 400)

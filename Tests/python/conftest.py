@@ -5,6 +5,7 @@ Account passwords are hashed with 1,000 PBKDF2 rounds instead of 210,000, so tha
 creating accounts in tests is fast; everything else is the server's default.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -25,8 +26,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url():
+@contextlib.contextmanager
+def serve(extra_env=None, extra_args=()):
+    """A `ferry serve` on a free port and a fresh data folder; yields its `/v1` URL."""
     binary = Path(os.environ.get("FERRY_BIN", REPO_ROOT / ".build" / "debug" / "ferry"))
     if not binary.is_file():
         pytest.fail(f"ferry binary not found at {binary}: run `swift build` or set FERRY_BIN")
@@ -35,9 +37,9 @@ def server_url():
     log = open(Path(data_dir) / "server.log", "wb")
     proc = subprocess.Popen(
         [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data", data_dir, "--log-level", "warning"],
+         "--data", data_dir, "--log-level", "warning", *extra_args],
         stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "FERRY_PASSWORD_ROUNDS": "1000"},
+        env={**os.environ, "FERRY_PASSWORD_ROUNDS": "1000", **(extra_env or {})},
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -65,3 +67,9 @@ def server_url():
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    with serve() as url:
+        yield url

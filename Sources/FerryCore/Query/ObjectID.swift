@@ -38,9 +38,20 @@ public enum Timestamp {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
+    /// The largest timestamp a client may ask for (`data.last_modified`, `?last_modified=` of a
+    /// delete): 2^53 - 1, the largest integer a JavaScript client reads exactly, some 285,000
+    /// years from now. Far below `Int64.max`, so the timestamps after it never overflow.
+    public static let maxRequested: Int64 = 9_007_199_254_740_991
+
     /// The next timestamp after `previous`: now, or `previous + 1` when the clock has not moved past it.
+    /// Never traps: at `Int64.max` (a store written before ``maxRequested`` existed) it stays there.
     public static func next(after previous: Int64, now: Int64 = Timestamp.now()) -> Int64 {
-        max(now, previous + 1)
+        max(now, previous < .max ? previous + 1 : .max)
+    }
+
+    /// A timestamp a client asks for, checked against ``maxRequested``: nil when it is too large.
+    public static func requested(_ value: Int64) -> Int64? {
+        value <= maxRequested ? value : nil
     }
 
     /// An RFC 7231 HTTP date for a millisecond timestamp.

@@ -31,6 +31,11 @@ public struct JSONSchema: Sendable {
     /// The most evaluation steps (a subschema applied to a value, or a value hashed or
     /// compared for `enum`, `const` and `uniqueItems`) one validation may take.
     public static let maxEvaluationSteps = 1_000_000
+    /// The most time the `pattern`s and `patternProperties` of one validation may spend
+    /// matching. The regular expressions backtrack (ICU), so a pattern like `^(a+)+$` takes
+    /// exponential time on some strings (ReDoS); past this budget the match is stopped and the
+    /// value is refused as too costly to check, never accepted.
+    public static let maxPatternTime: Duration = .milliseconds(250)
 
     /// The compiled subschemas; the root is the first.
     let nodes: [Node]
@@ -181,10 +186,10 @@ extension JSONSchema {
 
         /// The subschemas for the member `key`: its `properties` entry and every matching
         /// `patternProperties` entry, or else `additionalProperties`.
-        func schemas(for key: String) -> [Int] {
+        func schemas(for key: String, matching: (Pattern, String) throws -> Bool) rethrows -> [Int] {
             var schemas: [Int] = []
             if let schema = named[key] { schemas.append(schema) }
-            for entry in patterns where entry.pattern.matches(key) { schemas.append(entry.schema) }
+            for entry in patterns where try matching(entry.pattern, key) { schemas.append(entry.schema) }
             if schemas.isEmpty, let additional { schemas.append(additional) }
             return schemas
         }
@@ -302,8 +307,21 @@ extension JSONSchema {
         /// Immutable once made; documented as safe to use from any thread.
         let regex: NSRegularExpression
 
-        func matches(_ string: String) -> Bool {
-            regex.firstMatch(in: string, options: [], range: NSRange(location: 0, length: string.utf16.count)) != nil
+        /// Whether the pattern is found in `string`; nil when the search ran past `deadline`
+        /// (ICU reports progress about every millisecond, and is stopped there).
+        func matches(_ string: String, until deadline: ContinuousClock.Instant) -> Bool? {
+            var found = false
+            var late = false
+            regex.enumerateMatches(in: string, options: [.reportProgress], range: NSRange(location: 0, length: string.utf16.count)) { match, _, stop in
+                if match != nil {
+                    found = true
+                    stop.pointee = true
+                } else if ContinuousClock.now >= deadline {
+                    late = true
+                    stop.pointee = true
+                }
+            }
+            return found ? true : late ? nil : false
         }
 
         /// Compiles `source`, or returns why it cannot be.
@@ -972,6 +990,20 @@ extension JSONSchema {
             return unique.prefix(limit).map { JSONSchemaViolation(path: $0.pointer, message: $0.message) }
         }
 
+        /// When this validation's pattern matching must stop (set at its first match).
+        var patternDeadline: ContinuousClock.Instant?
+
+        /// Whether `pattern` is found in `string`, within ``JSONSchema/maxPatternTime`` for the
+        /// whole validation; stops the validation past it.
+        func matches(_ pattern: Pattern, _ string: String) throws -> Bool {
+            let deadline = patternDeadline ?? ContinuousClock.now + JSONSchema.maxPatternTime
+            patternDeadline = deadline
+            guard let found = pattern.matches(string, until: deadline) else {
+                throw Stop(path: path, message: "is too costly to validate against this schema (its patterns took more than \(JSONSchema.maxPatternTime))")
+            }
+            return found
+        }
+
         /// Counts `amount` steps of work, stopping the validation past the budget.
         func spend(_ amount: Int = 1) throws {
             steps += amount
@@ -1083,7 +1115,7 @@ extension JSONSchema {
             guard case .properties(let properties) = keyword, case .object(let members) = instance else { return true }
             var valid = true
             for key in JSON.sortedKeys(members) {
-                let schemas = properties.schemas(for: key)
+                let schemas = try properties.schemas(for: key, matching: matches)
                 guard !schemas.isEmpty else { continue }
                 path.append(.key(key))
                 defer { path.removeLast() }
@@ -1236,7 +1268,7 @@ extension JSONSchema {
                 guard n < .max, hasAtLeast(n + 1, s.unicodeScalars) else { return true }
                 return fail("must be at most \(Values.counted(n, "character")) long", collect: collect)
             case (.pattern(let pattern), .string(let s)):
-                guard !pattern.matches(s) else { return true }
+                guard try !matches(pattern, s) else { return true }
                 return fail("must match the pattern \(pattern.source)", collect: collect)
             case (.minItems(let n), .array(let elements)):
                 guard elements.count < n else { return true }

@@ -63,6 +63,12 @@ extension KintoAPI {
         guard case .object(let data)? = body["data"] else {
             throw KintoError.invalidParameters(location: "body", name: "data", description: "data must be an object holding the password")
         }
+        // An account's permissions are fixed (the account itself and the admins): a body that
+        // sets some is refused rather than half-obeyed.
+        if let permissions = body["permissions"], permissions != .null, permissions != .object([:]) {
+            throw KintoError.invalidParameters(location: "body", name: "permissions",
+                                               description: "an account's permissions cannot be set (the account itself and the admins may change it)")
+        }
         let accountID: String
         if let id {
             if let bodyID = data["id"], bodyID != .string(id) {

@@ -75,6 +75,8 @@ extension KintoAPI {
         switch route {
         case .hello:
             return Operation(.none) { _ in self.hello(request) }
+        case .api:
+            return Operation(.none) { _ in APIResponse(body: .json(APIDocument(api: self).json(baseURL: request.baseURL))) }
         case .lbheartbeat:
             return Operation(.none) { _ in APIResponse(body: .json([:])) }
         case .version:

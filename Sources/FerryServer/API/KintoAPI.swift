@@ -95,7 +95,7 @@ public struct KintoAPI: Sendable {
                 effects = route.effects
                 attachmentScope = Self.attachmentScope(route: route, method: request.method)
             }
-            var prepared = try self.operation(for: request, route: route, inBatch: false)
+            var prepared = try idempotent(try self.operation(for: request, route: route, inBatch: false), request: request)
             if let personal, !personal.implicit.isEmpty {
                 // The personal bucket (and the collection named) first, in the request's own write
                 // transaction; a read, or work that waits on its own, writes them first on its own.

@@ -81,6 +81,7 @@ struct ListParameters: Sendable {
             var fields: [String] = []
             for raw in fieldsSpec.split(separator: ",", omittingEmptySubsequences: true) {
                 let field = raw.trimmingCharacters(in: .whitespaces)
+                if field.isEmpty { continue }  // `_fields=a, ,b` as `_fields=a,,b`
                 guard FieldName.isValid(field) else {
                     throw .invalidParameters(location: "querystring", name: "_fields", description: "Invalid field '\(field)'")
                 }

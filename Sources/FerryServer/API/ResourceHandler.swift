@@ -309,8 +309,17 @@ struct ResourceHandler {
               replaceAllPermissions: Bool, known: (permissions: Permissions, writeGranted: Bool)? = nil) throws -> APIResponse {
         var data = try validate(data, id: id)
         var requested: Int64?
-        if let lm = data.removeValue(forKey: "last_modified")?.intValue, lm > (existing?.lastModified ?? 0) {
-            requested = lm
+        switch data.removeValue(forKey: "last_modified") {
+        case nil, .null?: break
+        case let value?:
+            // A timestamp the client asks for (kept only when newer); anything else is a mistake
+            // to answer, not to drop (Kinto refuses it too).
+            guard let lm = value.intValue.flatMap(Timestamp.requested) else {
+                throw KintoError.invalidParameters(location: "body", name: "data.last_modified",
+                                                   description: value.intValue == nil ? "data.last_modified must be an integer timestamp, not \(value.typeName)"
+                                                       : "data.last_modified must be at most \(Timestamp.maxRequested)")
+            }
+            if lm > (existing?.lastModified ?? 0) { requested = lm }
         }
         let uri = path.uri(id: id)
         // Read first: on PostgreSQL, put locks the kind's timestamp row until commit (writers of
@@ -453,8 +462,9 @@ struct ResourceHandler {
         try check412(existing: existing, current: existing.lastModified)
         var requested: Int64?
         if let raw = request.query.last(where: { $0.0 == "last_modified" })?.1 {
-            guard let lm = Int64(raw.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
-                throw KintoError.invalidParameters(location: "querystring", name: "last_modified", description: "Invalid value for last_modified")
+            guard let lm = Int64(raw.trimmingCharacters(in: CharacterSet(charactersIn: "\""))).flatMap(Timestamp.requested) else {
+                throw KintoError.invalidParameters(location: "querystring", name: "last_modified",
+                                                   description: "Invalid value for last_modified (an integer timestamp, at most \(Timestamp.maxRequested))")
             }
             if lm > existing.lastModified { requested = lm }
         }

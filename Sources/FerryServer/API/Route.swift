@@ -4,6 +4,8 @@ import HTTPTypes
 /// Where a path below `/v1` leads: parsed once per request (and once per sub-request of a batch).
 enum Route: Sendable {
     case hello, heartbeat, lbheartbeat, version, batch, permissions
+    /// `/__api__`: the OpenAPI 3.1 document of this server (``APIDocument``).
+    case api
     /// `/__flush__`: empties the server (where enabled).
     case flush
     case accounts(String?)
@@ -31,6 +33,7 @@ enum Route: Sendable {
             case "__lbheartbeat__": self = .lbheartbeat
             case "__version__": self = .version
             case "__flush__": self = .flush
+            case "__api__": self = .api
             case "batch": self = .batch
             case "permissions": self = .permissions
             case "accounts": self = .accounts(nil)
@@ -97,7 +100,7 @@ enum Route: Sendable {
 
     var allowedMethods: [HTTPRequest.Method] {
         switch self {
-        case .hello, .heartbeat, .lbheartbeat, .version: [.get, .head]
+        case .hello, .heartbeat, .lbheartbeat, .version, .api: [.get, .head]
         case .batch, .flush: [.post]
         case .permissions: [.get, .head]
         case .accounts(nil): [.get, .head, .post]
@@ -116,6 +119,7 @@ enum Route: Sendable {
         case .heartbeat: "/__heartbeat__"
         case .lbheartbeat: "/__lbheartbeat__"
         case .version: "/__version__"
+        case .api: "/__api__"
         case .batch: "/batch"
         case .flush: "/__flush__"
         case .permissions: "/permissions"
@@ -128,11 +132,55 @@ enum Route: Sendable {
         }
     }
 
+    /// The route as an OpenAPI path template below `/v1` (`/buckets/{bid}/collections/{cid}`):
+    /// what ``APIDocument`` lists, one entry per template.
+    var template: String {
+        switch self {
+        case .hello: "/"
+        case .heartbeat, .lbheartbeat, .version, .api, .batch, .flush, .permissions: name
+        case .accounts(nil): "/accounts"
+        case .accounts: "/accounts/{uid}"
+        case .webhooks(_, _, let id, let log): "/buckets/{bid}/collections/{cid}/webhooks" + (id == nil ? "" : "/{hid}") + (log ? "/deliveries" : "")
+        case .plural(let p): Self.template(p.kind, object: false)
+        case .object(let p): Self.template(p.kind, object: true)
+        case .attachment: Self.template(.record, object: true) + "/attachment"
+        }
+    }
+
+    private static func template(_ kind: ResourceKind, object: Bool) -> String {
+        switch (kind, object) {
+        case (.bucket, false): "/buckets"
+        case (.bucket, true): "/buckets/{bid}"
+        case (.collection, false): "/buckets/{bid}/collections"
+        case (.collection, true): "/buckets/{bid}/collections/{cid}"
+        case (.group, false): "/buckets/{bid}/groups"
+        case (.group, true): "/buckets/{bid}/groups/{gid}"
+        case (.record, false): "/buckets/{bid}/collections/{cid}/records"
+        case (.record, true): "/buckets/{bid}/collections/{cid}/records/{rid}"
+        }
+    }
+
+    /// One route of every template, in the order the API document lists them.
+    static let all: [Route] = {
+        let b = "b", c = "c"
+        var routes: [Route] = [.hello, .heartbeat, .lbheartbeat, .version, .api, .batch, .flush, .permissions,
+                               .accounts(nil), .accounts("a")]
+        for kind in [ResourceKind.bucket, .collection, .group, .record] {
+            let parents = ObjectPath(kind: kind, bucket: kind == .bucket ? "" : b, collection: kind == .record ? c : nil)
+            routes.append(.plural(parents))
+            routes.append(.object(ObjectPath(kind: kind, bucket: kind == .bucket ? "x" : b, collection: kind == .record ? c : nil, id: "x")))
+        }
+        routes.append(.attachment(ObjectPath(kind: .record, bucket: b, collection: c, id: "r")))
+        routes += [.webhooks(bucket: b, collection: c, id: nil, log: false), .webhooks(bucket: b, collection: c, id: "h", log: false),
+                   .webhooks(bucket: b, collection: c, id: "h", log: true)]
+        return routes
+    }()
+
     /// What a write here may change, beyond its own object.
     var effects: WriteEffects {
         var effects = WriteEffects()
         switch self {
-        case .hello, .heartbeat, .lbheartbeat, .version, .permissions: break
+        case .hello, .heartbeat, .lbheartbeat, .version, .permissions, .api: break
         case .batch: break  // a batch announces what its sub-requests change (KintoAPI.batch)
         case .flush:
             effects.allCollections = true

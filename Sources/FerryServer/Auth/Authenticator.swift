@@ -177,15 +177,21 @@ public final class Authenticator: Sendable {
     }
 
     /// A new password's hash, after checking it follows the rules.
+    /// The longest password accepted, in Unicode code points (at most 4 KiB to hash).
+    static let passwordMaxLength = 1024
+
     func hashNewPassword(_ value: JSON?) throws(KintoError) -> String {
         guard case .string(let password)? = value else {
             throw .invalidParameters(location: "body", name: "data.password", description: "data.password is required and must be a string")
         }
-        guard password.count >= settings.passwordMinLength else {
+        // Characters are Unicode code points, as JSON Schema's minLength and maxLength count them
+        // (the API document states both bounds), so a client's own check agrees with this one.
+        let length = password.unicodeScalars.count
+        guard length >= settings.passwordMinLength else {
             throw .invalidParameters(location: "body", name: "data.password", description: "data.password must be at least \(settings.passwordMinLength) characters long")
         }
-        guard password.utf8.count <= 1024 else {
-            throw .invalidParameters(location: "body", name: "data.password", description: "data.password must be at most 1024 bytes long")
+        guard length <= Self.passwordMaxLength else {
+            throw .invalidParameters(location: "body", name: "data.password", description: "data.password must be at most \(Self.passwordMaxLength) characters long")
         }
         return hasher.hash(password)
     }
