@@ -145,7 +145,12 @@ public enum JobsFile {
         if let n = values["source_rest"] { job.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
         if let n = values["target_rest"] { job.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }
         var schedule = "once"
-        if let n = values["schedule"] { schedule = try scalar(n, "schedule", file: file, environment: environment) }
+        if let n = values["schedule"] {
+            schedule = try scalar(n, "schedule", file: file, environment: environment)
+            if job.mode == .twoWay, schedule.hasPrefix("follow") {
+                throw .badInput("\(file):\(line(n)): schedule: follow does not go with mode: two-way yet; use every INTERVAL or cron")
+            }
+        }
         return (job, schedule)
     }
 
