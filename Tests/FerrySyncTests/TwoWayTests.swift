@@ -591,20 +591,20 @@ enum TwoWayOracle {
             let dir = try TempDir()
             let a = try SQLiteSide(dir.file("a.db"))
             let b = try SQLiteSide(dir.file("b.db"))
-            // A base of 10,000 shared records, then each side changes its own 5,000 and 1,000
-            // overlapping ones (a-wins), and deletes 500.
-            try Self.fill(a.path, range: 0..<10_000, prefix: "base")
-            let arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "a-wins", "--batch-size", "200", "--job", "k"]
+            // A base of 4,000 shared records; then A updates 2,400 and B 2,400 (400 of them on
+            // both sides: a-wins), A deletes 200 that B updated, and each side creates 5,000.
+            try Self.fill(a.path, range: 0..<4_000, prefix: "base")
+            let arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "a-wins", "--batch-size", "100", "--job", "k"]
             #expect(try Ferry.run(arguments, in: dir.path).status == 0)
-            try Self.fill(a.path, range: 0..<6_000, prefix: "a")
-            try Self.fill(b.path, range: 5_000..<11_000, prefix: "b")
-            for i in 9_500..<10_000 { try await a.delete("k\(i)") }
-            try Self.fill(a.path, range: 20_000..<40_000, prefix: "new-a")
-            try Self.fill(b.path, range: 40_000..<60_000, prefix: "new-b")
+            try Self.fill(a.path, range: 0..<2_400, prefix: "a")
+            try Self.fill(b.path, range: 2_000..<4_400, prefix: "b")
+            for i in 3_800..<4_000 { try await a.delete("k\(i)") }
+            try Self.fill(a.path, range: 10_000..<15_000, prefix: "new-a")
+            try Self.fill(b.path, range: 20_000..<25_000, prefix: "new-b")
             if interrupted {
                 for _ in 0..<4 {
                     let process = Ferry.start(arguments, in: dir.path, quiet: true)
-                    usleep(UInt32(Double.random(in: 0.2...1.5) * 1_000_000))
+                    usleep(UInt32(Double.random(in: 0.1...0.8) * 1_000_000))
                     if process.isRunning {
                         kill(process.processIdentifier, SIGKILL)
                         hits += 1
@@ -624,7 +624,7 @@ enum TwoWayOracle {
             finals.append(sideA)
         }
         #expect(hits >= 1, "no kill landed while the run was going")
-        let expectedCount = 10_000 - 500 + 1_000 + 40_000
+        let expectedCount = 4_000 - 200 + 400 + 10_000
         #expect(finals[0].count == expectedCount)
         #expect(finals[0] == finals[1])
     }
