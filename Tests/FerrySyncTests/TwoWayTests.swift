@@ -628,4 +628,65 @@ enum TwoWayOracle {
         #expect(finals[0].count == expectedCount)
         #expect(finals[0] == finals[1])
     }
+
+    // MARK: dry run, ferry run's status and metrics
+
+    @Test func dryRunPlansBothWaysAndChangesNothing() async throws {
+        let dir = try TempDir()
+        let a = try SQLiteSide(dir.file("a.db"))
+        let b = try SQLiteSide(dir.file("b.db"))
+        try await a.put("r1", ["id": "r1", "name": "base"])
+        var j = job(dir, a, b, .manual)
+        try await runUntilQuiet(j)
+        try await a.put("r1", ["id": "r1", "name": "a"])
+        try await b.put("r1", ["id": "r1", "name": "b"])
+        try await a.put("r2", ["id": "r2", "name": "new on a"])
+        try await b.put("r3", ["id": "r3", "name": "new on b"])
+        j.dryRun = true
+        let report = try await SyncEngine().run(j)
+        #expect(report.twoWay?.writtenToB == 1 && report.twoWay?.writtenToA == 1 && report.twoWay?.manual == 1)
+        #expect(try await a.all()["r3"] == nil)
+        #expect(try await b.all()["r2"] == nil)
+        #expect(try StateStore(path: dir.file("state/state.db")).conflicts(job: "tw").isEmpty)
+    }
+
+    @Test func ferryRunShowsConflictsInStatusAndMetrics() async throws {
+        let dir = try TempDir()
+        let a = try SQLiteSide(dir.file("a.db"))
+        let b = try SQLiteSide(dir.file("b.db"))
+        try await a.put("r1", ["id": "r1", "name": "base"])
+        let sync = ["sync", a.url, b.url, "--two-way", "--job", "phone"]
+        #expect(try Ferry.run(sync, in: dir.path).status == 0)
+        try await a.put("r1", ["id": "r1", "name": "a"])
+        try await b.put("r1", ["id": "r1", "name": "b"])
+        try """
+            jobs:
+              phone:
+                source: \(a.url)
+                target: \(b.url)
+                mode: two-way
+                on_conflict: a-wins
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let running = LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir)
+        let port = try running.port("status at")
+        #expect(FollowTests.eventually { (try? SQLiteSideReader.name(b.path, "r1")) == "a" }, "\(running.stderr)")
+        let (code, status) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
+        #expect(code == 200)
+        let job = status?["jobs"]?.arrayValue?.first
+        #expect(job?["totals"]?["conflicts_a_won"] == 1, "\(status?.serialized() ?? "")")
+        let metrics = try await getText("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics.contains(#"ferry_job_conflicts_total{job="phone",outcome="a_won"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"ferry_job_conflicts_total{job="phone",outcome="manual"} 0"#), "\(metrics)")
+        #expect(running.terminate() == 0, "\(running.stderr)")
+    }
+}
+
+/// A synchronous read of one record's name (for polling from a test's condition).
+enum SQLiteSideReader {
+    static func name(_ path: String, _ id: String) throws -> String? {
+        let queue = try DatabaseQueue(path: path)
+        defer { try? queue.close() }
+        return try queue.read { try String.fetchOne($0, sql: "SELECT name FROM users WHERE id = ?", arguments: [id]) }
+    }
 }
