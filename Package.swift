@@ -139,7 +139,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCoreTests",
-            dependencies: ["FerryCore"],
+            dependencies: ["FerryCore", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

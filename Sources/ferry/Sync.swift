@@ -6,7 +6,7 @@ import Foundation
 /// `ferry sync SOURCE TARGET`: make the target hold what the source holds.
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Copy records from a source to a target: full, incremental or diff.",
+        abstract: "Copy records from a source to a target: full, incremental, diff or both ways (--two-way).",
         discussion: """
             Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, \
             postgres://USER:PASS@HOST/DB[?sslmode=…]#TABLE (a PostgreSQL table), \

@@ -142,19 +142,6 @@ struct PostgresSide: TwoWaySide {
     }
 }
 
-/// A small seeded generator (SplitMix64): the same seed gives the same rounds.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What two-way sync must end with, worked out from the three states alone (the spec, not the engine).
 enum TwoWayOracle {
     /// The record both sides hold after the runs (nil: deleted on both).
@@ -316,7 +303,7 @@ enum TwoWayOracle {
     // MARK: properties: random rounds on both sides, then runs until quiet
 
     func property(_ a: any TwoWaySide, _ b: any TwoWaySide, dir: TempDir, seed: UInt64, rounds: Int, policy: ConflictPolicy, name: String = "tw") async throws {
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix(seed: seed)
         var counter: Int64 = 0
         let ids = (0..<24).map { "k\($0)" }
         let j = job(dir, a, b, policy, name: name)
@@ -383,7 +370,7 @@ enum TwoWayOracle {
             let dir = try TempDir()
             let x = try SQLiteSide(dir.file("x.db"))
             let y = try SQLiteSide(dir.file("y.db"))
-            var random = SeededGenerator(seed: 99)
+            var random = SplitMix(seed: 99)
             var counter: Int64 = 0
             for round in 0..<6 {
                 for side in [x, y] {
@@ -670,9 +657,17 @@ enum TwoWayOracle {
             """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
         let running = LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir)
         let port = try running.port("status at")
-        #expect(FollowTests.eventually { (try? SQLiteSideReader.name(b.path, "r1")) == "a" }, "\(running.stderr)")
-        let (code, status) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
-        #expect(code == 200)
+        // The rows land before the run is counted: wait for the status to show a finished run.
+        var status: JSON?
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let (code, body) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
+            #expect(code == 200)
+            status = body
+            if (body?["jobs"]?.arrayValue?.first?["runs"]?.intValue ?? 0) >= 1 { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(try SQLiteSideReader.name(b.path, "r1") == "a")
         let job = status?["jobs"]?.arrayValue?.first
         #expect(job?["totals"]?["conflicts_a_won"] == 1, "\(status?.serialized() ?? "")")
         let metrics = try await getText("http://127.0.0.1:\(port)/metrics")
