@@ -36,6 +36,11 @@ struct TwoWayScan {
     var sides: [String: SideState] = [:]
     var keys: [String: RecordKey] = [:]
     var changed: [String: [String: JSON]] = [:]
+    /// Whether the side was read whole; false when only its change feed since the last run
+    /// was (a record not read is then as the last run left it).
+    var complete = true
+    /// Where the side's change feed stands after this read (saved once the run is done).
+    var cursor: Cursor? = nil
 }
 
 /// One planned change to one side, with what was read there (for `If-Match`).
@@ -93,7 +98,10 @@ extension SyncEngine {
         var job = job
         job.batchSize = job.batchSize ?? [a.preferredBatchSize, b.preferredBatchSize].compactMap { $0 }.min() ?? SyncJob.defaultBatchSize
         let state = try StateStore(path: job.statePath)
-        if job.reset && !job.dryRun { try state.resetBases(job: jobID) }
+        if job.reset && !job.dryRun {
+            try state.resetBases(job: jobID)
+            for side in ["#a", "#b"] { try state.reset(job: jobID + side) }
+        }
         let deadLetterPath = job.deadLetterPath ?? ((job.statePath as NSString).deletingLastPathComponent + "/dead-letter/\(jobID).jsonl")
         report.deadLetterPath = deadLetterPath
         let deadLetter = DeadLetterFile(path: deadLetterPath)
@@ -109,8 +117,21 @@ extension SyncEngine {
             let bases = job.reset && job.dryRun ? [:] : try state.bases(job: jobID)
             let conflicts = Dictionary(try state.conflicts(job: jobID).map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
             let managed = Set(a.managedFields + b.managedFields)
-            let scanA = try await scan(a, job: job, bases: bases, conflicts: conflicts, managed: managed, run: &run)
-            let scanB = try await scan(b, job: job, bases: bases, conflicts: conflicts, managed: managed, run: &run)
+            let scanA = try await scan(a, side: "#a", job: job, bases: bases, conflicts: conflicts, managed: managed, state: state, run: &run)
+            let scanB = try await scan(b, side: "#b", job: job, bases: bases, conflicts: conflicts, managed: managed, state: state, run: &run)
+            /// A side's state of a record: as read, else (a side read through its change feed)
+            /// as the last run left it: the side's version in an open conflict, or the base.
+            func sideState(_ scan: TwoWayScan, _ key: String, isA: Bool) -> SideState {
+                if let read = scan.sides[key] { return read }
+                if scan.complete { return .absent }
+                if let conflict = conflicts[key] { return SideState(hash: isA ? conflict.aHash : conflict.bHash) }
+                guard let base = bases[key] else { return .absent }
+                return SideState(hash: base.hash, version: isA ? base.versionA : base.versionB)
+            }
+            /// The fields to copy from a side: as read, else those its open conflict recorded.
+            func content(_ scan: TwoWayScan, _ key: String, isA: Bool) -> [String: JSON]? {
+                scan.changed[key] ?? conflicts[key].flatMap { isA ? $0.a : $0.b }?.objectValue
+            }
             onProgress?(run.report.read, nil)
 
             var toA: [TwoWayWrite] = []
@@ -119,8 +140,8 @@ extension SyncEngine {
             var agreed: [(key: String, base: StateStore.Base?)] = []
             var settle: [Int64] = []
             var settleAfterWrites: [String: Int64] = [:]
-            func copy(_ key: String, from scan: TwoWayScan, to other: TwoWayScan, content: [String: JSON]?) -> TwoWayWrite {
-                let there = other.sides[key] ?? .absent
+            /// - Parameter there: the record's state on the side written to (for `If-Match`).
+            func copy(_ key: String, from scan: TwoWayScan, to other: TwoWayScan, there: SideState, content: [String: JSON]?) -> TwoWayWrite {
                 let change: Change = if let content, let recordKey = scan.keys[key] ?? content[job.keyField].flatMap(RecordKey.init) {
                     .upsert(Record(key: recordKey, fields: content))
                 } else {
@@ -134,15 +155,15 @@ extension SyncEngine {
             all.formUnion(bases.keys)
             all.formUnion(conflicts.keys)
             for key in all.sorted() {
-                let sa = scanA.sides[key] ?? .absent
-                let sb = scanB.sides[key] ?? .absent
+                let sa = sideState(scanA, key, isA: true)
+                let sb = sideState(scanB, key, isA: false)
                 let conflict = conflicts[key]
                 if let conflict, conflict.status == "resolved" {
                     let decided = conflict.resolutionHash
                     if (sa.hash == conflict.aHash || sa.hash == decided) && (sb.hash == conflict.bHash || sb.hash == decided) {
                         let content = conflict.resolution?.objectValue
-                        if sa.hash != decided { toA.append(copy(key, from: scanB, to: scanA, content: content)) }
-                        if sb.hash != decided { toB.append(copy(key, from: scanA, to: scanB, content: content)) }
+                        if sa.hash != decided { toA.append(copy(key, from: scanB, to: scanA, there: sa, content: content)) }
+                        if sb.hash != decided { toB.append(copy(key, from: scanA, to: scanB, there: sb, content: content)) }
                         baseAfter[key] = .some(decided.map { StateStore.Base(hash: $0, versionA: nil, versionB: nil) })
                         settleAfterWrites[key] = conflict.id
                         counts.resolved += 1
@@ -157,19 +178,30 @@ extension SyncEngine {
                     }
                     if let conflict { settle.append(conflict.id) }
                 case .copyAToB, .conflictAWins:
-                    toB.append(copy(key, from: scanA, to: scanB, content: sa.hash == nil ? nil : scanA.changed[key]))
+                    let fields = content(scanA, key, isA: true)
+                    if sa.hash != nil && fields == nil {
+                        onNotice?("record \(key): its content on \(a.displayName) was not read; the next run with --reset copies it")
+                        continue
+                    }
+                    toB.append(copy(key, from: scanA, to: scanB, there: sb, content: sa.hash == nil ? nil : fields))
                     baseAfter[key] = .some(sa.hash.map { StateStore.Base(hash: $0, versionA: sa.version, versionB: nil) })
                     if sb.hash != bases[key]?.hash { counts.aWon += 1 }
                     if let conflict { settleAfterWrites[key] = conflict.id }
                 case .copyBToA, .conflictBWins:
-                    toA.append(copy(key, from: scanB, to: scanA, content: sb.hash == nil ? nil : scanB.changed[key]))
+                    let fields = content(scanB, key, isA: false)
+                    if sb.hash != nil && fields == nil {
+                        onNotice?("record \(key): its content on \(b.displayName) was not read; the next run with --reset copies it")
+                        continue
+                    }
+                    toA.append(copy(key, from: scanB, to: scanA, there: sa, content: sb.hash == nil ? nil : fields))
                     baseAfter[key] = .some(sb.hash.map { StateStore.Base(hash: $0, versionA: nil, versionB: sb.version) })
                     if sa.hash != bases[key]?.hash { counts.bWon += 1 }
                     if let conflict { settleAfterWrites[key] = conflict.id }
                 case .conflict:
                     counts.manual += 1
                     if !job.dryRun {
-                        try state.logConflict(job: jobID, key: key, keyField: job.keyField, a: scanA.changed[key].map(JSON.object), b: scanB.changed[key].map(JSON.object),
+                        try state.logConflict(job: jobID, key: key, keyField: job.keyField, a: content(scanA, key, isA: true).map(JSON.object),
+                                              b: content(scanB, key, isA: false).map(JSON.object),
                                               aHash: sa.hash, bHash: sb.hash)
                     }
                 }
@@ -214,6 +246,10 @@ extension SyncEngine {
                 try state.saveBases(job: jobID, agreed)
                 settle += settleAfterWrites.filter { !failed.contains($0.key) }.map(\.value)
                 try state.settleConflicts(ids: settle)
+                // The change feeds move on only now: a crash before reads them again from where they were.
+                for (scan, side) in [(scanA, "#a"), (scanB, "#b")] {
+                    if let cursor = scan.cursor { try state.save(job: jobID + side, source: a.displayName, target: b.displayName, cursor: cursor) }
+                }
             }
         } catch {
             await a.close()
@@ -236,14 +272,24 @@ extension SyncEngine {
 
     /// Reads one side whole: each record's hash, version and newest-wins value, and the fields
     /// of those that differ from the base (or are in a conflict), which may have to be copied.
-    func scan(_ endpoint: any Endpoint, job: SyncJob, bases: [String: StateStore.Base], conflicts: [String: StateStore.Conflict],
-              managed: Set<String>, run: inout Run) async throws -> TwoWayScan {
+    ///
+    /// A server side (a change feed with tombstones) is read whole the first time; later runs
+    /// read only what changed since the last run's cursor (`JOB#a`, `JOB#b` in the checkpoints).
+    func scan(_ endpoint: any Endpoint, side: String, job: SyncJob, bases: [String: StateStore.Base], conflicts: [String: StateStore.Conflict],
+              managed: Set<String>, state: StateStore, run: inout Run) async throws -> TwoWayScan {
         var out = TwoWayScan()
         let keyField = job.keyField
         var this = run
-        _ = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in
-            for case .record(var fields) in items {
+        func take(_ items: [SourceItem]) throws {
+            for item in items {
                 this.report.read += 1
+                guard case .record(var fields) = item else {
+                    if case .deleted(let value) = item, let key = RecordKey(value) {
+                        out.sides[key.text] = .absent
+                        out.keys[key.text] = key
+                    }
+                    continue
+                }
                 let version = fields.removeValue(forKey: Self.versionField)?.intValue
                 for field in managed { fields.removeValue(forKey: field) }
                 guard let key = fields[keyField].flatMap(RecordKey.init) else {
@@ -256,6 +302,18 @@ extension SyncEngine {
                 out.keys[key.text] = key
                 if bases[key.text]?.hash != hash || conflicts[key.text] != nil { out.changed[key.text] = fields }
             }
+        }
+        if endpoint is KintoEndpoint, let cursor = try state.cursor(job: job.id + side) {
+            out.complete = false
+            out.cursor = cursor
+            try await endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
+                try take(items)
+                if let next { out.cursor = next }
+            }
+        } else {
+            out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
+            // Only a server's feed carries deletes: other sides are read whole every run.
+            if !(endpoint is KintoEndpoint) { out.cursor = nil }
         }
         run = this
         return out
