@@ -87,14 +87,19 @@ struct ServerSide: TwoWaySide {
     }
 
     func all() async throws -> [String: [String: JSON]] {
-        let (status, body) = try await server.request(.GET, "/buckets/main/collections/\(collection)/records?_limit=10000")
-        guard status == 200, let data = body?["data"]?.arrayValue else { throw SyncTestError("GET records: \(status)") }
+        // Pages by id (the server caps a page), until one comes back short.
         var out: [String: [String: JSON]] = [:]
-        for case .object(var fields) in data {
-            fields.removeValue(forKey: "last_modified")
-            out[fields["id"]!.stringValue!] = fields
+        var after = ""
+        while true {
+            let (status, body) = try await server.request(.GET, "/buckets/main/collections/\(collection)/records?_sort=id&_limit=5000" + (after.isEmpty ? "" : "&gt_id=\(after)"))
+            guard status == 200, let data = body?["data"]?.arrayValue else { throw SyncTestError("GET records: \(status)") }
+            for case .object(var fields) in data {
+                fields.removeValue(forKey: "last_modified")
+                after = fields["id"]!.stringValue!
+                out[after] = fields
+            }
+            if data.count < 5000 { return out }
         }
-        return out
     }
 }
 
@@ -580,23 +585,38 @@ enum TwoWayOracle {
         try queue.close()
     }
 
-    /// A run killed at random moments, then run to the end, ends where an uninterrupted run ends.
-    @Test func killNineDuringATwoWayRunEndsLikeAnUninterruptedOne() async throws {
+    /// A run killed at random moments, then run to the end, ends where an uninterrupted run
+    /// ends: between two tables, and between a server (read through its change feed after the
+    /// first run, its cursor saved last) and a table.
+    @Test(arguments: [false, true])
+    func killNineDuringATwoWayRunEndsLikeAnUninterruptedOne(serverSide: Bool) async throws {
         var finals: [[String: [String: JSON]]] = []
         var hits = 0
         for interrupted in [false, true] {
             let dir = try TempDir()
-            let a = try SQLiteSide(dir.file("a.db"))
+            let server = serverSide ? try Server() : nil
+            let a: any TwoWaySide = if let server { try await ServerSide(server) } else { try SQLiteSide(dir.file("a.db")) }
             let b = try SQLiteSide(dir.file("b.db"))
+            var seeds = 0
+            /// Upserts records k<i> on A in bulk (a server through a full sync of a file).
+            func fillA(_ range: Range<Int>, _ prefix: String) throws {
+                guard serverSide else { return try Self.fill(dir.file("a.db"), range: range, prefix: prefix) }
+                seeds += 1
+                let lines = range.map { #"{"id":"k\#($0)","name":"\#(prefix)\#($0)","n":\#($0)}"# }
+                try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("seed\(seeds).jsonl"), atomically: true, encoding: .utf8)
+                let seeded = try Ferry.run(["sync", "file:seed\(seeds).jsonl", a.url, "--target-auth", "alice:pw", "--job", "seed\(seeds)"], in: dir.path)
+                #expect(seeded.status == 0, "\(seeded.stderr)")
+            }
             // A base of 4,000 shared records; then A updates 2,400 and B 2,400 (400 of them on
             // both sides: a-wins), A deletes 200 that B updated, and each side creates 5,000.
-            try Self.fill(a.path, range: 0..<4_000, prefix: "base")
-            let arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "a-wins", "--batch-size", "100", "--job", "k"]
+            try fillA(0..<4_000, "base")
+            var arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "a-wins", "--batch-size", "100", "--job", "k"]
+            if serverSide { arguments += ["--source-auth", "alice:pw"] }
             #expect(try Ferry.run(arguments, in: dir.path).status == 0)
-            try Self.fill(a.path, range: 0..<2_400, prefix: "a")
+            try fillA(0..<2_400, "a")
             try Self.fill(b.path, range: 2_000..<4_400, prefix: "b")
             for i in 3_800..<4_000 { try await a.delete("k\(i)") }
-            try Self.fill(a.path, range: 10_000..<15_000, prefix: "new-a")
+            try fillA(10_000..<15_000, "new-a")
             try Self.fill(b.path, range: 20_000..<25_000, prefix: "new-b")
             if interrupted {
                 for _ in 0..<4 {
