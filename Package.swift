@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCoreTests",
-            dependencies: ["FerryCore"],
+            dependencies: ["FerryCore", "FerryTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

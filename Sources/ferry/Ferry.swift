@@ -12,7 +12,7 @@ struct Ferry: AsyncParsableCommand {
             Shell completions: `ferry --generate-completion-script bash|zsh|fish`.
             """,
         version: "ferry \(FerryVersion.description)",
-        subcommands: [InitCommand.self, Serve.self, Sync.self, VerifyCommand.self, RunCommand.self, StatusCommand.self,
+        subcommands: [InitCommand.self, Serve.self, Sync.self, VerifyCommand.self, RunCommand.self, StatusCommand.self, ConflictsCommand.self,
                       ListenCommand.self, TokenCommand.self]
     )
 }

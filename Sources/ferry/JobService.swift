@@ -268,6 +268,12 @@ final class JobStatus: @unchecked Sendable {
                                      ("retries", report.retries)] {
                     entry.totals[key, default: 0] += value
                 }
+                if let t = report.twoWay {
+                    for (key, value) in [("conflicts_a_won", t.aWon), ("conflicts_b_won", t.bWon), ("conflicts_manual", t.manual),
+                                         ("conflicts_resolved", t.resolved), ("changed_during_run", t.changedMeanwhile)] {
+                        entry.totals[key, default: 0] += value
+                    }
+                }
             } else {
                 entry.lastOutcome = "error"
             }
@@ -320,6 +326,10 @@ final class JobStatus: @unchecked Sendable {
         family("ferry_job_records_total", "counter", "Records handled by a job's runs, by what happened to them.",
                all.flatMap { entry in ["read", "created", "updated", "written", "deleted", "rejected"].map { ("\(label(entry.name)),kind=\"\($0)\"", Double(entry.totals[$0] ?? 0)) } })
         family("ferry_job_runs_total", "counter", "Runs of a job.", all.map { (label($0.name), Double($0.runs)) })
+        family("ferry_job_conflicts_total", "counter", "Records a two-way job found changed on both sides, by outcome (a_won, b_won, manual; resolved: manual decisions applied).",
+               all.filter { $0.totals["conflicts_manual"] != nil }.flatMap { entry in
+                   ["a_won", "b_won", "manual", "resolved"].map { ("\(label(entry.name)),outcome=\"\($0)\"", Double(entry.totals["conflicts_" + $0] ?? 0)) }
+               })
         family("ferry_job_failures_total", "counter", "Runs of a job that failed or rejected records.", all.map { (label($0.name), Double($0.failures)) })
         family("ferry_job_retries_total", "counter", "Requests a job's runs tried again.", all.map { (label($0.name), Double($0.totals["retries"] ?? 0)) })
         family("ferry_job_running", "gauge", "1 while a run of the job is going on.", all.map { (label($0.name), $0.state == "running" ? 1 : 0) })

@@ -42,7 +42,7 @@ struct StatusCommand: ParsableCommand {
             print(job.map { "no runs of job \($0) recorded in \(state)" } ?? "no runs recorded in \(state)")
             return
         }
-        var rows = [["started", "job", "mode", "outcome", "read", "created", "updated", "deleted", "rejected", "seconds"]]
+        var rows = [["started", "job", "mode", "outcome", "read", "created", "updated", "deleted", "rejected", "conflicts", "seconds"]]
         for run in runs {
             let report = try? JSON.parse(run.report)
             func count(_ name: String) -> String { report?[name]?.intValue.map { ProgressLine.grouped(Int($0)) } ?? "-" }
@@ -50,8 +50,12 @@ struct StatusCommand: ParsableCommand {
                 if case .double(let d) = value { return String(format: "%.2f", d) }
                 return value.intValue.map { String($0) }
             } ?? "-"
+            // Two-way runs: conflicts found (won by a, by b, left to resolve), else "-".
+            let conflicts = report?["twoWay"]?["conflicts"].map { c in
+                ["aWon", "bWon", "manual"].map { String(c[$0]?.intValue ?? 0) }.joined(separator: "/")
+            } ?? "-"
             rows.append([run.startedAt, run.job, run.mode, run.outcome, count("read"), count("created"), count("updated"),
-                         count("deleted"), count("failed"), seconds])
+                         count("deleted"), count("failed"), conflicts, seconds])
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {

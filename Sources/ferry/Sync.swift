@@ -6,7 +6,7 @@ import Foundation
 /// `ferry sync SOURCE TARGET`: make the target hold what the source holds.
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Copy records from a source to a target: full, incremental or diff.",
+        abstract: "Copy records from a source to a target: full, incremental, diff or both ways (--two-way).",
         discussion: """
             Endpoints: file:PATH.jsonl, file:PATH.csv, sqlite:PATH#TABLE, \
             postgres://USER:PASS@HOST/DB[?sslmode=…]#TABLE (a PostgreSQL table), \
@@ -16,7 +16,9 @@ struct Sync: AsyncParsableCommand {
             Modes: full copies everything (--delete also removes what the source lacks); \
             incremental reads what changed after the saved checkpoint (a server's _since \
             timestamp with deletes, or --cursor-field on a table or file); diff compares both \
-            sides by record hashes and applies only the differences, deletes included.
+            sides by record hashes and applies only the differences, deletes included; \
+            two-way (--two-way) applies each side's changes since the last run to the other, \
+            records changed on both going by --on-conflict (see ferry conflicts).
 
             Exit status: 0 when everything was applied (and verified), 1 when records were \
             rejected (see the dead-letter file) or verification found differences, 2 on an error.
@@ -25,7 +27,10 @@ struct Sync: AsyncParsableCommand {
 
     @Argument(help: "Where records come from: an endpoint URL (see the list above).") var source: String
     @Argument(help: "Where records go: an endpoint URL.") var target: String
-    @Option(name: .long, help: ArgumentHelp("full, incremental or diff.", valueName: "MODE")) var mode: String = "full"
+    @Option(name: .long, help: ArgumentHelp("full, incremental, diff or two-way.", valueName: "MODE")) var mode: String = "full"
+    @Flag(name: .long, help: "Sync both ways: each run applies the source's changes to the target and the target's to the source (the same as --mode two-way).") var twoWay = false
+    @Option(name: .long, help: ArgumentHelp("With --two-way: what to do with a record changed on both sides: a-wins, b-wins, newest-wins or manual (default: manual).", valueName: "POLICY")) var onConflict: String?
+    @Option(name: .long, help: ArgumentHelp("With --on-conflict newest-wins: the field that says which side is newer (default: the servers' timestamps).", valueName: "FIELD")) var newestField: String?
     @Flag(name: .long, help: "With --mode full: delete target records the source does not have.") var delete = false
     @Option(name: .long, help: ArgumentHelp("The updated_at-like field for incremental runs from a table, a file or a REST API.", valueName: "FIELD")) var cursorField: String?
     @Option(name: .long, help: ArgumentHelp("Name of the job, which its checkpoint is kept under (default: derived from source, target and options).", valueName: "NAME")) var job: String?
@@ -44,8 +49,21 @@ struct Sync: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source has no event stream (default: 5s).", valueName: "INTERVAL")) var pollInterval: String?
     @OptionGroup var records: RecordOptions
 
+    /// The mode, `--two-way` included.
+    var syncMode: SyncMode? { twoWay ? .twoWay : SyncMode(rawValue: mode) }
+
     func validate() throws {
-        guard SyncMode(rawValue: mode) != nil else { throw ValidationError("--mode must be full, incremental or diff, not \"\(mode)\"") }
+        guard SyncMode(rawValue: mode) != nil else { throw ValidationError("--mode must be full, incremental, diff or two-way, not \"\(mode)\"") }
+        if twoWay && mode != "full" && mode != "two-way" { throw ValidationError("--two-way is a mode of its own: it does not go with --mode \(mode)") }
+        if let onConflict {
+            guard syncMode == .twoWay else { throw ValidationError("--on-conflict goes with --two-way") }
+            do { _ = try ConflictPolicy(parsing: onConflict) } catch { throw ValidationError(error.message) }
+        }
+        if let newestField {
+            guard onConflict == "newest-wins" else { throw ValidationError("--newest-field goes with --on-conflict newest-wins") }
+            guard !newestField.isEmpty else { throw ValidationError("--newest-field cannot be empty") }
+        }
+        if syncMode == .twoWay && follow { throw ValidationError("--follow does not go with --two-way yet; run it on a schedule with --every or --cron") }
         if delete && mode != "full" { throw ValidationError("--delete goes with --mode full (incremental and diff runs already apply deletes)") }
         if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
@@ -92,7 +110,9 @@ struct Sync: AsyncParsableCommand {
     func makeJob() throws -> SyncJob {
         var job = SyncJob(source: source, target: target)
         job.name = self.job
-        job.mode = SyncMode(rawValue: mode)!
+        job.mode = syncMode!
+        if let onConflict { job.onConflict = try ConflictPolicy(parsing: onConflict) }
+        job.newestField = newestField
         job.deleteMissing = delete
         job.cursorField = cursorField
         job.statePath = state
@@ -241,6 +261,12 @@ enum ReportTable {
             rows.append(("plan: delete", Self.keys(plan.deletes, report.deleted)))
         }
         if let v = report.verification { rows.append(contentsOf: VerifyCommand.rows(v)) }
+        if let t = report.twoWay {
+            rows.append(("to target", "\(ProgressLine.grouped(t.writtenToB)) written, \(ProgressLine.grouped(t.deletedInB)) deleted"))
+            rows.append(("to source", "\(ProgressLine.grouped(t.writtenToA)) written, \(ProgressLine.grouped(t.deletedInA)) deleted"))
+            rows.append(("conflicts", "\(t.conflicts): \(t.aWon) source won, \(t.bWon) target won, \(t.manual) left to resolve (ferry conflicts list)" + (t.resolved > 0 ? "; \(t.resolved) resolutions applied" : "")))
+            if t.changedMeanwhile > 0 { rows.append(("changed during run", "\(t.changedMeanwhile) (the next run picks them up)")) }
+        }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }

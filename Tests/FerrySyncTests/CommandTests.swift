@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test(arguments: [
-        (["--mode", "sometimes"], "--mode must be full, incremental or diff"),
+        (["--mode", "sometimes"], "--mode must be full, incremental, diff or two-way"),
         (["--mode", "diff", "--delete"], "--delete goes with --mode full"),
         (["--batch-size", "0"], "--batch-size must be between 1 and 100000"),
         (["--rename", "a"], "--rename takes NAME=VALUE"),

@@ -184,7 +184,7 @@ import Testing
     @Test(arguments: [
         ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    colour: red\n", "ferry.yml:5: unknown key \"colour\""),
         ("jobs:\n  a:\n    source: file:a.jsonl\n", "ferry.yml:2: job a needs both source and target"),
-        ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    mode: sometimes\n", "ferry.yml:5: mode must be full, incremental or diff"),
+        ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    mode: sometimes\n", "ferry.yml:5: mode must be full, incremental, diff or two-way"),
         ("jobs:\n  a:\n    source: ${NOPE}\n    target: file:b.jsonl\n", "ferry.yml:3: environment variable NOPE is not set"),
         ("jobz:\n  a: {}\n", "ferry.yml:1: unknown section \"jobz\""),
         ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    transform: { upper: [x] }\n", "unknown transform step \"upper\""),

@@ -66,10 +66,17 @@ public protocol TargetWriter: AnyObject {
     /// What a diff found before the batch that upserts `key`: whether the target has it
     /// (an API with separate create and update calls then picks the right one at once).
     func note(key: RecordKey, exists: Bool)
+
+    /// What a two-way run read of `key` before the batch that changes it: a target that can
+    /// write conditionally (a server's `If-Match`) refuses the change if the record is no
+    /// longer so, and says so in ``ApplyOutcome/changedMeanwhile``.
+    /// - Parameter version: the version read; nil with `exists` false: the record must still be absent.
+    func expect(key: RecordKey, exists: Bool, version: Int64?)
 }
 
 extension TargetWriter {
     public func note(key: RecordKey, exists: Bool) {}
+    public func expect(key: RecordKey, exists: Bool, version: Int64?) {}
     public func resetCheckpoint() async throws {}
 }
 
@@ -86,6 +93,9 @@ public struct EndpointOptions: Sendable {
     public var rest: [String: String] = [:]
     /// Retries of one HTTP request.
     public var retry = RetryPolicy()
+    /// Where a server endpoint puts each record's version (`last_modified`) when read, for
+    /// two-way runs; nil: versions are dropped like other server metadata.
+    public var versionField: String? = nil
 
     public init() {}
 }

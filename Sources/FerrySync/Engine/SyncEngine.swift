@@ -55,6 +55,7 @@ public final class SyncEngine {
 
     /// Runs one job once.
     public func run(_ job: SyncJob) async throws -> SyncReport {
+        if job.mode == .twoWay { return try await runTwoWay(job) }
         let started = Date()
         let jobID = job.id
         var report = SyncReport()
@@ -158,6 +159,8 @@ public final class SyncEngine {
                 try await run.finish(cursor: run.lastCursor)
             case .diff:
                 try await run.diff(source: source, target: targetExists ? target : nil, progress: progress, total: total)
+            case .twoWay:
+                preconditionFailure("two-way runs go through runTwoWay")
             }
         } catch {
             await source.close()

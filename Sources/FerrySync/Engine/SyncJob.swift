@@ -9,6 +9,9 @@ public enum SyncMode: String, Sendable, CaseIterable {
     case incremental
     /// Compare both sides by record hashes and apply only the differences, deletes included.
     case diff
+    /// Both endpoints change: each run applies A's changes since the base to B and B's to A
+    /// (``SyncJob/onConflict`` settles records changed on both).
+    case twoWay = "two-way"
 }
 
 /// One sync, fully described: endpoints, mode, transform and options.
@@ -49,6 +52,10 @@ public struct SyncJob: Sendable {
     public var retry = RetryPolicy()
     /// Most differing keys a verification lists.
     public var verifyLimit = 20
+    /// Two-way: what to do with a record changed on both sides.
+    public var onConflict = ConflictPolicy.manual
+    /// Two-way with newest-wins: the field that says which side is newer (nil: the servers' timestamps).
+    public var newestField: String? = nil
 
     public init(source: String, target: String) {
         self.source = source
@@ -106,6 +113,8 @@ public struct SyncReport: Sendable, Equatable {
     /// The run stopped early at a batch boundary because the process is shutting down
     /// (its checkpoint holds what was committed; the next run goes on from there).
     public var stopped = false
+    /// Two-way runs: changes each way and conflicts by outcome.
+    public var twoWay: TwoWayCounts? = nil
 
     public struct Plan: Sendable, Equatable {
         public var creates: [String] = []
@@ -135,6 +144,7 @@ public struct SyncReport: Sendable, Equatable {
         }
         if let verification { out["verify"] = verification.json }
         if stopped { out["stopped"] = true }
+        if let twoWay { out["twoWay"] = twoWay.json }
         return .object(out)
     }
 }

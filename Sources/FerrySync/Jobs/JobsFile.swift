@@ -21,6 +21,7 @@ public enum JobsFile {
     static let jobKeys: Set<String> = [
         "source", "target", "mode", "delete", "key", "cursor_field", "batch_size", "transform", "verify",
         "strict", "dead_letter", "source_auth", "target_auth", "schedule", "dry_run", "retries", "source_rest", "target_rest",
+        "on_conflict", "newest_field",
     ]
 
     /// Parses a jobs file.
@@ -104,8 +105,20 @@ public enum JobsFile {
         job.name = name
         if let n = values["mode"] {
             let text = try scalar(n, "mode", file: file, environment: environment)
-            guard let mode = SyncMode(rawValue: text) else { throw .badInput("\(file):\(line(n)): mode must be full, incremental or diff, not \"\(text)\"") }
+            guard let mode = SyncMode(rawValue: text) else { throw .badInput("\(file):\(line(n)): mode must be full, incremental, diff or two-way, not \"\(text)\"") }
             job.mode = mode
+        }
+        if let n = values["on_conflict"] {
+            guard job.mode == .twoWay else { throw .badInput("\(file):\(line(n)): on_conflict goes with mode: two-way") }
+            do {
+                job.onConflict = try ConflictPolicy(parsing: try scalar(n, "on_conflict", file: file, environment: environment))
+            } catch {
+                throw .badInput("\(file):\(line(n)): " + error.message.replacingOccurrences(of: "--on-conflict", with: "on_conflict"))
+            }
+        }
+        if let n = values["newest_field"] {
+            guard job.onConflict == .newestWins else { throw .badInput("\(file):\(line(n)): newest_field goes with on_conflict: newest-wins") }
+            job.newestField = try scalar(n, "newest_field", file: file, environment: environment)
         }
         if let n = values["delete"] { job.deleteMissing = try bool(n, "delete", file: file) }
         if let n = values["verify"] { job.verify = try bool(n, "verify", file: file) }
@@ -132,7 +145,12 @@ public enum JobsFile {
         if let n = values["source_rest"] { job.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
         if let n = values["target_rest"] { job.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }
         var schedule = "once"
-        if let n = values["schedule"] { schedule = try scalar(n, "schedule", file: file, environment: environment) }
+        if let n = values["schedule"] {
+            schedule = try scalar(n, "schedule", file: file, environment: environment)
+            if job.mode == .twoWay, schedule.hasPrefix("follow") {
+                throw .badInput("\(file):\(line(n)): schedule: follow does not go with mode: two-way yet; use every INTERVAL or cron")
+            }
+        }
         return (job, schedule)
     }
 

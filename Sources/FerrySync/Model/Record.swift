@@ -68,6 +68,9 @@ public struct ApplyOutcome: Sendable, Equatable {
     public var alreadyGone = 0
     /// Changes the target refused, with the reason: they go to the dead-letter file.
     public var rejected: [(change: Change, reason: String)] = []
+    /// Conditional writes (two-way) the target refused because the record changed since it
+    /// was read (412): left as they are, for the next run to pick up.
+    public var changedMeanwhile: [RecordKey] = []
 
     public init() {}
 
@@ -79,6 +82,7 @@ public struct ApplyOutcome: Sendable, Equatable {
         deleted += other.deleted
         alreadyGone += other.alreadyGone
         rejected += other.rejected
+        changedMeanwhile += other.changedMeanwhile
     }
 
     public static func == (a: ApplyOutcome, b: ApplyOutcome) -> Bool {

@@ -35,6 +35,14 @@ public final class StateStore {
                     id INTEGER PRIMARY KEY, job TEXT NOT NULL, mode TEXT NOT NULL,
                     started_at TEXT NOT NULL, ended_at TEXT NOT NULL, outcome TEXT NOT NULL, report TEXT NOT NULL);
                 CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
+                CREATE TABLE IF NOT EXISTS two_way_base (
+                    job TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL,
+                    version_a INTEGER, version_b INTEGER, PRIMARY KEY (job, key)) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS conflicts (
+                    id INTEGER PRIMARY KEY, job TEXT NOT NULL, key TEXT NOT NULL, key_field TEXT NOT NULL, status TEXT NOT NULL,
+                    a TEXT, b TEXT, a_hash TEXT, b_hash TEXT, detected_at TEXT NOT NULL,
+                    resolution TEXT, resolution_hash TEXT, taken TEXT, resolved_at TEXT);
+                CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open ON conflicts (job, key) WHERE status != 'settled';
                 """)
         }
     }

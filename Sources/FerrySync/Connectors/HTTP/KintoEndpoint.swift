@@ -145,6 +145,7 @@ public final class KintoEndpoint: Endpoint {
                     continue
                 }
                 fields.removeValue(forKey: "last_modified")
+                if let versionField = options.versionField { fields[versionField] = .int(modified) }
                 if keyField != "id" { fields.removeValue(forKey: "id") }
                 items.append(.record(fields))
             }
@@ -180,6 +181,13 @@ final class KintoWriter: TargetWriter {
     /// Where the files of records' attachments come from (a Ferry or Kinto source); nil: records go as plain data.
     var attachmentSource: (any AttachmentSource)?
     init(endpoint: KintoEndpoint) { self.endpoint = endpoint }
+    /// What a two-way run read of the records it is about to change: key → version (nil: absent).
+    var expected: [String: Int64?] = [:]
+
+    func expect(key: RecordKey, exists: Bool, version: Int64?) {
+        if exists, version == nil { return }
+        expected[key.text] = exists ? version : .some(nil)
+    }
 
     /// Requests in flight at once: the server works on one while the next is sent and parsed.
     static let inFlight = 3
@@ -210,7 +218,8 @@ final class KintoWriter: TargetWriter {
 
     func applyPlain(_ changes: [Change]) async throws -> ApplyOutcome {
         guard !changes.isEmpty else { return ApplyOutcome() }
-        let sender = BatchSender(endpoint)
+        let sender = BatchSender(endpoint, expected: expected)
+        expected = [:]
         // Requests of at most batch_max_requests sub-requests and max_body_size bytes (a larger
         // body would be refused whole with 413); a sub-request larger than that goes alone.
         let requests = changes.map(sender.request)
@@ -258,8 +267,11 @@ struct BatchSender: Sendable {
     let keyField: String
     let retry: RetryPolicy
     let displayName: String
+    /// Conditions of two-way writes: key → the version the record must still have (nil: it must still be absent).
+    let expected: [String: Int64?]
 
-    init(_ endpoint: KintoEndpoint) {
+    init(_ endpoint: KintoEndpoint, expected: [String: Int64?] = [:]) {
+        self.expected = expected
         http = endpoint.http
         root = endpoint.root
         collectionPath = endpoint.collectionPath
@@ -271,15 +283,23 @@ struct BatchSender: Sendable {
     /// The sub-request of one change, serialized.
     func request(_ change: Change) -> [UInt8] {
         let path = collectionPath + "/records/" + KintoEndpoint.escape(change.key.text)
+        var request: [String: JSON] = ["path": .string(path)]
         switch change {
         case .upsert(let record):
             var data = record.fields
             if keyField == "id" { data.removeValue(forKey: "id") }
             data.removeValue(forKey: "last_modified")
-            return JSON.object(["method": "PUT", "path": .string(path), "body": ["data": .object(data)]]).serializedBytes()
+            request["method"] = "PUT"
+            request["body"] = ["data": .object(data)]
         case .delete:
-            return JSON.object(["method": "DELETE", "path": .string(path)]).serializedBytes()
+            request["method"] = "DELETE"
         }
+        switch expected[change.key.text] {
+        case .some(.some(let version)): request["headers"] = ["If-Match": .string("\"\(version)\"")]
+        case .some(.none): request["headers"] = ["If-None-Match": "*"]
+        case .none: break
+        }
+        return JSON.object(request).serializedBytes()
     }
 
     func send(_ changes: ArraySlice<Change>, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
@@ -302,6 +322,7 @@ struct BatchSender: Sendable {
             case (.upsert, 200): outcome.updated += 1
             case (.delete, 200): outcome.deleted += 1
             case (.delete, 404): outcome.alreadyGone += 1
+            case (_, 412) where expected[change.key.text] != nil: outcome.changedMeanwhile.append(change.key)
             case (_, let s) where RetryPolicy.isRetryable(status: s) && attempt < retry.maxAttempts:
                 again.append(change)
             default:
