@@ -335,7 +335,7 @@ final class JobStatus: @unchecked Sendable {
                 entry.lastOutcome = "error"
             }
             if entry.lastOutcome != "ok" && entry.lastOutcome != "stopped early" { entry.failures += 1 }
-            let point = RunPoint(ended: entry.lastEnded!, records: report.map { $0.written + $0.deleted } ?? 0,
+            let point = RunPoint(ended: entry.lastEnded!, records: report.map { max($0.written, $0.created + $0.updated) + $0.deleted } ?? 0,
                                  lag: JobStatus.lag(entry, now: entry.lastEnded!), succeeded: entry.lastOutcome == "ok" || entry.lastOutcome == "stopped early")
             entry.history = Array((entry.history + [point]).suffix(JobStatus.historyLength))
         }

@@ -261,14 +261,21 @@ import Testing
 
     @Test func theSettingTurnsThePagesOff() async throws {
         let server = try TestServer { $0.adminEnabled = false }
+        let before = try await server.dump()
         try await server.application.test(.router) { client in
+            // Like any other path outside /v1: redirected under /v1, where nothing is.
             for uri in ["/admin", "/admin/static/admin.css"] {
-                try await client.execute(uri: uri, method: .get) { #expect($0.status == .notFound) }
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .temporaryRedirect && response.headers[.location] == "/v1" + uri)
+                    #expect(response.headers[HTTPField.Name("Content-Security-Policy")!] == nil)
+                }
+                try await client.execute(uri: "/v1" + uri, method: .get) { #expect($0.status == .notFound) }
             }
             try await client.execute(uri: "/admin/signin", method: .post, headers: Self.formType, body: Self.form([("user", "a"), ("password", "b")])) {
-                #expect($0.status == .notFound && $0.headers[.setCookie] == nil)
+                #expect($0.status == .temporaryRedirect && $0.headers[.setCookie] == nil)
             }
         }
+        #expect(try await server.dump() == before)
     }
 
     @Test func escapeCoversEveryCharacterThatEndsTextOrAnAttribute() {

@@ -46,6 +46,10 @@ public struct SyncHealthModel: Sendable {
     public struct NotEnoughData: Error, Sendable, Equatable, CustomStringConvertible {
         public let transitions: Int
         public let needed: Int
+        public init(transitions: Int, needed: Int) {
+            self.transitions = transitions
+            self.needed = needed
+        }
         public var description: String {
             "not enough data: \(transitions) transition\(transitions == 1 ? "" : "s") recorded, the model needs at least \(needed)"
         }

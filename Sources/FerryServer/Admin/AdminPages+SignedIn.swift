@@ -25,7 +25,7 @@ extension AdminPages {
         }
 
         func page(_ title: String, trail: [(String, String)], status: Int = 200, scripts: [String] = [], _ body: String) -> APIResponse {
-            AdminPages.html(status: status, HTML.page(title: title, user: session.user, csrf: session.csrf, trail: trail, scripts: scripts, body: body))
+            AdminPages.html(status: status, HTML.page(title: title, user: session.user, principal: session.principal, csrf: session.csrf, trail: trail, scripts: scripts, body: body))
         }
 
         func errorPage(status: Int, title: String, message: String, trail: [(String, String)] = []) -> APIResponse {

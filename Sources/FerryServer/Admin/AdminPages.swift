@@ -134,7 +134,7 @@ struct AdminPages: Sendable {
             return signInPage(error: "Wrong user name or password.", status: 401)
         }
         guard let userID = identity.userID else { return signInPage(error: "Wrong user name or password.", status: 401) }
-        let session = sessions.create(authorization: authorization, user: "\(user) (\(userID))")
+        let session = sessions.create(authorization: authorization, user: user, principal: userID)
         return APIResponse(status: 303, headers: [("Location", "/admin"), ("Set-Cookie", cookie(request, value: session.id, maxAge: Int(sessions.lifetime)))])
     }
 

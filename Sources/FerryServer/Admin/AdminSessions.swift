@@ -11,6 +11,8 @@ final class AdminSessions: @unchecked Sendable {
         let id: String
         let authorization: String
         let user: String
+        /// The user's principal (`account:ada`), shown beside the name.
+        let principal: String
         let csrf: String
         let expires: Date
     }
@@ -27,8 +29,8 @@ final class AdminSessions: @unchecked Sendable {
         self.capacity = capacity
     }
 
-    func create(authorization: String, user: String, now: Date = Date()) -> Session {
-        let session = Session(id: Self.token(), authorization: authorization, user: user, csrf: Self.token(), expires: now + lifetime)
+    func create(authorization: String, user: String, principal: String, now: Date = Date()) -> Session {
+        let session = Session(id: Self.token(), authorization: authorization, user: user, principal: principal, csrf: Self.token(), expires: now + lifetime)
         lock.withLock {
             sessions = sessions.filter { $0.value.expires > now }
             if sessions.count >= capacity, let oldest = sessions.min(by: { $0.value.expires < $1.value.expires }) {

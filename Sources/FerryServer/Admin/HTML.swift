@@ -43,10 +43,10 @@ package enum HTML {
     /// - Parameters:
     ///   - trail: the breadcrumb, each (label, link); the last is the current page.
     ///   - body: HTML already escaped.
-    static func page(title: String, user: String?, csrf: String?, trail: [(String, String)] = [], scripts: [String] = [], body: String) -> String {
+    static func page(title: String, user: String?, principal: String? = nil, csrf: String?, trail: [(String, String)] = [], scripts: [String] = [], body: String) -> String {
         var header = "<header><a class=\"brand\" href=\"/admin\">Ferry</a>"
         if let user, let csrf {
-            header += "<span class=\"who\">\(escape(user))</span><a href=\"/admin/server\">server</a>"
+            header += "<span class=\"who\" title=\"\(escape(principal ?? user))\">\(escape(user))</span><a href=\"/admin/server\">server</a>"
                 + "<form method=\"post\" action=\"/admin/signout\" class=\"inline\">\(hidden("csrf", csrf))<button>Sign out</button></form>"
         }
         header += "</header>"
