@@ -235,6 +235,36 @@ import Testing
         #expect(try await server.dump() == before)
     }
 
+    @Test func permissionsAreChangedThroughTheAPIAndBadOnesChangeNothing() async throws {
+        let server = try TestServer()
+        try await server.seedUsers()
+        try await server.application.test(.router) { client in
+            let alice = try await signIn(client)
+            let bob = try await signIn(client, user: "bob")
+            let collection = "/admin/buckets/main/collections/users"
+            #expect(try await server.request("GET", "/buckets/main/collections/users", user: "bob").status == 403)
+            let before = try await server.dump()
+            for (text, message) in [("{not json", "not valid JSON"), (#"{"read": "bob"}"#, "list of principals"), (#"{"read": [1]}"#, "list of principals")] {
+                let (status, page, _) = try await post(client, collection + "/permissions", alice, [("permissions", text)])
+                #expect(status == .badRequest && page.contains(message) && page.contains("Nothing was changed"), "\(text)")
+            }
+            // An unknown permission is the API's 400.
+            let (unknown, _, _) = try await post(client, collection + "/permissions", alice, [("permissions", #"{"fly": ["bob"]}"#)])
+            #expect(unknown == .badRequest)
+            // Bob may not change what he cannot write.
+            let (refused, _, _) = try await post(client, collection + "/permissions", bob, [("permissions", #"{"read": ["system.Everyone"]}"#)])
+            #expect(refused == .forbidden)
+            #expect(try await server.dump() == before)
+
+            let bobID = server.userID("bob")
+            let (saved, _, location) = try await post(client, collection + "/permissions", alice, [("permissions", #"{"read": ["\#(bobID)"]}"#)])
+            #expect(saved == .seeOther && location == collection)
+            #expect(try await server.request("GET", "/buckets/main/collections/users", user: "bob").status == 200)
+            let (_, page) = try await get(client, collection, alice)
+            #expect(page.contains(bobID))
+        }
+    }
+
     @Test func listsPageWithTheAPIsFiltersAndSort() async throws {
         let server = try TestServer()
         try await server.seedUsers()

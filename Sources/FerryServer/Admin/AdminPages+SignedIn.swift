@@ -64,6 +64,8 @@ extension AdminPages {
             let kinds = stride(from: 2, to: segments.count, by: 2).map { segments[$0] }
             switch (kinds, method) {
             case ([], .get): return await bucketPage(ids[0], error: nil)
+            case (["permissions"], .post), (["collections", "permissions"], .post), (["collections", "records", "permissions"], .post):
+                return await savePermissions(ids: ids)
             case (["collections"], .post) where segments.count == 3: return await createCollection(ids[0])
             case (["collections"], .get) where segments.count == 4: return await collectionPage(ids[0], ids[1], error: nil)
             case (["collections", "records"], .post) where segments.count == 5: return await createRecord(ids[0], ids[1])
@@ -101,7 +103,7 @@ extension AdminPages {
             let body = (error.map { "<p class=\"error\">\(HTML.escape($0))</p>" } ?? "")
                 + table(["collection"], rows, empty: "No collection you may read.")
                 + createForm(action: "/admin/buckets/\(bucket)/collections", what: "collection")
-                + permissions(object.jsonBody?["permissions"])
+                + permissions(object.jsonBody?["permissions"], action: "/admin/buckets/\(bucket)/permissions")
             return page("Bucket \(bucket)", trail: trail, status: error == nil ? 200 : 400, body)
         }
 
@@ -159,7 +161,7 @@ extension AdminPages {
                 <button>Create</button></fieldset></form>
                 <p><a href="\(HTML.escape(base))/live">Live changes</a></p>
                 """
-            body += schema(object.jsonBody?["data"]) + permissions(object.jsonBody?["permissions"])
+            body += schema(object.jsonBody?["data"]) + permissions(object.jsonBody?["permissions"], action: base + "/permissions")
             let status = error != nil ? 400 : (list.status == 200 ? 200 : list.status)
             return page("Collection \(collection)", trail: trail, status: status, body)
         }
@@ -171,7 +173,7 @@ extension AdminPages {
             let answer = await call(.get, "/buckets/\(bucket)/collections/\(collection)/records/\(id)")
             guard answer.status == 200, let record = answer.jsonBody?["data"] else { return apiError(answer, trail: trail) }
             return page("Record \(id)", trail: trail, editForm(bucket, collection, id, record: record, text: nil)
-                + permissions(answer.jsonBody?["permissions"]))
+                + permissions(answer.jsonBody?["permissions"], action: "/admin/buckets/\(bucket)/collections/\(collection)/records/\(id)/permissions"))
         }
 
         func saveRecord(_ bucket: String, _ collection: String, _ id: String) async -> APIResponse {
@@ -342,12 +344,42 @@ extension AdminPages {
                 + rows.joined() + "</tbody></table>"
         }
 
-        func permissions(_ json: JSON?) -> String {
-            guard let members = json?.objectValue, !members.isEmpty else { return "" }
+        /// The object's permissions (as far as the user may see them), and the form that changes them.
+        func permissions(_ json: JSON?, action: String) -> String {
+            let members = json?.objectValue ?? [:]
             let rows = members.keys.sorted().map { name in
                 "<tr><td>\(HTML.escape(name))</td><td>\(HTML.escape((members[name]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")))</td></tr>"
             }
-            return "<h2>Permissions</h2>" + table(["permission", "principals"], rows, empty: "")
+            return "<h2>Permissions</h2>" + table(["permission", "principals"], rows, empty: "None you may see.") + """
+                <form method="post" action="\(HTML.escape(action))"><fieldset><legend>Change permissions</legend>
+                \(HTML.hidden("csrf", session.csrf))
+                <p><label>Each permission given is replaced by its list of principals \
+                (<code>{"read": ["system.Authenticated"], "write": ["account:ada"]}</code>; [] removes all)\
+                <textarea name="permissions">\(HTML.escape(HTML.pretty(.object(members))))</textarea></label></p>
+                <button>Save permissions</button></fieldset></form>
+                """
+        }
+
+        /// PATCHes the permissions of the bucket, collection or record named by `ids`.
+        func savePermissions(ids: [String]) async -> APIResponse {
+            let kinds = ["buckets", "collections", "records"]
+            let path = zip(kinds, ids).map { "/\($0.0)/\($0.1)" }.joined()
+            let trail = [("buckets", "/admin")] + zip(kinds, ids).enumerated().map { i, step in
+                (step.1, "/admin" + zip(kinds, ids).prefix(i + 1).map { "/\($0.0)/\($0.1)" }.joined())
+            }
+            let text = form["permissions"] ?? ""
+            let permissions: JSON
+            switch Self.parseObject(text) {
+            case .failure(let failure):
+                return errorPage(status: 400, title: "Bad permissions", message: failure.message.replacingOccurrences(of: "The data", with: "The permissions") + " Nothing was changed.", trail: trail)
+            case .success(let object): permissions = object
+            }
+            guard let lists = permissions.objectValue, lists.values.allSatisfy({ $0.arrayValue?.allSatisfy { $0.stringValue != nil } == true }) else {
+                return errorPage(status: 400, title: "Bad permissions", message: "Each permission must be a list of principals (strings). Nothing was changed.", trail: trail)
+            }
+            let answer = await call(.patch, path, body: ["permissions": .object(lists)])
+            guard (200..<300).contains(answer.status) else { return apiError(answer, trail: trail) }
+            return redirect("/admin" + path)
         }
 
         func schema(_ collection: JSON?) -> String {
