@@ -73,6 +73,9 @@ import Testing
             let browser = try await signIn(client)
             let (status, page) = try await get(client, "/admin", browser)
             #expect(status == .ok && page.contains("Buckets") && page.contains("Sign out"))
+            // The server's own figures, from its metrics.
+            let (serverStatus, serverPage) = try await get(client, "/admin/server", browser)
+            #expect(serverStatus == .ok && serverPage.contains("ferry_http_requests_total"), "\(serverPage)")
             // The password is never on a page.
             #expect(!page.contains("secret") && !page.contains(TestServer.basic("alice")))
             // Signing out ends the session.
@@ -105,7 +108,9 @@ import Testing
         let before = try await server.dump()
         try await server.application.test(.router) { client in
             let browser = try await signIn(client)
-            for csrf in ["", "0" + String(browser.csrf.dropFirst()), "forged"] {
+            // One character off (never the token itself), empty, and made up.
+            let oneOff = (browser.csrf.first == "0" ? "1" : "0") + String(browser.csrf.dropFirst())
+            for csrf in ["", oneOff, "forged"] {
                 let (status, page, _) = try await post(client, "/admin/buckets", browser, [("id", "evil")], csrf: csrf)
                 #expect(status == .forbidden && page.contains("CSRF"))
                 let (recordStatus, _, _) = try await post(client, "/admin/buckets/main/collections/users/records", browser,

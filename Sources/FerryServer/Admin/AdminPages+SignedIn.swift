@@ -304,7 +304,7 @@ extension AdminPages {
 
         func serverPage(metrics: String) -> APIResponse {
             let wanted = ["ferry_http_requests_total", "ferry_http_request_duration_seconds_count", "ferry_http_request_duration_seconds_sum",
-                          "ferry_streams_open", "ferry_storage", "ferry_webhook"]
+                          "ferry_streams_open", "ferry_stream_events_total", "ferry_records_written_total", "ferry_storage", "ferry_webhook"]
             let lines = metrics.split(separator: "\n").filter { line in !line.hasPrefix("#") && wanted.contains { line.hasPrefix($0) } }
             return page("Server", trail: [("buckets", "/admin"), ("server", "")],
                         "<p>From this server's <a href=\"/metrics\">/metrics</a>:</p><pre>\(HTML.escape(lines.joined(separator: "\n")))</pre>")

@@ -66,6 +66,7 @@ package enum HTML {
 
     /// The style sheet (served from `/admin/static/admin.css`: the CSP allows no inline style).
     static let styleSheet = """
+        * { box-sizing: border-box; }
         body { font: 15px/1.45 system-ui, sans-serif; margin: 0; color: #1d2430; background: #f6f7f9; }
         header { display: flex; gap: 1em; align-items: center; padding: .6em 1.2em; background: #1d2430; color: #fff; }
         header a { color: #cfe3ff; } header .brand { font-weight: 700; color: #fff; text-decoration: none; margin-right: auto; }
