@@ -110,7 +110,8 @@ public enum FerryServerApp {
                                        scheme: configuration.tlsCertificate == nil ? "http" : "https",
                                        trustedProxies: TrustedProxies(configuration.trustedProxies),
                                        cors: CORSPolicy(origins: configuration.corsOrigins, maxAgeSeconds: configuration.corsMaxAgeSeconds),
-                                       versionPrefixRedirect: configuration.versionPrefixRedirect)
+                                       versionPrefixRedirect: configuration.versionPrefixRedirect,
+                                       admin: configuration.adminEnabled)
         let webhooks = WebhookDispatcher(api: api, logger: logger, timeoutSeconds: configuration.webhookTimeout, metrics: metrics)
         storage.listenForChanges { [api] announced in
             switch announced {

@@ -58,6 +58,9 @@ final class JobService: @unchecked Sendable {
     let json: Bool
     /// Stop a scheduled or webhook job after this many runs.
     let maxRuns: Int?
+    /// Every this many seconds, each scheduled, follow and webhook job's health state is recorded
+    /// in its state database (the sync-health model's intervals).
+    let modelInterval: Double
     let status: JobStatus
     /// Closed by ``stop()``; engines check it between batches.
     let stopping = WakeSignal()
@@ -66,11 +69,12 @@ final class JobService: @unchecked Sendable {
     private var followers: [Follower] = []
     private let lock = NSLock()
 
-    init(jobs: [(job: SyncJob, trigger: JobTrigger)], json: Bool, maxRuns: Int?) {
+    init(jobs: [(job: SyncJob, trigger: JobTrigger)], json: Bool, maxRuns: Int?, modelInterval: Double = 60) {
         self.jobs = jobs
         self.json = json
         self.maxRuns = maxRuns
-        status = JobStatus(jobs: jobs.map { ($0.job.name ?? $0.job.id, $0.trigger.description) })
+        self.modelInterval = modelInterval
+        status = JobStatus(jobs: jobs.map { ($0.job.name ?? $0.job.id, $0.trigger.description) }, modelInterval: modelInterval)
         wakes = Dictionary(jobs.map { ($0.job.name ?? $0.job.id, WakeSignal()) }) { first, _ in first }
     }
 
@@ -100,13 +104,51 @@ final class JobService: @unchecked Sendable {
             if stopping.isClosed { break }
             failed = await !runReported(job, name: job.name ?? job.id, after: nil) || failed
         }
-        return await withTaskGroup(of: Bool.self) { group in
+        let jobsEnded = WakeSignal()
+        let sampler = Task { await self.sampleHealth(until: jobsEnded) }
+        failed = await withTaskGroup(of: Bool.self) { group in
             for (job, trigger) in jobs where trigger != .once {
                 group.addTask { await self.drive(job, trigger) }
             }
             for await jobFailed in group { failed = failed || jobFailed }
             return failed
         }
+        jobsEnded.close()
+        await sampler.value
+        return failed
+    }
+
+    /// Records the health state of each job that is not `once` at the end of every interval,
+    /// and `stopped` when the service ends; after each, the model estimated from the whole
+    /// history goes into the status. A state database that cannot be written is noted once.
+    private func sampleHealth(until jobsEnded: WakeSignal) async {
+        let sampled = jobs.filter { $0.trigger != .once }.map { (name: $0.job.name ?? $0.job.id, path: $0.job.statePath) }
+        guard !sampled.isEmpty else { return }
+        var stores: [String: StateStore] = [:]
+        var noted = Set<String>()
+        func record(ended: Bool) {
+            for (name, path) in sampled {
+                do {
+                    if stores[path] == nil { stores[path] = try StateStore(path: path) }
+                    let store = stores[path]!
+                    let state = ended ? .stopped : status.healthState(name)
+                    try store.recordState(job: name, state: state, intervalSeconds: modelInterval)
+                    let (history, _) = try store.stateHistory(job: name)
+                    let model = Result { () throws(SyncHealthModel.NotEnoughData) in try SyncHealthModel(history: history) }
+                    status.update(name) { $0.model = model }
+                } catch {
+                    if noted.insert(path).inserted {
+                        FileHandle.standardError.write(Data("ferry: note: cannot record the health of \(name) in \(path): \((error as? SyncError)?.message ?? "\(error)")\n".utf8))
+                    }
+                }
+            }
+        }
+        while !stopping.isClosed && !jobsEnded.isClosed {
+            _ = await jobsEnded.wait(timeout: .milliseconds(Int64(modelInterval * 1000)))
+            if stopping.isClosed || jobsEnded.isClosed { break }
+            record(ended: false)
+        }
+        record(ended: true)
     }
 
     private func drive(_ job: SyncJob, _ trigger: JobTrigger) async -> Bool {
@@ -223,14 +265,35 @@ final class JobStatus: @unchecked Sendable {
         /// A change seen on the source that no run has started to read yet (follow jobs).
         var changePendingSince: Date?
         var totals: [String: Int] = [:]
+        /// The sync-health model from the recorded states, or why there is none yet.
+        var model: Result<SyncHealthModel, SyncHealthModel.NotEnoughData>?
+        /// The last runs, oldest first (at most ``JobStatus/historyLength``), for the status page's charts.
+        var history: [RunPoint] = []
     }
+
+    /// One finished run on the status page's charts.
+    struct RunPoint {
+        var ended: Date
+        /// Records the run wrote or deleted.
+        var records: Int
+        /// The job's lag when the run ended, in seconds.
+        var lag: Double?
+        var succeeded: Bool
+    }
+
+    static let historyLength = 120
 
     private let lock = NSLock()
     private var entries: [Entry]
     let started = Date()
+    /// The seconds of one interval of the sync-health model.
+    let modelInterval: Double
+    /// The k of "in sync k intervals ahead" in `/status` and `/metrics`.
+    static let modelAhead = 10
 
-    init(jobs: [(name: String, schedule: String)]) {
+    init(jobs: [(name: String, schedule: String)], modelInterval: Double = 60) {
         entries = jobs.map { Entry(name: $0.name, schedule: $0.schedule) }
+        self.modelInterval = modelInterval
     }
 
     func update(_ name: String, _ change: (inout Entry) -> Void) {
@@ -278,6 +341,26 @@ final class JobStatus: @unchecked Sendable {
                 entry.lastOutcome = "error"
             }
             if entry.lastOutcome != "ok" && entry.lastOutcome != "stopped early" { entry.failures += 1 }
+            let point = RunPoint(ended: entry.lastEnded!, records: report.map { max($0.written, $0.created + $0.updated) + $0.deleted } ?? 0,
+                                 lag: JobStatus.lag(entry, now: entry.lastEnded!), succeeded: entry.lastOutcome == "ok" || entry.lastOutcome == "stopped early")
+            entry.history = Array((entry.history + [point]).suffix(JobStatus.historyLength))
+        }
+    }
+
+    /// Every job's entry as it is now.
+    var snapshot: [Entry] { lock.withLock { entries } }
+
+    /// The state a job is in now, for the sync-health model.
+    func healthState(_ name: String) -> SyncHealthState {
+        lock.withLock {
+            guard let entry = entries.first(where: { $0.name == name }) else { return .stopped }
+            let lastRun: SyncHealthState.LastRun? = switch entry.lastOutcome {
+            case nil: nil
+            case "ok"?: .succeeded
+            case "stopped early"?: .stoppedEarly
+            default: .failed
+            }
+            return SyncHealthState.observe(running: entry.state == "running", lastRun: lastRun, changePending: entry.changePendingSince != nil)
         }
     }
 
@@ -302,6 +385,11 @@ final class JobStatus: @unchecked Sendable {
                 "next_run": entry.nextRun.map { .string(StateStoreTime.format($0)) } ?? .null,
                 "totals": .object(entry.totals.mapValues { .int(Int64($0)) }),
             ]
+            switch entry.model {
+            case .success(let model): job["health"] = model.json(intervalSeconds: modelInterval, ahead: Self.modelAhead)
+            case .failure(let notEnough): job["health"] = ["error": .string(notEnough.description)]
+            case nil: break
+            }
             if let started = entry.lastStarted {
                 var last: [String: JSON] = ["started": .string(StateStoreTime.format(started)), "outcome": entry.lastOutcome.map(JSON.string) ?? .null]
                 if let ended = entry.lastEnded, ended >= started { last["ended"] = .string(StateStoreTime.format(ended)) }
@@ -335,6 +423,16 @@ final class JobStatus: @unchecked Sendable {
         family("ferry_job_running", "gauge", "1 while a run of the job is going on.", all.map { (label($0.name), $0.state == "running" ? 1 : 0) })
         family("ferry_job_lag_seconds", "gauge", "How far behind its source a job's target may be.",
                all.compactMap { entry in JobStatus.lag(entry, now: now).map { (label(entry.name), ($0 * 1000).rounded() / 1000) } })
+        let models = all.compactMap { entry in (try? entry.model?.get()).map { (entry.name, $0) } }
+        family("ferry_job_health_in_sync_share", "gauge", "The sync-health model's long-run share of intervals a job is in sync.",
+               models.map { (label($0.0), SyncHealthModel.rounded($0.1.share(.inSync))) })
+        family("ferry_job_health_recovery_seconds", "gauge", "The sync-health model's mean time from failing to in sync (absent: never failed or never recovered).",
+               models.compactMap { name, model -> (String, Double)? in
+                   guard case .intervals(let m) = model.meanTimeToRecovery else { return nil }
+                   return (label(name), SyncHealthModel.rounded(m * modelInterval))
+               })
+        family("ferry_job_health_in_sync_ahead", "gauge", "The sync-health model's probability that a job is in sync \(Self.modelAhead) intervals from now.",
+               models.map { (label($0.0) + ",intervals=\"\(Self.modelAhead)\"", SyncHealthModel.rounded($0.1.inSyncProbability(ahead: Self.modelAhead))) })
         return out
     }
 }

@@ -25,8 +25,14 @@ struct RunCommand: AsyncParsableCommand {
             With only once jobs, the command ends when they are done; otherwise it runs until \
             SIGTERM or SIGINT, which finish each running batch and save its checkpoint first.
 
-            --status-port serves GET /status (each job's state, last run, lag, error, as JSON) \
-            and GET /metrics (records moved, failures, retries and lag per job, Prometheus).
+            --status-port serves GET / (a page: each job's figures, charts of its last runs, its \
+            health model as a state diagram), GET /status (each job's state, last run, lag, error, \
+            as JSON) and GET /metrics (records moved, failures, retries and lag per job, Prometheus).
+
+            Every --model-interval, each job that is not once has its health state (in sync, \
+            catching up, failing; stopped when the service ends) recorded in the state database; \
+            ferry status --model estimates a Markov chain from it, and /status and /metrics show \
+            its key figures.
             """
     )
 
@@ -35,11 +41,21 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The engine's state database: checkpoints and run history.", valueName: "FILE")) var state: String = ".ferry/state.db"
     @Flag(name: .long, help: "Print one JSON report per run on stdout.") var json = false
     @Option(name: .long, help: ArgumentHelp("Stop after each scheduled or webhook job ran this many times.", valueName: "N")) var maxRuns: Int?
-    @Option(name: .long, help: ArgumentHelp("Serve GET /status and GET /metrics on this port (0: any free port).", valueName: "PORT")) var statusPort: Int?
+    @Option(name: .long, help: ArgumentHelp("Serve GET / (the jobs page), GET /status and GET /metrics on this port (0: any free port).", valueName: "PORT")) var statusPort: Int?
     @Option(name: .long, help: ArgumentHelp("Receive webhook deliveries on this port, for jobs with schedule: webhook.", valueName: "PORT")) var listenPort: Int?
     @Option(name: .long, help: ArgumentHelp("The address of the status and webhook ports.", valueName: "ADDRESS")) var host: String = "127.0.0.1"
+    @Option(name: .long, help: ArgumentHelp("Record each scheduled, follow and webhook job's health state this often, for ferry status --model (30s, 5m, ...).", valueName: "INTERVAL")) var modelInterval: String = "60s"
+
+    /// `--model-interval` in seconds.
+    var modelSeconds: Double {
+        get throws(SyncError) {
+            guard case .every(let seconds) = try Schedule(every: modelInterval) else { return 60 }
+            return seconds
+        }
+    }
 
     func validate() throws {
+        do { _ = try modelSeconds } catch { throw ValidationError("--model-interval: \(error.message)") }
         if let maxRuns, maxRuns < 1 { throw ValidationError("--max-runs must be at least 1, not \(maxRuns)") }
         for (flag, port) in [("--status-port", statusPort), ("--listen-port", listenPort)] {
             if let port, !(0...65_535).contains(port) { throw ValidationError("\(flag) must be between 0 and 65535, not \(port)") }
@@ -75,7 +91,7 @@ struct RunCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let service = JobService(jobs: jobs, json: json, maxRuns: maxRuns)
+        let service = JobService(jobs: jobs, json: json, maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
         let signals = ShutdownSignals { _ in service.stop() }
         defer { signals.cancel() }
         let ports = ServicePorts(label: "ferry run")

@@ -36,6 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .long, help: "Serve POST /v1/__flush__, which deletes everything (for test suites).") var flushEndpoint = false
     @Flag(name: .long, help: "Make /v1/buckets/default each user's personal bucket, created on first use (Kinto's default_bucket).") var defaultBucket = false
     @Flag(name: .long, help: "Answer paths without /v1 with 404 instead of a 307 to them under /v1.") var noVersionPrefixRedirect = false
+    @Flag(name: .long, help: "Do not serve the /admin pages.") var noAdmin = false
     @Flag(name: .long, help: "Print every setting (YAML key, environment variable, flag, default, meaning) as Markdown, and exit.") var listSettings = false
 
     /// The settings that have a flag of their own (`--` and the name with dashes).
@@ -46,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     /// The switches whose flag is not the setting's name.
     static let switches: [String: String] = [
         "flush_endpoint_enabled": "--flush-endpoint", "default_bucket_enabled": "--default-bucket",
-        "version_prefix_redirect_enabled": "--no-version-prefix-redirect",
+        "version_prefix_redirect_enabled": "--no-version-prefix-redirect", "admin_enabled": "--no-admin",
     ]
 
     static func flag(_ setting: String) -> String { "--" + setting.replacingOccurrences(of: "_", with: "-") }
@@ -69,6 +70,7 @@ struct Serve: AsyncParsableCommand {
         if flushEndpoint { configuration.flushEndpoint = true }
         if defaultBucket { configuration.defaultBucket = true }
         if noVersionPrefixRedirect { configuration.versionPrefixRedirect = false }
+        if noAdmin { configuration.adminEnabled = false }
         return configuration
     }
 

@@ -60,9 +60,17 @@ struct ServicePorts: Sendable {
         )
     }
 
-    /// GET /status (JSON) and GET /metrics (Prometheus).
+    /// GET / (the jobs page), GET /status (JSON) and GET /metrics (Prometheus).
     func statusApplication(_ status: JobStatus, host: String, port: Int) -> Application<RouterResponder<BasicRequestContext>> {
         let router = Router()
+        router.get("/") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/html; charset=utf-8"
+            headers[HTTPField.Name("Content-Security-Policy")!] = StatusPage.contentSecurityPolicy
+            headers[.cacheControl] = "no-store"
+            let page = StatusPage.render(status.snapshot, modelInterval: status.modelInterval)
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: page)))
+        }
         router.get("status") { _, _ -> Response in
             var headers = HTTPFields()
             headers[.contentType] = "application/json"

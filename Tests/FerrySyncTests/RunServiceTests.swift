@@ -92,6 +92,56 @@ import Testing
         #expect(running.terminate() == 0, "\(running.stderr)")
     }
 
+    /// Each interval's state goes into the state database; once there are enough, the model is in
+    /// `/status` and `/metrics` and `ferry status --model` reads it.
+    @Test func healthStatesAreRecordedAndModelled() async throws {
+        let dir = try TempDir()
+        try writeUsersTable(dir.file("src.db"), count: 5)
+        try """
+            jobs:
+              nightly:
+                source: sqlite:src.db#users
+                target: sqlite:copy.db#users
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let early = try Ferry.run(["status", "--model", "--job", "nightly"], in: dir.path)
+        #expect(early.status != 0 && early.stderr.contains("no state database"), "\(early.stderr)")
+        let running = Self.running(["ferry.yml", "--status-port", "0", "--model-interval", "1s"], in: dir)
+        let port = try running.port("status at")
+        // Before 10 transitions: a clear "not enough data" in /status.
+        let (_, first) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
+        let firstHealth = first?["jobs"]?[0]?["health"]
+        #expect(firstHealth == nil || firstHealth?["error"]?.stringValue?.hasPrefix("not enough data") == true, "\(first?.serialized() ?? "")")
+        var health: JSON?
+        for _ in 0..<200 where health?["transitions"] == nil {
+            try await Task.sleep(for: .milliseconds(200))
+            health = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status").1?["jobs"]?[0]?["health"]
+        }
+        #expect((health?["transitions"]?.intValue ?? 0) >= 10, "\(health?.serialized() ?? "")")
+        #expect(health?["interval_seconds"] == 1 && health?["in_sync_ahead"]?["intervals"] == 10)
+        #expect(health?["current"] == "in_sync" || health?["current"] == "catching_up", "\(health?.serialized() ?? "")")
+        let metrics = try await getText("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics.contains(#"ferry_job_health_in_sync_share{job="nightly"}"#), "\(metrics)")
+        #expect(metrics.contains(#"ferry_job_health_in_sync_ahead{job="nightly",intervals="10"}"#), "\(metrics)")
+        // The page: figures, the charts and the state diagram as inline SVG.
+        let page = try await getText("http://127.0.0.1:\(port)/")
+        #expect(page.contains("<h2>nightly</h2>") && page.contains("records per run") && page.contains("aria-label=\"state diagram\""), "\(page)")
+        #expect(page.contains("long-run share in sync") && !page.contains("<script"), "\(page)")
+        #expect(running.terminate() == 0, "\(running.stderr)")
+
+        let shown = try Ferry.run(["status", "--model"], in: dir.path)
+        #expect(shown.status == 0, "\(shown.stderr)")
+        #expect(shown.stdout.contains("nightly:") && shown.stdout.contains("long-run share in sync:") && shown.stdout.contains("now: stopped"), "\(shown.stdout)")
+        let json = try Ferry.run(["status", "--model", "--json", "--ahead", "3"], in: dir.path)
+        let models = try JSON.parse(json.stdout)
+        #expect(models[0]?["job"] == "nightly" && models[0]?["model"]?["current"] == "stopped", "\(json.stdout)")
+        #expect(models[0]?["model"]?["in_sync_ahead"]?["intervals"] == 3)
+        let none = try Ferry.run(["status", "--model", "--job", "other"], in: dir.path)
+        #expect(none.status == 0 && none.stdout.contains("other: not enough data: 0 transitions recorded"), "\(none.stdout)")
+        let badAhead = try Ferry.run(["status", "--model", "--ahead", "0"], in: dir.path)
+        #expect(badAhead.status != 0 && badAhead.stderr.contains("--ahead must be between 1 and 100000"), "\(badAhead.stderr)")
+    }
+
     @Test func badServiceSetupsAreClearAndChangeNothing() async throws {
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: 3)
@@ -103,6 +153,8 @@ import Testing
             (onceJob, ["--listen-port", "0"], [:], "--listen-port is for jobs with schedule: webhook"),
             (onceJob, ["--status-port", "70000"], [:], "--status-port must be between 0 and 65535"),
             (onceJob, ["--max-runs", "0"], [:], "--max-runs must be at least 1"),
+            (onceJob, ["--model-interval", "0s"], [:], "--model-interval: every: \"0s\""),
+            (onceJob, ["--model-interval", "soon"], [:], "--model-interval"),
             ("jobs:\n  a:\n    source: sqlite:src.db#users\n    target: sqlite:dst.db#users\n    schedule: follow never\n", [], [:], "job a: every: \"never\""),
         ]
         for (text, flags, environment, mention) in cases {

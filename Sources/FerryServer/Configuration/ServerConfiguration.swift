@@ -82,6 +82,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Serve `POST /v1/__flush__`, which deletes everything the server holds (Kinto's flush
     /// plugin; for test suites only: anyone may call it).
     public var flushEndpoint: Bool = false
+    /// Serve the `/admin` pages: sign in with an account, browse and edit what that account may.
+    public var adminEnabled: Bool = true
     /// `/buckets/default` is each user's personal bucket, created (with the collections named
     /// under it) on first use: Kinto's `default_bucket` plugin, which kinto.js apps rely on.
     public var defaultBucket: Bool = false
@@ -359,6 +361,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "flush_endpoint_enabled",
             summary: "Serve `POST /v1/__flush__`, which deletes everything the server holds, for anyone (Kinto's flush plugin): test servers only.",
             value: { String($0.flushEndpoint) }) { c, v throws(Error) in c.flushEndpoint = try bool(v, "flush_endpoint_enabled") },
+        Key(name: "admin_enabled",
+            summary: "Serve the `/admin` pages: sign in with an account and browse, create, edit and delete what it may (the API's permissions, CSRF-protected forms, a strict Content-Security-Policy).",
+            value: { String($0.adminEnabled) }) { c, v throws(Error) in c.adminEnabled = try bool(v, "admin_enabled") },
         Key(name: "default_bucket_enabled",
             summary: "`/v1/buckets/default` is each signed-in user's personal bucket, created with the collections named under it on first use (Kinto's `default_bucket` plugin, which kinto.js apps rely on).",
             value: { String($0.defaultBucket) }) { c, v throws(Error) in c.defaultBucket = try bool(v, "default_bucket_enabled") },

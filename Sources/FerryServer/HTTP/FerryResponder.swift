@@ -33,11 +33,14 @@ public struct FerryResponder: HTTPResponder {
     let versionPrefixRedirect: Bool
     let inFlight = InFlight()
     let streamSlots = StreamSlots()
+    /// The `/admin` pages; nil when `admin_enabled` is off.
+    let admin: AdminPages?
 
     public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics, scheme: String = "http",
                 trustedProxies: TrustedProxies = TrustedProxies([]), cors: CORSPolicy = CORSPolicy(),
-                versionPrefixRedirect: Bool = true) {
+                versionPrefixRedirect: Bool = true, admin: Bool = true) {
         self.api = api
+        self.admin = admin ? AdminPages(api: api, metrics: { [metrics] in metrics.exposition() }) : nil
         self.limits = limits
         self.metrics = metrics
         self.scheme = scheme
@@ -68,6 +71,21 @@ public struct FerryResponder: HTTPResponder {
         } else if path == "/" {
             apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
             routeName = "/"
+        } else if let admin, path == "/admin" || path.hasPrefix("/admin/") {
+            if request.method == .get, let opened = admin.stream(request) {
+                // The live view: the collection's event stream as the session's user.
+                switch await openStream(opened.request, stream: opened.stream, context: context, requestID: requestID) {
+                case .opened(let response):
+                    metrics.request(route: "admin-stream", method: method, status: 200, seconds: 0)
+                    return response
+                case .refused(let answer):
+                    apiResponse = answer
+                }
+                routeName = "admin-stream"
+            } else {
+                apiResponse = await handleAdmin(request, admin: admin, context: context)
+                routeName = "admin"
+            }
         } else if request.method == .get, let stream = EventStream.target(path: path, accept: request.headers[.accept]) {
             // A stream's answer is its first line: what follows is logged when it ends.
             switch await openStream(request, stream: stream, context: context, requestID: requestID) {
@@ -247,38 +265,63 @@ public struct FerryResponder: HTTPResponder {
         }
         var bodyBytes: [UInt8] = []
         if request.method != .get && request.method != .head {
-            let body = request.body
-            let timeout = limits.bodyTimeout
-            // A client that trickles its body must not hold a connection and a task forever.
-            let collected: Result<[UInt8], KintoError> = await withTaskGroup(of: Result<[UInt8], KintoError>?.self) { group in
-                group.addTask {
-                    do {
-                        return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
-                    } catch {
-                        return .failure(tooLarge)
-                    }
-                }
-                group.addTask {
-                    try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-                    return Task.isCancelled ? nil : .failure(.requestTimeout(seconds: timeout))
-                }
-                var outcome: Result<[UInt8], KintoError> = .failure(.requestTimeout(seconds: timeout))
-                while let next = await group.next() {
-                    if let next {
-                        outcome = next
-                        break
-                    }
-                }
-                group.cancelAll()
-                return outcome
-            }
-            switch collected {
+            switch await collectBody(request, maxBodySize: maxBodySize, tooLarge: tooLarge) {
             case .success(let bytes): bodyBytes = bytes
             case .failure(let error): return APIResponse(error: error)
             }
         }
         apiRequest.body = bodyBytes
         return await api.handle(apiRequest)
+    }
+
+    /// A request's body, up to `maxBodySize` bytes and within the body timeout: a client that
+    /// trickles its body must not hold a connection and a task forever.
+    func collectBody(_ request: Request, maxBodySize: Int, tooLarge: KintoError) async -> Result<[UInt8], KintoError> {
+        let body = request.body
+        let timeout = limits.bodyTimeout
+        return await withTaskGroup(of: Result<[UInt8], KintoError>?.self) { group in
+            group.addTask {
+                do {
+                    return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
+                } catch {
+                    return .failure(tooLarge)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
+                return Task.isCancelled ? nil : .failure(.requestTimeout(seconds: timeout))
+            }
+            var outcome: Result<[UInt8], KintoError> = .failure(.requestTimeout(seconds: timeout))
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return outcome
+        }
+    }
+
+    /// A page of `/admin` (its forms' bodies read as the API's are).
+    func handleAdmin(_ request: Request, admin: AdminPages, context: Context) async -> APIResponse {
+        let headers = Self.headerMap(request)
+        let maxBodySize = limits.maxBodySize
+        if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize { return APIResponse(error: .tooLarge(limit: maxBodySize)) }
+        var body: [UInt8] = []
+        if request.method == .post {
+            switch await collectBody(request, maxBodySize: maxBodySize, tooLarge: .tooLarge(limit: maxBodySize)) {
+            case .success(let bytes): body = bytes
+            case .failure(let error): return APIResponse(error: error)
+            }
+        }
+        let host = request.head.authority ?? headers["host"] ?? "localhost"
+        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
+        let path = request.uri.path
+        return await admin.respond(AdminPages.Request(
+            method: request.method, path: path == "/admin" ? "" : String(path.dropFirst("/admin".count)),
+            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")), headers: headers, body: body,
+            scheme: scheme, baseURL: "\(scheme)://\(host)/v1"))
     }
 
     func makeResponse(_ response: APIResponse, requestID: String, isHead: Bool) -> Response {

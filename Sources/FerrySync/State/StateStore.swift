@@ -43,6 +43,10 @@ public final class StateStore {
                     a TEXT, b TEXT, a_hash TEXT, b_hash TEXT, detected_at TEXT NOT NULL,
                     resolution TEXT, resolution_hash TEXT, taken TEXT, resolved_at TEXT);
                 CREATE UNIQUE INDEX IF NOT EXISTS conflicts_open ON conflicts (job, key) WHERE status != 'settled';
+                CREATE TABLE IF NOT EXISTS job_states (
+                    id INTEGER PRIMARY KEY, job TEXT NOT NULL, state TEXT NOT NULL,
+                    since TEXT NOT NULL, until TEXT NOT NULL, intervals INTEGER NOT NULL, interval_seconds REAL NOT NULL);
+                CREATE INDEX IF NOT EXISTS job_states_job ON job_states (job, id);
                 """)
         }
     }
@@ -87,6 +91,36 @@ public final class StateStore {
             let arguments: StatementArguments = job.map { [$0, limit] } ?? [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { ($0[0], $0[1], $0[2], $0[3], $0[4], $0[5]) }
         }
+    }
+
+    /// Records the state a job was seen in at the end of one interval of `seconds`: the last
+    /// row of the job grows by one interval when the state and interval are the same, else a row starts.
+    /// One row per run of a state keeps months of one-minute intervals small.
+    public func recordState(job: String, state: SyncHealthState, intervalSeconds: Double, at date: Date = Date()) throws {
+        let at = Self.format(date)
+        try queue.write { db in
+            let last = try Row.fetchOne(db, sql: "SELECT id, state, interval_seconds FROM job_states WHERE job = ? ORDER BY id DESC LIMIT 1", arguments: [job])
+            if let last, last[1] as String == state.rawValue, last[2] as Double == intervalSeconds {
+                try db.execute(sql: "UPDATE job_states SET intervals = intervals + 1, until = ? WHERE id = ?", arguments: [at, last[0] as Int64])
+            } else {
+                try db.execute(sql: "INSERT INTO job_states (job, state, since, until, intervals, interval_seconds) VALUES (?, ?, ?, ?, 1, ?)",
+                               arguments: [job, state.rawValue, at, at, intervalSeconds])
+            }
+        }
+    }
+
+    /// A job's recorded states, oldest first, as runs of one state; and the interval of the last run.
+    public func stateHistory(job: String) throws -> (history: [(state: SyncHealthState, intervals: Int)], intervalSeconds: Double?) {
+        try queue.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT state, intervals, interval_seconds FROM job_states WHERE job = ? ORDER BY id", arguments: [job])
+            let history = rows.compactMap { row in SyncHealthState(rawValue: row[0]).map { (state: $0, intervals: row[1] as Int) } }
+            return (history, rows.last.map { $0[2] as Double })
+        }
+    }
+
+    /// The jobs with recorded states, by name.
+    public func jobsWithStates() throws -> [String] {
+        try queue.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT job FROM job_states ORDER BY job") }
     }
 
     static func now() -> String { format(Date()) }
