@@ -41,7 +41,16 @@ import Testing
         #expect(FollowTests.eventually { FollowTests.rows(dir.file("live.db")).count == 12 }, "\(running.stderr)")
         #expect(FollowTests.eventually { ((try? countRows(dir.file("copy.db"))) ?? 0) == 25 }, "\(running.stderr)")
 
-        let (code, status) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
+        // A run is counted once the engine returns, after its rows are committed: wait for the
+        // follow job's count and the scheduled job's first outcome in /status, not just the rows.
+        var (code, status): (Int, JSON?) = (0, nil)
+        for _ in 0..<300 {
+            (code, status) = try await jsonRequest(.GET, "http://127.0.0.1:\(port)/status")
+            let counted = status?["jobs"]?.arrayValue?.contains { $0["name"] == "live" && $0["totals"]?["created"] == 12 } ?? false
+            let ran = status?["jobs"]?.arrayValue?.contains { $0["name"] == "nightly" && $0["last_run"]?["outcome"] == "ok" } ?? false
+            if code == 200 && counted && ran { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
         #expect(code == 200)
         let jobs = status?["jobs"]?.arrayValue ?? []
         let live = jobs.first { $0["name"] == "live" }
@@ -104,7 +113,7 @@ import Testing
                 target: sqlite:copy.db#users
                 schedule: every 1s
             """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let early = try Ferry.run(["status", "--model", "--job", "nightly"], in: dir.path)
+        let early = try await Ferry.run(["status", "--model", "--job", "nightly"], in: dir.path)
         #expect(early.status != 0 && early.stderr.contains("no state database"), "\(early.stderr)")
         let running = Self.running(["ferry.yml", "--status-port", "0", "--model-interval", "1s"], in: dir)
         let port = try running.port("status at")
@@ -129,16 +138,16 @@ import Testing
         #expect(page.contains("long-run share in sync") && !page.contains("<script"), "\(page)")
         #expect(running.terminate() == 0, "\(running.stderr)")
 
-        let shown = try Ferry.run(["status", "--model"], in: dir.path)
+        let shown = try await Ferry.run(["status", "--model"], in: dir.path)
         #expect(shown.status == 0, "\(shown.stderr)")
         #expect(shown.stdout.contains("nightly:") && shown.stdout.contains("long-run share in sync:") && shown.stdout.contains("now: stopped"), "\(shown.stdout)")
-        let json = try Ferry.run(["status", "--model", "--json", "--ahead", "3"], in: dir.path)
+        let json = try await Ferry.run(["status", "--model", "--json", "--ahead", "3"], in: dir.path)
         let models = try JSON.parse(json.stdout)
         #expect(models[0]?["job"] == "nightly" && models[0]?["model"]?["current"] == "stopped", "\(json.stdout)")
         #expect(models[0]?["model"]?["in_sync_ahead"]?["intervals"] == 3)
-        let none = try Ferry.run(["status", "--model", "--job", "other"], in: dir.path)
+        let none = try await Ferry.run(["status", "--model", "--job", "other"], in: dir.path)
         #expect(none.status == 0 && none.stdout.contains("other: not enough data: 0 transitions recorded"), "\(none.stdout)")
-        let badAhead = try Ferry.run(["status", "--model", "--ahead", "0"], in: dir.path)
+        let badAhead = try await Ferry.run(["status", "--model", "--ahead", "0"], in: dir.path)
         #expect(badAhead.status != 0 && badAhead.stderr.contains("--ahead must be between 1 and 100000"), "\(badAhead.stderr)")
     }
 

@@ -454,19 +454,19 @@ enum TwoWayOracle {
         try await a.put("r1", ["name": "base", "n": 1])
         try await a.put("r2", ["name": "base", "n": 2])
         let sync = ["sync", a.url, b.url, "--two-way", "--job", "m", "--json"]
-        #expect(try Ferry.run(sync, in: dir.path).status == 0)
+        await #expect(try Ferry.run(sync, in: dir.path).status == 0)
         try await a.put("r1", ["name": "a", "n": 10])
         try await b.put("r1", ["name": "b", "n": 11])
         try await a.delete("r2")
         try await b.put("r2", ["name": "b2", "n": 12])
-        let run = try Ferry.run(sync, in: dir.path)
+        let run = try await Ferry.run(sync, in: dir.path)
         let report = try JSON.parse(run.stdout)
         #expect(report["twoWay"]?["conflicts"]?["manual"] == 2)
-        let list = try JSON.parse(try Ferry.run(["conflicts", "list", "--json"], in: dir.path).stdout)
+        let list = try await JSON.parse(try Ferry.run(["conflicts", "list", "--json"], in: dir.path).stdout)
         let ids = try #require(list.arrayValue).compactMap { $0["id"]?.intValue }
         #expect(ids.count == 2)
         let byKey = Dictionary(uniqueKeysWithValues: list.arrayValue!.map { ($0["key"]!.stringValue!, $0["id"]!.intValue!) })
-        let shown = try Ferry.run(["conflicts", "show", String(byKey["r1"]!)], in: dir.path)
+        let shown = try await Ferry.run(["conflicts", "show", String(byKey["r1"]!)], in: dir.path)
         #expect(shown.stdout.contains(#""name":"a""#) && shown.stdout.contains(#""name":"b""#))
         let stateBefore = try StateStore(path: dir.file(".ferry/state.db")).conflicts(all: true).map(\.json)
 
@@ -484,7 +484,7 @@ enum TwoWayOracle {
             try "{not json".write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
             try "[1, 2]".write(toFile: dir.file("array.json"), atomically: true, encoding: .utf8)
             try #"{"id": "r9", "name": "x"}"#.write(toFile: dir.file("other.json"), atomically: true, encoding: .utf8)
-            let result = try Ferry.run(arguments, in: dir.path)
+            let result = try await Ferry.run(arguments, in: dir.path)
             #expect(result.status != 0, "\(arguments)")
             #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
         }
@@ -493,18 +493,18 @@ enum TwoWayOracle {
 
         // r1: a merged record from a file; r2: B's side (the update beats A's delete).
         try #"{"name": "merged", "n": 99}"#.write(toFile: dir.file("merged.json"), atomically: true, encoding: .utf8)
-        #expect(try Ferry.run(["conflicts", "resolve", String(byKey["r1"]!), "--take", "merged.json"], in: dir.path).status == 0)
-        #expect(try Ferry.run(["conflicts", "resolve", String(byKey["r2"]!), "--take", "b"], in: dir.path).status == 0)
-        let applied = try JSON.parse(try Ferry.run(sync, in: dir.path).stdout)
+        await #expect(try Ferry.run(["conflicts", "resolve", String(byKey["r1"]!), "--take", "merged.json"], in: dir.path).status == 0)
+        await #expect(try Ferry.run(["conflicts", "resolve", String(byKey["r2"]!), "--take", "b"], in: dir.path).status == 0)
+        let applied = try await JSON.parse(try Ferry.run(sync, in: dir.path).stdout)
         #expect(applied["twoWay"]?["conflicts"]?["resolved"] == 2)
         let (sideA, sideB) = (try await a.all(), try await b.all())
         #expect(sideA == sideB && sideA["r1"]?["name"] == "merged" && sideA["r2"]?["name"] == "b2")
-        #expect(try Ferry.run(["conflicts", "list"], in: dir.path).stdout.contains("no conflicts to resolve"))
-        let settled = try Ferry.run(["conflicts", "resolve", String(byKey["r1"]!), "--take", "a"], in: dir.path)
+        await #expect(try Ferry.run(["conflicts", "list"], in: dir.path).stdout.contains("no conflicts to resolve"))
+        let settled = try await Ferry.run(["conflicts", "resolve", String(byKey["r1"]!), "--take", "a"], in: dir.path)
         #expect(settled.status == 2 && settled.stderr.contains("already settled"))
-        let quiet = try JSON.parse(try Ferry.run(sync, in: dir.path).stdout)
+        let quiet = try await JSON.parse(try Ferry.run(sync, in: dir.path).stdout)
         #expect(quiet["twoWay"]?["toA"]?["written"] == 0 && quiet["twoWay"]?["toB"]?["written"] == 0)
-        let status = try Ferry.run(["status", "--job", "m"], in: dir.path)
+        let status = try await Ferry.run(["status", "--job", "m"], in: dir.path)
         #expect(status.stdout.contains("two-way") && status.stdout.contains("0/0/2"))
     }
 
@@ -546,7 +546,7 @@ enum TwoWayOracle {
             (["sync", a.url, "file:f.jsonl", "--two-way"], "is a file"),
             (["sync", a.url, a.url, "--two-way"], "the two sides are the same"),
         ] {
-            let result = try Ferry.run(arguments, in: dir.path)
+            let result = try await Ferry.run(arguments, in: dir.path)
             #expect(result.status != 0, "\(arguments)")
             #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
         }
@@ -599,24 +599,24 @@ enum TwoWayOracle {
             let b = try SQLiteSide(dir.file("b.db"))
             var seeds = 0
             /// Upserts records k<i> on A in bulk (a server through a full sync of a file).
-            func fillA(_ range: Range<Int>, _ prefix: String) throws {
+            func fillA(_ range: Range<Int>, _ prefix: String) async throws {
                 guard serverSide else { return try Self.fill(dir.file("a.db"), range: range, prefix: prefix) }
                 seeds += 1
                 let lines = range.map { #"{"id":"k\#($0)","name":"\#(prefix)\#($0)","n":\#($0)}"# }
                 try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("seed\(seeds).jsonl"), atomically: true, encoding: .utf8)
-                let seeded = try Ferry.run(["sync", "file:seed\(seeds).jsonl", a.url, "--target-auth", "alice:pw", "--job", "seed\(seeds)"], in: dir.path)
+                let seeded = try await Ferry.run(["sync", "file:seed\(seeds).jsonl", a.url, "--target-auth", "alice:pw", "--job", "seed\(seeds)"], in: dir.path)
                 #expect(seeded.status == 0, "\(seeded.stderr)")
             }
             // A base of 4,000 shared records; then A updates 2,400 and B 2,400 (400 of them on
             // both sides: a-wins), A deletes 200 that B updated, and each side creates 5,000.
-            try fillA(0..<4_000, "base")
+            try await fillA(0..<4_000, "base")
             var arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "a-wins", "--batch-size", "100", "--job", "k"]
             if serverSide { arguments += ["--source-auth", "alice:pw"] }
-            #expect(try Ferry.run(arguments, in: dir.path).status == 0)
-            try fillA(0..<2_400, "a")
+            await #expect(try Ferry.run(arguments, in: dir.path).status == 0)
+            try await fillA(0..<2_400, "a")
             try Self.fill(b.path, range: 2_000..<4_400, prefix: "b")
             for i in 3_800..<4_000 { try await a.delete("k\(i)") }
-            try fillA(10_000..<15_000, "new-a")
+            try await fillA(10_000..<15_000, "new-a")
             try Self.fill(b.path, range: 20_000..<25_000, prefix: "new-b")
             if interrupted {
                 for _ in 0..<4 {
@@ -629,11 +629,11 @@ enum TwoWayOracle {
                     process.waitUntilExit()
                 }
             }
-            let final = try Ferry.run(arguments, in: dir.path)
+            let final = try await Ferry.run(arguments, in: dir.path)
             #expect(final.status == 0, "\(final.stderr)")
             let (sideA, sideB) = (try await a.all(), try await b.all())
             #expect(sideA == sideB)
-            let again = try JSON.parse(try Ferry.run(arguments + ["--json"], in: dir.path).stdout)
+            let again = try await JSON.parse(try Ferry.run(arguments + ["--json"], in: dir.path).stdout)
             let none: JSON = ["written": 0, "deleted": 0]
             let (toA, toB) = (again["twoWay"]?["toA"], again["twoWay"]?["toB"])
             #expect(toA == none)
@@ -673,7 +673,7 @@ enum TwoWayOracle {
         let b = try SQLiteSide(dir.file("b.db"))
         try await a.put("r1", ["id": "r1", "name": "base"])
         let sync = ["sync", a.url, b.url, "--two-way", "--job", "phone"]
-        #expect(try Ferry.run(sync, in: dir.path).status == 0)
+        await #expect(try Ferry.run(sync, in: dir.path).status == 0)
         try await a.put("r1", ["id": "r1", "name": "a"])
         try await b.put("r1", ["id": "r1", "name": "b"])
         try """
