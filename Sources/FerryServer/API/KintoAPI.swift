@@ -203,6 +203,7 @@ public struct KintoAPI: Sendable {
             "url": projectURL,
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ].compactMapValues { $0 })
+        capabilities["reconcile"] = reconcileCapability(projectURL: projectURL)
         if let attachments = attachmentCapability(request) { capabilities["attachments"] = attachments }
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",

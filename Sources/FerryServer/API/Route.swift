@@ -12,6 +12,8 @@ enum Route: Sendable {
     case object(ObjectPath)
     /// `…/records/{id}/attachment` (kinto-attachment): the path is the record's.
     case attachment(ObjectPath)
+    /// `…/collections/{cid}/reconcile`: range-based set reconciliation; the path is the records'.
+    case reconcile(ObjectPath)
 
     /// Finds the route of a path below `/v1` (a leading `/v1` is dropped too).
     init(_ path: String) throws(KintoError) {
@@ -80,6 +82,10 @@ enum Route: Sendable {
                 self = .webhooks(bucket: bucket, collection: child, id: hook, log: true)
                 return
             }
+            if kind == .collection, segments[4] == "reconcile", segments.count == 5 {
+                self = .reconcile(ObjectPath(kind: .record, bucket: bucket, collection: child))
+                return
+            }
             guard kind == .collection, segments[4] == "records" else { throw .missingResource }
             if segments.count == 5 {
                 self = .plural(ObjectPath(kind: .record, bucket: bucket, collection: child))
@@ -106,6 +112,7 @@ enum Route: Sendable {
         case .plural: [.get, .head, .post, .delete]
         case .object: [.get, .head, .put, .patch, .delete]
         case .attachment: [.post, .delete]
+        case .reconcile: [.post]
         }
     }
 
@@ -125,6 +132,7 @@ enum Route: Sendable {
         case .plural(let p): p.kind.plural
         case .object(let p): p.kind.rawValue
         case .attachment: "attachment"
+        case .reconcile: "reconcile"
         }
     }
 
@@ -132,7 +140,7 @@ enum Route: Sendable {
     var effects: WriteEffects {
         var effects = WriteEffects()
         switch self {
-        case .hello, .heartbeat, .lbheartbeat, .version, .permissions: break
+        case .hello, .heartbeat, .lbheartbeat, .version, .permissions, .reconcile: break
         case .batch: break  // a batch announces what its sub-requests change (KintoAPI.batch)
         case .flush:
             effects.allCollections = true

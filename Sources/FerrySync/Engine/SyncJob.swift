@@ -103,6 +103,8 @@ public struct SyncReport: Sendable, Equatable {
     /// `diff --dry-run`: the keys each change would touch (at most 1000 each).
     public var plan: Plan? = nil
     public var verification: Verification? = nil
+    /// Set when a diff found the differences by reconciliation with a server.
+    public var reconciliation: ReconciliationCost? = nil
     /// The run stopped early at a batch boundary because the process is shutting down
     /// (its checkpoint holds what was committed; the next run goes on from there).
     public var stopped = false
@@ -134,6 +136,7 @@ public struct SyncReport: Sendable, Equatable {
             out["plan"] = ["creates": .array(plan.creates.map(JSON.string)), "updates": .array(plan.updates.map(JSON.string)), "deletes": .array(plan.deletes.map(JSON.string))]
         }
         if let verification { out["verify"] = verification.json }
+        if let reconciliation { out["reconciliation"] = reconciliation.json }
         if stopped { out["stopped"] = true }
         return .object(out)
     }
