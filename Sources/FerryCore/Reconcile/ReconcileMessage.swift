@@ -31,7 +31,10 @@ public struct ReconcileMessage: Hashable, Sendable {
         /// The bytes this range takes in a message.
         public var encodedSize: Int {
             var size = 1
-            if case .below(let id) = upper { size += Varint.size(id.count + 1) + id.count }
+            switch upper {
+            case .end: size += 1
+            case .below(let id): size += Varint.size(id.count + 1) + id.count
+            }
             switch payload {
             case .skip: break
             case .fingerprint: size += 16

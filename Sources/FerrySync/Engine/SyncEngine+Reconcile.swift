@@ -9,7 +9,7 @@ extension SyncEngine {
     /// A server source qualifies only without a transform (its hashes are of untransformed
     /// records); the key must be `id` (what the server hashes records under).
     static func reconcilingServer(source: any Endpoint, target: (any Endpoint)?, job: SyncJob) -> (server: KintoEndpoint, localIsSource: Bool)? {
-        guard job.keyField == "id" else { return nil }
+        guard job.reconcile, job.keyField == "id" else { return nil }
         if let server = target as? KintoEndpoint, server.reconciles { return (server, true) }
         if job.transform.isIdentity, let server = source as? KintoEndpoint, server.reconciles { return (server, false) }
         return nil

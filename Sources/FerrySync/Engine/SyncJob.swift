@@ -49,6 +49,8 @@ public struct SyncJob: Sendable {
     public var retry = RetryPolicy()
     /// Most differing keys a verification lists.
     public var verifyLimit = 20
+    /// Whether diff and verify may reconcile with a server that offers it instead of reading it in full.
+    public var reconcile = true
 
     public init(source: String, target: String) {
         self.source = source
