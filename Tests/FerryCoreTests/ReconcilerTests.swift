@@ -1,19 +1,6 @@
 import FerryCore
 import Testing
 
-/// A seeded generator (SplitMix64): every failing case can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Two sets and what reconciling them must find.
 struct ReconcileCase: CustomStringConvertible {
     var seed: UInt64
@@ -26,7 +13,7 @@ struct ReconcileCase: CustomStringConvertible {
     /// Builds a pair from a seed: a base set, then deletes, updates and creates on the other side.
     init(seed: UInt64, size: Int, differenceFraction: Double) {
         self.seed = seed
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix(seed: seed)
         let idStyle = Int.random(in: 0..<3, using: &random)
         // Long shared prefixes make bounds long and ids close together.
         let prefix = String(repeating: "customer-region-eu-west-", count: Int.random(in: 1...8, using: &random))
@@ -86,7 +73,7 @@ struct ReconcileCase: CustomStringConvertible {
 @Suite struct ReconcilerTests {
     @Test(arguments: 0..<40)
     func randomPairsReconcileToTheSymmetricDifference(seed: Int) async throws {
-        var random = SeededGenerator(seed: UInt64(seed) &* 7919)
+        var random = SplitMix(seed: UInt64(seed) &* 7919)
         let sizes = [0, 1, 2, 15, 33, 100, 517, 2_000, 5_000]
         let fractions = [0, 0.0001, 0.001, 0.01, 0.1, 0.5, 1]
         let test = ReconcileCase(seed: UInt64(seed), size: sizes.randomElement(using: &random)!,
@@ -112,7 +99,7 @@ struct ReconcileCase: CustomStringConvertible {
 
     /// The targets for one difference in a large set: few round trips, few bytes.
     @Test func oneDifferenceCostsFewRoundTripsAndBytes() async throws {
-        var random = SeededGenerator(seed: 42)
+        var random = SplitMix(seed: 42)
         let base = (0..<100_000).map { _ in ReconcileItem(id: String(random.next(), radix: 16) + String(random.next(), radix: 16),
                                                           hash: RecordHash(high: random.next(), low: random.next())) }
         var other = base
@@ -138,7 +125,7 @@ struct ReconcileCase: CustomStringConvertible {
     }
 
     @Test func sumsAreOrderIndependentAndSubtract() {
-        var random = SeededGenerator(seed: 3)
+        var random = SplitMix(seed: 3)
         // Hashes near 2^128 so the 256-bit carries are exercised.
         let hashes = (0..<200).map { _ in RecordHash(high: UInt64.max - random.next() % 3, low: UInt64.max - random.next() % 3) }
         var forward = ItemSum()

@@ -17,12 +17,7 @@ import Testing
         #expect(result.status == 0 && loaded["created"] == 2_000, "\(result.stdout) \(result.stderr)")
 
         // The source: 2 deletes, 1 update, 1 create; the server: one record changed behind the job's back.
-        var lines = try String(contentsOfFile: dir.file("a.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
-        lines.remove(at: 10)
-        lines.remove(at: 20)
-        lines[5] = lines[5].replacingOccurrences(of: "\"age\":", with: "\"age\":1000,\"was\":")
-        lines.append(#"{"id":"new","age":1}"#)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
+        try editUsers(dir.file("a.jsonl"))
         #expect(try await server.request(.PATCH, "/buckets/main/collections/users/records/u0000700", body: ["data": ["age": 5]]).0 == 200)
 
         result = try Ferry.run(["verify", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
