@@ -77,6 +77,12 @@ import Testing
             try #require(Self.bytes(try await Self.post(server, body)))
         }
         #expect(equal.rounds == 1 && equal.differences.count == 0)
+        // A write between exchanges is seen (the server's items are kept per collection timestamp).
+        #expect(try await server.request("DELETE", "/buckets/main/collections/users/records/u8").status == 200)
+        let after = try await ReconcileExchange(Reconciler(SortedReconcileItems(same))).run { body in
+            try #require(Self.bytes(try await Self.post(server, body)))
+        }
+        #expect(after.differences.onlyHere.map(\.idText) == ["u8"] && after.differences.count == 1)
     }
 
     @Test func onlyReadersMayReconcile() async throws {

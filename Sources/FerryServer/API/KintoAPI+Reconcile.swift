@@ -1,5 +1,6 @@
 import FerryCore
 import FerryStore
+import NIOConcurrencyHelpers
 
 /// `POST /v1/buckets/{bid}/collections/{cid}/reconcile`: one round of range-based set
 /// reconciliation (``Reconciler``) over the collection's records as (id, ``RecordHash``),
@@ -47,7 +48,20 @@ extension KintoAPI {
             case .failure(let error):
                 throw KintoError.invalidParameters(location: "body", name: "message", description: "Invalid reconciliation message (\(error.code)): \(error.message)")
             }
-            let items = try Self.reconcileItems(session: session, key: handler.key, ids: ids)
+            let items: SortedReconcileItems
+            if ids == nil, let uri = path.collectionURI {
+                // Every round of an exchange reads the same collection: its items are kept per
+                // collection timestamp, which moves on every write (deletes included).
+                let timestamp = try session.timestamp(handler.key)
+                if let cached = self.reconcileCache.items(uri, timestamp: timestamp) {
+                    items = cached
+                } else {
+                    items = try Self.reconcileItems(session: session, key: handler.key, ids: nil)
+                    self.reconcileCache.keep(items, uri, timestamp: timestamp)
+                }
+            } else {
+                items = try Self.reconcileItems(session: session, key: handler.key, ids: ids)
+            }
             let reply = Reconciler(items, configuration: .init(frameLimit: Self.reconcileFrameLimit)).respond(to: message)
             return APIResponse(body: .bytes(reply.encoded(), contentType: ReconcileMessage.mediaType))
         })
@@ -65,5 +79,26 @@ extension KintoAPI {
             return true
         }
         return SortedReconcileItems(items)
+    }
+}
+
+/// The items of the last few collections reconciled, each valid at one collection timestamp:
+/// the rounds of one exchange (and exchanges of several clients) hash the records once, not
+/// once per round. Only for callers who may read every record of the collection.
+final class ReconcileItemsCache: Sendable {
+    /// How many collections are kept (each holds its items and prefix sums in memory).
+    static let capacity = 4
+    private let entries = NIOLockedValueBox<[(uri: String, timestamp: Int64, items: SortedReconcileItems)]>([])
+
+    func items(_ uri: String, timestamp: Int64) -> SortedReconcileItems? {
+        entries.withLockedValue { entries in entries.first { $0.uri == uri && $0.timestamp == timestamp }?.items }
+    }
+
+    func keep(_ items: SortedReconcileItems, _ uri: String, timestamp: Int64) {
+        entries.withLockedValue { entries in
+            entries.removeAll { $0.uri == uri }
+            entries.append((uri, timestamp, items))
+            if entries.count > Self.capacity { entries.removeFirst() }
+        }
     }
 }

@@ -55,6 +55,8 @@ public struct KintoAPI: Sendable {
     let rulesCache = RulesCache()
     /// Wakes event streams, long-polls and webhook deliveries after writes.
     public let changeHub = ChangeHub()
+    /// Reconciliation items per collection timestamp (``ReconcileItemsCache``).
+    let reconcileCache = ReconcileItemsCache()
     /// Change-feed reads shared by streams woken together.
     let feedReads = SharedReads()
     /// Raised when a webhook is registered, changed or deleted (the dispatcher looks again).
