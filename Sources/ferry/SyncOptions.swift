@@ -17,6 +17,7 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .customLong("target-rest"), help: ArgumentHelp("A setting of a rest+http(s):// target, e.g. update='PATCH /users/{id}' (repeatable).", valueName: "KEY=VALUE")) var targetREST: [String] = []
     @Option(name: .long, help: ArgumentHelp("Records per batch (default: 1000; 10000 into a PostgreSQL table).", valueName: "N")) var batchSize: Int?
     @Option(name: .long, help: ArgumentHelp("How many times to try again after a connection error, a 429 or a 5xx, with backoff.", valueName: "N")) var retries: Int = 5
+    @Flag(name: .long, help: "Read both sides in full for --mode diff and verify, even where a server offers set reconciliation.") var noReconcile = false
 
     func validate() throws {
         guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }
@@ -89,6 +90,7 @@ struct RecordOptions: ParsableArguments {
         job.targetREST = try Self.settings(targetREST, "--target-rest")
         job.batchSize = batchSize
         job.retry.maxAttempts = retries + 1
+        job.reconcile = !noReconcile
     }
 }
 

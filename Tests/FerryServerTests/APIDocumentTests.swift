@@ -7,7 +7,7 @@ import Testing
 /// (`Tests/python/test_openapi.py` validates it with openapi-spec-validator and runs Schemathesis on it.)
 @Suite struct APIDocumentTests {
     /// Every literal segment ``Route/init(_:)`` knows, and an id.
-    static let vocabulary = ["buckets", "collections", "groups", "records", "webhooks", "deliveries", "attachment", "accounts",
+    static let vocabulary = ["buckets", "collections", "groups", "records", "webhooks", "deliveries", "attachment", "reconcile", "accounts",
                              "batch", "permissions", "__heartbeat__", "__lbheartbeat__", "__version__", "__flush__", "__api__", "x1"]
 
     /// Every path of up to eight segments the route parser accepts, grown from the ones it

@@ -63,12 +63,7 @@ import Testing
         let engine = SyncEngine()
         _ = try await engine.run(job(dir, "file:\(dir.file("a.jsonl"))", "sqlite:\(dir.file("t.db"))#users"))
         // Change the source: 2 deletes, 1 update, 1 create.
-        var lines = try String(contentsOfFile: dir.file("a.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
-        lines.remove(at: 10)
-        lines.remove(at: 20)
-        lines[5] = lines[5].replacingOccurrences(of: "\"age\":", with: "\"age\":1000,\"was\":")
-        lines.append(#"{"id":"new","age":1}"#)
-        try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
+        try editUsers(dir.file("a.jsonl"))
 
         let before = fileBytes(dir.file("t.db"))
         var dry = job(dir, "file:\(dir.file("a.jsonl"))", "sqlite:\(dir.file("t.db"))#users", .diff)

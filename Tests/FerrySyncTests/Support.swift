@@ -203,6 +203,17 @@ func writeUsers(_ path: String, count: Int, offset: Int = 0) throws {
     try out.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
+/// Changes a file of ``writeUsers(_:count:offset:)``: lines 10 and 21 deleted (ids u0000010 and
+/// u0000021), line 5 updated (an age of 1000, the old age as `was`), a record `new` created.
+func editUsers(_ path: String) throws {
+    var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+    lines.remove(at: 10)
+    lines.remove(at: 20)
+    lines[5] = lines[5].replacingOccurrences(of: "\"age\":", with: "\"age\":1000,\"was\":")
+    lines.append(#"{"id":"new","age":1}"#)
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+}
+
 /// Fills a SQLite table `users` like ``writeUsers(_:count:offset:)``.
 func writeUsersTable(_ path: String, count: Int) throws {
     let queue = try DatabaseQueue(path: path)

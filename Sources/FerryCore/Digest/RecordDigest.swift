@@ -24,6 +24,22 @@ public struct RecordHash: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
+    /// A hash from its two halves (as carried in a reconciliation message).
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// The 16 bytes, most significant first (the first 16 bytes of the SHA-256).
+    public var bytes: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        for half in [high, low] {
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: half >> UInt64(shift))) }
+        }
+        return bytes
+    }
+
     public var description: String { hex(high) + hex(low) }
 }
 

@@ -117,6 +117,12 @@ struct APIDocument {
             } else {
                 responses["204"] = ["description": "The attachment is gone"]
             }
+        case .reconcile:
+            // A binary message (ReconcileMessage): its grammar is the protocol's, not a JSON Schema's.
+            let message: JSON = ["schema": ["type": "string", "contentMediaType": .string(ReconcileMessage.mediaType)]]
+            op["requestBody"] = ["required": true, "content": .object([ReconcileMessage.mediaType: message])]
+            responses["200"] = ["description": "The answer: the next message of the exchange (no ranges left: the sets agree)",
+                                "content": .object([ReconcileMessage.mediaType: message])]
         case .plural(let path):
             switch method {
             case .get, .head:
@@ -228,6 +234,7 @@ struct APIDocument {
         case .accounts: "accounts"
         case .webhooks: "webhooks"
         case .attachment: "attachments"
+        case .reconcile: "reconcile"
         case .plural(let p), .object(let p): p.kind.plural
         }
     }

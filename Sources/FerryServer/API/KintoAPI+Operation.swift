@@ -117,6 +117,8 @@ extension KintoAPI {
                 throw KintoError.invalidParameters(location: "body", name: "requests", description: "An attachment upload (multipart) cannot be sent in a batch")
             }
             return .own { try await self.uploadAttachment(request, path: path, effects: route.effects) }
+        case .reconcile(let path):
+            return try reconcileOperation(request, path: path, inBatch: inBatch)
         case .plural(let path) where path.kind == .record && request.method == .get && request.query.contains(where: { $0.0 == "_wait" }):
             if inBatch {
                 throw KintoError.invalidParameters(location: "querystring", name: "_wait", description: "_wait (a long-poll) is not allowed in a batch")

@@ -55,6 +55,8 @@ public struct KintoAPI: Sendable {
     let rulesCache = RulesCache()
     /// Wakes event streams, long-polls and webhook deliveries after writes.
     public let changeHub = ChangeHub()
+    /// Reconciliation items per collection timestamp (``ReconcileItemsCache``).
+    let reconcileCache = ReconcileItemsCache()
     /// Change-feed reads shared by streams woken together.
     let feedReads = SharedReads()
     /// Raised when a webhook is registered, changed or deleted (the dispatcher looks again).
@@ -203,6 +205,7 @@ public struct KintoAPI: Sendable {
             "url": projectURL,
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ].compactMapValues { $0 })
+        capabilities["reconcile"] = reconcileCapability(projectURL: projectURL)
         if let attachments = attachmentCapability(request) { capabilities["attachments"] = attachments }
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",

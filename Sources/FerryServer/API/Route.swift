@@ -14,6 +14,8 @@ enum Route: Sendable {
     case object(ObjectPath)
     /// `…/records/{id}/attachment` (kinto-attachment): the path is the record's.
     case attachment(ObjectPath)
+    /// `…/collections/{cid}/reconcile`: range-based set reconciliation; the path is the records'.
+    case reconcile(ObjectPath)
 
     /// Finds the route of a path below `/v1` (a leading `/v1` is dropped too).
     init(_ path: String) throws(KintoError) {
@@ -83,6 +85,10 @@ enum Route: Sendable {
                 self = .webhooks(bucket: bucket, collection: child, id: hook, log: true)
                 return
             }
+            if kind == .collection, segments[4] == "reconcile", segments.count == 5 {
+                self = .reconcile(ObjectPath(kind: .record, bucket: bucket, collection: child))
+                return
+            }
             guard kind == .collection, segments[4] == "records" else { throw .missingResource }
             if segments.count == 5 {
                 self = .plural(ObjectPath(kind: .record, bucket: bucket, collection: child))
@@ -109,6 +115,7 @@ enum Route: Sendable {
         case .plural: [.get, .head, .post, .delete]
         case .object: [.get, .head, .put, .patch, .delete]
         case .attachment: [.post, .delete]
+        case .reconcile: [.post]
         }
     }
 
@@ -129,6 +136,7 @@ enum Route: Sendable {
         case .plural(let p): p.kind.plural
         case .object(let p): p.kind.rawValue
         case .attachment: "attachment"
+        case .reconcile: "reconcile"
         }
     }
 
@@ -144,6 +152,7 @@ enum Route: Sendable {
         case .plural(let p): Self.template(p.kind, object: false)
         case .object(let p): Self.template(p.kind, object: true)
         case .attachment: Self.template(.record, object: true) + "/attachment"
+        case .reconcile: Self.template(.collection, object: true) + "/reconcile"
         }
     }
 
@@ -171,6 +180,7 @@ enum Route: Sendable {
             routes.append(.object(ObjectPath(kind: kind, bucket: kind == .bucket ? "x" : b, collection: kind == .record ? c : nil, id: "x")))
         }
         routes.append(.attachment(ObjectPath(kind: .record, bucket: b, collection: c, id: "r")))
+        routes.append(.reconcile(ObjectPath(kind: .record, bucket: b, collection: c)))
         routes += [.webhooks(bucket: b, collection: c, id: nil, log: false), .webhooks(bucket: b, collection: c, id: "h", log: false),
                    .webhooks(bucket: b, collection: c, id: "h", log: true)]
         return routes
@@ -180,7 +190,7 @@ enum Route: Sendable {
     var effects: WriteEffects {
         var effects = WriteEffects()
         switch self {
-        case .hello, .heartbeat, .lbheartbeat, .version, .permissions, .api: break
+        case .hello, .heartbeat, .lbheartbeat, .version, .permissions, .api, .reconcile: break
         case .batch: break  // a batch announces what its sub-requests change (KintoAPI.batch)
         case .flush:
             effects.allCollections = true

@@ -197,6 +197,7 @@ public final class SyncEngine {
     }
 
     func verify(source: any Endpoint, target: any Endpoint, job: SyncJob) async throws -> Verification {
+        if let reconciled = try await reconciledVerify(source: source, target: target, job: job) { return reconciled }
         let keyField = job.keyField
         var result = Verification()
         var targetHashes: [RecordKey: RecordHash] = [:]
@@ -369,9 +370,13 @@ struct Run {
         }
     }
 
-    /// diff: hash both sides, apply only the differences.
+    /// diff: hash both sides, apply only the differences. A server target that reconciles is
+    /// compared by fingerprints instead of being read (``reconciledDiff(source:server:progress:total:)``).
     /// - Parameter target: nil when a dry run plans against a target that does not exist yet.
     mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
+        if let target, let (server, localIsSource) = SyncEngine.reconcilingServer(source: source, target: target, job: job), localIsSource {
+            return try await reconciledDiff(source: source, server: server, progress: progress, total: total)
+        }
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
         _ = try await target?.readAll(batchSize: job.effectiveBatchSize) { items in
@@ -380,10 +385,7 @@ struct Run {
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
             }
         }
-        var plan = SyncReport.Plan()
-        let planLimit = 1000
-        var counts = (creates: 0, updates: 0, deletes: 0)
-        var pending: [Change] = []
+        var plan = DiffPlan()
         var this = self
         _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
             for change in try this.prepare(items, incremental: false) {
@@ -392,44 +394,65 @@ struct Run {
                 switch targetHashes.removeValue(forKey: record.key) {
                 case let existing? where existing == hash:
                     this.report.unchanged += 1
-                case .some:
-                    this.writer?.note(key: record.key, exists: true)
-                    counts.updates += 1
-                    if plan.updates.count < planLimit { plan.updates.append(record.key.text) }
-                    pending.append(change)
-                case nil:
-                    this.writer?.note(key: record.key, exists: false)
-                    counts.creates += 1
-                    if plan.creates.count < planLimit { plan.creates.append(record.key.text) }
-                    pending.append(change)
+                case let existing:
+                    try await plan.upsert(record, exists: existing != nil, run: &this)
                 }
-            }
-            if pending.count >= this.job.effectiveBatchSize {
-                try await this.commit(pending, cursor: nil)
-                pending.removeAll(keepingCapacity: true)
             }
             progress?(this.report.read, total)
         }
         for key in targetHashes.keys.sorted() {
-            counts.deletes += 1
-            if plan.deletes.count < planLimit { plan.deletes.append(key.text) }
-            pending.append(.delete(key))
-            if pending.count >= job.effectiveBatchSize {
-                try await this.commit(pending, cursor: nil)
-                pending.removeAll(keepingCapacity: true)
-            }
+            try await plan.delete(key, run: &this)
         }
-        if !pending.isEmpty { try await this.commit(pending, cursor: nil) }
-        this.report.plan = plan
-        if this.writer == nil {
-            // A dry run: say what would be done.
-            this.report.created = counts.creates
-            this.report.updated = counts.updates
-            this.report.deleted = counts.deletes
-            this.report.written = 0
-        }
-        try await this.finish(cursor: nil)
+        try await plan.finish(run: &this)
         self = this
+    }
+}
+
+/// What a diff does as it finds it: changes committed in batches, and the plan the report shows.
+struct DiffPlan {
+    var plan = SyncReport.Plan()
+    var counts = (creates: 0, updates: 0, deletes: 0)
+    var pending: [Change] = []
+    /// The most keys of each kind the report lists.
+    static let listed = 1000
+
+    mutating func upsert(_ record: Record, exists: Bool, run: inout Run) async throws {
+        run.writer?.note(key: record.key, exists: exists)
+        if exists {
+            counts.updates += 1
+            if plan.updates.count < Self.listed { plan.updates.append(record.key.text) }
+        } else {
+            counts.creates += 1
+            if plan.creates.count < Self.listed { plan.creates.append(record.key.text) }
+        }
+        try await add(.upsert(record), run: &run)
+    }
+
+    mutating func delete(_ key: RecordKey, run: inout Run) async throws {
+        counts.deletes += 1
+        if plan.deletes.count < Self.listed { plan.deletes.append(key.text) }
+        try await add(.delete(key), run: &run)
+    }
+
+    private mutating func add(_ change: Change, run: inout Run) async throws {
+        pending.append(change)
+        if pending.count >= run.job.effectiveBatchSize {
+            try await run.commit(pending, cursor: nil)
+            pending.removeAll(keepingCapacity: true)
+        }
+    }
+
+    mutating func finish(run: inout Run) async throws {
+        if !pending.isEmpty { try await run.commit(pending, cursor: nil) }
+        run.report.plan = plan
+        if run.writer == nil {
+            // A dry run: say what would be done.
+            run.report.created = counts.creates
+            run.report.updated = counts.updates
+            run.report.deleted = counts.deletes
+            run.report.written = 0
+        }
+        try await run.finish(cursor: nil)
     }
 }
 

@@ -56,6 +56,8 @@ public struct SyncJob: Sendable {
     public var onConflict = ConflictPolicy.manual
     /// Two-way with newest-wins: the field that says which side is newer (nil: the servers' timestamps).
     public var newestField: String? = nil
+    /// Whether diff and verify may reconcile with a server that offers it instead of reading it in full.
+    public var reconcile = true
 
     public init(source: String, target: String) {
         self.source = source
@@ -110,6 +112,8 @@ public struct SyncReport: Sendable, Equatable {
     /// `diff --dry-run`: the keys each change would touch (at most 1000 each).
     public var plan: Plan? = nil
     public var verification: Verification? = nil
+    /// Set when a diff found the differences by reconciliation with a server.
+    public var reconciliation: ReconciliationCost? = nil
     /// The run stopped early at a batch boundary because the process is shutting down
     /// (its checkpoint holds what was committed; the next run goes on from there).
     public var stopped = false
@@ -143,6 +147,7 @@ public struct SyncReport: Sendable, Equatable {
             out["plan"] = ["creates": .array(plan.creates.map(JSON.string)), "updates": .array(plan.updates.map(JSON.string)), "deletes": .array(plan.deletes.map(JSON.string))]
         }
         if let verification { out["verify"] = verification.json }
+        if let reconciliation { out["reconciliation"] = reconciliation.json }
         if stopped { out["stopped"] = true }
         if let twoWay { out["twoWay"] = twoWay.json }
         return .object(out)

@@ -22,6 +22,8 @@ public final class KintoEndpoint: Endpoint {
     var maxBodySize = 1 << 20
     /// What records' `attachment.location` is relative to (`capabilities.attachments.base_url`), when the server has attachments.
     var attachmentBaseURL: String?
+    /// Whether the server announces reconciliation (`capabilities.reconcile`) in the version Ferry speaks.
+    var reconciles = false
     public let displayName: String
     /// Engine batches of several server batches, so that several can be in flight (``KintoWriter``).
     public var preferredBatchSize: Int? { 10_000 }
@@ -85,6 +87,7 @@ public final class KintoEndpoint: Endpoint {
         if let base = info["capabilities"]?["attachments"]?["base_url"]?.stringValue, !base.isEmpty {
             attachmentBaseURL = base.hasSuffix("/") ? base : base + "/"
         }
+        reconciles = info["capabilities"]?["reconcile"]?["version"]?.intValue == Int64(ReconcileMessage.version)
         let probe = try await http.send(.GET, root + collectionPath)
         if probe.status == 200 { return }
         guard forWriting, probe.status == 403 || probe.status == 404 else {

@@ -1,0 +1,59 @@
+import FerryCore
+import Foundation
+import NIOHTTP1
+import Testing
+
+/// `--mode diff` and `ferry verify` against a real `ferry serve` that announces
+/// reconciliation: the server's side is compared by fingerprints, not read, and the
+/// plan is the one a full read gives.
+@Suite struct ReconcileSyncTests {
+    @Test func diffAndVerifyReconcileWithAServer() async throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 2_000)
+        let server = try Server()
+        let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
+        var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
+        let loaded = try report(result)
+        #expect(result.status == 0 && loaded["created"] == 2_000, "\(result.stdout) \(result.stderr)")
+
+        // The source: 2 deletes, 1 update, 1 create; the server: one record changed behind the job's back.
+        try editUsers(dir.file("a.jsonl"))
+        #expect(try await server.request(.PATCH, "/buckets/main/collections/users/records/u0000700", body: ["data": ["age": 5]]).0 == 200)
+
+        result = try await Ferry.run(["verify", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
+        var json = try report(result)
+        #expect(result.status != 0 && json["equal"] == false)
+        #expect(json["missingInTarget"] == ["new"] && json["extraInTarget"] == ["u0000010", "u0000021"])
+        #expect(json["different"] == ["u0000005", "u0000700"] && json["differing"] == 5)
+        #expect(json["sourceCount"] == 1_999 && json["targetCount"] == 2_000)
+        #expect((json["reconciliation"]?["rounds"]?.intValue ?? 99) <= 4, "\(result.stdout)")
+        // Reading both sides in full finds the same, digests included.
+        result = try await Ferry.run(["verify", "file:\(dir.file("a.jsonl"))", server.collection(), "--json", "--no-reconcile"], in: dir.path, environment: auth)
+        var full = try report(result)
+        full["reconciliation"] = json["reconciliation"]
+        #expect(full == json, "\(result.stdout)")
+
+        result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--mode", "diff", "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["created"] == 1 && json["updated"] == 2 && json["deleted"] == 2 && json["unchanged"] == 1_996,
+                "\(result.stdout) \(result.stderr)")
+        #expect(json["plan"]?["deletes"] == ["u0000010", "u0000021"] && json["plan"]?["updates"] == ["u0000005", "u0000700"])
+        #expect(json["reconciliation"]?["rounds"] != nil)
+        #expect(try await server.request(.GET, "/buckets/main/collections/users/records/u0000010").0 == 404)
+        #expect(try await server.request(.GET, "/buckets/main/collections/users/records/u0000700").1?["data"]?["age"] == .int(18 + 700 % 60))
+
+        // Equal now, whichever side the server is on: one round trip.
+        result = try await Ferry.run(["verify", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["equal"] == true && json["reconciliation"]?["rounds"] == 1, "\(result.stdout) \(result.stderr)")
+        result = try await Ferry.run(["sync", server.collection(), "sqlite:\(dir.file("t.db"))#users", "--json"], in: dir.path, environment: auth)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        result = try await Ferry.run(["verify", server.collection(), "sqlite:\(dir.file("t.db"))#users", "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["equal"] == true && json["reconciliation"] != nil, "\(result.stdout) \(result.stderr)")
+        // A transform on a server source: its hashes are of other records; both sides are read.
+        result = try await Ferry.run(["verify", server.collection(), "sqlite:\(dir.file("t.db"))#users", "--drop", "age", "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(json["reconciliation"] == nil && json["equal"] == false, "\(result.stdout) \(result.stderr)")
+    }
+}
