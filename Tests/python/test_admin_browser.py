@@ -40,9 +40,18 @@ def _form(driver, action_suffix):
 
 
 def _submit(form):
+    """Clicks the form's button and waits for the next page: a click returns before the browser
+    has navigated, and reading the old page's body then fails as stale (it did, under load)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    driver = form.parent
+    old_page = driver.find_element(By.TAG_NAME, "html")
     form.find_element(By.TAG_NAME, "button").click()
+    wait = WebDriverWait(driver, 60)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _text(driver):
