@@ -192,7 +192,7 @@ public enum FerryServerApp {
             if secret.utf8.count >= 16 { return secret }
         }
         var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let secret = Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         guard FileManager.default.createFile(atPath: path, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw ServerConfiguration.Error("data: cannot write the server secret to \(path)")
         }

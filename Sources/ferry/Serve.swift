@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryCore
 import FerryServer
 import FerryStore
 import Foundation
@@ -183,7 +184,7 @@ struct TokenCommand: ParsableCommand {
 
     func run() throws {
         var generator = SystemRandomNumberGenerator()
-        let token = "fy_" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let token = "fy_" + Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         print("token:  \(token)")
         print("server: tokens: [\"\(name):\(TokenHash.sha256Hex(token))\"]")
     }

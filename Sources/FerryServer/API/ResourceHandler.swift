@@ -65,7 +65,7 @@ struct ResourceHandler {
     enum Precondition { case any, timestamp(Int64) }
 
     func preconditionHeader(_ name: String) throws -> Precondition? {
-        guard let raw = request.header(name)?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+        guard let raw = request.header(name)?.trimmingHTTPWhitespace(), !raw.isEmpty else { return nil }
         if raw == "*" { return .any }
         let trimmed = raw.hasPrefix("W/") ? String(raw.dropFirst(2)) : raw
         guard let ts = Int64(trimmed.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {

@@ -1,4 +1,5 @@
 import Crypto
+import FerryCore
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -30,7 +31,7 @@ final class AttachmentStore: Sendable {
 
     /// The SHA-256 of `bytes`, in lower-case hex.
     static func sha256(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: bytes))
     }
 
     /// Whether `name` is a file name this store writes (64 lower-case hex digits).

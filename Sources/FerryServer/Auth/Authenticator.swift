@@ -71,11 +71,11 @@ public final class Authenticator: Sendable {
     ///   credentials of an account that does not exist are anonymous when only the account
     ///   policy reads them (Kinto's behaviour); a wrong password of one that exists is a 401.
     public func identity(authorization: String?, storage: any Storage) async throws(KintoError) -> Identity {
-        guard let authorization = authorization?.trimmingCharacters(in: .whitespaces), !authorization.isEmpty else { return .anonymous }
+        guard let authorization = authorization?.trimmingHTTPWhitespace(), !authorization.isEmpty else { return .anonymous }
         guard authorization.utf8.count <= 8192 else { throw .invalidAuth("the Authorization header is too long") }
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { throw .invalidAuth("the Authorization header must be \"Basic …\" or \"Bearer …\"") }
-        let credentials = parts[1].trimmingCharacters(in: .whitespaces)
+        let credentials = parts[1].trimmingHTTPWhitespace()
         // Identities already resolved since the last change to accounts or groups.
         let key = basic.userID(credentials: authorization)
         let (version, hit) = known.withLockedValue { ($0.version, $0.identities[key]) }
@@ -201,7 +201,7 @@ public final class Authenticator: Sendable {
 /// slow hash is needed; a leaked configuration does not leak them).
 public enum TokenHash {
     public static func sha256Hex(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(token.utf8)))
     }
 }
 

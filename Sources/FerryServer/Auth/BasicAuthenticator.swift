@@ -1,4 +1,5 @@
 import Crypto
+import FerryCore
 import Foundation
 
 /// Kinto's `basicauth` policy: any `user:password` pair is a principal,
@@ -35,10 +36,10 @@ public struct BasicAuthenticator: Sendable {
 
     /// `basicauth:<hmac>` for `user:password`.
     public func userID(credentials: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(credentials.utf8), using: SymmetricKey(data: secret))
-        return "basicauth:" + mac.map { byte in
-            let hex = Array("0123456789abcdef")
-            return String([hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-        }.joined()
+        // Runs for every authenticated request (it also keys the resolved identities): one MAC,
+        // then hex by bytes (a String per byte was 7 % of a GET's time).
+        var credentials = credentials
+        let mac = credentials.withUTF8 { HMAC<SHA256>.authenticationCode(for: $0, using: SymmetricKey(data: secret)) }
+        return "basicauth:" + Hex.encode(mac)
     }
 }

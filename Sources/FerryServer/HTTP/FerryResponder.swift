@@ -358,9 +358,10 @@ public struct FerryResponder: HTTPResponder {
     /// Where attachment files are served (the default `capabilities.attachments.base_url`).
     static let attachmentsPrefix = "/attachments/"
 
+    /// 16 random hex digits: one draw from the system's generator (a draw per digit was a
+    /// `getrandom` system call each).
     static func makeRequestID() -> String {
-        let hex = Array("0123456789abcdef")
         var generator = SystemRandomNumberGenerator()
-        return String((0..<16).map { _ in hex[Int(generator.next() % 16)] })
+        return withUnsafeBytes(of: generator.next() as UInt64) { Hex.encode($0) }
     }
 }

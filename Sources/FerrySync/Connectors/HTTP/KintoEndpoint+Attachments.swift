@@ -37,7 +37,7 @@ extension KintoEndpoint: AttachmentSource {
         guard response.status == 200 else {
             throw HTTPTransport.failure(status: response.status, endpoint: displayName, peer: "server", context: "fetching the attachment \(url)", said: nil)
         }
-        let actual = SHA256.hash(data: response.body).map { String(format: "%02x", $0) }.joined()
+        let actual = Hex.encode(SHA256.hash(data: response.body))
         guard actual == hash else {
             throw SyncError(.protocolError, "\(displayName): the attachment \(url) has SHA-256 \(actual), but its record says \(hash)")
         }
