@@ -21,12 +21,15 @@ final class GroupCommit: Sendable {
     }
 
     private let pool: DatabasePool
+    /// Runs after each transaction, committed or not, before its writers hear of it.
+    private let afterEach: @Sendable () -> Void
     private let state = NIOLockedValueBox<(pending: [any Job], draining: Bool)>(([], false))
     /// Most writes in one transaction (bounds how long the writer holds one transaction open).
     static let maxGroup = 256
 
-    init(pool: DatabasePool) {
+    init(pool: DatabasePool, afterEach: @escaping @Sendable () -> Void = {}) {
         self.pool = pool
+        self.afterEach = afterEach
     }
 
     /// Queues `job`; the writer runs it with whatever else is waiting.
@@ -54,6 +57,7 @@ final class GroupCommit: Sendable {
             }
             if jobs.isEmpty { return }
             let error = runGroup(jobs, db)
+            afterEach()
             for job in jobs { job.finish(error) }
         }
     }
