@@ -1,5 +1,8 @@
+import AsyncHTTPClient
 import FerryCore
+import FerryTestSupport
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -68,5 +71,109 @@ import Testing
         result = try await Ferry.run(["verify", server.collection(), target, "--json"], in: dir.path, environment: auth)
         json = try report(result)
         #expect(result.status == 0 && json["equal"] == true && json["sourceCount"] == 47, "\(result.stdout) \(result.stderr)")
+    }
+
+    /// Waits (60 s at most) until a feed from `since` is refused, and returns the horizon.
+    /// - Parameter expected: wait until the horizon is this one (purges go on in the background).
+    static func horizonPasses(_ since: Int64, on server: Server, expected: Int64? = nil,
+                              path: String = "/buckets/main/collections/users/records") async throws -> Int64? {
+        let deadline = Date().addingTimeInterval(60)
+        var horizon: Int64?
+        while Date() < deadline {
+            let (status, body) = try await server.request(.GET, path + "?_since=\(since)")
+            if status == 410 {
+                horizon = body?["details"]?["horizon"]?.intValue
+                if expected == nil || horizon == expected { return horizon }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return horizon
+    }
+
+    /// A webhook whose cursor the purge passes stops delivering (what is left would lack
+    /// deletes) and says why in `last_error`; `PUT` with `since` restarts it. An event stream
+    /// resumed from before the horizon is refused with the same 410.
+    @Test func webhooksAndStreamsBehindTheHorizonAreStopped() async throws {
+        let server = try Server(extra: ["--tombstone-max-count", "1"],
+                                environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1", "FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
+        let receiver = try WebhookReceiver()
+        try await receiver.mode(fail: 1_000_000)
+        #expect(try await server.request(.PUT, "/buckets/main").0 == 201)
+        let (_, collection) = try await server.request(.PUT, "/buckets/main/collections/users")
+        let created = try #require(collection?["data"]?["last_modified"]?.intValue)
+        let hooks = "/buckets/main/collections/users/webhooks/h"
+        let hook: JSON = ["data": ["url": .string(receiver.url), "secret": .string(WebhookTests.secret)]]
+        #expect(try await server.request(.PUT, hooks, body: hook).0 == 201)
+        let records = "/buckets/main/collections/users/records/"
+        var last: Int64 = 0
+        for i in 0..<3 {
+            #expect(try await server.request(.PUT, records + "r\(i)", body: ["data": ["n": .int(Int64(i))]]).0 == 201)
+            last = try #require(try await server.request(.DELETE, records + "r\(i)").1?["data"]?["last_modified"]?.intValue)
+        }
+        let horizon = try #require(try await Self.horizonPasses(created + 1, on: server))
+        #expect(horizon < last)
+        // The webhook, failing meanwhile, did not move its cursor: it stops and says why.
+        #expect(try await WebhookTests.eventually(60) {
+            let error = try await server.request(.GET, hooks).1?["data"]?["last_error"]?.stringValue ?? ""
+            return error.contains("tombstone horizon \(horizon)")
+        })
+        // Restarted from 0 (everything that is left), with a receiver that answers: delivered.
+        try await receiver.mode(fail: 0)
+        var restart = hook
+        restart["data"]?["since"] = 0
+        #expect(try await server.request(.PUT, hooks, body: restart).0 == 200)
+        #expect(try await WebhookTests.eventually(60) {
+            let ids = try WebhookTests.changes(try await receiver.received()).compactMap { $0["id"]?.stringValue }
+            return ids == ["r2"]
+        })
+
+        // A stream resumed from before the horizon: 410, errno 124, nothing streamed.
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/v1/buckets/main/collections/users/records")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        request.headers.add(name: "Last-Event-ID", value: String(created + 1))
+        request.headers.add(name: "Authorization", value: "Basic " + Data("alice:pw".utf8).base64EncodedString())
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let body = try JSON.parse(bytes: Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+        #expect(response.status.code == 410 && body["errno"] == 124 && body["details"]?["horizon"] == .int(horizon), "\(body)")
+        #expect(response.headers.first(name: "Ferry-Tombstone-Horizon") == String(horizon))
+    }
+
+    /// Bad retention flags stop `ferry serve` with one line naming the flag, before it creates anything.
+    @Test(arguments: [("--tombstone-max-age", "soon"), ("--tombstone-max-age", "-3d"), ("--tombstone-max-age", "0"),
+                      ("--tombstone-max-count", "-1"), ("--tombstone-max-count", "many")])
+    func badRetentionFlagsAreRefused(flag: String, value: String) async throws {
+        let dir = try TempDir()
+        let data = dir.file("data")
+        let result = try await Ferry.run(["serve", "--port", "0", "--data", data, "\(flag)=\(value)"], in: dir.path)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(flag): \(flag.dropFirst(2).replacingOccurrences(of: "-", with: "_")) must be"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: data))
+    }
+}
+
+/// Two `ferry serve` processes on one PostgreSQL database, both with a retention: the purge
+/// (run by whichever leads `tombstone-purge`) moves the horizon both processes answer with.
+@Suite(.enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed: its tests are skipped (CI sets FERRY_REQUIRE_POSTGRES=1 and runs them)"))
+struct PostgresRetentionTests {
+    @Test func bothProcessesRefuseFeedsFromBeforeTheSharedHorizon() async throws {
+        let url = try PostgresCluster.shared().createDatabase("retention")
+        let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_TOMBSTONE_PURGE_INTERVAL": "1"]
+        let a = try Server(extra: ["--tombstone-max-count", "2"], environment: environment)
+        let b = try Server(extra: ["--tombstone-max-count", "2"], environment: environment)
+        #expect(try await a.request(.PUT, "/buckets/main").0 == 201)
+        let created = try #require(try await b.request(.PUT, "/buckets/main/collections/users").1?["data"]?["last_modified"]?.intValue)
+        let records = "/buckets/main/collections/users/records/"
+        var tombstones: [Int64] = []
+        for i in 0..<5 {
+            let server = i % 2 == 0 ? a : b
+            #expect(try await server.request(.PUT, records + "r\(i)", body: ["data": ["n": .int(Int64(i))]]).0 == 201)
+            tombstones.append(try #require(try await server.request(.DELETE, records + "r\(i)").1?["data"]?["last_modified"]?.intValue))
+        }
+        // The two newest tombstones stay; the horizon is the newest one purged, on both processes.
+        let horizon = try await RetentionSyncTests.horizonPasses(created + 1, on: a, expected: tombstones[2])
+        #expect(horizon == tombstones[2])
+        #expect(try await b.request(.GET, "/buckets/main/collections/users/records?_since=\(created + 1)").0 == 410)
+        let (status, feed) = try await b.request(.GET, "/buckets/main/collections/users/records?_since=\(tombstones[2])")
+        #expect(status == 200 && feed?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == ["r4", "r3"])
     }
 }
