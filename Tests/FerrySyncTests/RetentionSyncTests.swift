@@ -171,9 +171,25 @@ struct PostgresRetentionTests {
         }
         // The two newest tombstones stay; the horizon is the newest one purged, on both processes.
         let horizon = try await RetentionSyncTests.horizonPasses(created + 1, on: a, expected: tombstones[2])
+        // Exactly one process purges, and it counted the three it purged.
+        func metrics(_ server: Server) async throws -> String { try await getText("http://127.0.0.1:\(server.port)/metrics") }
+        let leaders = try await [a, b].asyncFilter { try await metrics($0).contains("ferry_tombstone_purge_leading 1") }
+        #expect(leaders.count == 1)
+        if let leader = leaders.first {
+            // Counted just after each purge commits: poll.
+            #expect(try await WebhookTests.eventually(60) { try await metrics(leader).contains("ferry_tombstones_purged_total 3") })
+        }
         #expect(horizon == tombstones[2])
         #expect(try await b.request(.GET, "/buckets/main/collections/users/records?_since=\(created + 1)").0 == 410)
         let (status, feed) = try await b.request(.GET, "/buckets/main/collections/users/records?_since=\(tombstones[2])")
         #expect(status == 200 && feed?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == ["r4", "r3"])
+    }
+}
+
+extension Array {
+    func asyncFilter(_ keep: (Element) async throws -> Bool) async rethrows -> [Element] {
+        var kept: [Element] = []
+        for element in self where try await keep(element) { kept.append(element) }
+        return kept
     }
 }

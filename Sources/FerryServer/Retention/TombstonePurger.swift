@@ -1,3 +1,4 @@
+import CoreMetrics
 import FerryCore
 public import FerryStore
 import Foundation
@@ -10,7 +11,8 @@ public import ServiceLifecycle
 /// overridden by its `data.tombstones`. Each batch is one write transaction that deletes old
 /// tombstones and raises the collection's horizon together (``StorageSession/purgeTombstones(_:retention:now:batch:)``),
 /// so no reader ever sees tombstones gone below a horizon that does not say so. With several
-/// server processes on one database (PostgreSQL), only the one leading `tombstone-purge` purges.
+/// server processes on one database (PostgreSQL), only the one leading `tombstone-purge` purges
+/// (`ferry_tombstone_purge_leading` says which; `ferry_tombstones_purged_total` counts).
 public final class TombstonePurger: Service, Sendable {
     let api: KintoAPI
     let logger: Logger
@@ -26,6 +28,8 @@ public final class TombstonePurger: Service, Sendable {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             await self.api.storage.whileLeading("tombstone-purge") {
+                self.api.metrics?.tombstonePurgeLeading.record(1)
+                defer { self.api.metrics?.tombstonePurgeLeading.record(0) }
                 while !Task.isCancelled {
                     do {
                         let purged = try await self.purgeOnce(now: Timestamp.now())
@@ -50,6 +54,7 @@ public final class TombstonePurger: Service, Sendable {
             while !Task.isCancelled {
                 let purged = try await api.storage.write { session in try session.purgeTombstones(key, retention: retention, now: now, batch: batch) }
                 total += purged
+                api.metrics?.tombstonesPurged.increment(by: Int64(purged))
                 if purged < batch { break }
             }
         }
