@@ -117,11 +117,18 @@ import Testing
             let error = try await server.request(.GET, hooks).1?["data"]?["last_error"]?.stringValue ?? ""
             return error.contains("tombstone horizon \(horizon)")
         })
+        // Restarting it from before the horizon is refused, and changes nothing.
+        var restart = hook
+        restart["data"]?["since"] = .int(created + 1)
+        let before = try await server.request(.GET, hooks).1
+        let refused = try await server.request(.PUT, hooks, body: restart)
+        #expect(refused.0 == 410 && refused.1?["errno"] == 124, "\(String(describing: refused.1))")
+        #expect(try await server.request(.GET, hooks).1?["data"]?["last_modified"] == before?["data"]?["last_modified"])
         // Restarted from 0 (everything that is left), with a receiver that answers: delivered.
         try await receiver.mode(fail: 0)
-        var restart = hook
         restart["data"]?["since"] = 0
-        #expect(try await server.request(.PUT, hooks, body: restart).0 == 200)
+        let restarted = try await server.request(.PUT, hooks, body: restart)
+        #expect(restarted.0 == 200 && restarted.1?["data"]?["last_error"] == nil, "\(String(describing: restarted.1))")
         #expect(try await WebhookTests.eventually(60) {
             let ids = try WebhookTests.changes(try await receiver.received()).compactMap { $0["id"]?.stringValue }
             return ids == ["r2"]
