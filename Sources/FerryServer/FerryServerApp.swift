@@ -19,9 +19,11 @@ public enum FerryServerApp {
         public let metrics: ServerMetrics
         /// Delivers webhooks; run it as a service beside the application.
         public let webhooks: WebhookDispatcher
+        /// Purges old tombstones; run it as a service beside the application.
+        public let purger: TombstonePurger
 
         /// What runs beside the HTTP application, in the order to start them (they stop in reverse).
-        public var services: [any Service] { [webhooks, ChangeHubCloser(hub: api.changeHub)] }
+        public var services: [any Service] { [webhooks, purger, ChangeHubCloser(hub: api.changeHub)] }
     }
 
     /// Opens the data folder (creating it), the SQLite database and the server secret.
@@ -85,6 +87,9 @@ public enum FerryServerApp {
         settings.flushEndpoint = configuration.flushEndpoint
         settings.projectURL = configuration.projectURL
         settings.defaultBucket = configuration.defaultBucket
+        settings.tombstoneRetention = TombstoneRetention(maxAge: configuration.tombstoneMaxAge.map { Int64($0) * 1000 },
+                                                         maxCount: configuration.tombstoneMaxCount)
+        settings.tombstonePurgeInterval = Double(configuration.tombstonePurgeInterval)
         if configuration.attachmentsEnabled {
             var attachments = AttachmentSettings(folder: configuration.dataDirectory + "/attachments")
             attachments.baseURL = configuration.attachmentBaseURL
@@ -127,7 +132,8 @@ public enum FerryServerApp {
                 api.changeHub.changed(collection)
             }
         }
-        return Parts(api: api, storage: storage, responder: responder, metrics: metrics, webhooks: webhooks)
+        return Parts(api: api, storage: storage, responder: responder, metrics: metrics, webhooks: webhooks,
+                     purger: TombstonePurger(api: api, logger: logger))
     }
 
     /// Who may sign in how, from the configuration (reading the RS256 key file).

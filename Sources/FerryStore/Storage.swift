@@ -111,6 +111,18 @@ public protocol StorageSession {
     /// Runs `body` in a savepoint of this write transaction: its changes are undone when it throws.
     func savepoint<T>(_ body: () throws -> T) throws -> T
     func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64
+
+    /// The kind's tombstone horizon: the newest `last_modified` of a tombstone purged by
+    /// retention (``purgeTombstones(_:retention:now:batch:)``), 0 when none ever was. It only
+    /// grows, and moves in the transaction that purges: a change feed read after (or in the same
+    /// snapshot as) this value is complete from any timestamp at or above it.
+    func tombstoneHorizon(_ key: ResourceKey) throws -> Int64
+    /// The `last_modified` of the kind's tombstone at `offset` (0: the first) in time order,
+    /// newest or oldest first, among those at or below `atMost` (nil: all); nil when there are fewer.
+    func tombstoneTimestamp(_ key: ResourceKey, offset: Int, newestFirst: Bool, atMost: Int64?) throws -> Int64?
+    /// Deletes the kind's tombstones at or below `through` (no tombstone of their own: they are
+    /// the tombstones) and raises its horizon to the newest of them. Returns how many went.
+    func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int
 }
 
 /// What ``StorageSession/readObject(_:id:uri:checks:principals:)`` found.

@@ -34,6 +34,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "FILE")) var tlsKey: String?
     @Option(name: .long, help: ArgumentHelp("Requests per principal, e.g. 600/60 (429 with Retry-After above).", valueName: "REQUESTS/SECONDS")) var rateLimit: String?
     @Option(name: .long, help: ArgumentHelp("Origins of the browser pages that may call the API, comma-separated; * for any (default: *).", valueName: "ORIGINS")) var corsOrigins: String?
+    @Option(name: .long, help: ArgumentHelp("Purge tombstones of deleted records older than this, e.g. 90d; a _since older than a purge then gets a 410 (default: keep them forever).", valueName: "DURATION")) var tombstoneMaxAge: String?
+    @Option(name: .long, help: ArgumentHelp("Keep at most this many tombstones per collection, the newest (default: no limit).", valueName: "N")) var tombstoneMaxCount: String?
     @Flag(name: .long, help: "Serve POST /v1/__flush__, which deletes everything (for test suites).") var flushEndpoint = false
     @Flag(name: .long, help: "Make /v1/buckets/default each user's personal bucket, created on first use (Kinto's default_bucket).") var defaultBucket = false
     @Flag(name: .long, help: "Answer paths without /v1 with 404 instead of a 307 to them under /v1.") var noVersionPrefixRedirect = false
@@ -43,7 +45,7 @@ struct Serve: AsyncParsableCommand {
     /// The settings that have a flag of their own (`--` and the name with dashes).
     static let flagged: Set<String> = [
         "host", "port", "data", "database", "log_level", "batch_max_requests", "max_body_size", "max_fetch_size",
-        "readonly", "full_sync", "tls_cert", "tls_key", "rate_limit", "cors_origins",
+        "readonly", "full_sync", "tls_cert", "tls_key", "rate_limit", "cors_origins", "tombstone_max_age", "tombstone_max_count",
     ]
     /// The switches whose flag is not the setting's name.
     static let switches: [String: String] = [
@@ -62,6 +64,7 @@ struct Serve: AsyncParsableCommand {
             ("host", host), ("port", port), ("data", data), ("database", database), ("log_level", logLevel),
             ("batch_max_requests", batchMaxRequests), ("max_body_size", maxBodySize), ("max_fetch_size", maxFetchSize),
             ("tls_cert", tlsCert), ("tls_key", tlsKey), ("rate_limit", rateLimit), ("cors_origins", corsOrigins),
+            ("tombstone_max_age", tombstoneMaxAge), ("tombstone_max_count", tombstoneMaxCount),
         ]
         for (name, value) in flags {
             if let value { try configuration.set(name, value, source: Self.flag(name)) }

@@ -41,6 +41,69 @@ enum StorageContract {
         await #expect(throws: StorageError.self) { try await storage.write { s in try s.delete(key, id: "a", requestedTimestamp: nil) } }
     }
 
+    /// Retention purges the tombstones it no longer keeps (by count, by age, in bounded batches),
+    /// never a live record nor another kind's tombstone, and raises the horizon to the newest
+    /// one purged in the same transaction: a rolled-back purge leaves both as they were.
+    static func retentionPurgesOldTombstonesAndRaisesTheHorizon(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let other = ResourceKey(parentID: "/buckets/b/collections/other", resourceName: "record")
+        let tombstones = try await storage.write { s in
+            try (0..<10).map { i in
+                _ = try s.put(key, id: "t\(i)", data: [:], requestedTimestamp: nil)
+                _ = try s.put(key, id: "live\(i)", data: ["n": .int(Int64(i))], requestedTimestamp: nil)
+                _ = try s.put(other, id: "t\(i)", data: [:], requestedTimestamp: nil)
+                _ = try s.delete(other, id: "t\(i)", requestedTimestamp: nil)
+                return try s.delete(key, id: "t\(i)", requestedTimestamp: nil).lastModified
+            }
+        }
+        func left() async throws -> [String] {
+            try await storage.read { s in
+                var ids: [String] = []
+                try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(0))], sort: [Sort("id")], includeDeleted: true)) {
+                    ids.append($0.id + ($0.deleted ? "-" : ""))
+                    return true
+                }
+                return ids
+            }
+        }
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == 0)
+        let now = tombstones[9] + 1
+        // Nothing to do: the rules keep all ten.
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: .forever, now: now) } == 0)
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: TombstoneRetention(maxCount: 10), now: now) } == 0)
+        // A purge that fails undoes its deletes and its horizon.
+        let before = try await storage.dump()
+        await #expect(throws: StorageError.self) {
+            try await storage.write { s in
+                _ = try s.purgeTombstones(key, retention: TombstoneRetention(maxCount: 0), now: now)
+                throw StorageError.backend("on purpose")
+            }
+        }
+        #expect(try await storage.dump() == before)
+        // Keep the newest 6, in batches of 3: the oldest 3, then the 4th, then nothing.
+        let count = TombstoneRetention(maxCount: 6)
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: count, now: now, batch: 3) } == 3)
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == tombstones[2])
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: count, now: now, batch: 3) } == 1)
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: count, now: now, batch: 3) } == 0)
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == tombstones[3])
+        #expect(try await left() == (0..<10).map { "live\($0)" } + (4..<10).map { "t\($0)-" })
+        // By age: older than (now - tombstones[7]) ms means at or below tombstones[7] - 1.
+        let age = TombstoneRetention(maxAge: now - tombstones[7], maxCount: 100)
+        #expect(try await storage.write { s in try s.purgeTombstones(key, retention: age, now: now) } == 3)
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == tombstones[6])
+        #expect(try await left() == (0..<10).map { "live\($0)" } + (7..<10).map { "t\($0)-" })
+        // Another collection's tombstones and horizon are untouched; the timestamps did not move.
+        #expect(try await storage.read { s in try s.tombstoneHorizon(other) } == 0)
+        #expect(try await storage.read { s in try s.tombstoneTimestamp(other, offset: 9, newestFirst: false, atMost: nil) } != nil)
+        #expect(try await storage.read { s in try s.timestamp(key) } == tombstones[9])
+        // The horizon only grows, and flush forgets it.
+        #expect(try await storage.write { s in try s.dropTombstones(key, through: 0) } == 0)
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == tombstones[6])
+        try await storage.write { s in try s.flush() }
+        #expect(try await storage.read { s in try s.tombstoneHorizon(key) } == 0)
+    }
+
     static func filtersSortsAndPagesOverJSONFields(_ storage: any DumpableStorage) async throws {
         let key = records
         try await storage.write { s in
@@ -430,6 +493,7 @@ enum StorageContract {
         ("concurrent-failures", { try await concurrentWritesFailAlone($0) }),
         ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
         ("flush", { try await flushEmptiesEverythingAndRollsBack($0) }),
+        ("tombstone-retention", { try await retentionPurgesOldTombstonesAndRaisesTheHorizon($0) }),
     ]
 
     static var names: [String] { all.map(\.0) }

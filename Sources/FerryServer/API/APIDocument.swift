@@ -134,7 +134,12 @@ struct APIDocument {
                     op["x-event-stream"] = "With `Accept: text/event-stream` the answer is every change of the collection as Server-Sent Events (resume with `_since` or `Last-Event-ID`)."
                 }
                 op["x-filter-prefixes"] = .array(ListParameters.prefixes.map { .string($0.0) })
-                ok("200", "ObjectList", headers: ["ETag", "Last-Modified", "Next-Page", "Total-Objects", "Total-Records", "Cache-Control"])
+                let horizon = path.kind == .record ? [KintoAPI.tombstoneHorizonHeader] : []
+                ok("200", "ObjectList", headers: ["ETag", "Last-Modified", "Next-Page", "Total-Objects", "Total-Records", "Cache-Control"] + horizon)
+                if path.kind == .record {
+                    responses["410"] = Self.response("Gone (errno 124): the change feed starts (`_since`, `gt_`/`min_last_modified`, `Last-Event-ID`) before the collection's tombstone horizon, so deletes would be missing; read in full or reconcile, then resume from the ETag",
+                                                     schema: "Error", headers: [KintoAPI.tombstoneHorizonHeader])
+                }
                 responses["304"] = Self.response("Not modified since the `If-None-Match` ETag", schema: nil, headers: ["ETag", "Last-Modified"])
             case .post:
                 op["requestBody"] = Self.body(Self.writeSchema(path.kind), required: false)
@@ -152,7 +157,7 @@ struct APIDocument {
             case .get, .head:
                 parameters.append(Self.query("_fields", Self.fieldsSchema, "Comma-separated fields to return (id and last_modified always come)"))
                 parameters += conditional
-                ok("200", "ObjectResponse", headers: ["ETag", "Last-Modified", "Cache-Control"])
+                ok("200", "ObjectResponse", headers: ["ETag", "Last-Modified", "Cache-Control"] + (path.kind == .collection ? [KintoAPI.tombstoneHorizonHeader] : []))
                 responses["304"] = Self.response("Not modified since the `If-None-Match` ETag", schema: nil, headers: ["ETag", "Last-Modified"])
             case .put, .patch:
                 parameters += conditional
@@ -301,7 +306,7 @@ struct APIDocument {
     }
 
     static let errorResponse: JSON = [
-        "description": "Kinto's error object (400 invalid, 401 unauthenticated, 403 forbidden, 404 missing, 405 method, 406/415 media type, 409 conflict, 412 precondition, 413 too large, 422 idempotency key reused, 429 rate limited, 503 storage unavailable)",
+        "description": "Kinto's error object (400 invalid, 401 unauthenticated, 403 forbidden, 404 missing, 405 method, 406/415 media type, 409 conflict, 410 before the tombstone horizon, 412 precondition, 413 too large, 422 idempotency key reused, 429 rate limited, 503 storage unavailable)",
         "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]],
         "headers": ["Retry-After": ["$ref": "#/components/headers/Retry-After"], "Backoff": ["$ref": "#/components/headers/Backoff"]],
     ]
@@ -359,6 +364,8 @@ struct APIDocument {
                 "Backoff": headerSchema("Seconds the client should wait before its next request", ["type": "string", "pattern": "^[0-9]+$"]),
                 "Retry-After": headerSchema("Seconds before a retry may succeed", ["type": "string", "pattern": "^[0-9]+$"]),
                 "Cache-Control": headerSchema("Caching of the answer"),
+                KintoAPI.tombstoneHorizonHeader: headerSchema("The collection's tombstone horizon: tombstones up to this timestamp were purged (0: none), so a change feed from before it is answered 410",
+                                                              ["type": "string", "pattern": "^[0-9]+$"]),
             ],
             "schemas": [
                 "Error": [

@@ -8,9 +8,11 @@ import NIOConcurrencyHelpers
 ///   that does not is refused with 400, the failing path in `details`.
 /// - `unique_fields`: top-level fields no two live records may share a value of; a duplicate
 ///   is refused with 409.
+/// - `tombstones`: how long its tombstones are kept (``TombstoneRules``), for the purge.
 struct CollectionRules: Sendable {
     var schema: JSONSchema? = nil
     var uniqueFields: [String] = []
+    var tombstones = TombstoneRules()
 
     init() {}
 
@@ -35,6 +37,9 @@ struct CollectionRules: Sendable {
                                          description: "data.unique_fields must be a list of at most 16 top-level field names (id is unique already)")
             }
             uniqueFields = names
+        }
+        if let value = data["tombstones"], value != .null {
+            tombstones = try TombstoneRules(value)
         }
     }
 

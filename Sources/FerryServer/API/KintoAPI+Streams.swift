@@ -99,6 +99,7 @@ extension ResourceHandler {
             result.append(object)
             return true
         }
+        _ = try checkHorizon(since: since, what: "The change feed's start")
         return (result, current)
     }
 }

@@ -73,11 +73,17 @@ extension KintoAPI {
                 }
                 // Where deliveries start: `since` when given, else where this webhook was, else now.
                 let now = try session.timestamp(records)
+                if let start = since?.intValue {
+                    // A start the feed no longer reaches back to would deliver without the deletes before it.
+                    let horizon = try session.tombstoneHorizon(records)
+                    if start > 0, start < horizon { throw KintoError.beforeTombstoneHorizon("since", since: start, horizon: horizon) }
+                }
                 fields["cursor"] = since ?? previous["cursor"] ?? .int(now)
                 if since != nil || previous["url"] != fields["url"] {
-                    // A new start or a new receiver: try at once.
+                    // A new start or a new receiver: try at once, and what went wrong before is past.
                     fields["failures"] = 0
                     fields["next_attempt"] = nil
+                    fields["last_error"] = nil
                 }
                 fields["bucket"] = .string(bucket)
                 fields["collection"] = .string(collection)

@@ -42,6 +42,10 @@ public struct KintoAPI: Sendable {
         public var version: String = FerryVersion.current
         /// Attachments (the kinto-attachment API), where files go; nil: not served.
         public var attachments: AttachmentSettings? = nil
+        /// How long tombstones are kept where a collection does not say (``TombstoneRetention``).
+        public var tombstoneRetention: TombstoneRetention = .forever
+        /// Seconds between two purges of old tombstones.
+        public var tombstonePurgeInterval: Double = 3600
 
         public init() {}
     }
@@ -206,6 +210,7 @@ public struct KintoAPI: Sendable {
             "max_wait": .int(Int64(Self.maxWaitSeconds)),
         ].compactMapValues { $0 })
         capabilities["reconcile"] = reconcileCapability(projectURL: projectURL)
+        capabilities["tombstone_retention"] = retentionCapability(projectURL: projectURL)
         if let attachments = attachmentCapability(request) { capabilities["attachments"] = attachments }
         if settings.flushEndpoint {
             capabilities["flush_endpoint"] = ["description": "The __flush__ endpoint can be used to remove all data from all backends.",

@@ -265,6 +265,10 @@ struct ResourceHandler {
         try check412(existing: object, current: object.lastModified)
         let fields = try ListParameters.parse(request.query.filter { $0.0 == "_fields" }, paginateBy: nil, maxFetchSize: 1).fields
         var response = try objectResponse(object, permissions: read.permissions, fields: fields, writeGranted: read.passed.contains("write"))
+        if path.kind == .collection {
+            let records = ResourceKey(parentID: path.uri, resourceName: ResourceKind.record.rawValue)
+            response.headers.append((KintoAPI.tombstoneHorizonHeader, String(try session.tombstoneHorizon(records))))
+        }
         if request.method == .head { response.body = .empty }
         return response
     }
@@ -520,6 +524,9 @@ struct ResourceHandler {
             let count = try session.count(key, filters: params.filters, includeDeleted: params.includeDeleted, ids: ids)
             headers.append(("Total-Objects", String(count)))
             headers.append(("Total-Records", String(count)))
+            if path.kind == .record {
+                headers.append((KintoAPI.tombstoneHorizonHeader, String(try checkHorizon(since: params.feedStart, what: "_since"))))
+            }
             return APIResponse(status: 200, headers: headers, body: .empty)
         }
         return try listResponse(params: params, ids: ids, current: current)
@@ -556,6 +563,9 @@ struct ResourceHandler {
             timestamp = try session.timestampAndList(key, query: query, each)
         }
         var headers = timestampHeaders(timestamp)
+        if path.kind == .record {
+            headers.append((KintoAPI.tombstoneHorizonHeader, String(try checkHorizon(since: params.feedStart, what: "_since"))))
+        }
         out.append(contentsOf: "]}".utf8)
         if hasMore, let last {
             headers.append(("Next-Page", try nextPageURL(params: params, last: last, offset: params.offset + count)))

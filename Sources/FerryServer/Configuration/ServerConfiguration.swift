@@ -1,3 +1,4 @@
+import FerryCore
 import FerryStore
 import Foundation
 import Yams
@@ -110,6 +111,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var attachmentKeepOldFiles: Bool = false
     /// Serve files to anyone, not only to who may read the record.
     public var attachmentPublic: Bool = false
+    /// Purge tombstones (what deleted records leave for `_since` readers) older than this many
+    /// seconds; nil: keep them forever, as Kinto does. Off by default: a client whose `_since`
+    /// is older than a purge must then re-read or reconcile (it gets a 410), which only the
+    /// deployment can decide is acceptable for its clients.
+    public var tombstoneMaxAge: Int? = nil
+    /// Keep at most this many tombstones per collection (the newest); nil: no limit.
+    public var tombstoneMaxCount: Int? = nil
+    /// Seconds between two purges of old tombstones.
+    public var tombstonePurgeInterval: Int = 3600
     /// PEM certificate chain and private key: serve HTTPS.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
@@ -169,6 +179,12 @@ public struct ServerConfiguration: Sendable, Equatable {
               !text.contains(where: { $0.isWhitespace })
         else { throw Error("\(what) must be an http or https URL such as \(example), not \"\(text)\"") }
         return text
+    }
+
+    /// A tombstone age in whole seconds (see ``TombstoneRules/age(_:)``).
+    static func tombstoneAge(_ text: String, _ what: String) throws(Error) -> Int {
+        guard let seconds = TombstoneRules.age(.string(text)) else { throw Error("\(what) must be \(TombstoneRules.ageExpected), not \"\(text)\"") }
+        return seconds
     }
 
     static func list(_ text: String) -> [String] {
@@ -421,6 +437,22 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "attachment_public",
             summary: "Serve attachment files to anyone, not only to who may read their record.",
             value: { String($0.attachmentPublic) }) { c, v throws(Error) in c.attachmentPublic = try bool(v, "attachment_public") },
+        Key(name: "tombstone_max_age",
+            summary: "Purge the tombstones of deleted records older than this (`90d`, `12h`, or seconds), in every collection that does not set `tombstones.max_age` itself; a `_since` older than a purge then gets a 410 (errno 124). Unset: keep them forever, as Kinto does.",
+            value: { $0.tombstoneMaxAge.map { "\($0)s" } }) { c, v throws(Error) in c.tombstoneMaxAge = try tombstoneAge(v, "tombstone_max_age") },
+        Key(name: "tombstone_max_count",
+            summary: "Keep at most this many tombstones per collection (the newest), where the collection does not set `tombstones.max_count` itself. Unset: no limit.",
+            value: { $0.tombstoneMaxCount.map(String.init) }) { c, v throws(Error) in
+            c.tombstoneMaxCount = try int(v, "tombstone_max_count", min: 0, max: TombstoneRules.maxCount)
+        },
+        Key(name: "tombstone_purge_interval",
+            summary: "How often old tombstones are purged (`10m`, `1h`, or seconds), when a retention is set.",
+            value: { "\($0.tombstonePurgeInterval)s" }) { c, v throws(Error) in
+            guard let seconds = DurationText.seconds(v), seconds >= 1, seconds <= 86_400 else {
+                throw Error("tombstone_purge_interval must be a duration of 1 s to 1 d, like 10m or 1h, not \"\(v)\"")
+            }
+            c.tombstonePurgeInterval = Int(seconds)
+        },
         Key(name: "tls_cert",
             summary: "PEM certificate chain: serve HTTPS (with `tls_key`).",
             value: { $0.tlsCertificate }) { c, v throws(Error) in c.tlsCertificate = v },

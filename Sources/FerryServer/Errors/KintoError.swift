@@ -56,6 +56,8 @@ public struct KintoError: Error, Sendable {
         public static let clientReachedCapacity = 117
         public static let forbidden = 121
         public static let constraintViolated = 122
+        /// Ferry's: a change feed asked from before the collection's tombstone horizon (410).
+        public static let beforeTombstoneHorizon = 124
         public static let backend = 201
         public static let serviceDeprecated = 202
         public static let undefined = 999
@@ -121,6 +123,16 @@ public struct KintoError: Error, Sendable {
     }
 
     /// 413.
+    /// 410: the changes after `since` cannot be listed completely: retention purged tombstones
+    /// up to `horizon`, so deletes between the two are gone. `what` names the cursor (`_since`,
+    /// `Last-Event-ID`).
+    public static func beforeTombstoneHorizon(_ what: String, since: Int64, horizon: Int64) -> KintoError {
+        KintoError(status: 410, errno: Errno.beforeTombstoneHorizon, error: "Gone",
+                   message: "\(what) \(since) is older than this collection's tombstone horizon \(horizon): the tombstones of records deleted up to \(horizon) were purged, so the changes since \(since) cannot be listed completely. Read the records in full (or reconcile: POST the collection's /reconcile), then resume from the collection's ETag",
+                   details: ["since": .int(since), "horizon": .int(horizon)],
+                   headers: [(KintoAPI.tombstoneHorizonHeader, String(horizon))])
+    }
+
     public static func tooLarge(limit: Int) -> KintoError {
         KintoError(status: 413, errno: Errno.requestTooLarge, error: "Request Entity Too Large",
                    message: "Request body too large: the limit is \(limit) bytes")

@@ -16,6 +16,10 @@ public final class ServerMetrics: Sendable {
     public let streamEvents: CoreMetrics.Counter
     /// 1 while this process delivers the webhooks (of several processes on one database, one does).
     public let webhooksLeading: CoreMetrics.Gauge
+    /// 1 while this process purges old tombstones (of several processes on one database, one does).
+    public let tombstonePurgeLeading: CoreMetrics.Gauge
+    /// Tombstones purged by retention.
+    public let tombstonesPurged: CoreMetrics.Counter
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -26,6 +30,9 @@ public final class ServerMetrics: Sendable {
         streamEvents = CoreMetrics.Counter(label: "ferry_stream_events_total", dimensions: [], factory: factory)
         webhooksLeading = CoreMetrics.Gauge(label: "ferry_webhooks_leading", dimensions: [], factory: factory)
         webhooksLeading.record(0)
+        tombstonePurgeLeading = CoreMetrics.Gauge(label: "ferry_tombstone_purge_leading", dimensions: [], factory: factory)
+        tombstonePurgeLeading.record(0)
+        tombstonesPurged = CoreMetrics.Counter(label: "ferry_tombstones_purged_total", dimensions: [], factory: factory)
     }
 
     /// Counts one request and its latency.

@@ -101,6 +101,8 @@ public final class WebhookDispatcher: Service, Sendable {
     enum Next {
         case deleted
         case collectionGone
+        /// Retention purged tombstones after the cursor: the feed from it would miss deletes.
+        case behindHorizon(KintoError)
         case deliver(url: String, secret: String, changes: [StoredObject], notBefore: Int64?)
     }
 
@@ -131,6 +133,11 @@ public final class WebhookDispatcher: Service, Sendable {
                         changes.append(object)
                         return true
                     }
+                    // Read after the page, as a records list does (the horizon only grows).
+                    let horizon = try session.tombstoneHorizon(records)
+                    if cursor > 0, cursor < horizon {
+                        return .behindHorizon(.beforeTombstoneHorizon("The webhook's cursor", since: cursor, horizon: horizon))
+                    }
                     return .deliver(url: fields["url"]?.stringValue ?? "", secret: fields["secret"]?.stringValue ?? "",
                                     changes: changes, notBefore: fields["next_attempt"]?.intValue)
                 }
@@ -148,6 +155,15 @@ public final class WebhookDispatcher: Service, Sendable {
                     _ = try session.delete(KintoAPI.webhooksKey, id: storageID, requestedTimestamp: nil)
                 }
                 return
+            case .behindHorizon(let error):
+                // Delivering what is left would silently skip deletes: stop, and say why where
+                // the webhook's owner reads it. Setting `since` again (PUT) moves the cursor.
+                do {
+                    try await stall(storageID: storageID, error: error.message)
+                } catch {
+                    logger.warning("webhooks: cannot save the delivery state", metadata: ["ferry.webhook": .string(storageID), "ferry.error": .string("\(error)")])
+                }
+                _ = await subscription.wait(timeout: .seconds(30))
             case .deliver(let url, let secret, let changes, let notBefore):
                 if changes.isEmpty {
                     _ = await subscription.wait(timeout: .seconds(30))
@@ -270,6 +286,19 @@ public final class WebhookDispatcher: Service, Sendable {
                 fields["next_attempt"] = .int(Self.nowMilliseconds() + Self.backoffMilliseconds(failures: Int(failures)))
                 fields["last_error"] = .string(attempt.error ?? "failed")
             }
+            _ = try session.put(KintoAPI.webhooksKey, id: storageID, data: fields, requestedTimestamp: nil)
+        }
+    }
+
+    /// Saves `last_error` of a webhook that cannot go on (once: an unchanged error writes nothing).
+    func stall(storageID: String, error: String) async throws {
+        try await api.storage.write { session in
+            guard let stored = try session.get(KintoAPI.webhooksKey, id: storageID, includeDeleted: false) else { return }
+            var fields = try stored.parsed()
+            guard fields["last_error"]?.stringValue != error else { return }
+            fields["id"] = nil
+            fields["last_modified"] = nil
+            fields["last_error"] = .string(error)
             _ = try session.put(KintoAPI.webhooksKey, id: storageID, data: fields, requestedTimestamp: nil)
         }
     }

@@ -97,6 +97,15 @@ struct PostgresSession: StorageSession {
         ("v3", """
             CREATE TABLE ferry_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)
             """),
+        // Where retention purged a kind's tombstones up to (see TombstoneRetention).
+        ("v4", """
+            CREATE TABLE tombstone_horizons (
+                parent_id TEXT COLLATE "C" NOT NULL,
+                resource_name TEXT COLLATE "C" NOT NULL,
+                horizon BIGINT NOT NULL,
+                PRIMARY KEY (parent_id, resource_name)
+            )
+            """),
     ]
 
     func migrate() throws {
@@ -313,10 +322,36 @@ struct PostgresSession: StorageSession {
         _ = try rows("DELETE FROM access_control_entries WHERE object_id >= $1 AND object_id < $2", Self.binds([prefix, upper]))
     }
 
+    func tombstoneHorizon(_ key: ResourceKey) throws -> Int64 {
+        try rows("SELECT horizon FROM tombstone_horizons WHERE parent_id = $1 AND resource_name = $2",
+                 Self.binds([key.parentID, key.resourceName])).first?.decode(Int64.self) ?? 0
+    }
+
+    func tombstoneTimestamp(_ key: ResourceKey, offset: Int, newestFirst: Bool, atMost: Int64?) throws -> Int64? {
+        try rows("""
+            SELECT last_modified FROM objects WHERE parent_id = $1 AND resource_name = $2 AND deleted AND last_modified <= $3
+            ORDER BY last_modified \(newestFirst ? "DESC" : "ASC") LIMIT 1 OFFSET $4
+            """, Self.binds([key.parentID, key.resourceName, atMost ?? Int64.max, Int64(offset)])).first?.decode(Int64.self)
+    }
+
+    /// One statement: the tombstones deleted, and the horizon raised to the newest of them.
+    func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int {
+        let row = try rows("""
+            WITH gone AS (DELETE FROM objects WHERE parent_id = $1 AND resource_name = $2 AND deleted AND last_modified <= $3
+                          RETURNING last_modified),
+            summary AS (SELECT count(*) AS n, max(last_modified) AS newest FROM gone),
+            raised AS (INSERT INTO tombstone_horizons (parent_id, resource_name, horizon)
+                       SELECT $1, $2, newest FROM summary WHERE n > 0
+                       ON CONFLICT (parent_id, resource_name) DO UPDATE SET horizon = GREATEST(tombstone_horizons.horizon, EXCLUDED.horizon))
+            SELECT n FROM summary
+            """, Self.binds([key.parentID, key.resourceName, through])).first
+        return Int(try row?.decode(Int64.self) ?? 0)
+    }
+
     /// `DELETE`, not `TRUNCATE`: readers of other transactions keep their snapshot instead of
     /// waiting for the exclusive lock `TRUNCATE` takes.
     func flush() throws {
-        for table in ["objects", "timestamps", "access_control_entries"] {
+        for table in ["objects", "timestamps", "access_control_entries", "tombstone_horizons"] {
             _ = try rows("DELETE FROM \(table)")
         }
     }

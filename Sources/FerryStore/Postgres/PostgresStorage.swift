@@ -339,6 +339,10 @@ extension PostgresStorage: DumpableStorage {
                 let (uri, permission, principal) = try row.decode((String, String, String).self)
                 lines.append("ace \(uri) \(permission) \(principal)")
             }
+            for row in try session.rows("SELECT parent_id, resource_name, horizon FROM tombstone_horizons ORDER BY 1, 2") {
+                let (parent, resource, horizon) = try row.decode((String, String, Int64).self)
+                lines.append("horizon \(parent) \(resource) \(horizon)")
+            }
             return lines
         }
     }

@@ -87,6 +87,17 @@ public final class SQLiteStorage: Storage {
             // Group memberships are looked up on every authenticated request.
             try db.execute(sql: "CREATE INDEX objects_groups ON objects (parent_id, id) WHERE resource_name = 'group' AND deleted = 0")
         }
+        migrator.registerMigration("v3-tombstone-horizons") { db in
+            // Where retention purged a kind's tombstones up to (see TombstoneRetention).
+            try db.execute(sql: """
+                CREATE TABLE tombstone_horizons (
+                    parent_id TEXT NOT NULL,
+                    resource_name TEXT NOT NULL,
+                    horizon INTEGER NOT NULL,
+                    PRIMARY KEY (parent_id, resource_name)
+                ) WITHOUT ROWID
+                """)
+        }
         return migrator
     }
 
@@ -271,8 +282,34 @@ struct SQLiteSession: StorageSession {
             .execute(arguments: [prefix, upper])
     }
 
+    func tombstoneHorizon(_ key: ResourceKey) throws -> Int64 {
+        try RawStatement(db, "SELECT horizon FROM tombstone_horizons WHERE parent_id = ? AND resource_name = ?",
+                         [.text(key.parentID), .text(key.resourceName)]).first { $0.int(0) } ?? 0
+    }
+
+    func tombstoneTimestamp(_ key: ResourceKey, offset: Int, newestFirst: Bool, atMost: Int64?) throws -> Int64? {
+        try RawStatement(db, """
+            SELECT last_modified FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?
+            ORDER BY last_modified \(newestFirst ? "DESC" : "ASC") LIMIT 1 OFFSET ?
+            """, [.text(key.parentID), .text(key.resourceName), .int(atMost ?? Int64.max), .int(Int64(offset))]).first { $0.int(0) }
+    }
+
+    func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int {
+        let arguments: [RawValue] = [.text(key.parentID), .text(key.resourceName), .int(through)]
+        let found = try RawStatement(db, """
+            SELECT count(*), max(last_modified) FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?
+            """, arguments).first { ($0.int(0), $0.int(1)) }
+        guard let (count, newest) = found, count > 0 else { return 0 }
+        try RawStatement(db, "DELETE FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?", arguments).execute()
+        try RawStatement(db, """
+            INSERT INTO tombstone_horizons (parent_id, resource_name, horizon) VALUES (?, ?, ?)
+            ON CONFLICT (parent_id, resource_name) DO UPDATE SET horizon = max(horizon, excluded.horizon)
+            """, [.text(key.parentID), .text(key.resourceName), .int(newest)]).execute()
+        return Int(count)
+    }
+
     func flush() throws {
-        try db.execute(sql: "DELETE FROM objects; DELETE FROM timestamps; DELETE FROM access_control_entries")
+        try db.execute(sql: "DELETE FROM objects; DELETE FROM timestamps; DELETE FROM access_control_entries; DELETE FROM tombstone_horizons")
         pending?.values = [:]  // the timestamps this transaction moved go too
     }
 
@@ -398,6 +435,9 @@ extension SQLiteStorage: DumpableStorage {
             }
             for row in try Row.fetchAll(db, sql: "SELECT object_id, permission, principal FROM access_control_entries ORDER BY 1, 2, 3") {
                 lines.append("ace \(row[0] as String) \(row[1] as String) \(row[2] as String)")
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, horizon FROM tombstone_horizons ORDER BY 1, 2") {
+                lines.append("horizon \(row[0] as String) \(row[1] as String) \(row[2] as Int64)")
             }
             return lines
         }

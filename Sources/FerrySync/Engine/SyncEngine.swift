@@ -155,6 +155,13 @@ public final class SyncEngine {
                     }
                 } catch is Stopped {
                     run.report.stopped = true
+                } catch let error as SyncError where error.kind == .cursorExpired {
+                    // Deletes older than the checkpoint are gone from the feed: compare both sides
+                    // (deletes included) and go on from where that read of the source ended.
+                    onNotice?("\(error.message); comparing both sides instead (a diff), then resuming from there")
+                    run.report.resynced = true
+                    try await run.diff(source: source, target: targetExists ? target : nil, progress: progress, total: total, resume: true)
+                    break
                 }
                 try await run.finish(cursor: run.lastCursor)
             case .diff:
@@ -373,7 +380,10 @@ struct Run {
     /// diff: hash both sides, apply only the differences. A server target that reconciles is
     /// compared by fingerprints instead of being read (``reconciledDiff(source:server:progress:total:)``).
     /// - Parameter target: nil when a dry run plans against a target that does not exist yet.
-    mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
+    /// - Parameter resume: save where the read of the source ended as the checkpoint (an
+    ///   incremental run resynchronising goes on from there).
+    mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?,
+                       resume: Bool = false) async throws {
         if let target, let (server, localIsSource) = SyncEngine.reconcilingServer(source: source, target: target, job: job), localIsSource {
             return try await reconciledDiff(source: source, server: server, progress: progress, total: total)
         }
@@ -387,7 +397,7 @@ struct Run {
         }
         var plan = DiffPlan()
         var this = self
-        _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+        let end = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
             for change in try this.prepare(items, incremental: false) {
                 guard case .upsert(let record) = change else { continue }
                 let hash = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)
@@ -403,7 +413,7 @@ struct Run {
         for key in targetHashes.keys.sorted() {
             try await plan.delete(key, run: &this)
         }
-        try await plan.finish(run: &this)
+        try await plan.finish(run: &this, cursor: resume ? end : nil)
         self = this
     }
 }
@@ -442,7 +452,7 @@ struct DiffPlan {
         }
     }
 
-    mutating func finish(run: inout Run) async throws {
+    mutating func finish(run: inout Run, cursor: Cursor? = nil) async throws {
         if !pending.isEmpty { try await run.commit(pending, cursor: nil) }
         run.report.plan = plan
         if run.writer == nil {
@@ -452,7 +462,7 @@ struct DiffPlan {
             run.report.deleted = counts.deletes
             run.report.written = 0
         }
-        try await run.finish(cursor: nil)
+        try await run.finish(cursor: cursor)
     }
 }
 

@@ -119,6 +119,9 @@ public struct SyncReport: Sendable, Equatable {
     public var stopped = false
     /// Two-way runs: changes each way and conflicts by outcome.
     public var twoWay: TwoWayCounts? = nil
+    /// An incremental run whose checkpoint the source no longer reached back to (its tombstones
+    /// were purged past it): the run diffed both sides instead, then saved the source's new position.
+    public var resynced = false
 
     public struct Plan: Sendable, Equatable {
         public var creates: [String] = []
@@ -149,6 +152,7 @@ public struct SyncReport: Sendable, Equatable {
         if let verification { out["verify"] = verification.json }
         if let reconciliation { out["reconciliation"] = reconciliation.json }
         if stopped { out["stopped"] = true }
+        if resynced { out["resynced"] = true }
         if let twoWay { out["twoWay"] = twoWay.json }
         return .object(out)
     }

@@ -4,7 +4,7 @@
 public struct SyncError: Error, Sendable, CustomStringConvertible, Equatable {
     public struct Kind: Hashable, Sendable {
         private enum Base: Hashable, Sendable {
-            case badInput, unreachable, unauthorized, notFound, protocolError, target, io, interrupted
+            case badInput, unreachable, unauthorized, notFound, protocolError, target, io, interrupted, cursorExpired
         }
         private let base: Base
         /// A URL, flag, file line or config key is wrong.
@@ -23,6 +23,9 @@ public struct SyncError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let io = Kind(base: .io)
         /// `--strict` stopped the run at a rejected record, or it was cancelled.
         public static let interrupted = Kind(base: .interrupted)
+        /// The source no longer keeps its changes back to the checkpoint (a server purged tombstones
+        /// past it: 410, errno 124); an incremental run then diffs instead (``SyncEngine``).
+        public static let cursorExpired = Kind(base: .cursorExpired)
     }
 
     public let kind: Kind

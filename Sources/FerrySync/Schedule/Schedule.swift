@@ -1,4 +1,5 @@
 public import Foundation
+import FerryCore
 
 /// When a job runs again: every fixed interval, or at the times of a cron expression.
 ///
@@ -10,15 +11,7 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
 
     /// `30s`, `5m`, `2h`, `1d` or plain seconds; at least 1 s.
     public init(every text: String) throws(SyncError) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
-        var value: Double? = Double(trimmed)
-        if value == nil {
-            for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-                if let n = Double(trimmed.dropLast(suffix.count)) { value = n * factor; break }
-            }
-        }
-        guard let seconds = value, seconds.isFinite, seconds >= 1, seconds <= 366 * 86_400 else {
+        guard let seconds = DurationText.seconds(text), seconds >= 1, seconds <= 366 * 86_400 else {
             throw .badInput("every: \"\(text)\" is not an interval of 1 s to 366 d, like 30s, 5m, 2h or 1d")
         }
         self = .every(seconds: seconds)

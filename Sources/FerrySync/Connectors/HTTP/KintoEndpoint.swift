@@ -130,6 +130,9 @@ public final class KintoEndpoint: Endpoint {
         while true {
             let url = recordsURL + "?_since=\(since)&_sort=last_modified&_limit=\(batchSize)"
             let response = try await http.send(.GET, url)
+            if response.status == 410, let body = try? JSON.parse(bytes: response.body), body["errno"]?.intValue == 124 {
+                throw SyncError(.cursorExpired, "\(displayName): the server purged tombstones past the checkpoint \(since) (410): \(body["message"]?.stringValue ?? "")")
+            }
             guard response.status == 200 else { throw failure(response, "reading changes since \(since)") }
             guard let data = try json(response, "GET records")["data"]?.arrayValue else {
                 throw SyncError(.protocolError, "\(displayName): the records list has no data array")
