@@ -47,7 +47,7 @@ import Testing
             #expect(try await server.dump() == before)
 
             // A new group, then its members changed at the version read.
-            let (created, _, location) = try await admin.post(client, "/admin/buckets/main/groups", alice, [("id", "editors"), ("members", "account:ada\n\naccount:eve, system.Authenticated")])
+            let (created, _, location) = try await admin.post(client, "/admin/buckets/main/groups", alice, [("id", "editors"), ("members", "account:ada\r\n\r\naccount:eve, system.Authenticated\n")])
             #expect(created == .seeOther && location == "/admin/buckets/main/groups/editors")
             let group = try await server.request("GET", "/buckets/main/groups/editors").data
             #expect(group["members"] == ["account:ada", "account:eve", "system.Authenticated"])

@@ -707,6 +707,42 @@ enum TwoWayOracle {
     }
 }
 
+extension TwoWayTests {
+    /// `ferry run`'s page lists a two-way job's unsettled conflicts (escaped), read after its run.
+    @Test func ferryRunsPageListsOpenConflicts() async throws {
+        let dir = try TempDir()
+        let a = try SQLiteSide(dir.file("a.db"))
+        let b = try SQLiteSide(dir.file("b.db"))
+        try await a.put("r1", ["id": "r1", "name": "base"])
+        let sync = ["sync", a.url, b.url, "--two-way", "--job", "desk"]
+        await #expect(try Ferry.run(sync, in: dir.path).status == 0)
+        try await a.put("r1", ["id": "r1", "name": "<b>from a</b>"])
+        try await b.put("r1", ["id": "r1", "name": "from b"])
+        try """
+            jobs:
+              desk:
+                source: \(a.url)
+                target: \(b.url)
+                mode: two-way
+                on_conflict: manual
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let running = LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir)
+        let port = try running.port("status at")
+        var page = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            page = try await getText("http://127.0.0.1:\(port)/")
+            if page.contains("<h3>Conflicts</h3>") && page.contains("r1") { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(page.contains("<h3>Conflicts</h3>") && page.contains("<td>r1</td><td>open</td>"), "\(page)")
+        #expect(page.contains("&lt;b&gt;from a&lt;/b&gt;") && !page.contains("<b>from a"), "escaped")
+        #expect(page.contains("from b") && page.contains("ferry conflicts resolve"))
+        #expect(running.terminate() == 0, "\(running.stderr)")
+    }
+}
+
 /// A synchronous read of one record's name (for polling from a test's condition).
 enum SQLiteSideReader {
     static func name(_ path: String, _ id: String) throws -> String? {

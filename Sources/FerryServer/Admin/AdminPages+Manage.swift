@@ -31,9 +31,10 @@ extension AdminPages.SignedIn {
         return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
     }
 
-    /// Principals typed one a line (or separated by commas), blank ones dropped.
+    /// Principals typed one a line (or separated by commas), blank ones dropped. Browsers send a
+    /// text area's lines with CRLF, one `Character` in Swift: hence `isNewline`, not `"\n"`.
     static func principals(_ text: String) -> [String] {
-        text.split(whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "," }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        text.split(whereSeparator: { $0.isNewline || $0 == "," }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     // MARK: - Groups
