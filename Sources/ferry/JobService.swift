@@ -136,7 +136,13 @@ final class JobService: @unchecked Sendable {
                     try store.recordState(job: name, state: state, intervalSeconds: modelInterval)
                     let (history, _) = try store.stateHistory(job: name)
                     let model = Result { () throws(SyncHealthModel.NotEnoughData) in try SyncHealthModel(history: history) }
-                    status.update(name) { $0.model = model }
+                    let now = Date()
+                    status.update(name) { entry in
+                        entry.model = model
+                        if !ended {
+                            entry.lagOverTime = Array((entry.lagOverTime + [JobStatus.lag(entry, now: now) ?? 0]).suffix(JobStatus.historyLength))
+                        }
+                    }
                 } catch {
                     if noted.insert(path).inserted {
                         FileHandle.standardError.write(Data("ferry: note: cannot record the health of \(name) in \(path): \((error as? SyncError)?.message ?? "\(error)")\n".utf8))
@@ -270,6 +276,8 @@ final class JobStatus: @unchecked Sendable {
         var model: Result<SyncHealthModel, SyncHealthModel.NotEnoughData>?
         /// The last runs, oldest first (at most ``JobStatus/historyLength``), for the status page's charts.
         var history: [RunPoint] = []
+        /// The job's lag at the end of each of the last intervals of the health model, oldest first.
+        var lagOverTime: [Double] = []
         /// The job's id (what its state database files its conflicts under) and state database.
         var id: String? = nil
         var statePath: String? = nil

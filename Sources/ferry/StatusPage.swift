@@ -41,6 +41,8 @@ enum StatusPage {
         out += "<div class=\"charts\">"
             + chart(title: "records per run", values: entry.history.map { Double($0.records) }, bars: true)
             + chart(title: "lag after each run (s)", values: entry.history.map { $0.lag ?? 0 }, bars: false)
+            + SVGChart.render(title: "lag over time (s), every \(SyncHealthModel.seconds(modelInterval))", values: entry.lagOverTime, bars: false,
+                              empty: "no interval yet")
             + "</div>"
         if !entry.history.isEmpty {
             out += "<h3>Last runs</h3><table><tr><th>ended</th><th>records</th><th>outcome</th></tr>"

@@ -93,6 +93,12 @@ import Testing
             #expect(bobSave == .forbidden)
             let (forged, _, _) = try await admin.post(client, schemaURI, alice, [("if_match", version), ("schema", "")], csrf: "")
             #expect(forged == .forbidden)
+            // Carol may not read the collection: nothing of it, schema included.
+            let carol = try await admin.signIn(client, user: "carol")
+            let (carolPage, carolText) = try await admin.get(client, "/admin/buckets/main/collections/users", carol)
+            #expect(carolPage == .forbidden && !carolText.contains("Schema") && !carolText.contains("Ada"))
+            let (carolSave, _, _) = try await admin.post(client, schemaURI, carol, [("if_match", version), ("schema", "")])
+            #expect(carolSave == .forbidden)
             #expect(try await server.dump() == before)
 
             let schema = #"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}"#
