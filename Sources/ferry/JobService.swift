@@ -141,6 +141,10 @@ final class JobService: @unchecked Sendable {
                         entry.model = model
                         if !ended {
                             entry.lagOverTime = Array((entry.lagOverTime + [JobStatus.lag(entry, now: now) ?? 0]).suffix(JobStatus.historyLength))
+                            // As a run's point counts them (RunPoint.records), over all runs so far.
+                            let moved = max(entry.totals["written"] ?? 0, (entry.totals["created"] ?? 0) + (entry.totals["updated"] ?? 0)) + (entry.totals["deleted"] ?? 0)
+                            entry.recordsOverTime = Array((entry.recordsOverTime + [Double(moved - entry.recordsSampled)]).suffix(JobStatus.historyLength))
+                            entry.recordsSampled = moved
                         }
                     }
                 } catch {
@@ -278,6 +282,9 @@ final class JobStatus: @unchecked Sendable {
         var history: [RunPoint] = []
         /// The job's lag at the end of each of the last intervals of the health model, oldest first.
         var lagOverTime: [Double] = []
+        /// Records written or deleted in each of the last intervals, oldest first, and the total at the last one.
+        var recordsOverTime: [Double] = []
+        var recordsSampled = 0
         /// The job's id (what its state database files its conflicts under) and state database.
         var id: String? = nil
         var statePath: String? = nil

@@ -41,6 +41,8 @@ enum StatusPage {
         out += "<div class=\"charts\">"
             + chart(title: "records per run", values: entry.history.map { Double($0.records) }, bars: true)
             + chart(title: "lag after each run (s)", values: entry.history.map { $0.lag ?? 0 }, bars: false)
+            + SVGChart.render(title: "records per interval of \(SyncHealthModel.seconds(modelInterval))", values: entry.recordsOverTime, bars: true,
+                              empty: "no interval yet")
             + SVGChart.render(title: "lag over time (s), every \(SyncHealthModel.seconds(modelInterval))", values: entry.lagOverTime, bars: false,
                               empty: "no interval yet")
             + "</div>"

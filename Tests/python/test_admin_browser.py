@@ -415,7 +415,7 @@ def test_job_page_of_ferry_run_in_a_browser(browser, tmp_path):  # noqa: F811
         assert len(charts) >= 2
         assert browser.find_elements(By.CSS_SELECTOR, "svg rect"), "the records-per-run bars"
         assert "Dead letters" in page and "no usable key" in page, page
-        assert "lag over time" in page
+        assert "lag over time" in page and "records per interval" in page
         browser.save_screenshot(str(tmp_path / "job-page.png"))
     finally:
         proc.terminate()
