@@ -74,7 +74,8 @@ final class JobService: @unchecked Sendable {
         self.json = json
         self.maxRuns = maxRuns
         self.modelInterval = modelInterval
-        status = JobStatus(jobs: jobs.map { ($0.job.name ?? $0.job.id, $0.trigger.description) }, modelInterval: modelInterval)
+        status = JobStatus(jobs: jobs.map { .init(name: $0.job.name ?? $0.job.id, schedule: $0.trigger.description, id: $0.job.id,
+                                                  statePath: $0.job.statePath, twoWay: $0.job.mode == .twoWay) }, modelInterval: modelInterval)
         wakes = Dictionary(jobs.map { ($0.job.name ?? $0.job.id, WakeSignal()) }) { first, _ in first }
     }
 
@@ -135,7 +136,17 @@ final class JobService: @unchecked Sendable {
                     try store.recordState(job: name, state: state, intervalSeconds: modelInterval)
                     let (history, _) = try store.stateHistory(job: name)
                     let model = Result { () throws(SyncHealthModel.NotEnoughData) in try SyncHealthModel(history: history) }
-                    status.update(name) { $0.model = model }
+                    let now = Date()
+                    status.update(name) { entry in
+                        entry.model = model
+                        if !ended {
+                            entry.lagOverTime = Array((entry.lagOverTime + [JobStatus.lag(entry, now: now) ?? 0]).suffix(JobStatus.historyLength))
+                            // As a run's point counts them (RunPoint.records), over all runs so far.
+                            let moved = max(entry.totals["written"] ?? 0, (entry.totals["created"] ?? 0) + (entry.totals["updated"] ?? 0)) + (entry.totals["deleted"] ?? 0)
+                            entry.recordsOverTime = Array((entry.recordsOverTime + [Double(moved - entry.recordsSampled)]).suffix(JobStatus.historyLength))
+                            entry.recordsSampled = moved
+                        }
+                    }
                 } catch {
                     if noted.insert(path).inserted {
                         FileHandle.standardError.write(Data("ferry: note: cannot record the health of \(name) in \(path): \((error as? SyncError)?.message ?? "\(error)")\n".utf8))
@@ -269,7 +280,33 @@ final class JobStatus: @unchecked Sendable {
         var model: Result<SyncHealthModel, SyncHealthModel.NotEnoughData>?
         /// The last runs, oldest first (at most ``JobStatus/historyLength``), for the status page's charts.
         var history: [RunPoint] = []
+        /// The job's lag at the end of each of the last intervals of the health model, oldest first.
+        var lagOverTime: [Double] = []
+        /// Records written or deleted in each of the last intervals, oldest first, and the total at the last one.
+        var recordsOverTime: [Double] = []
+        var recordsSampled = 0
+        /// The job's id (what its state database files its conflicts under) and state database.
+        var id: String? = nil
+        var statePath: String? = nil
+        var twoWay = false
+        /// The newest lines of the job's dead-letter file, newest first, as of its last run.
+        var deadLetters: [JSON] = []
+        var deadLetterPath: String?
+        /// The job's unsettled two-way conflicts, newest first, as of its last run.
+        var conflicts: [StateStore.Conflict] = []
     }
+
+    /// What the service knows of a job before it runs.
+    struct Job {
+        var name: String
+        var schedule: String
+        var id: String? = nil
+        var statePath: String? = nil
+        var twoWay = false
+    }
+
+    /// Most dead letters and conflicts a job's entry keeps for the page.
+    static let problemsShown = 20
 
     /// One finished run on the status page's charts.
     struct RunPoint {
@@ -291,8 +328,8 @@ final class JobStatus: @unchecked Sendable {
     /// The k of "in sync k intervals ahead" in `/status` and `/metrics`.
     static let modelAhead = 10
 
-    init(jobs: [(name: String, schedule: String)], modelInterval: Double = 60) {
-        entries = jobs.map { Entry(name: $0.name, schedule: $0.schedule) }
+    init(jobs: [Job], modelInterval: Double = 60) {
+        entries = jobs.map { Entry(name: $0.name, schedule: $0.schedule, id: $0.id, statePath: $0.statePath, twoWay: $0.twoWay) }
         self.modelInterval = modelInterval
     }
 
@@ -345,6 +382,37 @@ final class JobStatus: @unchecked Sendable {
                                  lag: JobStatus.lag(entry, now: entry.lastEnded!), succeeded: entry.lastOutcome == "ok" || entry.lastOutcome == "stopped early")
             entry.history = Array((entry.history + [point]).suffix(JobStatus.historyLength))
         }
+        refreshProblems(name, deadLetterPath: report?.deadLetterPath)
+    }
+
+    /// Reads the newest dead letters (the end of the job's dead-letter file) and the unsettled
+    /// conflicts (its state database) into the job's entry; outside the lock, once per run.
+    func refreshProblems(_ name: String, deadLetterPath: String?) {
+        guard let entry = snapshot.first(where: { $0.name == name }) else { return }
+        let path = deadLetterPath ?? entry.deadLetterPath
+        let letters = path.map { Self.lastLines(of: $0, count: Self.problemsShown).compactMap { try? JSON.parse($0) } } ?? []
+        var conflicts = entry.conflicts
+        if entry.twoWay, let statePath = entry.statePath, let store = try? StateStore(path: statePath) {
+            conflicts = (try? store.conflicts(job: entry.id ?? name, limit: Self.problemsShown)) ?? conflicts
+        }
+        update(name) { entry in
+            entry.deadLetterPath = path
+            entry.deadLetters = letters.reversed()
+            entry.conflicts = conflicts
+        }
+    }
+
+    /// The last `count` lines of a file, reading at most its last 256 KiB (none when it is missing).
+    static func lastLines(of path: String, count: Int) -> [String] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        let start = size > 262_144 ? size - 262_144 : 0
+        try? handle.seek(toOffset: start)
+        let data = (try? handle.readToEnd()) ?? Data()
+        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        if start > 0, !lines.isEmpty { lines.removeFirst() }  // cut in the middle
+        return Array(lines.suffix(count))
     }
 
     /// Every job's entry as it is now.

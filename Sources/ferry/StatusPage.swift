@@ -1,5 +1,6 @@
 import FerryCore
 import FerryServer
+import FerrySync
 import Foundation
 
 /// `GET /` of `ferry run --status-port`: each job's figures, its last runs as inline-SVG charts
@@ -40,6 +41,10 @@ enum StatusPage {
         out += "<div class=\"charts\">"
             + chart(title: "records per run", values: entry.history.map { Double($0.records) }, bars: true)
             + chart(title: "lag after each run (s)", values: entry.history.map { $0.lag ?? 0 }, bars: false)
+            + SVGChart.render(title: "records per interval of \(SyncHealthModel.seconds(modelInterval))", values: entry.recordsOverTime, bars: true,
+                              empty: "no interval yet")
+            + SVGChart.render(title: "lag over time (s), every \(SyncHealthModel.seconds(modelInterval))", values: entry.lagOverTime, bars: false,
+                              empty: "no interval yet")
             + "</div>"
         if !entry.history.isEmpty {
             out += "<h3>Last runs</h3><table><tr><th>ended</th><th>records</th><th>outcome</th></tr>"
@@ -47,8 +52,39 @@ enum StatusPage {
                     "<tr><td>\(e(StateStoreTime.format($0.ended)))</td><td>\($0.records)</td><td\($0.succeeded ? "" : " class=\"bad\"")>\($0.succeeded ? "ok" : "failed")</td></tr>"
                 }.joined() + "</table>"
         }
+        out += problems(entry)
         out += health(entry.model, modelInterval: modelInterval)
         return out + "</section>"
+    }
+
+    /// The newest dead letters (records a target refused) and, for a two-way job, its unsettled
+    /// conflicts, as of the job's last run.
+    static func problems(_ entry: JobStatus.Entry) -> String {
+        let e = HTML.escape
+        var out = ""
+        if !entry.deadLetters.isEmpty {
+            out += "<h3>Dead letters</h3><p>The newest \(entry.deadLetters.count) of <code>\(e(entry.deadLetterPath ?? ""))</code>:</p>"
+                + "<table><tr><th>at</th><th>key</th><th>reason</th></tr>"
+                + entry.deadLetters.map { letter in
+                    "<tr><td>\(e(letter["at"]?.stringValue ?? ""))</td><td>\(e(letter["key"]?.stringValue ?? "–"))</td>"
+                        + "<td class=\"bad\">\(e(letter["reason"]?.stringValue ?? ""))</td></tr>"
+                }.joined() + "</table>"
+        }
+        if entry.twoWay {
+            out += "<h3>Conflicts</h3>"
+            if entry.conflicts.isEmpty {
+                out += "<p>No unsettled conflict.</p>"
+            } else {
+                out += "<p>Unsettled, newest first (decide with <code>ferry conflicts resolve</code>):</p>"
+                    + "<table><tr><th>id</th><th>key</th><th>status</th><th>found</th><th>side a</th><th>side b</th></tr>"
+                    + entry.conflicts.map { c in
+                        let side = { (json: JSON?) in json.map { String($0.serialized().prefix(120)) } ?? "deleted" }
+                        return "<tr><td>\(c.id)</td><td>\(e(c.key))</td><td>\(e(c.status))</td><td>\(e(c.detectedAt))</td>"
+                            + "<td><code>\(e(side(c.a)))</code></td><td><code>\(e(side(c.b)))</code></td></tr>"
+                    }.joined() + "</table>"
+            }
+        }
+        return out
     }
 
     static func health(_ model: Result<SyncHealthModel, SyncHealthModel.NotEnoughData>?, modelInterval: Double) -> String {
@@ -66,28 +102,7 @@ enum StatusPage {
 
     /// A chart of the last runs: bars or a line, scaled to the largest value.
     static func chart(title: String, values: [Double], bars: Bool) -> String {
-        let width = 360.0, height = 120.0, top = 16.0
-        guard !values.isEmpty else {
-            return "<svg role=\"img\" width=\"360\" height=\"40\"><text x=\"0\" y=\"14\">\(HTML.escape(title)): no run yet</text></svg>"
-        }
-        let most = max(values.max()!, 1)
-        let step = width / Double(max(values.count, 2) - (bars ? 0 : 1))
-        func y(_ v: Double) -> Double { top + (height - top) * (1 - v / most) }
-        var shapes = ""
-        if bars {
-            for (i, v) in values.enumerated() {
-                shapes += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#3b73b9\"/>",
-                                 Double(i) * step, y(v), max(step - 1, 1), height - y(v))
-            }
-        } else {
-            let points = values.enumerated().map { String(format: "%.1f,%.1f", Double($0.offset) * step, y($0.element)) }.joined(separator: " ")
-            shapes = "<polyline points=\"\(points)\" fill=\"none\" stroke=\"#b9563b\" stroke-width=\"2\"/>"
-        }
-        return """
-            <svg role="img" aria-label="\(HTML.escape(title))" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))">\
-            <text x="0" y="11">\(HTML.escape(title)) (max \(HTML.escape(String(format: "%g", (most * 100).rounded() / 100))))</text>\
-            <line x1="0" y1="\(height)" x2="\(width)" y2="\(height)" stroke="#999"/>\(shapes)</svg>
-            """
+        SVGChart.render(title: title, values: values, bars: bars, empty: "no run yet")
     }
 
     /// The chain as a state diagram: four states at the corners, an arrow for each transition

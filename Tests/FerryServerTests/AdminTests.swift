@@ -31,9 +31,30 @@ import Testing
         return String(page[range].dropFirst(#"name="csrf" value=""#.count).dropLast())
     }
 
+    /// The sign-in form's cookie and token (what `GET /admin` gives a browser that is not signed in).
+    static func signInForm(_ client: some TestClientProtocol) async throws -> (cookie: String, token: String) {
+        try await client.execute(uri: "/admin", method: .get) { response in
+            let cookie = String((response.headers[.setCookie] ?? "").split(separator: ";")[0])
+            let page = Self.text(response)
+            let token = try #require(page.range(of: #"name="signin" value="([0-9a-f]{64})""#, options: .regularExpression)
+                .map { String(page[$0].dropFirst(#"name="signin" value=""#.count).dropLast()) })
+            #expect(cookie == "\(AdminPages.signInCookieName)=\(token)")
+            return (cookie, token)
+        }
+    }
+
+    /// Posts the sign-in form as a browser that opened it.
+    static func postSignIn<T: Sendable>(_ client: some TestClientProtocol, user: String, password: String,
+                                        _ check: @escaping @Sendable (TestResponse) throws -> T) async throws -> T {
+        let form = try await signInForm(client)
+        var headers = formType
+        headers[.cookie] = form.cookie
+        return try await client.execute(uri: "/admin/signin", method: .post, headers: headers,
+                                        body: Self.form([("signin", form.token), ("user", user), ("password", password)]), testCallback: check)
+    }
+
     func signIn(_ client: some TestClientProtocol, user: String = "alice", password: String = "secret") async throws -> Browser {
-        let cookie = try await client.execute(uri: "/admin/signin", method: .post, headers: Self.formType,
-                                              body: Self.form([("user", user), ("password", password)])) { response in
+        let cookie = try await Self.postSignIn(client, user: user, password: password) { response in
             #expect(response.status == .seeOther)
             let setCookie = response.headers[.setCookie] ?? ""
             return String(setCookie.split(separator: ";")[0])
@@ -64,8 +85,7 @@ import Testing
                 #expect(response.headers[HTTPField.Name("Content-Security-Policy")!]?.contains("unsafe-inline") == false)
                 #expect(response.headers[.contentType] == "text/html; charset=utf-8")
             }
-            try await client.execute(uri: "/admin/signin", method: .post, headers: Self.formType,
-                                     body: Self.form([("user", "alice"), ("password", "secret")])) { response in
+            try await Self.postSignIn(client, user: "alice", password: "secret") { response in
                 #expect(response.status == .seeOther)
                 let cookie = response.headers[.setCookie] ?? ""
                 #expect(cookie.hasPrefix("ferry_admin=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/admin"))
@@ -75,7 +95,10 @@ import Testing
             #expect(status == .ok && page.contains("Buckets") && page.contains("Sign out"))
             // The server's own figures, from its metrics.
             let (serverStatus, serverPage) = try await get(client, "/admin/server", browser)
-            #expect(serverStatus == .ok && serverPage.contains("ferry_http_requests_total"), "\(serverPage)")
+            #expect(serverStatus == .ok && serverPage.contains("requests answered") && serverPage.contains("<svg role=\"img\""), "\(serverPage)")
+            #expect(serverPage.contains("data-source=\"/admin/server/figures\"") && serverPage.contains("/admin/static/figures.js"))
+            let (fragmentStatus, fragment) = try await get(client, "/admin/server/figures", browser)
+            #expect(fragmentStatus == .ok && fragment.contains("requests per second") && !fragment.contains("<html"))
             // The password is never on a page.
             #expect(!page.contains("secret") && !page.contains(TestServer.basic("alice")))
             // Signing out ends the session.
@@ -91,10 +114,9 @@ import Testing
         try await server.request("PUT", "/accounts/ada", json: ["data": ["password": "long enough password"]], user: nil)
         try await server.application.test(.router) { client in
             for (user, password) in [("ada", "wrong password"), ("nobody", "long enough password"), ("", "x"), ("a:b", "x")] {
-                try await client.execute(uri: "/admin/signin", method: .post, headers: Self.formType,
-                                         body: Self.form([("user", user), ("password", password)])) { response in
+                try await Self.postSignIn(client, user: user, password: password) { response in
                     #expect(response.status == .unauthorized || response.status == .badRequest, "\(user)")
-                    #expect(response.headers[.setCookie] == nil)
+                    #expect(!(response.headers[.setCookie] ?? "").hasPrefix(AdminPages.cookieName + "="), "no session")
                 }
             }
             let browser = try await signIn(client, user: "ada", password: "long enough password")
@@ -311,6 +333,39 @@ import Testing
             }
         }
         #expect(try await server.dump() == before)
+    }
+
+    @Test func figuresAreRatesBetweenSamplesOfTheMetrics() {
+        let first = """
+            # TYPE ferry_http_requests_total counter
+            ferry_http_requests_total{route="records",method="GET",status="200"} 10
+            ferry_http_requests_total{route="records",method="PUT",status="201"} 5
+            ferry_http_request_duration_seconds_sum{route="records"} 0.5
+            ferry_http_request_duration_seconds_count{route="records"} 15
+            ferry_streams_open 2
+            ferry_records_written_total 5
+            """
+        let second = """
+            ferry_http_requests_total{route="records",method="GET",status="200"} 40
+            ferry_http_requests_total{route="records",method="PUT",status="201"} 15
+            ferry_http_request_duration_seconds_sum{route="records"} 1.5
+            ferry_http_request_duration_seconds_count{route="records"} 55
+            ferry_streams_open 3
+            ferry_records_written_total 15
+            ferry_storage_errors_total 1
+            """
+        let a = AdminFigures.Sample(at: 100, exposition: first), b = AdminFigures.Sample(at: 110, exposition: second)
+        #expect(a.requests == 15 && b.requests == 55 && b.storageErrors == 1 && a.openStreams == 2)
+        let series = AdminFigures.Series([a, b])
+        #expect(series.requestsPerSecond == [4])  // 40 more in 10 s
+        #expect(series.latencyMilliseconds == [25])  // 1 s over 40 requests
+        #expect(series.openStreams == [3] && series.writesPerSecond == [1])
+        #expect(AdminFigures.Series([a]).requestsPerSecond.isEmpty)
+
+        // At most one sample an interval, the oldest dropped past the capacity.
+        let figures = AdminFigures(interval: 5, capacity: 3)
+        for t in [0.0, 1, 4.9, 5, 10, 15, 16] { figures.offer(now: t) { first } }
+        #expect(figures.all.map(\.at) == [5, 10, 15])
     }
 
     @Test func escapeCoversEveryCharacterThatEndsTextOrAnAttribute() {

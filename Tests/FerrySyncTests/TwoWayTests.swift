@@ -668,24 +668,7 @@ enum TwoWayOracle {
     }
 
     @Test func ferryRunShowsConflictsInStatusAndMetrics() async throws {
-        let dir = try TempDir()
-        let a = try SQLiteSide(dir.file("a.db"))
-        let b = try SQLiteSide(dir.file("b.db"))
-        try await a.put("r1", ["id": "r1", "name": "base"])
-        let sync = ["sync", a.url, b.url, "--two-way", "--job", "phone"]
-        await #expect(try Ferry.run(sync, in: dir.path).status == 0)
-        try await a.put("r1", ["id": "r1", "name": "a"])
-        try await b.put("r1", ["id": "r1", "name": "b"])
-        try """
-            jobs:
-              phone:
-                source: \(a.url)
-                target: \(b.url)
-                mode: two-way
-                on_conflict: a-wins
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
-        let running = LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir)
+        let (dir, b, running) = try await conflictingRun(job: "phone", policy: "a-wins", a: "a", b: "b")
         let port = try running.port("status at")
         // The rows land before the run is counted: wait for the status to show a finished run.
         var status: JSON?
@@ -704,6 +687,50 @@ enum TwoWayOracle {
         #expect(metrics.contains(#"ferry_job_conflicts_total{job="phone",outcome="a_won"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"ferry_job_conflicts_total{job="phone",outcome="manual"} 0"#), "\(metrics)")
         #expect(running.terminate() == 0, "\(running.stderr)")
+        withExtendedLifetime(dir) {}  // the folder the run works in lives until it ended
+    }
+}
+
+extension TwoWayTests {
+    /// Two SQLite sides synced once as `job`, then `r1` changed on both (its name to `a` and `b`),
+    /// and `ferry run` of that job every second with `on_conflict: policy` and a status port.
+    func conflictingRun(job: String, policy: String, a nameA: String, b nameB: String) async throws -> (TempDir, SQLiteSide, LongRunning) {
+        let dir = try TempDir()
+        let a = try SQLiteSide(dir.file("a.db"))
+        let b = try SQLiteSide(dir.file("b.db"))
+        try await a.put("r1", ["id": "r1", "name": "base"])
+        let sync = ["sync", a.url, b.url, "--two-way", "--job", job]
+        await #expect(try Ferry.run(sync, in: dir.path).status == 0)
+        try await a.put("r1", ["id": "r1", "name": .string(nameA)])
+        try await b.put("r1", ["id": "r1", "name": .string(nameB)])
+        try """
+            jobs:
+              \(job):
+                source: \(a.url)
+                target: \(b.url)
+                mode: two-way
+                on_conflict: \(policy)
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        return (dir, b, LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir))
+    }
+
+    /// `ferry run`'s page lists a two-way job's unsettled conflicts (escaped), read after its run.
+    @Test func ferryRunsPageListsOpenConflicts() async throws {
+        let (dir, _, running) = try await conflictingRun(job: "desk", policy: "manual", a: "<b>from a</b>", b: "from b")
+        let port = try running.port("status at")
+        var page = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            page = try await getText("http://127.0.0.1:\(port)/")
+            if page.contains("<h3>Conflicts</h3>") && page.contains("r1") { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(page.contains("<h3>Conflicts</h3>") && page.contains("<td>r1</td><td>open</td>"), "\(page)")
+        #expect(page.contains("&lt;b&gt;from a&lt;/b&gt;") && !page.contains("<b>from a"), "escaped")
+        #expect(page.contains("from b") && page.contains("ferry conflicts resolve"))
+        #expect(running.terminate() == 0, "\(running.stderr)")
+        withExtendedLifetime(dir) {}
     }
 }
 

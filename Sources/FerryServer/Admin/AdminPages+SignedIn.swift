@@ -25,7 +25,7 @@ extension AdminPages {
         }
 
         func page(_ title: String, trail: [(String, String)], status: Int = 200, scripts: [String] = [], _ body: String) -> APIResponse {
-            AdminPages.html(status: status, HTML.page(title: title, user: session.user, principal: session.principal, csrf: session.csrf, trail: trail, scripts: scripts, body: body))
+            AdminPages.html(status: status, HTML.page(title: title, user: session.user, principal: session.principal, csrf: session.csrf, accounts: accountsEnabled, trail: trail, scripts: scripts, body: body))
         }
 
         func errorPage(status: Int, title: String, message: String, trail: [(String, String)] = []) -> APIResponse {
@@ -54,18 +54,28 @@ extension AdminPages {
             switch segments.count {
             case 0 where method == .get: return await bucketsPage(error: nil)
             case 1 where segments[0] == "buckets" && method == .post: return await createBucket()
+            case _ where segments.first == "accounts": return await accounts(segments: segments)
             default: break
             }
             guard segments.count >= 2, segments[0] == "buckets" else { return errorPage(status: 404, title: "Not found", message: "No page at /admin\(request.path).") }
             let ids = stride(from: 1, to: segments.count, by: 2).map { segments[$0] }
             if let bad = ids.first(where: { !ObjectID.isValid($0) }) {
-                return errorPage(status: 400, title: "Bad id", message: "\"\(bad)\" is not an id: ids are letters, digits, _ and -, starting with a letter or digit. Nothing was changed.")
+                return errorPage(status: 400, title: "Bad id", message: Self.notAnID(bad, "Nothing was changed."))
             }
             let kinds = stride(from: 2, to: segments.count, by: 2).map { segments[$0] }
             switch (kinds, method) {
             case ([], .get): return await bucketPage(ids[0], error: nil)
-            case (["permissions"], .post), (["collections", "permissions"], .post), (["collections", "records", "permissions"], .post):
-                return await savePermissions(ids: ids)
+            case (["permissions"], .post), (["collections", "permissions"], .post), (["collections", "records", "permissions"], .post),
+                 (["groups", "permissions"], .post):
+                return await savePermissions(path: segments.dropLast())
+            case (["groups"], .post) where segments.count == 3: return await createGroup(ids[0])
+            case (["groups"], .get) where segments.count == 4: return await groupPage(ids[0], ids[1])
+            case (["groups"], .post) where segments.count == 4: return await saveGroup(ids[0], ids[1])
+            case (["groups", "delete"], .post) where segments.count == 5: return await deleteGroup(ids[0], ids[1])
+            case (["collections", "schema"], .post) where segments.count == 5: return await saveSchema(ids[0], ids[1])
+            case (["collections", "webhooks"], .post) where segments.count == 5: return await saveWebhook(ids[0], ids[1])
+            case (["collections", "webhooks"], .get) where segments.count == 6: return await webhookPage(ids[0], ids[1], ids[2])
+            case (["collections", "webhooks", "delete"], .post) where segments.count == 7: return await deleteWebhook(ids[0], ids[1], ids[2])
             case (["collections"], .post) where segments.count == 3: return await createCollection(ids[0])
             case (["collections"], .get) where segments.count == 4: return await collectionPage(ids[0], ids[1], error: nil)
             case (["collections", "records"], .post) where segments.count == 5: return await createRecord(ids[0], ids[1])
@@ -103,6 +113,7 @@ extension AdminPages {
             let body = (error.map { "<p class=\"error\">\(HTML.escape($0))</p>" } ?? "")
                 + table(["collection"], rows, empty: "No collection you may read.")
                 + createForm(action: "/admin/buckets/\(bucket)/collections", what: "collection")
+                + (await groupsSection(bucket))
                 + permissions(object.jsonBody?["permissions"], action: "/admin/buckets/\(bucket)/permissions")
             return page("Bucket \(bucket)", trail: trail, status: error == nil ? 200 : 400, body)
         }
@@ -110,7 +121,9 @@ extension AdminPages {
         /// A collection's records, with the API's own filters, sort and paging: the page's query
         /// goes to the API as it is (`status=done&_sort=-last_modified&_limit=20`), so a bad one
         /// gets the API's error message.
-        func collectionPage(_ bucket: String, _ collection: String, error: String?, draft: (id: String, data: String)? = nil) async -> APIResponse {
+        func collectionPage(_ bucket: String, _ collection: String, error: String?, draft: (id: String, data: String)? = nil,
+                            schemaError: String? = nil, schemaDraft: (schema: String, unique: String)? = nil,
+                            webhookError: String? = nil, webhookDraft: [String: String] = [:]) async -> APIResponse {
             let base = "/admin/buckets/\(bucket)/collections/\(collection)"
             let trail = [("buckets", "/admin"), (bucket, "/admin/buckets/\(bucket)"), (collection, "")]
             let object = await call(.get, "/buckets/\(bucket)/collections/\(collection)")
@@ -161,8 +174,10 @@ extension AdminPages {
                 <button>Create</button></fieldset></form>
                 <p><a href="\(HTML.escape(base))/live">Live changes</a></p>
                 """
-            body += schema(object.jsonBody?["data"]) + permissions(object.jsonBody?["permissions"], action: base + "/permissions")
-            let status = error != nil ? 400 : (list.status == 200 ? 200 : list.status)
+            body += schemaSection(bucket, collection, data: object.jsonBody?["data"], error: schemaError, draft: schemaDraft)
+                + (await webhooksSection(bucket, collection, error: webhookError, draft: webhookDraft))
+                + permissions(object.jsonBody?["permissions"], action: base + "/permissions")
+            let status = error != nil || schemaError != nil || webhookError != nil ? 400 : (list.status == 200 ? 200 : list.status)
             return page("Collection \(collection)", trail: trail, status: status, body)
         }
 
@@ -224,7 +239,7 @@ extension AdminPages {
             let id = (form["id"] ?? "").trimmingCharacters(in: .whitespaces)
             let text = form["data"] ?? ""
             if !id.isEmpty && !ObjectID.isValid(id) {
-                return await collectionPage(bucket, collection, error: "\"\(id)\" is not an id: ids are letters, digits, _ and -, starting with a letter or digit. Nothing was created.", draft: (id, text))
+                return await collectionPage(bucket, collection, error: Self.notAnID(id), draft: (id, text))
             }
             let data: JSON
             switch Self.parseObject(text) {
@@ -271,7 +286,7 @@ extension AdminPages {
         func createBucket() async -> APIResponse {
             let id = (form["id"] ?? "").trimmingCharacters(in: .whitespaces)
             guard ObjectID.isValid(id) else {
-                return await bucketsPage(error: "\"\(id)\" is not an id: ids are letters, digits, _ and -, starting with a letter or digit. Nothing was created.")
+                return await bucketsPage(error: Self.notAnID(id))
             }
             let answer = await call(.put, "/buckets/\(id)", body: ["data": [:]], headers: ["if-none-match": "*"])
             if answer.status == 412 { return await bucketsPage(error: "A bucket \(id) exists already. Nothing was created.") }
@@ -282,7 +297,7 @@ extension AdminPages {
         func createCollection(_ bucket: String) async -> APIResponse {
             let id = (form["id"] ?? "").trimmingCharacters(in: .whitespaces)
             guard ObjectID.isValid(id) else {
-                return await bucketPage(bucket, error: "\"\(id)\" is not an id: ids are letters, digits, _ and -, starting with a letter or digit. Nothing was created.")
+                return await bucketPage(bucket, error: Self.notAnID(id))
             }
             let answer = await call(.put, "/buckets/\(bucket)/collections/\(id)", body: ["data": [:]], headers: ["if-none-match": "*"])
             if answer.status == 412 { return await bucketPage(bucket, error: "A collection \(id) exists already. Nothing was created.") }
@@ -302,12 +317,40 @@ extension AdminPages {
                 """)
         }
 
-        func serverPage(metrics: String) -> APIResponse {
-            let wanted = ["ferry_http_requests_total", "ferry_http_request_duration_seconds_count", "ferry_http_request_duration_seconds_sum",
-                          "ferry_streams_open", "ferry_stream_events_total", "ferry_records_written_total", "ferry_storage", "ferry_webhook"]
-            let lines = metrics.split(separator: "\n").filter { line in !line.hasPrefix("#") && wanted.contains { line.hasPrefix($0) } }
-            return page("Server", trail: [("buckets", "/admin"), ("server", "")],
-                        "<p>From this server's <a href=\"/metrics\">/metrics</a>:</p><pre>\(HTML.escape(lines.joined(separator: "\n")))</pre>")
+        /// The server's own figures: charts of the samples taken so far and the totals now. The
+        /// page's script replaces the figures with a fresh copy every 5 s; without it, reload.
+        func serverPage(figures: AdminFigures, metrics: String) -> APIResponse {
+            page("Server", trail: [("buckets", "/admin"), ("server", "")], scripts: ["/admin/static/figures.js"], """
+                <div id="figures" data-source="/admin/server/figures">\(Self.figures(figures, metrics: metrics))</div>
+                <p>The whole text: <a href="/metrics">/metrics</a>.</p>
+                """)
+        }
+
+        /// The figures alone (what the page's script fetches).
+        func figuresFragment(figures: AdminFigures, metrics: String) -> APIResponse {
+            AdminPages.html(Self.figures(figures, metrics: metrics))
+        }
+
+        static func figures(_ figures: AdminFigures, metrics: String) -> String {
+            let samples = figures.all
+            let series = AdminFigures.Series(samples)
+            let now = AdminFigures.Sample(at: 0, exposition: metrics)
+            let span = (samples.last?.at ?? 0) - (samples.first?.at ?? 0)
+            let totals: [(String, String)] = [
+                ("requests answered", String(format: "%.0f", now.requests)),
+                ("mean latency", now.latencyCount > 0 ? String(format: "%.1f ms", now.latencySum / now.latencyCount * 1000) : "–"),
+                ("event streams open", String(format: "%.0f", now.openStreams)),
+                ("objects written", String(format: "%.0f", now.recordsWritten)),
+                ("storage errors", String(format: "%.0f", now.storageErrors)),
+            ]
+            let empty = "needs two samples (one every \(Int(figures.interval)) s while the server serves requests)"
+            return "<table class=\"figures\">" + totals.map { "<tr><th>\(HTML.escape($0.0))</th><td>\(HTML.escape($0.1))</td></tr>" }.joined() + "</table>"
+                + "<p>\(samples.count) samples over the last \(Int(span)) s, at most one every \(Int(figures.interval)) s.</p><div class=\"charts\">"
+                + SVGChart.render(title: "requests per second", values: series.requestsPerSecond, bars: true, empty: empty)
+                + SVGChart.render(title: "mean latency (ms)", values: series.latencyMilliseconds, bars: false, empty: empty)
+                + SVGChart.render(title: "event streams open", values: series.openStreams, bars: false, empty: empty)
+                + SVGChart.render(title: "objects written per second (storage)", values: series.writesPerSecond, bars: true, empty: empty)
+                + "</div>"
         }
 
         // MARK: - Pieces
@@ -360,12 +403,13 @@ extension AdminPages {
                 """
         }
 
-        /// PATCHes the permissions of the bucket, collection or record named by `ids`.
-        func savePermissions(ids: [String]) async -> APIResponse {
-            let kinds = ["buckets", "collections", "records"]
-            let path = zip(kinds, ids).map { "/\($0.0)/\($0.1)" }.joined()
-            let trail = [("buckets", "/admin")] + zip(kinds, ids).enumerated().map { i, step in
-                (step.1, "/admin" + zip(kinds, ids).prefix(i + 1).map { "/\($0.0)/\($0.1)" }.joined())
+        /// PATCHes the permissions of the bucket, collection, group or record at `path` (its
+        /// segments below `/admin`, ids already checked: `buckets`, `main`, `groups`, `staff`).
+        func savePermissions(path segments: ArraySlice<String>) async -> APIResponse {
+            let pairs = stride(from: segments.startIndex, to: segments.endIndex - 1, by: 2).map { (segments[$0], segments[$0 + 1]) }
+            let path = pairs.map { "/\($0.0)/\($0.1)" }.joined()
+            let trail = [("buckets", "/admin")] + pairs.indices.map { i in
+                (pairs[i].1, "/admin" + pairs.prefix(i + 1).map { "/\($0.0)/\($0.1)" }.joined())
             }
             let text = form["permissions"] ?? ""
             let permissions: JSON
@@ -380,15 +424,6 @@ extension AdminPages {
             let answer = await call(.patch, path, body: ["permissions": .object(lists)])
             guard (200..<300).contains(answer.status) else { return apiError(answer, trail: trail) }
             return redirect("/admin" + path)
-        }
-
-        func schema(_ collection: JSON?) -> String {
-            var out = ""
-            if let schema = collection?["schema"] { out += "<h2>Schema</h2><pre>\(HTML.escape(HTML.pretty(schema)))</pre>" }
-            if let unique = collection?["unique_fields"]?.arrayValue {
-                out += "<p>Unique fields: \(HTML.escape(unique.compactMap(\.stringValue).joined(separator: ", ")))</p>"
-            }
-            return out
         }
 
         /// A record's own fields (without `id` and `last_modified`, which the server sets).

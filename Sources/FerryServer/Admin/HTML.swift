@@ -43,10 +43,11 @@ package enum HTML {
     /// - Parameters:
     ///   - trail: the breadcrumb, each (label, link); the last is the current page.
     ///   - body: HTML already escaped.
-    static func page(title: String, user: String?, principal: String? = nil, csrf: String?, trail: [(String, String)] = [], scripts: [String] = [], body: String) -> String {
+    static func page(title: String, user: String?, principal: String? = nil, csrf: String?, accounts: Bool = false, trail: [(String, String)] = [], scripts: [String] = [], body: String) -> String {
         var header = "<header><a class=\"brand\" href=\"/admin\">Ferry</a>"
         if let user, let csrf {
             header += "<span class=\"who\" title=\"\(escape(principal ?? user))\">\(escape(user))</span><a href=\"/admin/server\">server</a>"
+                + (accounts ? "<a href=\"/admin/accounts\">accounts</a>" : "")
                 + "<form method=\"post\" action=\"/admin/signout\" class=\"inline\">\(hidden("csrf", csrf))<button>Sign out</button></form>"
         }
         header += "</header>"
@@ -83,6 +84,10 @@ package enum HTML {
         .ok { background: #e6f6ea; border: 1px solid #94cfa2; padding: .6em .9em; }
         pre { background: #fff; border: 1px solid #e2e5ea; padding: .6em; overflow: auto; }
         button { cursor: pointer; } button.danger { color: #a11; }
+        textarea.short { min-height: 6em; }
+        .charts { display: flex; gap: 1em; flex-wrap: wrap; margin: 1em 0; } .charts svg { background: #fff; border: 1px solid #e2e5ea; }
+        svg text { font: 11px system-ui, sans-serif; } table.figures { width: auto; }
+        tr.bad td { color: #a11; }
         #live li { font-family: ui-monospace, monospace; }
         """
 }

@@ -57,6 +57,7 @@ public struct FerryResponder: HTTPResponder {
         var routeName = "unknown"
         var apiResponse: APIResponse
         let isAPI = path == "/v1" || path.hasPrefix("/v1/")
+        admin?.figures.offer { metrics.exposition() }
         let origin = cors.verdict(origin: request.headers[.origin])
         if request.method == .options {
             apiResponse = preflight(request, path: path)
@@ -321,7 +322,7 @@ public struct FerryResponder: HTTPResponder {
         return await admin.respond(AdminPages.Request(
             method: request.method, path: path == "/admin" ? "" : String(path.dropFirst("/admin".count)),
             query: APIRequest.parseQuery(Substring(request.uri.query ?? "")), headers: headers, body: body,
-            scheme: scheme, baseURL: "\(scheme)://\(host)/v1"))
+            scheme: scheme, baseURL: "\(scheme)://\(host)/v1", remoteAddress: context.remoteAddress))
     }
 
     func makeResponse(_ response: APIResponse, requestID: String, isHead: Bool) -> Response {

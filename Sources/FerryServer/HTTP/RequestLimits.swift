@@ -15,6 +15,15 @@ public final class RateLimiter: Sendable {
 
     /// Takes one request from `key`'s bucket: nil when allowed, else the seconds until one is.
     public func admit(_ key: String, now: Double? = nil) -> Int? {
+        take(key, now: now, taking: true)
+    }
+
+    /// The seconds until `key` has a request again (nil: it has one now), taking nothing.
+    public func wait(_ key: String, now: Double? = nil) -> Int? {
+        take(key, now: now, taking: false)
+    }
+
+    private func take(_ key: String, now: Double?, taking: Bool) -> Int? {
         let now = now ?? ProcessInfo.processInfo.systemUptime
         let rate = Double(requests) / seconds
         return buckets.withLockedValue { buckets in
@@ -27,7 +36,7 @@ public final class RateLimiter: Sendable {
             bucket.updated = now
             defer { buckets[key] = bucket }
             if bucket.tokens >= 1 {
-                bucket.tokens -= 1
+                if taking { bucket.tokens -= 1 }
                 return nil
             }
             return max(1, Int(((1 - bucket.tokens) / rate).rounded(.up)))
