@@ -429,11 +429,11 @@ enum TwoWayOracle {
         try await side.put("r1", ["name": "changed meanwhile"])
         let writer = try await endpoint.makeWriter(job: "t")
         let key = RecordKey(.string("r1"))!
-        writer.expect(key: key, exists: true, version: read)
+        writer.expect(key: key, exists: true, version: read, hash: nil)
         // A record that was absent when read but exists now: If-None-Match refuses it too.
         try await side.put("r2", ["name": "created meanwhile"])
         let key2 = RecordKey(.string("r2"))!
-        writer.expect(key: key2, exists: false, version: nil)
+        writer.expect(key: key2, exists: false, version: nil, hash: nil)
         let outcome = try await writer.apply([.upsert(Record(key: key, fields: ["id": "r1", "name": "from ferry"])),
                                               .upsert(Record(key: key2, fields: ["id": "r2", "name": "from ferry"]))], cursor: nil)
         #expect(Set(outcome.changedMeanwhile) == [key, key2] && outcome.rejected.isEmpty)
@@ -541,7 +541,7 @@ enum TwoWayOracle {
             (["sync", a.url, b.url, "--on-conflict", "a-wins"], "--on-conflict goes with --two-way"),
             (["sync", a.url, b.url, "--two-way", "--newest-field", "n"], "--newest-field goes with --on-conflict newest-wins"),
             (["sync", a.url, b.url, "--two-way", "--mode", "diff"], "--two-way is a mode of its own"),
-            (["sync", a.url, b.url, "--two-way", "--follow"], "--follow does not go with --two-way"),
+            (["sync", a.url, b.url, "--two-way", "--follow", "--dry-run"], "--follow does not go with --delete, --dry-run or --verify"),
             (["sync", a.url, b.url, "--two-way", "--rename", "name=label"], "a transform"),
             (["sync", a.url, "file:f.jsonl", "--two-way"], "is a file"),
             (["sync", a.url, a.url, "--two-way"], "the two sides are the same"),
