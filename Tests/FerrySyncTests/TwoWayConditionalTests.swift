@@ -90,3 +90,64 @@ import Testing
         #expect(try await b.all()["r1"]?["name"] == "a's edit")
     }
 }
+
+/// Two-way between a `ferry serve` collection and the JSON REST API of Fixtures/users_api.py
+/// (integer ids there, string ids on the server: keys compare as text). The API has no
+/// version to make a write conditional on, so its writes are not compare-and-set (documented).
+@Suite(.serialized) struct TwoWayRESTTests {
+    /// The API's users as the server holds them: string ids, no `updated_at` (the API's own), no nulls.
+    static func normalized(_ users: [Int64: JSON]) -> [String: [String: JSON]] {
+        var out: [String: [String: JSON]] = [:]
+        for (id, user) in users {
+            var fields = user.objectValue ?? [:]
+            fields.removeValue(forKey: "updated_at")
+            for (name, value) in fields where value == .null { fields.removeValue(forKey: name) }
+            fields["id"] = .string(String(id))
+            out[String(id)] = fields
+        }
+        return out
+    }
+
+    @Test func aServerAndARESTAPIExchangeChangesBothWays() async throws {
+        let dir = try TempDir()
+        let api = try UsersAPI(seed: 20)
+        let server = try Server()
+        let a = try await ServerSide(server)
+        var j = SyncJob(source: a.url, target: api.endpoint())
+        j.name = "api"
+        j.mode = .twoWay
+        j.onConflict = .aWins
+        j.sourceAuth = a.auth
+        j.statePath = dir.file("state/state.db")
+        // The API stamps updated_at itself, takes the key in the URL only, and pages by number.
+        j.targetREST = ["managed_fields": "updated_at", "send_key": "false", "pagination": "page", "items": "/data", "page_size": "7"]
+
+        let first = try await SyncEngine().run(j)
+        #expect(first.twoWay?.writtenToA == 20 && first.failed == 0, "\(first.json.serialized())")
+        #expect(try await a.all() == Self.normalized(try await api.users()))
+
+        // Each side changes and deletes records; both change 7 (a-wins: the server's).
+        try await a.put("3", ["username": "server-3", "age": 33])
+        try await a.delete("4")
+        #expect(try await api.request(.PATCH, "/users/5", ["age": 99]).0 == 200)
+        #expect(try await api.request(.DELETE, "/users/6").0 == 204)
+        #expect(try await api.request(.POST, "/users", ["id": 21, "username": "api-21", "age": 21]).0 == 201)
+        try await a.put("7", ["username": "server-7", "age": 7])
+        #expect(try await api.request(.PATCH, "/users/7", ["username": "api-7"]).0 == 200)
+
+        let second = try await SyncEngine().run(j)
+        let t = try #require(second.twoWay)
+        #expect(t.writtenToB == 2 && t.deletedInB == 1 && t.writtenToA == 2 && t.deletedInA == 1 && t.aWon == 1 && second.failed == 0,
+                "\(second.json.serialized())")
+        // The API's null address of user 21 is written as null on the server; the hash, like
+        // both reads, takes null for absent.
+        let sideA = try await a.all().mapValues { $0.filter { $0.value != .null } }
+        let sideB = Self.normalized(try await api.users())
+        #expect(sideA == sideB, "\(sideA) \(sideB)")
+        #expect(sideB["3"]?["username"] == "server-3" && sideB["7"]?["username"] == "server-7" && sideA["5"]?["age"] == 99)
+        #expect(sideA["4"] == nil && sideA["6"] == nil && sideA["21"]?["username"] == "api-21" && sideA.count == 19)
+
+        let third = try await SyncEngine().run(j)
+        #expect(TwoWayTests.quiet(third), "\(third.json.serialized())")
+    }
+}

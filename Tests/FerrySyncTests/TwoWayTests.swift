@@ -24,28 +24,35 @@ struct SQLiteSide: TwoWaySide {
     var url: String { "sqlite:\(path)#users" }
     var auth: String? { nil }
 
+    /// A connection that waits for a running Ferry's lock (a follower may be writing).
+    static func open(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        return try DatabaseQueue(path: path, configuration: configuration)
+    }
+
     init(_ path: String) throws {
         self.path = path
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         try queue.write { try $0.execute(sql: "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT, n INTEGER)") }
         try queue.close()
     }
 
     func put(_ id: String, _ fields: [String: JSON]) async throws {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         try await queue.write { try $0.execute(sql: "INSERT OR REPLACE INTO users (id, name, n) VALUES (?, ?, ?)",
                                           arguments: [id, fields["name"]?.stringValue, fields["n"]?.intValue]) }
     }
 
     func delete(_ id: String) async throws {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         try await queue.write { try $0.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id]) }
     }
 
     func all() async throws -> [String: [String: JSON]] {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         return try await queue.read { db in
             var out: [String: [String: JSON]] = [:]
