@@ -179,7 +179,7 @@ struct Sync: AsyncParsableCommand {
             // Written at once, not buffered: whoever reads a pipe sees each run as it ends.
             if json {
                 FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
-            } else if report.read > 0 || report.failed > 0 {
+            } else if FollowLine.shows(report) {
                 FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
             }
         }
@@ -220,11 +220,25 @@ struct Sync: AsyncParsableCommand {
 
 /// One line per run under `--follow`.
 enum FollowLine {
+    /// Whether a follow run is worth a line: it read something (one-way), or moved or met
+    /// something (two-way, whose table sides are read whole at each poll).
+    static func shows(_ report: SyncReport) -> Bool {
+        if let t = report.twoWay {
+            return t.writtenToA + t.deletedInA + t.writtenToB + t.deletedInB + t.conflicts + t.resolved + t.changedMeanwhile + report.failed > 0
+        }
+        return report.read > 0 || report.failed > 0
+    }
+
     static func render(_ report: SyncReport) -> String {
         var parts = ["read \(report.read)"]
         for (name, n) in [("created", report.created), ("updated", report.updated), ("written", report.written), ("deleted", report.deleted),
                           ("rejected", report.failed)] where n > 0 {
             parts.append("\(name) \(n)")
+        }
+        if let t = report.twoWay {
+            parts.append("to target \(t.writtenToB) written \(t.deletedInB) deleted, to source \(t.writtenToA) written \(t.deletedInA) deleted")
+            if t.conflicts > 0 { parts.append("conflicts \(t.conflicts) (source won \(t.aWon), target won \(t.bWon), manual \(t.manual))") }
+            if t.changedMeanwhile > 0 { parts.append("changed during the run \(t.changedMeanwhile)") }
         }
         let time = String(format: "%.1f ms", report.durationSeconds * 1000)
         return "\(StateStoreTime.format(Date()))  \(report.job): " + parts.joined(separator: ", ") + " in \(time)" + (report.cursorAfter.map { ", cursor \($0)" } ?? "")

@@ -109,20 +109,16 @@ import Testing
         let a = try SQLiteSide(dir.file("a.db"))
         let b = try SQLiteSide(dir.file("b.db"))
         try await a.put("r1", ["id": "r1", "name": "a", "n": 1])
-        try """
-            jobs:
-              phone:
-                source: \(a.url)
-                target: \(b.url)
-                mode: two-way
-                on_conflict: a-wins
-                schedule: follow 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        try TwoWayTests.writeJobsFile(dir, a, b, schedule: "follow 1s")
         let running = LongRunning(["run", "ferry.yml"], in: dir)
         #expect(try await ListenTests.eventually { try await b.all()["r1"]?["name"] == "a" }, "\(running.stderr)")
         try await b.put("r2", ["id": "r2", "name": "b", "n": 2])
         #expect(try await ListenTests.eventually { try await a.all()["r2"]?["name"] == "b" }, "\(running.stderr)")
+        // One line per run that moved something; the polls that found nothing print none.
+        #expect(await ListenTests.eventually { running.stdout.contains("to target 0 written 0 deleted, to source 1 written 0 deleted") }, "\(running.stdout)")
         #expect(running.terminate() == 0, "\(running.stderr)")
+        let lines = running.stdout.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].contains("to target 1 written 0 deleted, to source 0 written 0 deleted"), "\(running.stdout)")
         #expect(try await a.all() == b.all())
     }
 

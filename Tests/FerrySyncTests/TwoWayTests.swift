@@ -201,6 +201,19 @@ enum TwoWayOracle {
         return reports
     }
 
+    /// ferry.yml with one two-way job `phone` (a-wins) between the sides, on `schedule`.
+    static func writeJobsFile(_ dir: TempDir, _ a: any TwoWaySide, _ b: any TwoWaySide, schedule: String) throws {
+        try """
+            jobs:
+              phone:
+                source: \(a.url)
+                target: \(b.url)
+                mode: two-way
+                on_conflict: a-wins
+                schedule: \(schedule)
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+    }
+
     static func quiet(_ report: SyncReport) -> Bool {
         guard let t = report.twoWay else { return false }
         return t.writtenToA + t.writtenToB + t.deletedInA + t.deletedInB + t.conflicts == 0 && report.created + report.updated + report.deleted + report.written == 0
@@ -683,15 +696,7 @@ enum TwoWayOracle {
         await #expect(try Ferry.run(sync, in: dir.path).status == 0)
         try await a.put("r1", ["id": "r1", "name": "a"])
         try await b.put("r1", ["id": "r1", "name": "b"])
-        try """
-            jobs:
-              phone:
-                source: \(a.url)
-                target: \(b.url)
-                mode: two-way
-                on_conflict: a-wins
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        try Self.writeJobsFile(dir, a, b, schedule: "every 1s")
         let running = LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir)
         let port = try running.port("status at")
         // The rows land before the run is counted: wait for the status to show a finished run.
