@@ -10,13 +10,23 @@
 #     must at least do).
 # Prints a Markdown table: seconds, records read, what each line moved.
 #
-# Usage:  RECORDS=100000 bench/two_way.sh        # default RECORDS=100000
-#         FERRY_BIN=.build/debug/ferry RECORDS=20000 bench/two_way.sh
+# Checks, in the same run: the two-way run reads each side once (2 x RECORDS records) and
+# leaves the sides equal; else the script exits 1.
+#
+# Usage:  bench/two_way.sh [SCALE]           # records per side: 100000 (default), 20k, 1m, ...
+#         RECORDS=100000 bench/two_way.sh    # the same, from the environment
+#         FERRY_BIN=.build/debug/ferry bench/two_way.sh 20k
+#         bench/two_way.sh 1m                # the issue's 1,000,000-record line (release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RECORDS=${RECORDS:-100000}
-case $RECORDS in ''|*[!0-9]*) echo "RECORDS must be a whole number, not '$RECORDS'" >&2; exit 1 ;; esac
-[ "$RECORDS" -ge 1000 ] || { echo "RECORDS must be at least 1000" >&2; exit 1; }
+RECORDS=${1:-${RECORDS:-100000}}
+case $RECORDS in
+  *[kK]) RECORDS=${RECORDS%[kK]}000 ;;
+  *[mM]) RECORDS=${RECORDS%[mM]}000000 ;;
+esac
+case $RECORDS in ''|*[!0-9]*) echo "the scale must be a whole number of records (20000, 20k, 1m), not '${1:-$RECORDS}'" >&2; exit 1 ;; esac
+[ "$RECORDS" -ge 1000 ] || { echo "the scale must be at least 1000 records, not $RECORDS" >&2; exit 1; }
+[ "$RECORDS" -le 10000000 ] || { echo "the scale must be at most 10,000,000 records (10m), not $RECORDS" >&2; exit 1; }
 source bench/lib.sh
 command -v sqlite3 >/dev/null || { echo "sqlite3 is needed (apt-get install sqlite3)" >&2; exit 1; }
 find_ferry
@@ -82,3 +92,9 @@ echo "| --- | ---: | ---: | --- |"
 echo "| floor: sqlite3 reads both tables | $floor | $((2 * RECORDS)) | |"
 echo "| ferry sync --two-way (one run) | $two_s | $two_read | $two_moved; sides equal: $equal |"
 echo "| two one-way incremental runs | $one_s | $one_read | sides equal: $one_equal (deletes missed, no conflict policy, echoes) |"
+echo
+status=0
+[ "$equal" = True ] || { echo "FAIL: the two-way run left the sides different" >&2; status=1; }
+[ "$two_read" -eq $((2 * RECORDS)) ] || { echo "FAIL: the two-way run read $two_read records, not each side once ($((2 * RECORDS)))" >&2; status=1; }
+[ $status -eq 0 ] && echo "ok: the two-way run read each side once and left them equal"
+exit $status

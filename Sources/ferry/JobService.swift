@@ -244,7 +244,7 @@ final class JobService: @unchecked Sendable {
             if report.failed > 0 { rejected.set() }
             if json {
                 FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
-            } else if report.read > 0 || report.failed > 0 {
+            } else if FollowLine.shows(report) {
                 FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
             }
         }

@@ -44,9 +44,9 @@ struct Sync: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Run again at this interval (30s, 5m, 2h), in one long-lived process.", valueName: "INTERVAL")) var every: String?
     @Option(name: .long, help: ArgumentHelp("Run at the times of a cron expression (\"*/5 * * * *\"), in one long-lived process.", valueName: "EXPRESSION")) var cron: String?
     @Option(name: .long, help: ArgumentHelp("With --every or --cron: stop after this many runs.", valueName: "N")) var maxRuns: Int?
-    @Flag(name: .long, help: "After catching up, keep the target in sync in real time (a Ferry server's event stream, its long-poll, else polling) until SIGTERM.") var follow = false
+    @Flag(name: .long, help: "After catching up, keep the target in sync in real time (a Ferry server's event stream, its long-poll, else polling) until SIGTERM; with --two-way, both sides.") var follow = false
     @Option(name: .long, help: ArgumentHelp("With --follow: how to learn of changes: auto (default), stream, long-poll or poll.", valueName: "WAY")) var followVia: String?
-    @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source has no event stream (default: 5s).", valueName: "INTERVAL")) var pollInterval: String?
+    @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source (with --two-way: either side) has no event stream (default: 5s).", valueName: "INTERVAL")) var pollInterval: String?
     @OptionGroup var records: RecordOptions
 
     /// The mode, `--two-way` included.
@@ -63,14 +63,15 @@ struct Sync: AsyncParsableCommand {
             guard onConflict == "newest-wins" else { throw ValidationError("--newest-field goes with --on-conflict newest-wins") }
             guard !newestField.isEmpty else { throw ValidationError("--newest-field cannot be empty") }
         }
-        if syncMode == .twoWay && follow { throw ValidationError("--follow does not go with --two-way yet; run it on a schedule with --every or --cron") }
         if delete && mode != "full" { throw ValidationError("--delete goes with --mode full (incremental and diff runs already apply deletes)") }
         if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
         if every != nil && cron != nil { throw ValidationError("--every and --cron cannot go together") }
         if follow {
             if every != nil || cron != nil { throw ValidationError("--follow runs as changes come; it does not go with --every or --cron") }
-            if mode != "incremental" && mode != "full" { throw ValidationError("--follow applies changes incrementally; --mode \(mode) does not go with it") }
+            if mode != "incremental" && mode != "full" && mode != "two-way" {
+                throw ValidationError("--follow applies changes incrementally (or both ways with --two-way); --mode \(mode) does not go with it")
+            }
             if delete || dryRun || verify { throw ValidationError("--follow does not go with --delete, --dry-run or --verify") }
         }
         if pollInterval != nil && !follow { throw ValidationError("--poll-interval goes with --follow") }
@@ -178,7 +179,7 @@ struct Sync: AsyncParsableCommand {
             // Written at once, not buffered: whoever reads a pipe sees each run as it ends.
             if json {
                 FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
-            } else if report.read > 0 || report.failed > 0 {
+            } else if FollowLine.shows(report) {
                 FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
             }
         }
@@ -219,11 +220,25 @@ struct Sync: AsyncParsableCommand {
 
 /// One line per run under `--follow`.
 enum FollowLine {
+    /// Whether a follow run is worth a line: it read something (one-way), or moved or met
+    /// something (two-way, whose table sides are read whole at each poll).
+    static func shows(_ report: SyncReport) -> Bool {
+        if let t = report.twoWay {
+            return t.writtenToA + t.deletedInA + t.writtenToB + t.deletedInB + t.conflicts + t.resolved + t.changedMeanwhile + report.failed > 0
+        }
+        return report.read > 0 || report.failed > 0
+    }
+
     static func render(_ report: SyncReport) -> String {
         var parts = ["read \(report.read)"]
         for (name, n) in [("created", report.created), ("updated", report.updated), ("written", report.written), ("deleted", report.deleted),
                           ("rejected", report.failed)] where n > 0 {
             parts.append("\(name) \(n)")
+        }
+        if let t = report.twoWay {
+            parts.append("to target \(t.writtenToB) written \(t.deletedInB) deleted, to source \(t.writtenToA) written \(t.deletedInA) deleted")
+            if t.conflicts > 0 { parts.append("conflicts \(t.conflicts) (source won \(t.aWon), target won \(t.bWon), manual \(t.manual))") }
+            if t.changedMeanwhile > 0 { parts.append("changed during the run \(t.changedMeanwhile)") }
         }
         let time = String(format: "%.1f ms", report.durationSeconds * 1000)
         return "\(StateStoreTime.format(Date()))  \(report.job): " + parts.joined(separator: ", ") + " in \(time)" + (report.cursorAfter.map { ", cursor \($0)" } ?? "")

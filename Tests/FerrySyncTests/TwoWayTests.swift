@@ -24,28 +24,35 @@ struct SQLiteSide: TwoWaySide {
     var url: String { "sqlite:\(path)#users" }
     var auth: String? { nil }
 
+    /// A connection that waits for a running Ferry's lock (a follower may be writing).
+    static func open(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        return try DatabaseQueue(path: path, configuration: configuration)
+    }
+
     init(_ path: String) throws {
         self.path = path
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         try queue.write { try $0.execute(sql: "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, name TEXT, n INTEGER)") }
         try queue.close()
     }
 
     func put(_ id: String, _ fields: [String: JSON]) async throws {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         try await queue.write { try $0.execute(sql: "INSERT OR REPLACE INTO users (id, name, n) VALUES (?, ?, ?)",
                                           arguments: [id, fields["name"]?.stringValue, fields["n"]?.intValue]) }
     }
 
     func delete(_ id: String) async throws {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         try await queue.write { try $0.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id]) }
     }
 
     func all() async throws -> [String: [String: JSON]] {
-        let queue = try DatabaseQueue(path: path)
+        let queue = try Self.open(path)
         defer { try? queue.close() }
         return try await queue.read { db in
             var out: [String: [String: JSON]] = [:]
@@ -192,6 +199,20 @@ enum TwoWayOracle {
         }
         Issue.record("two-way runs did not become quiet: \(reports.map { $0.twoWay!.json.serialized() })")
         return reports
+    }
+
+    /// ferry.yml with one two-way job `phone` (a-wins) between the sides, on `schedule`.
+    static func writeJobsFile(_ dir: TempDir, _ a: any TwoWaySide, _ b: any TwoWaySide, schedule: String,
+                              job: String = "phone", policy: String = "a-wins") throws {
+        try """
+            jobs:
+              \(job):
+                source: \(a.url)
+                target: \(b.url)
+                mode: two-way
+                on_conflict: \(policy)
+                schedule: \(schedule)
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
     }
 
     static func quiet(_ report: SyncReport) -> Bool {
@@ -429,11 +450,11 @@ enum TwoWayOracle {
         try await side.put("r1", ["name": "changed meanwhile"])
         let writer = try await endpoint.makeWriter(job: "t")
         let key = RecordKey(.string("r1"))!
-        writer.expect(key: key, exists: true, version: read)
+        writer.expect(key: key, exists: true, version: read, hash: nil)
         // A record that was absent when read but exists now: If-None-Match refuses it too.
         try await side.put("r2", ["name": "created meanwhile"])
         let key2 = RecordKey(.string("r2"))!
-        writer.expect(key: key2, exists: false, version: nil)
+        writer.expect(key: key2, exists: false, version: nil, hash: nil)
         let outcome = try await writer.apply([.upsert(Record(key: key, fields: ["id": "r1", "name": "from ferry"])),
                                               .upsert(Record(key: key2, fields: ["id": "r2", "name": "from ferry"]))], cursor: nil)
         #expect(Set(outcome.changedMeanwhile) == [key, key2] && outcome.rejected.isEmpty)
@@ -541,7 +562,7 @@ enum TwoWayOracle {
             (["sync", a.url, b.url, "--on-conflict", "a-wins"], "--on-conflict goes with --two-way"),
             (["sync", a.url, b.url, "--two-way", "--newest-field", "n"], "--newest-field goes with --on-conflict newest-wins"),
             (["sync", a.url, b.url, "--two-way", "--mode", "diff"], "--two-way is a mode of its own"),
-            (["sync", a.url, b.url, "--two-way", "--follow"], "--follow does not go with --two-way"),
+            (["sync", a.url, b.url, "--two-way", "--follow", "--dry-run"], "--follow does not go with --delete, --dry-run or --verify"),
             (["sync", a.url, b.url, "--two-way", "--rename", "name=label"], "a transform"),
             (["sync", a.url, "file:f.jsonl", "--two-way"], "is a file"),
             (["sync", a.url, a.url, "--two-way"], "the two sides are the same"),
@@ -703,15 +724,7 @@ extension TwoWayTests {
         await #expect(try Ferry.run(sync, in: dir.path).status == 0)
         try await a.put("r1", ["id": "r1", "name": .string(nameA)])
         try await b.put("r1", ["id": "r1", "name": .string(nameB)])
-        try """
-            jobs:
-              \(job):
-                source: \(a.url)
-                target: \(b.url)
-                mode: two-way
-                on_conflict: \(policy)
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        try Self.writeJobsFile(dir, a, b, schedule: "every 1s", job: job, policy: policy)
         return (dir, b, LongRunning(["run", "ferry.yml", "--status-port", "0"], in: dir))
     }
 

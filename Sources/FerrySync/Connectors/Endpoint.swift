@@ -68,15 +68,23 @@ public protocol TargetWriter: AnyObject {
     func note(key: RecordKey, exists: Bool)
 
     /// What a two-way run read of `key` before the batch that changes it: a target that can
-    /// write conditionally (a server's `If-Match`) refuses the change if the record is no
-    /// longer so, and says so in ``ApplyOutcome/changedMeanwhile``.
-    /// - Parameter version: the version read; nil with `exists` false: the record must still be absent.
-    func expect(key: RecordKey, exists: Bool, version: Int64?)
+    /// write conditionally refuses the change if the record is no longer so, and says so in
+    /// ``ApplyOutcome/changedMeanwhile``. A server checks the version (`If-Match`); a table
+    /// checks the row's hash, read again in the transaction of the write (compare-and-set).
+    /// - Parameters:
+    ///   - version: the version read; nil with `exists` false: the record must still be absent.
+    ///   - hash: the record's ``RecordHash`` as read (nil when absent).
+    func expect(key: RecordKey, exists: Bool, version: Int64?, hash: String?)
+
+    /// How a two-way run hashes a record, for a target that checks ``expect(key:exists:version:hash:)``
+    /// by content.
+    func hashRecords(with hash: @escaping ([String: JSON]) -> String?)
 }
 
 extension TargetWriter {
     public func note(key: RecordKey, exists: Bool) {}
-    public func expect(key: RecordKey, exists: Bool, version: Int64?) {}
+    public func expect(key: RecordKey, exists: Bool, version: Int64?, hash: String?) {}
+    public func hashRecords(with hash: @escaping ([String: JSON]) -> String?) {}
     public func resetCheckpoint() async throws {}
 }
 

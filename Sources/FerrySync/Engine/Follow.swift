@@ -12,6 +12,10 @@ import NIOHTTP1
 /// loop; the run itself reads from the job's checkpoint, so a lost, merged or late wake-up can
 /// delay a change but never lose or repeat one, and every run checkpoints as usual. Wake-ups
 /// that arrive during a run cause one more run after it, not one per change.
+///
+/// A two-way job stays two-way and watches both sides: a change on either wakes the loop, and
+/// each run reads both sides' changes since the last. A change the run itself wrote wakes the
+/// loop once more; that run finds both sides equal to their base and writes nothing (no echo).
 public final class Follower: @unchecked Sendable {
     /// How the follower learns of changes.
     public enum Watch: Sendable, Equatable, CustomStringConvertible {
@@ -36,7 +40,7 @@ public final class Follower: @unchecked Sendable {
     /// Closed by ``stop()``: the engine ends a run at the next batch boundary.
     public let stopping = WakeSignal()
     let client: HTTPClient
-    private var watcher: Task<Void, Never>?
+    private var watchers: [Task<Void, Never>] = []
     /// Called with each run's report, and with each failure (the loop goes on).
     public var onReport: (SyncReport) -> Void = { _ in }
     public var onError: (any Error) -> Void = { _ in }
@@ -51,7 +55,7 @@ public final class Follower: @unchecked Sendable {
 
     public init(job: SyncJob, pollInterval: Double = 5, client: HTTPClient = .ferrySync) {
         var job = job
-        job.mode = .incremental
+        if job.mode != .twoWay { job.mode = .incremental }
         self.job = job
         self.pollInterval = pollInterval
         self.client = client
@@ -61,13 +65,27 @@ public final class Follower: @unchecked Sendable {
     public func stop() {
         stopping.close()
         changed.close()
-        watcher?.cancel()
+        for watcher in watchers { watcher.cancel() }
+    }
+
+    /// The sides whose changes wake the loop: the source, and the target of a two-way job.
+    var watchedSides: [(url: String, target: Bool)] {
+        job.mode == .twoWay ? [(job.source, false), (job.target, true)] : [(job.source, false)]
+    }
+
+    /// The side's endpoint when it is a Kinto/Ferry server (the only kind with a feed to watch).
+    private func server(_ url: String, target: Bool) -> KintoEndpoint? {
+        try? EndpointURL.make(url, options: SyncEngine(client: client).options(job, target: target), client: client) as? KintoEndpoint
     }
 
     /// How changes of the job's source can be watched.
     public func discoverWatch() async -> Watch {
-        guard via != "poll", let kinto = try? EndpointURL.make(job.source, options: SyncEngine(client: client).options(job, target: false), client: client)
-                as? KintoEndpoint,
+        await discoverWatch(job.source, target: false)
+    }
+
+    /// How changes of one side can be watched.
+    func discoverWatch(_ url: String, target: Bool) async -> Watch {
+        guard via != "poll", let kinto = server(url, target: target),
               let hello = try? await kinto.http.send(.GET, kinto.root + "/"), hello.status == 200,
               let info = try? JSON.parse(bytes: hello.body) else {
             return .poll(seconds: pollInterval)
@@ -83,16 +101,21 @@ public final class Follower: @unchecked Sendable {
     /// Runs until ``stop()``: a first run, then one after each change.
     public func run(engine: SyncEngine) async {
         engine.stop = stopping
-        let watch = await discoverWatch()
-        onNotice("following \(EndpointURL.redacted(job.source)) through \(watch)")
-        if case .poll = watch {} else {
-            let connected = WakeSignal()
-            startWatcher(watch, connected: connected)
-            // The watcher connects before the first run reads, so no change falls in between.
-            _ = await connected.wait(timeout: .seconds(5))
+        var idle = quietRunInterval
+        var connections: [WakeSignal] = []
+        for side in watchedSides {
+            let watch = await discoverWatch(side.url, target: side.target)
+            onNotice("following \(EndpointURL.redacted(side.url)) through \(watch)")
+            if case .poll(let seconds) = watch {
+                idle = min(idle, seconds)
+            } else {
+                let connected = WakeSignal()
+                startWatcher(watch, side: side, connected: connected)
+                connections.append(connected)
+            }
         }
-        let idle: Double
-        if case .poll(let seconds) = watch { idle = seconds } else { idle = quietRunInterval }
+        // The watchers connect before the first run reads, so no change falls in between.
+        for connected in connections { _ = await connected.wait(timeout: .seconds(5)) }
         var failures = 0
         while !stopping.isClosed {
             do {
@@ -111,16 +134,15 @@ public final class Follower: @unchecked Sendable {
             if stopping.isClosed { break }
             _ = await changed.wait(timeout: .milliseconds(Int64(idle * 1000)))
         }
-        watcher?.cancel()
+        for watcher in watchers { watcher.cancel() }
     }
 
-    private func startWatcher(_ watch: Watch, connected: WakeSignal) {
-        guard let kinto = try? EndpointURL.make(job.source, options: SyncEngine(client: client).options(job, target: false), client: client)
-                as? KintoEndpoint else { return }
+    private func startWatcher(_ watch: Watch, side: (url: String, target: Bool), connected: WakeSignal) {
+        guard let kinto = server(side.url, target: side.target) else { return }
         let changed = self.changed
         let notice = onNotice
         let onChange = self.onChange
-        watcher = Task {
+        watchers.append(Task {
             var attempt = 0
             while !Task.isCancelled && !changed.isClosed {
                 var problem: String?
@@ -148,7 +170,7 @@ public final class Follower: @unchecked Sendable {
                 // Whatever happened while not connected is read by the next run.
                 changed.raise()
             }
-        }
+        })
     }
 
     /// Reads the event stream until it ends; each change event wakes the loop.

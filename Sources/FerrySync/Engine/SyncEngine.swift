@@ -17,6 +17,9 @@ public final class SyncEngine {
     /// (committed and checkpointed) instead of reading on. Diff runs and file targets, which
     /// commit at the end, run to their end.
     public var stop: WakeSignal? = nil
+    /// Called by a two-way run after it read both sides and before it writes (tests change a
+    /// side there, as an app would during the run).
+    var twoWayWillWrite: (() async throws -> Void)? = nil
     let client: HTTPClient
 
     public init(client: HTTPClient = .ferrySync) {

@@ -147,9 +147,6 @@ public enum JobsFile {
         var schedule = "once"
         if let n = values["schedule"] {
             schedule = try scalar(n, "schedule", file: file, environment: environment)
-            if job.mode == .twoWay, schedule.hasPrefix("follow") {
-                throw .badInput("\(file):\(line(n)): schedule: follow does not go with mode: two-way yet; use every INTERVAL or cron")
-            }
         }
         return (job, schedule)
     }

@@ -48,6 +48,8 @@ struct TwoWayWrite {
     var change: Change
     var exists: Bool
     var version: Int64?
+    /// The record's hash as read there (for a table's compare-and-set); nil: absent.
+    var hash: String?
 }
 
 extension SyncEngine {
@@ -117,6 +119,10 @@ extension SyncEngine {
             let bases = job.reset && job.dryRun ? [:] : try state.bases(job: jobID)
             let conflicts = Dictionary(try state.conflicts(job: jobID).map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
             let managed = Set(a.managedFields + b.managedFields)
+            let keyField = job.keyField
+            for writer in [writerA, writerB] {
+                writer?.hashRecords { Self.twoWayHash($0, keyField: keyField, managed: managed) }
+            }
             let scanA = try await scan(a, side: "#a", job: job, bases: bases, conflicts: conflicts, managed: managed, state: state, run: &run)
             let scanB = try await scan(b, side: "#b", job: job, bases: bases, conflicts: conflicts, managed: managed, state: state, run: &run)
             /// A side's state of a record: as read, else (a side read through its change feed)
@@ -147,7 +153,7 @@ extension SyncEngine {
                 } else {
                     .delete(other.keys[key] ?? RecordKey(.string(key))!)
                 }
-                return TwoWayWrite(change: change, exists: there.hash != nil, version: there.version)
+                return TwoWayWrite(change: change, exists: there.hash != nil, version: there.version, hash: there.hash)
             }
 
             var all = Set(scanA.sides.keys)
@@ -213,15 +219,25 @@ extension SyncEngine {
                 counts.writtenToA = toA.filter { if case .upsert = $0.change { true } else { false } }.count
                 counts.deletedInA = toA.count - counts.writtenToA
             } else if let writerA, let writerB {
+                try await twoWayWillWrite?()
                 let bothWays = Set(toA.map(\.change.key.text)).intersection(toB.map(\.change.key.text))
                 var failed = Set<String>()
                 for (writes, writer, toSideA) in [(toB, writerB, false), (toA, writerA, true)] {
                     var index = 0
                     while index < writes.count {
+                        if stop?.isClosed == true {
+                            // Stopping (SIGTERM, the end of --follow): what is not written stays for the next run.
+                            run.report.stopped = true
+                            failed.formUnion(writes[index...].map(\.change.key.text))
+                            break
+                        }
                         let chunk = writes[index..<min(index + job.effectiveBatchSize, writes.count)]
                         index += chunk.count
-                        for write in chunk { writer.expect(key: write.change.key, exists: write.exists, version: write.version) }
-                        let outcome = try await writer.apply(chunk.map(\.change), cursor: nil)
+                        for write in chunk { writer.expect(key: write.change.key, exists: write.exists, version: write.version, hash: write.hash) }
+                        var outcome = try await writer.apply(chunk.map(\.change), cursor: nil)
+                        // A writer that commits in the background (PostgreSQL) is waited for: the
+                        // base of a record is saved only once its write is committed.
+                        outcome.add(try await writer.finish(cursor: nil))
                         try run.absorb(outcome)
                         var refused = Set(outcome.rejected.map(\.change.key.text))
                         refused.formUnion(outcome.changedMeanwhile.map(\.text))
@@ -247,7 +263,9 @@ extension SyncEngine {
                 settle += settleAfterWrites.filter { !failed.contains($0.key) }.map(\.value)
                 try state.settleConflicts(ids: settle)
                 // The change feeds move on only now: a crash before reads them again from where they were.
-                for (scan, side) in [(scanA, "#a"), (scanB, "#b")] {
+                // A change not applied (refused, changed meanwhile, stopped) must be read again, so
+                // then the feeds stay where they were too (what was applied is agreed next time).
+                for (scan, side) in [(scanA, "#a"), (scanB, "#b")] where failed.isEmpty {
                     if let cursor = scan.cursor { try state.save(job: jobID + side, source: a.displayName, target: b.displayName, cursor: cursor) }
                 }
             }

@@ -190,7 +190,7 @@ final class KintoWriter: TargetWriter {
     /// What a two-way run read of the records it is about to change: key → version (nil: absent).
     var expected: [String: Int64?] = [:]
 
-    func expect(key: RecordKey, exists: Bool, version: Int64?) {
+    func expect(key: RecordKey, exists: Bool, version: Int64?, hash: String?) {
         if exists, version == nil { return }
         expected[key.text] = exists ? version : .some(nil)
     }

@@ -46,6 +46,12 @@ final class PostgresWriter: TargetWriter {
     private var unflushed = false
     /// A batch held back because the one before had rejected records.
     private var held: (changes: [Change], cursor: Cursor?)? = nil
+    /// A two-way run's conditions (``expect(key:exists:version:hash:)``) for the coming batch, and
+    /// those of the batches being committed, which check them in their transaction.
+    var expected: [String: String?] = [:]
+    var conditions: [String: String?] = [:]
+    /// How the two-way run hashes a record (``hashRecords(with:)``).
+    var recordHash: (([String: JSON]) -> String?)? = nil
 
     init(endpoint: PostgresEndpoint, session: PostgresEndpointSession, job: String) {
         self.endpoint = endpoint
@@ -90,6 +96,8 @@ final class PostgresWriter: TargetWriter {
         }
         var outcome = try await settle()
         knownColumns = endpoint.columns  // nothing is in flight: safe to read
+        conditions.merge(expected) { $1 }
+        expected = [:]
         if columns != knownColumns { early = nil }
         if let (changes, cursor) = held {
             held = nil
@@ -275,13 +283,21 @@ final class PostgresWriter: TargetWriter {
         }
         // A lone COPY is a transaction of its own; anything more needs one around it.
         let lone = way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
-            && setupDone && encoded.extra.isEmpty
+            && setupDone && encoded.extra.isEmpty && conditions.isEmpty
         do {
             if !setupDone {
                 try await execute("SET synchronous_commit = off")
             }
             if !lone {
                 try await execute("BEGIN")
+            }
+            // Two-way: rows changed since the run read them are locked and left as they are.
+            let changedMeanwhile = try await lockChangedMeanwhile(changes)
+            var changes = changes
+            if !changedMeanwhile.isEmpty {
+                let skipped = Set(changedMeanwhile.map(\.text))
+                changes.removeAll { skipped.contains($0.key.text) }
+                encoded = encode(changes, unknown: [], columns: endpoint.columns, scratch: &scratch, into: &copyText)
             }
             if !setupDone {
                 try await execute("CREATE TABLE IF NOT EXISTS \(checkpoints) (job text PRIMARY KEY, cursor text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
@@ -300,6 +316,7 @@ final class PostgresWriter: TargetWriter {
                 }
             }
             var outcome = encoded.outcome
+            outcome.changedMeanwhile = changedMeanwhile
             let rows = encoded.rows
             let columns = endpoint.columns.filter { !$0.generated }
             if !rows.isEmpty {

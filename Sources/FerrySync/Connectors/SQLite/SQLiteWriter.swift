@@ -8,6 +8,11 @@ final class SQLiteWriter: TargetWriter {
     let job: String
     /// Whether Ferry created the table (and may add columns to it).
     private var ownsTable = false
+    /// A two-way run's conditions (``expect(key:exists:version:hash:)``): key → the hash the row
+    /// must still have (nil: the row must still be absent), checked in the batch's transaction.
+    var expected: [String: String?] = [:]
+    /// How the two-way run hashes a record (``hashRecords(with:)``).
+    var recordHash: (([String: JSON]) -> String?)? = nil
 
     init(endpoint: SQLiteEndpoint, queue: DatabaseQueue, job: String) {
         self.endpoint = endpoint
@@ -60,8 +65,13 @@ final class SQLiteWriter: TargetWriter {
                     self.setupDone = true
                 }
                 var outcome = ApplyOutcome()
+                let changedMeanwhile = try self.changedMeanwhile(changes, in: db)
                 try self.prepareColumns(for: changes, in: db)
                 for change in changes {
+                    if changedMeanwhile.contains(change.key.text) {
+                        outcome.changedMeanwhile.append(change.key)
+                        continue
+                    }
                     do {
                         switch change {
                         case .upsert(let record):
