@@ -23,13 +23,7 @@ struct DiskFaultTests {
     }
 
     @Test func aFullDiskRefusesWritesWith503KeepsReadsAndRecovers() async throws {
-        let disk: SmallDisk
-        switch SmallDisk.make(megabytes: 4) {
-        case .success(let made): disk = made
-        case .failure(let reason):
-            print("DiskFaultTests skipped: \(reason)")
-            return
-        }
+        guard let disk = SmallDisk.orSkip(megabytes: 4, "DiskFaultTests") else { return }
         defer { disk.remove() }
         let data = disk.path + "/data"
         var server = try ServerProcess(data: data, environment: ["FERRY_PASSWORD_ROUNDS": "1000"])

@@ -63,84 +63,83 @@ struct RequestTimeoutTests {
         }
     }
 
+    /// `body` with a client of a new server on `backend` (bucket `b`, collection `c` made), and
+    /// the test's own storage on its data; nothing when PostgreSQL is not installed.
+    static func withServer(_ backend: Backend, _ body: (TestClient, any Storage) async throws -> Void) async throws {
+        guard let (server, storage) = try await server(backend) else { return }
+        defer { server.kill(SIGKILL); try? storage.close() }
+        let client = server.client()
+        defer { Task { try? await client.shutdown() } }
+        #expect(try await client.put("/v1/buckets/b", headers: alice, body: ByteBuffer()).status == .created)
+        #expect(try await client.put(collection, headers: alice, body: ByteBuffer()).status == .created)
+        try await body(client, storage)
+    }
+
     /// The write waits for a lock another transaction holds past the timeout: the client gets
     /// the 503 at the deadline, and when the lock is released the write does not commit.
     @Test(arguments: Backend.allCases)
     func aWriteAnsweredWithTheTimeoutNeverCommitsAfterwards(_ backend: Backend) async throws {
-        guard let (server, storage) = try await Self.server(backend) else { return }
-        defer { server.kill(SIGKILL); try? storage.close() }
-        let client = server.client()
-        defer { Task { try? await client.shutdown() } }
-        #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
-        #expect(try await client.put(Self.collection, headers: Self.alice, body: ByteBuffer()).status == .created)
-
-        // Another writer takes the collection's write lock (SQLite: the database's; PostgreSQL:
-        // the collection's timestamp row) and keeps it for 4 s.
-        let held = Flag()
-        let key = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
-        let holder = Task {
-            try await storage.write { session in
-                _ = try session.put(key, id: "holder", data: [:], requestedTimestamp: nil)
-                held.set()
-                Thread.sleep(forTimeInterval: 4)
+        try await Self.withServer(backend) { client, storage in
+            // Another writer takes the collection's write lock (SQLite: the database's; PostgreSQL:
+            // the collection's timestamp row) and keeps it for 4 s.
+            let held = Flag()
+            let key = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
+            let holder = Task {
+                try await storage.write { session in
+                    _ = try session.put(key, id: "holder", data: [:], requestedTimestamp: nil)
+                    held.set()
+                    Thread.sleep(forTimeInterval: 4)
+                }
             }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !held.isSet && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(held.isSet)
+
+            let late = try await client.put(Self.collection + "/records/late", headers: Self.alice, body: ByteBuffer(string: #"{"data":{"v":1}}"#))
+            #expect(late.status == .serviceUnavailable)
+            #expect(late.headers[.retryAfter] != nil)
+            #expect(Self.message(late).contains("request_timeout"), "\(Self.message(late))")
+            try await holder.value
+
+            // A write after it (same writer queue, same lock) commits only once the late one is done.
+            try await Self.writeWhenPossible(client, id: "after")
+            #expect(try await Self.ids(client) == ["after", "holder"])
+            #expect(try await client.get(Self.collection + "/records/late", headers: Self.alice).status == .notFound)
         }
-        let deadline = ContinuousClock.now + .seconds(60)
-        while !held.isSet && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(held.isSet)
-
-        let late = try await client.put(Self.collection + "/records/late", headers: Self.alice, body: ByteBuffer(string: #"{"data":{"v":1}}"#))
-        #expect(late.status == .serviceUnavailable)
-        #expect(late.headers[.retryAfter] != nil)
-        #expect(Self.message(late).contains("request_timeout"), "\(Self.message(late))")
-        try await holder.value
-
-        // A write after it (same writer queue, same lock) commits only once the late one is done.
-        try await Self.writeWhenPossible(client, id: "after")
-        #expect(try await Self.ids(client) == ["after", "holder"])
-        #expect(try await client.get(Self.collection + "/records/late", headers: Self.alice).status == .notFound)
     }
 
     /// A batch too big for the timeout is stopped and rolled back whole; the server goes on.
     @Test(arguments: Backend.allCases)
     func aBatchThatRunsOutOfTimeIsRolledBack(_ backend: Backend) async throws {
-        guard let (server, storage) = try await Self.server(backend) else { return }
-        defer { server.kill(SIGKILL); try? storage.close() }
-        let client = server.client()
-        defer { Task { try? await client.shutdown() } }
-        #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
-        #expect(try await client.put(Self.collection, headers: Self.alice, body: ByteBuffer()).status == .created)
-        try await Self.writeWhenPossible(client, id: "before")
-        let timestamp = try await client.get(Self.collection + "/records", headers: Self.alice).headers[.eTag]
+        try await Self.withServer(backend) { client, _ in
+            try await Self.writeWhenPossible(client, id: "before")
+            let timestamp = try await client.get(Self.collection + "/records", headers: Self.alice).headers[.eTag]
 
-        // 10,000 writes: many seconds of work on any machine this runs on, against 1 s.
-        let requests = (0..<10_000).map { #"{"path":"\#(Self.collection)/records/r\#($0)","body":{"data":{"n":\#($0),"text":"\#(String(repeating: "x", count: 200))"}}}"# }
-        let body = #"{"defaults":{"method":"PUT"},"requests":["# + requests.joined(separator: ",") + "]}"
-        let started = ContinuousClock.now
-        let batch = try await client.post("/v1/batch", headers: Self.alice, body: ByteBuffer(string: body))
-        #expect(batch.status == .serviceUnavailable, "after \(ContinuousClock.now - started)")
-        #expect(Self.message(batch).contains("rolled back"), "\(Self.message(batch))")
+            // 10,000 writes: many seconds of work on any machine this runs on, against 1 s.
+            let requests = (0..<10_000).map { #"{"path":"\#(Self.collection)/records/r\#($0)","body":{"data":{"n":\#($0),"text":"\#(String(repeating: "x", count: 200))"}}}"# }
+            let body = #"{"defaults":{"method":"PUT"},"requests":["# + requests.joined(separator: ",") + "]}"
+            let started = ContinuousClock.now
+            let batch = try await client.post("/v1/batch", headers: Self.alice, body: ByteBuffer(string: body))
+            #expect(batch.status == .serviceUnavailable, "after \(ContinuousClock.now - started)")
+            #expect(Self.message(batch).contains("rolled back"), "\(Self.message(batch))")
 
-        try await Self.writeWhenPossible(client, id: "after")
-        #expect(try await Self.ids(client) == ["after", "before"])
-        // The collection's timestamp moved once, for "after": nothing of the batch is in the feed.
-        let feed = try await client.get(Self.collection + "/records?_since=" + (timestamp ?? "0").replacingOccurrences(of: "\"", with: ""), headers: Self.alice)
-        let changes = try JSON.parse(bytes: Array(feed.body!.readableBytesView))["data"]?.arrayValue ?? []
-        #expect(changes.compactMap { $0["id"]?.stringValue } == ["after"])
+            try await Self.writeWhenPossible(client, id: "after")
+            #expect(try await Self.ids(client) == ["after", "before"])
+            // The collection's timestamp moved once, for "after": nothing of the batch is in the feed.
+            let feed = try await client.get(Self.collection + "/records?_since=" + (timestamp ?? "0").replacingOccurrences(of: "\"", with: ""), headers: Self.alice)
+            let changes = try JSON.parse(bytes: Array(feed.body!.readableBytesView))["data"]?.arrayValue ?? []
+            #expect(changes.compactMap { $0["id"]?.stringValue } == ["after"])
+        }
     }
 
     /// Reads are bounded too, and a long-poll's `_wait` comes on top of the timeout.
     @Test func aLongPollMayWaitLongerThanTheTimeout() async throws {
-        guard let (server, storage) = try await Self.server(.sqlite) else { return }
-        defer { server.kill(SIGKILL); try? storage.close() }
-        let client = server.client()
-        defer { Task { try? await client.shutdown() } }
-        #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
-        #expect(try await client.put(Self.collection, headers: Self.alice, body: ByteBuffer()).status == .created)
-        let started = ContinuousClock.now
-        let poll = try await client.get(Self.collection + "/records?_since=0&_wait=2", headers: Self.alice)
-        #expect(poll.status == .ok)
-        #expect(ContinuousClock.now - started >= .seconds(2))
+        try await Self.withServer(.sqlite) { client, _ in
+            let started = ContinuousClock.now
+            let poll = try await client.get(Self.collection + "/records?_since=0&_wait=2", headers: Self.alice)
+            #expect(poll.status == .ok)
+            #expect(ContinuousClock.now - started >= .seconds(2))
+        }
     }
 }
 

@@ -10,13 +10,7 @@ import Testing
 @Suite(.serialized)
 struct DiskFaultTests {
     @Test func aFullDiskFailsTheRunClearlyAndARerunCompletes() async throws {
-        let disk: SmallDisk
-        switch SmallDisk.make(megabytes: 1) {
-        case .success(let made): disk = made
-        case .failure(let reason):
-            print("DiskFaultTests skipped: \(reason)")
-            return
-        }
+        guard let disk = SmallDisk.orSkip(megabytes: 1, "DiskFaultTests") else { return }
         defer { disk.remove() }
         let source = try TempDir()
         let count = 20_000  // about 2.5 MB as a table: more than the disk holds

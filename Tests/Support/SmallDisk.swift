@@ -28,6 +28,16 @@ public final class SmallDisk: @unchecked Sendable {
         return .success(SmallDisk(path: path))
     }
 
+    /// ``make(megabytes:)``, or nil after printing why `test` is skipped.
+    public static func orSkip(megabytes: Int, _ test: String) -> SmallDisk? {
+        switch make(megabytes: megabytes) {
+        case .success(let disk): return disk
+        case .failure(let reason):
+            print("\(test) skipped: \(reason)")
+            return nil
+        }
+    }
+
     /// Gives the file system `megabytes` (more: space comes back; its files stay).
     public func resize(megabytes: Int) throws {
         let (status, output) = Self.run(["mount", "-o", "remount,size=\(megabytes)m", path])
