@@ -131,20 +131,20 @@ final class CloseWatch: @unchecked Sendable {
     }
 }
 
-/// A continuation resumed by the first of several answers.
-final class OneAnswer<T: Sendable>: @unchecked Sendable {
+/// A continuation resumed by the first of several answers (also the server's request timeout race).
+package final class OneAnswer<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var continuation: CheckedContinuation<T, any Error>?
 
-    init(_ continuation: CheckedContinuation<T, any Error>) {
+    package init(_ continuation: CheckedContinuation<T, any Error>) {
         self.continuation = continuation
     }
 
-    func resume(returning value: T) {
+    package func resume(returning value: T) {
         lock.withLock { () -> CheckedContinuation<T, any Error>? in defer { continuation = nil }; return continuation }?.resume(returning: value)
     }
 
-    func resume(throwing error: any Error) {
+    package func resume(throwing error: any Error) {
         lock.withLock { () -> CheckedContinuation<T, any Error>? in defer { continuation = nil }; return continuation }?.resume(throwing: error)
     }
 }

@@ -106,6 +106,7 @@ public enum FerryServerApp {
         var limits = RequestLimits()
         limits.maxBodySize = configuration.maxBodySize
         limits.bodyTimeout = Double(configuration.bodyTimeout)
+        limits.requestTimeout = Double(configuration.requestTimeout)
         limits.busyThreshold = configuration.busyThreshold
         limits.busyBackoff = configuration.busyBackoff
         limits.maxStreams = configuration.maxStreams

@@ -1,4 +1,5 @@
 public import FerryCore
+import Foundation
 
 /// Where objects of one kind live: the records of one collection are
 /// `ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")`.
@@ -219,7 +220,7 @@ extension Storage {
 
 /// An error of the storage layer.
 public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Base: Hashable, Sendable { case backend, notFound }
+    private enum Base: Hashable, Sendable { case backend, notFound, timedOut }
     private let base: Base
     public let message: String
 
@@ -233,7 +234,14 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The object does not exist.
     public static func notFound(_ message: String) -> Self { Self(.notFound, message) }
 
+    /// The request's time (``StorageDeadline``) ran out before its transaction committed; it was
+    /// rolled back.
+    public static func timedOut(seconds: Double) -> Self {
+        Self(.timedOut, "the request did not finish within its \(String(format: "%g", seconds)) s timeout (request_timeout); its changes were rolled back")
+    }
+
     public var isNotFound: Bool { base == .notFound }
+    public var isTimedOut: Bool { base == .timedOut }
     public var description: String { message }
 }
 

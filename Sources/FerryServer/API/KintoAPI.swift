@@ -179,6 +179,9 @@ public struct KintoAPI: Sendable {
         switch error {
         case let error as KintoError:
             return APIResponse(error: error)
+        case let error as StorageError where error.isTimedOut:
+            metrics?.storageError()
+            return APIResponse(error: Self.timedOut(error.message, retryAfter: settings.retryAfterSeconds))
         case let error as StorageError:
             metrics?.storageError()
             return APIResponse(error: .backend("The storage backend failed: \(error.message). Retry later.", retryAfter: settings.retryAfterSeconds))
@@ -186,6 +189,15 @@ public struct KintoAPI: Sendable {
             metrics?.storageError()
             return APIResponse(error: .backend("The storage backend failed: \(error). Retry later.", retryAfter: settings.retryAfterSeconds))
         }
+    }
+
+    /// The 503 of a request that ran out of time (`request_timeout`): nothing it asked was done.
+    static func timedOut(_ seconds: Double, retryAfter: Int) -> KintoError {
+        timedOut(StorageError.timedOut(seconds: seconds).message, retryAfter: retryAfter)
+    }
+
+    static func timedOut(_ message: String, retryAfter: Int) -> KintoError {
+        .backend("Request timed out: \(message). Retry later.", retryAfter: retryAfter)
     }
 
     /// `GET /v1/`: what this server is and what it can do.

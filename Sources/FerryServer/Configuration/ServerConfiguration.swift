@@ -64,6 +64,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         public var seconds: Int
     }
     public var bodyTimeout: Int = 30
+    /// Seconds a request has to be answered once its body arrived (503 after, its changes rolled back).
+    public var requestTimeout: Int = 30
     public var busyThreshold: Int = 256
     public var busyBackoff: Int = 10
     /// Host names, addresses or CIDR ranges webhooks may reach although internal (`*`: anywhere).
@@ -338,6 +340,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         Key(name: "body_timeout",
             summary: "Seconds a request body has to arrive (408 after).",
             value: { String($0.bodyTimeout) }) { c, v throws(Error) in c.bodyTimeout = try int(v, "body_timeout", min: 1, max: 3600) },
+        Key(name: "request_timeout",
+            summary: "Seconds a request has to be answered once its body arrived: past them the answer is a 503 and the request's changes are rolled back, never committed after that answer (a long-poll's `_wait` comes on top).",
+            value: { String($0.requestTimeout) }) { c, v throws(Error) in c.requestTimeout = try int(v, "request_timeout", min: 1, max: 3600) },
         Key(name: "busy_threshold",
             summary: "Requests in flight above which answers carry a `Backoff` header.",
             value: { String($0.busyThreshold) }) { c, v throws(Error) in c.busyThreshold = try int(v, "busy_threshold", min: 1, max: 1_000_000) },

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryStore
 import HTTPTypes
 public import Hummingbird
 import Logging
@@ -272,7 +273,25 @@ public struct FerryResponder: HTTPResponder {
             }
         }
         apiRequest.body = bodyBytes
-        return await api.handle(apiRequest)
+        return await handleInTime(apiRequest)
+    }
+
+    /// The API's answer within the request timeout; past it a 503, and the request's storage work
+    /// is rolled back, never committed after that answer (``StorageDeadline``).
+    func handleInTime(_ request: APIRequest) async -> APIResponse {
+        guard var seconds = limits.requestTimeout else { return await api.handle(request) }
+        if request.method == .get || request.method == .head,
+           let wait = request.query.last(where: { $0.0 == "_wait" }).flatMap({ Double($0.1) }), wait.isFinite, wait > 0 {
+            // A long-poll waits on purpose (KintoAPI checks the value).
+            seconds += min(wait, Double(KintoAPI.maxWaitSeconds))
+        }
+        let api = api
+        let retryAfter = api.settings.retryAfterSeconds
+        let metrics = metrics
+        return await StorageDeadline.answer(within: seconds, { await api.handle(request) }, timedOut: { deadline in
+            metrics.storageError()
+            return APIResponse(error: KintoAPI.timedOut(deadline.seconds, retryAfter: retryAfter))
+        })
     }
 
     /// A request's body, up to `maxBodySize` bytes and within the body timeout: a client that

@@ -50,6 +50,10 @@ public struct RequestLimits: Sendable {
     public var maxBodySize = 1 << 20
     /// Seconds a client has to send its whole body (408 after).
     public var bodyTimeout: Double = 30
+    /// Seconds a request has, once its body arrived, to be answered; past it the answer is a 503
+    /// and its storage work is stopped and rolled back (``StorageDeadline``). A long-poll's
+    /// `_wait` comes on top. nil: no limit.
+    public var requestTimeout: Double? = nil
     public var rateLimiter: RateLimiter? = nil
     /// Requests in flight above which answers carry `Backoff: busyBackoff` (ask clients to slow down).
     public var busyThreshold = 256

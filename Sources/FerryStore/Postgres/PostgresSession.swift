@@ -12,6 +12,8 @@ struct PostgresSession: StorageSession {
     /// NOTIFY payloads this transaction still has to send (nil: none). The first timestamp
     /// allocation sends them in its own statement; whatever is left goes just before COMMIT.
     var unannounced: Unannounced? = nil
+    /// The request's time: once it is up, no further statement is sent (``StorageDeadline``).
+    var deadline: StorageDeadline? = nil
 
     final class Unannounced: @unchecked Sendable {
         var payloads: [String]
@@ -33,12 +35,19 @@ struct PostgresSession: StorageSession {
         _ = try rows("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", binds)
     }
 
-    func execute(_ sql: String) throws {
-        _ = try rows(sql)
+    func execute(_ sql: String, checkingDeadline: Bool = true) throws {
+        if checkingDeadline { try checkDeadline() }
+        _ = try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql), logger: logger))
+    }
+
+    /// Throws once the request's time is up: its transaction must stop and roll back.
+    func checkDeadline() throws {
+        if let deadline, deadline.isExpired { throw deadline.error }
     }
 
     func rows(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> [PostgresRow] {
-        try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).rows
+        try checkDeadline()
+        return try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).rows
     }
 
     /// What a statement fails with when the connection closes before it is answered.
@@ -405,6 +414,7 @@ struct PostgresSession: StorageSession {
     /// collection's timestamp lock meanwhile, and blocked callers filling the pool (a loaded test
     /// run did) would hold it with them until other writers hit `statement_timeout`.
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
+        try checkDeadline()
         let connection = link.connection
         let logger = logger
         return try link.wait(lost: lost) {

@@ -111,7 +111,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 // The server refused the statement; the connection is fine (the transaction was rolled back).
                 idle.withLockedValue { $0.append(connection) }
                 throw error
-            } catch let error as StorageError where error.isNotFound {
+            } catch let error as StorageError where error.isNotFound || error.isTimedOut {
+                // Nothing wrong with the connection (a timed-out transaction was rolled back).
                 idle.withLockedValue { $0.append(connection) }
                 throw error
             } catch {
@@ -128,22 +129,30 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     private func transaction<T: Sendable>(_ begin: String?, announcing announcements: [String] = [],
                                           _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let payloads = announcements.map { "\(processTag) \($0)" }
+        let deadline = StorageDeadline.current
         do {
             return try await withConnection { [logger] link in
-                let session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads))
+                if let deadline, deadline.isExpired { throw deadline.error }
+                let session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads), deadline: deadline)
                 guard let begin else { return try body(session) }
                 try session.execute(begin)
                 do {
+                    if let deadline, !announcements.isEmpty || begin == "BEGIN" {
+                        // A write's statements (and its waits for row locks) end with the request's time.
+                        try session.execute("SET LOCAL statement_timeout = \(max(1, Int(deadline.remaining * 1000)))")
+                    }
                     let result = try body(session)
                     try session.announceRest()
+                    if let deadline, !deadline.claim() { throw deadline.error }
                     try session.execute("COMMIT")
                     return result
                 } catch {
-                    try? session.execute("ROLLBACK")
+                    try? session.execute("ROLLBACK", checkingDeadline: false)
                     throw error
                 }
             }
         } catch let error as PSQLError {
+            if let deadline, deadline.isExpired { throw deadline.error }
             throw StorageError.backend("PostgreSQL: \(describe(error))")
         }
     }

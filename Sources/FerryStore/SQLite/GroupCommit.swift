@@ -96,28 +96,41 @@ final class GroupCommit: Sendable {
 }
 
 /// A write of ``SQLiteStorage`` in a group: `body` on a session of the group's transaction.
+///
+/// With a ``StorageDeadline`` it does not start once the time is up, SQLite's progress handler
+/// stops its statements then, and it keeps its changes only if it claims its commit in time:
+/// else its savepoint (or the transaction, when it ran alone) is undone.
 final class GroupedWrite<T: Sendable>: GroupCommit.Job, @unchecked Sendable {
     // Written by the writer thread in `run`, read by it in `finish`: no other thread touches it.
     private var outcome: Result<T, any Error>?
     private let body: @Sendable (any StorageSession) throws -> T
+    private let deadline: StorageDeadline?
     private let continuation: CheckedContinuation<T, any Error>
 
-    init(_ body: @escaping @Sendable (any StorageSession) throws -> T, continuation: CheckedContinuation<T, any Error>) {
+    init(_ body: @escaping @Sendable (any StorageSession) throws -> T, deadline: StorageDeadline?,
+         continuation: CheckedContinuation<T, any Error>) {
         self.body = body
+        self.deadline = deadline
         self.continuation = continuation
     }
 
     func run(_ db: Database, isolated: Bool, pending: PendingTimestamps) -> Bool {
+        if let deadline, deadline.isExpired {
+            outcome = .failure(deadline.error)
+            return false
+        }
+        let body = body
+        let deadline = deadline
+        let work = { () throws -> T in
+            let value = try SQLiteStorage.stopping(db, at: deadline) { try body(SQLiteSession(db: db, pending: pending)) }
+            if let deadline, !deadline.claim() { throw deadline.error }
+            return value
+        }
         do {
-            let session = SQLiteSession(db: db, pending: pending)
-            if isolated {
-                outcome = .success(try SQLiteSession.savepoint(db, pending) { try body(session) })
-            } else {
-                outcome = .success(try body(session))
-            }
+            outcome = .success(isolated ? try SQLiteSession.savepoint(db, pending, work) : try work())
             return true
         } catch {
-            outcome = .failure(error)
+            outcome = .failure(deadline?.isExpired == true ? deadline!.error : error)
             return false
         }
     }

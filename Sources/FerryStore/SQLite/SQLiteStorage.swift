@@ -1,6 +1,7 @@
 public import FerryCore
 import Foundation
 import GRDB
+import GRDBSQLite
 public import Logging
 
 /// The embedded backend: one SQLite file in WAL mode (GRDB `DatabasePool`).
@@ -102,9 +103,14 @@ public final class SQLiteStorage: Storage {
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        let deadline = StorageDeadline.current
         do {
-            return try await pool.read { db in try body(SQLiteSession(db: db, acl: acl.reading)) }
+            return try await pool.read { db in
+                if let deadline, deadline.isExpired { throw deadline.error }
+                return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
+            }
         } catch {
+            if let deadline, deadline.isExpired { throw deadline.error }
             throw Self.translate(error, "read")
         }
     }
@@ -118,18 +124,36 @@ public final class SQLiteStorage: Storage {
     /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
     /// req/s, a page of 100 1,137-1,193 against 1,565-2,304.
     public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        let deadline = StorageDeadline.current
         do {
-            return try await pool.unsafeRead { db in try body(SQLiteSession(db: db, acl: acl.reading)) }
+            return try await pool.unsafeRead { db in
+                if let deadline, deadline.isExpired { throw deadline.error }
+                return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
+            }
         } catch {
+            if let deadline, deadline.isExpired { throw deadline.error }
             throw Self.translate(error, "read")
         }
     }
 
     /// Concurrent writes share a transaction (``GroupCommit``); each is answered after it commits.
+    /// Under a ``StorageDeadline`` a write that runs out of time is rolled back, never committed.
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            groupCommit.submit(GroupedWrite(body, continuation: continuation))
+        let deadline = StorageDeadline.current
+        return try await withCheckedThrowingContinuation { continuation in
+            groupCommit.submit(GroupedWrite(body, deadline: deadline, continuation: continuation))
         }
+    }
+
+    /// `work` on `db`, its statements interrupted (`SQLITE_INTERRUPT`) once `deadline` expires:
+    /// SQLite's progress handler asks every 1000 virtual-machine steps.
+    static func stopping<R>(_ db: Database, at deadline: StorageDeadline?, _ work: () throws -> R) throws -> R {
+        guard let deadline, let connection = db.sqliteConnection else { return try work() }
+        sqlite3_progress_handler(connection, 1000, { context in
+            Unmanaged<StorageDeadline>.fromOpaque(context!).takeUnretainedValue().isExpired ? 1 : 0
+        }, Unmanaged.passUnretained(deadline).toOpaque())
+        defer { sqlite3_progress_handler(connection, 0, nil, nil) }
+        return try withExtendedLifetime(deadline) { try work() }
     }
 
     /// A database error as the storage layer reports it; other errors (the API's own) pass as they are.

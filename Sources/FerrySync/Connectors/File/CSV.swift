@@ -119,6 +119,11 @@ public enum CSV {
         case .array, .object:
             text = value.serialized()
             mustQuote = true
+        case .double(let d) where infer(value.serialized()) != value:
+            // A large double serializes without `.` or `e` (93223720368547760000), which reads
+            // back as a string: Swift's shortest form (9.322372036854776e+19) reads back as it.
+            text = String(d)
+            mustQuote = false
         default:
             text = value.serialized()
             mustQuote = false
