@@ -115,11 +115,19 @@ public final class SyncEngine {
             case .full:
                 var resume: Cursor?
                 do {
-                    resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
-                        let changes = try run.prepare(items, incremental: false)
-                        try await run.commit(changes, cursor: nil)
-                        progress?(run.report.read, total)
-                        if stoppable, stop?.isClosed == true { throw Stopped() }
+                    if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint,
+                       job.transform.isIdentity, !job.deleteMissing {
+                        // A file straight into a table: no record is built (SQLiteWriter+Load.swift).
+                        if try sqlite.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
+                            throw Stopped()
+                        }
+                    } else {
+                        resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+                            let changes = try run.prepare(items, incremental: false)
+                            try await run.commit(changes, cursor: nil)
+                            progress?(run.report.read, total)
+                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                        }
                     }
                 } catch is Stopped {
                     run.report.stopped = true

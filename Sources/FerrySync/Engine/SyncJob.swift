@@ -119,6 +119,10 @@ public struct SyncReport: Sendable, Equatable {
     public var stopped = false
     /// Two-way runs: changes each way and conflicts by outcome.
     public var twoWay: TwoWayCounts? = nil
+    /// Records a file load wrote straight from the file's bytes (SQLiteWriter+Load.swift), for tests.
+    var loadedDirectly = 0
+    /// The most records a diff held in memory at once (see ``Verification``), for tests.
+    var peakRecordsHeld = 0
 
     public struct Plan: Sendable, Equatable {
         public var creates: [String] = []
