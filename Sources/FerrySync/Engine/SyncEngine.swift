@@ -206,6 +206,10 @@ public final class SyncEngine {
 
     func verify(source: any Endpoint, target: any Endpoint, job: SyncJob) async throws -> Verification {
         if let reconciled = try await reconciledVerify(source: source, target: target, job: job) { return reconciled }
+        if let (source, target) = Self.keyOrdered(source: source, target: target, job: job) {
+            return try await mergedVerify(source: source, target: target, job: job)
+        }
+        // A side in no key order: the target's hashes by key (memory grows with the target).
         let keyField = job.keyField
         var result = Verification()
         var targetHashes: [RecordKey: RecordHash] = [:]
@@ -218,6 +222,7 @@ public final class SyncEngine {
                 targetDigest.add(hash)
             }
         }
+        result.peakRecordsHeld = targetHashes.count
         var sourceDigest = CollectionDigest()
         var differing = 0
         let limit = job.verifyLimit
@@ -385,6 +390,10 @@ struct Run {
         if let target, let (server, localIsSource) = SyncEngine.reconcilingServer(source: source, target: target, job: job), localIsSource {
             return try await reconciledDiff(source: source, server: server, progress: progress, total: total)
         }
+        if let target, let (source, target) = SyncEngine.keyOrdered(source: source, target: target, job: job) {
+            return try await mergedDiff(source: source, target: target, progress: progress, total: total)
+        }
+        // A side in no key order: the target's hashes by key (memory grows with the target).
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
         _ = try await target?.readAll(batchSize: job.effectiveBatchSize) { items in
@@ -393,6 +402,7 @@ struct Run {
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
             }
         }
+        report.peakRecordsHeld = targetHashes.count
         var plan = DiffPlan()
         var this = self
         _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in

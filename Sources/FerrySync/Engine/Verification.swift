@@ -16,6 +16,9 @@ public struct Verification: Sendable, Equatable {
     public var differingCount = 0
     /// Set when a server side answered by reconciliation instead of being read in full.
     public var reconciliation: ReconciliationCost? = nil
+    /// The most records the comparison held in memory at once (two batches when both sides
+    /// read in key order, a whole side otherwise), for tests.
+    var peakRecordsHeld = 0
 
     public init() {}
 
