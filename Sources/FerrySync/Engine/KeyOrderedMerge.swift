@@ -134,11 +134,7 @@ extension SyncEngine {
                 targets.advance()
             }
         }
-        result.sourceCount = sourceDigest.count
-        result.targetCount = targetDigest.count
-        result.sourceDigest = sourceDigest.description
-        result.targetDigest = targetDigest.description
-        result.differingCount = differing
+        result.settle(source: sourceDigest, target: targetDigest, differing: differing)
         return result
     }
 }

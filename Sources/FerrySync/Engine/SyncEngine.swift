@@ -248,11 +248,7 @@ public final class SyncEngine {
             differing += 1
             if result.extraInTarget.count < limit { result.extraInTarget.append(key.text) }
         }
-        result.sourceCount = sourceDigest.count
-        result.targetCount = targetDigest.count
-        result.sourceDigest = sourceDigest.description
-        result.targetDigest = targetDigest.description
-        result.differingCount = differing
+        result.settle(source: sourceDigest, target: targetDigest, differing: differing)
         return result
     }
 }

@@ -22,6 +22,15 @@ public struct Verification: Sendable, Equatable {
 
     public init() {}
 
+    /// Fills in the counts and digests of both sides and how many keys differ.
+    mutating func settle(source: CollectionDigest, target: CollectionDigest, differing: Int) {
+        sourceCount = source.count
+        targetCount = target.count
+        sourceDigest = source.description
+        targetDigest = target.description
+        differingCount = differing
+    }
+
     public var equal: Bool { sourceCount == targetCount && sourceDigest == targetDigest && differingCount == 0 }
 
     public var json: JSON {

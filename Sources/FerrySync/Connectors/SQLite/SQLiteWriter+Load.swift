@@ -122,25 +122,21 @@ struct DirectUpsert {
 
     /// Writes one JSON Lines line; false when the engine's path must take it.
     mutating func upsert(line: UnsafeRawBufferPointer, outcome: inout ApplyOutcome) throws -> Bool {
-        guard bind(line: line, to: insert, keyLast: false) else { return false }
-        guard let created = try step(insert) else { return false }
-        if created {
-            outcome.created += 1
-            return true
-        }
-        guard let update else {
-            outcome.updated += 1
-            return true
-        }
-        guard bind(line: line, to: update, keyLast: true), try step(update) == true else { return false }
-        outcome.updated += 1
-        return true
+        try upsert(outcome: &outcome) { this, statement, keyLast in this.bind(line: line, to: statement, keyLast: keyLast) }
     }
 
     /// Writes one CSV row (`values[i]` is the value of header column `i`); false when the
     /// engine's path must take it.
     mutating func upsert(header: [String], values: [JSON?], outcome: inout ApplyOutcome) throws -> Bool {
-        guard bind(header: header, values: values, to: insert, keyLast: false) else { return false }
+        try upsert(outcome: &outcome) { this, statement, keyLast in
+            this.bind(header: header, values: values, to: statement, keyLast: keyLast)
+        }
+    }
+
+    /// The insert, then the update when the key was there, each bound by `bind` (statement,
+    /// whether the key goes last).
+    private mutating func upsert(outcome: inout ApplyOutcome, bind: (inout Self, SQLiteStatement, Bool) -> Bool) throws -> Bool {
+        guard bind(&self, insert, false) else { return false }
         guard let created = try step(insert) else { return false }
         if created {
             outcome.created += 1
@@ -150,7 +146,7 @@ struct DirectUpsert {
             outcome.updated += 1
             return true
         }
-        guard bind(header: header, values: values, to: update, keyLast: true), try step(update) == true else { return false }
+        guard bind(&self, update, true), try step(update) == true else { return false }
         outcome.updated += 1
         return true
     }
