@@ -118,11 +118,19 @@ public final class SyncEngine {
             case .full:
                 var resume: Cursor?
                 do {
-                    resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
-                        let changes = try run.prepare(items, incremental: false)
-                        try await run.commit(changes, cursor: nil)
-                        progress?(run.report.read, total)
-                        if stoppable, stop?.isClosed == true { throw Stopped() }
+                    if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint,
+                       job.transform.isIdentity, !job.deleteMissing {
+                        // A file straight into a table: no record is built (SQLiteWriter+Load.swift).
+                        if try sqlite.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
+                            throw Stopped()
+                        }
+                    } else {
+                        resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+                            let changes = try run.prepare(items, incremental: false)
+                            try await run.commit(changes, cursor: nil)
+                            progress?(run.report.read, total)
+                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                        }
                     }
                 } catch is Stopped {
                     run.report.stopped = true
@@ -208,6 +216,10 @@ public final class SyncEngine {
 
     func verify(source: any Endpoint, target: any Endpoint, job: SyncJob) async throws -> Verification {
         if let reconciled = try await reconciledVerify(source: source, target: target, job: job) { return reconciled }
+        if let (source, target) = Self.keyOrdered(source: source, target: target, job: job) {
+            return try await mergedVerify(source: source, target: target, job: job)
+        }
+        // A side in no key order: the target's hashes by key (memory grows with the target).
         let keyField = job.keyField
         var result = Verification()
         var targetHashes: [RecordKey: RecordHash] = [:]
@@ -220,6 +232,7 @@ public final class SyncEngine {
                 targetDigest.add(hash)
             }
         }
+        result.peakRecordsHeld = targetHashes.count
         var sourceDigest = CollectionDigest()
         var differing = 0
         let limit = job.verifyLimit
@@ -245,11 +258,7 @@ public final class SyncEngine {
             differing += 1
             if result.extraInTarget.count < limit { result.extraInTarget.append(key.text) }
         }
-        result.sourceCount = sourceDigest.count
-        result.targetCount = targetDigest.count
-        result.sourceDigest = sourceDigest.description
-        result.targetDigest = targetDigest.description
-        result.differingCount = differing
+        result.settle(source: sourceDigest, target: targetDigest, differing: differing)
         return result
     }
 }
@@ -390,6 +399,10 @@ struct Run {
         if let target, let (server, localIsSource) = SyncEngine.reconcilingServer(source: source, target: target, job: job), localIsSource {
             return try await reconciledDiff(source: source, server: server, progress: progress, total: total)
         }
+        if let target, let (source, target) = SyncEngine.keyOrdered(source: source, target: target, job: job) {
+            return try await mergedDiff(source: source, target: target, progress: progress, total: total)
+        }
+        // A side in no key order: the target's hashes by key (memory grows with the target).
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
         _ = try await target?.readAll(batchSize: job.effectiveBatchSize) { items in
@@ -398,6 +411,7 @@ struct Run {
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
             }
         }
+        report.peakRecordsHeld = targetHashes.count
         var plan = DiffPlan()
         var this = self
         let end = try await source.readAll(batchSize: job.effectiveBatchSize) { items in

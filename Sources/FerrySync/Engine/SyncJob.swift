@@ -122,6 +122,10 @@ public struct SyncReport: Sendable, Equatable {
     /// An incremental run whose checkpoint the source no longer reached back to (its tombstones
     /// were purged past it): the run diffed both sides instead, then saved the source's new position.
     public var resynced = false
+    /// Records a file load wrote straight from the file's bytes (SQLiteWriter+Load.swift), for tests.
+    var loadedDirectly = 0
+    /// The most records a diff held in memory at once (see ``Verification``), for tests.
+    var peakRecordsHeld = 0
 
     public struct Plan: Sendable, Equatable {
         public var creates: [String] = []

@@ -16,8 +16,20 @@ public struct Verification: Sendable, Equatable {
     public var differingCount = 0
     /// Set when a server side answered by reconciliation instead of being read in full.
     public var reconciliation: ReconciliationCost? = nil
+    /// The most records the comparison held in memory at once (two batches when both sides
+    /// read in key order, a whole side otherwise), for tests.
+    var peakRecordsHeld = 0
 
     public init() {}
+
+    /// Fills in the counts and digests of both sides and how many keys differ.
+    mutating func settle(source: CollectionDigest, target: CollectionDigest, differing: Int) {
+        sourceCount = source.count
+        targetCount = target.count
+        sourceDigest = source.description
+        targetDigest = target.description
+        differingCount = differing
+    }
 
     public var equal: Bool { sourceCount == targetCount && sourceDigest == targetDigest && differingCount == 0 }
 

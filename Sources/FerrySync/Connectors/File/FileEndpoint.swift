@@ -14,7 +14,7 @@ public final class FileEndpoint: Endpoint {
     let options: EndpointOptions
     public var displayName: String { "file:" + path }
     /// Bytes read by the last full read or change read.
-    public private(set) var bytesRead = 0
+    public internal(set) var bytesRead = 0
 
     public init(path: String, format: Format, options: EndpointOptions) {
         self.path = path
@@ -49,7 +49,7 @@ public final class FileEndpoint: Endpoint {
         if format == .jsonl {
             try reader.validateJSONLines()
         } else {
-            while try reader.next() != nil {}
+            while try reader.nextCSVCells() != nil {}  // the checks of next(), building no records
         }
     }
 
@@ -230,30 +230,73 @@ struct RecordReader: ~Copyable {
         while true {
             let number = lines.lineNumber + 1
             guard let fields = try lines.next({ line -> [String: JSON]? in
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return nil }
-                var fields: [String: JSON] = [:]
+                if Self.isBlank(line) { return nil }
+                if build { return try Self.object(line, number: number, name: name) }
                 let kind: String
                 do {
-                    if build {
-                        let value = try JSON.parse(bytes: line)
-                        if case .object(let members) = value { fields = members }
-                        kind = value.typeName
-                    } else {
-                        kind = try JSON.validate(bytes: line)
-                    }
+                    kind = try JSON.validate(bytes: line)
                 } catch {
                     throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
                 }
                 guard kind == "object" else {
                     throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(kind)")
                 }
-                return fields
+                return [:]
             }) else { return nil }
             if let fields { return fields }
         }
     }
 
+    static func isBlank(_ line: some Collection<UInt8>) -> Bool {
+        line.allSatisfy { $0 == 0x20 || $0 == 0x09 }
+    }
+
+    /// One JSON Lines line as an object; a malformed one throws with its number.
+    static func object(_ line: some Collection<UInt8>, number: Int, name: String) throws -> [String: JSON] {
+        let value: JSON
+        do {
+            value = try JSON.parse(bytes: line)
+        } catch {
+            throw SyncError.badInput("\(name) line \(number): invalid JSON: \(error)")
+        }
+        guard case .object(let members) = value else {
+            throw SyncError.badInput("\(name) line \(number): expected a JSON object, found \(value.typeName)")
+        }
+        return members
+    }
+
+    /// Appends the next non-blank JSON Lines line, unparsed, to `batch`; false at the end of the file.
+    mutating func nextJSONLine(into batch: inout LineBatch) throws -> Bool {
+        while true {
+            let number = lines.lineNumber + 1
+            guard let added = try lines.next({ line -> Bool in
+                if Self.isBlank(line) { return false }
+                batch.append(line, number: number)
+                return true
+            }) else { return false }
+            if added { return true }
+        }
+    }
+
+    var fileName: String { name }
+
     private mutating func nextCSVRow() throws -> [String: JSON]? {
+        guard let (cells, _) = try nextCSVCells() else { return nil }
+        return Self.fields(header: header!, cells: cells)
+    }
+
+    /// A CSV data row as a record.
+    static func fields(header: [String], cells: [CSV.Cell]) -> [String: JSON] {
+        var fields: [String: JSON] = [:]
+        for (column, cell) in zip(header, cells) {
+            if let value = CSV.value(of: cell) { fields[column] = value }
+        }
+        return fields
+    }
+
+    /// The next CSV data row's cells (as many as the header has) and the line it starts on;
+    /// reads the header first. Malformed rows throw with their line number.
+    mutating func nextCSVCells() throws -> (cells: [CSV.Cell], line: Int)? {
         let name = name
         // The parser is used inside the line reader's closure: keep it in a local meanwhile.
         var parser = self.parser
@@ -290,11 +333,37 @@ struct RecordReader: ~Copyable {
             guard cells.count == names.count else {
                 throw SyncError.badInput("\(name) line \(start): \(cells.count) fields where the header has \(names.count)")
             }
-            var fields: [String: JSON] = [:]
-            for (column, cell) in zip(names, cells) {
-                if let value = CSV.value(of: cell) { fields[column] = value }
-            }
-            return fields
+            return (cells, start)
         }
+    }
+}
+
+/// Lines of a file copied into one buffer (no allocation per line), for loads that parse
+/// each line straight into a statement.
+struct LineBatch {
+    private(set) var bytes: [UInt8] = []
+    /// Where each line ends in `bytes` (it starts where the one before ends).
+    private(set) var ends: [Int] = []
+    /// Each line's number in the file.
+    private(set) var numbers: [Int] = []
+
+    var count: Int { ends.count }
+
+    mutating func append(_ line: ArraySlice<UInt8>, number: Int) {
+        bytes.append(contentsOf: line)
+        ends.append(bytes.count)
+        numbers.append(number)
+    }
+
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+        numbers.removeAll(keepingCapacity: true)
+    }
+
+    /// Calls `body` with line `index`'s bytes.
+    func withLine<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = index == 0 ? 0 : ends[index - 1]
+        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[index]])) }
     }
 }

@@ -10,7 +10,7 @@ import GRDB
 /// column must be the primary key or have a unique index, and a field without a column is
 /// refused (dead-lettered) rather than dropped. Each batch and the job's checkpoint commit
 /// in one transaction (table `_ferry_checkpoints`), so a crash never separates them.
-public final class SQLiteEndpoint: Endpoint {
+public final class SQLiteEndpoint: Endpoint, KeyOrderedReading {
     public let path: String
     public let table: String
     let options: EndpointOptions
@@ -139,6 +139,25 @@ public final class SQLiteEndpoint: Endpoint {
             try await body(rows.map { .record($0.fields) }, next)
             if rows.count < batchSize { return }
         }
+    }
+
+    /// Rows come in key order when the key column has text affinity (SQLite compares text
+    /// with memcmp under `COLLATE BINARY`, the order of ``RecordKey/text``'s bytes); an integer key
+    /// sorts by number, which is not the order of its text.
+    public var readsInKeyOrder: Bool {
+        guard let type = columns.first(where: { $0.name == options.keyField })?.type else { return true }  // no table: no rows
+        return !type.contains("INT") && (type.contains("CHAR") || type.contains("CLOB") || type.contains("TEXT"))
+    }
+
+    public func records(after: RecordKey?, limit: Int) async throws -> [[String: JSON]] {
+        guard let queue, !columns.isEmpty else { return [] }
+        let key = Self.quote(options.keyField) + " COLLATE BINARY"
+        let rows = if let after {
+            try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(key) > ? ORDER BY \(key) LIMIT \(limit)", [after.text.databaseValue])
+        } else {
+            try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(Self.quote(options.keyField)) IS NOT NULL ORDER BY \(key) LIMIT \(limit)", [])
+        }
+        return rows.map(\.fields)
     }
 
     struct FetchedRow {

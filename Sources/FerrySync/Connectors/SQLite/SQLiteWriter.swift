@@ -58,42 +58,32 @@ final class SQLiteWriter: TargetWriter {
     }
 
     private func applyNow(_ changes: [Change], cursor: Cursor?) throws -> ApplyOutcome {
+        try transaction { db in
+            var outcome = ApplyOutcome()
+            // Two-way runs: a row changed since the run read it is left for the next run.
+            let changedMeanwhile = try self.changedMeanwhile(changes, in: db)
+            outcome.changedMeanwhile = changes.filter { changedMeanwhile.contains($0.key.text) }.map(\.key)
+            try self.apply(changedMeanwhile.isEmpty ? changes : changes.filter { !changedMeanwhile.contains($0.key.text) },
+                           in: db, outcome: &outcome)
+            if let cursor {
+                try db.execute(
+                    sql: "INSERT INTO _ferry_checkpoints (job, cursor, updated_at) VALUES (?, ?, datetime('now')) ON CONFLICT(job) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                    arguments: [self.job, cursor.json.serialized()])
+            }
+            return outcome
+        }
+    }
+
+    /// Runs `body` in one transaction, after Ferry's own tables exist. A failed transaction is
+    /// rolled back whole and becomes a ``SyncError`` of kind `.target`.
+    func transaction<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try queue.write { db in
                 if !self.setupDone {
                     try db.execute(sql: Self.setup)
                     self.setupDone = true
                 }
-                var outcome = ApplyOutcome()
-                let changedMeanwhile = try self.changedMeanwhile(changes, in: db)
-                try self.prepareColumns(for: changes, in: db)
-                for change in changes {
-                    if changedMeanwhile.contains(change.key.text) {
-                        outcome.changedMeanwhile.append(change.key)
-                        continue
-                    }
-                    do {
-                        switch change {
-                        case .upsert(let record):
-                            try self.upsert(record, in: db, outcome: &outcome)
-                        case .delete(let key):
-                            let statement = try db.cachedStatement(sql: self.deleteSQL)
-                            try statement.execute(arguments: [SQLiteEndpoint.databaseValue(key.value, type: "")])
-                            if db.changesCount > 0 { outcome.deleted += 1 } else { outcome.alreadyGone += 1 }
-                        }
-                    } catch let error as RecordRejection {
-                        outcome.rejected.append((change, error.reason))
-                    } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT || error.resultCode == .SQLITE_MISMATCH {
-                        // The statement alone is rolled back; the batch goes on.
-                        outcome.rejected.append((change, "\(self.endpoint.displayName) refused it: \(error.message ?? "\(error)")"))
-                    }
-                }
-                if let cursor {
-                    try db.execute(
-                        sql: "INSERT INTO _ferry_checkpoints (job, cursor, updated_at) VALUES (?, ?, datetime('now')) ON CONFLICT(job) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-                        arguments: [self.job, cursor.json.serialized()])
-                }
-                return outcome
+                return try body(db)
             }
         } catch let error as DatabaseError {
             setupDone = false  // the rollback may have undone the set-up too
@@ -102,6 +92,28 @@ final class SQLiteWriter: TargetWriter {
                 endpoint.columns = columns
             }
             throw SyncError(.target, "\(endpoint.displayName): the batch failed and was rolled back: \(error.message ?? "\(error)")")
+        }
+    }
+
+    /// Applies changes inside a transaction; a change the table refuses is added to `outcome.rejected`.
+    func apply(_ changes: [Change], in db: Database, outcome: inout ApplyOutcome) throws {
+        try prepareColumns(for: changes, in: db)
+        for change in changes {
+            do {
+                switch change {
+                case .upsert(let record):
+                    try upsert(record, in: db, outcome: &outcome)
+                case .delete(let key):
+                    let statement = try db.cachedStatement(sql: deleteSQL)
+                    try statement.execute(arguments: [SQLiteEndpoint.databaseValue(key.value, type: "")])
+                    if db.changesCount > 0 { outcome.deleted += 1 } else { outcome.alreadyGone += 1 }
+                }
+            } catch let error as RecordRejection {
+                outcome.rejected.append((change, error.reason))
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT || error.resultCode == .SQLITE_MISMATCH {
+                // The statement alone is rolled back; the batch goes on.
+                outcome.rejected.append((change, "\(endpoint.displayName) refused it: \(error.message ?? "\(error)")"))
+            }
         }
     }
 
@@ -153,7 +165,7 @@ final class SQLiteWriter: TargetWriter {
     }
 
     /// The statements for the table's current columns, built once per column set.
-    private struct Statements {
+    struct Statements {
         var columnCount: Int
         var known: Set<String>
         var keyIndex: Int
@@ -164,7 +176,7 @@ final class SQLiteWriter: TargetWriter {
     private lazy var deleteSQL = "DELETE FROM \(endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(endpoint.options.keyField)) = ?"
     private var setupDone = false
 
-    private func currentStatements() -> Statements {
+    func currentStatements() -> Statements {
         let columns = endpoint.columns
         if let statements, statements.columnCount == columns.count { return statements }
         let keyField = endpoint.options.keyField
