@@ -181,6 +181,9 @@ public protocol Storage: Sendable {
     func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// Checks the database answers (for `__heartbeat__`).
     func ping() async -> Bool
+    /// Whether a read under a ``StorageDeadline`` stops by itself once the deadline passes (and
+    /// fails with ``StorageError/timedOut(seconds:)``), so the HTTP layer need not race it with a timer.
+    var stopsReadsAtDeadline: Bool { get }
     /// Flushes and closes.
     func close() throws
     /// The server secret every process on this database shares (user ids are keyed with it):
@@ -208,6 +211,8 @@ extension Storage {
     }
 
     public func sharedSecret(proposing proposal: String) async throws -> String? { nil }
+
+    public var stopsReadsAtDeadline: Bool { false }
 
     /// One process owns an embedded database: there is nobody to tell.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {

@@ -280,10 +280,15 @@ public struct FerryResponder: HTTPResponder {
     /// is rolled back, never committed after that answer (``StorageDeadline``).
     func handleInTime(_ request: APIRequest) async -> APIResponse {
         guard var seconds = limits.requestTimeout else { return await api.handle(request) }
-        if request.method == .get || request.method == .head,
-           let wait = request.query.last(where: { $0.0 == "_wait" }).flatMap({ Double($0.1) }), wait.isFinite, wait > 0 {
+        let wait = request.isRead ? request.query.last(where: { $0.0 == "_wait" }) : nil
+        if let wait = wait.flatMap({ Double($0.1) }), wait.isFinite, wait > 0 {
             // A long-poll waits on purpose (KintoAPI checks the value).
             seconds += min(wait, Double(KintoAPI.maxWaitSeconds))
+        } else if request.isRead, api.storage.stopsReadsAtDeadline {
+            // A read commits nothing, so nothing needs to race its answer: it runs in this task,
+            // the storage stops it at the deadline (SQLite's progress handler), and the API answers
+            // that with the same 503. The two tasks of the race cost a GET a tenth of its throughput.
+            return await read(request, within: seconds)
         }
         let api = api
         let retryAfter = api.settings.retryAfterSeconds
@@ -292,6 +297,15 @@ public struct FerryResponder: HTTPResponder {
             metrics.storageError()
             return APIResponse(error: KintoAPI.timedOut(deadline.seconds, retryAfter: retryAfter))
         })
+    }
+
+    /// A read with a deadline its storage keeps by itself.
+    func read(_ request: APIRequest, within seconds: Double) async -> APIResponse {
+        let api = api
+        let deadline = StorageDeadline(seconds: seconds)
+        return await StorageDeadline.$current.withValue(deadline) {
+            await api.handle(request)
+        }
     }
 
     /// A request's body, up to `maxBodySize` bytes and within the body timeout: a client that

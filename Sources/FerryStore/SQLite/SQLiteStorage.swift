@@ -162,6 +162,9 @@ public final class SQLiteStorage: Storage {
         return StorageError.backend("SQLite \(operation) failed: \(error.message ?? "\(error.resultCode)")")
     }
 
+    /// SQLite's progress handler interrupts a read at its deadline (``stopping(_:at:_:)``).
+    public var stopsReadsAtDeadline: Bool { true }
+
     public func ping() async -> Bool {
         (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
