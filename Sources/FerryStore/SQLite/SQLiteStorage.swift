@@ -103,16 +103,7 @@ public final class SQLiteStorage: Storage {
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        let deadline = StorageDeadline.current
-        do {
-            return try await pool.read { db in
-                if let deadline, deadline.isExpired { throw deadline.error }
-                return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
-            }
-        } catch {
-            if let deadline, deadline.isExpired { throw deadline.error }
-            throw Self.translate(error, "read")
-        }
+        try await reading(snapshot: true, body)
     }
 
     /// Without a transaction: the body's statement is its own snapshot, and a `BEGIN` and a
@@ -124,12 +115,19 @@ public final class SQLiteStorage: Storage {
     /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
     /// req/s, a page of 100 1,137-1,193 against 1,565-2,304.
     public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await reading(snapshot: false, body)
+    }
+
+    /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
+    private func reading<T: Sendable>(snapshot: Bool, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let deadline = StorageDeadline.current
+        let acl = acl
+        let work = { @Sendable (db: Database) throws -> T in
+            if let deadline, deadline.isExpired { throw deadline.error }
+            return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
+        }
         do {
-            return try await pool.unsafeRead { db in
-                if let deadline, deadline.isExpired { throw deadline.error }
-                return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
-            }
+            return snapshot ? try await pool.read(work) : try await pool.unsafeRead(work)
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
             throw Self.translate(error, "read")
