@@ -184,6 +184,9 @@ public protocol Storage: Sendable {
     /// Whether a read under a ``StorageDeadline`` stops by itself once the deadline passes (and
     /// fails with ``StorageError/timedOut(seconds:)``), so the HTTP layer need not race it with a timer.
     var stopsReadsAtDeadline: Bool { get }
+    /// The database's size on disk in bytes (nil when the backend cannot tell), for the
+    /// server's figures.
+    func sizeInBytes() async -> Int64?
     /// Flushes and closes.
     func close() throws
     /// The server secret every process on this database shares (user ids are keyed with it):
@@ -213,6 +216,8 @@ extension Storage {
     public func sharedSecret(proposing proposal: String) async throws -> String? { nil }
 
     public var stopsReadsAtDeadline: Bool { false }
+
+    public func sizeInBytes() async -> Int64? { nil }
 
     /// One process owns an embedded database: there is nobody to tell.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {

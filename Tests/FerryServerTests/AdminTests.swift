@@ -96,6 +96,8 @@ import Testing
             // The server's own figures, from its metrics.
             let (serverStatus, serverPage) = try await get(client, "/admin/server", browser)
             #expect(serverStatus == .ok && serverPage.contains("requests answered") && serverPage.contains("<svg role=\"img\""), "\(serverPage)")
+            // The database's size, read when the page is asked for (a SQLite file is never empty).
+            #expect(serverPage.contains("<th>storage on disk</th><td>") && serverPage.contains(" MB</td>"), "\(serverPage)")
             #expect(serverPage.contains("data-source=\"/admin/server/figures\"") && serverPage.contains("/admin/static/figures.js"))
             let (fragmentStatus, fragment) = try await get(client, "/admin/server/figures", browser)
             #expect(fragmentStatus == .ok && fragment.contains("requests per second") && !fragment.contains("<html"))
@@ -353,9 +355,11 @@ import Testing
             ferry_streams_open 3
             ferry_records_written_total 15
             ferry_storage_errors_total 1
+            ferry_storage_bytes 2500000
             """
         let a = AdminFigures.Sample(at: 100, exposition: first), b = AdminFigures.Sample(at: 110, exposition: second)
         #expect(a.requests == 15 && b.requests == 55 && b.storageErrors == 1 && a.openStreams == 2)
+        #expect(a.storageBytes == 0 && b.storageBytes == 2_500_000)
         let series = AdminFigures.Series([a, b])
         #expect(series.requestsPerSecond == [4])  // 40 more in 10 s
         #expect(series.latencyMilliseconds == [25])  // 1 s over 40 requests

@@ -78,6 +78,9 @@ import Testing
                 #expect(text.contains("ferry_http_requests_total"))
                 #expect(text.contains("ferry_http_request_duration_seconds"))
                 #expect(text.contains("ferry_records_written_total 3"))
+                // The SQLite file and its log, read at the scrape.
+                let size = text.split(separator: "\n").first { $0.hasPrefix("ferry_storage_bytes ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                #expect((size ?? 0) > 4096, "\(text)")
             }
         }
     }

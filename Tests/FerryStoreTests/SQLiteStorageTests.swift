@@ -479,6 +479,18 @@ enum StorageContract {
         }
     }
 
+    /// The size on disk is known and grows with what is written (the server's storage figure).
+    static func sizeOnDiskGrowsWithTheData(_ storage: any DumpableStorage) async throws {
+        let before = try #require(await storage.sizeInBytes())
+        #expect(before > 0)
+        let text = String(repeating: "x", count: 1000)
+        _ = try await storage.write { session in
+            for i in 0..<2000 { _ = try session.put(records, id: "r\(i)", data: ["text": .string(text)], requestedTimestamp: nil) }
+        }
+        let after = try #require(await storage.sizeInBytes())
+        #expect(after >= before + 1_000_000, "\(before) → \(after) bytes after writing 2 MB")
+    }
+
     /// Each contract test, by name.
     static let all: [(String, @Sendable (any DumpableStorage) async throws -> Void)] = [
         ("timestamps", { try await timestampsAreStrictlyIncreasingPerKind($0) }),
@@ -494,6 +506,7 @@ enum StorageContract {
         ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
         ("flush", { try await flushEmptiesEverythingAndRollsBack($0) }),
         ("tombstone-retention", { try await retentionPurgesOldTombstonesAndRaisesTheHorizon($0) }),
+        ("size-on-disk", { try await sizeOnDiskGrowsWithTheData($0) }),
     ]
 
     static var names: [String] { all.map(\.0) }

@@ -14,6 +14,7 @@ final class AdminFigures: Sendable {
         var openStreams: Double
         var recordsWritten: Double
         var storageErrors: Double
+        var storageBytes: Double
 
         /// The figures of a Prometheus text (each metric's lines summed over their labels).
         init(at: Double, exposition text: String) {
@@ -30,6 +31,7 @@ final class AdminFigures: Sendable {
             openStreams = sums["ferry_streams_open"] ?? 0
             recordsWritten = sums["ferry_records_written_total"] ?? 0
             storageErrors = sums["ferry_storage_errors_total"] ?? 0
+            storageBytes = sums["ferry_storage_bytes"] ?? 0
         }
     }
 

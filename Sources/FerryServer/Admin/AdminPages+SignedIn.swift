@@ -342,6 +342,7 @@ extension AdminPages {
                 ("event streams open", String(format: "%.0f", now.openStreams)),
                 ("objects written", String(format: "%.0f", now.recordsWritten)),
                 ("storage errors", String(format: "%.0f", now.storageErrors)),
+                ("storage on disk", now.storageBytes > 0 ? String(format: "%.1f MB", now.storageBytes / 1_000_000) : "–"),
             ]
             let empty = "needs two samples (one every \(Int(figures.interval)) s while the server serves requests)"
             return "<table class=\"figures\">" + totals.map { "<tr><th>\(HTML.escape($0.0))</th><td>\(HTML.escape($0.1))</td></tr>" }.joined() + "</table>"

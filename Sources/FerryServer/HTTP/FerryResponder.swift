@@ -68,6 +68,7 @@ public struct FerryResponder: HTTPResponder {
             apiResponse = APIResponse(error: CORSPolicy.refusal(origin: refused))
             routeName = "cors-refused"
         } else if path == "/metrics" {
+            await refreshStorageSize()
             apiResponse = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
             routeName = "/metrics"
         } else if path == "/" {
@@ -85,6 +86,7 @@ public struct FerryResponder: HTTPResponder {
                 }
                 routeName = "admin-stream"
             } else {
+                if path.hasPrefix("/admin/server") { await refreshStorageSize() }
                 apiResponse = await handleAdmin(request, admin: admin, context: context)
                 routeName = "admin"
             }
@@ -338,6 +340,11 @@ public struct FerryResponder: HTTPResponder {
     }
 
     /// A page of `/admin` (its forms' bodies read as the API's are).
+    /// Reads the database's size into its gauge: on demand, where the figures are shown.
+    func refreshStorageSize() async {
+        if let bytes = await api.storage.sizeInBytes() { metrics.storageSize(bytes) }
+    }
+
     func handleAdmin(_ request: Request, admin: AdminPages, context: Context) async -> APIResponse {
         let headers = Self.headerMap(request)
         let maxBodySize = limits.maxBodySize

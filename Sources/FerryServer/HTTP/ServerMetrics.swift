@@ -14,6 +14,8 @@ public final class ServerMetrics: Sendable {
     public let openStreams: CoreMetrics.Meter
     /// Change events sent on streams.
     public let streamEvents: CoreMetrics.Counter
+    /// The database's size on disk, as of the last `/metrics` or `/admin/server` request.
+    public let storageBytes: CoreMetrics.Gauge
     /// 1 while this process delivers the webhooks (of several processes on one database, one does).
     public let webhooksLeading: CoreMetrics.Gauge
     /// 1 while this process purges old tombstones (of several processes on one database, one does).
@@ -29,6 +31,7 @@ public final class ServerMetrics: Sendable {
         openStreams = CoreMetrics.Meter(label: "ferry_streams_open", dimensions: [], factory: factory)
         streamEvents = CoreMetrics.Counter(label: "ferry_stream_events_total", dimensions: [], factory: factory)
         webhooksLeading = CoreMetrics.Gauge(label: "ferry_webhooks_leading", dimensions: [], factory: factory)
+        storageBytes = CoreMetrics.Gauge(label: "ferry_storage_bytes", dimensions: [], factory: factory)
         webhooksLeading.record(0)
         tombstonePurgeLeading = CoreMetrics.Gauge(label: "ferry_tombstone_purge_leading", dimensions: [], factory: factory)
         tombstonePurgeLeading.record(0)
@@ -64,6 +67,7 @@ public final class ServerMetrics: Sendable {
         CoreMetrics.Counter(label: "ferry_webhook_deliveries_total", dimensions: [("outcome", succeeded ? "ok" : "failed")], factory: factory).increment()
     }
     func storageError() { storageErrors.increment() }
+    func storageSize(_ bytes: Int64) { storageBytes.record(bytes) }
 
     /// The Prometheus text exposition.
     public func exposition() -> String { registry.emitToString() }

@@ -185,6 +185,13 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         try await transaction("BEGIN", announcing: announcements, body)
     }
 
+    /// `pg_database_size` of the server's database (every table and index in it).
+    public func sizeInBytes() async -> Int64? {
+        try? await withConnection { [logger] link in
+            try PostgresSession(link: link, logger: logger).rows("SELECT pg_database_size(current_database())").first?.decode(Int64.self)
+        }
+    }
+
     public func ping() async -> Bool {
         (try? await withConnection { [logger] link in
             try PostgresSession(link: link, logger: logger).rows("SELECT 1").count == 1

@@ -163,6 +163,14 @@ public final class SQLiteStorage: Storage {
     /// SQLite's progress handler interrupts a read at its deadline (``stopping(_:at:_:)``).
     public var stopsReadsAtDeadline: Bool { true }
 
+    /// The database file and its write-ahead log.
+    public func sizeInBytes() async -> Int64? {
+        let sizes = [path, path + "-wal"].compactMap { file in
+            (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.int64Value
+        }
+        return sizes.isEmpty ? nil : sizes.reduce(0, +)
+    }
+
     public func ping() async -> Bool {
         (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
