@@ -183,7 +183,9 @@ import Testing
         let pem = try temporaryDirectory() + "/jwt.pem"
         try key.publicKey.pemRepresentation.write(toFile: pem, atomically: true, encoding: .utf8)
         let rsaServer = try Self.server { c in c.jwtRS256PublicKey = pem }
-        let rs = Self.jwt(["sub": "robot", "exp": .int(now + 60)], alg: "RS256") { input in
+        // Its expiry counts from now: making a 2048-bit key took over a minute on a loaded machine,
+        // and a token made to expire a minute after the test began was expired by then.
+        let rs = Self.jwt(["sub": "robot", "exp": .int(Int64(Date().timeIntervalSince1970) + 600)], alg: "RS256") { input in
             Array((try! key.signature(for: SHA256.hash(data: Array(input.utf8)), padding: .insecurePKCS1v1_5)).rawRepresentation)
         }
         #expect(try await rsaServer.request("GET", "/", authorization: "Bearer " + rs).json["user"]?["id"] == "jwt:robot")
