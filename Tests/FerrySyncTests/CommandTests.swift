@@ -307,12 +307,12 @@ import Testing
         var hits = 0
         for _ in 0..<times {
             let process = Ferry.start(arguments, in: dir.path, environment: environment, quiet: true)
-            usleep(UInt32(Double.random(in: 0.4...2.5) * 1_000_000))
+            try await Task.sleep(for: .milliseconds(Int.random(in: 400...2_500)))
             if process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
                 hits += 1
             }
-            process.waitUntilExit()
+            await process.exited()
         }
         let final = try await Ferry.run(arguments, in: dir.path, environment: environment)
         #expect(final.status == 0, "\(final.stderr)")

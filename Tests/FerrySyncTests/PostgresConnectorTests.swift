@@ -292,8 +292,8 @@ struct PostgresConnectorTests {
         }
         #expect(loaded > 0 && loaded < records, "the sync was not caught mid-run (\(loaded) rows)")
         try cluster.psql(db.name, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")
-        process.waitUntilExit()
-        drained.wait()
+        await process.exited()
+        await drained.done()
         let stderr = String(decoding: errors.get(), as: UTF8.self)
         #expect(process.terminationStatus == 2)
         #expect(stderr.split(separator: "\n").count == 1 && stderr.contains("lost the connection to 127.0.0.1:\(cluster.port)"), "\(stderr)")

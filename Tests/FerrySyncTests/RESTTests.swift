@@ -274,12 +274,12 @@ func report(_ result: Ferry.Result) throws -> JSON {
         var killedMidRun = 0
         for _ in 0..<3 {
             let process = Ferry.start(args, in: dir.path, quiet: true)
-            usleep(UInt32.random(in: 400_000...1_500_000))
+            try await Task.sleep(for: .milliseconds(Int.random(in: 400...1_500)))
             if process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
                 killedMidRun += 1
             }
-            process.waitUntilExit()
+            await process.exited()
             // Changes between the runs, some in the same second as the seed.
             try await api.request(.POST, "/users", ["username": .string("late\(killedMidRun)-\(UUID().uuidString.prefix(6))")])
         }

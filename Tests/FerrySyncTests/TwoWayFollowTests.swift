@@ -85,7 +85,7 @@ import Testing
         #expect(try await ListenTests.eventually { try await b.all()["s1"]?["name"] == "from the server" }, "\(follow.stderr)")
 
         kill(follow.process.processIdentifier, SIGKILL)
-        follow.process.waitUntilExit()
+        await follow.process.exited()
         // While it is down: a change on each side, and one record changed on both (b-wins).
         try await a.put("s2", ["name": "while down", "n": 3])
         try await b.delete("t1")

@@ -642,12 +642,12 @@ enum TwoWayOracle {
             if interrupted {
                 for _ in 0..<4 {
                     let process = Ferry.start(arguments, in: dir.path, quiet: true)
-                    usleep(UInt32(Double.random(in: 0.1...0.8) * 1_000_000))
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 100...800)))
                     if process.isRunning {
                         kill(process.processIdentifier, SIGKILL)
                         hits += 1
                     }
-                    process.waitUntilExit()
+                    await process.exited()
                 }
             }
             let final = try await Ferry.run(arguments, in: dir.path)
