@@ -5,37 +5,26 @@ public import Hummingbird
 import Logging
 import NIOCore
 
-/// A request's context: Hummingbird's, plus the client's address (the rate limit of anonymous requests).
-public struct FerryRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    public let remoteAddress: String?
-
-    public init(source: ApplicationRequestContextSource) {
-        coreContext = .init(source: source)
-        remoteAddress = source.channel.remoteAddress?.ipAddress
-    }
-}
-
-/// The HTTP face of Ferry: turns Hummingbird requests into ``APIRequest``s, authenticates,
-/// enforces the limits (body size and time, request rate), logs and measures every request.
-/// Credentials never reach the log: only the method, route, path, status and duration do.
+/// The HTTP face of Ferry: Hummingbird middleware for what every request goes through (its id,
+/// metrics and log; CORS; the load's `Backoff`; authentication and the rate limit; the body and
+/// its limits), then the
+/// dispatch of its path to the API, its streams, the admin pages, metrics and attachment files.
 public struct FerryResponder: HTTPResponder {
     public typealias Context = FerryRequestContext
 
     let api: KintoAPI
     let limits: RequestLimits
     let metrics: ServerMetrics
-    /// `https` when the server serves TLS, else `http`: the scheme of the links it writes.
-    let scheme: String
-    let trustedProxies: TrustedProxies
-    /// Which browser pages may call the API.
-    let cors: CORSPolicy
     /// Whether a path without `/v1` is answered with a `307` to it under `/v1` (else 404).
     let versionPrefixRedirect: Bool
-    let inFlight = InFlight()
     let streamSlots = StreamSlots()
     /// The `/admin` pages; nil when `admin_enabled` is off.
     let admin: AdminPages?
+    let log: RequestLogMiddleware
+    let cors: CORSMiddleware
+    let backoff: BackoffMiddleware
+    let authentication: AuthenticationMiddleware
+    let body: RequestBodyMiddleware
 
     public init(api: KintoAPI, limits: RequestLimits, metrics: ServerMetrics, scheme: String = "http",
                 trustedProxies: TrustedProxies = TrustedProxies([]), cors: CORSPolicy = CORSPolicy(),
@@ -44,133 +33,112 @@ public struct FerryResponder: HTTPResponder {
         self.admin = admin ? AdminPages(api: api, metrics: { [metrics] in metrics.exposition() }) : nil
         self.limits = limits
         self.metrics = metrics
-        self.scheme = scheme
-        self.trustedProxies = trustedProxies
-        self.cors = cors
         self.versionPrefixRedirect = versionPrefixRedirect
+        log = RequestLogMiddleware(metrics: metrics)
+        self.cors = CORSMiddleware(policy: cors) { path in
+            Self.methods(path: path, api: api, versionPrefixRedirect: versionPrefixRedirect)
+        }
+        backoff = BackoffMiddleware(threshold: limits.busyThreshold, seconds: limits.busyBackoff)
+        authentication = AuthenticationMiddleware(api: api, rateLimiter: limits.rateLimiter, scheme: scheme, trustedProxies: trustedProxies)
+        body = RequestBodyMiddleware(limits: limits) { request, context in
+            await Self.bodyAllowance(request, context: context, api: api, limits: limits)
+        }
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
-        let start = ContinuousClock.now
-        let requestID = Self.makeRequestID()
-        let path = request.uri.path
-        let method = request.method.rawValue
-        var routeName = "unknown"
-        var apiResponse: APIResponse
-        let isAPI = path == "/v1" || path.hasPrefix("/v1/")
-        admin?.figures.offer { metrics.exposition() }
-        let origin = cors.verdict(origin: request.headers[.origin])
-        if request.method == .options {
-            apiResponse = preflight(request, path: path)
-            routeName = "preflight"
-        } else if isAPI, case .refused(let refused) = origin {
-            // Before anything runs: a page of another origin changes nothing here.
-            apiResponse = APIResponse(error: CORSPolicy.refusal(origin: refused))
-            routeName = "cors-refused"
-        } else if path == "/metrics" {
-            await refreshStorageSize()
-            apiResponse = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
-            routeName = "/metrics"
-        } else if path == "/" {
-            apiResponse = APIResponse(status: 307, headers: [("Location", "/v1/")])
-            routeName = "/"
-        } else if let admin, path == "/admin" || path.hasPrefix("/admin/") {
-            if request.method == .get, let opened = admin.stream(request) {
-                // The live view: the collection's event stream as the session's user.
-                switch await openStream(opened.request, stream: opened.stream, context: context, requestID: requestID) {
-                case .opened(let response):
-                    metrics.request(route: "admin-stream", method: method, status: 200, seconds: 0)
-                    return response
-                case .refused(let answer):
-                    apiResponse = answer
-                }
-                routeName = "admin-stream"
-            } else {
-                if path.hasPrefix("/admin/server") { await refreshStorageSize() }
-                apiResponse = await handleAdmin(request, admin: admin, context: context)
-                routeName = "admin"
-            }
-        } else if request.method == .get, let stream = EventStream.target(path: path, accept: request.headers[.accept]) {
-            // A stream's answer is its first line: what follows is logged when it ends.
-            switch await openStream(request, stream: stream, context: context, requestID: requestID) {
-            case .opened(var response):
-                if case .allowed(let headers) = origin {
-                    for (name, value) in headers {
-                        if let field = HTTPField.Name(name) { response.headers.append(HTTPField(name: field, value: value)) }
+        try await log.handle(request, context: context) { request, context in
+            try await cors.handle(request, context: context) { request, context in
+                try await backoff.handle(request, context: context) { request, context in
+                    try await authentication.handle(request, context: context) { request, context in
+                        try await body.handle(request, context: context) { request, context in
+                            try await route(request, context: context)
+                        }
                     }
                 }
-                metrics.request(route: "records-stream", method: method, status: 200, seconds: 0)
-                context.logger.info("stream opened", metadata: ["ferry.request.id": .string(requestID), "ferry.path": .string(path)])
-                return response
-            case .refused(let answer):
-                apiResponse = answer
-                routeName = "records-stream"
             }
-        } else if isAPI {
-            let load = inFlight.enter()
-            var answer = await handleAPI(request, subpath: String(path.dropFirst(3)), context: context)
-            inFlight.leave()
-            if load > limits.busyThreshold, answer.header("Backoff") == nil {
-                answer.headers.append(("Backoff", String(limits.busyBackoff)))
-            }
-            apiResponse = answer
-            routeName = apiResponse.routeName
-        } else if path.hasPrefix(Self.attachmentsPrefix), api.attachments != nil {
-            // Attachment files (kinto-attachment's base_url, served here).
-            switch await admit(Self.headerMap(request), context: context) {
-            case .admitted(let identity):
-                let location = String(path.dropFirst(Self.attachmentsPrefix.count))
-                apiResponse = await api.attachmentFile(location: location, identity: identity, method: request.method)
-            case .refused(let answer):
-                apiResponse = answer
-            }
-            routeName = "attachment-file"
-        } else if versionPrefixRedirect, let location = Self.versionRedirect(path: path, query: request.uri.query) {
-            // Kinto's: method and body go along (307), so a PUT is repeated under /v1.
-            apiResponse = APIResponse(status: 307, headers: [("Location", location)])
-            routeName = "version-redirect"
-        } else {
-            apiResponse = APIResponse(error: .missingResource)
         }
-        if case .allowed(let headers) = origin, apiResponse.header("Access-Control-Allow-Origin") == nil {
-            apiResponse.headers += headers
-        }
-        let response = makeResponse(apiResponse, requestID: requestID, isHead: request.method == .head)
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        metrics.request(route: routeName, method: method, status: apiResponse.status, seconds: seconds)
-        context.logger.info("request", metadata: [
-            "ferry.request.id": .string(requestID),
-            "ferry.method": .string(method),
-            "ferry.route": .string(routeName),
-            "ferry.path": .string(path),
-            "ferry.status": .stringConvertible(apiResponse.status),
-            "ferry.duration_ms": .stringConvertible((seconds * 100_000).rounded() / 100),
-        ])
-        return response
     }
 
-    /// The answer to `OPTIONS` on `path`: a CORS preflight on the route's methods, or 404 where
-    /// no route is (a path under `/v1` that names nothing, or one without `/v1` that is not redirected).
-    func preflight(_ request: Request, path: String) -> APIResponse {
-        let methods: [HTTPRequest.Method]
-        if path == "/metrics" || path == "/" || (path.hasPrefix(Self.attachmentsPrefix) && api.attachments != nil) {
-            methods = [.get, .head]
-        } else {
-            let below: String
-            if path == "/v1" || path.hasPrefix("/v1/") {
-                below = String(path.dropFirst(3))
-            } else if versionPrefixRedirect, Self.versionRedirect(path: path, query: nil) != nil {
-                // The page's request will be redirected to this route under /v1.
-                below = path
+    /// Whether `path` is the API's (under `/v1`).
+    static func isAPI(_ path: String) -> Bool {
+        path == "/v1" || path.hasPrefix("/v1/")
+    }
+
+    /// A request past the middleware, to the part of the server its path names.
+    func route(_ request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        let outcome = context.outcome
+        let answer: APIResponse
+        admin?.figures.offer { metrics.exposition() }
+        if path == "/metrics" {
+            await refreshStorageSize()
+            answer = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
+            outcome.route = "/metrics"
+        } else if path == "/" {
+            answer = APIResponse(status: 307, headers: [("Location", "/v1/")])
+            outcome.route = "/"
+        } else if let admin, path == "/admin" || path.hasPrefix("/admin/") {
+            if request.method == .get, let opened = admin.stream(request) {
+                // The live view: the collection's event stream as the session's user, admitted
+                // as the API's own requests are.
+                outcome.route = "admin-stream"
+                return try await authentication.handle(opened.request, context: context) { request, context in
+                    await streamAnswer(request, stream: opened.stream, context: context)
+                }
             } else {
-                return APIResponse(error: .missingResource)
+                if path.hasPrefix("/admin/server") { await refreshStorageSize() }
+                answer = await handleAdmin(request, admin: admin, context: context)
+                outcome.route = "admin"
             }
-            guard let route = try? Route(below), api.serves(route) else { return APIResponse(error: .missingResource) }
-            methods = route.allowedMethods
+        } else if request.method == .get, let stream = EventStream.target(path: path, accept: request.headers[.accept]) {
+            outcome.route = "records-stream"
+            return await streamAnswer(request, stream: stream, context: context)
+        } else if Self.isAPI(path) {
+            answer = await handleAPI(request, subpath: String(path.dropFirst(3)), context: context)
+            outcome.route = answer.routeName
+        } else if path.hasPrefix(Self.attachmentsPrefix), api.attachments != nil, let identity = context.identity {
+            // Attachment files (kinto-attachment's base_url, served here).
+            let location = String(path.dropFirst(Self.attachmentsPrefix.count))
+            answer = await api.attachmentFile(location: location, identity: identity, method: request.method)
+            outcome.route = "attachment-file"
+        } else if versionPrefixRedirect, let location = Self.versionRedirect(path: path, query: request.uri.query) {
+            // Kinto's: method and body go along (307), so a PUT is repeated under /v1.
+            answer = APIResponse(status: 307, headers: [("Location", location)])
+            outcome.route = "version-redirect"
+        } else {
+            answer = APIResponse(error: .missingResource)
         }
-        return cors.preflight(origin: request.headers[.origin], requestMethod: request.headers[.accessControlRequestMethod],
-                              requestHeaders: request.headers[values: .accessControlRequestHeaders].joined(separator: ","), methods: methods)
+        return answer.response(isHead: request.method == .head)
+    }
+
+    /// A stream's answer: its first line, or the error that refuses it.
+    func streamAnswer(_ request: Request, stream: EventStream, context: Context) async -> Response {
+        switch await openStream(request, stream: stream, context: context) {
+        case .opened(let response):
+            context.outcome.isStream = true
+            return response
+        case .refused(let refusal):
+            return refusal.response(isHead: false)
+        }
+    }
+
+    /// The methods of the route at `path`, for a CORS preflight; nil where no route is (a path
+    /// under `/v1` that names nothing, or one without `/v1` that is not redirected).
+    static func methods(path: String, api: KintoAPI, versionPrefixRedirect: Bool) -> [HTTPRequest.Method]? {
+        if path == "/metrics" || path == "/" || (path.hasPrefix(attachmentsPrefix) && api.attachments != nil) {
+            return [.get, .head]
+        }
+        let below: String
+        if isAPI(path) {
+            below = String(path.dropFirst(3))
+        } else if versionPrefixRedirect, versionRedirect(path: path, query: nil) != nil {
+            // The page's request will be redirected to this route under /v1.
+            below = path
+        } else {
+            return nil
+        }
+        guard let route = try? Route(below), api.serves(route) else { return nil }
+        return route.allowedMethods
     }
 
     /// Where Kinto's version-prefix redirect sends a path without `/v1` (`/buckets?_limit=2` →
@@ -220,62 +188,29 @@ public struct FerryResponder: HTTPResponder {
         return headers
     }
 
-    /// Who is asking (within the request rate limit), or the answer that refuses the request.
-    enum Admission {
-        case admitted(Identity)
-        case refused(APIResponse)
-    }
-
-    func admit(_ headers: [String: String], context: Context) async -> Admission {
-        let identity: Identity
-        do {
-            identity = try await api.authenticate(authorization: headers["authorization"])
-        } catch {
-            return .refused(APIResponse(error: error))
-        }
-        if let limiter = limits.rateLimiter,
-           let wait = limiter.admit(identity.userID ?? "anonymous@" + (context.remoteAddress ?? "?")) {
-            return .refused(APIResponse(error: .tooManyRequests(retryAfter: wait, limit: limiter.requests, seconds: limiter.seconds)))
-        }
-        return .admitted(identity)
+    /// The API's request: what the middleware admitted and read, with the path below `/v1`.
+    static func apiRequest(_ request: Request, subpath: String, context: Context) -> APIRequest {
+        APIRequest(method: request.method, path: subpath, query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
+                   headers: context.headers, body: context.body, identity: context.identity ?? .anonymous, baseURL: context.baseURL)
     }
 
     func handleAPI(_ request: Request, subpath: String, context: Context) async -> APIResponse {
-        let headers = Self.headerMap(request)
-        let identity: Identity
-        switch await admit(headers, context: context) {
-        case .admitted(let admitted): identity = admitted
-        case .refused(let answer): return answer
-        }
-        let host = request.head.authority ?? headers["host"] ?? "localhost"
-        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
-        var apiRequest = APIRequest(
-            method: request.method, path: subpath,
-            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")),
-            headers: headers, identity: identity, baseURL: "\(scheme)://\(host)/v1")
-        var bodyLimit = limits.maxBodySize
-        var overLimit = KintoError.tooLarge(limit: bodyLimit)
-        if api.attachments != nil, subpath.hasSuffix("/attachment"), case .attachment(let path)? = try? Route(subpath), request.method == .post || request.method == .delete {
-            // An upload is refused before its body is read where the headers and the caller's
-            // permissions already say so; its body may hold a file up to attachment_max_size.
-            if let refusal = await api.attachmentPrecheck(apiRequest, path: path) { return refusal }
-            bodyLimit = api.attachmentBodyLimit
-            overLimit = KintoAPI.attachmentTooLarge(api.attachments!.settings.maxSize)
-        }
-        let maxBodySize = bodyLimit
-        let tooLarge = overLimit
-        if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize {
-            return APIResponse(error: tooLarge)
-        }
-        var bodyBytes: [UInt8] = []
-        if request.method != .get && request.method != .head {
-            switch await collectBody(request, maxBodySize: maxBodySize, tooLarge: tooLarge) {
-            case .success(let bytes): bodyBytes = bytes
-            case .failure(let error): return APIResponse(error: error)
+        await handleInTime(Self.apiRequest(request, subpath: subpath, context: context))
+    }
+
+    /// How large a body may be: `max_body_size`, or for an attachment's upload `attachment_max_size`
+    /// once the headers and the caller's permissions show it may be made (it is refused before
+    /// its body is read where they do not).
+    static func bodyAllowance(_ request: Request, context: Context, api: KintoAPI, limits: RequestLimits) async -> RequestBodyMiddleware.Allowance {
+        let path = request.uri.path
+        if api.attachments != nil, isAPI(path), path.hasSuffix("/attachment"), request.method == .post || request.method == .delete,
+           case .attachment(let object)? = try? Route(String(path.dropFirst(3))) {
+            if let refusal = await api.attachmentPrecheck(apiRequest(request, subpath: String(path.dropFirst(3)), context: context), path: object) {
+                return .refused(refusal)
             }
+            return .upTo(api.attachmentBodyLimit, else: KintoAPI.attachmentTooLarge(api.attachments!.settings.maxSize))
         }
-        apiRequest.body = bodyBytes
-        return await handleInTime(apiRequest)
+        return .upTo(limits.maxBodySize, else: .tooLarge(limit: limits.maxBodySize))
     }
 
     /// The API's answer within the request timeout; past it a 503, and the request's storage work
@@ -310,36 +245,6 @@ public struct FerryResponder: HTTPResponder {
         }
     }
 
-    /// A request's body, up to `maxBodySize` bytes and within the body timeout: a client that
-    /// trickles its body must not hold a connection and a task forever.
-    func collectBody(_ request: Request, maxBodySize: Int, tooLarge: KintoError) async -> Result<[UInt8], KintoError> {
-        let body = request.body
-        let timeout = limits.bodyTimeout
-        return await withTaskGroup(of: Result<[UInt8], KintoError>?.self) { group in
-            group.addTask {
-                do {
-                    return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
-                } catch {
-                    return .failure(tooLarge)
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-                return Task.isCancelled ? nil : .failure(.requestTimeout(seconds: timeout))
-            }
-            var outcome: Result<[UInt8], KintoError> = .failure(.requestTimeout(seconds: timeout))
-            while let next = await group.next() {
-                if let next {
-                    outcome = next
-                    break
-                }
-            }
-            group.cancelAll()
-            return outcome
-        }
-    }
-
-    /// A page of `/admin` (its forms' bodies read as the API's are).
     /// Reads the database's size into its gauge: on demand, where the figures are shown.
     func refreshStorageSize() async {
         if let bytes = await api.storage.sizeInBytes() { metrics.storageSize(bytes) }
@@ -347,62 +252,15 @@ public struct FerryResponder: HTTPResponder {
 
     func handleAdmin(_ request: Request, admin: AdminPages, context: Context) async -> APIResponse {
         let headers = Self.headerMap(request)
-        let maxBodySize = limits.maxBodySize
-        if let length = headers["content-length"].flatMap(Int.init), length > maxBodySize { return APIResponse(error: .tooLarge(limit: maxBodySize)) }
-        var body: [UInt8] = []
-        if request.method == .post {
-            switch await collectBody(request, maxBodySize: maxBodySize, tooLarge: .tooLarge(limit: maxBodySize)) {
-            case .success(let bytes): body = bytes
-            case .failure(let error): return APIResponse(error: error)
-            }
-        }
-        let host = request.head.authority ?? headers["host"] ?? "localhost"
-        let scheme = trustedProxies.scheme(served: self.scheme, remoteAddress: context.remoteAddress) { headers[$0] }
+        let (scheme, baseURL) = authentication.base(request, headers: headers, remoteAddress: context.remoteAddress)
         let path = request.uri.path
         return await admin.respond(AdminPages.Request(
             method: request.method, path: path == "/admin" ? "" : String(path.dropFirst("/admin".count)),
-            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")), headers: headers, body: body,
-            scheme: scheme, baseURL: "\(scheme)://\(host)/v1", remoteAddress: context.remoteAddress))
+            query: APIRequest.parseQuery(Substring(request.uri.query ?? "")), headers: headers, body: context.body,
+            scheme: scheme, baseURL: baseURL, remoteAddress: context.remoteAddress))
     }
 
-    func makeResponse(_ response: APIResponse, requestID: String, isHead: Bool) -> Response {
-        var fields = HTTPFields()
-        var bytes: [UInt8] = []
-        switch response.body {
-        case .empty:
-            if response.status != 304 && response.status != 307 { fields[.contentType] = "application/json" }
-        case .json(let json):
-            fields[.contentType] = "application/json"
-            bytes = json.serializedBytes()
-        case .raw(let raw):
-            fields[.contentType] = "application/json"
-            bytes = raw
-        case .text(let text, let contentType):
-            fields[.contentType] = contentType
-            bytes = Array(text.utf8)
-        case .bytes(let raw, let contentType):
-            fields[.contentType] = contentType
-            bytes = raw
-        }
-        for (name, value) in response.headers {
-            if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
-        }
-        fields[Self.requestIDHeader] = requestID
-        if isHead {
-            fields[.contentLength] = String(bytes.count)
-            return Response(status: .init(code: response.status), headers: fields, body: .init())
-        }
-        return Response(status: .init(code: response.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    static let requestIDHeader = HTTPField.Name("X-Request-Id")!
     /// Where attachment files are served (the default `capabilities.attachments.base_url`).
     static let attachmentsPrefix = "/attachments/"
 
-    /// 16 random hex digits: one draw from the system's generator (a draw per digit was a
-    /// `getrandom` system call each).
-    static func makeRequestID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return withUnsafeBytes(of: generator.next() as UInt64) { Hex.encode($0) }
-    }
 }

@@ -93,13 +93,11 @@ extension FerryResponder {
     }
 
     /// Checks the caller may read the collection and opens its stream; errors are answered as usual.
-    func openStream(_ request: Request, stream: EventStream, context: Context, requestID: String) async -> StreamOpening {
-        let headers = Self.headerMap(request)
-        let identity: Identity
-        switch await admit(headers, context: context) {
-        case .admitted(let admitted): identity = admitted
-        case .refused(let answer): return .refused(answer)
-        }
+    /// The caller is the one ``AuthenticationMiddleware`` admitted.
+    func openStream(_ request: Request, stream: EventStream, context: Context) async -> StreamOpening {
+        let headers = context.headers
+        let identity = context.identity ?? .anonymous
+        let requestID = context.requestID
         let since: Int64?
         do {
             since = try EventStream.start(lastEventID: headers["last-event-id"], query: APIRequest.parseQuery(Substring(request.uri.query ?? "")))
@@ -130,7 +128,6 @@ extension FerryResponder {
         fields[.contentType] = "text/event-stream; charset=utf-8"
         fields[.cacheControl] = "no-cache"
         fields[HTTPField.Name("X-Accel-Buffering")!] = "no"
-        fields[Self.requestIDHeader] = requestID
         let body = ResponseBody { writer in
             metrics.openStreams.increment()
             var sent = 0
