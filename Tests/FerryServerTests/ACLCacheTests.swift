@@ -77,4 +77,44 @@ import Testing
         #expect((batch.json["responses"]?[1]?["status"]?.intValue ?? 0) >= 400)
         #expect(try await server.request("GET", Self.record, user: "bob").status == 200)
     }
+
+    /// A read sees one state of the database: the grant it checks and the record it returns come
+    /// from the same commit. A writer flips, in one transaction each time, bob's read permission
+    /// on r together with r's content ("granted" with the grant, "revoked" without it); bob's GETs
+    /// meanwhile must answer 403 or r as granted, never r as revoked (a grant check answered from
+    /// before a commit and a record read after it).
+    @Test func aReadNeverMixesTheStatesOfTwoCommits() async throws {
+        let server = try await Self.server()
+        let bob = JSON.string(server.userID("bob"))
+        let flips = 300
+        try await withThrowingTaskGroup(of: [String].self) { group in
+            group.addTask {
+                for flip in 0..<flips {
+                    let granted = flip % 2 == 0
+                    let body: JSON = ["data": ["v": .string(granted ? "granted" : "revoked")],
+                                      "permissions": ["read": granted ? [bob] : []]]
+                    let status = try await server.request("PATCH", Self.record, json: body).status
+                    if status != 200 { return ["the flip answered \(status)"] }
+                }
+                return []
+            }
+            for _ in 0..<2 {
+                group.addTask {
+                    var wrong: [String] = []
+                    for _ in 0..<(flips * 3) {
+                        let answer = try await server.request("GET", Self.record, user: "bob")
+                        if answer.status == 200, answer.data["v"]?.stringValue != "granted" {
+                            wrong.append("200 with \(answer.data)")
+                        } else if answer.status != 200 && answer.status != 403 {
+                            wrong.append("status \(answer.status)")
+                        }
+                    }
+                    return wrong
+                }
+            }
+            var wrong: [String] = []
+            for try await found in group { wrong += found }
+            #expect(wrong.isEmpty, "\(wrong.count) mixed reads, first: \(wrong.first ?? "")")
+        }
+    }
 }

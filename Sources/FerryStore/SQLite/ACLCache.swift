@@ -15,6 +15,10 @@ import NIOConcurrencyHelpers
 ///   if the version has not moved since (``remember(_:_:asOf:)``): an answer read from a snapshot
 ///   older than a commit is never kept after that commit's bump.
 /// - Write sessions never use it (they must see their own changes).
+/// - ``GroupCommit`` also calls ``commitStarting()`` just before each `COMMIT`. A read that
+///   began while a commit was under way, or during which one began, may have seen both sides of
+///   it (a grant answered from before it, a record read after it): ``SQLiteStorage`` reads it
+///   again, from one snapshot and without the cache (``unchanged(since:)``).
 final class ACLCache: Sendable {
     enum Key: Hashable {
         case grant(objects: [String], permissions: [String], principals: [String])
@@ -28,6 +32,8 @@ final class ACLCache: Sendable {
 
     private struct State {
         var version: UInt64 = 0
+        /// Between ``commitStarting()`` and ``writeEnded()``.
+        var committing = false
         var answers: [Key: Answer] = [:]
     }
 
@@ -36,8 +42,17 @@ final class ACLCache: Sendable {
     /// must not grow it without bound).
     static let limit = 50_000
 
-    /// What a read session uses: this cache, at the version it starts from.
-    var reading: (cache: ACLCache, version: UInt64) { (self, state.withLockedValue { $0.version }) }
+    /// What a read session uses: this cache, at the version it starts from, and whether a commit
+    /// is under way then.
+    var reading: (cache: ACLCache, version: UInt64, committing: Bool) {
+        let (version, committing) = state.withLockedValue { ($0.version, $0.committing) }
+        return (self, version, committing)
+    }
+
+    /// Whether no commit began since `version` was read.
+    func unchanged(since version: UInt64) -> Bool {
+        state.withLockedValue { $0.version == version }
+    }
 
     func answer(_ key: Key) -> Answer? {
         state.withLockedValue { $0.answers[key] }
@@ -52,10 +67,20 @@ final class ACLCache: Sendable {
         }
     }
 
+    /// A write transaction is about to commit: what readers learn from now on may be from either side of it.
+    func commitStarting() {
+        state.withLockedValue { state in
+            state.version &+= 1
+            state.committing = true
+            state.answers.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// A write transaction ended: nothing read before it is trusted after it.
     func writeEnded() {
         state.withLockedValue { state in
             state.version &+= 1
+            state.committing = false
             state.answers.removeAll(keepingCapacity: true)
         }
     }

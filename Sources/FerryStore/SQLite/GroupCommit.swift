@@ -21,14 +21,17 @@ final class GroupCommit: Sendable {
     }
 
     private let pool: DatabasePool
+    /// Runs just before each `COMMIT`.
+    private let beforeCommit: @Sendable () -> Void
     /// Runs after each transaction, committed or not, before its writers hear of it.
     private let afterEach: @Sendable () -> Void
     private let state = NIOLockedValueBox<(pending: [any Job], draining: Bool)>(([], false))
     /// Most writes in one transaction (bounds how long the writer holds one transaction open).
     static let maxGroup = 256
 
-    init(pool: DatabasePool, afterEach: @escaping @Sendable () -> Void = {}) {
+    init(pool: DatabasePool, beforeCommit: @escaping @Sendable () -> Void = {}, afterEach: @escaping @Sendable () -> Void = {}) {
         self.pool = pool
+        self.beforeCommit = beforeCommit
         self.afterEach = afterEach
     }
 
@@ -85,6 +88,7 @@ final class GroupCommit: Sendable {
                 try db.rollback()
             } else {
                 try pending.store(db)
+                beforeCommit()
                 try db.commit()
             }
             return nil

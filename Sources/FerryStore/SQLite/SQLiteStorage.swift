@@ -52,7 +52,7 @@ public final class SQLiteStorage: Storage {
         } catch {
             throw StorageError.backend("cannot open the SQLite database at \(path): \(error)")
         }
-        groupCommit = GroupCommit(pool: pool, afterEach: { [acl] in acl.writeEnded() })
+        groupCommit = GroupCommit(pool: pool, beforeCommit: { [acl] in acl.commitStarting() }, afterEach: { [acl] in acl.writeEnded() })
     }
 
     static var migrator: DatabaseMigrator {
@@ -121,13 +121,22 @@ public final class SQLiteStorage: Storage {
     /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
     private func reading<T: Sendable>(snapshot: Bool, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let deadline = StorageDeadline.current
-        let acl = acl
-        let work = { @Sendable (db: Database) throws -> T in
-            if let deadline, deadline.isExpired { throw deadline.error }
-            return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: acl.reading)) }
+        let start = acl.reading
+        let cache = (cache: start.cache, version: start.version)
+        let work = { @Sendable (cached: Bool) in
+            { @Sendable (db: Database) throws -> T in
+                if let deadline, deadline.isExpired { throw deadline.error }
+                return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: cached ? cache : nil)) }
+            }
         }
         do {
-            return snapshot ? try await pool.read(work) : try await pool.unsafeRead(work)
+            if !start.committing {
+                let value = snapshot ? try await pool.read(work(true)) : try await pool.unsafeRead(work(true))
+                if start.cache.unchanged(since: start.version) { return value }
+            }
+            // A commit ran while it read: its statements (outside a transaction) and the cache's
+            // answers may come from both sides of it. Once more from one snapshot, without the cache.
+            return try await pool.read(work(false))
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
             throw Self.translate(error, "read")
