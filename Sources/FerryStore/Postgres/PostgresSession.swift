@@ -231,12 +231,9 @@ struct PostgresSession: StorageSession {
         func decodeRow(_ row: PostgresRow) throws -> Row {}
     }
 
-    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
+    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        var members = data
-        members["id"] = .string(id)
-        members["last_modified"] = .int(ts)
-        let json = JSON.object(members).serialized()
+        let json = text.text(id: id, lastModified: ts)
         _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json))
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
