@@ -73,8 +73,12 @@ extension KintoAPI {
                     writeEffects[i] = route.effects
                     effects.formUnion(route.effects)
                     scopes[i] = Self.attachmentScope(route: route, method: sub.method)
-                    if case .plural(let path) = route, path.kind != .record { forgets[i] = true }
-                    if case .object(let path) = route, path.kind != .record { forgets[i] = true }
+                    // Any write but a record's may change what the memo holds: grants, parents and
+                    // rules (a bucket, collection or group), records (a flush, an attachment's removal).
+                    switch route {
+                    case .object(let path) where path.kind == .record, .plural(let path) where path.kind == .record: break
+                    default: forgets[i] = true
+                    }
                 }
                 let operation = try operation(for: sub, route: route, inBatch: true)
                 try await operation.precheck?()
