@@ -238,6 +238,18 @@ struct PostgresSession: StorageSession {
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 
+    /// One round trip for all of them (`= ANY`), through the objects' key index.
+    func objects(_ key: ResourceKey, ids: [String]) throws -> [String: StoredObject] {
+        guard !ids.isEmpty else { return [:] }
+        var found: [String: StoredObject] = [:]
+        for row in try rows("SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = $1 AND resource_name = $2 AND id = ANY($3) AND NOT deleted",
+                            Self.binds([key.parentID, key.resourceName, ids])) {
+            let object = try Self.object(row)
+            found[object.id] = object
+        }
+        return found
+    }
+
     func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {
         guard try get(key, id: id, includeDeleted: false) != nil else {
             throw StorageError.notFound("\(key.resourceName) \(id) does not exist")
