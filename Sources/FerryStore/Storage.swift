@@ -69,9 +69,13 @@ public protocol StorageSession {
     func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws
     /// The object with this id, or `nil`. Tombstones only when `includeDeleted`.
     func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject?
-    /// Creates or replaces an object. `data` must not hold `id` or `last_modified`; a new
-    /// timestamp strictly greater than the kind's is allocated (or `requestedTimestamp` if greater still).
-    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject
+    /// Creates or replaces an object whose members were serialized already (`text`); a new
+    /// timestamp strictly greater than the kind's is allocated (or `requestedTimestamp` if greater
+    /// still) and written into it with the id.
+    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject
+    /// The live objects (no tombstones) among `ids`, by id: one statement where the backend can
+    /// (a batch of record writes reads whether its records exist once, not once per record).
+    func objects(_ key: ResourceKey, ids: [String]) throws -> [String: StoredObject]
     /// Replaces an object with a tombstone and returns it.
     func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject
     /// Calls `each` for every matching object in order until it returns `false`.
@@ -140,6 +144,20 @@ public struct ObjectRead: Sendable {
 }
 
 extension StorageSession {
+    /// Creates or replaces an object. `data`'s `id` and `last_modified` are ignored; see
+    /// ``put(_:id:text:requestedTimestamp:)``.
+    public func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
+        try put(key, id: id, text: RecordText(data), requestedTimestamp: requestedTimestamp)
+    }
+
+    public func objects(_ key: ResourceKey, ids: [String]) throws -> [String: StoredObject] {
+        var found: [String: StoredObject] = [:]
+        for id in ids where found[id] == nil {
+            if let object = try get(key, id: id, includeDeleted: false) { found[id] = object }
+        }
+        return found
+    }
+
     /// The position of the first of `objects` that does not exist (or is deleted), nil when all
     /// do; one statement where the backend can.
     public func firstMissing(_ objects: [(key: ResourceKey, id: String)]) throws -> Int? {

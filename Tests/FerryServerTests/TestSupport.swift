@@ -13,6 +13,11 @@ struct TestServer {
     let parts: FerryServerApp.Parts
 
     init(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        try self.init(storage: nil, configure)
+    }
+
+    /// The same on `storage` (PostgreSQL) instead of a fresh SQLite file.
+    init(storage: (any Storage)?, _ configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         directory = try temporaryDirectory()
         var configuration = ServerConfiguration()
         configuration.dataDirectory = directory
@@ -21,7 +26,11 @@ struct TestServer {
         self.configuration = configuration
         var logger = Logger(label: "ferry.test")
         logger.logLevel = .critical
-        parts = try FerryServerApp.makeParts(configuration, logger: logger)
+        if let storage {
+            parts = try FerryServerApp.makeParts(configuration, storage: storage, logger: logger)
+        } else {
+            parts = try FerryServerApp.makeParts(configuration, logger: logger)
+        }
     }
 
     static func basic(_ user: String, _ password: String = "secret") -> String {
@@ -59,7 +68,7 @@ struct TestServer {
         try await request("PUT", "/buckets/main/collections/users")
     }
 
-    func dump() async throws -> [String] { try await (parts.storage as! SQLiteStorage).dump() }
+    func dump() async throws -> [String] { try await (parts.storage as! any DumpableStorage).dump() }
 }
 
 extension APIResponse {

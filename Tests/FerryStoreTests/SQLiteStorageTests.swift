@@ -217,6 +217,27 @@ enum StorageContract {
         #expect(try await read("never-was", ["alice"]).object == nil)
     }
 
+    /// `objects(_:ids:)` answers what `get` answers id by id: live objects only (no tombstone, no
+    /// other kind, no other collection), an id named twice once, none for an empty list; ids with
+    /// quotes and non-ASCII letters are looked up as they are.
+    static func manyObjectsAnswerAsGetOneByOne(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let other = ResourceKey(parentID: "/buckets/b/collections/other", resourceName: "record")
+        let ids = ["a", "b\"q", "é-1", "gone", "elsewhere", "never-was", "a"]
+        _ = try await storage.write { s in
+            for id in ["a", "b\"q", "é-1", "gone"] { _ = try s.put(key, id: id, data: ["n": .string(id)], requestedTimestamp: nil) }
+            _ = try s.delete(key, id: "gone", requestedTimestamp: nil)
+            _ = try s.put(other, id: "elsewhere", data: [:], requestedTimestamp: nil)
+        }
+        let (many, one, none) = try await storage.read { s in
+            let one = try ids.compactMap { try s.get(key, id: $0, includeDeleted: false) }
+            return (try s.objects(key, ids: ids), Dictionary(one.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }), try s.objects(key, ids: []))
+        }
+        #expect(Set(many.keys) == ["a", "b\"q", "é-1"])
+        #expect(many == one)
+        #expect(none.isEmpty)
+    }
+
     /// `timestampAndList` answers what `timestamp` and `list` answer, empty pages and early stops
     /// included; `firstMissing` finds the first absent or deleted object.
     static func onePassReadsAnswerAsTheSeparateReads(_ storage: any DumpableStorage) async throws {
@@ -504,6 +525,7 @@ enum StorageContract {
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
         ("concurrent-failures", { try await concurrentWritesFailAlone($0) }),
         ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
+        ("many-objects", { try await manyObjectsAnswerAsGetOneByOne($0) }),
         ("flush", { try await flushEmptiesEverythingAndRollsBack($0) }),
         ("tombstone-retention", { try await retentionPurgesOldTombstonesAndRaisesTheHorizon($0) }),
         ("size-on-disk", { try await sizeOnDiskGrowsWithTheData($0) }),

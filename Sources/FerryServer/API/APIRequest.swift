@@ -15,6 +15,9 @@ public struct APIRequest: Sendable {
     /// The body already parsed (a batch's sub-request, or a request whose body was parsed before
     /// its transaction): ``jsonBody(emptyIsNil:)`` answers it instead of parsing `body` again.
     public var parsedBody: JSON?
+    /// A record write's data, checked and serialized before the transaction (a batch's record
+    /// writes, ``PreparedRecord``); nil for every other request.
+    var preparedRecord: PreparedRecord?
     /// Who is asking.
     public var identity: Identity
     /// `scheme://host/v1`, to build `Next-Page` URLs.

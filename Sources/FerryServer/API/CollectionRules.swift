@@ -44,7 +44,20 @@ struct CollectionRules: Sendable {
     }
 
     /// Refuses a record that breaks the rules.
-    func check(record data: [String: JSON], id: String, key: ResourceKey, session: any StorageSession) throws {
+    /// - Parameter schemaChecked: the schema's verdict on `data`, when it was reached before the
+    ///   transaction (``PreparedRecord``): nil passed, else the error to answer.
+    func check(record data: [String: JSON], id: String, key: ResourceKey, session: any StorageSession,
+               schemaChecked: KintoError?? = nil) throws {
+        if let schemaChecked {
+            if let error = schemaChecked { throw error }
+        } else {
+            try checkSchema(record: data)
+        }
+        try checkUnique(record: data, id: id, key: key, session: session)
+    }
+
+    /// Refuses a record that does not match the schema (400); needs no storage.
+    func checkSchema(record data: [String: JSON]) throws(KintoError) {
         if let schema {
             var fields = data
             fields.removeValue(forKey: "id")
@@ -58,6 +71,10 @@ struct CollectionRules: Sendable {
                                  message: "\(Self.dotted(first.path)) in body: \(first.message)", details: .array(details))
             }
         }
+    }
+
+    /// Refuses a record that shares a unique field's value with another live record (409).
+    func checkUnique(record data: [String: JSON], id: String, key: ResourceKey, session: any StorageSession) throws {
         for field in uniqueFields {
             guard let value = data[field], value != .null else { continue }
             let query = ListQuery(filters: [Filter(field, .eq, value)], sort: [], limit: 2)  // any two will do

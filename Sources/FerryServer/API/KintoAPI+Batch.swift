@@ -36,6 +36,12 @@ extension KintoAPI {
         var effects = WriteEffects()
         // Where each write may leave files without their record (cleaned after the commit).
         var scopes: [AttachmentScope?] = []
+        // The bulk path: record PUTs run without a savepoint of their own (they refuse before
+        // they write), their bodies checked and serialized here, and whether their records exist
+        // read in one statement per collection before the first of them.
+        var direct: [Bool] = []
+        var prefetch: [ResourceKey: [String]] = [:]
+        var rules: [String: (version: Int64, rules: CollectionRules)?] = [:]
         for (i, item) in items.enumerated() {
             guard case .object = item else {
                 throw KintoError.invalidParameters(location: "body", name: "requests.\(i)", description: "requests.\(i) must be an object")
@@ -46,6 +52,7 @@ extension KintoAPI {
             forgets.append(false)
             implicit.append([])
             scopes.append(nil)
+            direct.append(false)
             do {
                 // Under /buckets/default: the caller's personal bucket, created first if missing.
                 if let personal = try personalBucket(sub) {
@@ -55,12 +62,23 @@ extension KintoAPI {
                     for path in personal.implicit { effects.formUnion(Route.object(path).effects) }
                 }
                 let route = try Route(sub.path)
+                if settings.bulkRecordWrites, sub.method == .put, implicit[i].isEmpty, case .object(let path) = route, path.kind == .record {
+                    direct[i] = true
+                    prefetch[path.storageKey, default: []].append(path.id!)
+                    let uri = path.collectionURI!
+                    if rules[uri] == nil { rules[uri] = .some(await collectionRules(path)) }
+                    sub.preparedRecord = prepareRecordWrite(sub, rules: rules[uri] ?? nil)
+                }
                 if !sub.isRead {
                     writeEffects[i] = route.effects
                     effects.formUnion(route.effects)
                     scopes[i] = Self.attachmentScope(route: route, method: sub.method)
-                    if case .plural(let path) = route, path.kind != .record { forgets[i] = true }
-                    if case .object(let path) = route, path.kind != .record { forgets[i] = true }
+                    // Any write but a record's may change what the memo holds: grants, parents and
+                    // rules (a bucket, collection or group), records (a flush, an attachment's removal).
+                    switch route {
+                    case .object(let path) where path.kind == .record, .plural(let path) where path.kind == .record: break
+                    default: forgets[i] = true
+                    }
                 }
                 let operation = try operation(for: sub, route: route, inBatch: true)
                 try await operation.precheck?()
@@ -74,9 +92,12 @@ extension KintoAPI {
         let forgetting = forgets
         let creations = implicit
         let identity = request.identity
+        let bulk = direct
+        let prefetching = prefetch
         // Other processes hear of what the writes among them may change, not of everything.
         let responses: [APIResponse] = try await storage.write(announcing: effects.announcements) { session in
             let memo = TransactionMemo(shared: true)
+            for (key, ids) in prefetching { try memo.prefetch(key, ids: ids, session: session) }
             return try prepared.indices.map { i in
                 if forgetting[i] { memo.clear() }
                 defer { if forgetting[i] { memo.clear() } }
@@ -90,7 +111,14 @@ extension KintoAPI {
                             return try operation.run(session, memo)
                         }
                     }
-                    return isRead[i] ? try operation.run(session, memo) : try session.savepoint { try operation.run(session, memo) }
+                    if isRead[i] || bulk[i] { return try operation.run(session, memo) }
+                    do {
+                        return try session.savepoint { try operation.run(session, memo) }
+                    } catch {
+                        // Its savepoint undid what it wrote, which the memo may hold.
+                        memo.forgetObjects()
+                        throw error
+                    }
                 } catch let error as KintoError {
                     return APIResponse(error: error)
                 }
@@ -108,6 +136,31 @@ extension KintoAPI {
         announce(refused, succeeded: false)
         await cleanAttachments(Set(zip(scopes, responses).compactMap { $1.status < 400 ? $0 : nil }))
         return APIResponse(body: .raw(Self.batchBody(subs, responses)))
+    }
+
+    /// The rules of the collection of `path` and their version, read before the transaction (nil
+    /// when the collection does not exist or cannot be read: the transaction reads it again).
+    func collectionRules(_ path: ObjectPath) async -> (version: Int64, rules: CollectionRules)? {
+        let collection = ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!)
+        guard let object = try? await storage.readSingle({ try $0.get(collection.storageKey, id: collection.id!, includeDeleted: false) }),
+              let rules = try? self.rules(of: object, uri: path.collectionURI!) else { return nil }
+        return (object.lastModified, rules)
+    }
+
+    /// A record PUT's data, serialized and checked against `rules` before the transaction; nil
+    /// when its body has no `data` object (the transaction answers what is wrong with it).
+    func prepareRecordWrite(_ sub: APIRequest, rules: (version: Int64, rules: CollectionRules)?) -> PreparedRecord? {
+        guard case .object(let data)? = sub.parsedBody?["data"] else { return nil }
+        var prepared = PreparedRecord(text: RecordText(data))
+        if let rules {
+            do {
+                try rules.rules.checkSchema(record: data)
+                prepared.schema = (rules.version, nil)
+            } catch {
+                prepared.schema = (rules.version, error)
+            }
+        }
+        return prepared
     }
 
     /// `{"responses": [{"status", "path", "body", "headers"}…]}`, each body spliced in as it was

@@ -46,6 +46,9 @@ public struct KintoAPI: Sendable {
         public var tombstoneRetention: TombstoneRetention = .forever
         /// Seconds between two purges of old tombstones.
         public var tombstonePurgeInterval: Double = 3600
+        /// A batch's record PUTs take the bulk path (``KintoAPI/prepareRecordWrite(_:rules:)``):
+        /// off only to compare it with the path of one request at a time, answer by answer.
+        var bulkRecordWrites: Bool = true
 
         public init() {}
     }

@@ -159,7 +159,8 @@ struct ResourceHandler {
 
     /// Checks a kind's own rules on its data: a group's `members`; a collection's `schema`
     /// and `unique_fields`; a record against its collection's schema and unique fields.
-    func validate(_ data: [String: JSON], id: String) throws -> [String: JSON] {
+    /// - Parameter prepared: the record's data checked before the transaction, when `data` is its body's.
+    func validate(_ data: [String: JSON], id: String, prepared: PreparedRecord? = nil) throws -> [String: JSON] {
         var data = data
         switch path.kind {
         case .group:
@@ -176,7 +177,7 @@ struct ResourceHandler {
                 try session.get(collectionPath.storageKey, id: path.collection!, includeDeleted: false)
             }) else { break }
             let rules = try api.rules(of: collection, uri: path.collectionURI!)
-            try rules.check(record: data, id: id, key: key, session: session)
+            try rules.check(record: data, id: id, key: key, session: session, schemaChecked: prepared?.schemaVerdict(for: collection))
         case .bucket:
             break
         }
@@ -283,7 +284,8 @@ struct ResourceHandler {
         if memo.isShared && knownParentWrite == nil { checks["parent"] = path.grants("write", id: nil) }
         var read: ObjectRead
         if knownParentWrite == true {
-            let object = try session.get(key, id: id, includeDeleted: false)
+            // In a batch of record writes, whether the record exists was read for all of them at once.
+            let object = try memo.object(key, id: id) { try session.get(key, id: id, includeDeleted: false) }
             read = ObjectRead(object: object, permissions: object == nil ? [:] : try session.permissions(of: path.uri(id: id)), passed: ["write"])
         } else {
             read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: checks, principals: identity.principals)
@@ -304,14 +306,18 @@ struct ResourceHandler {
         }
         return try save(id: id, data: data.removingValue("id"), existing: existing,
                         permissions: body.permissions, replaceAllPermissions: true,
-                        known: existing == nil ? nil : (read.permissions, read.passed.contains("write")))
+                        known: existing == nil ? nil : (read.permissions, read.passed.contains("write")),
+                        prepared: body.data == nil ? nil : request.preparedRecord)
     }
 
     /// Writes an object and its permissions; the creator always keeps `write`.
-    /// - Parameter known: the existing object's permissions and whether the caller may write it, when already read.
+    /// - Parameters:
+    ///   - known: the existing object's permissions and whether the caller may write it, when already read.
+    ///   - prepared: `data` checked and serialized before the transaction (it is the body's).
     func save(id: String, data: [String: JSON], existing: StoredObject?, permissions: [String: Set<String>?]?,
-              replaceAllPermissions: Bool, known: (permissions: Permissions, writeGranted: Bool)? = nil) throws -> APIResponse {
-        var data = try validate(data, id: id)
+              replaceAllPermissions: Bool, known: (permissions: Permissions, writeGranted: Bool)? = nil,
+              prepared: PreparedRecord? = nil) throws -> APIResponse {
+        var data = try validate(data, id: id, prepared: prepared)
         var requested: Int64?
         switch data.removeValue(forKey: "last_modified") {
         case nil, .null?: break
@@ -331,7 +337,8 @@ struct ResourceHandler {
         var perms = existing == nil ? Permissions() : try known?.permissions ?? session.permissions(of: uri)
         // A write that leaves the permissions alone leaves the caller's write grant as it was.
         let writeGranted: Bool? = existing != nil && permissions == nil ? try known?.writeGranted ?? isGranted("write", id: id) : nil
-        let stored = try session.put(key, id: id, data: data, requestedTimestamp: requested)
+        let stored = try session.put(key, id: id, text: prepared?.text ?? RecordText(data), requestedTimestamp: requested)
+        memo.wrote(key, id: id, stored)
         api.metrics?.recordWritten()
         if let permissions {
             if replaceAllPermissions {
@@ -479,6 +486,7 @@ struct ResourceHandler {
     /// Tombstones an object, purges its children and its permissions.
     func deleteObject(id: String, requested: Int64?) throws -> StoredObject {
         let tombstone = try session.delete(key, id: id, requestedTimestamp: requested)
+        memo.wrote(key, id: id, nil)
         let uri = path.uri(id: id)
         try session.removePermissions(of: uri)
         if path.kind == .bucket || path.kind == .collection {

@@ -15,6 +15,9 @@ final class TransactionMemo: @unchecked Sendable {
     private var grants: [String: Bool] = [:]
     private var parents: Set<String> = []
     private var collections: [String: StoredObject?] = [:]
+    /// Records of the batch's record writes, read together before the first of them
+    /// (``prefetch(_:ids:session:)``) and kept as the batch writes them; nil inside: absent.
+    private var objects: [ResourceKey: [String: StoredObject?]] = [:]
 
     init(shared: Bool = false) {
         isShared = shared
@@ -42,10 +45,38 @@ final class TransactionMemo: @unchecked Sendable {
         return object
     }
 
+    /// Reads the live objects among `ids` in one statement, to answer ``object(_:id:read:)``.
+    func prefetch(_ key: ResourceKey, ids: [String], session: any StorageSession) throws {
+        guard isShared, !ids.isEmpty else { return }
+        let found = try session.objects(key, ids: ids)
+        var known = objects[key] ?? [:]
+        for id in ids { known[id] = .some(found[id]) }
+        objects[key] = known
+    }
+
+    /// The live object `id` of `key` (nil: absent) as prefetched and written since, else `read()`.
+    func object(_ key: ResourceKey, id: String, _ read: () throws -> StoredObject?) rethrows -> StoredObject? {
+        if let known = objects[key]?[id] { return known }
+        return try read()
+    }
+
+    /// What a write left of a prefetched object: `object` is the stored object, nil when deleted.
+    func wrote(_ key: ResourceKey, id: String, _ object: StoredObject?) {
+        guard objects[key]?[id] != nil else { return }
+        objects[key]![id] = .some(object)
+    }
+
+    /// Forgets the prefetched objects (a request that failed in a savepoint may have written
+    /// before it failed, and its savepoint undid it).
+    func forgetObjects() {
+        objects.removeAll(keepingCapacity: true)
+    }
+
     /// Forgets everything (a write that may change grants, parents or collections).
     func clear() {
         grants.removeAll(keepingCapacity: true)
         parents.removeAll(keepingCapacity: true)
         collections.removeAll(keepingCapacity: true)
+        objects.removeAll(keepingCapacity: true)
     }
 }

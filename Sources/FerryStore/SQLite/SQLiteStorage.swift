@@ -275,17 +275,31 @@ struct SQLiteSession: StorageSession {
         StoredObject(id: row.text(0), lastModified: row.int(1), deleted: row.int(2) != 0, json: row.text(3))
     }
 
-    func put(_ key: ResourceKey, id: String, data: [String: JSON], requestedTimestamp: Int64?) throws -> StoredObject {
+    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        var members = data
-        members["id"] = .string(id)
-        members["last_modified"] = .int(ts)
-        let json = JSON.object(members).serialized()
+        let json = text.text(id: id, lastModified: ts)
         try RawStatement(db, """
             INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES (?, ?, ?, ?, 0, ?)
             ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data
             """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(ts), .text(json)]).execute()
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
+    }
+
+    /// One statement: the ids go as a JSON array (no limit on bound variables), each looked up
+    /// through the objects' key index.
+    func objects(_ key: ResourceKey, ids: [String]) throws -> [String: StoredObject] {
+        var found: [String: StoredObject] = [:]
+        guard !ids.isEmpty else { return found }
+        let list = JSON.array(ids.map(JSON.string)).serialized()
+        try RawStatement(db, """
+            SELECT id, last_modified, deleted, data FROM objects
+            WHERE parent_id = ? AND resource_name = ? AND id IN (SELECT value FROM json_each(?)) AND deleted = 0
+            """, [.text(key.parentID), .text(key.resourceName), .text(list)]).forEachRow { row in
+            let object = Self.object(row)
+            found[object.id] = object
+            return true
+        }
+        return found
     }
 
     func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {

@@ -1,0 +1,57 @@
+/// A stored object's canonical text (``JSON/serialized()``) without its `id` and `last_modified`,
+/// cut where those two go: a record's members are serialized before the write transaction and
+/// only its id and timestamp are written into the text inside it (the timestamp is allocated
+/// there). `text(id:lastModified:)` is exactly `JSON.object(members + id + last_modified).serialized()`.
+public struct RecordText: Sendable {
+    /// Members that sort before `id`, between `id` and `last_modified`, and after it, each part
+    /// `"key":value` pairs joined by commas (empty when there are none).
+    private var parts: ([UInt8], [UInt8], [UInt8]) = ([], [], [])
+
+    /// The text of `members`; an `id` or `last_modified` among them is left out (the stored
+    /// object's own are written in by ``text(id:lastModified:)``).
+    public init(_ members: [String: JSON]) {
+        for key in JSON.sortedKeys(members) where key != "id" && key != "last_modified" {
+            let id = key.utf16.lexicographicallyPrecedes("id".utf16)
+            let beforeTimestamp = key.utf16.lexicographicallyPrecedes("last_modified".utf16)
+            if id {
+                Self.append(key, members[key]!, to: &parts.0)
+            } else if beforeTimestamp {
+                Self.append(key, members[key]!, to: &parts.1)
+            } else {
+                Self.append(key, members[key]!, to: &parts.2)
+            }
+        }
+    }
+
+    private static func append(_ key: String, _ value: JSON, to part: inout [UInt8]) {
+        if !part.isEmpty { part.append(UInt8(ascii: ",")) }
+        JSON.writeString(key, to: &part)
+        part.append(UInt8(ascii: ":"))
+        value.write(to: &part)
+    }
+
+    /// The canonical text of the members with `id` and `last_modified`.
+    public func text(id: String, lastModified: Int64) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(parts.0.count + parts.1.count + parts.2.count + id.utf8.count + 48)
+        out.append(UInt8(ascii: "{"))
+        if !parts.0.isEmpty {
+            out.append(contentsOf: parts.0)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: #""id":"#.utf8)
+        JSON.writeString(id, to: &out)
+        if !parts.1.isEmpty {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: parts.1)
+        }
+        out.append(contentsOf: #","last_modified":"#.utf8)
+        out.append(contentsOf: String(lastModified).utf8)
+        if !parts.2.isEmpty {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: parts.2)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,25 @@
+import FerryCore
+import FerryTestSupport
+import Testing
+
+/// A record's text serialized before its timestamp is known is, once the id and the timestamp
+/// are written in, exactly the canonical text of the whole object.
+@Suite struct RecordTextTests {
+    @Test func textIsTheCanonicalTextOfTheWholeObject() {
+        // Keys on both sides of "id" and "last_modified", and ones that share their prefixes.
+        let keys = ["", "a", "Z", "i", "ia", "id0", "idx", "j", "last", "last_modified0", "last_modifiee", "m", "z", "é", "\u{1F600}", "id", "last_modified"]
+        var random = SplitMix(seed: 8785)
+        for _ in 0..<500 {
+            var members: [String: JSON] = [:]
+            for key in keys where Bool.random(using: &random) {
+                members[key] = Bool.random(using: &random) ? .int(Int64.random(in: -5...5, using: &random)) : .string("v\"\n\(key)")
+            }
+            let id = Bool.random(using: &random) ? "r1" : "quote\"d"
+            let ts = Int64.random(in: 0...1_900_000_000_000, using: &random)
+            var whole = members
+            whole["id"] = .string(id)
+            whole["last_modified"] = .int(ts)
+            #expect(RecordText(members).text(id: id, lastModified: ts) == JSON.object(whole).serialized(), "\(members)")
+        }
+    }
+}

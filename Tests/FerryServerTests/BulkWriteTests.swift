@@ -1,0 +1,240 @@
+import FerryCore
+import FerryTestSupport
+@testable import FerryServer
+@testable import FerryStore
+import Foundation
+import Testing
+
+/// A batch's record PUTs take the bulk path (bodies serialized and checked against the schema
+/// before the transaction, whether the records exist read once, no savepoint per record). It
+/// must answer and store exactly what the path of one request at a time does.
+@Suite struct BulkWriteTests {
+    static let collection = "/buckets/main/collections/users"
+    static let records = collection + "/records"
+    /// A timestamp ahead of the clock (in 2096).
+    static let future: Int64 = 4_000_000_000_000
+    static let schema: JSON = ["type": "object", "properties": ["age": ["type": "integer"], "email": ["type": "string"]]]
+
+    /// A server driven through an API with the bulk path on or off.
+    struct Run {
+        let server: TestServer
+        let api: KintoAPI
+
+
+        @discardableResult
+        func request(_ method: String, _ path: String, json: JSON? = nil, user: String = "alice") async throws -> APIResponse {
+            try await server.request(method, path, json: json, user: user, through: api)
+        }
+
+        /// The bucket, and the collection with a schema and a unique field, where anyone
+        /// authenticated may create records. Both ask for a timestamp far ahead of the clock, so
+        /// every timestamp after them is the one before plus one: the same on every server.
+        func seed() async throws {
+            try await request("PUT", "/buckets/main", json: ["data": ["last_modified": .int(BulkWriteTests.future)]])
+            try await request("PUT", BulkWriteTests.collection, json: [
+                "data": ["schema": BulkWriteTests.schema, "unique_fields": ["email"], "last_modified": .int(BulkWriteTests.future)],
+                "permissions": ["record:create": ["system.Authenticated"]],
+            ])
+        }
+
+        /// The live record's timestamp (nil: absent).
+        func timestamp(_ id: String) async throws -> Int64? {
+            let key = ResourceKey(parentID: BulkWriteTests.collection, resourceName: "record")
+            return try await server.parts.storage.read { try $0.get(key, id: id, includeDeleted: false)?.lastModified }
+        }
+    }
+
+    /// What one sub-request asks, before it is written for a given server (its preconditions
+    /// name that server's timestamps).
+    enum Precondition: CaseIterable { case none, absent, current, stale, any }
+
+    struct Step {
+        var method: String
+        var path: String
+        var body: JSON?
+        var precondition: Precondition = .none
+        var id: String
+    }
+
+    /// A random batch: mostly PUTs (valid, against the schema, with a clashing unique field, with
+    /// a mismatched id, without data, with a requested or malformed last_modified), some into a
+    /// collection that does not exist, DELETEs, PATCHes, reads, and now and then a change of the
+    /// collection's schema in the middle.
+    static func randomBatch(_ random: inout SplitMix) -> [Step] {
+        var steps: [Step] = []
+        for _ in 0..<Int.random(in: 1...60, using: &random) {
+            let id = "r\(Int.random(in: 0..<12, using: &random))"
+            let path = records + "/" + id
+            var data: [String: JSON] = ["age": .int(Int64.random(in: 0..<100, using: &random)), "name": .string("n\(Int.random(in: 0..<5, using: &random))")]
+            if Bool.random(using: &random) { data["email"] = .string("e\(Int.random(in: 0..<20, using: &random))") }
+            let precondition = [Precondition.none, .none, .none] + Precondition.allCases
+            var step = Step(method: "PUT", path: path, body: ["data": .object(data)], precondition: precondition.randomElement(using: &random)!, id: id)
+            switch Int.random(in: 0..<20, using: &random) {
+            case 0: step.body = ["data": ["age": "not a number"]]
+            case 1: step.body = ["data": ["id": "someone-else", "age": 1]]
+            case 2: step.body = ["permissions": ["read": ["system.Everyone"]]]
+            case 3: step.body = ["data": ["age": 2, "last_modified": "soon"]]
+            case 4: step.body = ["data": ["age": 3, "last_modified": 1000]]
+            case 5: step.body = nil
+            case 6: step.path = "/buckets/main/collections/nope/records/" + id
+            case 7, 8: step.method = "DELETE"; step.body = nil
+            case 9: step.method = "PATCH"; step.body = ["data": ["age": .int(Int64.random(in: 0..<9, using: &random))]]
+            case 10: step.method = "GET"; step.body = nil
+            case 11 where Int.random(in: 0..<4, using: &random) == 0:
+                // The schema changes in the middle: records checked before the batch against the
+                // old one are checked again.
+                var schema = Self.schema
+                schema["properties"]?["age"]?["maximum"] = .int(Int64.random(in: 10..<90, using: &random))
+                step = Step(method: "PATCH", path: collection, body: ["data": ["schema": schema]], id: "")
+            default: break
+            }
+            steps.append(step)
+        }
+        return steps
+    }
+
+    /// The batch body of `steps` for `run`: `current` and `stale` name its own timestamps.
+    static func batchBody(_ steps: [Step], for run: Run) async throws -> JSON {
+        var requests: [JSON] = []
+        for step in steps {
+            var request: [String: JSON] = ["method": .string(step.method), "path": .string("/v1" + step.path)]
+            if let body = step.body { request["body"] = body }
+            switch step.precondition {
+            case .none: break
+            case .absent: request["headers"] = ["If-None-Match": "*"]
+            case .any: request["headers"] = ["If-Match": "*"]
+            case .current, .stale:
+                let ts = try await run.timestamp(step.id) ?? 0
+                request["headers"] = ["If-Match": .string("\"\(step.precondition == .current ? ts : ts + 1)\"")]
+            }
+            requests.append(.object(request))
+        }
+        return ["requests": .array(requests)]
+    }
+
+    /// A run's transcript with the one thing that differs between two servers by construction
+    /// made equal: user ids (keyed with each server's own secret) by name.
+    static func normalized(_ lines: [String], users: [String: String]) -> [String] {
+        lines.map { line in
+            var out = line
+            for (id, name) in users { out = out.replacingOccurrences(of: id, with: name) }
+            return out
+        }
+    }
+
+    @Test(arguments: [UInt64(14), 1914, 271_828])
+    func bulkPathAnswersAndStoresAsOneRequestAtATime(seed: UInt64) async throws {
+        try await compare(seed: seed, storage: { nil })
+    }
+
+    /// The same on PostgreSQL (its backend reads the records one by one, through the same path).
+    @Test func bulkPathOnPostgresAnswersAndStoresAsOneRequestAtATime() async throws {
+        guard PostgresCluster.enabled else { return }
+        try await compare(seed: 2718, storage: {
+            try await PostgresStorage(configuration: .init(url: try PostgresCluster.shared().createDatabase("bulk")))
+        })
+    }
+
+    /// Runs the same random batches through the bulk path and through the path of one request at
+    /// a time, each on a fresh storage, and compares every answer and every stored row.
+    func compare(seed: UInt64, storage: () async throws -> (any Storage)?) async throws {
+        var transcripts: [[String]] = []
+        var statuses: [Int: Int] = [:]
+        for bulk in [true, false] {
+            let run = try Run(bulk: bulk, storage: try await storage())
+            try await run.seed()
+            var random = SplitMix(seed: seed)
+            var lines: [String] = []
+            for round in 0..<30 {
+                let steps = Self.randomBatch(&random)
+                let user = round % 4 == 3 ? "bob" : "alice"
+                let response = try await run.request("POST", "/batch", json: try await Self.batchBody(steps, for: run), user: user)
+                lines.append("\(response.status) " + response.json.serialized())
+                if bulk {
+                    for answer in response.json["responses"]?.arrayValue ?? [] { statuses[Int(answer["status"]?.intValue ?? 0), default: 0] += 1 }
+                }
+            }
+            lines += try await run.server.dump()
+            transcripts.append(Self.normalized(lines, users: [run.server.userID("alice"): "<alice>", run.server.userID("bob"): "<bob>"]))
+        }
+        // The batches reached what they are meant to: creations, updates, and each refusal.
+        for status in [200, 201, 400, 403, 404, 409, 412] { #expect(statuses[status, default: 0] > 0, "no \(status) among \(statuses)") }
+        let (bulk, single) = (transcripts[0], transcripts[1])
+        #expect(bulk.count == single.count)
+        if let first = bulk.indices.first(where: { $0 < single.count && bulk[$0] != single[$0] }) {
+            Issue.record("line \(first) differs:\nbulk:   \(bulk[first])\nsingle: \(single[first])")
+        }
+    }
+
+    /// The schema's verdict reached before the transaction holds only for the collection's
+    /// version it was reached on: a batch that changes the schema has the records after the
+    /// change checked again (and a record it makes valid is accepted).
+    @Test func schemaChangedInTheBatchIsCheckedAgain() async throws {
+        let run = try Run(bulk: true)
+        try await run.seed()
+        var stricter = Self.schema
+        stricter["properties"]?["age"]?["maximum"] = 3
+        let response = try await run.request("POST", "/batch", json: ["requests": [
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 5]]],
+            ["method": "PATCH", "path": .string(Self.collection), "body": ["data": ["schema": stricter]]],
+            ["method": "PUT", "path": .string(Self.records + "/b"), "body": ["data": ["age": 5]]],
+            ["method": "PATCH", "path": .string(Self.collection), "body": ["data": ["schema": ["type": "object"]]]],
+            ["method": "PUT", "path": .string(Self.records + "/c"), "body": ["data": ["age": "five"]]],
+        ]])
+        let answers = response.json["responses"]?.arrayValue ?? []
+        #expect(answers.map { $0["status"]?.intValue ?? 0 } == [201, 200, 400, 200, 201], "\(response.json.serialized())")
+        #expect(answers[2]["body"]?["message"]?.stringValue?.contains("data.age") == true)
+        #expect(try await run.timestamp("b") == nil)
+        #expect(try await run.timestamp("c") != nil)
+    }
+
+    /// A write that is not a record's own may change records the batch read before it (a flush
+    /// empties the server): what the bulk path knows of them goes, and it answers as one request
+    /// at a time does.
+    @Test func flushInTheBatchForgetsWhatTheBulkPathRead() async throws {
+        var answers: [[Int]] = []
+        for bulk in [true, false] {
+            let server = try TestServer { $0.flushEndpoint = true }
+            var settings = server.parts.api.settings
+            settings.bulkRecordWrites = bulk
+            let run = Run(server: server, api: KintoAPI(storage: server.parts.storage, settings: settings, authenticator: server.parts.api.authenticator))
+            try await run.seed()
+            let response = try await run.request("POST", "/batch", json: ["requests": [
+                ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 1]]],
+                ["method": "POST", "path": "/__flush__"],
+                ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 2]]],
+            ]])
+            answers.append(response.json["responses"]?.arrayValue?.map { Int($0["status"]?.intValue ?? 0) } ?? [])
+            #expect(try await run.timestamp("a") == nil)
+        }
+        #expect(answers[0] == answers[1])
+        #expect(answers[0].first == 201 && answers[0].dropFirst().first == 202 && answers[0].last != 200 && answers[0].last != 201, "\(answers)")
+    }
+
+    /// One id twice in a batch: the second write sees the first (it was read once before both).
+    @Test func secondWriteOfAnIdSeesTheFirst() async throws {
+        let run = try Run(bulk: true)
+        try await run.seed()
+        let response = try await run.request("POST", "/batch", json: ["requests": [
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 1]], "headers": ["If-None-Match": "*"]],
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 2]], "headers": ["If-None-Match": "*"]],
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 3]]],
+            ["method": "DELETE", "path": .string(Self.records + "/a")],
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 4]], "headers": ["If-Match": "*"]],
+            ["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["age": 5]], "headers": ["If-None-Match": "*"]],
+        ]])
+        let answers = response.json["responses"]?.arrayValue ?? []
+        #expect(answers.map { $0["status"]?.intValue ?? 0 } == [201, 412, 200, 200, 412, 201], "\(response.json.serialized())")
+        let stored = try await run.request("GET", Self.records + "/a")
+        #expect(stored.data["age"] == 5)
+    }
+}
+
+extension BulkWriteTests.Run {
+    init(bulk: Bool, storage: (any Storage)? = nil) throws {
+        let server = try TestServer(storage: storage) { $0.batchMaxRequests = 1000 }
+        var settings = server.parts.api.settings
+        settings.bulkRecordWrites = bulk
+        self.init(server: server, api: KintoAPI(storage: server.parts.storage, settings: settings, authenticator: server.parts.api.authenticator))
+    }
+}
