@@ -54,6 +54,8 @@ import Testing
         #expect(result.status == 0 && json["resynced"] == true, "\(result.stdout) \(result.stderr)")
         #expect(json["created"] == 3 && json["updated"] == 2 && json["deleted"] == 5 && json["unchanged"] == 43, "\(result.stdout)")
         #expect(json["plan"]?["deletes"] == ["u0000003", "u0000007", "u0000011", "u0000020", "u0000041"])
+        // The server reconciles: only the 5 records that differ were read from it, by id.
+        #expect(json["read"] == 5 && json["reconciliation"]?["rounds"] != nil, "\(result.stdout)")
         #expect(result.stderr.contains("purged tombstones"), "\(result.stderr)")
         let resumed = try #require(json["cursor"]?["since"]?.intValue)
         #expect(resumed >= horizon)
