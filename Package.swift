@@ -160,7 +160,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryStoreTests",
-            dependencies: ["FerryStore", "FerryCore", "FerryPostgres", "FerryTestSupport"],
+            dependencies: ["FerryStore", "FerryCore", "FerryPostgres", "FerryTestSupport",
+                           // Building a database with an older schema (the content-hash migration's test).
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -128,6 +128,16 @@ public protocol StorageSession {
     /// Deletes the kind's tombstones at or below `through` (no tombstone of their own: they are
     /// the tombstones) and raises its horizon to the newest of them. Returns how many went.
     func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int
+
+    /// The live records of `key` (only `ids` when given) with their stored content hashes
+    /// (``ContentHash``), ordered by the ids' UTF-8 bytes; a row without a hash comes with its
+    /// JSON. Use ``contentHashes(_:ids:_:)``, which hashes those.
+    func listContentHashes(_ key: ResourceKey, ids: [String]?, _ each: (StoredContentHash) throws -> Void) throws
+    /// Up to `limit` live records (of any collection) without a stored content hash, in key
+    /// order after `after` (kind and id), for ``backfillContentHashes(batch:)``.
+    func recordsWithoutContentHash(after: (key: ResourceKey, id: String)?, limit: Int) throws -> [(key: ResourceKey, object: StoredObject)]
+    /// Stores live records' content hashes (one statement where the backend can).
+    func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws
 }
 
 /// What ``StorageSession/readObject(_:id:uri:checks:principals:)`` found.

@@ -15,7 +15,8 @@ struct RunCommand: AsyncParsableCommand {
             Each job takes source, target, mode, delete, key, cursor_field, batch_size, \
             transform (rename, drop, set, cast, filter), verify, strict, dead_letter, \
             source_auth, target_auth (use ${ENV_VAR} for secrets), source_rest, target_rest (the \
-            --source-rest/--target-rest settings as a mapping), retries, dry_run and schedule.
+            --source-rest/--target-rest settings as a mapping), retries, dry_run, reconcile \
+            (false: --no-reconcile) and schedule.
 
             schedule: once (the default) runs the job once, first; every INTERVAL (every 30s) and \
             cron EXPRESSION (cron */5 * * * *) run it at those times; follow keeps its target in \

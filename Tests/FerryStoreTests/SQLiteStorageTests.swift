@@ -2,6 +2,7 @@ import FerryCore
 import FerryTestSupport
 @testable import FerryStore
 import Foundation
+import GRDB
 import Testing
 
 /// What every storage backend must do, run against each of them (``SQLiteStorageTests``,
@@ -513,7 +514,113 @@ enum StorageContract {
     }
 
     /// Each contract test, by name.
+    /// The hash the sync engine computes for a record read from a server: its JSON without
+    /// `last_modified` and without null fields, RFC 8785 (written here from the stored text, not
+    /// through ContentHash, so the two ways must agree).
+    static func engineHash(_ object: StoredObject) throws -> RecordHash {
+        var fields = try JSON.parse(object.json).objectValue ?? [:]
+        fields.removeValue(forKey: "last_modified")
+        return RecordHash(fields: fields, keyField: "id", keyText: object.id)
+    }
+
+    /// The live records of `key` in id-byte order with the engine's hash of each, and what the
+    /// stored hashes say (which must come from the column, not from parsing the JSON).
+    static func hashesAgree(_ storage: any Storage, _ key: ResourceKey, ids: [String]? = nil) async throws -> [String] {
+        try await storage.read { s in
+            var expected: [(String, RecordHash)] = []
+            try s.list(key, query: ListQuery(sort: [], ids: ids)) { expected.append(($0.id, try engineHash($0))); return true }
+            expected.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+            var stored: [(String, RecordHash)] = []
+            try s.contentHashes(key, ids: ids) { stored.append(($0, $1)) }
+            var fromColumn = true
+            try s.listContentHashes(key, ids: ids) { row in fromColumn = fromColumn && row.bytes?.count == 16 && row.json == nil }
+            #expect(fromColumn, "every live record has a stored hash")
+            #expect(stored.map(\.0) == expected.map(\.0))
+            #expect(stored.map(\.1) == expected.map(\.1))
+            return stored.map(\.0)
+        }
+    }
+
+    /// Every write keeps the stored content hashes equal to the engine's hash of the record:
+    /// create, replace (a patch is a put of the merged data), delete, re-create over a
+    /// tombstone, many writes in one transaction, a savepoint undone, a purge of the collection.
+    /// Ids are listed in UTF-8 byte order (not Swift's), other kinds carry no hash.
+    static func contentHashesFollowEveryWrite(_ storage: any DumpableStorage) async throws {
+        let key = records
+        let other = ResourceKey(parentID: "/buckets/b/collections/other", resourceName: "record")
+        let collections = ResourceKey(parentID: "/buckets/b", resourceName: "collection")
+        _ = try await storage.write { s in
+            _ = try s.put(collections, id: "c", data: ["title": "kept without a hash"], requestedTimestamp: nil)
+            _ = try s.put(key, id: "a", data: ["n": 1, "gone": .null, "text": "é\u{1F600}", "list": [1.5, "x", .null], "o": ["z": 1, "a": 2]], requestedTimestamp: nil)
+            _ = try s.put(key, id: "b", data: ["n": 1], requestedTimestamp: nil)
+            _ = try s.put(key, id: "\u{E9}", data: [:], requestedTimestamp: nil)   // two UTF-8 bytes, above "z"
+            _ = try s.put(key, id: "Z", data: ["n": 1e300], requestedTimestamp: nil)
+            _ = try s.put(other, id: "a", data: ["n": 2], requestedTimestamp: nil)
+        }
+        #expect(try await hashesAgree(storage, key) == ["Z", "a", "b", "\u{E9}"])
+        let before = try await storage.read { s in var h: [String: RecordHash] = [:]; try s.contentHashes(key, ids: nil) { h[$0] = $1 }; return h }
+        // "a" and "b" hold {"n": 1} apart from their ids: their hashes differ by the id alone.
+        #expect(before["a"] != before["b"])
+        // Replace, delete, re-create over the tombstone.
+        _ = try await storage.write { s in
+            _ = try s.put(key, id: "b", data: ["n": 2, "added": true], requestedTimestamp: nil)
+            _ = try s.delete(key, id: "Z", requestedTimestamp: nil)
+        }
+        #expect(try await hashesAgree(storage, key) == ["a", "b", "\u{E9}"])
+        _ = try await storage.write { s in try s.put(key, id: "Z", data: ["back": true], requestedTimestamp: nil) }
+        let after = try await storage.read { s in var h: [String: RecordHash] = [:]; try s.contentHashes(key, ids: nil) { h[$0] = $1 }; return h }
+        #expect(after["b"] != before["b"] && after["a"] == before["a"] && after["Z"] != before["Z"])
+        // The same content written again keeps the same hash (last_modified is not part of it).
+        _ = try await storage.write { s in try s.put(key, id: "a", data: ["n": 1, "gone": .null, "text": "é\u{1F600}", "list": [1.5, "x", .null], "o": ["z": 1, "a": 2]], requestedTimestamp: nil) }
+        #expect(try await storage.read { s in var h: RecordHash?; try s.contentHashes(key, ids: ["a"]) { h = $1 }; return h } == before["a"])
+        // Many writes in one transaction, one of them in a savepoint that is undone.
+        _ = try await storage.write { s in
+            for i in 0..<300 { _ = try s.put(key, id: "batch-\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil) }
+            for i in 0..<100 { _ = try s.delete(key, id: "batch-\(i * 3)", requestedTimestamp: nil) }
+            _ = try? s.savepoint {
+                _ = try s.put(key, id: "batch-1", data: ["undone": true], requestedTimestamp: nil)
+                _ = try s.delete(key, id: "batch-2", requestedTimestamp: nil)
+                throw StorageError.backend("on purpose")
+            }
+        }
+        let ids = try await hashesAgree(storage, key)
+        #expect(ids.count == 4 + 200 && !ids.contains("batch-0") && ids.contains("batch-2"))
+        #expect(try await hashesAgree(storage, key, ids: ["batch-1", "a", "batch-3", "missing"]) == ["a", "batch-1"])
+        #expect(try await storage.read { s in var h: RecordHash?; try s.contentHashes(key, ids: ["batch-1"]) { h = $1 }; return h }
+                == RecordHash(fields: ["i": 1], keyField: "id", keyText: "batch-1"))
+        // Nothing is left to backfill; a purge of the collection leaves no hash behind.
+        #expect(try await storage.read { s in try s.recordsWithoutContentHash(after: nil, limit: 10) }.isEmpty)
+        try await storage.write { s in try s.purgeChildren(of: "/buckets/b/collections/c") }
+        #expect(try await hashesAgree(storage, key).isEmpty)
+        #expect(try await hashesAgree(storage, other) == ["a"])
+        let collectionRows = try await storage.read { s in var rows: [StoredContentHash] = []; try s.listContentHashes(collections, ids: nil) { rows.append($0) }; return rows }
+        #expect(collectionRows.map(\.id) == ["c"] && collectionRows.allSatisfy { $0.bytes == nil && $0.json != nil }, "collections carry no stored hash")
+    }
+
+    /// The backfill of rows written before hashes were stored, in batches (a migration runs
+    /// it): afterwards every live record reads its hash from the column.
+    static func backfillFillsRowsWithoutAHash(_ storage: any Storage, clearing clear: () async throws -> Void) async throws {
+        let key = records
+        _ = try await storage.write { s in
+            for i in 0..<25 { _ = try s.put(key, id: "r\(i)", data: ["i": .int(Int64(i)), "none": .null], requestedTimestamp: nil) }
+            for i in 0..<5 { _ = try s.delete(key, id: "r\(i * 5)", requestedTimestamp: nil) }
+            _ = try s.put(ResourceKey(parentID: "/buckets/b/collections/d", resourceName: "record"), id: "r0", data: [:], requestedTimestamp: nil)
+        }
+        try await clear()
+        let missing = try await storage.read { s in try s.recordsWithoutContentHash(after: nil, limit: 100) }
+        #expect(missing.count == 21 && missing.allSatisfy { !$0.object.deleted && $0.key.resourceName == "record" })
+        // Until filled in, a read still answers right, from the JSON.
+        let fromJSON = try await storage.read { s in var all: [String: RecordHash] = [:]; try s.contentHashes(key, ids: nil) { all[$0] = $1 }; return all }
+        #expect(try await storage.write { s in try s.backfillContentHashes(batch: 4) } == 21)
+        #expect(try await storage.write { s in try s.backfillContentHashes(batch: 4) } == 0)
+        let ids = try await hashesAgree(storage, key)
+        #expect(ids.count == 20)
+        let stored = try await storage.read { s in var all: [String: RecordHash] = [:]; try s.contentHashes(key, ids: nil) { all[$0] = $1 }; return all }
+        #expect(stored == fromJSON)
+    }
+
     static let all: [(String, @Sendable (any DumpableStorage) async throws -> Void)] = [
+        ("content-hashes", { try await contentHashesFollowEveryWrite($0) }),
         ("timestamps", { try await timestampsAreStrictlyIncreasingPerKind($0) }),
         ("tombstones", { try await deleteLeavesTombstoneThatSinceReturns($0) }),
         ("filters", { try await filtersSortsAndPagesOverJSONFields($0) }),
@@ -556,6 +663,41 @@ enum StorageContract {
         let reopened = try SQLiteStorage(path: dir + "/ferry.sqlite")
         let object = try await reopened.read { s in try s.get(key, id: "kept", includeDeleted: false) }
         #expect(object?.json.contains("\"v\":1") == true)
+    }
+
+    /// A database made before content hashes were stored gets them when it is opened: the
+    /// migration adds the column and fills it for every live record (tombstones and other
+    /// kinds stay without one).
+    @Test func migrationBackfillsContentHashes() async throws {
+        let dir = try temporaryDirectory()
+        let path = dir + "/ferry.sqlite"
+        let old = try DatabaseQueue(path: path)
+        try SQLiteStorage.migrator.migrate(old, upTo: "v3-tombstone-horizons")
+        try await old.write { db in
+            for i in 0..<2_500 {
+                try db.execute(sql: "INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES (?, 'record', ?, ?, 0, ?)",
+                               arguments: ["/buckets/b/collections/c", "r\(i)", 1000 + i, #"{"i":\#(i),"id":"r\#(i)","last_modified":\#(1000 + i),"n":null}"#])
+            }
+            try db.execute(sql: "UPDATE objects SET deleted = 1, data = '{\"deleted\":true,\"id\":\"r7\",\"last_modified\":5000}' WHERE id = 'r7'")
+            try db.execute(sql: "INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES ('/buckets/b', 'collection', 'c', 1, 0, '{\"id\":\"c\",\"last_modified\":1}')")
+        }
+        try old.close()
+        let storage = try SQLiteStorage(path: path)
+        let ids = try await StorageContract.hashesAgree(storage, StorageContract.records)
+        #expect(ids.count == 2_499 && !ids.contains("r7"))
+        let r1 = try await storage.read { s in var found: RecordHash?; try s.contentHashes(StorageContract.records, ids: ["r1"]) { found = $1 }; return found }
+        #expect(r1 == RecordHash(fields: ["i": 1], keyField: "id", keyText: "r1"))
+        let unhashed = try await storage.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM objects WHERE content_hash IS NULL") }
+        #expect(unhashed == 2, "the tombstone and the collection carry none")
+    }
+
+    /// The batched backfill over rows whose hash is missing (as a row written by an older
+    /// process on a shared database would be).
+    @Test func backfillFillsRowsWithoutAHash() async throws {
+        let (storage, _) = try makeStorage()
+        try await StorageContract.backfillFillsRowsWithoutAHash(storage) {
+            try await storage.pool.write { db in try db.execute(sql: "UPDATE objects SET content_hash = NULL") }
+        }
     }
 
 }

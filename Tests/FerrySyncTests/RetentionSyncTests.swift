@@ -54,6 +54,8 @@ import Testing
         #expect(result.status == 0 && json["resynced"] == true, "\(result.stdout) \(result.stderr)")
         #expect(json["created"] == 3 && json["updated"] == 2 && json["deleted"] == 5 && json["unchanged"] == 43, "\(result.stdout)")
         #expect(json["plan"]?["deletes"] == ["u0000003", "u0000007", "u0000011", "u0000020", "u0000041"])
+        // The server reconciles: only the 5 records that differ were read from it, by id.
+        #expect(json["read"] == 5 && json["reconciliation"]?["rounds"] != nil, "\(result.stdout)")
         #expect(result.stderr.contains("purged tombstones"), "\(result.stderr)")
         let resumed = try #require(json["cursor"]?["since"]?.intValue)
         #expect(resumed >= horizon)
@@ -71,6 +73,42 @@ import Testing
         result = try await Ferry.run(["verify", server.collection(), target, "--json"], in: dir.path, environment: auth)
         json = try report(result)
         #expect(result.status == 0 && json["equal"] == true && json["sourceCount"] == 47, "\(result.stdout) \(result.stderr)")
+    }
+
+    /// Server to server: the catch-up after a 410 reconciles with the target server and saves
+    /// where its read of the source ended, so the next run is incremental again (it was not
+    /// saved, and every later run went through the 410 and a comparison again).
+    @Test func serverToServerPastTheHorizonResyncsOnce() async throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 30)
+        let source = try Server(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
+        let target = try Server()
+        let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
+        var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", source.collection(), "--json"], in: dir.path, environment: auth)
+        #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        let sync = ["sync", source.collection(), target.collection(), "--mode", "incremental", "--json"]
+        result = try await Ferry.run(sync, in: dir.path, environment: auth)
+        var json = try report(result)
+        #expect(result.status == 0 && json["created"] == 30, "\(result.stdout) \(result.stderr)")
+        let checkpoint = try #require(json["cursor"]?["since"]?.intValue)
+        let records = "/buckets/main/collections/users/records/"
+        var deleted: [Int64] = []
+        for id in ["u0000003", "u0000004", "u0000005"] {
+            deleted.append(try #require(try await source.request(.DELETE, records + id).1?["data"]?["last_modified"]?.intValue))
+        }
+        #expect(try await Self.horizonPasses(checkpoint, on: source, expected: deleted[1]) == deleted[1])
+
+        result = try await Ferry.run(sync, in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["resynced"] == true && json["deleted"] == 3 && json["reconciliation"] != nil,
+                "\(result.stdout) \(result.stderr)")
+        #expect(try await target.request(.GET, records + "u0000004").0 == 404)
+        #expect(try #require(json["cursor"]?["since"]?.intValue) >= deleted[2])
+        // From the saved position: one update, read incrementally, no 410.
+        #expect(try await source.request(.PATCH, records + "u0000010", body: ["data": ["age": 3]]).0 == 200)
+        result = try await Ferry.run(sync, in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["resynced"] == nil && json["read"] == 1 && json["updated"] == 1, "\(result.stdout) \(result.stderr)")
     }
 
     /// Waits (60 s at most) until a feed from `since` is refused, and returns the horizon.

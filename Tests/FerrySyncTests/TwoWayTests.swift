@@ -745,6 +745,47 @@ extension TwoWayTests {
         #expect(running.terminate() == 0, "\(running.stderr)")
         withExtendedLifetime(dir) {}
     }
+
+    /// A two-way run whose server side's checkpoint the tombstone purge passed (410, errno 124)
+    /// reads that side whole instead of stopping: the deletes the feed lost still reach the
+    /// other side, the other side's changes still come back, and the next run is incremental.
+    @Test func serverSidePastTheHorizonIsReadWholeAndTheRunGoesOn() async throws {
+        let dir = try TempDir()
+        let server = try Server(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
+        let a = try await ServerSide(server)
+        let b = try SQLiteSide(dir.file("b.db"))
+        for i in 0..<10 { try await a.put("r\(i)", ["name": .string("n\(i)"), "n": .int(Int64(i))]) }
+        let job = job(dir, a, b, .aWins)
+        try await runUntilQuiet(job)
+        #expect(try await b.all().count == 10)
+        let records = "/buckets/main/collections/users/records"
+        let checkpoint = try #require(try await server.request(.GET, records + "?_sort=-last_modified&_limit=1").1?["data"]?[0]?["last_modified"]?.intValue)
+        // While the run is away: three deletes and an update on the server, a create on the table;
+        // the purge keeps one tombstone, so the feed from the checkpoint is refused.
+        var deleted: [Int64] = []
+        for id in ["r1", "r2", "r3"] {
+            deleted.append(try #require(try await server.request(.DELETE, records + "/" + id).1?["data"]?["last_modified"]?.intValue))
+        }
+        try await a.put("r4", ["name": "changed on a", "n": 40])
+        try await b.put("r10", ["name": "new on b", "n": 10])
+        #expect(try await RetentionSyncTests.horizonPasses(checkpoint, on: server, expected: deleted[1]) == deleted[1])
+
+        var notices: [String] = []
+        let engine = SyncEngine()
+        engine.onNotice = { notices.append($0) }
+        let report = try await engine.run(job)
+        #expect(report.resynced, "\(report.json.serialized())")
+        #expect(notices.contains { $0.contains("purged tombstones") && $0.contains("whole") }, "\(notices)")
+        let t = try #require(report.twoWay)
+        #expect(t.deletedInB == 3 && t.writtenToB == 1 && t.writtenToA == 1, "\(t.json.serialized())")
+        let expected = try await a.all()
+        #expect(try await b.all() == expected)
+        #expect(expected.count == 8 && expected["r1"] == nil && expected["r4"]?["name"] == "changed on a" && expected["r10"]?["name"] == "new on b")
+        // The next run reads the feed from where the whole read ended: nothing to do, no resync.
+        let next = try await SyncEngine().run(job)
+        #expect(!next.resynced && Self.quiet(next), "\(next.json.serialized())")
+        withExtendedLifetime(dir) {}
+    }
 }
 
 /// A synchronous read of one record's name (for polling from a test's condition).

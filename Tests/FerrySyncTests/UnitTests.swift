@@ -181,6 +181,15 @@ import Testing
         #expect(job.transform.set == ["origin": "crm", "n": 3, "q": "3"])
         #expect(job.transform.cast == ["age": .int] && job.transform.filter.count == 1)
         #expect(jobs[1].schedule == "once")
+        #expect(job.reconcile && jobs[1].job.reconcile, "reconciliation is on unless the file turns it off")
+    }
+
+    /// `reconcile: false` is `--no-reconcile`: diff and verify read a server in full.
+    @Test func reconcileKeyTurnsReconciliationOff() throws {
+        for (value, expected) in [("false", false), ("no", false), ("true", true), ("on", true)] {
+            let yaml = "jobs:\n  a:\n    source: file:a.jsonl\n    target: http://127.0.0.1:1/v1/buckets/b/collections/c\n    mode: diff\n    reconcile: \(value)\n"
+            #expect(try JobsFile.parse(yaml, file: "ferry.yml", environment: [:])[0].job.reconcile == expected, "\(value)")
+        }
     }
 
     @Test(arguments: [
@@ -191,6 +200,8 @@ import Testing
         ("jobz:\n  a: {}\n", "ferry.yml:1: unknown section \"jobz\""),
         ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    transform: { upper: [x] }\n", "unknown transform step \"upper\""),
         ("jobs: [\n", "not valid YAML"),
+        ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    reconcile: sometimes\n", "ferry.yml:5: reconcile must be true or false"),
+        ("jobs:\n  a:\n    source: file:a.jsonl\n    target: file:b.jsonl\n    reconcile: [false]\n", "ferry.yml:5: reconcile must be true or false"),
     ])
     func errorsNameTheLine(yaml: String, message: String) {
         #expect {

@@ -6,10 +6,16 @@ public struct RecordText: Sendable {
     /// Members that sort before `id`, between `id` and `last_modified`, and after it, each part
     /// `"key":value` pairs joined by commas (empty when there are none).
     private var parts: ([UInt8], [UInt8], [UInt8]) = ([], [], [])
+    /// The members but `last_modified`: what the stored content hash is made of (``RecordHash``,
+    /// which sets `id` itself).
+    public let hashedFields: [String: JSON]
 
     /// The text of `members`; an `id` or `last_modified` among them is left out (the stored
     /// object's own are written in by ``text(id:lastModified:)``).
     public init(_ members: [String: JSON]) {
+        var hashed = members
+        hashed.removeValue(forKey: "last_modified")
+        hashedFields = hashed
         for key in JSON.sortedKeys(members) where key != "id" && key != "last_modified" {
             let id = key.utf16.lexicographicallyPrecedes("id".utf16)
             let beforeTimestamp = key.utf16.lexicographicallyPrecedes("last_modified".utf16)

@@ -67,24 +67,22 @@ extension KintoAPI {
         })
     }
 
-    /// The collection's live records as reconciliation items, hashed as the sync engine hashes
-    /// a record read from this server (`last_modified` is metadata, not data).
-    /// Today this parses each record's stored JSON; per-record hashes kept on write would spare it.
+    /// The collection's live records as reconciliation items, from the content hashes the
+    /// storage keeps on every write (``StorageSession/contentHashes(_:ids:_:)``: the hash the sync
+    /// engine computes for a record read from this server, without `last_modified`). No JSON is
+    /// parsed; the rows come in id order, so nothing is sorted either.
     static func reconcileItems(session: any StorageSession, key: ResourceKey, ids: [String]?) throws -> SortedReconcileItems {
         var items: [ReconcileItem] = []
-        try session.list(key, query: ListQuery(sort: [Sort("id")], includeDeleted: false, ids: ids)) { object in
-            var fields = try object.parsed()
-            fields.removeValue(forKey: "last_modified")
-            items.append(ReconcileItem(id: object.id, hash: RecordHash(fields: fields, keyField: "id", keyText: object.id)))
-            return true
+        try session.contentHashes(key, ids: ids) { id, hash in
+            items.append(ReconcileItem(id: id, hash: hash))
         }
-        return SortedReconcileItems(items)
+        return SortedReconcileItems(sortedUnique: items)
     }
 }
 
 /// The items of the last few collections reconciled, each valid at one collection timestamp:
-/// the rounds of one exchange (and exchanges of several clients) hash the records once, not
-/// once per round. Only for callers who may read every record of the collection.
+/// the rounds of one exchange (and exchanges of several clients) read the stored hashes and
+/// sum them once, not once per round. Only for callers who may read every record of the collection.
 final class ReconcileItemsCache: Sendable {
     /// How many collections are kept (each holds its items and prefix sums in memory).
     static let capacity = 4

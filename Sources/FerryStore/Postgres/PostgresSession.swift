@@ -2,6 +2,7 @@ import FerryCore
 import FerryPostgres
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 
 /// A transaction on a PostgreSQL connection. Each method waits for its statement's answer
@@ -115,7 +116,15 @@ struct PostgresSession: StorageSession {
                 PRIMARY KEY (parent_id, resource_name)
             )
             """),
+        // Each live record's content hash (ContentHash), so reconciliation parses no JSON;
+        // existing rows are filled in by ``migrate()`` (``backfillContentHashes(batch:)``).
+        ("v5", """
+            ALTER TABLE objects ADD COLUMN content_hash BYTEA
+            """),
     ]
+
+    /// The migration after which existing records get their content hashes.
+    static let contentHashMigration = "v5"
 
     func migrate() throws {
         _ = try rows("SELECT pg_advisory_xact_lock(7284015)")
@@ -126,6 +135,7 @@ struct PostgresSession: StorageSession {
             for statement in sql.split(separator: ";") where !statement.allSatisfy(\.isWhitespace) {
                 try execute(String(statement))
             }
+            if version == Self.contentHashMigration { try backfillContentHashes() }
             _ = try rows("INSERT INTO ferry_migrations (version) VALUES ($1)", Self.binds([version]))
         }
     }
@@ -215,17 +225,21 @@ struct PostgresSession: StorageSession {
 
     struct PutObject: PostgresPreparedStatement {
         static let sql = """
-            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES ($1, $2, $3, $4, false, $5)
-            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data
+            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES ($1, $2, $3, $4, false, $5, $6)
+            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data,
+                content_hash = EXCLUDED.content_hash
             """
         typealias Row = Void
         let key: ResourceKey
         let id: String
         let lastModified: Int64
         let json: String
+        let hash: [UInt8]?
 
         func makeBindings() throws -> PostgresBindings {
-            PostgresSession.binds([key.parentID, key.resourceName, id, lastModified, json])
+            var binds = PostgresSession.binds([key.parentID, key.resourceName, id, lastModified, json])
+            binds.append(hash.map { ByteBuffer(bytes: $0) })
+            return binds
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {}
@@ -234,7 +248,7 @@ struct PostgresSession: StorageSession {
     func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = text.text(id: id, lastModified: ts)
-        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json))
+        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json, hash: ContentHash.of(key, id: id, data: text.hashedFields)))
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 
@@ -256,7 +270,7 @@ struct PostgresSession: StorageSession {
         }
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
-        _ = try rows("UPDATE objects SET last_modified = $1, deleted = true, data = $2 WHERE parent_id = $3 AND resource_name = $4 AND id = $5",
+        _ = try rows("UPDATE objects SET last_modified = $1, deleted = true, data = $2, content_hash = NULL WHERE parent_id = $3 AND resource_name = $4 AND id = $5",
                      Self.binds([ts, json, key.parentID, key.resourceName, id]))
         return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
     }
@@ -284,6 +298,38 @@ struct PostgresSession: StorageSession {
         for row in try rows("SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause + order + limit, sql.binds) {
             if try !each(Self.object(row)) { break }
         }
+    }
+
+    func listContentHashes(_ key: ResourceKey, ids: [String]?, _ each: (StoredContentHash) throws -> Void) throws {
+        let sql = PostgresQueryBuilder(key: key, filters: [], includeDeleted: false, ids: ids)
+        // `id` is COLLATE "C": the order of the ids' UTF-8 bytes.
+        for row in try rows("SELECT id, content_hash, CASE WHEN content_hash IS NULL THEN data END FROM objects WHERE "
+                             + sql.whereClause + " ORDER BY id", sql.binds) {
+            let (id, hash, json) = try row.decode((String, ByteBuffer?, String?).self)
+            try each(StoredContentHash(id: id, bytes: hash.map { Array($0.readableBytesView) }, json: json))
+        }
+    }
+
+    func recordsWithoutContentHash(after: (key: ResourceKey, id: String)?, limit: Int) throws -> [(key: ResourceKey, object: StoredObject)] {
+        try rows("""
+            SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects
+            WHERE (parent_id, resource_name, id) > ($1, $2, $3) AND resource_name = $4 AND NOT deleted AND content_hash IS NULL
+            ORDER BY parent_id, resource_name, id LIMIT $5
+            """, Self.binds([after?.key.parentID ?? "", after?.key.resourceName ?? "", after?.id ?? "", ContentHash.resourceName, Int64(limit)])).map { row in
+            let (parent, resource, id, lastModified, deleted, json) = try row.decode((String, String, String, Int64, Bool, String).self)
+            return (ResourceKey(parentID: parent, resourceName: resource), StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: json))
+        }
+    }
+
+    func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws {
+        guard !hashes.isEmpty else { return }
+        var binds = Self.binds([hashes.map(\.key.parentID), hashes.map(\.key.resourceName), hashes.map(\.id)])
+        binds.append(hashes.map { ByteBuffer(bytes: $0.hash) })
+        _ = try rows("""
+            UPDATE objects o SET content_hash = h.hash
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS h (parent, resource, id, hash)
+            WHERE o.parent_id = h.parent AND o.resource_name = h.resource AND o.id = h.id
+            """, binds)
     }
 
     /// One statement: the timestamp row, and the page numbered in its order beside it (a page of

@@ -30,6 +30,8 @@ struct RawStatement {
                 code = sqlite3_bind_int64(statement, index, int)
             case .double(let double):
                 code = sqlite3_bind_double(statement, index, double)
+            case .blob(let bytes):
+                code = bytes.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), Self.transient) }
             case .null:
                 code = sqlite3_bind_null(statement, index)
             }
@@ -79,6 +81,7 @@ enum RawValue {
     case text(String)
     case int(Int64)
     case double(Double)
+    case blob([UInt8])
     case null
 }
 
@@ -92,5 +95,18 @@ struct RawRow {
         guard let bytes = sqlite3_column_text(statement, column) else { return "" }
         let count = Int(sqlite3_column_bytes(statement, column))
         return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    /// The column's text, nil when it is NULL.
+    func optionalText(_ column: Int32) -> String? {
+        sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : text(column)
+    }
+
+    /// The column's bytes, nil when it is NULL.
+    func blob(_ column: Int32) -> [UInt8]? {
+        guard sqlite3_column_type(statement, column) != SQLITE_NULL else { return nil }
+        let count = Int(sqlite3_column_bytes(statement, column))
+        guard count > 0, let bytes = sqlite3_column_blob(statement, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
     }
 }

@@ -99,6 +99,11 @@ public final class SQLiteStorage: Storage {
                 ) WITHOUT ROWID
                 """)
         }
+        migrator.registerMigration("v4-content-hashes") { db in
+            // Each live record's content hash (ContentHash), so reconciliation parses no JSON.
+            try db.execute(sql: "ALTER TABLE objects ADD COLUMN content_hash BLOB")
+            try SQLiteSession(db: db).backfillContentHashes()
+        }
         return migrator
     }
 
@@ -278,10 +283,12 @@ struct SQLiteSession: StorageSession {
     func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = text.text(id: id, lastModified: ts)
+        let hash: RawValue = ContentHash.of(key, id: id, data: text.hashedFields).map { .blob($0) } ?? .null
         try RawStatement(db, """
-            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES (?, ?, ?, ?, 0, ?)
-            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data
-            """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(ts), .text(json)]).execute()
+            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES (?, ?, ?, ?, 0, ?, ?)
+            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data,
+                content_hash = excluded.content_hash
+            """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(ts), .text(json), hash]).execute()
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 
@@ -308,7 +315,7 @@ struct SQLiteSession: StorageSession {
         }
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
-        try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ? WHERE parent_id = ? AND resource_name = ? AND id = ?")
+        try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ?, content_hash = NULL WHERE parent_id = ? AND resource_name = ? AND id = ?")
             .execute(arguments: [ts, json, key.parentID, key.resourceName, id])
         return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
     }
@@ -362,6 +369,38 @@ struct SQLiteSession: StorageSession {
             ON CONFLICT (parent_id, resource_name) DO UPDATE SET horizon = max(horizon, excluded.horizon)
             """, [.text(key.parentID), .text(key.resourceName), .int(newest)]).execute()
         return Int(count)
+    }
+
+    func listContentHashes(_ key: ResourceKey, ids: [String]?, _ each: (StoredContentHash) throws -> Void) throws {
+        let sql = SQLQueryBuilder(key: key, filters: [], includeDeleted: false, ids: ids)
+        // TEXT compares with BINARY: the order of the ids' UTF-8 bytes.
+        try RawStatement(db, "SELECT id, content_hash, CASE WHEN content_hash IS NULL THEN data END FROM objects WHERE "
+                             + sql.whereClause + " ORDER BY id", sql.arguments).forEachRow { row in
+            try each(StoredContentHash(id: row.text(0), bytes: row.blob(1), json: row.optionalText(2)))
+            return true
+        }
+    }
+
+    func recordsWithoutContentHash(after: (key: ResourceKey, id: String)?, limit: Int) throws -> [(key: ResourceKey, object: StoredObject)] {
+        let start = after.map { [RawValue.text($0.key.parentID), .text($0.key.resourceName), .text($0.id)] } ?? [.text(""), .text(""), .text("")]
+        var found: [(key: ResourceKey, object: StoredObject)] = []
+        try RawStatement(db, """
+            SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects
+            WHERE (parent_id, resource_name, id) > (?, ?, ?) AND resource_name = ? AND deleted = 0 AND content_hash IS NULL
+            ORDER BY parent_id, resource_name, id LIMIT ?
+            """, start + [.text(ContentHash.resourceName), .int(Int64(limit))]).forEachRow { row in
+            found.append((ResourceKey(parentID: row.text(0), resourceName: row.text(1)),
+                          StoredObject(id: row.text(2), lastModified: row.int(3), deleted: row.int(4) != 0, json: row.text(5))))
+            return true
+        }
+        return found
+    }
+
+    func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws {
+        for (key, id, hash) in hashes {
+            try RawStatement(db, "UPDATE objects SET content_hash = ? WHERE parent_id = ? AND resource_name = ? AND id = ?",
+                             [.blob(hash), .text(key.parentID), .text(key.resourceName), .text(id)]).execute()
+        }
     }
 
     func flush() throws {

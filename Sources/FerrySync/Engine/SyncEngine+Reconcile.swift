@@ -5,7 +5,8 @@ import FerryCore
 /// is compared in a few round trips of fingerprints, and only what differs is moved.
 /// The plan (creates, updates, deletes) is the one a full read of both sides gives.
 extension SyncEngine {
-    /// The server to reconcile with, and whether the side read here is the source.
+    /// The server to reconcile with, and whether the side read here is the source (when both
+    /// are servers, the target is reconciled and the source read).
     /// A server source qualifies only without a transform (its hashes are of untransformed
     /// records); the key must be `id` (what the server hashes records under).
     static func reconcilingServer(source: any Endpoint, target: (any Endpoint)?, job: SyncJob) -> (server: KintoEndpoint, localIsSource: Bool)? {
@@ -84,12 +85,14 @@ extension RecordKey {
 extension Run {
     /// diff against a server target that reconciles: read and hash the source, reconcile with the
     /// target, apply only the differences.
-    mutating func reconciledDiff(source: any Endpoint, server: KintoEndpoint, progress: ((Int, Int?) -> Void)?, total: Int?) async throws {
+    /// - Parameter resume: save where the read of the source ended as the checkpoint.
+    mutating func reconciledDiff(source: any Endpoint, server: KintoEndpoint, progress: ((Int, Int?) -> Void)?, total: Int?,
+                                 resume: Bool) async throws {
         let keyField = job.keyField
         var records: [RecordKey: Record] = [:]
         var hashes: [RecordKey: RecordHash] = [:]
         var this = self
-        _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+        let end = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
             for case .upsert(let record) in try this.prepare(items, incremental: false) {
                 records[record.key] = record
                 hashes[record.key] = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)
@@ -104,7 +107,41 @@ extension Run {
         for item in found.onlyThere.sorted() { try await plan.delete(RecordKey(item), run: &this) }
         this.report.unchanged += records.count - found.onlyHere.count - found.changed.count
         this.report.reconciliation = ReconciliationCost(outcome)
-        try await plan.finish(run: &this)
+        try await plan.finish(run: &this, cursor: resume ? end : nil)
+        self = this
+    }
+
+    /// diff from a server source that reconciles into a target that is read here: hash the
+    /// target, reconcile with the source, then read from the source only the records that
+    /// differ, by id (``KintoEndpoint/records(ids:_:)``). The unchanged records never travel.
+    /// - Parameter resume: save the source's timestamp from before the exchange as the
+    ///   checkpoint (an incremental run after a 410 goes on from there; a change made during
+    ///   the exchange is read again by the next run, never missed).
+    mutating func reconciledFetch(server: KintoEndpoint, target: any Endpoint, resume: Bool) async throws {
+        let keyField = job.keyField
+        let start: Cursor? = resume ? .since(try await server.currentTimestamp()) : nil
+        var hashes: [RecordKey: RecordHash] = [:]
+        _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
+            for case .record(let fields) in items {
+                guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
+                hashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
+            }
+        }
+        report.peakRecordsHeld = hashes.count
+        let outcome = try await SyncEngine.reconcile(hashes, with: server)
+        let found = outcome.differences
+        let existing = Set(found.changed.map(RecordKey.init))
+        var plan = DiffPlan()
+        var this = self
+        try await server.records(ids: (found.onlyThere + found.changed).sorted().map(\.idText)) { items in
+            for case .upsert(let record) in try this.prepare(items, incremental: false) {
+                try await plan.upsert(record, exists: existing.contains(record.key), run: &this)
+            }
+        }
+        for item in found.onlyHere.sorted() { try await plan.delete(RecordKey(item), run: &this) }
+        this.report.unchanged += hashes.count - found.onlyHere.count - found.changed.count
+        this.report.reconciliation = ReconciliationCost(outcome)
+        try await plan.finish(run: &this, cursor: start)
         self = this
     }
 }

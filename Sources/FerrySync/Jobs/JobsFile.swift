@@ -21,7 +21,7 @@ public enum JobsFile {
     static let jobKeys: Set<String> = [
         "source", "target", "mode", "delete", "key", "cursor_field", "batch_size", "transform", "verify",
         "strict", "dead_letter", "source_auth", "target_auth", "schedule", "dry_run", "retries", "source_rest", "target_rest",
-        "on_conflict", "newest_field",
+        "on_conflict", "newest_field", "reconcile",
     ]
 
     /// Parses a jobs file.
@@ -124,6 +124,7 @@ public enum JobsFile {
         if let n = values["verify"] { job.verify = try bool(n, "verify", file: file) }
         if let n = values["strict"] { job.strict = try bool(n, "strict", file: file) }
         if let n = values["dry_run"] { job.dryRun = try bool(n, "dry_run", file: file) }
+        if let n = values["reconcile"] { job.reconcile = try bool(n, "reconcile", file: file) }
         if let n = values["key"] { job.keyField = try scalar(n, "key", file: file, environment: environment) }
         if let n = values["cursor_field"] { job.cursorField = try scalar(n, "cursor_field", file: file, environment: environment) }
         if let n = values["dead_letter"] { job.deadLetterPath = try scalar(n, "dead_letter", file: file, environment: environment) }

@@ -292,7 +292,8 @@ extension SyncEngine {
     /// of those that differ from the base (or are in a conflict), which may have to be copied.
     ///
     /// A server side (a change feed with tombstones) is read whole the first time; later runs
-    /// read only what changed since the last run's cursor (`JOB#a`, `JOB#b` in the checkpoints).
+    /// read only what changed since the last run's cursor (`JOB#a`, `JOB#b` in the checkpoints),
+    /// or whole again when the server purged the tombstones past it (410, errno 124).
     func scan(_ endpoint: any Endpoint, side: String, job: SyncJob, bases: [String: StateStore.Base], conflicts: [String: StateStore.Conflict],
               managed: Set<String>, state: StateStore, run: inout Run) async throws -> TwoWayScan {
         var out = TwoWayScan()
@@ -324,9 +325,20 @@ extension SyncEngine {
         if endpoint is KintoEndpoint, let cursor = try state.cursor(job: job.id + side) {
             out.complete = false
             out.cursor = cursor
-            try await endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
-                try take(items)
-                if let next { out.cursor = next }
+            do {
+                try await endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
+                    try take(items)
+                    if let next { out.cursor = next }
+                }
+            } catch let error as SyncError where error.kind == .cursorExpired {
+                // The server purged tombstones past the checkpoint, so the feed would miss deletes:
+                // read the side whole instead (a record the base knows and the side lacks is then
+                // deleted there), and go on from where that read ends.
+                onNotice?("\(error.message); reading \(endpoint.displayName) whole instead, then resuming from there")
+                out = TwoWayScan()
+                this = run
+                this.report.resynced = true
+                out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
             }
         } else {
             out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }

@@ -126,7 +126,6 @@ public final class KintoEndpoint: Endpoint {
         case .compound?:
             throw SyncError.badInput("\(displayName): the saved checkpoint is a table cursor, not a server timestamp; run once with --reset")
         }
-        let keyField = options.keyField
         while true {
             let url = recordsURL + "?_since=\(since)&_sort=last_modified&_limit=\(batchSize)"
             let response = try await http.send(.GET, url)
@@ -142,18 +141,9 @@ public final class KintoEndpoint: Endpoint {
             items.reserveCapacity(data.count)
             var last = since
             for element in data {
-                guard case .object(var fields) = element, let id = fields["id"], let modified = fields["last_modified"]?.intValue else {
-                    throw SyncError(.protocolError, "\(displayName): a record without id or last_modified: \(element.serialized().prefix(200))")
-                }
+                let (item, modified) = try item(element)
                 last = max(last, modified)
-                if fields["deleted"] == .bool(true) {
-                    items.append(.deleted(key: id))
-                    continue
-                }
-                fields.removeValue(forKey: "last_modified")
-                if let versionField = options.versionField { fields[versionField] = .int(modified) }
-                if keyField != "id" { fields.removeValue(forKey: "id") }
-                items.append(.record(fields))
+                items.append(item)
             }
             guard last > since else {
                 throw SyncError(.protocolError, "\(displayName): the change feed did not move past \(since); is _sort=last_modified honoured?")
@@ -162,6 +152,19 @@ public final class KintoEndpoint: Endpoint {
             try await body(items, .since(last))
             if response.header("Next-Page") == nil { return }
         }
+    }
+
+    /// A record (or tombstone) of a list as the engine reads it, with its `last_modified`:
+    /// the server's timestamp is metadata, not data.
+    func item(_ element: JSON) throws -> (SourceItem, Int64) {
+        guard case .object(var fields) = element, let id = fields["id"], let modified = fields["last_modified"]?.intValue else {
+            throw SyncError(.protocolError, "\(displayName): a record without id or last_modified: \(element.serialized().prefix(200))")
+        }
+        if fields["deleted"] == .bool(true) { return (.deleted(key: id), modified) }
+        fields.removeValue(forKey: "last_modified")
+        if let versionField = options.versionField { fields[versionField] = .int(modified) }
+        if options.keyField != "id" { fields.removeValue(forKey: "id") }
+        return (.record(fields), modified)
     }
 
     public func makeWriter(job: String) async throws -> any TargetWriter {
