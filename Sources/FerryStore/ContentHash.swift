@@ -15,6 +15,13 @@ enum ContentHash {
         key.resourceName == resourceName ? RecordHash(fields: data, keyField: "id", keyText: id).bytes : nil
     }
 
+    /// The hash to store for an object put with `text`: the one made with it when it was made for this id.
+    static func of(_ key: ResourceKey, id: String, text: RecordText) -> [UInt8]? {
+        guard key.resourceName == resourceName else { return nil }
+        if let made = text.hash, made.id == id { return made.bytes }
+        return of(key, id: id, data: text.hashedFields)
+    }
+
     /// The hash of a stored record's JSON text (for rows written before hashes were stored).
     static func of(id: String, json: String) throws -> RecordHash {
         var fields = try JSON.parse(json).objectValue ?? [:]

@@ -9,13 +9,18 @@ public struct RecordText: Sendable {
     /// The members but `last_modified`: what the stored content hash is made of (``RecordHash``,
     /// which sets `id` itself).
     public let hashedFields: [String: JSON]
+    /// The content hash already made for the record of this id (``init(_:hashedAs:)``).
+    public let hash: (id: String, bytes: [UInt8])?
 
     /// The text of `members`; an `id` or `last_modified` among them is left out (the stored
     /// object's own are written in by ``text(id:lastModified:)``).
-    public init(_ members: [String: JSON]) {
+    /// - Parameter id: the record's id, to make its content hash here too (before the write
+    ///   transaction, where it costs the single writer nothing); nil to leave it to the storage.
+    public init(_ members: [String: JSON], hashedAs id: String? = nil) {
         var hashed = members
         hashed.removeValue(forKey: "last_modified")
         hashedFields = hashed
+        hash = id.map { ($0, RecordHash(fields: hashed, keyField: "id", keyText: $0).bytes) }
         for key in JSON.sortedKeys(members) where key != "id" && key != "last_modified" {
             let id = key.utf16.lexicographicallyPrecedes("id".utf16)
             let beforeTimestamp = key.utf16.lexicographicallyPrecedes("last_modified".utf16)

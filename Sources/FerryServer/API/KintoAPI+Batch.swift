@@ -67,7 +67,7 @@ extension KintoAPI {
                     prefetch[path.storageKey, default: []].append(path.id!)
                     let uri = path.collectionURI!
                     if rules[uri] == nil { rules[uri] = .some(await collectionRules(path)) }
-                    sub.preparedRecord = prepareRecordWrite(sub, rules: rules[uri] ?? nil)
+                    sub.preparedRecord = prepareRecordWrite(sub, id: path.id!, rules: rules[uri] ?? nil)
                 }
                 if !sub.isRead {
                     writeEffects[i] = route.effects
@@ -149,9 +149,9 @@ extension KintoAPI {
 
     /// A record PUT's data, serialized and checked against `rules` before the transaction; nil
     /// when its body has no `data` object (the transaction answers what is wrong with it).
-    func prepareRecordWrite(_ sub: APIRequest, rules: (version: Int64, rules: CollectionRules)?) -> PreparedRecord? {
+    func prepareRecordWrite(_ sub: APIRequest, id: String, rules: (version: Int64, rules: CollectionRules)?) -> PreparedRecord? {
         guard case .object(let data)? = sub.parsedBody?["data"] else { return nil }
-        var prepared = PreparedRecord(text: RecordText(data))
+        var prepared = PreparedRecord(text: RecordText(data, hashedAs: id))
         if let rules {
             do {
                 try rules.rules.checkSchema(record: data)

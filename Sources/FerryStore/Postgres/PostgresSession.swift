@@ -248,7 +248,7 @@ struct PostgresSession: StorageSession {
     func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = text.text(id: id, lastModified: ts)
-        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json, hash: ContentHash.of(key, id: id, data: text.hashedFields)))
+        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json, hash: ContentHash.of(key, id: id, text: text)))
         return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 

@@ -343,9 +343,9 @@ extension PostgresStorage: DumpableStorage {
         try await read { session in
             let session = session as! PostgresSession
             var lines: [String] = []
-            for row in try session.rows("SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects ORDER BY parent_id, resource_name, id") {
-                let (parent, resource, id, lastModified, deleted, data) = try row.decode((String, String, String, Int64, Bool, String).self)
-                lines.append("object \(parent) \(resource) \(id) \(lastModified) \(deleted ? 1 : 0) \(data)")
+            for row in try session.rows("SELECT parent_id, resource_name, id, last_modified, deleted, data, coalesce(encode(content_hash, 'hex'), '-') FROM objects ORDER BY parent_id, resource_name, id") {
+                let (parent, resource, id, lastModified, deleted, data, hash) = try row.decode((String, String, String, Int64, Bool, String, String).self)
+                lines.append("object \(parent) \(resource) \(id) \(lastModified) \(deleted ? 1 : 0) \(data) \(hash)")
             }
             for row in try session.rows("SELECT parent_id, resource_name, last_modified FROM timestamps ORDER BY parent_id, resource_name") {
                 let (parent, resource, lastModified) = try row.decode((String, String, Int64).self)

@@ -283,7 +283,7 @@ struct SQLiteSession: StorageSession {
     func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
         let ts = try allocateTimestamp(key, requested: requestedTimestamp)
         let json = text.text(id: id, lastModified: ts)
-        let hash: RawValue = ContentHash.of(key, id: id, data: text.hashedFields).map { .blob($0) } ?? .null
+        let hash: RawValue = ContentHash.of(key, id: id, text: text).map { .blob($0) } ?? .null
         try RawStatement(db, """
             INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES (?, ?, ?, ?, 0, ?, ?)
             ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data,
@@ -522,8 +522,8 @@ extension SQLiteStorage: DumpableStorage {
     package func dump() async throws -> [String] {
         try await pool.read { db in
             var lines: [String] = []
-            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects ORDER BY parent_id, resource_name, id") {
-                lines.append("object \(row[0] as String) \(row[1] as String) \(row[2] as String) \(row[3] as Int64) \(row[4] as Int64) \(row[5] as String)")
+            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, id, last_modified, deleted, data, coalesce(lower(hex(content_hash)), '-') FROM objects ORDER BY parent_id, resource_name, id") {
+                lines.append("object \(row[0] as String) \(row[1] as String) \(row[2] as String) \(row[3] as Int64) \(row[4] as Int64) \(row[5] as String) \(row[6] as String)")
             }
             for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, last_modified FROM timestamps ORDER BY parent_id, resource_name") {
                 lines.append("timestamp \(row[0] as String) \(row[1] as String) \(row[2] as Int64)")
