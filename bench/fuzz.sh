@@ -8,6 +8,10 @@
 #   csv        the file connector's CSV reader, and that a value read, written and read again
 #              is the same value (FerrySync's CSV.swift and SyncError.swift compiled in)
 #
+#   filter     a list's querystring (filters, _sort, _fields, _limit, _token), parsed by the
+#              server's ListParameters and built into SQL by the SQLite backend's query builder:
+#              refused with a 400, or SQL that prepares, binds exactly its arguments and runs
+#
 #   bench/fuzz.sh                      # 60 s per target
 #   SECONDS_PER_TARGET=600 bench/fuzz.sh json
 #
@@ -22,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=${SECONDS_PER_TARGET:-60}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(json signature csv)
+[ ${#targets[@]} -eq 0 ] && targets=(json signature csv filter)
 work=.build-fuzz
 mkdir -p "$work"
 debug=$(swift build --show-bin-path)
@@ -52,14 +56,30 @@ build() {
     csv)
       sources="$(core_sources_without_crypto) Sources/FerrySync/Model/SyncError.swift Sources/FerrySync/Connectors/File/CSV.swift"
       ;;
-    *) echo "fuzz.sh: unknown target $target (json, signature, csv)" >&2; exit 2 ;;
+    filter)
+      # The server's and the store's files, with their imports of Ferry's own modules taken out
+      # (everything is one module here); HTTPTypes (KintoError) is linked from the debug build,
+      # SQLite through GRDB's module map of the system library.
+      [ -d "$debug/HTTPTypes.build" ] || { echo "fuzz.sh: run \`swift build\` first (the filter target links its HTTPTypes objects)" >&2; exit 2; }
+      mkdir -p "$work/filter/src"
+      local file copy
+      for file in Sources/FerryServer/API/ListParameters.swift Sources/FerryServer/Errors/KintoError.swift \
+                  Sources/FerryStore/Storage.swift Sources/FerryStore/SQLite/SQLQueryBuilder.swift; do
+        copy=$work/filter/src/$(basename "$file")
+        [ -e "$copy" ] && [ "$copy" -nt "$file" ] || sed -E 's/^(public |package )?import (FerryCore|FerryStore)$//' "$file" > "$copy"
+      done
+      sources="$(core_sources_without_crypto) $(ls "$work"/filter/src/*.swift)"
+      extra=(-I "$debug/Modules" -Xcc "-fmodule-map-file=.build/checkouts/GRDB.swift/Sources/GRDBSQLite/module.modulemap"
+             "$debug"/HTTPTypes.build/*.o)
+      ;;
+    *) echo "fuzz.sh: unknown target $target (json, signature, csv, filter)" >&2; exit 2 ;;
   esac
   local newest
   newest=$(ls -t $sources "bench/fuzz/$target.swift" | head -1)
   if [ ! -x "$binary" ] || [ "$newest" -nt "$binary" ]; then
     echo "building $target …" >&2
     # shellcheck disable=SC2086
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name FerryCore \
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name FerryCore -package-name Ferry \
       $sources "bench/fuzz/$target.swift" "${extra[@]}" -o "$binary" 2> >(grep -v 'ld.gold: warning: Cannot export local symbol' >&2)
   fi
 }

@@ -72,4 +72,76 @@ struct DiskFaultTests {
         #expect(try await Self.ids(client) == acknowledged)
         try? await client.shutdown()
     }
+
+    /// A data folder that is read-only: the server serves reads from it and answers writes 503
+    /// with a clear error, changing nothing; on a read-only folder with no database yet it stops
+    /// at start-up with one clear line and a non-zero status; started again once the folder is
+    /// writable, it writes. (Linux cannot turn a mount read-only while the server holds its files
+    /// open for writing, so the server is restarted around each change; see ReadOnlyMount.)
+    @Test func aReadOnlyDataFolderKeepsReadsAndRefusesWritesWith503() async throws {
+        guard let folder = ReadOnlyMount.orSkip("DiskFaultTests") else { return }
+        defer { folder.remove() }
+        let data = folder.path + "/data", empty = folder.path + "/empty"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let environment = ["FERRY_PASSWORD_ROUNDS": "1000"]
+        var server = try ServerProcess(data: data, environment: environment)
+        var client = server.client()
+        #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
+        #expect(try await client.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
+        for i in 0..<5 {
+            #expect(try await client.put(Self.records + "/r\(i)", headers: Self.alice, body: ByteBuffer(string: #"{"data":{"n":\#(i)}}"#)).status == .created)
+        }
+        try? await client.shutdown()
+        server.kill(SIGTERM)
+        try await Self.exited(server.process)
+
+        try folder.makeReadOnly()
+        server = try ServerProcess(data: data, environment: environment)
+        client = server.client()
+        let stored: Set<String> = ["r0", "r1", "r2", "r3", "r4"]
+        #expect(try await Self.ids(client) == stored)
+        #expect(try await client.get(Self.records + "/r0", headers: Self.alice).status == .ok)
+        let body = ByteBuffer(string: #"{"data":{}}"#)
+        for (what, refusal) in [("PUT", try await client.put(Self.records + "/new", headers: Self.alice, body: body)),
+                                ("DELETE", try await client.delete(Self.records + "/r0", headers: Self.alice, body: ByteBuffer())),
+                                ("POST", try await client.post(Self.records, headers: Self.alice, body: body))] {
+            #expect(refusal.status == .serviceUnavailable, "\(what)")
+            #expect(refusal.headers[.retryAfter] != nil)
+            let message = (try JSON.parse(bytes: Array(refusal.body!.readableBytesView)))["message"]?.stringValue ?? ""
+            #expect(message.contains("readonly database") && message.contains("read-only"), "\(message)")
+        }
+        #expect(try await Self.ids(client) == stored)
+        try? await client.shutdown()
+        server.kill(SIGTERM)
+        try await Self.exited(server.process)
+
+        // No database yet on a read-only folder: one clear line, a non-zero status.
+        let start = Process()
+        start.executableURL = URL(fileURLWithPath: ServerProcess.binary)
+        start.arguments = ["serve", "--port", "0", "--data", empty]
+        let pipe = Pipe()
+        start.standardOutput = pipe
+        start.standardError = pipe
+        try start.run()
+        try await Self.exited(start)
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(start.terminationStatus != 0)
+        #expect(text.contains("cannot open the SQLite database at \(empty)/") && text.contains("is not writable: Read-only file system"), "\(text)")
+
+        // Writable again: a server started on it writes, and nothing was lost.
+        try folder.makeWritable()
+        server = try ServerProcess(data: data, environment: environment)
+        defer { server.kill(SIGKILL) }
+        client = server.client()
+        #expect(try await client.put(Self.records + "/new", headers: Self.alice, body: ByteBuffer(string: #"{"data":{}}"#)).status == .created)
+        #expect(try await Self.ids(client) == stored.union(["new"]))
+        try? await client.shutdown()
+    }
+
+    /// Waits (polling, off the cooperative pool's threads, 60 s at most) for `process` to exit.
+    static func exited(_ process: Process) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning, "the process did not exit within 60 s")
+    }
 }

@@ -58,7 +58,7 @@ public final class SmallDisk: @unchecked Sendable {
         public let description: String
     }
 
-    private static func run(_ arguments: [String]) -> (Int32, String) {
+    static func run(_ arguments: [String]) -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -74,4 +74,51 @@ public final class SmallDisk: @unchecked Sendable {
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
+}
+
+/// A folder that can be made read-only and writable again under the processes using it: a bind
+/// mount of a temporary folder on itself, remounted `ro`/`rw`. Root ignores permission bits, not a
+/// read-only mount. Linux refuses to remount it read-only while a process has a file in it open
+/// for writing (EBUSY), so a server is stopped before ``makeReadOnly()`` and started again after.
+public final class ReadOnlyMount: @unchecked Sendable {
+    public let path: String
+    private var mounted = true
+
+    private init(path: String) {
+        self.path = path
+    }
+
+    /// A new temporary folder mounted on itself (writable), or nil after printing why `test` is skipped.
+    public static func orSkip(_ test: String) -> ReadOnlyMount? {
+        let path: String
+        do {
+            path = try temporaryDirectory("readonly")
+        } catch {
+            print("\(test) skipped: cannot make a folder: \(error)")
+            return nil
+        }
+        let (status, output) = SmallDisk.run(["mount", "--bind", path, path])
+        guard status == 0 else {
+            print("\(test) skipped: cannot bind-mount a folder (needs root; CI runs as root): \(output)")
+            return nil
+        }
+        return ReadOnlyMount(path: path)
+    }
+
+    public func makeReadOnly() throws { try remount("ro") }
+    public func makeWritable() throws { try remount("rw") }
+
+    private func remount(_ mode: String) throws {
+        let (status, output) = SmallDisk.run(["mount", "-o", "remount,bind,\(mode)", path])
+        guard status == 0 else { throw SmallDisk.MountError(description: "remount \(mode) failed: \(output)") }
+    }
+
+    public func remove() {
+        guard mounted else { return }
+        mounted = false
+        _ = SmallDisk.run(["umount", "-l", path])
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    deinit { remove() }
 }

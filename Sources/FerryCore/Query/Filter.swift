@@ -45,8 +45,11 @@ public struct PageAfter: Sendable, Hashable {
 public enum FieldName {
     /// A field name is one or more dot-separated segments of letters, digits, `_` and `-`
     /// (a segment does not start with `-`, which `_sort` reads as "descending").
+    /// The longest name, in bytes.
+    public static let maxLength = 256
+
     public static func isValid(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 256 else { return false }
+        guard !name.isEmpty, name.utf8.count <= maxLength else { return false }
         for segment in name.split(separator: ".", omittingEmptySubsequences: false) {
             guard let first = segment.first, first != "-" else { return false }
             for byte in segment.utf8 {

@@ -221,7 +221,8 @@ struct APIDocument {
                 "type": "object",
                 "propertyNames": ["pattern": .string("^(?!(\(prefixes))?last_modified$)(\(prefixes))?[A-Za-z0-9][A-Za-z0-9_-]*(\\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$"),
                                   "maxLength": 200],
-                "additionalProperties": ["type": "string"],
+                // A value holding NUL is refused (400), as in names.
+                "additionalProperties": ["type": "string", "pattern": "^[^\\u0000]*$"],
             ],
         ]
     }()
@@ -274,7 +275,10 @@ struct APIDocument {
     /// A field name as ``FieldName/isValid(_:)`` takes it.
     static let field = "[A-Za-z0-9_][A-Za-z0-9_-]*(\\.[A-Za-z0-9_][A-Za-z0-9_-]*)*"
     /// `_fields`: comma-separated, blanks around a name and empty items ignored.
-    static let fieldsSchema: JSON = ["type": "string", "pattern": .string("^[ \\t]*(\(field))?[ \\t]*(,[ \\t]*(\(field))?[ \\t]*)*$")]
+    /// Each name is at most ``FieldName/maxLength`` bytes; a regex cannot say that of every item
+    /// of a list short of look-aheads its generators choke on, so the whole value is bounded by it.
+    static let fieldsSchema: JSON = ["type": "string", "pattern": .string("^[ \\t]*(\(field))?[ \\t]*(,[ \\t]*(\(field))?[ \\t]*)*$"),
+                                     "maxLength": .int(Int64(FieldName.maxLength))]
 
     static func listParameters() -> [JSON] {
         let timestamp: JSON = ["type": "integer", "minimum": .int(Int64.min), "maximum": .int(Int64.max)]
@@ -282,7 +286,8 @@ struct APIDocument {
             query("_since", timestamp, "Objects changed after this timestamp (tombstones included)"),
             query("_before", timestamp, "Objects changed before this timestamp"),
             query("_to", timestamp, "Objects changed before this timestamp (alias of _before)"),
-            query("_sort", ["type": "string", "pattern": .string("^[+-]?\(field)(,[+-]?\(field))*$")], "Comma-separated fields, `-` for descending"),
+            query("_sort", ["type": "string", "pattern": .string("^[+-]?\(field)(,[+-]?\(field))*$"), "maxLength": .int(Int64(FieldName.maxLength))],
+                  "Comma-separated fields, `-` for descending"),
             query("_fields", Self.fieldsSchema, "Comma-separated fields to return (id and last_modified always come)"),
             query("_limit", ["type": "integer", "minimum": 0, "maximum": .int(Int64.max)], "At most this many objects on the page (0: the server's page size)"),
             query("_token", ["type": "string"], "The continuation of a `Next-Page` link (opaque: only a value the server wrote)",
@@ -328,7 +333,10 @@ struct APIDocument {
         case .collection:
             // null is no schema and no unique fields (CollectionRules), in a merge patch or not.
             properties["schema"] = ["type": ["object", "null"], "description": "A JSON Schema (draft 2020-12 subset) every record must meet"]
-            properties["unique_fields"] = ["type": ["array", "null"], "items": ["type": "string", "pattern": .string("^\(field)$")]]
+            // At most 16 top-level names (no dots), not `id` (unique already) nor `last_modified`.
+            properties["unique_fields"] = ["type": ["array", "null"], "maxItems": 16,
+                                           "items": ["type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]*$", "maxLength": .int(Int64(FieldName.maxLength)),
+                                                     "not": ["enum": ["id", "last_modified"]]]]
         case .bucket, .record: break
         }
         let data: JSON = ["type": "object", "properties": .object(properties)]

@@ -300,7 +300,9 @@ struct ResourceHandler {
         }
         try check412(existing: existing, current: existing?.lastModified ?? 0)
         let body = try parseBody()
-        let data = try body.data ?? existing?.parsed() ?? [:]
+        // A body without data keeps the object's fields, but not its `last_modified`: that is the
+        // stored one, not a timestamp this request asks for (past 2^53-1 it would be refused).
+        let data = try body.data ?? existing?.parsed().removingValue("last_modified") ?? [:]
         if let bodyID = data["id"], bodyID != .string(id) {
             throw KintoError.invalidParameters(location: "body", name: "id", description: "Object id does not match existing object")
         }

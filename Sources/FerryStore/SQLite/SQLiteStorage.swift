@@ -50,7 +50,9 @@ public final class SQLiteStorage: Storage {
             pool = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
-            throw StorageError.backend("cannot open the SQLite database at \(path): \(error)")
+            let folder = (path as NSString).deletingLastPathComponent
+            let why = access(folder.isEmpty ? "." : folder, W_OK) == 0 ? "" : " (the folder \(folder) is not writable: \(String(cString: strerror(errno))))"
+            throw StorageError.backend("cannot open the SQLite database at \(path): \(error)\(why)")
         }
         groupCommit = GroupCommit(pool: pool, beforeCommit: { [acl] in acl.commitStarting() }, afterEach: { [acl] in acl.writeEnded() })
     }
@@ -171,7 +173,13 @@ public final class SQLiteStorage: Storage {
     /// A database error as the storage layer reports it; other errors (the API's own) pass as they are.
     static func translate(_ error: any Error, _ operation: String) -> any Error {
         guard let error = error as? DatabaseError else { return error }
-        return StorageError.backend("SQLite \(operation) failed: \(error.message ?? "\(error.resultCode)")")
+        let message = "SQLite \(operation) failed: \(error.message ?? "\(error.resultCode)")"
+        if error.resultCode == .SQLITE_READONLY {
+            // SQLite opened the file read-only (its folder or file system was read-only when the
+            // server started): it stays so until the server is restarted on a writable folder.
+            return StorageError.backend(message + " (the data folder was read-only when the server opened it: writes are refused until the server is restarted on a writable folder; reads keep working)")
+        }
+        return StorageError.backend(message)
     }
 
     /// SQLite's progress handler interrupts a read at its deadline (``stopping(_:at:_:)``).
