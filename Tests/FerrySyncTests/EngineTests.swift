@@ -39,22 +39,48 @@ import Testing
         let engine = SyncEngine()
         let first = try await engine.run(j)
         #expect(first.read == 1000 && first.created == 1000)
-        #expect(first.cursorAfter == .compound(value: 1_000_099, key: "u0000999"))
+        // The newest updated_at with the hash of each of its ten records.
+        guard case .compound(1_000_099, .object(let covered))? = first.cursorAfter else {
+            Issue.record("\(String(describing: first.cursorAfter))")
+            return
+        }
+        #expect(covered.keys.sorted() == (990...999).map { "u0000\($0)" })
 
         let source = try DatabaseQueue(path: dir.file("src.db"))
         try await source.write { db in
-            // 3 updates at the newest timestamp (ties with the cursor's value), 2 creates.
-            try db.execute(sql: "UPDATE users SET age = 1, updated_at = 1000099 WHERE id IN ('u0000995', 'u0000996')")
+            // Late writes sharing the newest updated_at, with keys before the last one read: two
+            // updates and a create. Then an update and two creates past it.
+            try db.execute(sql: "UPDATE users SET age = 1 WHERE id IN ('u0000995', 'u0000996')")
+            try db.execute(sql: "INSERT INTO users VALUES ('a-late', 'late', 40, 'z', 1000099)")
             try db.execute(sql: "UPDATE users SET age = 2, updated_at = 2000000 WHERE id = 'u0000001'")
             try db.execute(sql: "INSERT INTO users VALUES ('zz1', 'new1', 30, 'x', 2000000), ('zz2', 'new2', 31, 'y', 2000001)")
         }
         try await source.close()
         let second = try await engine.run(j)
-        // u0000995/6 have updated_at equal to the cursor's and keys before it: by design a
-        // compound cursor cannot see a change that re-uses an old timestamp; the 3 others move.
-        #expect(second.read == 3 && second.created == 2 && second.updated == 1)
+        #expect(second.read == 6 && second.created == 3 && second.updated == 3, "\(second.read) \(second.created) \(second.updated)")
         let third = try await engine.run(j)
         #expect(third.read == 0 && third.created == 0)
+        #expect(try countRows(dir.file("dst.db")) == 1003)
+    }
+
+    /// A file read incrementally: a record written after the run with the newest value (and a key
+    /// before the newest record's), or changed with it, is read by the next run; nothing else is.
+    @Test func incrementalFromAFileTakesLateWritesWithTheNewestValue() async throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 100)  // updated_at 1000000…1000009, ten records each
+        var j = job(dir, "file:\(dir.file("a.jsonl"))", "sqlite:\(dir.file("t.db"))#users", .incremental)
+        j.cursorField = "updated_at"
+        let engine = SyncEngine()
+        let first = try await engine.run(j)
+        #expect(first.read == 100 && first.created == 100)
+        var lines = try String(contentsOfFile: dir.file("a.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
+        lines[95] = lines[95].replacingOccurrences(of: "user95", with: "renamed95")
+        lines.insert(#"{"id":"a-late","username":"late","updated_at":1000009}"#, at: 0)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("a.jsonl"), atomically: true, encoding: .utf8)
+        let second = try await engine.run(j)
+        #expect(second.read == 2 && second.created == 1 && second.updated == 1, "\(second.read) \(second.created) \(second.updated)")
+        let third = try await engine.run(j)
+        #expect(third.read == 0)
     }
 
     @Test func diffAppliesOnlyTheDifferencesAndDryRunChangesNothing() async throws {

@@ -76,6 +76,8 @@ public final class FileEndpoint: Endpoint {
         let keyField = options.keyField
         var reader = try RecordReader(endpoint: self)
         var batch: [SourceItem] = []
+        var checkpoint = ValueCheckpoint(after: cursor, keyField: keyField, sorted: false)
+        // The greatest (value, key) read: the checkpoint when the newest value has no hash set.
         var last: (value: JSON, key: RecordKey)? = nil
         while let fields = try reader.next() {
             guard let key = fields[keyField].flatMap(RecordKey.init) else {
@@ -83,14 +85,14 @@ public final class FileEndpoint: Endpoint {
                 continue
             }
             let value = fields[cursorField] ?? .null
-            guard Cursor.isAfter(value: value, key: key, cursor: cursor) else { continue }
-            batch.append(.record(fields))
             if let l = last {
                 let c = JSON.cursorOrder(value, l.value)
                 if c > 0 || (c == 0 && l.key.text.utf8.lexicographicallyPrecedes(key.text.utf8)) { last = (value, key) }
             } else {
                 last = (value, key)
             }
+            guard checkpoint.take(value: value, key: key, fields: fields) else { continue }
+            batch.append(.record(fields))
             if batch.count == batchSize {
                 // A file is in no particular order: no batch but the last is a safe place to resume.
                 try await body(batch, nil)
@@ -98,7 +100,7 @@ public final class FileEndpoint: Endpoint {
             }
         }
         bytesRead = reader.bytesRead
-        let final = last.map { Cursor.compound(value: $0.value, key: $0.key.value) }
+        let final = checkpoint.end ?? last.map { Cursor.compound(value: $0.value, key: $0.key.value) }
         if !batch.isEmpty || final != nil { try await body(batch, final) }
     }
 

@@ -182,30 +182,45 @@ public final class PostgresEndpoint: Endpoint {
             // Rows without a cursor value come first; after them, every row that has one.
             binds = Self.binds(Self.text(k))
             sql += " WHERE (\(field) IS NULL AND \(key) > CAST($1 AS \(keyColumn.baseType))) OR \(field) IS NOT NULL ORDER BY \(field) NULLS FIRST, \(key)"
+        case .compound(let value, .object)? where value != .null:
+            // A checkpoint with hashes: every row from its value on (those it covers are dropped below).
+            binds = Self.binds(Self.text(value))
+            sql += " WHERE \(field) >= CAST($1 AS \(fieldColumn.baseType)) ORDER BY \(field), \(key)"
         case .compound(let value, let k)?:
             binds = Self.binds(Self.text(value), Self.text(k))
             sql += " WHERE (\(field), \(key)) > (CAST($1 AS \(fieldColumn.baseType)), CAST($2 AS \(keyColumn.baseType))) ORDER BY \(field), \(key)"
         case .since?:
             throw SyncError.badInput("\(displayName): the saved checkpoint is a server timestamp, not a (\(cursorField), key) pair; rerun with --reset")
         }
+        var checkpoint = ValueCheckpoint(after: cursor, keyField: options.keyField, sorted: true)
         var batch: [SourceItem] = []
         batch.reserveCapacity(batchSize)
         var last: (value: String?, key: String?) = (nil, nil)
+        var rows = 0
         do {
             try await session.stream(sql, binds) { row in
-                batch.append(.record(try self.fields(row)))
+                let fields = try self.fields(row)
                 last = (row.text(1), row.text(2))
-                if batch.count == batchSize {
-                    try await body(batch, self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn))
+                rows += 1
+                let position = self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn)
+                if case .compound(let value, let k) = position, let key = RecordKey(k) {
+                    if checkpoint.take(value: value, key: key, fields: fields) { batch.append(.record(fields)) }
+                } else {
+                    batch.append(.record(fields))  // no usable key: the engine dead-letters it
+                }
+                if rows == batchSize {
+                    try await body(batch, position)
                     batch.removeAll(keepingCapacity: true)
+                    rows = 0
                 }
             }
         } catch let error as SyncError where cursor != nil && error.message.contains("SQLSTATE 22") {
             throw SyncError.badInput("\(displayName): the saved checkpoint (\(cursor!)) does not fit columns \(cursorField) and \(options.keyField): \(error.message); rerun with --reset")
         }
-        if !batch.isEmpty {
+        if rows > 0 {
             try await body(batch, self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn))
         }
+        if let end = checkpoint.end { try await body([], end) }
     }
 
     /// The checkpoint after a row: integers as numbers, everything else as the server's exact text.

@@ -21,8 +21,6 @@ public final class RESTEndpoint: Endpoint {
     let config: RESTConfiguration
     let options: EndpointOptions
     let http: HTTPTransport
-    /// Most records a checkpoint remembers for its value (see ``readChanges(after:batchSize:_:)``).
-    static let cursorKeyLimit = 10_000
 
     public var managedFields: [String] { config.managedFields }
     var retries: Int { http.retries }
@@ -315,25 +313,8 @@ public final class RESTEndpoint: Endpoint {
         }
         let keyField = options.keyField
         let sorted = config.sorted
-        // What the saved checkpoint holds about the records that had its value: key → hash.
-        var covered: [RecordKey: String] = [:]
-        if case .compound(_, .object(let members))? = cursor {
-            for (text, hash) in members { if let hash = hash.stringValue { covered[RecordKey(.string(text))!] = hash } }
-        }
-        // A record is news when its value is past the checkpoint's, or it has the same value
-        // but was not read with that value before (a late arrival) or has changed since.
-        func isNew(_ value: JSON, _ key: RecordKey, _ fields: [String: JSON]) -> Bool {
-            guard let start else { return true }
-            let order = JSON.cursorOrder(value, start)
-            if order != 0 { return order > 0 }
-            if case .compound(_, .object)? = cursor {
-                return covered[key] != RecordHash(fields: fields, keyField: keyField, keyText: key.text).description
-            }
-            return Cursor.isAfter(value: value, key: key, cursor: cursor)
-        }
-        // The newest value read, with the hashes of the records that have it.
-        var newest: JSON? = nil
-        var newestRecords: [RecordKey: String] = [:]
+        // Unsorted answers: values compare by JSON.cursorOrder, not by where they come.
+        var checkpoint = ValueCheckpoint(after: cursor, keyField: keyField, sorted: false)
         var previous: JSON? = nil
         try await pages(since: start) { records in
             var items: [SourceItem] = []
@@ -350,36 +331,19 @@ public final class RESTEndpoint: Endpoint {
                     items.append(.record(fields))  // the engine dead-letters it
                     continue
                 }
-                let order = newest.map { JSON.cursorOrder(value, $0) } ?? 1
-                if order >= 0 {
-                    if order > 0 {
-                        newest = value
-                        newestRecords.removeAll(keepingCapacity: true)
-                    }
-                    if newestRecords.count <= Self.cursorKeyLimit {
-                        newestRecords[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text).description
-                    }
-                }
-                if isNew(value, key, fields) { items.append(.record(fields)) }
+                if checkpoint.take(value: value, key: key, fields: fields) { items.append(.record(fields)) }
             }
             // Sorted answers: everything before this page's last value is done.
-            var checkpoint: Cursor? = nil
+            var pageCheckpoint: Cursor? = nil
             if sorted, let previous, start.map({ JSON.cursorOrder(previous, $0) > 0 }) ?? true {
-                checkpoint = .compound(value: previous, key: .string(""))
+                pageCheckpoint = .compound(value: previous, key: .string(""))
             }
-            if !items.isEmpty || checkpoint != nil { try await body(items, checkpoint) }
+            if !items.isEmpty || pageCheckpoint != nil { try await body(items, pageCheckpoint) }
         }
-        guard let newest else { return }
         // The end: the newest value with the hash of every record that has it, so the next
         // run (which asks for ≥ that value) skips exactly those and still takes a record
-        // that gets the same value later. Past the limit, the next run reads that value again.
-        let key: JSON
-        if newestRecords.count <= Self.cursorKeyLimit {
-            key = .object(newestRecords.reduce(into: [:]) { $0[$1.key.text] = .string($1.value) })
-        } else {
-            key = .string("")
-        }
-        try await body([], .compound(value: newest, key: key))
+        // that gets the same value later.
+        if let end = checkpoint.end { try await body([], end) }
     }
 
     public func makeWriter(job: String) async throws -> any TargetWriter {

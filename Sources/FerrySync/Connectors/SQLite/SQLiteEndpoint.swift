@@ -123,22 +123,43 @@ public final class SQLiteEndpoint: Endpoint, KeyOrderedReading {
         }
         let key = Self.quote(options.keyField)
         let field = Self.quote(cursorField)
+        var checkpoint = ValueCheckpoint(after: cursor, keyField: options.keyField, sorted: true)
+        // A checkpoint with hashes: every row from its value on (the read drops those it covers).
+        var floor: DatabaseValue? = nil
         var position: (DatabaseValue, DatabaseValue)? = nil
         if case .compound(let value, let k)? = cursor {
-            position = (Self.databaseValue(value, type: ""), Self.databaseValue(k, type: ""))
+            if checkpoint.coversRecords {
+                floor = Self.databaseValue(value, type: "")
+            } else {
+                position = (Self.databaseValue(value, type: ""), Self.databaseValue(k, type: ""))
+            }
         }
         while true {
             let rows = if let (value, k) = position {
                 try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(field) > ? OR (\(field) = ? AND \(key) > ?) ORDER BY \(field), \(key) LIMIT \(batchSize)", [value, value, k], cursorField: cursorField)
+            } else if let floor {
+                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(field) >= ? ORDER BY \(field), \(key) LIMIT \(batchSize)", [floor], cursorField: cursorField)
             } else {
                 try fetch(queue, "SELECT * FROM \(quotedTable) ORDER BY \(field), \(key) LIMIT \(batchSize)", [], cursorField: cursorField)
             }
-            guard let lastRow = rows.last else { return }
+            guard let lastRow = rows.last else { break }
             position = (lastRow.cursorValue, lastRow.key)
+            var items: [SourceItem] = []
+            items.reserveCapacity(rows.count)
+            for row in rows {
+                let value = Self.json(row.cursorValue, type: "")
+                // A row without a usable key is not checkpointed (the engine dead-letters it).
+                guard let rowKey = RecordKey(Self.json(row.key, type: "")) else {
+                    items.append(.record(row.fields))
+                    continue
+                }
+                if checkpoint.take(value: value, key: rowKey, fields: row.fields) { items.append(.record(row.fields)) }
+            }
             let next = Cursor.compound(value: Self.json(lastRow.cursorValue, type: ""), key: Self.json(lastRow.key, type: ""))
-            try await body(rows.map { .record($0.fields) }, next)
-            if rows.count < batchSize { return }
+            try await body(items, next)
+            if rows.count < batchSize { break }
         }
+        if let end = checkpoint.end { try await body([], end) }
     }
 
     /// Rows come in key order when the key column has text affinity (SQLite compares text
