@@ -167,7 +167,7 @@ struct Sync: AsyncParsableCommand {
     static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async -> Bool {
         let follower = Follower(job: job, pollInterval: pollInterval)
         follower.via = via
-        let name = job.name ?? EndpointURL.redacted(job.source)
+        let name = job.name ?? ConnectorRegistry.standard.redacted(job.source)
         let rejected = LockedFlag()
         follower.onNotice = { FileHandle.standardError.write(Data("ferry: \($0)\n".utf8)) }
         follower.onError = { error in
@@ -196,7 +196,7 @@ struct Sync: AsyncParsableCommand {
     static func execute(_ job: SyncJob, json: Bool, stop: WakeSignal? = nil) async throws -> SyncReport {
         let engine = SyncEngine()
         engine.stop = stop
-        let progress = ProgressLine(label: job.name ?? EndpointURL.redacted(job.source))
+        let progress = ProgressLine(label: job.name ?? ConnectorRegistry.standard.redacted(job.source))
         if CommandLine.stderrIsTerminal {
             engine.onProgress = { done, total in progress.update(done: done, total: total) }
         }

@@ -84,16 +84,12 @@ extension SyncEngine {
         var report = SyncReport()
         report.job = jobID
         report.mode = .twoWay
-        report.source = EndpointURL.redacted(job.source)
-        report.target = EndpointURL.redacted(job.target)
+        report.source = connectors.redacted(job.source)
+        report.target = connectors.redacted(job.target)
         report.dryRun = job.dryRun
 
-        var optionsA = options(job, target: false)
-        var optionsB = options(job, target: true)
-        optionsA.versionField = Self.versionField
-        optionsB.versionField = Self.versionField
-        let a = try EndpointURL.make(job.source, options: optionsA, client: client)
-        let b = try EndpointURL.make(job.target, options: optionsB, client: client)
+        let a = try endpoint(job, target: false) { $0.versionField = Self.versionField }
+        let b = try endpoint(job, target: true) { $0.versionField = Self.versionField }
         if a.displayName == b.displayName {
             throw SyncError.badInput("the two sides are the same: \(a.displayName)")
         }
@@ -321,7 +317,7 @@ extension SyncEngine {
                 if bases[key.text]?.hash != hash || conflicts[key.text] != nil { out.changed[key.text] = fields }
             }
         }
-        if endpoint is KintoEndpoint, let cursor = try state.cursor(job: job.id + side) {
+        if endpoint is any DeletingChangeFeed, let cursor = try state.cursor(job: job.id + side) {
             out.complete = false
             out.cursor = cursor
             try await endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
@@ -331,7 +327,7 @@ extension SyncEngine {
         } else {
             out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
             // Only a server's feed carries deletes: other sides are read whole every run.
-            if !(endpoint is KintoEndpoint) { out.cursor = nil }
+            if !(endpoint is any DeletingChangeFeed) { out.cursor = nil }
         }
         run = this
         return out
