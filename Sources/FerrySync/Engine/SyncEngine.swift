@@ -77,10 +77,7 @@ public final class SyncEngine {
         report.source = connectors.redacted(job.source)
         report.target = connectors.redacted(job.target)
         report.dryRun = job.dryRun
-        if let size = job.batchSize, size < 1 { throw SyncError.badInput("--batch-size must be at least 1") }
-        if job.mode != .full && job.deleteMissing {
-            throw SyncError.badInput("--delete goes with --mode full (incremental runs apply the source's deletes; diff always does)")
-        }
+        try JobRules.check(job)
 
         let (source, target, job) = try endpoints(job)
         if source.displayName == target.displayName {

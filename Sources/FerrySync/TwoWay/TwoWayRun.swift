@@ -61,10 +61,10 @@ extension SyncEngine {
         if !job.transform.isIdentity {
             throw .badInput("--two-way copies records unchanged both ways: a transform (--rename, --drop, --set, --cast, --where) has no inverse, so it does not go with it")
         }
-        if job.deleteMissing { throw .badInput("--delete does not go with --two-way (deletes already go both ways)") }
+        if job.deleteMissing { try JobRules.delete(mode: .twoWay, .flags) }
         if job.cursorField != nil { throw .badInput("--cursor-field does not go with --two-way (each run compares both sides with the base)") }
         if job.verify { throw .badInput("--verify does not go with --two-way (use ferry verify A B)") }
-        if let size = job.batchSize, size < 1 { throw .badInput("--batch-size must be at least 1") }
+        if let size = job.batchSize { try JobRules.batchSize(size, .flags) }
         for url in [job.source, job.target] where url.hasPrefix("file:") {
             throw .badInput("--two-way needs two endpoints that take changes record by record (servers, REST APIs, SQLite, PostgreSQL); \(url) is a file, which is rewritten whole")
         }
