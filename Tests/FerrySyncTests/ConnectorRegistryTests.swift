@@ -41,12 +41,18 @@ import Testing
         return registry
     }
 
-    @Test func aRegisteredConnectorRunsThroughTheEngineWithItsCapabilities() async throws {
-        let dir = try TempDir()
-        try "{\"id\":\"a\",\"n\":1}\n{\"id\":\"b\",\"n\":2}\n".write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
+    /// A full run of `text` as `lines:DIR/in.jsonl` into `sqlite:DIR/out.db#t`.
+    func linesJob(_ dir: TempDir, _ text: String) throws -> SyncJob {
+        try text.write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
         var job = SyncJob(source: "lines:" + dir.file("in.jsonl"), target: "sqlite:" + dir.file("out.db") + "#t")
         job.mode = .full
         job.statePath = dir.file("state.db")
+        return job
+    }
+
+    @Test func aRegisteredConnectorRunsThroughTheEngineWithItsCapabilities() async throws {
+        let dir = try TempDir()
+        let job = try linesJob(dir, "{\"id\":\"a\",\"n\":1}\n{\"id\":\"b\",\"n\":2}\n")
         let report = try await SyncEngine(connectors: registry).run(job)
         #expect(report.created == 2)
         #expect(report.retries == 3)  // RetryingEndpoint, read by the engine without knowing the type
@@ -67,10 +73,7 @@ import Testing
 
     @Test func aValidatingSourceStopsAMalformedRunBeforeTheTargetExists() async throws {
         let dir = try TempDir()
-        try "{\"id\":\"a\"}\n{\"id\": oops}\n".write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
-        var job = SyncJob(source: "lines:" + dir.file("in.jsonl"), target: "sqlite:" + dir.file("out.db") + "#t")
-        job.mode = .full
-        job.statePath = dir.file("state.db")
+        let job = try linesJob(dir, "{\"id\":\"a\"}\n{\"id\": oops}\n")
         await #expect(throws: SyncError.self) { try await SyncEngine(connectors: registry).run(job) }
         #expect(!FileManager.default.fileExists(atPath: dir.file("out.db")))
     }
