@@ -53,23 +53,26 @@ struct Sync: AsyncParsableCommand {
     var syncMode: SyncMode? { twoWay ? .twoWay : SyncMode(rawValue: mode) }
 
     func validate() throws {
-        guard SyncMode(rawValue: mode) != nil else { throw ValidationError("--mode must be full, incremental, diff or two-way, not \"\(mode)\"") }
-        if twoWay && mode != "full" && mode != "two-way" { throw ValidationError("--two-way is a mode of its own: it does not go with --mode \(mode)") }
+        guard let given = SyncMode(rawValue: mode), let syncMode else {
+            throw ValidationError("--mode must be full, incremental, diff or two-way, not \"\(mode)\"")
+        }
+        if twoWay && given != .full && given != .twoWay { throw ValidationError("--two-way is a mode of its own: it does not go with --mode \(mode)") }
+        var policy: ConflictPolicy?
         if let onConflict {
-            guard syncMode == .twoWay else { throw ValidationError("--on-conflict goes with --two-way") }
-            do { _ = try ConflictPolicy(parsing: onConflict) } catch { throw ValidationError(error.message) }
+            try RecordOptions.rule { () throws(SyncError) in try JobRules.onConflict(mode: syncMode, .flags) }
+            do { policy = try ConflictPolicy(parsing: onConflict) } catch { throw ValidationError(error.message) }
         }
         if let newestField {
-            guard onConflict == "newest-wins" else { throw ValidationError("--newest-field goes with --on-conflict newest-wins") }
+            try RecordOptions.rule { () throws(SyncError) in try JobRules.newestField(policy: policy, .flags) }
             guard !newestField.isEmpty else { throw ValidationError("--newest-field cannot be empty") }
         }
-        if delete && mode != "full" { throw ValidationError("--delete goes with --mode full (incremental and diff runs already apply deletes)") }
+        if delete { try RecordOptions.rule { () throws(SyncError) in try JobRules.delete(mode: syncMode, .flags) } }
         if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
         if every != nil && cron != nil { throw ValidationError("--every and --cron cannot go together") }
         if follow {
             if every != nil || cron != nil { throw ValidationError("--follow runs as changes come; it does not go with --every or --cron") }
-            if mode != "incremental" && mode != "full" && mode != "two-way" {
+            if syncMode == .diff {
                 throw ValidationError("--follow applies changes incrementally (or both ways with --two-way); --mode \(mode) does not go with it")
             }
             if delete || dryRun || verify { throw ValidationError("--follow does not go with --delete, --dry-run or --verify") }
@@ -167,7 +170,7 @@ struct Sync: AsyncParsableCommand {
     static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async -> Bool {
         let follower = Follower(job: job, pollInterval: pollInterval)
         follower.via = via
-        let name = job.name ?? EndpointURL.redacted(job.source)
+        let name = job.name ?? ConnectorRegistry.standard.redacted(job.source)
         let rejected = LockedFlag()
         follower.onNotice = { FileHandle.standardError.write(Data("ferry: \($0)\n".utf8)) }
         follower.onError = { error in
@@ -196,7 +199,7 @@ struct Sync: AsyncParsableCommand {
     static func execute(_ job: SyncJob, json: Bool, stop: WakeSignal? = nil) async throws -> SyncReport {
         let engine = SyncEngine()
         engine.stop = stop
-        let progress = ProgressLine(label: job.name ?? EndpointURL.redacted(job.source))
+        let progress = ProgressLine(label: job.name ?? ConnectorRegistry.standard.redacted(job.source))
         if CommandLine.stderrIsTerminal {
             engine.onProgress = { done, total in progress.update(done: done, total: total) }
         }

@@ -21,11 +21,18 @@ struct RecordOptions: ParsableArguments {
 
     func validate() throws {
         guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }
-        if let batchSize, !(1...100_000).contains(batchSize) { throw ValidationError("--batch-size must be between 1 and 100000, not \(batchSize)") }
-        guard retries >= 0 && retries <= 100 else { throw ValidationError("--retries must be between 0 and 100, not \(retries)") }
+        try Self.rule { () throws(SyncError) in
+            if let batchSize { try JobRules.batchSize(batchSize, .flags) }
+            try JobRules.retries(retries, .flags)
+        }
         _ = try transform()
         _ = try Self.settings(sourceREST, "--source-rest")
         _ = try Self.settings(targetREST, "--target-rest")
+    }
+
+    /// Checks ``JobRules``, the message as a ``ValidationError`` (printed with the usage).
+    static func rule(_ body: () throws(SyncError) -> Void) throws {
+        do { try body() } catch { throw ValidationError(error.message) }
     }
 
     /// `KEY=VALUE` flags as a dictionary; a key given twice is an error.

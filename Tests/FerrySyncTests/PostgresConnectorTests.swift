@@ -616,10 +616,10 @@ final class SilentListener {
     }
 
     @Test func redactedHidesEveryPassword() {
-        #expect(EndpointURL.redacted("postgres://ada:s3cret@h:5432/d?sslmode=require#t") == "postgres://ada:***@h:5432/d?sslmode=require#t")
-        #expect(EndpointURL.redacted("postgresql://ada:a/b?c@h/d#t") == "postgresql://ada:***@h/d#t")
-        #expect(EndpointURL.redacted("postgres://ada:x#y@h/d") == "postgres://ada:***@h/d")
-        #expect(EndpointURL.redacted("postgres://h/d#t") == "postgres://h/d#t")
+        #expect(ConnectorRegistry.standard.redacted("postgres://ada:s3cret@h:5432/d?sslmode=require#t") == "postgres://ada:***@h:5432/d?sslmode=require#t")
+        #expect(ConnectorRegistry.standard.redacted("postgresql://ada:a/b?c@h/d#t") == "postgresql://ada:***@h/d#t")
+        #expect(ConnectorRegistry.standard.redacted("postgres://ada:x#y@h/d") == "postgres://ada:***@h/d")
+        #expect(ConnectorRegistry.standard.redacted("postgres://h/d#t") == "postgres://h/d#t")
     }
 
     @Test func valuesBecomeTheColumnsText() {

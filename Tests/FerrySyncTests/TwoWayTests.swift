@@ -440,7 +440,7 @@ enum TwoWayOracle {
         var options = EndpointOptions()
         options.auth = "alice:pw"
         options.versionField = SyncEngine.versionField
-        let endpoint = try EndpointURL.make(side.url, options: options, client: .ferrySync)
+        let endpoint = try ConnectorRegistry.standard.endpoint(side.url, options: options)
         try await endpoint.open(forWriting: true)
         var version: Int64?
         _ = try await endpoint.readAll(batchSize: 10) { items in

@@ -23,6 +23,15 @@ public final class Follower: @unchecked Sendable {
         case longPoll(url: String)
         case poll(seconds: Double)
 
+        /// The `--via` value that asks for this way of watching.
+        public var via: String {
+            switch self {
+            case .stream: "stream"
+            case .longPoll: "long-poll"
+            case .poll: "poll"
+            }
+        }
+
         public var description: String {
             switch self {
             case .stream: "the server's event stream"
@@ -40,6 +49,7 @@ public final class Follower: @unchecked Sendable {
     /// Closed by ``stop()``: the engine ends a run at the next batch boundary.
     public let stopping = WakeSignal()
     let client: HTTPClient
+    let connectors: ConnectorRegistry
     private var watchers: [Task<Void, Never>] = []
     /// Called with each run's report, and with each failure (the loop goes on).
     public var onReport: (SyncReport) -> Void = { _ in }
@@ -53,12 +63,13 @@ public final class Follower: @unchecked Sendable {
     /// `stream`, `long-poll` or `poll` to skip discovery (a proxy that breaks event streams); nil: the best the source offers.
     public var via: String? = nil
 
-    public init(job: SyncJob, pollInterval: Double = 5, client: HTTPClient = .ferrySync) {
+    public init(job: SyncJob, pollInterval: Double = 5, client: HTTPClient = .ferrySync, connectors: ConnectorRegistry = .standard) {
         var job = job
         if job.mode != .twoWay { job.mode = .incremental }
         self.job = job
         self.pollInterval = pollInterval
         self.client = client
+        self.connectors = connectors
     }
 
     /// Stops following: the current run ends after its batch, the loop returns.
@@ -73,9 +84,9 @@ public final class Follower: @unchecked Sendable {
         job.mode == .twoWay ? [(job.source, false), (job.target, true)] : [(job.source, false)]
     }
 
-    /// The side's endpoint when it is a Kinto/Ferry server (the only kind with a feed to watch).
-    private func server(_ url: String, target: Bool) -> KintoEndpoint? {
-        try? EndpointURL.make(url, options: SyncEngine(client: client).options(job, target: target), client: client) as? KintoEndpoint
+    /// The side's endpoint when its changes can be watched (``ChangeWatching``).
+    private func watchable(target: Bool) -> (any ChangeWatching)? {
+        try? SyncEngine(client: client, connectors: connectors).endpoint(job, target: target) as? any ChangeWatching
     }
 
     /// How changes of the job's source can be watched.
@@ -85,16 +96,10 @@ public final class Follower: @unchecked Sendable {
 
     /// How changes of one side can be watched.
     func discoverWatch(_ url: String, target: Bool) async -> Watch {
-        guard via != "poll", let kinto = server(url, target: target),
-              let hello = try? await kinto.http.send(.GET, kinto.root + "/"), hello.status == 200,
-              let info = try? JSON.parse(bytes: hello.body) else {
-            return .poll(seconds: pollInterval)
-        }
-        let streams = info["capabilities"]?["streams"] != nil && (via == nil || via == "stream")
-        let longPolls = info["capabilities"]?["long_poll"] != nil && (via == nil || via == "long-poll")
-        if streams { return .stream(url: kinto.recordsURL) }
-        if longPolls { return .longPoll(url: kinto.recordsURL) }
-        if let via, via != "poll" { onNotice("the source offers no \(via); polling instead") }
+        guard via != "poll", let side = watchable(target: target) else { return .poll(seconds: pollInterval) }
+        guard let feeds = await side.changeFeeds() else { return .poll(seconds: pollInterval) }
+        if let feed = feeds.first(where: { via == nil || $0.via == via }) { return feed }
+        if let via { onNotice("the source offers no \(via); polling instead") }
         return .poll(seconds: pollInterval)
     }
 
@@ -105,7 +110,7 @@ public final class Follower: @unchecked Sendable {
         var connections: [WakeSignal] = []
         for side in watchedSides {
             let watch = await discoverWatch(side.url, target: side.target)
-            onNotice("following \(EndpointURL.redacted(side.url)) through \(watch)")
+            onNotice("following \(connectors.redacted(side.url)) through \(watch)")
             if case .poll(let seconds) = watch {
                 idle = min(idle, seconds)
             } else {
@@ -138,7 +143,7 @@ public final class Follower: @unchecked Sendable {
     }
 
     private func startWatcher(_ watch: Watch, side: (url: String, target: Bool), connected: WakeSignal) {
-        guard let kinto = server(side.url, target: side.target) else { return }
+        guard let watched = watchable(target: side.target) else { return }
         let changed = self.changed
         let notice = onNotice
         let onChange = self.onChange
@@ -147,14 +152,14 @@ public final class Follower: @unchecked Sendable {
             while !Task.isCancelled && !changed.isClosed {
                 var problem: String?
                 do {
-                    switch watch {
-                    case .stream(let url):
-                        problem = try await Self.readStream(url, http: kinto.http, changed: changed, connected: connected, onChange: onChange) { attempt = 0 }
-                    case .longPoll(let url):
-                        problem = try await Self.longPoll(url, http: kinto.http, changed: changed, connected: connected, onChange: onChange) { attempt = 0 }
-                    case .poll:
-                        return
-                    }
+                    if case .poll = watch { return }
+                    problem = try await watched.watch(watch, connected: {
+                        attempt = 0
+                        connected.raise()
+                    }, changed: {
+                        onChange()
+                        changed.raise()
+                    })
                 } catch is CancellationError {
                     return
                 } catch {
@@ -164,58 +169,12 @@ public final class Follower: @unchecked Sendable {
                 attempt += 1
                 let delay = min(30, 0.25 * pow(2, Double(min(attempt - 1, 7)))) * Double.random(in: 0.8...1.2)
                 if let problem, attempt == 1 || attempt % 10 == 0 {
-                    notice("watching \(kinto.displayName): \(problem); reconnecting in \(String(format: "%.1f", delay)) s")
+                    notice("watching \(watched.displayName): \(problem); reconnecting in \(String(format: "%.1f", delay)) s")
                 }
                 try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
                 // Whatever happened while not connected is read by the next run.
                 changed.raise()
             }
         })
-    }
-
-    /// Reads the event stream until it ends; each change event wakes the loop.
-    /// - Returns: why it ended, for a notice.
-    static func readStream(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
-                           onChange: () -> Void, onConnected: () -> Void) async throws -> String? {
-        let response = try await http.openStream(url, accept: "text/event-stream")
-        guard response.status == .ok else {
-            return "the event stream answered \(response.status.code)"
-        }
-        onConnected()
-        connected.raise()
-        var parser = EventStreamParser()
-        for try await chunk in response.body {
-            let events = try parser.feed(chunk.readableBytesView)
-            for event in events {
-                if event.name == "error" { return "the server ended the stream: \(event.data.prefix(200))" }
-                onChange()
-                changed.raise()
-            }
-        }
-        return "the event stream ended"
-    }
-
-    /// Long-polls for changes after the collection's current timestamp; each answer with
-    /// changes wakes the loop.
-    static func longPoll(_ url: String, http: HTTPTransport, changed: WakeSignal, connected: WakeSignal,
-                         onChange: () -> Void, onConnected: () -> Void) async throws -> String? {
-        var since: String?
-        while !Task.isCancelled {
-            let query = since.map { "?_since=\($0)&_wait=25&_limit=1" } ?? "?_limit=1"
-            let response = try await http.send(.GET, url + query)
-            guard response.status == 200 else { return "the long-poll answered \(response.status)" }
-            guard let etag = response.header("ETag")?.trimmingCharacters(in: CharacterSet(charactersIn: "\"W/")) else {
-                return "the long-poll answer has no ETag"
-            }
-            if since == nil {
-                onConnected()
-                connected.raise()
-            } else if let data = try? JSON.parse(bytes: response.body)["data"]?.arrayValue, !data.isEmpty {
-                onChange()
-                changed.raise()
-            }
-            since = etag
-        }
-        return nil
     }
 }

@@ -9,16 +9,16 @@ extension SyncEngine {
     /// are servers, the target is reconciled and the source read).
     /// A server source qualifies only without a transform (its hashes are of untransformed
     /// records); the key must be `id` (what the server hashes records under).
-    static func reconcilingServer(source: any Endpoint, target: (any Endpoint)?, job: SyncJob) -> (server: KintoEndpoint, localIsSource: Bool)? {
+    static func reconcilingServer(source: any Endpoint, target: (any Endpoint)?, job: SyncJob) -> (server: any ReconcilingEndpoint, localIsSource: Bool)? {
         guard job.reconcile, job.keyField == "id" else { return nil }
-        if let server = target as? KintoEndpoint, server.reconciles { return (server, true) }
-        if job.transform.isIdentity, let server = source as? KintoEndpoint, server.reconciles { return (server, false) }
+        if let server = target as? any ReconcilingEndpoint, server.reconciles { return (server, true) }
+        if job.transform.isIdentity, let server = source as? any ReconcilingEndpoint, server.reconciles { return (server, false) }
         return nil
     }
 
     /// The whole exchange of one side's hashes with a server. Keys no server can hold (empty or
     /// longer than ``ReconcileItem/maxIDLength`` bytes) do not travel: they are this side's alone.
-    static func reconcile(_ hashes: [RecordKey: RecordHash], with server: KintoEndpoint) async throws -> ReconcileExchange<SortedReconcileItems>.Outcome {
+    static func reconcile(_ hashes: [RecordKey: RecordHash], with server: any ReconcilingEndpoint) async throws -> ReconcileExchange<SortedReconcileItems>.Outcome {
         var items: [ReconcileItem] = []
         var unsendable: [ReconcileItem] = []
         items.reserveCapacity(hashes.count)
@@ -86,7 +86,7 @@ extension Run {
     /// diff against a server target that reconciles: read and hash the source, reconcile with the
     /// target, apply only the differences.
     /// - Parameter resume: save where the read of the source ended as the checkpoint.
-    mutating func reconciledDiff(source: any Endpoint, server: KintoEndpoint, progress: ((Int, Int?) -> Void)?, total: Int?,
+    mutating func reconciledDiff(source: any Endpoint, server: any ReconcilingEndpoint, progress: ((Int, Int?) -> Void)?, total: Int?,
                                  resume: Bool) async throws {
         let keyField = job.keyField
         var records: [RecordKey: Record] = [:]
@@ -117,7 +117,7 @@ extension Run {
     /// - Parameter resume: save the source's timestamp from before the exchange as the
     ///   checkpoint (an incremental run after a 410 goes on from there; a change made during
     ///   the exchange is read again by the next run, never missed).
-    mutating func reconciledFetch(server: KintoEndpoint, target: any Endpoint, resume: Bool) async throws {
+    mutating func reconciledFetch(server: any ReconcilingEndpoint, target: any Endpoint, resume: Bool) async throws {
         let keyField = job.keyField
         let start: Cursor? = resume ? .since(try await server.currentTimestamp()) : nil
         var hashes: [RecordKey: RecordHash] = [:]

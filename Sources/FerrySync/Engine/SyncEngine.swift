@@ -21,9 +21,19 @@ public final class SyncEngine {
     /// side there, as an app would during the run).
     var twoWayWillWrite: (() async throws -> Void)? = nil
     let client: HTTPClient
+    /// Which connector takes which endpoint URL.
+    let connectors: ConnectorRegistry
 
-    public init(client: HTTPClient = .ferrySync) {
+    public init(client: HTTPClient = .ferrySync, connectors: ConnectorRegistry = .standard) {
         self.client = client
+        self.connectors = connectors
+    }
+
+    /// The endpoint of one side of a job.
+    func endpoint(_ job: SyncJob, target: Bool, adjust: (inout EndpointOptions) -> Void = { _ in }) throws(SyncError) -> any Endpoint {
+        var options = options(job, target: target)
+        adjust(&options)
+        return try connectors.endpoint(target ? job.target : job.source, options: options, context: ConnectorContext(client: client))
     }
 
     func options(_ job: SyncJob, target: Bool) -> EndpointOptions {
@@ -39,8 +49,8 @@ public final class SyncEngine {
     /// Both endpoints of a job, and the job with the fields the target sets itself
     /// dropped from source records (they are neither written nor compared).
     func endpoints(_ job: SyncJob) throws -> (source: any Endpoint, target: any Endpoint, job: SyncJob) {
-        let source = try EndpointURL.make(job.source, options: options(job, target: false), client: client)
-        let target = try EndpointURL.make(job.target, options: options(job, target: true), client: client)
+        let source = try endpoint(job, target: false)
+        let target = try endpoint(job, target: true)
         var job = job
         for field in target.managedFields where !job.transform.drop.contains(field) {
             job.transform.drop.append(field)
@@ -52,7 +62,7 @@ public final class SyncEngine {
     /// Requests both endpoints tried again.
     static func retries(_ endpoints: any Endpoint...) -> Int {
         endpoints.reduce(0) { sum, endpoint in
-            sum + ((endpoint as? KintoEndpoint)?.retries ?? (endpoint as? RESTEndpoint)?.retries ?? 0)
+            sum + ((endpoint as? any RetryingEndpoint)?.retries ?? 0)
         }
     }
 
@@ -64,13 +74,10 @@ public final class SyncEngine {
         var report = SyncReport()
         report.job = jobID
         report.mode = job.mode
-        report.source = EndpointURL.redacted(job.source)
-        report.target = EndpointURL.redacted(job.target)
+        report.source = connectors.redacted(job.source)
+        report.target = connectors.redacted(job.target)
         report.dryRun = job.dryRun
-        if let size = job.batchSize, size < 1 { throw SyncError.badInput("--batch-size must be at least 1") }
-        if job.mode != .full && job.deleteMissing {
-            throw SyncError.badInput("--delete goes with --mode full (incremental runs apply the source's deletes; diff always does)")
-        }
+        try JobRules.check(job)
 
         let (source, target, job) = try endpoints(job)
         if source.displayName == target.displayName {
@@ -85,7 +92,7 @@ public final class SyncEngine {
         // connect: both sides, before anything is written.
         // A malformed source file stops the run before the target is touched (or created).
         try await source.open(forWriting: false)
-        if !job.dryRun, let file = source as? FileEndpoint { try await file.validate() }
+        if !job.dryRun, let source = source as? any ValidatingSource { try await source.validate() }
         var targetExists = true
         do {
             try await target.open(forWriting: !job.dryRun)
@@ -195,7 +202,7 @@ public final class SyncEngine {
         await source.close()
         await target.close()
         run.report.retries = Self.retries(source, target)
-        run.report.bytesRead = (source as? FileEndpoint)?.bytesRead
+        run.report.bytesRead = (source as? any ByteCountingSource)?.bytesRead
         run.report.durationSeconds = Date().timeIntervalSince(started)
         var outcome = run.report.succeeded ? "ok" : (run.report.failed > 0 ? "failed: \(run.report.failed) rejected" : "verify: differences")
         if run.report.stopped { outcome += " (stopped early: shutting down)" }

@@ -67,7 +67,7 @@ public struct SyncJob: Sendable {
     /// The checkpoint's name: ``name``, or a digest of what decides which records the target holds.
     public var id: String {
         if let name { return name }
-        var text = EndpointURL.redacted(source) + "\n" + EndpointURL.redacted(target) + "\nkey=" + keyField
+        var text = ConnectorRegistry.standard.redacted(source) + "\n" + ConnectorRegistry.standard.redacted(target) + "\nkey=" + keyField
         text += "\ncursor=" + (cursorField ?? "")
         text += "\nfilter=" + transform.filter.map(\.description).joined(separator: "&")
         text += "\nrename=" + transform.rename.sorted { $0.key < $1.key }.map { "\($0.key)>\($0.value)" }.joined(separator: ",")

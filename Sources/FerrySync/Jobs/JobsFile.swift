@@ -58,6 +58,11 @@ public enum JobsFile {
 
     static func line(_ node: Node) -> Int { node.mark?.line ?? 0 }
 
+    /// Checks one of ``JobRules``; its message starts with where the value is (`ferry.yml:6:`).
+    static func rule(_ node: Node, file: String, _ body: () throws(SyncError) -> Void) throws(SyncError) {
+        do { try body() } catch { throw .badInput("\(file):\(line(node)): \(error.message)") }
+    }
+
     static func scalar(_ node: Node, _ what: String, file: String, environment: [String: String]) throws(SyncError) -> String {
         guard let text = node.scalar?.string else { throw .badInput("\(file):\(line(node)): \(what) must be a single value") }
         return try expand(text, at: "\(file):\(line(node))", environment: environment)
@@ -109,7 +114,7 @@ public enum JobsFile {
             job.mode = mode
         }
         if let n = values["on_conflict"] {
-            guard job.mode == .twoWay else { throw .badInput("\(file):\(line(n)): on_conflict goes with mode: two-way") }
+            try rule(n, file: file) { () throws(SyncError) in try JobRules.onConflict(mode: job.mode, .jobsFile) }
             do {
                 job.onConflict = try ConflictPolicy(parsing: try scalar(n, "on_conflict", file: file, environment: environment))
             } catch {
@@ -117,10 +122,13 @@ public enum JobsFile {
             }
         }
         if let n = values["newest_field"] {
-            guard job.onConflict == .newestWins else { throw .badInput("\(file):\(line(n)): newest_field goes with on_conflict: newest-wins") }
+            try rule(n, file: file) { () throws(SyncError) in try JobRules.newestField(policy: job.onConflict, .jobsFile) }
             job.newestField = try scalar(n, "newest_field", file: file, environment: environment)
         }
-        if let n = values["delete"] { job.deleteMissing = try bool(n, "delete", file: file) }
+        if let n = values["delete"] {
+            job.deleteMissing = try bool(n, "delete", file: file)
+            if job.deleteMissing { try rule(n, file: file) { () throws(SyncError) in try JobRules.delete(mode: job.mode, .jobsFile) } }
+        }
         if let n = values["verify"] { job.verify = try bool(n, "verify", file: file) }
         if let n = values["strict"] { job.strict = try bool(n, "strict", file: file) }
         if let n = values["dry_run"] { job.dryRun = try bool(n, "dry_run", file: file) }
@@ -131,15 +139,15 @@ public enum JobsFile {
         if let n = values["source_auth"] { job.sourceAuth = try scalar(n, "source_auth", file: file, environment: environment) }
         if let n = values["target_auth"] { job.targetAuth = try scalar(n, "target_auth", file: file, environment: environment) }
         if let n = values["batch_size"] {
-            guard let size = Int(try scalar(n, "batch_size", file: file, environment: environment)), size > 0, size <= 100_000 else {
-                throw .badInput("\(file):\(line(n)): batch_size must be a whole number from 1 to 100000")
-            }
+            let text = try scalar(n, "batch_size", file: file, environment: environment)
+            guard let size = Int(text) else { throw .badInput("\(file):\(line(n)): batch_size must be a whole number, not \"\(text)\"") }
+            try rule(n, file: file) { () throws(SyncError) in try JobRules.batchSize(size, .jobsFile) }
             job.batchSize = size
         }
         if let n = values["retries"] {
-            guard let retries = Int(try scalar(n, "retries", file: file, environment: environment)), retries >= 0, retries <= 100 else {
-                throw .badInput("\(file):\(line(n)): retries must be a whole number from 0 to 100")
-            }
+            let text = try scalar(n, "retries", file: file, environment: environment)
+            guard let retries = Int(text) else { throw .badInput("\(file):\(line(n)): retries must be a whole number, not \"\(text)\"") }
+            try rule(n, file: file) { () throws(SyncError) in try JobRules.retries(retries, .jobsFile) }
             job.retry.maxAttempts = retries + 1
         }
         if let n = values["transform"] { job.transform = try parseTransform(n, file: file) }

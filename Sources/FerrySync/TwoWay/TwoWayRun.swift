@@ -61,10 +61,10 @@ extension SyncEngine {
         if !job.transform.isIdentity {
             throw .badInput("--two-way copies records unchanged both ways: a transform (--rename, --drop, --set, --cast, --where) has no inverse, so it does not go with it")
         }
-        if job.deleteMissing { throw .badInput("--delete does not go with --two-way (deletes already go both ways)") }
+        if job.deleteMissing { try JobRules.delete(mode: .twoWay, .flags) }
         if job.cursorField != nil { throw .badInput("--cursor-field does not go with --two-way (each run compares both sides with the base)") }
         if job.verify { throw .badInput("--verify does not go with --two-way (use ferry verify A B)") }
-        if let size = job.batchSize, size < 1 { throw .badInput("--batch-size must be at least 1") }
+        if let size = job.batchSize { try JobRules.batchSize(size, .flags) }
         for url in [job.source, job.target] where url.hasPrefix("file:") {
             throw .badInput("--two-way needs two endpoints that take changes record by record (servers, REST APIs, SQLite, PostgreSQL); \(url) is a file, which is rewritten whole")
         }
@@ -84,16 +84,12 @@ extension SyncEngine {
         var report = SyncReport()
         report.job = jobID
         report.mode = .twoWay
-        report.source = EndpointURL.redacted(job.source)
-        report.target = EndpointURL.redacted(job.target)
+        report.source = connectors.redacted(job.source)
+        report.target = connectors.redacted(job.target)
         report.dryRun = job.dryRun
 
-        var optionsA = options(job, target: false)
-        var optionsB = options(job, target: true)
-        optionsA.versionField = Self.versionField
-        optionsB.versionField = Self.versionField
-        let a = try EndpointURL.make(job.source, options: optionsA, client: client)
-        let b = try EndpointURL.make(job.target, options: optionsB, client: client)
+        let a = try endpoint(job, target: false) { $0.versionField = Self.versionField }
+        let b = try endpoint(job, target: true) { $0.versionField = Self.versionField }
         if a.displayName == b.displayName {
             throw SyncError.badInput("the two sides are the same: \(a.displayName)")
         }
@@ -322,7 +318,7 @@ extension SyncEngine {
                 if bases[key.text]?.hash != hash || conflicts[key.text] != nil { out.changed[key.text] = fields }
             }
         }
-        if endpoint is KintoEndpoint, let cursor = try state.cursor(job: job.id + side) {
+        if endpoint is any DeletingChangeFeed, let cursor = try state.cursor(job: job.id + side) {
             out.complete = false
             out.cursor = cursor
             do {
@@ -343,7 +339,7 @@ extension SyncEngine {
         } else {
             out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
             // Only a server's feed carries deletes: other sides are read whole every run.
-            if !(endpoint is KintoEndpoint) { out.cursor = nil }
+            if !(endpoint is any DeletingChangeFeed) { out.cursor = nil }
         }
         run = this
         return out

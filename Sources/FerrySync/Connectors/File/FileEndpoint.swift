@@ -369,3 +369,5 @@ struct LineBatch {
         return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[index]])) }
     }
 }
+
+extension FileEndpoint: ValidatingSource, ByteCountingSource {}

@@ -36,7 +36,7 @@ struct PostgresLocation: Sendable, Equatable {
 
     /// - Parameter auth: `USER:PASSWORD` from `--source-auth`/`--target-auth` (or their variables): wins over the URL's.
     init(parsing text: String, auth: String? = nil) throws(SyncError) {
-        let shown = EndpointURL.redacted(text)
+        let shown = PostgresAddress.redacted(text)
         let parsed: PostgresAddress.Parsed
         do {
             parsed = try PostgresAddress.parse(text, fragment: true, auth: auth)

@@ -352,3 +352,5 @@ public final class RESTEndpoint: Endpoint {
 
     public func close() async {}
 }
+
+extension RESTEndpoint: RetryingEndpoint {}
