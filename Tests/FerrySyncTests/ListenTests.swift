@@ -1,3 +1,4 @@
+import FerryTestSupport
 import AsyncHTTPClient
 @testable import ferry
 import FerryCore
@@ -44,8 +45,7 @@ import Testing
         }
 
         deinit {
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
+            process.stop()
         }
 
         var url: String { "http://127.0.0.1:\(port)/" }

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import AsyncHTTPClient
 import FerryCore
 @testable import FerrySync
@@ -31,8 +32,7 @@ final class UsersAPI {
     }
 
     deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.stop(signal: SIGKILL)
     }
 
     /// The endpoint URL of a list path.

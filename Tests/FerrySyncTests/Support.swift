@@ -157,14 +157,12 @@ final class Server {
     }
 
     deinit {
-        process.terminate()
-        process.waitUntilExit()
+        process.stop()
     }
 
     /// `kill -9`: the server dies mid-request, as in a crash.
     func crash() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.stop(signal: SIGKILL)
     }
 
     func collection(_ bucket: String = "main", _ collection: String = "users") -> String {

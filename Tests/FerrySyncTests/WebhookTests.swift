@@ -19,8 +19,7 @@ final class WebhookReceiver {
     deinit { crash() }
 
     func crash() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.stop(signal: SIGKILL)
     }
 
     var url: String { "http://127.0.0.1:\(port)/hook" }
