@@ -32,4 +32,32 @@ struct DiskFaultTests {
         #expect(after.status == 0, "\(after.stderr)")
         #expect(try JSON.parse(after.stdout)["created"] == 0, "\(after.stdout)")
     }
+
+    /// The target and the state database in a folder that is read-only: the run stops with a
+    /// clear error before it changes anything, and once the folder is writable a rerun completes.
+    /// (A folder cannot be turned read-only under a running process here: remounting fails while
+    /// files are open for writing, so it is read-only from the start; see ReadOnlyMount.)
+    @Test func aReadOnlyFolderFailsTheRunClearlyAndARerunCompletes() async throws {
+        guard let folder = ReadOnlyMount.orSkip("DiskFaultTests") else { return }
+        defer { folder.remove() }
+        let source = try TempDir()
+        try writeUsers(source.file("a.jsonl"), count: 500)
+        let arguments = ["sync", "file:" + source.file("a.jsonl"), "sqlite:t.db#users", "--json"]
+        try folder.makeReadOnly()
+        let failed = try await Ferry.run(arguments, in: folder.path)
+        #expect(failed.status != 0, "\(failed.stdout) \(failed.stderr)")
+        #expect(failed.stderr.lowercased().contains("read-only") || failed.stderr.lowercased().contains("readonly"), "\(failed.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
+
+        // The state database elsewhere: the target's own folder is named.
+        let state = try TempDir()
+        let target = try await Ferry.run(arguments + ["--state", state.file("state.db")], in: folder.path)
+        #expect(target.status != 0)
+        #expect(target.stderr.contains("the folder . is not writable: Read-only file system"), "\(target.stderr)")
+
+        try folder.makeWritable()
+        let rerun = try await Ferry.run(arguments, in: folder.path)
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(try countRows(folder.path + "/t.db") == 500)
+    }
 }

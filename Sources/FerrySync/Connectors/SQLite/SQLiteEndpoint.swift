@@ -48,7 +48,13 @@ public final class SQLiteEndpoint: Endpoint, KeyOrderedReading {
             if forWriting && !exists { try queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") } }
             columns = try queue.read { db in try Self.columns(of: self.table, in: db) }
         } catch let error as DatabaseError {
-            throw SyncError(.io, "\(displayName): cannot open the database: \(error.message ?? "\(error)")")
+            var reason = error.message ?? "\(error)"
+            // SQLite says "unable to open database file" for a folder it cannot write in.
+            let folder = (path as NSString).deletingLastPathComponent
+            if forWriting, access(folder.isEmpty ? "." : folder, W_OK) != 0 {
+                reason += " (the folder \(folder.isEmpty ? "." : folder) is not writable: \(String(cString: strerror(errno))))"
+            }
+            throw SyncError(.io, "\(displayName): cannot open the database: \(reason)")
         }
         self.queue = queue
         if columns.isEmpty {
