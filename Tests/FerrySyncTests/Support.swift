@@ -42,26 +42,22 @@ enum Ferry {
         }
     }
 
-    /// ``run(_:in:environment:)``, blocking the calling thread.
+    /// ``run(_:in:environment:)``, blocking the calling thread (``Spawn``: Foundation's
+    /// `waitUntilExit()` once never returned here, the child long gone).
     private static func runBlocking(_ arguments: [String], in directory: String, environment: [String: String]) throws -> Result {
-        let process = start(arguments, in: directory, environment: environment)
-        let out = process.standardOutput as! Pipe
-        let err = process.standardError as! Pipe
-        // Read both pipes while the process runs, so a chatty child never blocks on a full pipe.
-        let outData = LockedData()
-        let errData = LockedData()
-        let group = DispatchGroup()
-        for (pipe, sink) in [(out, outData), (err, errData)] {
-            group.enter()
-            DispatchQueue.global().async {
-                sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-                group.leave()
-            }
-        }
-        process.waitUntilExit()
-        group.wait()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
-                      stderr: String(decoding: errData.get(), as: UTF8.self))
+        let result = try Spawn.run(binary, arguments, in: directory, environment: childEnvironment(environment))
+        return Result(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    /// The environment of a `ferry` child: this process's without the credentials a test may have
+    /// set, plus `extra`.
+    static func childEnvironment(_ extra: [String: String]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "FERRY_SOURCE_AUTH")
+        env.removeValue(forKey: "FERRY_TARGET_AUTH")
+        env.removeValue(forKey: "FERRY_WEBHOOK_SECRET")
+        for (k, v) in extra { env[k] = v }
+        return env
     }
 
     static func start(_ arguments: [String], in directory: String, environment: [String: String] = [:], quiet: Bool = false) -> Process {
@@ -69,12 +65,7 @@ enum Ferry {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "FERRY_SOURCE_AUTH")
-        env.removeValue(forKey: "FERRY_TARGET_AUTH")
-        env.removeValue(forKey: "FERRY_WEBHOOK_SECRET")
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process.environment = childEnvironment(environment)
         if quiet {
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

@@ -145,32 +145,11 @@ public final class PostgresCluster: @unchecked Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    /// Runs a program and waits for it (posix_spawn and waitpid: `pg_ctl start` leaves a server
-    /// running, which Foundation's Process does not always cope with), its output going to a file.
+    /// Runs a program and waits for it (``Spawn``: `pg_ctl start` leaves a server running, which
+    /// Foundation's Process does not always cope with); its output and errors, in that order.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let outputPath = NSTemporaryDirectory() + "ferry-pg-output-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = env.map { strdup($0) } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
-        }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        guard spawned == 0 else { throw ClusterError("cannot run \(executable): \(String(cString: strerror(spawned)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let data = FileManager.default.contents(atPath: outputPath) ?? Data()
-        return (exitStatus, String(decoding: data, as: UTF8.self))
+        let result = try Spawn.run(executable, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+        return (result.status, result.stdout + result.stderr)
     }
 
     static func freePort() -> Int {
