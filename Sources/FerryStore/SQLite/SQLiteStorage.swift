@@ -109,20 +109,23 @@ public final class SQLiteStorage: Storage {
         return migrator
     }
 
-    public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await reading(snapshot: true, body)
-    }
-
-    /// Without a transaction: the body's statement is its own snapshot, and a `BEGIN` and a
-    /// `COMMIT` around it cost as much as a short statement (5 % of a GET's time).
+    /// A ``ReadShape/oneStatement`` read runs without a transaction: the body's statement is its
+    /// own snapshot, and a `BEGIN` and a `COMMIT` around it cost as much as a short statement (5 %
+    /// of a GET's time).
     ///
     /// GRDB's async reads hop threads three times (to the pool's waiting queue, to the reader's
     /// queue, back to the task). Reading on the calling thread instead (GRDB's synchronous
     /// `read`, every read of the server so that no reader is held across a suspension) was
     /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
     /// req/s, a page of 100 1,137-1,193 against 1,565-2,304.
-    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await reading(snapshot: false, body)
+    public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        switch shape {
+        case .snapshot:
+            return try await reading(snapshot: true, body)
+        case .oneStatement:
+            return try await ReadShape.runOneStatement(body, direct: { try await reading(snapshot: false, $0) },
+                                                       snapshot: { try await reading(snapshot: true, $0) })
+        }
     }
 
     /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
