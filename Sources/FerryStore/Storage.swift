@@ -61,7 +61,7 @@ public struct ListQuery: Sendable, Hashable {
 public typealias Permissions = [String: Set<String>]
 
 /// One transaction's view of the store. Every method is synchronous and runs
-/// inside the transaction that ``Storage/read(_:)`` or ``Storage/write(_:)`` opened.
+/// inside the transaction that ``Storage/read(_:_:)`` or ``Storage/write(_:)`` opened.
 public protocol StorageSession {
     /// The largest timestamp of the kind of object (0 when nothing ever changed).
     func timestamp(_ key: ResourceKey) throws -> Int64
@@ -197,11 +197,10 @@ extension StorageSession {
 
 /// A storage backend: opens read and write transactions.
 public protocol Storage: Sendable {
-    /// Runs `body` in a read-only transaction (a consistent snapshot).
-    func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
-    /// ``read(_:)`` for a body that runs one statement (or whose statements need not share a
-    /// snapshot): where a transaction costs round trips of its own (PostgreSQL), none is opened.
-    func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
+    /// Runs `body` in a read of the declared `shape`: a read-only transaction (``ReadShape/snapshot``),
+    /// or one content read without a transaction where that saves round trips, enforced by the
+    /// session (``ReadShape/oneStatement``).
+    func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// Runs `body` in a write transaction; it commits when `body` returns and rolls back when it throws.
     func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T
     /// ``write(_:)``, and if it commits, the other server processes on this database hear of
@@ -237,8 +236,9 @@ package protocol DumpableStorage: Storage {
 }
 
 extension Storage {
-    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await read(body)
+    /// Runs `body` in a read-only transaction (a consistent snapshot): ``read(_:_:)`` with ``ReadShape/snapshot``.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        try await read(.snapshot, body)
     }
 
     public func sharedSecret(proposing proposal: String) async throws -> String? { nil }

@@ -202,7 +202,7 @@ enum StorageContract {
             "never": [],
         ]
         func read(_ id: String, _ principals: [String]) async throws -> ObjectRead {
-            try await storage.readSingle { s in
+            try await storage.read(.oneStatement) { s in
                 try s.readObject(key, id: id, uri: "/buckets/b/collections/c/records/\(id)", checks: checks, principals: principals)
             }
         }
@@ -249,7 +249,7 @@ enum StorageContract {
             _ = try s.delete(key, id: "r2", requestedTimestamp: nil)
         }
         let sorted = ListQuery(sort: [Sort("last_modified", descending: true)], limit: 10, includeDeleted: true)
-        let (stamp, ids, expected): (Int64, [String], (Int64, [String])) = try await storage.readSingle { s in
+        let (stamp, ids, expected): (Int64, [String], (Int64, [String])) = try await storage.read(.snapshot) { s in
             var ids: [String] = []
             let stamp = try s.timestampAndList(key, query: sorted) { ids.append($0.id); return true }
             var separate: [String] = []
@@ -257,7 +257,7 @@ enum StorageContract {
             return (stamp, ids, (try s.timestamp(key), separate))
         }
         #expect(stamp == expected.0 && stamp > 0 && ids == expected.1 && ids == ["r2", "r4", "r3", "r1", "r0"])
-        let firstTwo: [String] = try await storage.readSingle { s in
+        let firstTwo: [String] = try await storage.read(.oneStatement) { s in
             var ids: [String] = []
             _ = try s.timestampAndList(key, query: ListQuery(sort: [Sort("id")])) { ids.append($0.id); return ids.count < 2 }
             return ids
@@ -280,7 +280,7 @@ enum StorageContract {
             ListQuery(sort: [Sort("last_modified")], after: PageAfter(lastValues: ["last_modified": .int(stamps[1])]), limit: 1, includeDeleted: true),
         ]
         for query in changes {
-            let (onePass, separate): ([String], [String]) = try await storage.readSingle { s in
+            let (onePass, separate): ([String], [String]) = try await storage.read(.snapshot) { s in
                 var a: [String] = [], b: [String] = []
                 _ = try s.timestampAndList(key, query: query) { a.append($0.id); return true }
                 try s.list(key, query: query) { b.append($0.id); return true }
@@ -288,13 +288,13 @@ enum StorageContract {
             }
             #expect(onePass == separate && !onePass.isEmpty, "\(query)")
         }
-        let empty: (Int64, Int) = try await storage.readSingle { s in
+        let empty: (Int64, Int) = try await storage.read(.oneStatement) { s in
             var n = 0
             let stamp = try s.timestampAndList(other, query: ListQuery(sort: [Sort("id")])) { _ in n += 1; return true }
             return (stamp, n)
         }
         #expect(empty == (0, 0))
-        let missing: [Int?] = try await storage.readSingle { s in
+        let missing: [Int?] = try await storage.read(.oneStatement) { s in
             [try s.firstMissing([]), try s.firstMissing([(key, "r0"), (key, "r1")]),
              try s.firstMissing([(key, "r0"), (key, "r2"), (key, "nope")]), try s.firstMissing([(other, "r0")])]
         }
@@ -422,6 +422,72 @@ enum StorageContract {
         // Writes go on; a new timestamp is still later than any from before (the clock's).
         let again = try await storage.write { s in try s.put(records, id: "new", data: [:], requestedTimestamp: nil) }
         #expect(again.lastModified > before)
+    }
+
+    /// A read declared one statement (``ReadShape/oneStatement``) passes one content read, with
+    /// checks of access around it and the tombstone horizon after it. A second content read, or a
+    /// write, fails the read with a message that names the reads (also when the body swallowed
+    /// the refusal), and the write changed nothing. Where the shape is not strict (release
+    /// builds), such a body runs again in a snapshot instead.
+    static func oneStatementReadsAreHeldToOneContentRead(_ storage: any DumpableStorage) async throws {
+        let key = records
+        _ = try await storage.write { s in
+            _ = try s.put(key, id: "r1", data: ["n": 1], requestedTimestamp: nil)
+            try s.setPermissions(of: "/buckets/b", ["read": ["alice"]])
+        }
+        let (granted, page, missing, horizon) = try await storage.read(.oneStatement) { s in
+            let granted = try s.anyGranted([("/buckets/b", "read")], principals: ["alice"])
+            var ids: [String] = []
+            _ = try s.timestampAndList(key, query: ListQuery(sort: [Sort("id")])) { ids.append($0.id); return true }
+            let missing = try s.firstMissing([(key, "r1"), (key, "nope")])
+            return (granted, ids, missing, try s.tombstoneHorizon(key))
+        }
+        #expect(granted && page == ["r1"] && missing == 1 && horizon == 0)
+
+        let before = try await storage.dump()
+        func expectRefused(_ what: String, _ body: @escaping @Sendable (any StorageSession) throws -> Int) async {
+            do {
+                let answer = try await storage.read(.oneStatement, body)
+                Issue.record("a read that broke its shape answered \(answer) (\(what))")
+            } catch {
+                #expect("\(error)".contains(what), "\(error)")
+            }
+        }
+        if ReadShape.strict {
+            await expectRefused("(get, then count)") { s in
+                _ = try s.get(key, id: "r1", includeDeleted: false)
+                return try s.count(key, filters: [], includeDeleted: false, ids: nil)
+            }
+            // The horizon before the content read is the content read.
+            await expectRefused("(tombstoneHorizon, then timestampAndList)") { s in
+                _ = try s.tombstoneHorizon(key)
+                return Int(try s.timestampAndList(key, query: ListQuery()) { _ in true })
+            }
+            await expectRefused("(readObject, then permissions)") { s in
+                _ = try? s.readObject(key, id: "r1", uri: "/buckets/b/collections/c/records/r1", checks: [:], principals: [])
+                _ = try? s.permissions(of: "/buckets/b")
+                return 1
+            }
+            await expectRefused("tried to write (put)") { s in
+                _ = try s.put(key, id: "r2", data: [:], requestedTimestamp: nil)
+                return 1
+            }
+            await expectRefused("tried to write (setPermissions)") { s in
+                _ = try s.get(key, id: "r1", includeDeleted: false)
+                try s.setPermissions(of: "/buckets/b", ["read": ["mallory"]])
+                return 1
+            }
+        }
+        #expect(try await storage.dump() == before)
+
+        final class Runs: @unchecked Sendable { var count = 0 }
+        let runs = Runs()
+        let again = try await ReadShape.runOneStatement({ s in
+            runs.count += 1
+            _ = try s.get(key, id: "r1", includeDeleted: false)
+            return try s.count(key, filters: [], includeDeleted: false, ids: nil)
+        }, strict: false, direct: { try await storage.read(.snapshot, $0) }, snapshot: { try await storage.read(.snapshot, $0) })
+        #expect(again == 1 && runs.count == 2)
     }
 
     /// A savepoint undoes what its body wrote when the body throws, and nothing else: its
@@ -632,6 +698,7 @@ enum StorageContract {
         ("gap-free", { try await changeFeedIsGapFreeUnderConcurrentWriters($0) }),
         ("concurrent-failures", { try await concurrentWritesFailAlone($0) }),
         ("savepoint", { try await savepointUndoesOnlyItsOwnWrites($0) }),
+        ("one-statement", { try await oneStatementReadsAreHeldToOneContentRead($0) }),
         ("many-objects", { try await manyObjectsAnswerAsGetOneByOne($0) }),
         ("flush", { try await flushEmptiesEverythingAndRollsBack($0) }),
         ("tombstone-retention", { try await retentionPurgesOldTombstonesAndRaisesTheHorizon($0) }),

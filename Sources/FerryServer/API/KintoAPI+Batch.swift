@@ -142,7 +142,7 @@ extension KintoAPI {
     /// when the collection does not exist or cannot be read: the transaction reads it again).
     func collectionRules(_ path: ObjectPath) async -> (version: Int64, rules: CollectionRules)? {
         let collection = ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!)
-        guard let object = try? await storage.readSingle({ try $0.get(collection.storageKey, id: collection.id!, includeDeleted: false) }),
+        guard let object = try? await storage.read(.oneStatement, { try $0.get(collection.storageKey, id: collection.id!, includeDeleted: false) }),
               let rules = try? self.rules(of: object, uri: path.collectionURI!) else { return nil }
         return (object.lastModified, rules)
     }

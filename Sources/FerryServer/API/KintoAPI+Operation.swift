@@ -12,15 +12,16 @@ struct Operation: Sendable {
     enum Access: Sendable {
         /// No storage (server information).
         case none
-        /// Statements that need no shared snapshot: no transaction where that saves round trips
-        /// (``Storage/readSingle(_:)``).
-        case single
-        /// A read-only transaction: one consistent snapshot.
-        case snapshot
+        /// A read of the declared shape (``ReadShape``): a snapshot, or one content read that
+        /// the session holds the body to.
+        case read(ReadShape)
         /// A write transaction.
         case write
         /// Work that waits on its own (the heartbeat's ping, a long-poll, a batch): never in a batch.
         case own(@Sendable () async throws -> APIResponse)
+
+        /// A read-only transaction: one consistent snapshot.
+        static var snapshot: Access { .read(.snapshot) }
     }
 
     var access: Access
@@ -127,11 +128,11 @@ extension KintoAPI {
             return .own { try await self.longPoll(request, path: path, wait: wait) }
         case .plural(let path), .object(let path):
             if request.isRead {
-                // One statement for an object (ResourceHandler.get); for a plain list, grants,
+                // One content read for an object (ResourceHandler.get); for a plain list, grants,
                 // parents, then the timestamp and the page in one statement (pluralGet).
                 let single: Bool
                 if case .object = route { single = true } else { single = ResourceHandler.isPlainList(request) }
-                return Operation(single ? .single : .snapshot, session: { session, memo in
+                return Operation(.read(single ? .oneStatement : .snapshot), session: { session, memo in
                     try self.resource(request, route: route, path: path, session: session, memo: memo)
                 })
             }

@@ -112,7 +112,7 @@ public struct KintoAPI: Sendable {
                 let identity = request.identity
                 switch prepared.access {
                 case .none: break
-                case .write, .single, .snapshot:
+                case .write, .read:
                     let inner = prepared
                     prepared = Operation(.write, session: { session, memo in
                         try self.createImplicitly(personal.implicit, for: identity, in: session)
@@ -127,8 +127,7 @@ public struct KintoAPI: Sendable {
             try await operation.precheck?()
             switch operation.access {
             case .none: response = try operation.body(nil)
-            case .single: response = try await storage.readSingle { try operation.body($0) }
-            case .snapshot: response = try await storage.read { try operation.body($0) }
+            case .read(let shape): response = try await storage.read(shape) { try operation.body($0) }
             case .write: response = try await storage.write(announcing: effects.announcements) { try operation.body($0) }
             case .own(let work): response = try await work()
             }

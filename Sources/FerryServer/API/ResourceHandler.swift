@@ -250,8 +250,9 @@ struct ResourceHandler {
         return object
     }
 
-    /// One statement where the backend can (``StorageSession/readObject(_:id:uri:checks:principals:)``),
-    /// so it runs without a transaction (``Storage/readSingle(_:)``); only a 404 reads more.
+    /// One content read (``StorageSession/readObject(_:id:uri:checks:principals:)``, one statement
+    /// where the backend can), so it runs without a transaction (``ReadShape/oneStatement``): a 404
+    /// only checks the parents, a collection reads its tombstone horizon after it.
     func get() throws -> APIResponse {
         let id = path.id!
         let read = try session.readObject(key, id: id, uri: path.uri,
@@ -512,8 +513,9 @@ struct ResourceHandler {
     }
 
     /// Whether a list request is a plain GET: no HEAD, no If-Match or If-None-Match, so the
-    /// collection's timestamp is needed only beside the page. It then takes three statements
-    /// (grants, parents, timestamp and page) and no transaction: ``Storage/readSingle(_:)``.
+    /// collection's timestamp is needed only beside the page. It then takes checks of access
+    /// (grants, parents), one content read (timestamp and page) and the tombstone horizon after
+    /// it, and no transaction: ``ReadShape/oneStatement``.
     static func isPlainList(_ request: APIRequest) -> Bool {
         request.method == .get && request.header("If-Match") == nil && request.header("If-None-Match") == nil
     }

@@ -7,7 +7,7 @@ import PostgresNIO
 
 /// A transaction on a PostgreSQL connection. Each method waits for its statement's answer
 /// (sessions run on the storage's own threads, never on an event loop).
-struct PostgresSession: StorageSession {
+struct PostgresSession: ObjectRows {
     let link: PostgresLink
     let logger: Logger
     /// NOTIFY payloads this transaction still has to send (nil: none). The first timestamp
@@ -245,11 +245,8 @@ struct PostgresSession: StorageSession {
         func decodeRow(_ row: PostgresRow) throws -> Row {}
     }
 
-    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
-        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        let json = text.text(id: id, lastModified: ts)
-        _ = try prepared(PutObject(key: key, id: id, lastModified: ts, json: json, hash: ContentHash.of(key, id: id, text: text)))
-        return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
+    func upsertRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String, hash: [UInt8]?) throws {
+        _ = try prepared(PutObject(key: key, id: id, lastModified: lastModified, json: json, hash: hash))
     }
 
     /// One round trip for all of them (`= ANY`), through the objects' key index.
@@ -264,15 +261,9 @@ struct PostgresSession: StorageSession {
         return found
     }
 
-    func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {
-        guard try get(key, id: id, includeDeleted: false) != nil else {
-            throw StorageError.notFound("\(key.resourceName) \(id) does not exist")
-        }
-        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
+    func tombstoneRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String) throws {
         _ = try rows("UPDATE objects SET last_modified = $1, deleted = true, data = $2, content_hash = NULL WHERE parent_id = $3 AND resource_name = $4 AND id = $5",
-                     Self.binds([ts, json, key.parentID, key.resourceName, id]))
-        return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
+                     Self.binds([lastModified, json, key.parentID, key.resourceName, id]))
     }
 
     /// A page's WHERE, ORDER BY and LIMIT, and the builder holding its parameters.
@@ -379,11 +370,12 @@ struct PostgresSession: StorageSession {
         return Int(try rows("SELECT COUNT(*) FROM objects WHERE " + sql.whereClause, sql.binds).first?.decode(Int64.self) ?? 0)
     }
 
-    func purgeChildren(of uri: String) throws {
-        let prefix = uri + "/"
-        let upper = uri + "0"
-        _ = try rows("DELETE FROM objects WHERE parent_id = $1 OR (parent_id >= $2 AND parent_id < $3)", Self.binds([uri, prefix, upper]))
-        _ = try rows("DELETE FROM access_control_entries WHERE object_id >= $1 AND object_id < $2", Self.binds([prefix, upper]))
+    func deleteObjectRows(parentIn range: DescendantRange) throws {
+        _ = try rows("DELETE FROM objects WHERE parent_id = $1 OR (parent_id >= $2 AND parent_id < $3)", Self.binds([range.uri, range.lower, range.upper]))
+    }
+
+    func deletePermissionRows(objectIn range: DescendantRange) throws {
+        _ = try rows("DELETE FROM access_control_entries WHERE object_id >= $1 AND object_id < $2", Self.binds([range.lower, range.upper]))
     }
 
     func tombstoneHorizon(_ key: ResourceKey) throws -> Int64 {

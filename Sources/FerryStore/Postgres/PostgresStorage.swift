@@ -111,6 +111,10 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 // The server refused the statement; the connection is fine (the transaction was rolled back).
                 idle.withLockedValue { $0.append(connection) }
                 throw error
+            } catch let error as ReadShapeBroken {
+                // Refused before its statement was sent.
+                idle.withLockedValue { $0.append(connection) }
+                throw error
             } catch let error as StorageError where error.isNotFound || error.isTimedOut {
                 // Nothing wrong with the connection (a timed-out transaction was rolled back).
                 idle.withLockedValue { $0.append(connection) }
@@ -157,8 +161,17 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         }
     }
 
-    public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
+    /// A ``ReadShape/oneStatement`` read opens no transaction: its one statement is its own
+    /// snapshot, and a `BEGIN` and a `COMMIT` would cost two round trips.
+    public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        let snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        switch shape {
+        case .snapshot:
+            return try await transaction(snapshot, body)
+        case .oneStatement:
+            return try await ReadShape.runOneStatement(body, direct: { try await transaction(nil, $0) },
+                                                       snapshot: { try await transaction(snapshot, $0) })
+        }
     }
 
     public func sharedSecret(proposing proposal: String) async throws -> String? {
@@ -168,10 +181,6 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                                  PostgresSession.binds([proposal]))
             return try session.rows("SELECT value FROM ferry_settings WHERE name = 'secret'").first?.decode(String.self)
         }
-    }
-
-    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await transaction(nil, body)
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {

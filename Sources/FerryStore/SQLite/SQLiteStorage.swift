@@ -109,20 +109,23 @@ public final class SQLiteStorage: Storage {
         return migrator
     }
 
-    public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await reading(snapshot: true, body)
-    }
-
-    /// Without a transaction: the body's statement is its own snapshot, and a `BEGIN` and a
-    /// `COMMIT` around it cost as much as a short statement (5 % of a GET's time).
+    /// A ``ReadShape/oneStatement`` read runs without a transaction: the body's statement is its
+    /// own snapshot, and a `BEGIN` and a `COMMIT` around it cost as much as a short statement (5 %
+    /// of a GET's time).
     ///
     /// GRDB's async reads hop threads three times (to the pool's waiting queue, to the reader's
     /// queue, back to the task). Reading on the calling thread instead (GRDB's synchronous
     /// `read`, every read of the server so that no reader is held across a suspension) was
     /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
     /// req/s, a page of 100 1,137-1,193 against 1,565-2,304.
-    public func readSingle<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
-        try await reading(snapshot: false, body)
+    public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+        switch shape {
+        case .snapshot:
+            return try await reading(snapshot: true, body)
+        case .oneStatement:
+            return try await ReadShape.runOneStatement(body, direct: { try await reading(snapshot: false, $0) },
+                                                       snapshot: { try await reading(snapshot: true, $0) })
+        }
     }
 
     /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
@@ -222,7 +225,7 @@ final class PendingTimestamps: @unchecked Sendable {
 }
 
 /// A transaction on the SQLite database.
-struct SQLiteSession: StorageSession {
+struct SQLiteSession: ObjectRows {
     let db: Database
     /// In a write transaction: the timestamps it moved, not yet stored (nil in a read).
     var pending: PendingTimestamps? = nil
@@ -266,8 +269,7 @@ struct SQLiteSession: StorageSession {
         pending.values[key] = max(try timestamp(key), value)
     }
 
-    /// The next timestamp of the kind: the requested one when it is above the kind's current
-    /// timestamp, else ``Timestamp/next(after:now:)`` of it. Stored with the transaction.
+    /// Kept in memory and stored with the transaction (``PendingTimestamps``).
     func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
         guard let pending else { throw StorageError.backend("SQLite write outside a write transaction") }
         let previous = try timestamp(key)
@@ -288,16 +290,12 @@ struct SQLiteSession: StorageSession {
         StoredObject(id: row.text(0), lastModified: row.int(1), deleted: row.int(2) != 0, json: row.text(3))
     }
 
-    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?) throws -> StoredObject {
-        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        let json = text.text(id: id, lastModified: ts)
-        let hash: RawValue = ContentHash.of(key, id: id, text: text).map { .blob($0) } ?? .null
+    func upsertRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String, hash: [UInt8]?) throws {
         try RawStatement(db, """
             INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES (?, ?, ?, ?, 0, ?, ?)
             ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data,
                 content_hash = excluded.content_hash
-            """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(ts), .text(json), hash]).execute()
-        return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
+            """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(lastModified), .text(json), hash.map { .blob($0) } ?? .null]).execute()
     }
 
     /// One statement: the ids go as a JSON array (no limit on bound variables), each looked up
@@ -317,15 +315,9 @@ struct SQLiteSession: StorageSession {
         return found
     }
 
-    func delete(_ key: ResourceKey, id: String, requestedTimestamp: Int64?) throws -> StoredObject {
-        guard try get(key, id: id, includeDeleted: false) != nil else {
-            throw StorageError.notFound("\(key.resourceName) \(id) does not exist")
-        }
-        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
-        let json = JSON.object(["deleted": true, "id": .string(id), "last_modified": .int(ts)]).serialized()
+    func tombstoneRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String) throws {
         try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ?, content_hash = NULL WHERE parent_id = ? AND resource_name = ? AND id = ?")
-            .execute(arguments: [ts, json, key.parentID, key.resourceName, id])
-        return StoredObject(id: id, lastModified: ts, deleted: true, json: json)
+            .execute(arguments: [lastModified, json, key.parentID, key.resourceName, id])
     }
 
     func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
@@ -344,13 +336,14 @@ struct SQLiteSession: StorageSession {
         return try RawStatement(db, "SELECT COUNT(*) FROM objects WHERE " + sql.whereClause, sql.arguments).first { Int($0.int(0)) } ?? 0
     }
 
-    func purgeChildren(of uri: String) throws {
-        let prefix = uri + "/"
-        let upper = uri + "0"  // "/" + 1: every string that starts with prefix sorts before it
+    func deleteObjectRows(parentIn range: DescendantRange) throws {
         try db.cachedStatement(sql: "DELETE FROM objects WHERE parent_id = ? OR (parent_id >= ? AND parent_id < ?)")
-            .execute(arguments: [uri, prefix, upper])
+            .execute(arguments: [range.uri, range.lower, range.upper])
+    }
+
+    func deletePermissionRows(objectIn range: DescendantRange) throws {
         try db.cachedStatement(sql: "DELETE FROM access_control_entries WHERE object_id >= ? AND object_id < ?")
-            .execute(arguments: [prefix, upper])
+            .execute(arguments: [range.lower, range.upper])
     }
 
     func tombstoneHorizon(_ key: ResourceKey) throws -> Int64 {
