@@ -7,9 +7,9 @@
   error, response schemas, status codes, content types, headers, positive data accepted,
   negative data rejected, unsupported methods, and the stateful use-after-free and resource
   availability checks. The document's links (from each create to the operations on what it
-  created) drive the stateful phase; the test checks it followed links, not only unlinked calls. The run is bounded by examples, not by time, so a slower machine runs
-  the same cases (`--max-time` is only a safety net far above a normal run: about 80 s on a
-  debug build here).
+  created) drive the stateful phase; the test checks it followed links, not only unlinked calls.
+  The run is bounded by examples, not by time, so a slower machine runs the same cases
+  (`--max-time` is only a safety net far above a normal run: about 80 s on a debug build here).
 
 What Schemathesis does not get, and why (each is tested elsewhere):
 - `_wait` (a long-poll that holds the request up to 300 s): KintoAPITests / StreamTests.
