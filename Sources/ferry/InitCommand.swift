@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryCore
 import FerrySync
 import Foundation
 
@@ -45,12 +46,12 @@ struct InitCommand: ParsableCommand {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         guard descriptor >= 0 else {
             let code = errno
-            let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            let folder = WritableFolder.of(path)
             switch code {
             case EEXIST: throw SyncError(.io, "\(path) already exists: nothing written (remove it, or give another path)")
             case ENOENT: throw SyncError(.io, "cannot write \(path): the folder \(folder) does not exist")
             case ENOTDIR: throw SyncError(.io, "cannot write \(path): \(folder) is not a folder")
-            case EACCES, EPERM, EROFS: throw SyncError(.io, "cannot write \(path): the folder \(folder) is not writable")
+            case EACCES, EPERM, EROFS: throw SyncError(.io, "cannot write \(path): \(WritableFolder.message(folder, code))")
             default: throw SyncError(.io, "cannot write \(path): \(String(cString: strerror(code)))")
             }
         }

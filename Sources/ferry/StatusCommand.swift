@@ -58,7 +58,7 @@ struct StatusCommand: ParsableCommand {
         }
         let runs: [(job: String, mode: String, startedAt: String, endedAt: String, outcome: String, report: String)]
         do {
-            let store = try StateStore(path: state)
+            let store = try StateStore(path: state, forWriting: false)
             if model { return try showModels(store) }
             runs = try store.runs(limit: limit, job: job)
         } catch {

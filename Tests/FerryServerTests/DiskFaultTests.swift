@@ -47,7 +47,7 @@ struct DiskFaultTests {
         #expect(message.contains("disk is full"), "\(message)")
         #expect(acknowledged.count > 5)
 
-        // Reads go on; a small write is refused too while the disk is full, and changes nothing.
+        // Reads go on; the refused write changed nothing.
         #expect(try await Self.ids(client) == acknowledged)
         #expect(try await client.get(Self.records + "/r0", headers: Self.alice).status == .ok)
 
@@ -73,12 +73,14 @@ struct DiskFaultTests {
         try? await client.shutdown()
     }
 
-    /// A data folder that is read-only: the server serves reads from it and answers writes 503
-    /// with a clear error, changing nothing; on a read-only folder with no database yet it stops
-    /// at start-up with one clear line and a non-zero status; started again once the folder is
-    /// writable, it writes. (Linux cannot turn a mount read-only while the server holds its files
-    /// open for writing, so the server is restarted around each change; see ReadOnlyMount.)
-    @Test func aReadOnlyDataFolderKeepsReadsAndRefusesWritesWith503() async throws {
+    /// A data folder that is read-only when the server starts: the server serves reads from it and
+    /// answers writes 503 with a clear error, changing nothing; once the folder is writable again,
+    /// writes resume by themselves, without a restart, while reads go on answering throughout; what
+    /// they acknowledged survives a `kill -9`. On a read-only folder with no database yet it stops
+    /// at start-up with one clear line and a non-zero status. (Linux cannot turn a mount read-only
+    /// while the server holds its files open for writing, so the server is restarted before it is
+    /// made read-only; making it writable under the running server is allowed: see ReadOnlyMount.)
+    @Test func aReadOnlyDataFolderKeepsReadsRefusesWritesWith503AndResumesWhenWritable() async throws {
         guard let folder = ReadOnlyMount.orSkip("DiskFaultTests") else { return }
         defer { folder.remove() }
         let data = folder.path + "/data", empty = folder.path + "/empty"
@@ -97,23 +99,27 @@ struct DiskFaultTests {
 
         try folder.makeReadOnly()
         server = try ServerProcess(data: data, environment: environment)
+        defer { server.kill(SIGKILL) }
         client = server.client()
         let stored: Set<String> = ["r0", "r1", "r2", "r3", "r4"]
         #expect(try await Self.ids(client) == stored)
         #expect(try await client.get(Self.records + "/r0", headers: Self.alice).status == .ok)
         let body = ByteBuffer(string: #"{"data":{}}"#)
-        for (what, refusal) in [("PUT", try await client.put(Self.records + "/new", headers: Self.alice, body: body)),
-                                ("DELETE", try await client.delete(Self.records + "/r0", headers: Self.alice, body: ByteBuffer())),
-                                ("POST", try await client.post(Self.records, headers: Self.alice, body: body))] {
-            #expect(refusal.status == .serviceUnavailable, "\(what)")
-            #expect(refusal.headers[.retryAfter] != nil)
-            let message = (try JSON.parse(bytes: Array(refusal.body!.readableBytesView)))["message"]?.stringValue ?? ""
-            #expect(message.contains("readonly database") && message.contains("read-only"), "\(message)")
+        // Twice, more than a second apart: a second try to open the database again finds the
+        // folder still read-only and changes nothing either.
+        for round in 0..<2 {
+            if round == 1 { try await Task.sleep(for: .milliseconds(1_200)) }
+            for (what, refusal) in [("PUT", try await client.put(Self.records + "/new", headers: Self.alice, body: body)),
+                                    ("DELETE", try await client.delete(Self.records + "/r0", headers: Self.alice, body: ByteBuffer())),
+                                    ("POST", try await client.post(Self.records, headers: Self.alice, body: body))] {
+                #expect(refusal.status == .serviceUnavailable, "\(what)")
+                #expect(refusal.headers[.retryAfter] != nil)
+                let message = (try JSON.parse(bytes: Array(refusal.body!.readableBytesView)))["message"]?.stringValue ?? ""
+                #expect(message.contains("readonly database") && message.contains("read-only")
+                        && message.contains("until it is writable again"), "\(message)")
+            }
         }
         #expect(try await Self.ids(client) == stored)
-        try? await client.shutdown()
-        server.kill(SIGTERM)
-        try await Self.exited(server.process)
 
         // No database yet on a read-only folder: one clear line, a non-zero status.
         let start = Process()
@@ -128,13 +134,57 @@ struct DiskFaultTests {
         #expect(start.terminationStatus != 0)
         #expect(text.contains("cannot open the SQLite database at \(empty)/") && text.contains("is not writable: Read-only file system"), "\(text)")
 
-        // Writable again: a server started on it writes, and nothing was lost.
+        // Writable again under the running server: a reader polls all along (every answer 200
+        // and every stored record there), while writes are retried until one is acknowledged.
         try folder.makeWritable()
+        let reader = server.client()
+        let kept = stored.subtracting(["r0"])  // r0 is deleted below
+        let reading = Task { () -> [String] in
+            var problems: [String] = []
+            while !Task.isCancelled {
+                do {
+                    let answer = try await reader.get(Self.records + "?_fields=id&_limit=10000", headers: Self.alice)
+                    let body = try JSON.parse(bytes: Array(answer.body!.readableBytesView))
+                    let ids = Set((body["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue })
+                    if answer.status != .ok || !ids.isSuperset(of: kept) { problems.append("\(answer.status) \(ids.sorted())") }
+                } catch {
+                    problems.append("\(error)")
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return problems
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        var resumed = false
+        while !resumed && ContinuousClock.now < deadline {
+            let answer = try await client.put(Self.records + "/new", headers: Self.alice, body: body)
+            resumed = answer.status == .created
+            if !resumed {
+                #expect(answer.status == .serviceUnavailable)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        #expect(resumed, "writes did not resume within 60 s of the folder becoming writable")
+        for i in 0..<20 {
+            #expect(try await client.put(Self.records + "/after\(i)", headers: Self.alice, body: body).status == .created)
+        }
+        #expect(try await client.delete(Self.records + "/r0", headers: Self.alice, body: ByteBuffer()).status == .ok)
+        reading.cancel()
+        let problems = await reading.value
+        try? await reader.shutdown()
+        #expect(problems.isEmpty, "reads failed while writes resumed: \(problems.prefix(5))")
+        #expect(server.printed.contains("writable again: writes resume"), "\(server.printed)")
+        var acknowledged = stored.union(["new"]).union((0..<20).map { "after\($0)" })
+        acknowledged.remove("r0")
+        #expect(try await Self.ids(client) == acknowledged)
+
+        // What was acknowledged after the reopening survives a crash.
+        try? await client.shutdown()
+        server.kill(SIGKILL)
+        _ = server.waitForExit(timeout: 30)
         server = try ServerProcess(data: data, environment: environment)
-        defer { server.kill(SIGKILL) }
         client = server.client()
-        #expect(try await client.put(Self.records + "/new", headers: Self.alice, body: ByteBuffer(string: #"{"data":{}}"#)).status == .created)
-        #expect(try await Self.ids(client) == stored.union(["new"]))
+        #expect(try await Self.ids(client) == acknowledged)
         try? await client.shutdown()
     }
 

@@ -60,4 +60,51 @@ struct DiskFaultTests {
         #expect(rerun.status == 0, "\(rerun.stderr)")
         #expect(try countRows(folder.path + "/t.db") == 500)
     }
+
+    /// A target and a state database that exist, in a folder that turns read-only between two
+    /// runs: the run stops at once, naming the folder, and changes nothing, whether the target's
+    /// folder or the state's is read-only. The target here is a table the user made (not in WAL
+    /// mode), which SQLite opens read-only without a word; the state database is in WAL mode, which
+    /// SQLite cannot open at all there. Once the folder is writable, a rerun takes the change.
+    @Test func aFolderTurnedReadOnlyBetweenRunsFailsClearlyAndARerunCompletes() async throws {
+        guard let folder = ReadOnlyMount.orSkip("DiskFaultTests") else { return }
+        defer { folder.remove() }
+        let source = try TempDir(), elsewhere = try TempDir()
+        try writeUsers(source.file("a.jsonl"), count: 100)
+        try writeUsersTable(folder.path + "/t.db", count: 0)
+        // The target in the folder, its state elsewhere; then the other way round.
+        let inside = ["sync", "file:" + source.file("a.jsonl"), "sqlite:t.db#users", "--state", elsewhere.file("state.db"), "--json"]
+        let first = try await Ferry.run(inside, in: folder.path)
+        #expect(first.status == 0, "\(first.stderr)")
+        let stateInside = ["sync", "file:" + source.file("a.jsonl"), "sqlite:" + elsewhere.file("t.db") + "#users",
+                           "--state", folder.path + "/state.db", "--json"]
+        #expect(try await Ferry.run(stateInside, in: elsewhere.path).status == 0)
+        let before = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+        let bytes = try #require(fileBytes(folder.path + "/t.db")), stateBytes = try #require(fileBytes(folder.path + "/state.db"))
+        #expect(try countRows(folder.path + "/t.db") == 100)
+
+        try writeUsers(source.file("a.jsonl"), count: 101)  // one record more
+        try folder.makeReadOnly()
+        let target = try await Ferry.run(inside, in: folder.path)
+        #expect(target.status != 0)
+        #expect(target.stderr.contains("cannot open the database for writing: SQLite could only open it read-only (the folder . is not writable: Read-only file system)"),
+                "\(target.stderr)")
+        let state = try await Ferry.run(stateInside, in: elsewhere.path)
+        #expect(state.status != 0)
+        #expect(state.stderr.contains("cannot open the state database \(folder.path)/state.db: ")
+                && state.stderr.contains("(the folder \(folder.path) is not writable: Read-only file system)"), "\(state.stderr)")
+        #expect(fileBytes(folder.path + "/t.db") == bytes)
+        #expect(fileBytes(folder.path + "/state.db") == stateBytes)
+        #expect(try countRows(elsewhere.file("t.db")) == 100)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == before)
+
+        try folder.makeWritable()
+        for (arguments, place) in [(inside, folder.path), (stateInside, elsewhere.path)] {
+            let rerun = try await Ferry.run(arguments, in: place)
+            #expect(rerun.status == 0, "\(rerun.stderr)")
+            #expect(try JSON.parse(rerun.stdout)["created"] == 1, "\(rerun.stdout)")
+        }
+        let verify = try await Ferry.run(["verify", "file:" + source.file("a.jsonl"), "sqlite:t.db#users", "--json"], in: folder.path)
+        #expect(try JSON.parse(verify.stdout)["equal"] == true, "\(verify.stdout) \(verify.stderr)")
+    }
 }

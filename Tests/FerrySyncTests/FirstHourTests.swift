@@ -78,10 +78,10 @@ import Testing
         if geteuid() != 0 {
             try FileManager.default.createDirectory(atPath: dir.file("locked"), withIntermediateDirectories: false)
             chmod(dir.file("locked"), 0o555)
-            cases.append(("locked/ferry.yml", "cannot write locked/ferry.yml: the folder locked is not writable"))
+            cases.append(("locked/ferry.yml", "cannot write locked/ferry.yml: the folder locked is not writable: Permission denied"))
         } else if FileManager.default.fileExists(atPath: "/sys/kernel") {
             // root writes anywhere it may; sysfs refuses new files even to root.
-            cases.append(("/sys/ferry.yml", "cannot write /sys/ferry.yml: the folder /sys is not writable"))
+            cases.append(("/sys/ferry.yml", "cannot write /sys/ferry.yml: the folder /sys is not writable: Permission denied"))
         }
         for (path, message) in cases {
             let result = try await Ferry.run(["init", path], in: dir.path)

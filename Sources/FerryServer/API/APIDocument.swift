@@ -13,12 +13,13 @@ struct APIDocument {
     /// The document, with `baseURL` (`scheme://host/v1`) as its one server.
     func json(baseURL: String) -> JSON {
         var paths: [String: JSON] = [:]
-        for route in Route.all where api.serves(route) {
+        let served = Route.all.filter { api.serves($0) }
+        for route in served {
             var item: [String: JSON] = [:]
             let parameters = Self.pathParameters(route.template)
             if !parameters.isEmpty { item["parameters"] = .array(parameters) }
             for method in route.allowedMethods {
-                item[method.rawValue.lowercased()] = operation(route, method)
+                item[method.rawValue.lowercased()] = Self.linking(operation(route, method), Self.links(route, method, served: served))
             }
             paths[route.template] = .object(item)
         }
@@ -190,6 +191,58 @@ struct APIDocument {
     }
 
     private func request(_ method: HTTPRequest.Method) -> Bool { method == .get || method == .head }
+
+    // MARK: Links
+
+    /// OpenAPI links from the answer of a write that creates a bucket, collection, group or record
+    /// (`POST` on its list, `PUT` on it) to the operations on that same object and on the lists
+    /// right below it: the answer's `data.id` and the request's other path parameters flow into
+    /// them. Schemathesis's stateful phase follows them (create, then read, change, delete what it
+    /// created; create a bucket, then a collection in it, then a record in that). Keyed by the
+    /// target's operation id; nil for any other operation.
+    static func links(_ route: Route, _ method: HTTPRequest.Method, served: [Route]) -> JSON? {
+        let object: String
+        switch (route, method) {
+        case (.plural, .post):
+            guard let found = served.first(where: { if case .object = $0 { $0.template.hasPrefix(route.template + "/{") } else { false } }) else { return nil }
+            object = found.template
+        case (.object, .put): object = route.template
+        default: return nil
+        }
+        let names = pathParameters(object).compactMap { $0["name"]?.stringValue }
+        var parameters: [String: JSON] = [:]
+        for name in names {
+            parameters[name] = .string(name == names.last ? "$response.body#/data/id" : "$request.path.\(name)")
+        }
+        var links: [String: JSON] = [:]
+        for target in served {
+            let methods: [HTTPRequest.Method]
+            switch target {
+            case .object where target.template == object: methods = [.get, .put, .patch, .delete]
+            case .plural where target.template.hasPrefix(object + "/") && target.template.dropFirst(object.count + 1).contains("/") == false:
+                methods = [.get, .post]
+            default: continue
+            }
+            for linked in methods where target.allowedMethods.contains(linked) {
+                let id = operationID(target, linked)
+                links[id] = ["operationId": .string(id), "parameters": .object(parameters),
+                             "description": .string("The \(linked.rawValue) of what this created")]
+            }
+        }
+        return links.isEmpty ? nil : .object(links)
+    }
+
+    /// `operation` with `links` on its success answers (200 and 201).
+    static func linking(_ operation: JSON, _ links: JSON?) -> JSON {
+        guard let links, case .object(var op) = operation, case .object(var responses)? = op["responses"] else { return operation }
+        for status in ["200", "201"] {
+            guard case .object(var response)? = responses[status] else { continue }
+            response["links"] = links
+            responses[status] = .object(response)
+        }
+        op["responses"] = .object(responses)
+        return .object(op)
+    }
 
     static func ref(_ schema: String) -> JSON { ["$ref": .string("#/components/schemas/\(schema)")] }
 

@@ -20,7 +20,8 @@ final class GroupCommit: Sendable {
         func finish(_ error: (any Error)?)
     }
 
-    private let pool: DatabasePool
+    /// The pool whose writer runs the next group (it changes when ``ReopeningPool`` opens the database again).
+    private let writer: @Sendable () -> DatabasePool
     /// Runs just before each `COMMIT`.
     private let beforeCommit: @Sendable () -> Void
     /// Runs after each transaction, committed or not, before its writers hear of it.
@@ -29,8 +30,9 @@ final class GroupCommit: Sendable {
     /// Most writes in one transaction (bounds how long the writer holds one transaction open).
     static let maxGroup = 256
 
-    init(pool: DatabasePool, beforeCommit: @escaping @Sendable () -> Void = {}, afterEach: @escaping @Sendable () -> Void = {}) {
-        self.pool = pool
+    init(writer: @escaping @Sendable () -> DatabasePool, beforeCommit: @escaping @Sendable () -> Void = {},
+         afterEach: @escaping @Sendable () -> Void = {}) {
+        self.writer = writer
         self.beforeCommit = beforeCommit
         self.afterEach = afterEach
     }
@@ -44,7 +46,7 @@ final class GroupCommit: Sendable {
             return true
         }
         if start {
-            pool.asyncWriteWithoutTransaction { [self] db in drain(db) }
+            writer().asyncWriteWithoutTransaction { [self] db in drain(db) }
         }
     }
 

@@ -26,7 +26,8 @@ public final class SQLiteStorage: Storage {
         }
     }
 
-    let pool: DatabasePool
+    /// The open database, opened again when it was read-only and its folder became writable.
+    let database: ReopeningPool
     let groupCommit: GroupCommit
     /// Grant checks and permissions read since the last write (``ACLCache``).
     let acl = ACLCache()
@@ -47,15 +48,17 @@ public final class SQLiteStorage: Storage {
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
-            try Self.migrator.migrate(pool)
+            database = try ReopeningPool(path: path, configuration: config, logger: logger)
         } catch {
-            let folder = (path as NSString).deletingLastPathComponent
-            let why = access(folder.isEmpty ? "." : folder, W_OK) == 0 ? "" : " (the folder \(folder) is not writable: \(String(cString: strerror(errno))))"
+            let why = WritableFolder.problem(for: path).map { " (\($0))" } ?? ""
             throw StorageError.backend("cannot open the SQLite database at \(path): \(error)\(why)")
         }
-        groupCommit = GroupCommit(pool: pool, beforeCommit: { [acl] in acl.commitStarting() }, afterEach: { [acl] in acl.writeEnded() })
+        groupCommit = GroupCommit(writer: { [database] in database.current },
+                                  beforeCommit: { [acl] in acl.commitStarting() }, afterEach: { [acl] in acl.writeEnded() })
     }
+
+    /// The pool to use now (see ``ReopeningPool``).
+    var pool: DatabasePool { database.current }
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -129,7 +132,10 @@ public final class SQLiteStorage: Storage {
     }
 
     /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
-    private func reading<T: Sendable>(snapshot: Bool, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
+    ///
+    /// A read that finds its pool closed (the database being opened again, read-write, by
+    /// ``ReopeningPool``) waits for the new pool and runs again there.
+    private func reading<T: Sendable>(snapshot: Bool, again: Bool = false, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let deadline = StorageDeadline.current
         let start = acl.reading
         let cache = (cache: start.cache, version: start.version)
@@ -139,6 +145,7 @@ public final class SQLiteStorage: Storage {
                 return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: cached ? cache : nil)) }
             }
         }
+        let pool = pool
         do {
             if !start.committing {
                 let value = snapshot ? try await pool.read(work(true)) : try await pool.unsafeRead(work(true))
@@ -149,14 +156,22 @@ public final class SQLiteStorage: Storage {
             return try await pool.read(work(false))
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
+            if !again, ReopeningPool.isClosed(error) {
+                await database.reopened()
+                return try await reading(snapshot: snapshot, again: true, body)
+            }
             throw Self.translate(error, "read")
         }
     }
 
     /// Concurrent writes share a transaction (``GroupCommit``); each is answered after it commits.
     /// Under a ``StorageDeadline`` a write that runs out of time is rolled back, never committed.
+    ///
+    /// While the database is read-only (its folder was when the server opened it), a write first
+    /// opens it again if the folder has become writable (``ReopeningPool/reopenIfDue()``).
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let deadline = StorageDeadline.current
+        if database.isReadOnly { await database.reopenIfDue() }
         return try await withCheckedThrowingContinuation { continuation in
             groupCommit.submit(GroupedWrite(body, deadline: deadline, continuation: continuation))
         }
@@ -179,8 +194,8 @@ public final class SQLiteStorage: Storage {
         let message = "SQLite \(operation) failed: \(error.message ?? "\(error.resultCode)")"
         if error.resultCode == .SQLITE_READONLY {
             // SQLite opened the file read-only (its folder or file system was read-only when the
-            // server started): it stays so until the server is restarted on a writable folder.
-            return StorageError.backend(message + " (the data folder was read-only when the server opened it: writes are refused until the server is restarted on a writable folder; reads keep working)")
+            // server started): writes resume once the folder is writable (ReopeningPool).
+            return StorageError.backend(message + " (the data folder was read-only when the server opened it: writes are refused until it is writable again, then they resume by themselves; reads keep working)")
         }
         return StorageError.backend(message)
     }

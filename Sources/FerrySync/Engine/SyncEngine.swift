@@ -83,7 +83,7 @@ public final class SyncEngine {
         if source.displayName == target.displayName {
             throw SyncError.badInput("the source and the target are the same: \(source.displayName)")
         }
-        let state = try StateStore(path: job.statePath)
+        let state = try StateStore(path: job.statePath, forWriting: !job.dryRun)  // a dry run only reads it
         let deadLetterPath = job.deadLetterPath ?? ((job.statePath as NSString).deletingLastPathComponent + "/dead-letter/\(jobID).jsonl")
         report.deadLetterPath = deadLetterPath
         let deadLetter = DeadLetterFile(path: deadLetterPath)

@@ -1,6 +1,7 @@
 public import FerryCore
 public import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The engine's local state: each job's checkpoint and the history of its runs, in a SQLite
 /// file (`.ferry/state.db` by default).
@@ -8,7 +9,11 @@ public final class StateStore {
     let queue: DatabaseQueue
     public let path: String
 
-    public init(path: String) throws(SyncError) {
+    /// Opens (creating if needed) the state database at `path`.
+    /// - Parameter forWriting: false for a command that only reads it (`ferry status`): a state
+    ///   database in a read-only folder is then read as it is; a run needs to write, so its open
+    ///   fails at once, naming the folder, rather than at its first checkpoint.
+    public init(path: String, forWriting: Bool = true) throws(SyncError) {
         self.path = path
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty && !FileSystem.exists(folder) { try FileSystem.createDirectory(folder) }
@@ -16,9 +21,16 @@ public final class StateStore {
             var config = Configuration()
             config.busyMode = .timeout(10)
             queue = try DatabaseQueue(path: path, configuration: config)
+            // SQLite opens a file it may not write read-only, and only a write would then fail.
+            if forWriting, queue.inDatabase({ sqlite3_db_readonly($0.sqliteConnection, "main") == 1 }) {
+                throw SyncError(.io, "cannot open the state database \(path) for writing: SQLite could only open it read-only (\(WritableFolder.problem(for: path) ?? "the file or its file system is read-only"))")
+            }
             try Self.migrate(queue)
+        } catch let error as SyncError {
+            throw error
         } catch let error as DatabaseError {
-            throw SyncError(.io, "cannot open the state database \(path): \(error.message ?? "\(error)")")
+            let why = WritableFolder.problem(for: path).map { " (\($0))" } ?? ""
+            throw SyncError(.io, "cannot open the state database \(path): \(error.message ?? "\(error)")\(why)")
         } catch {
             throw SyncError(.io, "cannot open the state database \(path): \(error)")
         }

@@ -1,6 +1,7 @@
 public import FerryCore
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// `sqlite:PATH#TABLE`: a table in a SQLite file.
 ///
@@ -45,15 +46,17 @@ public final class SQLiteEndpoint: Endpoint, KeyOrderedReading {
         let queue: DatabaseQueue
         do {
             queue = try DatabaseQueue(path: path, configuration: config)
+            // SQLite opens a file it may not write read-only, and only a write would then fail.
+            if forWriting, queue.inDatabase({ sqlite3_db_readonly($0.sqliteConnection, "main") == 1 }) {
+                let why = WritableFolder.problem(for: path) ?? "the file or its file system is read-only"
+                throw SyncError(.io, "\(displayName): cannot open the database for writing: SQLite could only open it read-only (\(why))")
+            }
             if forWriting && !exists { try queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") } }
             columns = try queue.read { db in try Self.columns(of: self.table, in: db) }
         } catch let error as DatabaseError {
             var reason = error.message ?? "\(error)"
             // SQLite says "unable to open database file" for a folder it cannot write in.
-            let folder = (path as NSString).deletingLastPathComponent
-            if forWriting, access(folder.isEmpty ? "." : folder, W_OK) != 0 {
-                reason += " (the folder \(folder.isEmpty ? "." : folder) is not writable: \(String(cString: strerror(errno))))"
-            }
+            if forWriting, let problem = WritableFolder.problem(for: path) { reason += " (\(problem))" }
             throw SyncError(.io, "\(displayName): cannot open the database: \(reason)")
         }
         self.queue = queue
