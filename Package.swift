@@ -173,6 +173,7 @@ let package = Package(
                 "FerryTestSupport",
                 "FerryCore",
                 "ferry",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),  // the commands' parsers (JobSpecTests)
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

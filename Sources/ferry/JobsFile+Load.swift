@@ -9,7 +9,7 @@ extension JobsFile {
     ///   - only: The jobs to keep; every job when empty.
     /// - Throws: ``SyncError`` naming the file: it cannot be read, is not a valid jobs file,
     ///   or has no job of one of the names (the message lists the jobs it has).
-    static func load(_ file: String, only: [String], environment: [String: String]) throws(SyncError) -> [(job: SyncJob, schedule: String)] {
+    static func load(_ file: String, only: [String], environment: [String: String]) throws(SyncError) -> [Entry] {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
             throw SyncError(.io, "\(file): cannot read the jobs file")
         }

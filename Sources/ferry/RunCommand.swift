@@ -68,13 +68,10 @@ struct RunCommand: AsyncParsableCommand {
         var jobs: [(job: SyncJob, trigger: JobTrigger)] = []
         var secret: String?
         do {
-            for (var job, text) in try JobsFile.load(file, only: only, environment: environment) {
+            for entry in try JobsFile.load(file, only: only, environment: environment) {
+                var job = entry.job
                 job.statePath = state
-                do {
-                    jobs.append((job, try JobTrigger.parse(text)))
-                } catch {
-                    throw SyncError.badInput("\(file): job \(job.name ?? job.id): \(error.message)")
-                }
+                jobs.append((job, entry.spec.trigger))
             }
             let webhookJobs = jobs.filter { $0.trigger == .webhook }.map { $0.job.name ?? $0.job.id }
             if !webhookJobs.isEmpty {

@@ -49,34 +49,12 @@ struct Sync: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --follow: how often to look for changes when the source (with --two-way: either side) has no event stream (default: 5s).", valueName: "INTERVAL")) var pollInterval: String?
     @OptionGroup var records: RecordOptions
 
-    /// The mode, `--two-way` included.
-    var syncMode: SyncMode? { twoWay ? .twoWay : SyncMode(rawValue: mode) }
-
     func validate() throws {
-        guard let given = SyncMode(rawValue: mode), let syncMode else {
-            throw ValidationError("--mode must be full, incremental, diff or two-way, not \"\(mode)\"")
-        }
+        let given = try RecordOptions.flag { () throws(SyncError) in try JobRules.mode(parsing: mode, .flags) }
         if twoWay && given != .full && given != .twoWay { throw ValidationError("--two-way is a mode of its own: it does not go with --mode \(mode)") }
-        var policy: ConflictPolicy?
-        if let onConflict {
-            try RecordOptions.rule { () throws(SyncError) in try JobRules.onConflict(mode: syncMode, .flags) }
-            do { policy = try ConflictPolicy(parsing: onConflict) } catch { throw ValidationError(error.message) }
-        }
-        if let newestField {
-            try RecordOptions.rule { () throws(SyncError) in try JobRules.newestField(policy: policy, .flags) }
-            guard !newestField.isEmpty else { throw ValidationError("--newest-field cannot be empty") }
-        }
-        if delete { try RecordOptions.rule { () throws(SyncError) in try JobRules.delete(mode: syncMode, .flags) } }
-        if let cursorField, cursorField.isEmpty { throw ValidationError("--cursor-field cannot be empty") }
         if let job, job.isEmpty || job.count > 200 { throw ValidationError("--job must be 1 to 200 characters") }
         if every != nil && cron != nil { throw ValidationError("--every and --cron cannot go together") }
-        if follow {
-            if every != nil || cron != nil { throw ValidationError("--follow runs as changes come; it does not go with --every or --cron") }
-            if syncMode == .diff {
-                throw ValidationError("--follow applies changes incrementally (or both ways with --two-way); --mode \(mode) does not go with it")
-            }
-            if delete || dryRun || verify { throw ValidationError("--follow does not go with --delete, --dry-run or --verify") }
-        }
+        if follow, every != nil || cron != nil { throw ValidationError("--follow runs as changes come; it does not go with --every or --cron") }
         if pollInterval != nil && !follow { throw ValidationError("--poll-interval goes with --follow") }
         if let followVia {
             guard follow else { throw ValidationError("--follow-via goes with --follow") }
@@ -84,9 +62,32 @@ struct Sync: AsyncParsableCommand {
                 throw ValidationError("--follow-via must be auto, stream, long-poll or poll, not \"\(followVia)\"")
             }
         }
-        _ = try pollSeconds()
         if let maxRuns, every == nil && cron == nil || maxRuns < 1 { throw ValidationError("--max-runs goes with --every or --cron and must be at least 1, not \(maxRuns)") }
-        _ = try schedule()
+        _ = try spec()
+    }
+
+    /// The job the flags give, checked as a jobs file's job is (``JobSpec/validate(_:)``).
+    func spec() throws -> JobSpec {
+        var spec = JobSpec(source: source, target: target)
+        spec.name = job
+        spec.mode = twoWay ? .twoWay : try RecordOptions.flag { () throws(SyncError) in try JobRules.mode(parsing: mode, .flags) }
+        if let onConflict {
+            spec.onConflict = try RecordOptions.flag { () throws(SyncError) in try JobRules.onConflict(parsing: onConflict, .flags) }
+        }
+        spec.newestField = newestField
+        spec.delete = delete
+        spec.cursorField = cursorField
+        spec.deadLetter = deadLetter
+        spec.dryRun = dryRun
+        spec.verify = verify
+        spec.strict = strict
+        if follow {
+            spec.trigger = .follow(pollInterval: try pollSeconds())
+        } else if let schedule = try schedule() {
+            spec.trigger = .schedule(schedule)
+        }
+        try records.apply(to: &spec, environment: ProcessInfo.processInfo.environment)
+        return try RecordOptions.validated(spec)
     }
 
     /// `--poll-interval` in seconds.
@@ -111,57 +112,36 @@ struct Sync: AsyncParsableCommand {
         return nil
     }
 
-    func makeJob() throws -> SyncJob {
-        var job = SyncJob(source: source, target: target)
-        job.name = self.job
-        job.mode = syncMode!
-        if let onConflict { job.onConflict = try ConflictPolicy(parsing: onConflict) }
-        job.newestField = newestField
-        job.deleteMissing = delete
-        job.cursorField = cursorField
-        job.statePath = state
-        job.deadLetterPath = deadLetter
-        job.dryRun = dryRun
-        job.verify = verify
-        job.strict = strict
-        job.reset = reset
-        try records.apply(to: &job, environment: ProcessInfo.processInfo.environment)
-        return job
-    }
-
     func run() async throws {
-        if follow {
-            let job: SyncJob
-            do {
-                job = try makeJob()
-            } catch {
-                throw CommandLine.fail(error)
-            }
-            let failed = await Self.follow(job, pollInterval: try pollSeconds(), via: followVia == "auto" ? nil : followVia, json: json)
-            if failed { throw ExitCode(1) }
-            return
+        let spec: JobSpec
+        var job: SyncJob
+        do {
+            spec = try self.spec()
+            job = spec.job
+            job.statePath = state
+            job.reset = reset
+        } catch {
+            throw CommandLine.fail(error)
         }
-        if let schedule = try schedule() {
-            let job: SyncJob
-            do {
-                job = try makeJob()
-            } catch {
-                throw CommandLine.fail(error)
-            }
+        switch spec.trigger {
+        case .follow(let pollInterval):
+            let failed = await Self.follow(job, pollInterval: pollInterval, via: followVia == "auto" ? nil : followVia, json: json)
+            if failed { throw ExitCode(1) }
+        case .schedule(let schedule):
             let service = JobService(jobs: [(job, .schedule(schedule))], json: json, maxRuns: maxRuns)
             let signals = ShutdownSignals { _ in service.stop() }
             defer { signals.cancel() }
             let failed = await service.run()
             if failed { throw ExitCode(1) }
-            return
+        case .once, .webhook:
+            let report: SyncReport
+            do {
+                report = try await Self.execute(job, json: json)
+            } catch {
+                throw CommandLine.fail(error)
+            }
+            if !report.succeeded { throw ExitCode(1) }
         }
-        let report: SyncReport
-        do {
-            report = try await Self.execute(try makeJob(), json: json)
-        } catch {
-            throw CommandLine.fail(error)
-        }
-        if !report.succeeded { throw ExitCode(1) }
     }
 
     /// `--follow` until SIGTERM/SIGINT: one line per run that moved something (or a JSON report

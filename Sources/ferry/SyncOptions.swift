@@ -19,20 +19,23 @@ struct RecordOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("How many times to try again after a connection error, a 429 or a 5xx, with backoff.", valueName: "N")) var retries: Int = 5
     @Flag(name: .long, help: "Read both sides in full for --mode diff and verify, even where a server offers set reconciliation.") var noReconcile = false
 
+    /// What the flags spell; the rules the values obey are ``JobSpec/validate(_:)``'s, which the
+    /// commands run on the whole spec.
     func validate() throws {
-        guard !key.isEmpty else { throw ValidationError("--key cannot be empty") }
-        try Self.rule { () throws(SyncError) in
-            if let batchSize { try JobRules.batchSize(batchSize, .flags) }
-            try JobRules.retries(retries, .flags)
-        }
         _ = try transform()
         _ = try Self.settings(sourceREST, "--source-rest")
         _ = try Self.settings(targetREST, "--target-rest")
     }
 
-    /// Checks ``JobRules``, the message as a ``ValidationError`` (printed with the usage).
-    static func rule(_ body: () throws(SyncError) -> Void) throws {
-        do { try body() } catch { throw ValidationError(error.message) }
+    /// A parser's or a rule's message as a ``ValidationError`` (printed with the usage).
+    static func flag<T>(_ body: () throws(SyncError) -> T) throws -> T {
+        do { return try body() } catch { throw ValidationError(error.message) }
+    }
+
+    /// The spec the flags built, checked by ``JobSpec/validate(_:)`` (in the flags' spelling).
+    static func validated(_ spec: JobSpec) throws -> JobSpec {
+        do { try spec.validate(.flags) } catch { throw ValidationError(error.message) }
+        return spec
     }
 
     /// `KEY=VALUE` flags as a dictionary; a key given twice is an error.
@@ -88,16 +91,16 @@ struct RecordOptions: ParsableArguments {
         return transform
     }
 
-    func apply(to job: inout SyncJob, environment: [String: String]) throws {
-        job.keyField = key
-        job.transform = try transform()
-        job.sourceAuth = sourceAuth ?? environment["FERRY_SOURCE_AUTH"]
-        job.targetAuth = targetAuth ?? environment["FERRY_TARGET_AUTH"]
-        job.sourceREST = try Self.settings(sourceREST, "--source-rest")
-        job.targetREST = try Self.settings(targetREST, "--target-rest")
-        job.batchSize = batchSize
-        job.retry.maxAttempts = retries + 1
-        job.reconcile = !noReconcile
+    func apply(to spec: inout JobSpec, environment: [String: String]) throws {
+        spec.key = key
+        spec.transform = try transform()
+        spec.sourceAuth = sourceAuth ?? environment["FERRY_SOURCE_AUTH"]
+        spec.targetAuth = targetAuth ?? environment["FERRY_TARGET_AUTH"]
+        spec.sourceREST = try Self.settings(sourceREST, "--source-rest")
+        spec.targetREST = try Self.settings(targetREST, "--target-rest")
+        spec.batchSize = batchSize
+        spec.retries = retries
+        spec.reconcile = !noReconcile
     }
 }
 

@@ -19,13 +19,20 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard limit >= 0 && limit <= 1_000_000 else { throw ValidationError("--limit must be between 0 and 1000000") }
+        _ = try spec()
+    }
+
+    /// Both sides and how records are read, checked as ``JobSpec/validate(_:)`` checks a sync's.
+    func spec() throws -> JobSpec {
+        var spec = JobSpec(source: source, target: target)
+        try records.apply(to: &spec, environment: ProcessInfo.processInfo.environment)
+        return try RecordOptions.validated(spec)
     }
 
     func run() async throws {
         let result: Verification
         do {
-            var job = SyncJob(source: source, target: target)
-            try records.apply(to: &job, environment: ProcessInfo.processInfo.environment)
+            var job = try spec().job
             job.verifyLimit = limit
             result = try await SyncEngine().verify(job)
         } catch {

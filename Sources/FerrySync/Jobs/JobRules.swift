@@ -13,7 +13,11 @@ public enum JobRules {
     public static let retryCounts = 0...100
 
     /// A setting a rule names.
-    public enum Setting: Sendable { case mode, delete, batchSize, retries, onConflict, newestField }
+    public enum Setting: Sendable, Hashable {
+        case mode, delete, batchSize, retries, onConflict, newestField, key, cursorField, dryRun, verify
+        /// What starts the job's runs: `--follow`/`--every`/`--cron`, or a jobs file's `schedule:`.
+        case schedule
+    }
 
     /// How settings are written where a job comes from.
     public enum Spelling: Sendable {
@@ -31,13 +35,20 @@ public enum JobRules {
             case .retries: "--retries"
             case .onConflict: "--on-conflict"
             case .newestField: "--newest-field"
+            case .key: "--key"
+            case .cursorField: "--cursor-field"
+            case .dryRun: "--dry-run"
+            case .verify: "--verify"
+            case .schedule: "--schedule"
             }
             return self == .flags ? flag : String(flag.dropFirst(2).map { $0 == "-" ? "_" : $0 })
         }
 
-        /// The setting with a value: `--mode full` or `mode: full` (`--two-way` for that mode's flag).
+        /// The setting with a value: `--mode full` or `mode: full` (`--two-way` for that mode's flag,
+        /// `--follow` for `schedule: follow`).
         public func name(_ setting: Setting, is value: String) -> String {
             if self == .flags, setting == .mode, value == SyncMode.twoWay.rawValue { return "--two-way" }
+            if self == .flags, setting == .schedule { return "--" + value }
             return name(setting) + (self == .flags ? " " : ": ") + value
         }
     }
@@ -75,6 +86,39 @@ public enum JobRules {
     public static func newestField(policy: ConflictPolicy?, _ spelling: Spelling) throws(SyncError) {
         guard policy == .newestWins else {
             throw .badInput("\(spelling.name(.newestField)) goes with \(spelling.name(.onConflict, is: "newest-wins"))")
+        }
+    }
+
+    /// The mode named by its text; the message lists the modes.
+    public static func mode(parsing text: String, _ spelling: Spelling) throws(SyncError) -> SyncMode {
+        guard let mode = SyncMode(rawValue: text) else {
+            throw .badInput("\(spelling.name(.mode)) must be \(SyncMode.allCases.map(\.rawValue).dropLast().joined(separator: ", ")) or \(SyncMode.twoWay.rawValue), not \"\(text)\"")
+        }
+        return mode
+    }
+
+    /// The conflict policy named by its text; the message lists the policies.
+    public static func onConflict(parsing text: String, _ spelling: Spelling) throws(SyncError) -> ConflictPolicy {
+        guard let policy = ConflictPolicy(rawValue: text) else {
+            throw .badInput("\(spelling.name(.onConflict)) must be \(ConflictPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
+        }
+        return policy
+    }
+
+    /// A field name a setting gives (`--key`, `--cursor-field`, `--newest-field`) is not empty.
+    public static func field(_ name: String, _ setting: Setting, _ spelling: Spelling) throws(SyncError) {
+        if name.isEmpty { throw .badInput("\(spelling.name(setting)) cannot be empty") }
+    }
+
+    /// A follow job applies changes as they come: incrementally (or both ways), and it neither
+    /// mirrors deletes of a full run, nor plans without changing, nor verifies a finished run.
+    public static func follow(mode: SyncMode, delete: Bool, dryRun: Bool, verify: Bool, _ spelling: Spelling) throws(SyncError) {
+        let follow = spelling.name(.schedule, is: "follow")
+        if mode == .diff {
+            throw .badInput("\(follow) applies changes incrementally (or both ways with \(spelling.name(.mode, is: SyncMode.twoWay.rawValue))); \(spelling.name(.mode, is: mode.rawValue)) does not go with it")
+        }
+        if delete || dryRun || verify {
+            throw .badInput("\(follow) does not go with \(spelling.name(.delete)), \(spelling.name(.dryRun)) or \(spelling.name(.verify))")
         }
     }
 

@@ -1,4 +1,4 @@
-public import FerryCore
+import FerryCore
 import Foundation
 import Yams
 
@@ -18,15 +18,21 @@ import Yams
 /// by the environment variable NAME (an unset one is an error), so secrets stay out of the file.
 public enum JobsFile {
     /// The keys a job may have.
-    static let jobKeys: Set<String> = [
-        "source", "target", "mode", "delete", "key", "cursor_field", "batch_size", "transform", "verify",
-        "strict", "dead_letter", "source_auth", "target_auth", "schedule", "dry_run", "retries", "source_rest", "target_rest",
-        "on_conflict", "newest_field", "reconcile",
-    ]
+    static let jobKeys = Set(JobSpec.Key.allCases.map(\.rawValue)).subtracting(["name"])
+
+    /// One job of a jobs file.
+    public struct Entry: Sendable {
+        /// The job's settings, checked by ``JobSpec/validate(_:)``.
+        public var spec: JobSpec
+        /// Its `schedule:` as written (`once` when not given); ``JobSpec/trigger`` is what it says.
+        public var schedule: String
+        /// The engine's job.
+        public var job: SyncJob { spec.job }
+    }
 
     /// Parses a jobs file.
-    /// - Returns: the jobs in file order, each with its schedule text (`once` when not given).
-    public static func parse(_ text: String, file: String, environment: [String: String]) throws(SyncError) -> [(job: SyncJob, schedule: String)] {
+    /// - Returns: the jobs in file order.
+    public static func parse(_ text: String, file: String, environment: [String: String]) throws(SyncError) -> [Entry] {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -34,7 +40,7 @@ public enum JobsFile {
             throw .badInput("\(file): not valid YAML: \(error)")
         }
         guard let mapping = root?.mapping else { throw .badInput("\(file): the top level must be a mapping with a jobs: section") }
-        var jobs: [(SyncJob, String)] = []
+        var jobs: [Entry] = []
         var sawJobs = false
         for (keyNode, value) in mapping {
             let at = "\(file):\(line(keyNode))"
@@ -57,11 +63,6 @@ public enum JobsFile {
     }
 
     static func line(_ node: Node) -> Int { node.mark?.line ?? 0 }
-
-    /// Checks one of ``JobRules``; its message starts with where the value is (`ferry.yml:6:`).
-    static func rule(_ node: Node, file: String, _ body: () throws(SyncError) -> Void) throws(SyncError) {
-        do { try body() } catch { throw .badInput("\(file):\(line(node)): \(error.message)") }
-    }
 
     static func scalar(_ node: Node, _ what: String, file: String, environment: [String: String]) throws(SyncError) -> String {
         guard let text = node.scalar?.string else { throw .badInput("\(file):\(line(node)): \(what) must be a single value") }
@@ -93,7 +94,7 @@ public enum JobsFile {
         }
     }
 
-    static func parseJob(name: String, line nameLine: Int, node: Node, file: String, environment: [String: String]) throws(SyncError) -> (SyncJob, String) {
+    static func parseJob(name: String, line nameLine: Int, node: Node, file: String, environment: [String: String]) throws(SyncError) -> Entry {
         guard let settings = node.mapping else { throw .badInput("\(file):\(line(node)): job \(name) must be a mapping of settings") }
         var values: [String: Node] = [:]
         for (k, v) in settings {
@@ -105,59 +106,57 @@ public enum JobsFile {
         guard let sourceNode = values["source"], let targetNode = values["target"] else {
             throw .badInput("\(file):\(nameLine): job \(name) needs both source and target")
         }
-        var job = SyncJob(source: try scalar(sourceNode, "source", file: file, environment: environment),
-                          target: try scalar(targetNode, "target", file: file, environment: environment))
-        job.name = name
-        if let n = values["mode"] {
-            let text = try scalar(n, "mode", file: file, environment: environment)
-            guard let mode = SyncMode(rawValue: text) else { throw .badInput("\(file):\(line(n)): mode must be full, incremental, diff or two-way, not \"\(text)\"") }
-            job.mode = mode
+        func text(_ key: String) throws(SyncError) -> String? {
+            try values[key].map { node throws(SyncError) in try scalar(node, key, file: file, environment: environment) }
         }
-        if let n = values["on_conflict"] {
-            try rule(n, file: file) { () throws(SyncError) in try JobRules.onConflict(mode: job.mode, .jobsFile) }
-            do {
-                job.onConflict = try ConflictPolicy(parsing: try scalar(n, "on_conflict", file: file, environment: environment))
-            } catch {
-                throw .badInput("\(file):\(line(n)): " + error.message.replacingOccurrences(of: "--on-conflict", with: "on_conflict"))
-            }
+        func flag(_ key: String) throws(SyncError) -> Bool? {
+            try values[key].map { node throws(SyncError) in try bool(node, key, file: file) }
         }
-        if let n = values["newest_field"] {
-            try rule(n, file: file) { () throws(SyncError) in try JobRules.newestField(policy: job.onConflict, .jobsFile) }
-            job.newestField = try scalar(n, "newest_field", file: file, environment: environment)
+        func number(_ key: String) throws(SyncError) -> Int? {
+            guard let text = try text(key) else { return nil }
+            guard let n = Int(text) else { throw .badInput("\(file):\(line(values[key]!)): \(key) must be a whole number, not \"\(text)\"") }
+            return n
         }
-        if let n = values["delete"] {
-            job.deleteMissing = try bool(n, "delete", file: file)
-            if job.deleteMissing { try rule(n, file: file) { () throws(SyncError) in try JobRules.delete(mode: job.mode, .jobsFile) } }
+        /// A parser's message, prefixed with the line of the key's value.
+        func parsed<T>(_ key: String, _ parse: (String) throws(SyncError) -> T) throws(SyncError) -> T? {
+            guard let text = try text(key) else { return nil }
+            do { return try parse(text) } catch { throw .badInput("\(file):\(line(values[key]!)): \(error.message)") }
         }
-        if let n = values["verify"] { job.verify = try bool(n, "verify", file: file) }
-        if let n = values["strict"] { job.strict = try bool(n, "strict", file: file) }
-        if let n = values["dry_run"] { job.dryRun = try bool(n, "dry_run", file: file) }
-        if let n = values["reconcile"] { job.reconcile = try bool(n, "reconcile", file: file) }
-        if let n = values["key"] { job.keyField = try scalar(n, "key", file: file, environment: environment) }
-        if let n = values["cursor_field"] { job.cursorField = try scalar(n, "cursor_field", file: file, environment: environment) }
-        if let n = values["dead_letter"] { job.deadLetterPath = try scalar(n, "dead_letter", file: file, environment: environment) }
-        if let n = values["source_auth"] { job.sourceAuth = try scalar(n, "source_auth", file: file, environment: environment) }
-        if let n = values["target_auth"] { job.targetAuth = try scalar(n, "target_auth", file: file, environment: environment) }
-        if let n = values["batch_size"] {
-            let text = try scalar(n, "batch_size", file: file, environment: environment)
-            guard let size = Int(text) else { throw .badInput("\(file):\(line(n)): batch_size must be a whole number, not \"\(text)\"") }
-            try rule(n, file: file) { () throws(SyncError) in try JobRules.batchSize(size, .jobsFile) }
-            job.batchSize = size
+        var spec = JobSpec(source: try scalar(sourceNode, "source", file: file, environment: environment),
+                           target: try scalar(targetNode, "target", file: file, environment: environment))
+        spec.name = name
+        spec.mode = try parsed("mode") { text throws(SyncError) in try JobRules.mode(parsing: text, .jobsFile) } ?? spec.mode
+        spec.onConflict = try parsed("on_conflict") { text throws(SyncError) in try JobRules.onConflict(parsing: text, .jobsFile) }
+        spec.newestField = try text("newest_field")
+        spec.delete = try flag("delete") ?? spec.delete
+        spec.verify = try flag("verify") ?? spec.verify
+        spec.strict = try flag("strict") ?? spec.strict
+        spec.dryRun = try flag("dry_run") ?? spec.dryRun
+        spec.reconcile = try flag("reconcile") ?? spec.reconcile
+        spec.key = try text("key") ?? spec.key
+        spec.cursorField = try text("cursor_field")
+        spec.deadLetter = try text("dead_letter")
+        spec.sourceAuth = try text("source_auth")
+        spec.targetAuth = try text("target_auth")
+        spec.batchSize = try number("batch_size")
+        spec.retries = try number("retries") ?? spec.retries
+        if let n = values["transform"] { spec.transform = try parseTransform(n, file: file) }
+        if let n = values["source_rest"] { spec.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
+        if let n = values["target_rest"] { spec.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }
+        let schedule = try text("schedule") ?? "once"
+        do {
+            spec.trigger = try JobTrigger.parse(schedule)
+        } catch {
+            throw .badInput("\(file): job \(name): \(error.message)")
         }
-        if let n = values["retries"] {
-            let text = try scalar(n, "retries", file: file, environment: environment)
-            guard let retries = Int(text) else { throw .badInput("\(file):\(line(n)): retries must be a whole number, not \"\(text)\"") }
-            try rule(n, file: file) { () throws(SyncError) in try JobRules.retries(retries, .jobsFile) }
-            job.retry.maxAttempts = retries + 1
+        do {
+            try spec.validate(.jobsFile)
+        } catch {
+            // The line of the setting that broke the rule (the job's name when the default did).
+            let at = values[JobSpec.Key(error.setting).rawValue].map(line) ?? nameLine
+            throw .badInput("\(file):\(at): \(error.message)")
         }
-        if let n = values["transform"] { job.transform = try parseTransform(n, file: file) }
-        if let n = values["source_rest"] { job.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
-        if let n = values["target_rest"] { job.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }
-        var schedule = "once"
-        if let n = values["schedule"] {
-            schedule = try scalar(n, "schedule", file: file, environment: environment)
-        }
-        return (job, schedule)
+        return Entry(spec: spec, schedule: schedule)
     }
 
     /// A `source_rest:`/`target_rest:` mapping; a list value (managed_fields) joins with commas.

@@ -1,4 +1,4 @@
-public import FerryCore
+import FerryCore
 
 /// What a two-way run does with a record changed on both sides since the base.
 public enum ConflictPolicy: String, Sendable, CaseIterable {
@@ -11,14 +11,6 @@ public enum ConflictPolicy: String, Sendable, CaseIterable {
     case newestWins = "newest-wins"
     /// Both sides are left as they are and the conflict is logged for `ferry conflicts resolve`.
     case manual
-
-    /// Parses a policy name; the error lists the valid ones.
-    public init(parsing text: String) throws(SyncError) {
-        guard let policy = ConflictPolicy(rawValue: text) else {
-            throw .badInput("--on-conflict must be \(Self.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
-        }
-        self = policy
-    }
 }
 
 /// One side's state of a record in a two-way run.
