@@ -16,7 +16,7 @@
 #   SECONDS_PER_TARGET=600 bench/fuzz.sh json
 #
 # Each target is FerryCore's sources compiled with the fuzzer and AddressSanitizer into one
-# binary (no SwiftPM product: every build would pay for it); the signature target links the
+# binary (no SwiftPM product: every build would pay for it); every target links the
 # swift-crypto objects of the debug build, so `swift build` must have run first. New inputs go
 # to a work corpus under .build-fuzz/ (the committed seeds stay as they are); a crash leaves its
 # input in .build-fuzz/<target>/crash-*, and the script exits 1: make it a regression test.
@@ -32,29 +32,28 @@ mkdir -p "$work"
 debug=$(swift build --show-bin-path)
 
 core_sources() { ls Sources/FerryCore/*/*.swift; }
-# FerryCore without the files that need swift-crypto (found by their import, so new ones are left
-# out too) and Reconcile/, whose items carry swift-crypto hashes.
-core_sources_without_crypto() { grep -L -e '^import Crypto' -e '^public import Crypto' $(core_sources | grep -v /Reconcile/); }
+# swift-crypto, which FerryCore needs (content hashes, signatures), linked from the debug build's
+# objects: `swift build` must have run first.
+crypto=()
+with_crypto() {
+  [ -d "$debug/Crypto.build" ] || { echo "fuzz.sh: run \`swift build\` first (the targets link its swift-crypto objects)" >&2; exit 2; }
+  [ ${#crypto[@]} -gt 0 ] && return
+  crypto=(-I "$debug/Modules" -Xcc "-I.build/checkouts/swift-crypto/Sources/CCryptoBoringSSL/include")
+  while IFS= read -r object; do crypto+=("$object"); done < <(
+    ls "$debug"/Crypto.build/*.o "$debug"/CryptoBoringWrapper.build/*.o "$debug"/CCryptoBoringSSLShims.build/*.o
+    find "$debug/CCryptoBoringSSL.build" -name '*.o')
+}
 
 build() {
   local target=$1 binary=$work/$1/fuzz-$1
   mkdir -p "$work/$target"
   local sources extra=()
   case $target in
-    json)
-      # Everything in FerryCore but the files that need swift-crypto.
-      sources=$(core_sources_without_crypto)
-      ;;
-    signature)
+    json|signature)
       sources=$(core_sources)
-      [ -d "$debug/Crypto.build" ] || { echo "fuzz.sh: run \`swift build\` first (the signature target links its swift-crypto objects)" >&2; exit 2; }
-      extra=(-I "$debug/Modules" -Xcc "-I.build/checkouts/swift-crypto/Sources/CCryptoBoringSSL/include")
-      while IFS= read -r object; do extra+=("$object"); done < <(
-        ls "$debug"/Crypto.build/*.o "$debug"/CryptoBoringWrapper.build/*.o "$debug"/CCryptoBoringSSLShims.build/*.o
-        find "$debug/CCryptoBoringSSL.build" -name '*.o')
       ;;
     csv)
-      sources="$(core_sources_without_crypto) Sources/FerrySync/Model/SyncError.swift Sources/FerrySync/Connectors/File/CSV.swift"
+      sources="$(core_sources) Sources/FerrySync/Model/SyncError.swift Sources/FerrySync/Connectors/File/CSV.swift"
       ;;
     filter)
       # The server's and the store's files, with their imports of Ferry's own modules taken out
@@ -64,16 +63,19 @@ build() {
       mkdir -p "$work/filter/src"
       local file copy
       for file in Sources/FerryServer/API/ListParameters.swift Sources/FerryServer/Errors/KintoError.swift \
-                  Sources/FerryStore/Storage.swift Sources/FerryStore/SQLite/SQLQueryBuilder.swift; do
+                  Sources/FerryStore/Storage.swift Sources/FerryStore/ReadShape.swift Sources/FerryStore/ContentHash.swift \
+                  Sources/FerryStore/SQLite/SQLQueryBuilder.swift; do
         copy=$work/filter/src/$(basename "$file")
         [ -e "$copy" ] && [ "$copy" -nt "$file" ] || sed -E 's/^(public |package )?import (FerryCore|FerryStore)$//' "$file" > "$copy"
       done
-      sources="$(core_sources_without_crypto) $(ls "$work"/filter/src/*.swift)"
-      extra=(-I "$debug/Modules" -Xcc "-fmodule-map-file=.build/checkouts/GRDB.swift/Sources/GRDBSQLite/module.modulemap"
+      sources="$(core_sources) $(ls "$work"/filter/src/*.swift)"
+      extra=(-Xcc "-fmodule-map-file=.build/checkouts/GRDB.swift/Sources/GRDBSQLite/module.modulemap"
              "$debug"/HTTPTypes.build/*.o)
       ;;
     *) echo "fuzz.sh: unknown target $target (json, signature, csv, filter)" >&2; exit 2 ;;
   esac
+  with_crypto
+  extra+=("${crypto[@]}")
   local newest
   newest=$(ls -t $sources "bench/fuzz/$target.swift" | head -1)
   if [ ! -x "$binary" ] || [ "$newest" -nt "$binary" ]; then
