@@ -13,7 +13,9 @@
 # difference at most 4 round trips and 4 KB each way; at 100 differences at least 100x fewer
 # bytes than the full read. The source side (the file) is read in full either way.
 # A second table: the server as the source and a SQLite table as the target (the diff then
-# reads from the server only the records that differ, by id).
+# reads from the server only the records that differ, by id). A third: two servers, the
+# engine relaying the exchange between them (neither is read; the diff reads from the
+# source only the records that differ).
 # Outputs and logs stay in bench/.work/reconcile/.
 set -euo pipefail
 
@@ -23,12 +25,13 @@ DIFFS=${DIFFS:-1 100 10000}
 WORK=bench/.work/reconcile
 USERPASS=alice:pw
 SERVER_PID=""
+SECOND_PID=""
 
 . bench/lib.sh
 
 find_ferry
 rm -rf "$WORK" && mkdir -p "$WORK"
-trap 'stop_server' EXIT
+trap 'stop_pid "$SECOND_PID" || true; stop_server' EXIT
 
 python3 bench/gen_users.py "$N" "$WORK" >/dev/null
 PORT=$(free_port)
@@ -38,8 +41,18 @@ wait_ready "$PORT" "$WORK/server.log"
 COLLECTION="http://127.0.0.1:$PORT/v1/buckets/main/collections/users"
 export FERRY_SOURCE_AUTH=$USERPASS FERRY_TARGET_AUTH=$USERPASS
 
+# A second server, holding the changed records for the server-to-server table.
+PORT2=$(free_port)
+"$FERRY" serve --port "$PORT2" --data "$WORK/data2" --log-level warning >"$WORK/server2.log" 2>&1 &
+SECOND_PID=$!
+SERVER_PID_KEEP=$SERVER_PID; SERVER_PID=$SECOND_PID
+wait_ready "$PORT2" "$WORK/server2.log"
+SERVER_PID=$SERVER_PID_KEEP
+SECOND="http://127.0.0.1:$PORT2/v1/buckets/main/collections/users"
+
 log "loading $N records into the server"
 "$FERRY" sync "file:$WORK/users.jsonl" "$COLLECTION" --json --state "$WORK/state.db" >"$WORK/load.json"
+"$FERRY" sync "file:$WORK/users.jsonl" "$SECOND" --json --state "$WORK/state2.db" >"$WORK/load2.json"
 
 # The bytes a full read of the collection moves: every records page, as the engine reads it.
 FULL_BYTES=$(python3 - "$COLLECTION" "$USERPASS" <<'PY'
@@ -70,6 +83,7 @@ echo "| N | differences | round trips | bytes sent | bytes received | full read 
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 VERDICT=ok
 PULL_ROWS=""
+RELAY_ROWS=""
 for D in $DIFFS; do
   python3 - "$WORK/users.jsonl" "$WORK/changed-$D.jsonl" "$D" <<'PY'
 import sys
@@ -121,6 +135,24 @@ PY
   PD_R=$(seconds "$FERRY" sync "$COLLECTION" "$TABLE" --mode diff --dry-run --json --state "$WORK/state.db")
   PD_F=$(seconds "$FERRY" sync "$COLLECTION" "$TABLE" --mode diff --dry-run --json --no-reconcile --state "$WORK/state.db")
   PULL_ROWS+="| $N | $D | $P_ROUNDS | $P_SENT | $P_RECEIVED | $P_READ | $PV_R / $PV_F | $PD_R / $PD_F |"$'\n'
+
+  # Two servers: the second made equal to the changed file (a reconciled diff moves only the
+  # differences), then compared with the first by relay: the engine reads neither.
+  "$FERRY" sync "$FILE" "$SECOND" --mode diff --json --state "$WORK/state2.db" >/dev/null
+  "$FERRY" verify "$COLLECTION" "$SECOND" --json --limit 1 >"$WORK/relay-$D.json" || true
+  R_ROUNDS=$(nested "$WORK/relay-$D.json" reconciliation.rounds)
+  R_SENT=$(nested "$WORK/relay-$D.json" reconciliation.bytesSent)
+  R_RECEIVED=$(nested "$WORK/relay-$D.json" reconciliation.bytesReceived)
+  R_DIFFERING=$(nested "$WORK/relay-$D.json" differing)
+  [ "$R_DIFFERING" = "$D" ] || { log "server-to-server verify found $R_DIFFERING differences, expected $D"; VERDICT=INVALID; }
+  "$FERRY" sync "$COLLECTION" "$SECOND" --mode diff --dry-run --json --state "$WORK/state2.db" >"$WORK/relay-diff-$D.json"
+  R_READ=$(nested "$WORK/relay-diff-$D.json" read)
+  RV_R=$(seconds "$FERRY" verify "$COLLECTION" "$SECOND" --json)
+  RV_F=$(seconds "$FERRY" verify "$COLLECTION" "$SECOND" --json --no-reconcile)
+  RD_R=$(seconds "$FERRY" sync "$COLLECTION" "$SECOND" --mode diff --dry-run --json --state "$WORK/state2.db")
+  RD_F=$(seconds "$FERRY" sync "$COLLECTION" "$SECOND" --mode diff --dry-run --json --no-reconcile --state "$WORK/state2.db")
+  R_RATIO=$(python3 -c "print(f'{2 * $FULL_BYTES / max(1, $R_SENT + $R_RECEIVED):.0f}x')")
+  RELAY_ROWS+="| $N | $D | $R_ROUNDS | $R_SENT | $R_RECEIVED | $((2 * FULL_BYTES)) | $R_RATIO | $R_READ | $RV_R / $RV_F | $RD_R / $RD_F |"$'\n'
 done
 echo
 echo "Server source, SQLite table target (records read from the server: only those that differ):"
@@ -128,6 +160,12 @@ echo
 echo "| N | differences | round trips | bytes sent | bytes received | records read from the server | verify s (reconcile / full) | diff dry run s (reconcile / full) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s' "$PULL_ROWS"
+echo
+echo "Two servers (the engine relays the exchange; full read = both collections' records pages; bytes each way are the engine's, to and from both servers):"
+echo
+echo "| N | differences | round trips | bytes sent | bytes received | full read bytes (both) | bytes ratio | records read from the source (diff) | verify s (reconcile / full) | diff dry run s (reconcile / full) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+printf '%s' "$RELAY_ROWS"
 echo
 echo "verdict: $VERDICT (targets: 1 difference <= 4 round trips and <= 4096 bytes each way; 100 differences >= 100x fewer bytes than the full read)"
 [ "$VERDICT" = ok ]

@@ -1,5 +1,7 @@
 import FerryCore
 @testable import FerryServer
+@testable import FerryStore
+import FerryTestSupport
 import HTTPTypes
 import Testing
 
@@ -77,12 +79,87 @@ import Testing
             try #require(Self.bytes(try await Self.post(server, body)))
         }
         #expect(equal.rounds == 1 && equal.differences.count == 0)
-        // A write between exchanges is seen (the server's items are kept per collection timestamp).
+        // A write between exchanges is seen (the kept items catch up with the writes since).
         #expect(try await server.request("DELETE", "/buckets/main/collections/users/records/u8").status == 200)
         let after = try await ReconcileExchange(Reconciler(SortedReconcileItems(same))).run { body in
             try #require(Self.bytes(try await Self.post(server, body)))
         }
         #expect(after.differences.onlyHere.map(\.idText) == ["u8"] && after.differences.count == 1)
+    }
+
+    /// The server keeps a collection's items between exchanges and applies the writes since
+    /// (``ReconcileItemsCache``): after creates, updates, deletes, a batch, tombstones purged past
+    /// the kept timestamp and the collection deleted and made again, every exchange still finds
+    /// exactly the differences from the records as stored (the linear reference: the client's
+    /// set against the server's records read in full).
+    @Test func keptItemsFollowEveryWrite() async throws {
+        try await Self.checkKeptItems(try TestServer())
+    }
+
+    @Test func keptItemsFollowEveryWriteOnPostgres() async throws {
+        guard PostgresCluster.enabled else { return }
+        let storage = try await PostgresStorage(configuration: .init(url: try PostgresCluster.shared().createDatabase("reconcile")))
+        try await Self.checkKeptItems(try TestServer(storage: storage))
+    }
+
+    static func checkKeptItems(_ server: TestServer) async throws {
+        try await server.seedUsers()
+        let records = "/buckets/main/collections/users/records"
+        var random = SplitMix(seed: 17)
+        var truth: [String: [String: JSON]] = [:]
+        func put(_ id: String) async throws {
+            let fields: [String: JSON] = ["n": .int(Int64(random.next() % 1000)), "tag": random.next() % 4 == 0 ? "shared" : .string(String(random.next(), radix: 36))]
+            #expect([200, 201].contains(try await server.request("PUT", "\(records)/\(id)", json: ["data": .object(fields)]).status))
+            truth[id] = fields
+        }
+        func delete(_ id: String) async throws {
+            #expect(try await server.request("DELETE", "\(records)/\(id)").status == 200)
+            truth[id] = nil
+        }
+        for n in 0..<400 { try await put("r\(n)") }
+        let local = truth.map { Self.item($0.key, $0.value) }
+        func expectExact(_ context: String) async throws {
+            let outcome = try await ReconcileExchange(Reconciler(SortedReconcileItems(local))).run { body in
+                let response = try await Self.post(server, body)
+                #expect(response.status == 200, "\(context)")
+                return try #require(Self.bytes(response))
+            }
+            let here = Dictionary(uniqueKeysWithValues: local.map { ($0.idText, $0.hash) })
+            let there = Dictionary(uniqueKeysWithValues: truth.map { ($0.key, Self.item($0.key, $0.value).hash) })
+            #expect(Set(outcome.differences.onlyHere.map(\.idText)) == Set(here.keys).subtracting(there.keys), "\(context)")
+            #expect(Set(outcome.differences.onlyThere.map(\.idText)) == Set(there.keys).subtracting(here.keys), "\(context)")
+            #expect(Set(outcome.differences.changed.map(\.idText)) == Set(here.keys.filter { there[$0] != nil && there[$0] != here[$0] }), "\(context)")
+            // The server's items as stored, read in full: the same set as the truth.
+            let stored = try await server.parts.storage.read { s in try KintoAPI.reconcileItems(session: s, key: ResourceKey(parentID: "/buckets/main/collections/users", resourceName: "record"), ids: nil) }
+            #expect(Dictionary(uniqueKeysWithValues: stored.map { ($0.idText, $0.hash) }) == there, "\(context)")
+        }
+        try await expectExact("at first")
+        for round in 0..<6 {
+            for _ in 0..<(round * 40 + 1) {
+                let id = "r\(random.next() % 600)"
+                if truth[id] != nil, random.next() % 3 == 0 { try await delete(id) } else { try await put(id) }
+            }
+            try await expectExact("after round \(round) of writes")
+        }
+        // Writes in one batch.
+        let batch = (0..<20).map { n -> JSON in ["method": "PUT", "path": .string("/v1\(records)/b\(n)"), "body": ["data": ["n": .int(Int64(n))]]] }
+        #expect(try await server.request("POST", "/batch", json: ["requests": .array(batch)]).status == 200)
+        for n in 0..<20 { truth["b\(n)"] = ["n": .int(Int64(n))] }
+        try await expectExact("after a batch")
+        // A delete whose tombstone is purged before the next exchange: the feed since the kept
+        // items no longer shows it, the horizon says so.
+        let gone = try #require(truth.keys.sorted().first)
+        try await delete(gone)
+        let key = ResourceKey(parentID: "/buckets/main/collections/users", resourceName: "record")
+        let purged = try await server.parts.storage.write { s in try s.purgeTombstones(key, retention: TombstoneRetention(maxCount: 0), now: Int64.max / 2) }
+        #expect(purged > 0)
+        try await expectExact("after tombstones were purged")
+        // The collection deleted and made again with other records: no tombstone of the old ones.
+        #expect(try await server.request("DELETE", "/buckets/main/collections/users").status == 200)
+        #expect(try await server.request("PUT", "/buckets/main/collections/users").status == 201)
+        truth = [:]
+        try await put("fresh")
+        try await expectExact("after the collection was made again")
     }
 
     @Test func onlyReadersMayReconcile() async throws {

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import GRDB
 import NIOHTTP1
@@ -103,5 +104,69 @@ import Testing
         result = try await Ferry.run(["sync", server.collection(), table, "--mode", "diff", "--json", "--no-reconcile"], in: dir.path, environment: auth)
         json = try report(result)
         #expect(result.status == 0 && json["read"] == 2_001 && json["unchanged"] == 2_001, "\(result.stdout) \(result.stderr)")
+    }
+
+    /// Two servers that both reconcile: `verify` and `--mode diff` relay the exchange between
+    /// them (the engine reads neither side in full) and read from the source only the records
+    /// that differ. Each server sits behind a counting proxy: the bytes each answered stay far
+    /// below a full read of it, which the same commands with `--no-reconcile` show.
+    @Test func twoServersReconcileWithoutMovingUnchangedRecords() async throws {
+        let dir = try TempDir()
+        try writeUsers(dir.file("a.jsonl"), count: 3_000)
+        let source = try Server()
+        let target = try Server()
+        let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
+        for server in [source, target] {
+            let result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
+            #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+        }
+        let records = "/buckets/main/collections/users/records/"
+        // The source: an update, a create, a delete. The target: an update, a create, a delete of its own.
+        #expect(try await source.request(.PATCH, records + "u0000005", body: ["data": ["age": 99]]).0 == 200)
+        #expect(try await source.request(.PUT, records + "only-source", body: ["data": ["age": 1]]).0 == 201)
+        #expect(try await source.request(.DELETE, records + "u0000010").0 == 200)
+        #expect(try await target.request(.PATCH, records + "u0002000", body: ["data": ["age": 7]]).0 == 200)
+        #expect(try await target.request(.PUT, records + "only-target", body: ["data": ["age": 2]]).0 == 201)
+        #expect(try await target.request(.DELETE, records + "u0000020").0 == 200)
+
+        let sourceProxy = try FaultProxy(upstreamPort: source.port)
+        let targetProxy = try FaultProxy(upstreamPort: target.port)
+        let from = "http://127.0.0.1:\(sourceProxy.port)/v1/buckets/main/collections/users"
+        let to = "http://127.0.0.1:\(targetProxy.port)/v1/buckets/main/collections/users"
+        func moved() -> (source: Int, target: Int) { (sourceProxy.bytesForwarded.answers, targetProxy.bytesForwarded.answers) }
+
+        var result = try await Ferry.run(["verify", from, to, "--json"], in: dir.path, environment: auth)
+        var json = try report(result)
+        #expect(result.status != 0 && json["equal"] == false, "\(result.stdout) \(result.stderr)")
+        #expect(json["missingInTarget"] == ["only-source", "u0000020"] && json["extraInTarget"] == ["only-target", "u0000010"], "\(result.stdout)")
+        #expect(json["different"] == ["u0000005", "u0002000"] && json["differing"] == 6, "\(result.stdout)")
+        #expect(json["sourceCount"] == 3_000 && json["targetCount"] == 3_000, "\(result.stdout)")
+        #expect(json["reconciliation"]?["rounds"] != nil, "\(result.stdout)")
+        let afterVerify = moved()
+        #expect(afterVerify.source < 30_000 && afterVerify.target < 30_000, "verify moved \(afterVerify) bytes")
+
+        result = try await Ferry.run(["sync", from, to, "--mode", "diff", "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["created"] == 2 && json["updated"] == 2 && json["deleted"] == 2 && json["unchanged"] == 2_996,
+                "\(result.stdout) \(result.stderr)")
+        #expect(json["plan"]?["creates"] == ["only-source", "u0000020"] && json["plan"]?["updates"] == ["u0000005", "u0002000"]
+                && json["plan"]?["deletes"] == ["only-target", "u0000010"], "\(result.stdout)")
+        #expect(json["read"] == 4, "only the 4 records to write are read from the source: \(result.stdout)")
+        let afterDiff = moved()
+        #expect(afterDiff.source - afterVerify.source < 30_000 && afterDiff.target - afterVerify.target < 30_000,
+                "diff moved \(afterDiff.source - afterVerify.source) and \(afterDiff.target - afterVerify.target) bytes")
+        #expect(try await target.request(.GET, records + "u0000005").1?["data"]?["age"] == 99)
+        #expect(try await target.request(.GET, records + "only-target").0 == 404)
+
+        // Equal now. Read in full instead, the same comparison moves every record of both sides.
+        result = try await Ferry.run(["verify", from, to, "--json"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["equal"] == true && json["differing"] == 0, "\(result.stdout) \(result.stderr)")
+        let beforeFull = moved()
+        result = try await Ferry.run(["verify", from, to, "--json", "--no-reconcile"], in: dir.path, environment: auth)
+        json = try report(result)
+        #expect(result.status == 0 && json["equal"] == true && json["reconciliation"] == nil, "\(result.stdout) \(result.stderr)")
+        let full = moved()
+        #expect(full.source - beforeFull.source > 200_000 && full.target - beforeFull.target > 200_000, "a full read moved \(full) bytes")
     }
 }

@@ -34,6 +34,7 @@ public final class FaultProxy: @unchecked Sendable {
     private var open: [Link] = []
     private var accepted = 0
     private var injected = 0
+    private var forwarded = (requests: 0, answers: 0)
     private var overriding: Fault?
     private var stopped = false
 
@@ -63,6 +64,10 @@ public final class FaultProxy: @unchecked Sendable {
     public var connections: Int { lock.withLock { accepted } }
     /// Connections that got a fault other than ``Fault/none`` (a test shows its faults happened).
     public var faultsInjected: Int { lock.withLock { injected } }
+
+    /// Bytes passed so far each way: what clients sent (requests) and what the server answered,
+    /// headers included (a test counts what an exchange moved).
+    public var bytesForwarded: (requests: Int, answers: Int) { lock.withLock { forwarded } }
 
     /// The fault of every new connection while set (nil: back to the plan).
     public var override: Fault? {
@@ -123,18 +128,18 @@ public final class FaultProxy: @unchecked Sendable {
                 link.close()
             }
             Thread.detachNewThread {
-                Self.pump(link, from: client, to: server, fault: fault, answer: false)
+                Self.pump(link, from: client, to: server, fault: fault, answer: false) { n in self.lock.withLock { self.forwarded.requests += n } }
                 done.tick()
             }
             Thread.detachNewThread {
-                Self.pump(link, from: server, to: client, fault: fault, answer: true)
+                Self.pump(link, from: server, to: client, fault: fault, answer: true) { n in self.lock.withLock { self.forwarded.answers += n } }
                 done.tick()
             }
         }
     }
 
     /// Copies `from` to `to` until either ends, applying `fault` to its direction.
-    private static func pump(_ link: Link, from: Int32, to: Int32, fault: Fault, answer: Bool) {
+    private static func pump(_ link: Link, from: Int32, to: Int32, fault: Fault, answer: Bool, counted: (Int) -> Void) {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var passed = 0
         while true {
@@ -162,6 +167,7 @@ public final class FaultProxy: @unchecked Sendable {
                 return
             }
             passed += count
+            counted(count)
             if let reset = cutAfter {
                 link.cut(reset: reset)
                 return

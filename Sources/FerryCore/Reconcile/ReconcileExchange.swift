@@ -13,12 +13,7 @@ public struct ReconcileExchange<Items: ReconcileItems> {
         self.reconciler = reconciler
     }
 
-    public struct Outcome: Hashable, Sendable {
-        public var differences = ReconcileDifferences()
-        public var rounds = 0
-        public var bytesSent = 0
-        public var bytesReceived = 0
-    }
+    public typealias Outcome = ReconcileOutcome
 
     /// Runs the exchange to its end.
     /// - Parameter send: delivers one message to the responder and returns its reply.
@@ -38,4 +33,15 @@ public struct ReconcileExchange<Items: ReconcileItems> {
         }
         return outcome
     }
+}
+
+/// What an exchange found (``ReconcileDifferences``, from the initiator's side or, for a
+/// ``ReconcileRelay``, from side A's) and what it cost: round trips and bytes each way.
+public struct ReconcileOutcome: Hashable, Sendable {
+    public var differences = ReconcileDifferences()
+    public var rounds = 0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+
+    public init() {}
 }

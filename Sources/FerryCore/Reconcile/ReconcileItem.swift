@@ -117,6 +117,22 @@ public struct ItemSum: Sendable {
         if carry { limbs.3 &+= 1 }
     }
 
+    /// Adds every item counted in `other`: the sum of the union of two disjoint sets.
+    public mutating func add(_ other: ItemSum) {
+        count += other.count
+        var carry = false
+        var overflow: Bool
+        (limbs.0, overflow) = limbs.0.addingReportingOverflow(other.limbs.0)
+        carry = overflow
+        (limbs.1, overflow) = limbs.1.addingReportingOverflow(other.limbs.1)
+        if carry { let (v, o) = limbs.1.addingReportingOverflow(1); limbs.1 = v; overflow = overflow || o }
+        carry = overflow
+        (limbs.2, overflow) = limbs.2.addingReportingOverflow(other.limbs.2)
+        if carry { let (v, o) = limbs.2.addingReportingOverflow(1); limbs.2 = v; overflow = overflow || o }
+        carry = overflow
+        limbs.3 = limbs.3 &+ other.limbs.3 &+ (carry ? 1 : 0)
+    }
+
     /// `self - other`, for the sum of a range from two prefix sums (`other` a prefix of `self`).
     public func subtracting(_ other: ItemSum) -> ItemSum {
         var result = ItemSum()

@@ -50,18 +50,25 @@ public struct SortedReconcileItems: ReconcileItems, Sendable {
 
     public func position(of bound: ReconcileBound) -> Int {
         guard case .below(let id) = bound else { return items.count }
-        var low = 0
-        var high = items.count
-        while low < high {
-            let middle = (low + high) / 2
-            if items[middle].id.lexicographicallyPrecedes(id) { low = middle + 1 } else { high = middle }
-        }
-        return low
+        return items.firstIndex(notBelow: id)
     }
 
     public func item(at position: Int) -> ReconcileItem { items[position] }
 
     public func sum(_ positions: Range<Int>) -> ItemSum {
         prefix[positions.upperBound].subtracting(prefix[positions.lowerBound])
+    }
+}
+
+extension Array where Element == ReconcileItem {
+    /// The index of the first item whose id is not below `id` (``count`` when none), in items sorted by id.
+    func firstIndex(notBelow id: [UInt8]) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle].id.lexicographicallyPrecedes(id) { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }

@@ -48,21 +48,13 @@ extension KintoAPI {
             case .failure(let error):
                 throw KintoError.invalidParameters(location: "body", name: "message", description: "Invalid reconciliation message (\(error.code)): \(error.message)")
             }
-            let items: SortedReconcileItems
+            let reply: ReconcileMessage
             if ids == nil, let uri = path.collectionURI {
-                // Every round of an exchange reads the same collection: its items are kept per
-                // collection timestamp, which moves on every write (deletes included).
-                let timestamp = try session.timestamp(handler.key)
-                if let cached = self.reconcileCache.items(uri, timestamp: timestamp) {
-                    items = cached
-                } else {
-                    items = try Self.reconcileItems(session: session, key: handler.key, ids: nil)
-                    self.reconcileCache.keep(items, uri, timestamp: timestamp)
-                }
+                let items = try self.reconcileCache.current(uri, key: handler.key, collection: path.requiredParents.last, session: session)
+                reply = Reconciler(items, configuration: .init(frameLimit: Self.reconcileFrameLimit)).respond(to: message)
             } else {
-                items = try Self.reconcileItems(session: session, key: handler.key, ids: ids)
+                reply = Reconciler(SortedReconcileItems(sortedUnique: try Self.reconcileItems(session: session, key: handler.key, ids: ids)), configuration: .init(frameLimit: Self.reconcileFrameLimit)).respond(to: message)
             }
-            let reply = Reconciler(items, configuration: .init(frameLimit: Self.reconcileFrameLimit)).respond(to: message)
             return APIResponse(body: .bytes(reply.encoded(), contentType: ReconcileMessage.mediaType))
         })
     }
@@ -71,31 +63,90 @@ extension KintoAPI {
     /// storage keeps on every write (``StorageSession/contentHashes(_:ids:_:)``: the hash the sync
     /// engine computes for a record read from this server, without `last_modified`). No JSON is
     /// parsed; the rows come in id order, so nothing is sorted either.
-    static func reconcileItems(session: any StorageSession, key: ResourceKey, ids: [String]?) throws -> SortedReconcileItems {
+    static func reconcileItems(session: any StorageSession, key: ResourceKey, ids: [String]?) throws -> [ReconcileItem] {
         var items: [ReconcileItem] = []
         try session.contentHashes(key, ids: ids) { id, hash in
             items.append(ReconcileItem(id: id, hash: hash))
         }
-        return SortedReconcileItems(sortedUnique: items)
+        return items
     }
 }
 
-/// The items of the last few collections reconciled, each valid at one collection timestamp:
-/// the rounds of one exchange (and exchanges of several clients) read the stored hashes and
-/// sum them once, not once per round. Only for callers who may read every record of the collection.
+/// The items of the last few collections reconciled, each as of one records timestamp, kept
+/// up to date from the change feed: a round reads only the records written since the items
+/// were last used (their ids from the `last_modified` index, their stored hashes by id) and
+/// applies them to the chunks that hold them (``ChunkedReconcileItems``), so its work grows
+/// with the writes since, not with the collection. The collection is read in full only the
+/// first time, when the feed cannot say what changed (tombstones purged past the kept
+/// timestamp, the collection deleted and made again), or when more changed than
+/// ``catchUpLimit``. Only for callers who may read every record of the collection.
 final class ReconcileItemsCache: Sendable {
-    /// How many collections are kept (each holds its items and prefix sums in memory).
+    /// How many collections are kept (each holds its items in memory).
     static let capacity = 4
-    private let entries = NIOLockedValueBox<[(uri: String, timestamp: Int64, items: SortedReconcileItems)]>([])
+    /// The most changes applied to kept items; beyond, the collection is read again.
+    static let catchUpLimit = 20_000
 
-    func items(_ uri: String, timestamp: Int64) -> SortedReconcileItems? {
-        entries.withLockedValue { entries in entries.first { $0.uri == uri && $0.timestamp == timestamp }?.items }
+    struct Entry: Sendable {
+        var uri: String
+        /// The collection object's `last_modified`: made again, it holds other records.
+        var collection: Int64
+        /// The records timestamp the items are as of.
+        var timestamp: Int64
+        var items: ChunkedReconcileItems
     }
 
-    func keep(_ items: SortedReconcileItems, _ uri: String, timestamp: Int64) {
+    private let entries = NIOLockedValueBox<[Entry]>([])
+
+    /// The collection's items as of this session's snapshot, caught up or read in full.
+    /// - Parameter collection: the collection's path and id (the last of the record's required parents).
+    func current(_ uri: String, key: ResourceKey, collection: (ObjectPath, String)?, session: any StorageSession) throws -> ChunkedReconcileItems {
+        let timestamp = try session.timestamp(key)
+        let horizon = try session.tombstoneHorizon(key)
+        let made = try collection.flatMap { try session.get($0.0.storageKey, id: $0.1, includeDeleted: false)?.lastModified } ?? 0
+        if var entry = entries.withLockedValue({ entries in entries.first { $0.uri == uri } }),
+           entry.collection == made, entry.timestamp <= timestamp, horizon <= entry.timestamp {
+            if entry.timestamp == timestamp { return entry.items }
+            if try Self.catchUp(&entry.items, key: key, since: entry.timestamp, session: session) {
+                entry.timestamp = timestamp
+                keep(entry)
+                return entry.items
+            }
+        }
+        let items = try KintoAPI.reconcileItems(session: session, key: key, ids: nil)
+        let entry = Entry(uri: uri, collection: made, timestamp: timestamp, items: ChunkedReconcileItems(sortedUnique: items))
+        keep(entry)
+        return entry.items
+    }
+
+    /// Applies the records written after `since` (creates, updates, deletes) to `items`;
+    /// false, with `items` untouched, when there are more than ``catchUpLimit``.
+    static func catchUp(_ items: inout ChunkedReconcileItems, key: ResourceKey, since: Int64, session: any StorageSession) throws -> Bool {
+        var live: [String] = []
+        var deleted: [String] = []
+        let query = ListQuery(filters: [Filter("last_modified", .gt, .int(since))], sort: [], limit: catchUpLimit + 1, includeDeleted: true)
+        try session.list(key, query: query) { object in
+            if object.deleted { deleted.append(object.id) } else { live.append(object.id) }
+            return true
+        }
+        guard live.count + deleted.count <= catchUpLimit else { return false }
+        var changes = items
+        for id in deleted { changes.remove(Array(id.utf8)) }
+        if !live.isEmpty {
+            try session.contentHashes(key, ids: live) { id, hash in changes.set(ReconcileItem(id: id, hash: hash)) }
+        }
+        changes.reindex()
+        items = changes
+        return true
+    }
+
+    /// Keeps an entry unless a newer one of the same collection is kept already.
+    private func keep(_ entry: Entry) {
         entries.withLockedValue { entries in
-            entries.removeAll { $0.uri == uri }
-            entries.append((uri, timestamp, items))
+            if let index = entries.firstIndex(where: { $0.uri == entry.uri }) {
+                if entries[index].collection == entry.collection, entries[index].timestamp > entry.timestamp { return }
+                entries.remove(at: index)
+            }
+            entries.append(entry)
             if entries.count > Self.capacity { entries.removeFirst() }
         }
     }

@@ -399,12 +399,16 @@ struct Run {
     /// diff: hash both sides, apply only the differences. A server target that reconciles is
     /// compared by fingerprints instead of being read (``reconciledDiff(source:server:progress:total:resume:)``);
     /// so is a server source, whose differing records alone are then read by id
-    /// (``reconciledFetch(server:target:resume:)``).
+    /// (``reconciledFetch(server:target:resume:)``); between two such servers neither is read
+    /// (the engine relays the exchange between them).
     /// - Parameter target: nil when a dry run plans against a target that does not exist yet.
     /// - Parameter resume: save where the read of the source ended as the checkpoint (an
     ///   incremental run resynchronising goes on from there).
     mutating func diff(source: any Endpoint, target: (any Endpoint)?, progress: ((Int, Int?) -> Void)?, total: Int?,
                        resume: Bool = false) async throws {
+        if let target, let servers = SyncEngine.reconcilingServers(source: source, target: target, job: job) {
+            return try await reconciledFetch(server: servers.source, target: servers.target, resume: resume)
+        }
         if let target, let (server, localIsSource) = SyncEngine.reconcilingServer(source: source, target: target, job: job) {
             if localIsSource { return try await reconciledDiff(source: source, server: server, progress: progress, total: total, resume: resume) }
             return try await reconciledFetch(server: server, target: target, resume: resume)

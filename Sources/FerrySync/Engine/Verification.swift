@@ -52,7 +52,7 @@ public struct ReconciliationCost: Sendable, Equatable {
     public var bytesSent = 0
     public var bytesReceived = 0
 
-    init(_ outcome: ReconcileExchange<SortedReconcileItems>.Outcome) {
+    init(_ outcome: ReconcileOutcome) {
         rounds = outcome.rounds
         bytesSent = outcome.bytesSent
         bytesReceived = outcome.bytesReceived
