@@ -58,21 +58,15 @@ public final class SmallDisk: @unchecked Sendable {
         public let description: String
     }
 
+    /// Runs a command (mount, umount …) through ``Spawn`` (posix_spawn and waitpid): Foundation's
+    /// `waitUntilExit()` once never saw a finished child end.
     static func run(_ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
         do {
-            try process.run()
+            let result = try Spawn.run("/usr/bin/env", arguments)
+            return (result.status, result.stdout + result.stderr)
         } catch {
             return (-1, "\(error)")
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 
