@@ -22,7 +22,10 @@ extension KintoEndpoint {
             let chunk = ids[start..<min(start + Self.idsPerRequest, ids.count)]
             start += chunk.count
             let list = chunk.map { HTTPTransport.queryEncode(JSON.string($0).serialized()) }.joined(separator: ",")
-            let response = try await http.send(.GET, recordsURL + "?in_id=\(list)&_limit=\(chunk.count)")
+            // In id order: the list's default order (newest first) made SQLite walk the collection by
+            // its last_modified index for every request, about 0.6 s each on 200,000 records
+            // (10,000 differences read that way took 40 s against 2 s for the full read).
+            let response = try await http.send(.GET, recordsURL + "?in_id=\(list)&_sort=id&_limit=\(chunk.count)")
             guard response.status == 200 else { throw failure(response, "reading \(chunk.count) records by id") }
             guard let data = try json(response, "GET records by id")["data"]?.arrayValue else {
                 throw SyncError(.protocolError, "\(displayName): the records list has no data array")
