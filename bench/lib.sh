@@ -55,10 +55,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_ready() {  # $1 port, $2 log file: wait (max 60 s) for the heartbeat
+wait_ready() {  # $1 port, $2 log file, $3 the server's pid ($SERVER_PID): wait (max 60 s) for the heartbeat
   for _ in $(seq 600); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$1/v1/__heartbeat__" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    if ! kill -0 "${3:-$SERVER_PID}" 2>/dev/null; then
       echo "server exited during start-up; log:" >&2; cat "$2" >&2; return 1
     fi
     sleep 0.1

@@ -45,9 +45,7 @@ export FERRY_SOURCE_AUTH=$USERPASS FERRY_TARGET_AUTH=$USERPASS
 PORT2=$(free_port)
 "$FERRY" serve --port "$PORT2" --data "$WORK/data2" --log-level warning >"$WORK/server2.log" 2>&1 &
 SECOND_PID=$!
-SERVER_PID_KEEP=$SERVER_PID; SERVER_PID=$SECOND_PID
-wait_ready "$PORT2" "$WORK/server2.log"
-SERVER_PID=$SERVER_PID_KEEP
+wait_ready "$PORT2" "$WORK/server2.log" "$SECOND_PID"
 SECOND="http://127.0.0.1:$PORT2/v1/buckets/main/collections/users"
 
 log "loading $N records into the server"
