@@ -42,17 +42,29 @@ def _form(driver, action_suffix):
 
 def _submit(form):
     """Clicks the form's button and waits for the next page: a click returns before the browser
-    has navigated, and reading the old page's body then fails as stale (it did, under load)."""
+    has navigated, and reading the old page's body then fails as stale (it did, under load).
+
+    The old page is told apart by a mark on its window object, which a navigation replaces; an
+    element reference is not used, because Chromium can answer a question about an element of a
+    page being torn down with "Node with given id does not belong to the document" (a generic
+    error, not a stale-element one), which failed a CI run. Any error while the browser is between
+    pages means "not yet"."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = form.parent
-    old_page = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.__ferryOldPage = true;")
     form.find_element(By.TAG_NAME, "button").click()
-    wait = WebDriverWait(driver, 60)
-    wait.until(expected_conditions.staleness_of(old_page))
-    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def on_the_next_page(d):
+        try:
+            return d.execute_script(
+                "return window.__ferryOldPage === undefined && document.readyState === 'complete'")
+        except WebDriverException:
+            return False
+
+    WebDriverWait(driver, 60).until(on_the_next_page)
 
 
 def _text(driver):
