@@ -8,8 +8,8 @@ protocol ObjectRows: StorageSession {
     /// timestamps strictly increase in commit order (invariant 2). The one step each backend does
     /// its own way: PostgreSQL reads and raises the kind's row in one statement under its row lock
     /// (a second round trip would hold that lock longer), SQLite in memory under its single writer.
-    /// They differ on a kind's first write only: PostgreSQL takes the later of `requested` and now,
-    /// SQLite `requested`.
+    /// On a kind's first write both keep `requested` (Kinto does), else take now (contract test
+    /// "first write keeps its requested timestamp").
     func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64
     /// Inserts or replaces an object's row as a live object with this JSON and content hash.
     func upsertRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String, hash: [UInt8]?) throws

@@ -25,6 +25,26 @@ enum StorageContract {
         #expect(future == past + 1_000_000)
     }
 
+    /// A kind's first write with a requested timestamp keeps it, as Kinto's storage does (a
+    /// record copied with its `last_modified` into an empty collection keeps it), on every
+    /// backend: PostgreSQL once took the later of now and the requested value here.
+    static func firstWriteKeepsItsRequestedTimestamp(_ storage: any DumpableStorage) async throws {
+        let fresh = ResourceKey(parentID: "/buckets/b/collections/first", resourceName: "record")
+        let requested: Int64 = 1_000_000_000_000
+        let first = try await storage.write { s in try s.put(fresh, id: "a", data: [:], requestedTimestamp: requested).lastModified }
+        #expect(first == requested)
+        #expect(try await storage.read { s in try s.timestamp(fresh) } == requested)
+        // The next write without one is after it (now, which is later), and one at the same
+        // value is moved past the kind's current timestamp.
+        let again = try await storage.write { s in try s.put(fresh, id: "b", data: [:], requestedTimestamp: requested).lastModified }
+        #expect(again > requested)
+        // No requested timestamp on a kind's first write: now, not 0 or 1.
+        let other = ResourceKey(parentID: "/buckets/b/collections/other", resourceName: "record")
+        let before = Timestamp.now()
+        let plain = try await storage.write { s in try s.put(other, id: "a", data: [:], requestedTimestamp: nil).lastModified }
+        #expect(plain >= before)
+    }
+
     static func deleteLeavesTombstoneThatSinceReturns(_ storage: any DumpableStorage) async throws {
         let key = records
         let created = try await storage.write { s in try s.put(key, id: "a", data: ["v": 1], requestedTimestamp: nil) }
@@ -688,6 +708,7 @@ enum StorageContract {
     static let all: [(String, @Sendable (any DumpableStorage) async throws -> Void)] = [
         ("content-hashes", { try await contentHashesFollowEveryWrite($0) }),
         ("timestamps", { try await timestampsAreStrictlyIncreasingPerKind($0) }),
+        ("first write keeps its requested timestamp", { try await firstWriteKeepsItsRequestedTimestamp($0) }),
         ("tombstones", { try await deleteLeavesTombstoneThatSinceReturns($0) }),
         ("filters", { try await filtersSortsAndPagesOverJSONFields($0) }),
         ("rollback", { try await failedWriteTransactionChangesNothing($0) }),

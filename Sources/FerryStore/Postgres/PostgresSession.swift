@@ -180,7 +180,7 @@ struct PostgresSession: ObjectRows {
     struct AllocateTimestamp: PostgresPreparedStatement {
         static let sql = """
             INSERT INTO timestamps AS t (parent_id, resource_name, last_modified)
-            SELECT $1, $2, GREATEST($3, $4) FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced
+            SELECT $1, $2, CASE WHEN $4 > 0 THEN $4 ELSE $3 END FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced
             ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified =
                 CASE WHEN $4 > t.last_modified THEN $4 ELSE GREATEST($3, t.last_modified + 1) END
             RETURNING last_modified
