@@ -33,6 +33,7 @@ import Testing
         #expect(Self.probe(["_ferry_meta", "7"]) == ([meta, version], .version(7)))
         #expect(Self.probe(["_ferry_meta", nil]) == ([meta, version], .version(0)))
         #expect(Self.probe(["_ferry_meta", "one"]) == ([meta, version], .unreadable("one")))
+        #expect(Self.probe(["_ferry_meta", "-1"]) == ([meta, version], .unreadable("-1")))
     }
 
     @Test func migrationsGoFromAnyOlderVersionToTheCurrentOneAndRefuseNewerOnes() throws {

@@ -117,7 +117,7 @@ struct FerryTables: Sendable {
             case .version:
                 stage = .done
                 // No row in a `_ferry_meta` (emptied by hand): the tables are taken as version 0's.
-                layout = answer.map { text in Int(text).map { .version($0) } ?? .unreadable(text) } ?? .version(0)
+                layout = answer.map { text in Int(text).flatMap { $0 >= 0 ? .version($0) : nil } ?? .unreadable(text) } ?? .version(0)
                 return nil
             case .done:
                 return nil
