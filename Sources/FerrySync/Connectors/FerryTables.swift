@@ -12,7 +12,8 @@ import FerryCore
 ///
 /// A database written by a Ferry from before versions has no `_ferry_meta` (version 0). The
 /// first batch written migrates it (``migration(from:)``), in that batch's transaction, to the
-/// current version; reads (a checkpoint, `--reset`) take every version up to the current one.
+/// current version; reads (a checkpoint, `--reset`) take every version up to the current one
+/// (a version that changes `_ferry_checkpoints` must make them read the older layouts too).
 /// A version newer than this Ferry knows is refused before anything is changed.
 ///
 /// Versions:
