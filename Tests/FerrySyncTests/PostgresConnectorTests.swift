@@ -260,7 +260,7 @@ struct PostgresConnectorTests {
         let target = db.url + "#crm.people"
         await #expect(try sync(["file:odd.jsonl", target], in: dir)["created"] == 2)
         try await verifyEqual("file:odd.jsonl", target, count: 2, in: dir)
-        #expect(try tables(db.name) == ["_ferry_checkpoints", "_ferry_tables", "people"])
+        #expect(try tables(db.name) == ["_ferry_checkpoints", "_ferry_meta", "_ferry_tables", "people"])
         #expect(try cluster.psql(db.name, "SELECT schemaname FROM pg_tables WHERE tablename = 'people'") == "crm")
         #expect(try cluster.psql(db.name, #"SELECT "a""b; DROP TABLE users; --" FROM crm.people WHERE id = 2"#) == "y")
         #expect(try cluster.psql(db.name, "SELECT data_type FROM information_schema.columns WHERE column_name = 'id'") == "bigint")
@@ -288,6 +288,85 @@ struct PostgresConnectorTests {
         #expect(resumed["read"] == 400 && resumed["created"] == 400 && resumed["cursorBefore"] == ["field": 1000059, "key": "u0000599"],
                 "\(resumed.serialized())")
         try await verifyEqual("sqlite:src.db#users", db.url + "#users", count: 1000, in: dir)
+    }
+
+    // MARK: Ferry's tables: version and migration
+
+    /// Ferry's tables as a Ferry from before versions made them in `schema`, with job `old`'s
+    /// checkpoint after the 600th row of `writeUsersTable`'s, and a table `users` Ferry made
+    /// (without `address`).
+    func makeOldLayout(_ database: String, schema: String) throws {
+        try cluster.psql(database, """
+            CREATE SCHEMA IF NOT EXISTS \(schema);
+            CREATE TABLE \(schema)._ferry_checkpoints (job text PRIMARY KEY, cursor text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+            CREATE TABLE \(schema)._ferry_tables (name text PRIMARY KEY);
+            INSERT INTO \(schema)._ferry_checkpoints VALUES ('old', '{"field":1000059,"key":"u0000599"}', '2026-01-01 10:00:00+00');
+            INSERT INTO \(schema)._ferry_tables VALUES ('users');
+            CREATE TABLE \(schema).users (id text PRIMARY KEY, username text, age bigint, updated_at bigint);
+            """)
+    }
+
+    /// Ferry's tables' columns and `_ferry_meta`'s rows, in `schema`.
+    func ferryTables(_ database: String, schema: String) throws -> String {
+        try cluster.psql(database, """
+            SELECT string_agg(table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-'), ', '
+                              ORDER BY table_name, ordinal_position)
+            FROM information_schema.columns WHERE table_schema = '\(schema)' AND table_name LIKE '\\_ferry%'
+            """) + " | " + cluster.psql(database, "SELECT string_agg(name || '=' || value, ', ' ORDER BY name) FROM \(schema)._ferry_meta")
+    }
+
+    @Test func aDatabaseFromBeforeVersionsIsMigratedAndKeepsItsCheckpointAndTables() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsersTable(dir.file("src.db"), count: 1000)
+        try makeOldLayout(db.name, schema: "crm")
+        let arguments = ["sqlite:src.db#users", db.url + "#crm.users", "--mode", "incremental", "--cursor-field", "updated_at", "--job", "old"]
+
+        let first = try await sync(arguments, in: dir)
+        // From the old checkpoint on; `address` grew a column, as only a table Ferry made does.
+        #expect(first["cursorBefore"] == ["field": 1000059, "key": "u0000599"] && first["read"] == 400 && first["created"] == 400,
+                "\(first.serialized())")
+        #expect(try cluster.psql(db.name, "SELECT count(address) FROM crm.users") == "400")
+        #expect(try cluster.psql(db.name, "SELECT string_agg(name, ',') FROM crm._ferry_tables") == "users")
+        #expect(try cluster.psql(db.name, "SELECT job || ' ' || (cursor::jsonb->>'field') FROM crm._ferry_checkpoints") == "old 1000099")
+        let migrated = try ferryTables(db.name, schema: "crm")
+        #expect(migrated == """
+            _ferry_checkpoints.job text NO -, _ferry_checkpoints.cursor text NO -, _ferry_checkpoints.updated_at timestamp with time zone NO now(), \
+            _ferry_meta.name text NO -, _ferry_meta.value text NO -, _ferry_tables.name text NO - | schema_version=\(FerryTables.currentVersion)
+            """)
+        #expect(try tables(db.name) == ["_ferry_checkpoints", "_ferry_meta", "_ferry_tables", "users"])
+
+        // Once migrated, a run migrates nothing again.
+        let second = try await sync(arguments, in: dir)
+        #expect(second["read"] == 0, "\(second.serialized())")
+        #expect(try ferryTables(db.name, schema: "crm") == migrated)
+    }
+
+    @Test(arguments: [["--mode", "incremental", "--cursor-field", "updated_at"], ["--mode", "full"], ["--mode", "incremental", "--cursor-field", "updated_at", "--reset"]])
+    func aNewerVersionOfFerrysTablesIsRefusedAndNothingChanges(mode: [String]) async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsersTable(dir.file("src.db"), count: 10)
+        try makeOldLayout(db.name, schema: "public")
+        let newer = FerryTables.currentVersion + 1
+        try cluster.psql(db.name, """
+            CREATE TABLE _ferry_meta (name text PRIMARY KEY, value text NOT NULL);
+            INSERT INTO _ferry_meta VALUES ('schema_version', '\(newer)');
+            """)
+        func everything() throws -> String {
+            try ["_ferry_checkpoints", "_ferry_tables", "_ferry_meta", "users"].map { try contents(db.name, $0) }.joined(separator: " / ")
+                + " / " + ferryTables(db.name, schema: "public") + " / \(try tables(db.name))"
+        }
+        let before = try everything()
+
+        let result = try await Ferry.run(["sync", "sqlite:src.db#users", db.url + "#users", "--job", "old"] + mode, in: dir.path)
+        #expect(result.status == 2)
+        #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.hasSuffix("""
+            #users: Ferry's tables in this database are at schema version \(newer), and this Ferry knows versions \
+            up to \(FerryTables.currentVersion): run a newer Ferry (nothing was changed)
+
+            """), "\(result.stderr)")
+        #expect(try everything() == before)
     }
 
     /// Batches into PostgreSQL are 10,000 records unless `--batch-size` says otherwise: a batch

@@ -32,7 +32,7 @@ extension SQLiteWriter {
         defer { expected = [:] }
         guard !endpoint.columns.isEmpty else { return [] }  // no table yet: every row is absent
         // Takes the write lock before reading, so the rows read stay so until the commit.
-        try db.execute(sql: "UPDATE _ferry_checkpoints SET job = job WHERE 0")
+        try db.execute(sql: "UPDATE \(FerryTables.checkpoints) SET job = job WHERE 0")
         let keyField = endpoint.options.keyField
         let keyType = endpoint.columns.first { $0.name == keyField }?.type ?? ""
         let sql = "SELECT * FROM \(endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(keyField)) = ?"

@@ -45,9 +45,6 @@ public final class PostgresEndpoint: Endpoint {
     /// `"schema"."table"`, or `"table"` in the current schema.
     var quotedTable: String { location.schema.map { Self.quote($0) + "." } .map { $0 + Self.quote(location.table) } ?? Self.quote(location.table) }
 
-    /// A table of Ferry's own (`_ferry_checkpoints`, …), in the same schema as the data.
-    func quotedOwnTable(_ name: String) -> String { location.schema.map { Self.quote($0) + "." + name } ?? name }
-
     /// Text parameters, `$1`, `$2`, … (nil is NULL).
     static func binds(_ values: String?...) -> PostgresBindings {
         var binds = PostgresBindings(capacity: values.count)

@@ -33,9 +33,11 @@ final class PostgresWriter: TargetWriter {
     let endpoint: PostgresEndpoint
     let session: PostgresEndpointSession
     let job: String
+    /// Ferry's own tables in the table's schema (checkpoints, tables Ferry made, their version).
+    let tables: FerryTables
     /// Whether Ferry created the table (and may add columns to it).
     private var ownsTable = false
-    /// The checkpoint tables exist and the session is set up (committed).
+    /// Ferry's tables are at their current version and the session is set up (committed).
     private var setupDone = false
     /// The temporary table for the current columns, once a commit made it.
     private var stage: (name: String, columns: [PostgresColumn])? = nil
@@ -57,32 +59,35 @@ final class PostgresWriter: TargetWriter {
         self.endpoint = endpoint
         self.session = session
         self.job = job
+        tables = FerryTables(dialect: .postgres(schema: endpoint.location.schema), place: endpoint.displayName)
     }
 
     var commitsEachBatch: Bool { true }
     var keepsCheckpoint: Bool { true }
 
     private var name: String { endpoint.displayName }
-    private var checkpoints: String { endpoint.quotedOwnTable("_ferry_checkpoints") }
-    private var ownTables: String { endpoint.quotedOwnTable("_ferry_tables") }
     private var keyField: String { endpoint.options.keyField }
 
     func storedCursor() async throws -> Cursor? {
-        guard try await session.rows("SELECT to_regclass($1)::text", PostgresEndpoint.binds(checkpoints)).first?.text(0) != nil else {
-            return nil
+        let text: String?
+        do {
+            guard let query = try tables.readCheckpoint(job: job, layout: await session.layout(of: tables)) else { return nil }
+            text = try await session.text(query)
+        } catch {
+            throw PostgresErrors.translate(error, location: endpoint.location, connecting: false, kind: .protocolError)
         }
-        guard let text = try await session.rows("SELECT cursor FROM \(checkpoints) WHERE job = $1", PostgresEndpoint.binds(job)).first?.text(0) else {
-            return nil
-        }
-        guard let json = try? JSON.parse(text), let cursor = Cursor(json: json) else {
-            throw SyncError(.badInput, "\(name): the checkpoint of job \(job) is unreadable (\(text)); rerun with --mode full or --reset")
-        }
-        return cursor
+        return try tables.cursor(text, job: job)
     }
 
     func resetCheckpoint() async throws {
-        guard try await session.rows("SELECT to_regclass($1)::text", PostgresEndpoint.binds(checkpoints)).first?.text(0) != nil else { return }
-        try await session.rows("DELETE FROM \(checkpoints) WHERE job = $1", PostgresEndpoint.binds(job), kind: .target)
+        let clear: FerryTables.Statement?
+        do {
+            clear = try tables.clearCheckpoint(job: job, layout: await session.layout(of: tables))
+        } catch {
+            throw PostgresErrors.translate(error, location: endpoint.location, connecting: false, kind: .protocolError)
+        }
+        guard let clear else { return }
+        try await session.rows(clear.sql, clear.binds, kind: .target)
     }
 
     func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
@@ -284,6 +289,16 @@ final class PostgresWriter: TargetWriter {
         // A lone COPY is a transaction of its own; anything more needs one around it.
         let lone = way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
             && setupDone && encoded.extra.isEmpty && conditions.isEmpty
+        if !setupDone {
+            // A version of Ferry's tables this Ferry does not know is refused before the batch begins.
+            let layout: FerryTables.Layout
+            do {
+                layout = try await session.layout(of: tables)
+            } catch {
+                throw await failed(error, inTransaction: false, columns: committedColumns)
+            }
+            try tables.check(layout)
+        }
         do {
             if !setupDone {
                 try await execute("SET synchronous_commit = off")
@@ -300,8 +315,10 @@ final class PostgresWriter: TargetWriter {
                 encoded = encode(changes, unknown: [], columns: endpoint.columns, scratch: &scratch, into: &copyText)
             }
             if !setupDone {
-                try await execute("CREATE TABLE IF NOT EXISTS \(checkpoints) (job text PRIMARY KEY, cursor text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
-                try await execute("CREATE TABLE IF NOT EXISTS \(ownTables) (name text PRIMARY KEY)")
+                // Ferry's tables at their current version, migrated in this batch's transaction.
+                for statement in try tables.migration(from: await session.layout(of: tables)) {
+                    try await session.run(statement)
+                }
             }
             if !encoded.extra.isEmpty {
                 // New columns (or a new table), then everything again against them; fields still
@@ -342,9 +359,7 @@ final class PostgresWriter: TargetWriter {
                 try await delete(encoded.keys, outcome: &outcome)
             }
             if let cursor {
-                try await execute(
-                    "INSERT INTO \(checkpoints) (job, cursor, updated_at) VALUES ($1, $2, now()) ON CONFLICT (job) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = EXCLUDED.updated_at",
-                    PostgresEndpoint.binds(job, cursor.json.serialized()))
+                try await session.run(tables.saveCheckpoint(job: job, cursor: cursor))
             }
             if !lone {
                 try await execute("COMMIT")
@@ -554,7 +569,7 @@ final class PostgresWriter: TargetWriter {
                 definitions.append("\(PostgresEndpoint.quote(field)) \(PostgresColumn.declaredType(for: newFields[field]!))")
             }
             try await execute("CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", ")))")
-            try await execute("INSERT INTO \(ownTables) (name) VALUES ($1) ON CONFLICT DO NOTHING", PostgresEndpoint.binds(endpoint.location.table))
+            try await session.run(tables.recordOwned(endpoint.location.table))
             endpoint.columns = try await endpoint.readColumns(session)
             ownsTable = true
             copiesDirectly = true
@@ -562,7 +577,7 @@ final class PostgresWriter: TargetWriter {
         }
         guard !newFields.isEmpty, !endpoint.columns.isEmpty else { return [] }
         if !ownsTable {
-            ownsTable = try await !query("SELECT 1 FROM \(ownTables) WHERE name = $1", PostgresEndpoint.binds(endpoint.location.table)).isEmpty
+            ownsTable = try await session.text(tables.findOwned(endpoint.location.table)) != nil
         }
         guard ownsTable else { return Set(newFields.keys) }
         for field in newFields.keys.sorted() where Self.isColumnName(field) {

@@ -6,6 +6,8 @@ final class SQLiteWriter: TargetWriter {
     let endpoint: SQLiteEndpoint
     let queue: DatabaseQueue
     let job: String
+    /// Ferry's own tables in the database (checkpoints, tables Ferry made, their version).
+    let tables: FerryTables
     /// Whether Ferry created the table (and may add columns to it).
     private var ownsTable = false
     /// A two-way run's conditions (``expect(key:exists:version:hash:)``): key → the hash the row
@@ -18,28 +20,20 @@ final class SQLiteWriter: TargetWriter {
         self.endpoint = endpoint
         self.queue = queue
         self.job = job
+        tables = FerryTables(dialect: .sqlite, place: endpoint.displayName)
     }
 
     var commitsEachBatch: Bool { true }
     var keepsCheckpoint: Bool { true }
 
-    private static let setup = """
-        CREATE TABLE IF NOT EXISTS _ferry_checkpoints (job TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated_at TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS _ferry_tables (name TEXT PRIMARY KEY);
-        """
-
     func storedCursor() async throws -> Cursor? { try storedCursorNow() }
 
     private func storedCursorNow() throws -> Cursor? {
         let text = try queue.read { db -> String? in
-            guard try db.tableExists("_ferry_checkpoints") else { return nil }
-            return try String.fetchOne(db, sql: "SELECT cursor FROM _ferry_checkpoints WHERE job = ?", arguments: [self.job])
+            guard let query = try self.tables.readCheckpoint(job: self.job, layout: db.layout(of: self.tables)) else { return nil }
+            return try db.text(query)
         }
-        guard let text else { return nil }
-        guard let json = try? JSON.parse(text), let cursor = Cursor(json: json) else {
-            throw SyncError(.badInput, "\(endpoint.displayName): the checkpoint of job \(job) is unreadable (\(text)); rerun with --mode full or --reset")
-        }
-        return cursor
+        return try tables.cursor(text, job: job)
     }
 
     func resetCheckpoint() async throws { try reset() }
@@ -47,8 +41,8 @@ final class SQLiteWriter: TargetWriter {
     /// Forgets the job's checkpoint (`--reset`).
     func reset() throws {
         try queue.write { db in
-            if try db.tableExists("_ferry_checkpoints") {
-                try db.execute(sql: "DELETE FROM _ferry_checkpoints WHERE job = ?", arguments: [self.job])
+            if let clear = try self.tables.clearCheckpoint(job: self.job, layout: db.layout(of: self.tables)) {
+                try db.run(clear)
             }
         }
     }
@@ -66,21 +60,22 @@ final class SQLiteWriter: TargetWriter {
             try self.apply(changedMeanwhile.isEmpty ? changes : changes.filter { !changedMeanwhile.contains($0.key.text) },
                            in: db, outcome: &outcome)
             if let cursor {
-                try db.execute(
-                    sql: "INSERT INTO _ferry_checkpoints (job, cursor, updated_at) VALUES (?, ?, datetime('now')) ON CONFLICT(job) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-                    arguments: [self.job, cursor.json.serialized()])
+                try db.run(self.tables.saveCheckpoint(job: self.job, cursor: cursor))
             }
             return outcome
         }
     }
 
-    /// Runs `body` in one transaction, after Ferry's own tables exist. A failed transaction is
+    /// Runs `body` in one transaction, after Ferry's own tables exist at their current version
+    /// (migrated in that transaction; a newer version is refused). A failed transaction is
     /// rolled back whole and becomes a ``SyncError`` of kind `.target`.
     func transaction<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try queue.write { db in
                 if !self.setupDone {
-                    try db.execute(sql: Self.setup)
+                    for statement in try self.tables.migration(from: db.layout(of: self.tables)) {
+                        try db.run(statement)
+                    }
                     self.setupDone = true
                 }
                 return try body(db)
@@ -146,7 +141,7 @@ final class SQLiteWriter: TargetWriter {
                 definitions.append("\(SQLiteEndpoint.quote(name)) \(types[name]!)")
             }
             try db.execute(sql: "CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", ")))")
-            try db.execute(sql: "INSERT OR IGNORE INTO _ferry_tables (name) VALUES (?)", arguments: [endpoint.table])
+            try db.run(tables.recordOwned(endpoint.table))
             endpoint.columns = try SQLiteEndpoint.columns(of: endpoint.table, in: db)
             ownsTable = true
             return
@@ -155,7 +150,7 @@ final class SQLiteWriter: TargetWriter {
         let missing = order.filter { !known.contains($0) }
         guard !missing.isEmpty else { return }
         if !ownsTable {
-            ownsTable = try String.fetchOne(db, sql: "SELECT name FROM _ferry_tables WHERE name = ?", arguments: [endpoint.table]) != nil
+            ownsTable = try db.text(tables.findOwned(endpoint.table)) != nil
         }
         guard ownsTable else { return }  // records with those fields are rejected one by one
         for name in missing.sorted() {
