@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
+        // What the C allocator holds in use, for the server's memory gauges (malloc.h is not in Swift's Glibc module).
+        .target(name: "CFerryMemory"),
         .target(
             name: "FerryCore",
             dependencies: [
@@ -73,6 +75,7 @@ let package = Package(
         .target(
             name: "FerryServer",
             dependencies: [
+                "CFerryMemory",
                 "FerryCore",
                 "FerryStore",
                 .product(name: "Hummingbird", package: "hummingbird"),

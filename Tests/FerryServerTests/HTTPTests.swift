@@ -81,6 +81,12 @@ import Testing
                 // The SQLite file and its log, read at the scrape.
                 let size = text.split(separator: "\n").first { $0.hasPrefix("ferry_storage_bytes ") }.flatMap { Double($0.split(separator: " ")[1]) }
                 #expect((size ?? 0) > 4096, "\(text)")
+                // Memory in use, read at the scrape: the heap holds SQLite's share and more.
+                func gauge(_ name: String) -> Double? {
+                    text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                }
+                let heap = gauge("ferry_memory_heap_bytes") ?? 0, sqlite = gauge("ferry_memory_sqlite_bytes") ?? 0
+                #expect(sqlite > 0 && heap > sqlite && heap < 4e9, "heap \(heap), SQLite \(sqlite)")
             }
         }
     }

@@ -1,3 +1,4 @@
+import CFerryMemory
 import FerryCore
 import FerryStore
 import HTTPTypes
@@ -71,7 +72,7 @@ public struct FerryResponder: HTTPResponder {
         let answer: APIResponse
         admin?.figures.offer { metrics.exposition() }
         if path == "/metrics" {
-            await refreshStorageSize()
+            await refreshScrapedGauges()
             answer = APIResponse(body: .text(metrics.exposition(), contentType: "text/plain; version=0.0.4"))
             outcome.route = "/metrics"
         } else if path == "/" {
@@ -86,7 +87,7 @@ public struct FerryResponder: HTTPResponder {
                     await streamAnswer(request, stream: opened.stream, context: context)
                 }
             } else {
-                if path.hasPrefix("/admin/server") { await refreshStorageSize() }
+                if path.hasPrefix("/admin/server") { await refreshScrapedGauges() }
                 answer = await handleAdmin(request, admin: admin, context: context)
                 outcome.route = "admin"
             }
@@ -245,9 +246,11 @@ public struct FerryResponder: HTTPResponder {
         }
     }
 
-    /// Reads the database's size into its gauge: on demand, where the figures are shown.
-    func refreshStorageSize() async {
+    /// Reads the database's size and the memory in use into their gauges: on demand, where the
+    /// figures are shown.
+    func refreshScrapedGauges() async {
         if let bytes = await api.storage.sizeInBytes() { metrics.storageSize(bytes) }
+        metrics.memory(heap: ferry_heap_in_use(), sqlite: SQLiteStorage.memoryInUse())
     }
 
     func handleAdmin(_ request: Request, admin: AdminPages, context: Context) async -> APIResponse {

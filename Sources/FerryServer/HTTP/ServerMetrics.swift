@@ -16,6 +16,13 @@ public final class ServerMetrics: Sendable {
     public let streamEvents: CoreMetrics.Counter
     /// The database's size on disk, as of the last `/metrics` or `/admin/server` request.
     public let storageBytes: CoreMetrics.Gauge
+    /// Bytes the process's allocator holds in use (freed memory kept for reuse not counted), and
+    /// of them what SQLite holds (its page caches, bounded by `cache_size`), as of the last
+    /// `/metrics` or `/admin/server` request. The resident set also counts what the allocator
+    /// keeps free for the next requests (up to 64 MiB a heap: `ferry serve` asks glibc for it), so
+    /// it cannot tell a leak from a warm heap; these can.
+    public let heapBytes: CoreMetrics.Gauge
+    public let sqliteBytes: CoreMetrics.Gauge
     /// 1 while this process delivers the webhooks (of several processes on one database, one does).
     public let webhooksLeading: CoreMetrics.Gauge
     /// 1 while this process purges old tombstones (of several processes on one database, one does).
@@ -32,6 +39,8 @@ public final class ServerMetrics: Sendable {
         streamEvents = CoreMetrics.Counter(label: "ferry_stream_events_total", dimensions: [], factory: factory)
         webhooksLeading = CoreMetrics.Gauge(label: "ferry_webhooks_leading", dimensions: [], factory: factory)
         storageBytes = CoreMetrics.Gauge(label: "ferry_storage_bytes", dimensions: [], factory: factory)
+        heapBytes = CoreMetrics.Gauge(label: "ferry_memory_heap_bytes", dimensions: [], factory: factory)
+        sqliteBytes = CoreMetrics.Gauge(label: "ferry_memory_sqlite_bytes", dimensions: [], factory: factory)
         webhooksLeading.record(0)
         tombstonePurgeLeading = CoreMetrics.Gauge(label: "ferry_tombstone_purge_leading", dimensions: [], factory: factory)
         tombstonePurgeLeading.record(0)
@@ -68,6 +77,10 @@ public final class ServerMetrics: Sendable {
     }
     func storageError() { storageErrors.increment() }
     func storageSize(_ bytes: Int64) { storageBytes.record(bytes) }
+    func memory(heap: Int64, sqlite: Int64) {
+        if heap >= 0 { heapBytes.record(heap) }
+        sqliteBytes.record(sqlite)
+    }
 
     /// The Prometheus text exposition.
     public func exposition() -> String { registry.emitToString() }

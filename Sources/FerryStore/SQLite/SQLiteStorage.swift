@@ -211,6 +211,11 @@ public final class SQLiteStorage: Storage {
         return sizes.isEmpty ? nil : sizes.reduce(0, +)
     }
 
+    /// What SQLite holds in memory in this process, over all its connections: page caches
+    /// (`cache_size`, per connection), prepared statements, schema. Bounded by the settings, so it
+    /// grows with the database up to them and no further.
+    public static func memoryInUse() -> Int64 { sqlite3_memory_used() }
+
     public func ping() async -> Bool {
         (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
