@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerrySync
 import Foundation
 import Hummingbird
@@ -66,7 +67,7 @@ struct ListenCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let service = JobService(jobs: jobs.map { ($0, .webhook) }, json: json, maxRuns: maxRuns)
+        let service = JobService(jobs: jobs.map { ($0, .webhook) }, output: .printing(json: json), maxRuns: maxRuns)
         let ports = ServicePorts(label: "ferry listen")
         let receiver = WebhookReceiver(configuration: .init(secret: secret, tolerance: tolerance), log: { ports.note($0) }) { delivery in
             service.delivered(bucket: delivery.bucket, collection: delivery.collection)

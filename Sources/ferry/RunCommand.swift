@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerrySync
 import Foundation
 import HTTPTypes
@@ -89,7 +90,7 @@ struct RunCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let service = JobService(jobs: jobs, json: json, maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
+        let service = JobService(jobs: jobs, output: .printing(json: json), maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
         let signals = ShutdownSignals { _ in service.stop() }
         defer { signals.cancel() }
         let ports = ServicePorts(label: "ferry run")

@@ -3,12 +3,12 @@ import Foundation
 
 /// SIGTERM and SIGINT as an event: the first one calls `onSignal` (finish the current batch,
 /// save the checkpoint, exit 0); a second one exits at once (status 130).
-final class ShutdownSignals: @unchecked Sendable {
+public final class ShutdownSignals: @unchecked Sendable {
     private var sources: [any DispatchSourceSignal] = []
     private let lock = NSLock()
     private var received = 0
 
-    init(onSignal: @escaping @Sendable (Int32) -> Void) {
+    public init(onSignal: @escaping @Sendable (Int32) -> Void) {
         for number in [SIGTERM, SIGINT] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -30,7 +30,7 @@ final class ShutdownSignals: @unchecked Sendable {
     }
 
     /// Puts the default handlers back.
-    func cancel() {
+    public func cancel() {
         for source in sources { source.cancel() }
         for number in [SIGTERM, SIGINT] { signal(number, SIG_DFL) }
     }
