@@ -73,9 +73,13 @@ public final class JobStatus: @unchecked Sendable {
     /// The k of "in sync k intervals ahead" in `/status` and `/metrics`.
     static let modelAhead = 10
 
+    /// The counters and gauges of `GET /metrics`; used under ``lock``.
+    private let metrics: JobMetrics
+
     init(jobs: [Job], modelInterval: Double = 60) {
         entries = jobs.map { Entry(name: $0.name, schedule: $0.schedule, id: $0.id, statePath: $0.statePath, twoWay: $0.twoWay) }
         self.modelInterval = modelInterval
+        metrics = JobMetrics(jobs: jobs.map(\.name))
     }
 
     func update(_ name: String, _ change: (inout Entry) -> Void) {
@@ -122,7 +126,10 @@ public final class JobStatus: @unchecked Sendable {
             } else {
                 entry.lastOutcome = "error"
             }
-            if entry.lastOutcome != "ok" && entry.lastOutcome != "stopped early" { entry.failures += 1 }
+            let failed = entry.lastOutcome != "ok" && entry.lastOutcome != "stopped early"
+            if failed { entry.failures += 1 }
+            // Under the lock, as the scrapes: a scrape sees all of this run's counts or none.
+            metrics.add(job: name, report: report, failed: failed)
             let point = RunPoint(ended: entry.lastEnded!, records: report.map { max($0.written, $0.created + $0.updated) + $0.deleted } ?? 0,
                                  lag: JobStatus.lag(entry, now: entry.lastEnded!), succeeded: entry.lastOutcome == "ok" || entry.lastOutcome == "stopped early")
             entry.history = Array((entry.history + [point]).suffix(JobStatus.historyLength))
@@ -214,38 +221,9 @@ public final class JobStatus: @unchecked Sendable {
         return ["started": .string(StateStoreTime.format(started)), "jobs": .array(list)]
     }
 
-    /// The Prometheus text format.
+    /// The Prometheus text format: each run's counts added up since the service started, and the
+    /// gauges as of now.
     var prometheus: String {
-        let now = Date()
-        let all = lock.withLock { entries }
-        var out = ""
-        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (labels, value) in samples { out += "\(name){\(labels)} \(value.rounded() == value ? String(Int64(value)) : String(value))\n" }
-        }
-        func label(_ job: String) -> String { "job=\"" + job.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-        family("ferry_job_records_total", "counter", "Records handled by a job's runs, by what happened to them.",
-               all.flatMap { entry in ["read", "created", "updated", "written", "deleted", "rejected"].map { ("\(label(entry.name)),kind=\"\($0)\"", Double(entry.totals[$0] ?? 0)) } })
-        family("ferry_job_runs_total", "counter", "Runs of a job.", all.map { (label($0.name), Double($0.runs)) })
-        family("ferry_job_conflicts_total", "counter", "Records a two-way job found changed on both sides, by outcome (a_won, b_won, manual; resolved: manual decisions applied).",
-               all.filter { $0.totals["conflicts_manual"] != nil }.flatMap { entry in
-                   ["a_won", "b_won", "manual", "resolved"].map { ("\(label(entry.name)),outcome=\"\($0)\"", Double(entry.totals["conflicts_" + $0] ?? 0)) }
-               })
-        family("ferry_job_failures_total", "counter", "Runs of a job that failed or rejected records.", all.map { (label($0.name), Double($0.failures)) })
-        family("ferry_job_retries_total", "counter", "Requests a job's runs tried again.", all.map { (label($0.name), Double($0.totals["retries"] ?? 0)) })
-        family("ferry_job_running", "gauge", "1 while a run of the job is going on.", all.map { (label($0.name), $0.state == "running" ? 1 : 0) })
-        family("ferry_job_lag_seconds", "gauge", "How far behind its source a job's target may be.",
-               all.compactMap { entry in JobStatus.lag(entry, now: now).map { (label(entry.name), ($0 * 1000).rounded() / 1000) } })
-        let models = all.compactMap { entry in (try? entry.model?.get()).map { (entry.name, $0) } }
-        family("ferry_job_health_in_sync_share", "gauge", "The sync-health model's long-run share of intervals a job is in sync.",
-               models.map { (label($0.0), SyncHealthModel.rounded($0.1.share(.inSync))) })
-        family("ferry_job_health_recovery_seconds", "gauge", "The sync-health model's mean time from failing to in sync (absent: never failed or never recovered).",
-               models.compactMap { name, model -> (String, Double)? in
-                   guard case .intervals(let m) = model.meanTimeToRecovery else { return nil }
-                   return (label(name), SyncHealthModel.rounded(m * modelInterval))
-               })
-        family("ferry_job_health_in_sync_ahead", "gauge", "The sync-health model's probability that a job is in sync \(Self.modelAhead) intervals from now.",
-               models.map { (label($0.0) + ",intervals=\"\(Self.modelAhead)\"", SyncHealthModel.rounded($0.1.inSyncProbability(ahead: Self.modelAhead))) })
-        return out
+        lock.withLock { metrics.exposition(entries, now: Date(), modelInterval: modelInterval) }
     }
 }
