@@ -19,21 +19,26 @@ public struct ServicePorts: Sendable {
     }
 
     /// Runs the jobs and serves the ports until the jobs end (done, `--max-runs`, or a signal).
-    /// A port that cannot be served stops the jobs.
+    /// A port that cannot be served stops the jobs. A port that closes by itself (at a graceful
+    /// shutdown, which reaches the servers too) leaves the jobs to end their current batch.
     /// - Returns: whether any run failed, or a port could not be served.
     public static func run(_ service: JobService, servers: [@Sendable () async -> Bool?]) async -> Bool {
-        await withTaskGroup(of: Bool?.self) { group in
-            for server in servers { group.addTask { await server() } }
-            group.addTask { await service.run() }
+        enum Ended { case jobs(failed: Bool), server(failed: Bool) }
+        return await withTaskGroup(of: Ended.self) { group in
+            for server in servers { group.addTask { .server(failed: await server() == nil) } }
+            group.addTask { .jobs(failed: await service.run()) }
             var failed = false
             while let next = await group.next() {
-                guard let jobsFailed = next else {
+                switch next {
+                case .server(failed: true):
                     service.stop()
                     failed = true
+                case .server(failed: false):
                     continue
+                case .jobs(let jobsFailed):
+                    failed = failed || jobsFailed
+                    group.cancelAll()
                 }
-                failed = failed || jobsFailed
-                group.cancelAll()
             }
             return failed
         }

@@ -14,7 +14,9 @@ extension JobOutput {
                 return report
             },
             runStarting: { name, after in
-                if !json { print("== \(name) at \(StateStoreTime.format(Date()))" + (after.map { " (\($0))" } ?? "")) }
+                guard !json else { return }
+                print("== \(name) at \(StateStoreTime.format(Date()))" + (after.map { " (\($0))" } ?? ""))
+                fflush(nil)  // a run that takes long is seen to have started
             },
             followReport: { FollowLine.write($0, json: json) }
         )

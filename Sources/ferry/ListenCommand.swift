@@ -73,9 +73,9 @@ struct ListenCommand: AsyncParsableCommand {
             service.delivered(bucket: delivery.bucket, collection: delivery.collection)
         }
         let app = ports.application(receiver, host: host, port: port, what: "listening on", path: "/")
-        let signals = ShutdownSignals { _ in service.stop() }
-        defer { signals.cancel() }
-        let failed = await ServicePorts.run(service, servers: [{ await ports.serve(app, what: "cannot listen on \(host):\(port)") }])
+        let failed = try await GracefulShutdown.run(stop: { service.stop() }) {
+            await ServicePorts.run(service, servers: [{ await ports.serve(app, what: "cannot listen on \(host):\(port)") }])
+        }
         if failed { throw ExitCode(1) }
     }
 }

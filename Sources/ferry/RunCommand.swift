@@ -91,8 +91,6 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let service = JobService(jobs: jobs, output: .printing(json: json), maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
-        let signals = ShutdownSignals { _ in service.stop() }
-        defer { signals.cancel() }
         let ports = ServicePorts(label: "ferry run")
         var servers: [@Sendable () async -> Bool?] = []
         if let statusPort {
@@ -106,7 +104,7 @@ struct RunCommand: AsyncParsableCommand {
             let app = ports.application(webhook, host: host, port: listenPort, what: "webhook deliveries at", path: "/")
             servers.append { await ports.serve(app, what: "the webhook port") }
         }
-        let failed = await ServicePorts.run(service, servers: servers)
+        let failed = try await GracefulShutdown.run(stop: { service.stop() }) { [servers] in await ServicePorts.run(service, servers: servers) }
         if failed { throw ExitCode(1) }
     }
 }

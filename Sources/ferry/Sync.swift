@@ -126,13 +126,11 @@ struct Sync: AsyncParsableCommand {
         }
         switch spec.trigger {
         case .follow(let pollInterval):
-            let failed = await Self.follow(job, pollInterval: pollInterval, via: followVia == "auto" ? nil : followVia, json: json)
+            let failed = try await Self.follow(job, pollInterval: pollInterval, via: followVia == "auto" ? nil : followVia, json: json)
             if failed { throw ExitCode(1) }
         case .schedule(let schedule):
             let service = JobService(jobs: [(job, .schedule(schedule))], output: .printing(json: json), maxRuns: maxRuns)
-            let signals = ShutdownSignals { _ in service.stop() }
-            defer { signals.cancel() }
-            let failed = await service.run()
+            let failed = try await GracefulShutdown.run(stop: { service.stop() }) { await service.run() }
             if failed { throw ExitCode(1) }
         case .once, .webhook:
             let report: SyncReport
@@ -148,7 +146,7 @@ struct Sync: AsyncParsableCommand {
     /// `--follow` until SIGTERM/SIGINT: one line per run that moved something (or a JSON report
     /// per run with `--json`); failures are reported and retried with backoff.
     /// - Returns: whether any record was rejected.
-    static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async -> Bool {
+    static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async throws -> Bool {
         let follower = Follower(job: job, pollInterval: pollInterval)
         follower.via = via
         let name = job.name ?? ConnectorRegistry.standard.redacted(job.source)
@@ -162,11 +160,11 @@ struct Sync: AsyncParsableCommand {
             if report.failed > 0 { rejected.set() }
             FollowLine.write(report, json: json)
         }
-        let signals = ShutdownSignals { _ in follower.stop() }
-        defer { signals.cancel() }
-        let engine = SyncEngine()
-        engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
-        await follower.run(engine: engine)
+        try await GracefulShutdown.run(stop: { follower.stop() }) {
+            let engine = SyncEngine()
+            engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
+            await follower.run(engine: engine)
+        }
         return rejected.isSet
     }
 

@@ -10,6 +10,21 @@ import Testing
 @Suite(.serialized) struct RunServiceTests {
     static let secret = "a-shared-webhook-secret-32-chars"
 
+    /// A folder with a 5-row table `src.db#users` and a `ferry.yml` whose job `nightly` copies it
+    /// every second.
+    static func nightlyEverySecond() throws -> TempDir {
+        let dir = try TempDir()
+        try writeUsersTable(dir.file("src.db"), count: 5)
+        try """
+            jobs:
+              nightly:
+                source: sqlite:src.db#users
+                target: sqlite:copy.db#users
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
     /// A running `ferry run ARGS`.
     static func running(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) -> LongRunning {
         LongRunning(["run"] + arguments, in: dir, environment: environment)
@@ -73,15 +88,7 @@ import Testing
     /// that took a job's running total at each run would count the first run's records again at
     /// every later one.
     @Test func metricsCountersAreTheSumsOfTheRuns() async throws {
-        let dir = try TempDir()
-        try writeUsersTable(dir.file("src.db"), count: 5)
-        try """
-            jobs:
-              nightly:
-                source: sqlite:src.db#users
-                target: sqlite:copy.db#users
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let dir = try Self.nightlyEverySecond()
         let running = Self.running(["ferry.yml", "--status-port", "0"], in: dir)
         let port = try running.port("status at")
         var metrics = ""
@@ -120,6 +127,28 @@ import Testing
         metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
     }
 
+    /// The first SIGTERM lets the running run end after its current batch; a second one ends the
+    /// process at once, with 130, here while the run waits on a source that never answers.
+    @Test func aSecondSignalStopsAtOnceWith130() async throws {
+        let silent = try SilentListener()
+        let dir = try TempDir()
+        try """
+            jobs:
+              stuck:
+                source: http://127.0.0.1:\(silent.port)/v1/buckets/main/collections/users
+                target: sqlite:stuck.db#users
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let running = Self.running(["ferry.yml"], in: dir)
+        #expect(FollowTests.eventually { running.stdout.contains("== stuck") }, "\(running.stderr)")
+        try await Task.sleep(for: .milliseconds(500))  // the signal listeners start beside the jobs
+        kill(running.process.processIdentifier, SIGTERM)
+        #expect(FollowTests.eventually { running.stderr.contains("SIGTERM: finishing the current batch") }, "\(running.stderr)")
+        #expect(running.process.isRunning, "the run waits for its source: \(running.stderr)")
+        #expect(running.terminate() == 130, "\(running.stderr)")
+        #expect(running.stderr.contains("second signal: stopping now"), "\(running.stderr)")
+        withExtendedLifetime(silent) {}
+    }
+
     /// A server's webhook delivers to `ferry run --listen-port`, which runs the webhook job.
     @Test func webhookJobRunsOnEachDelivery() async throws {
         let server = try Server(environment: ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
@@ -156,15 +185,7 @@ import Testing
     /// Each interval's state goes into the state database; once there are enough, the model is in
     /// `/status` and `/metrics` and `ferry status --model` reads it.
     @Test func healthStatesAreRecordedAndModelled() async throws {
-        let dir = try TempDir()
-        try writeUsersTable(dir.file("src.db"), count: 5)
-        try """
-            jobs:
-              nightly:
-                source: sqlite:src.db#users
-                target: sqlite:copy.db#users
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let dir = try Self.nightlyEverySecond()
         let early = try await Ferry.run(["status", "--model", "--job", "nightly"], in: dir.path)
         #expect(early.status != 0 && early.stderr.contains("no state database"), "\(early.stderr)")
         let running = Self.running(["ferry.yml", "--status-port", "0", "--model-interval", "1s"], in: dir)
