@@ -3,8 +3,6 @@ import FerryCore
 import FerryJobs
 import FerrySync
 import Foundation
-import Hummingbird
-import Logging
 
 /// `ferry listen --port P JOB…`: run jobs when a Ferry server's webhook says a collection changed.
 struct ListenCommand: AsyncParsableCommand {

@@ -3,9 +3,6 @@ import FerryCore
 import FerryJobs
 import FerrySync
 import Foundation
-import HTTPTypes
-import Hummingbird
-import Logging
 
 /// `ferry run ferry.yml`: the jobs of a file, each under its schedule, as one service.
 struct RunCommand: AsyncParsableCommand {
