@@ -126,7 +126,6 @@ let package = Package(
             dependencies: [
                 "FerryCore",
                 "FerrySync",
-                "FerryServer",  // HTML and SVGChart, which the status page shares with /admin
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
