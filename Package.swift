@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "FerryPostgres", targets: ["FerryPostgres"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerrySync", targets: ["FerrySync"]),
+        .library(name: "FerryJobs", targets: ["FerryJobs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -120,12 +121,31 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The jobs as a long-lived service: `JobService` and its status, metrics and status page,
+        // the webhook receiver, the HTTP ports beside them and the shutdown on SIGTERM/SIGINT;
+        // `ferry run`, `ferry listen` and `ferry sync --every/--cron/--follow` drive it.
+        .target(
+            name: "FerryJobs",
+            dependencies: [
+                "FerryCore",
+                "FerrySync",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ferry",
             dependencies: [
                 "FerryServer",
                 "FerryStore",
                 "FerrySync",
+                "FerryJobs",
                 "FerryCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,8 +195,11 @@ let package = Package(
                 "FerryPostgres",
                 "FerryTestSupport",
                 "FerryCore",
+                "FerryJobs",
+                // The commands' parsers (JobSpecTests: Sync.parse; FirstHourTests: InitCommand.template),
+                // and the binary that the process tests start.
                 "ferry",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),  // the commands' parsers (JobSpecTests)
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

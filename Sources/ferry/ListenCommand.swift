@@ -1,9 +1,8 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerrySync
 import Foundation
-import Hummingbird
-import Logging
 
 /// `ferry listen --port P JOB…`: run jobs when a Ferry server's webhook says a collection changed.
 struct ListenCommand: AsyncParsableCommand {
@@ -66,15 +65,15 @@ struct ListenCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let service = JobService(jobs: jobs.map { ($0, .webhook) }, json: json, maxRuns: maxRuns)
+        let service = JobService(jobs: jobs.map { ($0, .webhook) }, output: .printing(json: json), maxRuns: maxRuns)
         let ports = ServicePorts(label: "ferry listen")
         let receiver = WebhookReceiver(configuration: .init(secret: secret, tolerance: tolerance), log: { ports.note($0) }) { delivery in
             service.delivered(bucket: delivery.bucket, collection: delivery.collection)
         }
         let app = ports.application(receiver, host: host, port: port, what: "listening on", path: "/")
-        let signals = ShutdownSignals { _ in service.stop() }
-        defer { signals.cancel() }
-        let failed = await ServicePorts.run(service, servers: [{ await ports.serve(app, what: "cannot listen on \(host):\(port)") }])
+        let failed = try await GracefulShutdown.run(stop: { service.stop() }) {
+            await ServicePorts.run(service, servers: [{ await ports.serve(app, what: "cannot listen on \(host):\(port)") }])
+        }
         if failed { throw ExitCode(1) }
     }
 }

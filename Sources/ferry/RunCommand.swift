@@ -1,10 +1,8 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerrySync
 import Foundation
-import HTTPTypes
-import Hummingbird
-import Logging
 
 /// `ferry run ferry.yml`: the jobs of a file, each under its schedule, as one service.
 struct RunCommand: AsyncParsableCommand {
@@ -89,9 +87,7 @@ struct RunCommand: AsyncParsableCommand {
             throw CommandLine.fail(error)
         }
 
-        let service = JobService(jobs: jobs, json: json, maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
-        let signals = ShutdownSignals { _ in service.stop() }
-        defer { signals.cancel() }
+        let service = JobService(jobs: jobs, output: .printing(json: json), maxRuns: maxRuns, modelInterval: (try? modelSeconds) ?? 60)
         let ports = ServicePorts(label: "ferry run")
         var servers: [@Sendable () async -> Bool?] = []
         if let statusPort {
@@ -105,7 +101,7 @@ struct RunCommand: AsyncParsableCommand {
             let app = ports.application(webhook, host: host, port: listenPort, what: "webhook deliveries at", path: "/")
             servers.append { await ports.serve(app, what: "the webhook port") }
         }
-        let failed = await ServicePorts.run(service, servers: servers)
+        let failed = try await GracefulShutdown.run(stop: { service.stop() }) { [servers] in await ServicePorts.run(service, servers: servers) }
         if failed { throw ExitCode(1) }
     }
 }

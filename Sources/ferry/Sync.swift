@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerrySync
 import Foundation
 
@@ -125,13 +126,11 @@ struct Sync: AsyncParsableCommand {
         }
         switch spec.trigger {
         case .follow(let pollInterval):
-            let failed = await Self.follow(job, pollInterval: pollInterval, via: followVia == "auto" ? nil : followVia, json: json)
+            let failed = try await Self.follow(job, pollInterval: pollInterval, via: followVia == "auto" ? nil : followVia, json: json)
             if failed { throw ExitCode(1) }
         case .schedule(let schedule):
-            let service = JobService(jobs: [(job, .schedule(schedule))], json: json, maxRuns: maxRuns)
-            let signals = ShutdownSignals { _ in service.stop() }
-            defer { signals.cancel() }
-            let failed = await service.run()
+            let service = JobService(jobs: [(job, .schedule(schedule))], output: .printing(json: json), maxRuns: maxRuns)
+            let failed = try await GracefulShutdown.run(stop: { service.stop() }) { await service.run() }
             if failed { throw ExitCode(1) }
         case .once, .webhook:
             let report: SyncReport
@@ -147,7 +146,7 @@ struct Sync: AsyncParsableCommand {
     /// `--follow` until SIGTERM/SIGINT: one line per run that moved something (or a JSON report
     /// per run with `--json`); failures are reported and retried with backoff.
     /// - Returns: whether any record was rejected.
-    static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async -> Bool {
+    static func follow(_ job: SyncJob, pollInterval: Double, via: String?, json: Bool) async throws -> Bool {
         let follower = Follower(job: job, pollInterval: pollInterval)
         follower.via = via
         let name = job.name ?? ConnectorRegistry.standard.redacted(job.source)
@@ -159,18 +158,13 @@ struct Sync: AsyncParsableCommand {
         }
         follower.onReport = { report in
             if report.failed > 0 { rejected.set() }
-            // Written at once, not buffered: whoever reads a pipe sees each run as it ends.
-            if json {
-                FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
-            } else if FollowLine.shows(report) {
-                FileHandle.standardOutput.write(Data((FollowLine.render(report) + "\n").utf8))
-            }
+            FollowLine.write(report, json: json)
         }
-        let signals = ShutdownSignals { _ in follower.stop() }
-        defer { signals.cancel() }
-        let engine = SyncEngine()
-        engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
-        await follower.run(engine: engine)
+        try await GracefulShutdown.run(stop: { follower.stop() }) {
+            let engine = SyncEngine()
+            engine.onNotice = { FileHandle.standardError.write(Data("ferry: note: \($0)\n".utf8)) }
+            await follower.run(engine: engine)
+        }
         return rejected.isSet
     }
 
@@ -203,6 +197,16 @@ struct Sync: AsyncParsableCommand {
 
 /// One line per run under `--follow`.
 enum FollowLine {
+    /// Prints a follow run's line (if ``shows(_:)``), or its JSON report with `--json`; written at
+    /// once, not buffered: whoever reads a pipe sees each run as it ends.
+    static func write(_ report: SyncReport, json: Bool) {
+        if json {
+            FileHandle.standardOutput.write(Data((report.json.serialized() + "\n").utf8))
+        } else if shows(report) {
+            FileHandle.standardOutput.write(Data((render(report) + "\n").utf8))
+        }
+    }
+
     /// Whether a follow run is worth a line: it read something (one-way), or moved or met
     /// something (two-way, whose table sides are read whole at each poll).
     static func shows(_ report: SyncReport) -> Bool {
@@ -226,14 +230,6 @@ enum FollowLine {
         let time = String(format: "%.1f ms", report.durationSeconds * 1000)
         return "\(StateStoreTime.format(Date()))  \(report.job): " + parts.joined(separator: ", ") + " in \(time)" + (report.cursorAfter.map { ", cursor \($0)" } ?? "")
     }
-}
-
-/// A flag set from callbacks.
-final class LockedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
 }
 
 /// The human summary of a run.

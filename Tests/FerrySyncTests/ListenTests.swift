@@ -1,6 +1,6 @@
 import FerryTestSupport
 import AsyncHTTPClient
-@testable import ferry
+@testable import FerryJobs
 import FerryCore
 import Foundation
 import NIOCore

@@ -10,6 +10,21 @@ import Testing
 @Suite(.serialized) struct RunServiceTests {
     static let secret = "a-shared-webhook-secret-32-chars"
 
+    /// A folder with a 5-row table `src.db#users` and a `ferry.yml` whose job `nightly` copies it
+    /// every second.
+    static func nightlyEverySecond() throws -> TempDir {
+        let dir = try TempDir()
+        try writeUsersTable(dir.file("src.db"), count: 5)
+        try """
+            jobs:
+              nightly:
+                source: sqlite:src.db#users
+                target: sqlite:copy.db#users
+                schedule: every 1s
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
     /// A running `ferry run ARGS`.
     static func running(_ arguments: [String], in dir: TempDir, environment: [String: String] = [:]) -> LongRunning {
         LongRunning(["run"] + arguments, in: dir, environment: environment)
@@ -68,6 +83,72 @@ import Testing
         #expect(running.stderr.contains("SIGTERM"))
     }
 
+    /// The counters of `/metrics` add up each run's own counts: as of a scrape, each equals the
+    /// sum over the runs it counts (the oldest ones in the state database's history). A counter
+    /// that took a job's running total at each run would count the first run's records again at
+    /// every later one.
+    @Test func metricsCountersAreTheSumsOfTheRuns() async throws {
+        let dir = try Self.nightlyEverySecond()
+        let running = Self.running(["ferry.yml", "--status-port", "0"], in: dir)
+        let port = try running.port("status at")
+        var metrics = ""
+        var runs = 0
+        for _ in 0..<600 where runs < 3 {
+            metrics = try await getText("http://127.0.0.1:\(port)/metrics")
+            runs = Int(Self.sample(metrics, #"ferry_job_runs_total{job="nightly"}"#) ?? 0)
+            if runs < 3 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(running.terminate() == 0, "\(running.stderr)")
+        #expect(runs >= 3, "\(metrics)")
+        let history = try await Ferry.run(["status", "--json", "--job", "nightly", "--limit", "1000"], in: dir.path)
+        let all = try JSON.parse(history.stdout).arrayValue ?? []
+        #expect(all.count >= runs, "\(history.stdout)")
+        let counted = all.suffix(runs)  // newest first: the oldest `runs` runs
+        for (kind, field) in [("read", "read"), ("created", "created"), ("updated", "updated"), ("written", "written"),
+                              ("deleted", "deleted"), ("rejected", "failed")] {
+            let sum = counted.reduce(Int64(0)) { $0 + ($1["report"]?[field]?.intValue ?? 0) }
+            #expect(Self.sample(metrics, "ferry_job_records_total{job=\"nightly\",kind=\"\(kind)\"}") == Double(sum), "\(kind): \(metrics)")
+        }
+        let retries = counted.reduce(Int64(0)) { $0 + ($1["report"]?["retries"]?.intValue ?? 0) }
+        #expect(Self.sample(metrics, #"ferry_job_retries_total{job="nightly"}"#) == Double(retries))
+        #expect(Self.sample(metrics, #"ferry_job_failures_total{job="nightly"}"#) == 0)
+        // Every run reads the 5 rows again and the first creates them.
+        #expect(Self.sample(metrics, #"ferry_job_records_total{job="nightly",kind="read"}"#) == Double(5 * runs), "\(metrics)")
+        #expect(Self.sample(metrics, #"ferry_job_records_total{job="nightly",kind="created"}"#) == 5, "\(metrics)")
+        for (name, type) in [("ferry_job_records_total", "counter"), ("ferry_job_runs_total", "counter"), ("ferry_job_failures_total", "counter"),
+                             ("ferry_job_retries_total", "counter"), ("ferry_job_running", "gauge"), ("ferry_job_lag_seconds", "gauge")] {
+            #expect(metrics.contains("# TYPE \(name) \(type)\n"), "\(name): \(metrics)")
+        }
+        #expect(Self.sample(metrics, #"ferry_job_lag_seconds{job="nightly"}"#) != nil, "\(metrics)")
+    }
+
+    /// The value of one series (`name{labels}` as exposed) in a Prometheus text; nil when absent.
+    static func sample(_ metrics: String, _ series: String) -> Double? {
+        metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
+    }
+
+    /// The first SIGTERM lets the running run end after its current batch; a second one ends the
+    /// process at once, with 130, here while the run waits on a source that never answers.
+    @Test func aSecondSignalStopsAtOnceWith130() async throws {
+        let silent = try SilentListener()
+        let dir = try TempDir()
+        try """
+            jobs:
+              stuck:
+                source: http://127.0.0.1:\(silent.port)/v1/buckets/main/collections/users
+                target: sqlite:stuck.db#users
+            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let running = Self.running(["ferry.yml"], in: dir)
+        #expect(FollowTests.eventually { running.stdout.contains("== stuck") }, "\(running.stderr)")
+        try await Task.sleep(for: .milliseconds(500))  // the signal listeners start beside the jobs
+        kill(running.process.processIdentifier, SIGTERM)
+        #expect(FollowTests.eventually { running.stderr.contains("SIGTERM: finishing the current batch") }, "\(running.stderr)")
+        #expect(running.process.isRunning, "the run waits for its source: \(running.stderr)")
+        #expect(running.terminate() == 130, "\(running.stderr)")
+        #expect(running.stderr.contains("second signal: stopping now"), "\(running.stderr)")
+        withExtendedLifetime(silent) {}
+    }
+
     /// A server's webhook delivers to `ferry run --listen-port`, which runs the webhook job.
     @Test func webhookJobRunsOnEachDelivery() async throws {
         let server = try Server(environment: ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
@@ -104,15 +185,7 @@ import Testing
     /// Each interval's state goes into the state database; once there are enough, the model is in
     /// `/status` and `/metrics` and `ferry status --model` reads it.
     @Test func healthStatesAreRecordedAndModelled() async throws {
-        let dir = try TempDir()
-        try writeUsersTable(dir.file("src.db"), count: 5)
-        try """
-            jobs:
-              nightly:
-                source: sqlite:src.db#users
-                target: sqlite:copy.db#users
-                schedule: every 1s
-            """.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
+        let dir = try Self.nightlyEverySecond()
         let early = try await Ferry.run(["status", "--model", "--job", "nightly"], in: dir.path)
         #expect(early.status != 0 && early.stderr.contains("no state database"), "\(early.stderr)")
         let running = Self.running(["ferry.yml", "--status-port", "0", "--model-interval", "1s"], in: dir)

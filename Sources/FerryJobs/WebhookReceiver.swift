@@ -1,23 +1,23 @@
-import FerryCore
+public import FerryCore
 import FerrySync
-import Foundation
+public import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 
 /// A webhook delivery the receiver accepted: signed with the secret, recent, and new.
-struct WebhookDelivery: Sendable {
+public struct WebhookDelivery: Sendable {
     /// The `Ferry-Delivery` id (the same on every retry of one delivery).
-    var id: String
+    public var id: String
     /// When the sender signed it, in Unix seconds.
-    var signedAt: Int
-    var bucket: String?
-    var collection: String?
+    public var signedAt: Int
+    public var bucket: String?
+    public var collection: String?
     /// The id of the server's webhook that sent it.
-    var webhook: String?
+    public var webhook: String?
     /// The largest `last_modified` among the changes.
-    var timestamp: Int64?
+    public var timestamp: Int64?
     /// The changed records and tombstones, as sent.
-    var changes: [JSON]
+    public var changes: [JSON]
 }
 
 /// Answers the POSTs of a Ferry server's webhook: checks each signature, refuses replays and
@@ -36,18 +36,23 @@ struct WebhookDelivery: Sendable {
 /// The signature is checked before the body is read as JSON, and the secret never reaches
 /// an answer or the log. `onDelivery` is awaited before the 202, so it should only hand the
 /// delivery on (``CoalescedRuns/trigger(_:)`` does), not do the work.
-struct WebhookReceiver: HTTPResponder {
-    typealias Context = BasicRequestContext
+public struct WebhookReceiver: HTTPResponder {
+    public typealias Context = BasicRequestContext
 
-    struct Configuration: Sendable {
+    public struct Configuration: Sendable {
         /// The secret shared with the server's webhook. Never logged.
-        var secret: String
+        public var secret: String
         /// Seconds a signature's timestamp may be from this machine's clock, either way.
-        var tolerance = WebhookSignature.defaultTolerance
+        public var tolerance = WebhookSignature.defaultTolerance
         /// The largest body accepted, in bytes (10 MB).
-        var maxBodySize = 10 << 20
+        public var maxBodySize = 10 << 20
         /// The most delivery ids remembered to spot duplicates.
-        var rememberedDeliveries = 100_000
+        public var rememberedDeliveries = 100_000
+
+        public init(secret: String, tolerance: Int = WebhookSignature.defaultTolerance) {
+            self.secret = secret
+            self.tolerance = tolerance
+        }
     }
 
     /// The paths deliveries may be posted to.
@@ -61,7 +66,7 @@ struct WebhookReceiver: HTTPResponder {
     let log: @Sendable (String) -> Void
     let onDelivery: @Sendable (WebhookDelivery) async -> Void
 
-    init(configuration: Configuration, now: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) },
+    public init(configuration: Configuration, now: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) },
          log: @escaping @Sendable (String) -> Void = { _ in }, onDelivery: @escaping @Sendable (WebhookDelivery) async -> Void) {
         self.configuration = configuration
         self.accepted = AcceptedDeliveries(limit: configuration.rememberedDeliveries)
@@ -70,7 +75,7 @@ struct WebhookReceiver: HTTPResponder {
         self.onDelivery = onDelivery
     }
 
-    func respond(to request: Request, context: Context) async throws -> Response {
+    public func respond(to request: Request, context: Context) async throws -> Response {
         let (status, body) = await answer(request)
         var headers = HTTPFields()
         headers[.contentType] = "application/json"

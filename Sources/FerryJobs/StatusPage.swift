@@ -1,5 +1,4 @@
 import FerryCore
-import FerryServer
 import FerrySync
 import Foundation
 

@@ -1,42 +1,51 @@
 import FerryCore
 import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import Logging
 
 /// The HTTP ports of a long-lived command (`ferry run`, `ferry listen`): the status and metrics
 /// port and the webhook receiver, served beside a ``JobService``.
-struct ServicePorts: Sendable {
+public struct ServicePorts: Sendable {
     /// How the command names itself in its notes (`ferry run`).
     let label: String
 
-    func note(_ line: String) {
+    public init(label: String) {
+        self.label = label
+    }
+
+    public func note(_ line: String) {
         FileHandle.standardError.write(Data("\(label): \(line)\n".utf8))
     }
 
     /// Runs the jobs and serves the ports until the jobs end (done, `--max-runs`, or a signal).
-    /// A port that cannot be served stops the jobs.
+    /// A port that cannot be served stops the jobs. A port that closes by itself (at a graceful
+    /// shutdown, which reaches the servers too) leaves the jobs to end their current batch.
     /// - Returns: whether any run failed, or a port could not be served.
-    static func run(_ service: JobService, servers: [@Sendable () async -> Bool?]) async -> Bool {
-        await withTaskGroup(of: Bool?.self) { group in
-            for server in servers { group.addTask { await server() } }
-            group.addTask { await service.run() }
+    public static func run(_ service: JobService, servers: [@Sendable () async -> Bool?]) async -> Bool {
+        enum Ended { case jobs(failed: Bool), server(failed: Bool) }
+        return await withTaskGroup(of: Ended.self) { group in
+            for server in servers { group.addTask { .server(failed: await server() == nil) } }
+            group.addTask { .jobs(failed: await service.run()) }
             var failed = false
             while let next = await group.next() {
-                guard let jobsFailed = next else {
+                switch next {
+                case .server(failed: true):
                     service.stop()
                     failed = true
+                case .server(failed: false):
                     continue
+                case .jobs(let jobsFailed):
+                    failed = failed || jobsFailed
+                    group.cancelAll()
                 }
-                failed = failed || jobsFailed
-                group.cancelAll()
             }
             return failed
         }
     }
 
     /// Serves until cancelled. - Returns: nil when the server could not start (or failed).
-    func serve<Responder: HTTPResponder>(_ app: Application<Responder>, what: String) async -> Bool? {
+    public func serve<Responder: HTTPResponder>(_ app: Application<Responder>, what: String) async -> Bool? {
         do {
             try await app.run()
             return false
@@ -48,7 +57,7 @@ struct ServicePorts: Sendable {
         }
     }
 
-    func application<Responder: HTTPResponder>(_ responder: Responder, host: String, port: Int, what: String, path: String) -> Application<Responder> {
+    public func application<Responder: HTTPResponder>(_ responder: Responder, host: String, port: Int, what: String, path: String) -> Application<Responder> {
         var logger = Logger(label: "ferry")
         logger.logLevel = .warning
         let shown = host.contains(":") ? "[\(host)]" : host
@@ -61,7 +70,7 @@ struct ServicePorts: Sendable {
     }
 
     /// GET / (the jobs page), GET /status (JSON) and GET /metrics (Prometheus).
-    func statusApplication(_ status: JobStatus, host: String, port: Int) -> Application<RouterResponder<BasicRequestContext>> {
+    public func statusApplication(_ status: JobStatus, host: String, port: Int) -> Application<RouterResponder<BasicRequestContext>> {
         let router = Router()
         router.get("/") { _, _ -> Response in
             var headers = HTTPFields()

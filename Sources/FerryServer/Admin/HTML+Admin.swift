@@ -1,25 +1,7 @@
 import FerryCore
 
-/// Server-rendered HTML for `/admin`: every text that came from a user or the data goes through
-/// ``escape(_:)`` (element content and quoted attribute values alike).
-package enum HTML {
-    /// `&`, `<`, `>`, `"` and `'` as character references.
-    package static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
-
+/// The parts of `/admin`'s pages: values as JSON, hidden fields, the page around a body.
+extension HTML {
     /// A value as indented JSON (keys sorted), for reading and editing in a text area.
     static func pretty(_ json: JSON, indent: String = "") -> String {
         let inner = indent + "  "
