@@ -50,6 +50,9 @@ import Testing
         ("42", JSON.int(42)), ("-7", .int(-7)), ("042", .string("042")), ("1.5", .double(1.5)), ("1.50", .string("1.50")),
         ("true", .bool(true)), ("True", .string("True")), ("[1,2]", .array([1, 2])), ("{x", .string("{x")),
         ("2026-11-29", .string("2026-11-29")), ("+1", .string("+1")),
+        ("0", .int(0)), ("-0", .string("-0")), ("00", .string("00")), ("-", .string("-")), ("-012", .string("-012")),
+        ("9223372036854775807", .int(Int64.max)), ("-9223372036854775808", .int(Int64.min)),
+        ("9223372036854775808", .string("9223372036854775808")), ("12a", .string("12a")),
     ] as [(String, JSON)])
     func inference(text: String, expected: JSON) {
         #expect(CSV.infer(text) == expected)
@@ -83,6 +86,16 @@ import Testing
         #expect(throws: SyncError.self) { _ = try p.feed(Array("a\"b,c".utf8)[...]) }
         var q = CSV.Parser()
         #expect(throws: SyncError.self) { _ = try q.feed(Array("\"ab\"c".utf8)[...]) }
+        var r = CSV.Parser()
+        #expect(throws: SyncError.self) { _ = try r.feed([0x61, 0x2C, 0xC3, 0x28][...]) }  // a truncated two-byte sequence
+    }
+
+    /// ASCII cells skip UTF-8 validation; the others are still validated and kept whole.
+    @Test func cellsKeepTheirText() throws {
+        var parser = CSV.Parser()
+        let cells = try #require(try parser.feed(Array("plain,Zoë Ørsted,\"quoted, ü\",,日本".utf8)[...]))
+        #expect(cells.map(\.text) == ["plain", "Zoë Ørsted", "quoted, ü", "", "日本"])
+        #expect(cells.map(\.quoted) == [false, false, true, false, false])
     }
 }
 
