@@ -178,14 +178,8 @@ struct JSONParser {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                if ascii {
-                    if discard { return "" }
-                    return String(unsafeUninitializedCapacity: slice.count) { buffer in
-                        _ = buffer.initialize(from: slice)
-                        return slice.count
-                    }
-                }
-                guard let string = String(validating: slice, as: UTF8.self) else {
+                if ascii && discard { return "" }
+                guard let string = String.utf8(slice, ascii: ascii) else {
                     throw JSONParseError(reason: "invalid UTF-8 in string", offset: start)
                 }
                 return discard ? "" : string

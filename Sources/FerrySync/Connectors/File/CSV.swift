@@ -81,20 +81,9 @@ public enum CSV {
         var isInsideQuotes: Bool { inQuotes }
 
         private mutating func endCell() throws(SyncError) {
-            let text: String
-            if pending.allSatisfy({ $0 < 0x80 }) {
-                // ASCII needs no UTF-8 validation: `String(validating:as:)` is generic, and its
-                // metadata lookups were 11 % of a CSV load (perf), paid for every cell.
-                let pending = pending
-                text = String(unsafeUninitializedCapacity: pending.count) { buffer in
-                    _ = buffer.initialize(from: pending)
-                    return pending.count
-                }
-            } else {
-                guard let valid = String(validating: pending, as: UTF8.self) else {
-                    throw .badInput("invalid UTF-8")
-                }
-                text = valid
+            let ascii = pending.allSatisfy { $0 < 0x80 }
+            guard let text = pending.withUnsafeBytes({ String.utf8($0, ascii: ascii) }) else {
+                throw .badInput("invalid UTF-8")
             }
             cells.append(Cell(text: text, quoted: cellQuoted))
             pending.removeAll(keepingCapacity: true)
