@@ -163,8 +163,10 @@ struct APIDocument {
             case .put, .patch:
                 parameters += conditional
                 if method == .patch {
+                    // A PATCH without a body changes nothing and is refused (400, "Provide at least
+                    // one of data or permissions"), as Kinto refuses it.
                     op["requestBody"] = [
-                        "required": false,
+                        "required": true,
                         "content": [
                             "application/json": ["schema": Self.ref(Self.writeSchema(path.kind, patch: true))],
                             "application/merge-patch+json": ["schema": Self.ref(Self.writeSchema(path.kind, patch: true, merge: true))],
