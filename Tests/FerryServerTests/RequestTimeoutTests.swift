@@ -80,13 +80,16 @@ struct RequestTimeoutTests {
     @Test(arguments: Backend.allCases)
     func aWriteAnsweredWithTheTimeoutNeverCommitsAfterwards(_ backend: Backend) async throws {
         try await Self.withServer(backend) { client, storage in
-            // Another writer takes the collection's write lock (SQLite: the database's; PostgreSQL:
-            // the collection's timestamp row) and keeps it for 4 s.
+            // Another writer takes a lock the late write needs and keeps it for 4 s (SQLite: the
+            // database's write lock; PostgreSQL: the row of record `late`, which it writes and
+            // deletes, so that only a tombstone of it is left when it commits).
             let held = Flag()
             let key = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
             let holder = Task {
                 try await storage.write { session in
                     _ = try session.put(key, id: "holder", data: [:], requestedTimestamp: nil)
+                    _ = try session.put(key, id: "late", data: [:], requestedTimestamp: nil)
+                    _ = try session.delete(key, id: "late", requestedTimestamp: nil)
                     held.set()
                     Thread.sleep(forTimeInterval: 4)
                 }
@@ -101,7 +104,7 @@ struct RequestTimeoutTests {
             #expect(Self.message(late).contains("request_timeout"), "\(Self.message(late))")
             try await holder.value
 
-            // A write after it (same writer queue, same lock) commits only once the late one is done.
+            // A write after it commits, and the late one never did.
             try await Self.writeWhenPossible(client, id: "after")
             #expect(try await Self.ids(client) == ["after", "holder"])
             #expect(try await client.get(Self.collection + "/records/late", headers: Self.alice).status == .notFound)

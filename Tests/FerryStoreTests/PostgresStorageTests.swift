@@ -73,6 +73,73 @@ struct PostgresStorageTests {
         #expect(Set(stamps).count == stamps.count)
     }
 
+    /// Writers of one collection no longer wait for each other's COMMIT: a later timestamp can
+    /// commit first. Until the earlier one's write ends, readers stop below it (its timestamp
+    /// and lists), so a poller that goes on from the timestamp it was given misses nothing; a
+    /// claim whose transaction aborted holds nobody back.
+    @Test func readersStopBelowATimestampStillHeld() async throws {
+        let (storage, url) = try await Self.makeStorage()
+        defer { try? storage.close() }
+        let key = StorageContract.records
+        let before = try await storage.write { s in try s.put(key, id: "before", data: [:], requestedTimestamp: nil) }
+        func view() async throws -> (timestamp: Int64, ids: [String]) {
+            try await storage.read { s in
+                var ids: [String] = []
+                try s.list(key, query: ListQuery(filters: [Filter("last_modified", .gt, .int(0))], sort: [Sort("last_modified")],
+                                                 includeDeleted: true)) { ids.append($0.id); return true }
+                return (try s.timestamp(key), ids)
+            }
+        }
+
+        // A write allocates, then waits; a second one allocates after it and commits first.
+        let held = DispatchSemaphore(value: 0)
+        let allocated = LockedStrings()
+        let slow = Task {
+            try await storage.write { s in
+                let late = try s.put(key, id: "late", data: [:], requestedTimestamp: nil)
+                allocated.append(String(late.lastModified))
+                held.wait()
+                return late
+            }
+        }
+        #expect(await allocated.eventually { $0.count == 1 })
+        let early = try await storage.write { s in try s.put(key, id: "early", data: [:], requestedTimestamp: nil) }
+        let lateStamp = try #require(Int64(allocated.values[0]))
+        #expect(early.lastModified > lateStamp)
+        let during = try await view()
+        #expect(during.timestamp == lateStamp - 1, "the timestamp stops below the one still held")
+        #expect(during.ids == ["before"], "the list stops there too")
+        let plain = try await storage.read(.oneStatement) { s in try s.timestampAndList(key, query: ListQuery()) { _ in true } }
+        #expect(plain == lateStamp - 1)
+
+        held.signal()
+        let late = try await slow.value
+        #expect(late.lastModified == lateStamp)
+        let after = try await view()
+        #expect(after.timestamp == early.lastModified)
+        #expect(after.ids == ["before", "late", "early"])
+
+        // A claim of a transaction that aborted (a process that died mid-write) holds nobody back.
+        let cluster = try PostgresCluster.shared()
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        struct Abort: Error { let xid: String }
+        let aborted: String
+        do {
+            _ = try await storage.write { s in throw Abort(xid: try (s as! PostgresSession).transactionID()) }
+            Issue.record("the write did not abort")
+            return
+        } catch let abort as Abort {
+            aborted = abort.xid
+        }
+        try cluster.psql(database, """
+            INSERT INTO timestamp_claims SELECT parent_id, resource_name, last_modified + 1, '\(aborted)'::xid8 FROM timestamps
+            WHERE parent_id = '\(key.parentID)' AND resource_name = '\(key.resourceName)'
+            """)
+        #expect(try cluster.psql(database, "SELECT count(*) FROM timestamp_claims") == "1")
+        let ignored = try await view()
+        #expect(ignored.timestamp == early.lastModified)
+    }
+
     /// Announcements go with the commit: the other storage hears of a committed write (also of one
     /// that allocated no timestamp), never of one rolled back, and never of its own.
     @Test func announcementsArriveExactlyWithCommits() async throws {

@@ -21,6 +21,12 @@ struct PostgresQueryBuilder {
         for filter in filters { add(filter) }
     }
 
+    /// Only objects below every timestamp of the kind still held by a write
+    /// (``PostgresSession/belowClaims(_:_:)``; the kind is bound first, as `$1` and `$2`).
+    mutating func addBelowClaims() {
+        clauses.append("last_modified <= coalesce(\(PostgresSession.belowClaims("$1", "$2")), \(Int64.max))")
+    }
+
     /// A parameter placeholder for `value`.
     mutating func bind(_ value: some PostgresNonThrowingEncodable & Sendable) -> String {
         binds.append(value)

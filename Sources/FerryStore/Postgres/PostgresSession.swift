@@ -15,6 +15,20 @@ struct PostgresSession: ObjectRows {
     var unannounced: Unannounced? = nil
     /// The request's time: once it is up, no further statement is sent (``StorageDeadline``).
     var deadline: StorageDeadline? = nil
+    /// A write's: where it allocates timestamps (nil in a read, which allocates none).
+    var clock: TimestampClock? = nil
+    /// A write's: the timestamps it holds on the clock until it ends.
+    var claims: Claims? = nil
+    /// A read: its lists, counts and content hashes stop below the oldest timestamp a write still
+    /// holds, as its timestamps do (see ``TimestampClock``).
+    var listsBelowClaims = false
+
+    /// What a write claimed on the clock: its transaction id (once it allocated), and the
+    /// timestamps it holds, released in the statement before its COMMIT or after its ROLLBACK.
+    final class Claims: @unchecked Sendable {
+        var xid: String?
+        var held: [TimestampClock.Claim] = []
+    }
 
     final class Unannounced: @unchecked Sendable {
         var payloads: [String]
@@ -27,13 +41,36 @@ struct PostgresSession: ObjectRows {
         }
     }
 
-    /// Sends what no timestamp allocation took (a write that allocated none).
-    func announceRest() throws {
-        guard let payloads = unannounced?.take(), !payloads.isEmpty else { return }
-        var binds = PostgresBindings()
+    /// The statement before COMMIT: the transaction's announcements queued (NOTIFY is sent at
+    /// COMMIT) and its claims released (the release is seen exactly when its writes are).
+    func beforeCommit() throws {
+        let payloads = unannounced?.take() ?? []
+        let held = claims?.held ?? []
+        guard !payloads.isEmpty || !held.isEmpty else { return }
+        var binds = Self.released(held)
         binds.append(PostgresStorage.channel)
         binds.append(payloads)
-        _ = try rows("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", binds)
+        _ = try rows("""
+            WITH released AS (DELETE FROM timestamp_claims c USING unnest($1::text[], $2::text[], $3::bigint[]) AS h(parent, resource, ts)
+                              WHERE c.parent_id = h.parent AND c.resource_name = h.resource AND c.last_modified = h.ts)
+            SELECT count(pg_notify($4, p)) FROM unnest($5::text[]) AS p
+            """, binds)
+    }
+
+    /// After a ROLLBACK: the timestamps its transaction allocated are undone (``TimestampClock/undo(_:)``).
+    /// Best effort: readers already ignore the claims of a transaction that aborted, so a failure
+    /// here only leaves the kinds' timestamps moved on.
+    func undoClaimsAfterRollback() {
+        guard let clock, let held = claims?.held, !held.isEmpty else { return }
+        try? clock.undo(held[...])
+    }
+
+    static func released(_ held: [TimestampClock.Claim]) -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(held.map(\.key.parentID))
+        binds.append(held.map(\.key.resourceName))
+        binds.append(held.map(\.timestamp))
+        return binds
     }
 
     func execute(_ sql: String, checkingDeadline: Bool = true) throws {
@@ -121,6 +158,17 @@ struct PostgresSession: ObjectRows {
         ("v5", """
             ALTER TABLE objects ADD COLUMN content_hash BYTEA
             """),
+        // The timestamps writes hold until they end (``TimestampClock``): readers stop below the
+        // oldest of a kind's, so the writers need not hold the kind's row lock until COMMIT.
+        ("v6", """
+            CREATE TABLE timestamp_claims (
+                parent_id TEXT COLLATE "C" NOT NULL,
+                resource_name TEXT COLLATE "C" NOT NULL,
+                last_modified BIGINT NOT NULL,
+                xid XID8 NOT NULL,
+                PRIMARY KEY (parent_id, resource_name, last_modified)
+            )
+            """),
     ]
 
     /// The migration after which existing records get their content hashes.
@@ -138,26 +186,47 @@ struct PostgresSession: ObjectRows {
             if version == Self.contentHashMigration { try backfillContentHashes() }
             _ = try rows("INSERT INTO ferry_migrations (version) VALUES ($1)", Self.binds([version]))
         }
+        // Claims of transactions that ended without releasing them (a process that died mid-write).
+        try execute("DELETE FROM timestamp_claims WHERE pg_xact_status(xid) IS NULL OR pg_xact_status(xid) = 'aborted'")
     }
 
     // MARK: Objects
 
+    /// Below the oldest timestamp of the kind (placeholders `parent`, `resource`) that another
+    /// transaction still holds: one that has not committed, or committed after this statement's
+    /// snapshot (its claim is still seen, its writes are not). NULL when none is held. A claim of
+    /// a transaction that aborted is ignored.
+    static func belowClaims(_ parent: String, _ resource: String) -> String {
+        """
+        (SELECT min(c.last_modified) - 1 FROM timestamp_claims c WHERE c.parent_id = \(parent) AND c.resource_name = \(resource) \
+        AND c.xid IS DISTINCT FROM pg_current_xact_id_if_assigned() AND pg_xact_status(c.xid) IN ('in progress', 'committed'))
+        """
+    }
+
+    /// The kind's timestamp as far as it is complete: below every timestamp still held, so a
+    /// client that reads `_since` it later can miss nothing (invariant 2).
     struct KindTimestamp: PostgresPreparedStatement {
-        static let sql = "SELECT last_modified FROM timestamps WHERE parent_id = $1 AND resource_name = $2"
+        static let sql = "SELECT least(last_modified, \(PostgresSession.belowClaims("$1", "$2"))) FROM timestamps WHERE parent_id = $1 AND resource_name = $2"
         typealias Row = Int64
         let key: ResourceKey
         func makeBindings() throws -> PostgresBindings { PostgresSession.binds([key.parentID, key.resourceName]) }
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
     }
 
+    /// A savepoint rolled back also undoes the timestamps allocated in it.
     func savepoint<T>(_ body: () throws -> T) throws -> T {
         try execute("SAVEPOINT ferry_savepoint")
+        let mark = claims?.held.count ?? 0
         do {
             let result = try body()
             try execute("RELEASE SAVEPOINT ferry_savepoint")
             return result
         } catch {
             try execute("ROLLBACK TO SAVEPOINT ferry_savepoint")
+            if let clock, let claims, claims.held.count > mark {
+                try clock.undo(claims.held[mark...])
+                claims.held.removeSubrange(mark...)
+            }
             throw error
         }
     }
@@ -167,41 +236,38 @@ struct PostgresSession: ObjectRows {
     }
 
     func raiseTimestamp(_ key: ResourceKey, to value: Int64) throws {
-        _ = try rows("""
-            INSERT INTO timestamps (parent_id, resource_name, last_modified) VALUES ($1, $2, $3)
-            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified = GREATEST(timestamps.last_modified, EXCLUDED.last_modified)
-            """, Self.binds([key.parentID, key.resourceName, value]))
+        let (clock, claims) = try writing()
+        if let raised = try clock.raise(key, to: value, xid: try xid(claims)) { claims.held.append(raised) }
     }
 
-    /// The next timestamp of the kind: the upsert locks the kind's row until commit, so writers of
-    /// one kind, in any process, allocate and commit one after the other.
-    /// The next timestamp of the kind, and the transaction's announcements queued (NOTIFY is
-    /// sent at COMMIT) by the same statement when it still has any.
-    struct AllocateTimestamp: PostgresPreparedStatement {
-        static let sql = """
-            INSERT INTO timestamps AS t (parent_id, resource_name, last_modified)
-            SELECT $1, $2, CASE WHEN $4 > 0 THEN $4 ELSE $3 END FROM (SELECT count(pg_notify($5, p)) FROM unnest($6::text[]) AS p) AS announced
-            ON CONFLICT (parent_id, resource_name) DO UPDATE SET last_modified =
-                CASE WHEN $4 > t.last_modified THEN $4 ELSE GREATEST($3, t.last_modified + 1) END
-            RETURNING last_modified
-            """
-        typealias Row = Int64
-        let key: ResourceKey
-        let now: Int64
-        let requested: Int64
-        let announcements: [String]
-
-        func makeBindings() throws -> PostgresBindings {
-            PostgresSession.binds([key.parentID, key.resourceName, now, requested, PostgresStorage.channel, announcements])
-        }
-
-        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
-    }
-
+    /// The kind's next timestamp, allocated on the clock (its own short transaction) and held by
+    /// this one until it ends.
     func allocateTimestamp(_ key: ResourceKey, requested: Int64?) throws -> Int64 {
-        let statement = AllocateTimestamp(key: key, now: Timestamp.now(), requested: requested ?? 0, announcements: unannounced?.take() ?? [])
-        guard let allocated = try prepared(statement).first else { throw StorageError.backend("PostgreSQL allocated no timestamp") }
-        return allocated
+        let (clock, claims) = try writing()
+        let allocated = try clock.allocate(key, now: Timestamp.now(), requested: requested ?? 0, xid: try xid(claims))
+        claims.held.append(allocated)
+        return allocated.timestamp
+    }
+
+    private func writing() throws -> (TimestampClock, Claims) {
+        guard let clock, let claims else { throw StorageError.backend("PostgreSQL: a timestamp allocated outside a write") }
+        return (clock, claims)
+    }
+
+    /// This transaction's id, asked for once (it is what its claims are known by).
+    private func xid(_ claims: Claims) throws -> String {
+        if let xid = claims.xid { return xid }
+        let xid = try transactionID()
+        claims.xid = xid
+        return xid
+    }
+
+    /// The id of the transaction this session is in (one is assigned if it had none).
+    func transactionID() throws -> String {
+        guard let xid = try rows("SELECT pg_current_xact_id()::text").first?.decode(String.self) else {
+            throw StorageError.backend("PostgreSQL gave no transaction id")
+        }
+        return xid
     }
 
     static func object(_ row: PostgresRow) throws -> StoredObject {
@@ -266,9 +332,11 @@ struct PostgresSession: ObjectRows {
                      Self.binds([lastModified, json, key.parentID, key.resourceName, id]))
     }
 
-    /// A page's WHERE, ORDER BY and LIMIT, and the builder holding its parameters.
-    static func page(_ key: ResourceKey, query: ListQuery) -> (builder: PostgresQueryBuilder, order: String, limit: String) {
+    /// A page's WHERE, ORDER BY and LIMIT, and the builder holding its parameters; in a read,
+    /// only what is below every timestamp still held (as its timestamp is).
+    func page(_ key: ResourceKey, query: ListQuery) -> (builder: PostgresQueryBuilder, order: String, limit: String) {
         var sql = PostgresQueryBuilder(key: key, filters: query.filters, includeDeleted: query.includeDeleted, ids: query.ids)
+        if listsBelowClaims { sql.addBelowClaims() }
         if let after = query.after { sql.addPageAfter(after, sort: query.sort) }
         var order = ""
         if !query.sort.isEmpty {
@@ -285,14 +353,15 @@ struct PostgresSession: ObjectRows {
     }
 
     func list(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws {
-        let (sql, order, limit) = Self.page(key, query: query)
+        let (sql, order, limit) = page(key, query: query)
         for row in try rows("SELECT id, last_modified, deleted, data FROM objects WHERE " + sql.whereClause + order + limit, sql.binds) {
             if try !each(Self.object(row)) { break }
         }
     }
 
     func listContentHashes(_ key: ResourceKey, ids: [String]?, _ each: (StoredContentHash) throws -> Void) throws {
-        let sql = PostgresQueryBuilder(key: key, filters: [], includeDeleted: false, ids: ids)
+        var sql = PostgresQueryBuilder(key: key, filters: [], includeDeleted: false, ids: ids)
+        if listsBelowClaims { sql.addBelowClaims() }
         // `id` is COLLATE "C": the order of the ids' UTF-8 bytes.
         for row in try rows("SELECT id, content_hash, CASE WHEN content_hash IS NULL THEN data END FROM objects WHERE "
                              + sql.whereClause + " ORDER BY id", sql.binds) {
@@ -326,12 +395,11 @@ struct PostgresSession: ObjectRows {
     /// One statement: the timestamp row, and the page numbered in its order beside it (a page of
     /// none is one row of NULLs).
     func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64 {
-        var (sql, order, limit) = Self.page(key, query: query)
-        let parent = sql.bind(key.parentID)
-        let resource = sql.bind(key.resourceName)
+        let (sql, order, limit) = page(key, query: query)
+        // The page's builder bound the kind first ($1, $2).
         let text = """
             SELECT t.current, p.id, p.last_modified, p.deleted, p.data
-            FROM (SELECT coalesce((SELECT last_modified FROM timestamps WHERE parent_id = \(parent) AND resource_name = \(resource)), 0) AS current) AS t
+            FROM (SELECT coalesce((SELECT least(last_modified, \(Self.belowClaims("$1", "$2"))) FROM timestamps WHERE parent_id = $1 AND resource_name = $2), 0) AS current) AS t
             LEFT JOIN LATERAL (SELECT row_number() OVER (\(order)) AS n, id, last_modified, deleted, data
                                FROM objects WHERE \(sql.whereClause)\(order)\(limit)) AS p ON true
             ORDER BY p.n
@@ -366,7 +434,8 @@ struct PostgresSession: ObjectRows {
     }
 
     func count(_ key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) throws -> Int {
-        let sql = PostgresQueryBuilder(key: key, filters: filters, includeDeleted: includeDeleted, ids: ids)
+        var sql = PostgresQueryBuilder(key: key, filters: filters, includeDeleted: includeDeleted, ids: ids)
+        if listsBelowClaims { sql.addBelowClaims() }
         return Int(try rows("SELECT COUNT(*) FROM objects WHERE " + sql.whereClause, sql.binds).first?.decode(Int64.self) ?? 0)
     }
 

@@ -9,11 +9,11 @@ import PostgresNIO
 
 /// The scale-out backend: PostgreSQL, shared by several `ferry serve` processes.
 ///
-/// Same contract as ``SQLiteStorage``. A write transaction allocates its timestamp with an
-/// upsert on the kind's row in `timestamps`, which locks that row until commit: writers of one
-/// collection are serialised there, across processes, so commit order equals timestamp order
-/// and a reader polling `_since` never misses a change that commits late (invariant 2). A write
-/// is acknowledged only after its COMMIT returned (invariant 3).
+/// Same contract as ``SQLiteStorage``. A write transaction allocates its timestamps on the
+/// ``TimestampClock`` and holds them as claims until it ends; readers stop below the oldest
+/// claim, so writers of one collection commit in any order and a reader polling `_since` never
+/// misses a change that commits late (invariant 2). A write is acknowledged only after its
+/// COMMIT returned (invariant 3).
 ///
 /// Sessions are synchronous (the storage protocol's), so each transaction runs on a thread of
 /// the storage's own pool and waits there for PostgresNIO's answers; the connections are a small
@@ -60,6 +60,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     private let nextID = NIOLockedValueBox(0)
     /// Where it is, for messages (no password).
     public let displayName: String
+    /// Where this process's writes allocate their timestamps.
+    private var clock: TimestampClock!
 
     /// Connects, and migrates the schema (once, whichever process comes first).
     public init(configuration: Configuration, logger: Logger = Logger(label: "ferry.store")) async throws {
@@ -74,6 +76,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         threads = NIOThreadPool(numberOfThreads: configuration.poolSize)
         threads.start()
         slots = DispatchSemaphore(value: configuration.poolSize)
+        clock = TimestampClock(logger: logger) { [unowned self] in try connect() }
         do {
             try await write { session in try (session as! PostgresSession).migrate() }
         } catch {
@@ -135,9 +138,15 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         let payloads = announcements.map { "\(processTag) \($0)" }
         let deadline = StorageDeadline.current
         do {
-            return try await withConnection { [logger] link in
+            return try await withConnection { [logger, clock] link in
                 if let deadline, deadline.isExpired { throw deadline.error }
-                let session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads), deadline: deadline)
+                var session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads), deadline: deadline)
+                if begin == "BEGIN" {
+                    session.clock = clock
+                    session.claims = .init()
+                } else {
+                    session.listsBelowClaims = true
+                }
                 guard let begin else { return try body(session) }
                 try session.execute(begin)
                 do {
@@ -146,12 +155,12 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                         try session.execute("SET LOCAL statement_timeout = \(max(1, Int(deadline.remaining * 1000)))")
                     }
                     let result = try body(session)
-                    try session.announceRest()
+                    try session.beforeCommit()
                     if let deadline, !deadline.claim() { throw deadline.error }
                     try session.execute("COMMIT")
                     return result
                 } catch {
-                    try? session.execute("ROLLBACK", checkingDeadline: false)
+                    if (try? session.execute("ROLLBACK", checkingDeadline: false)) != nil { session.undoClaimsAfterRollback() }
                     throw error
                 }
             }
@@ -189,7 +198,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     /// NOTIFY is transactional: the other processes hear of the write exactly when it commits
     /// (never of one rolled back, and a crash after the commit cannot lose the announcement). It
-    /// rides on the write's first timestamp allocation, so it costs no round trip of its own.
+    /// rides on the statement that releases the write's claims before its COMMIT.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction("BEGIN", announcing: announcements, body)
     }
@@ -213,6 +222,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
             return all
         }
         for link in connections { try? link.connection.close().wait() }
+        clock.close()
         try threads.syncShutdownGracefully()
     }
 
