@@ -150,9 +150,12 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 guard let begin else { return try body(session) }
                 try session.execute(begin)
                 do {
-                    if let deadline, !announcements.isEmpty || begin == "BEGIN" {
-                        // A write's statements (and its waits for row locks) end with the request's time.
-                        try session.execute("SET LOCAL statement_timeout = \(max(1, Int(deadline.remaining * 1000)))")
+                    if let deadline, let claims = session.claims {
+                        // A write's statements (and its waits for row locks) end with the request's
+                        // time; its transaction id (which its timestamps are claimed by) comes with it.
+                        let milliseconds = String(max(1, Int(deadline.remaining * 1000)))
+                        claims.xid = try session.rows("SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout",
+                                                      PostgresSession.binds([milliseconds])).first?.decode(String.self)
                     }
                     let result = try body(session)
                     try session.beforeCommit()
