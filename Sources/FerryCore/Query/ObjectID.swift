@@ -54,14 +54,38 @@ public enum Timestamp {
         value <= maxRequested ? value : nil
     }
 
-    /// An RFC 7231 HTTP date for a millisecond timestamp.
+    /// An RFC 7231 HTTP date for a millisecond timestamp. Written as bytes: every response that
+    /// carries a timestamp has one (each sub-response of a `/batch` too).
     public static func httpDate(_ milliseconds: Int64) -> String {
         var time = time_t(milliseconds / 1000)
         var parts = tm()
         gmtime_r(&time, &parts)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func pad(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(parts.tm_wday)]), \(pad(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)) GMT"
+        let days = "SunMonTueWedThuFriSat".utf8
+        let months = "JanFebMarAprMayJunJulAugSepOctNovDec".utf8
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        func name(_ names: String.UTF8View, _ index: Int32) {
+            let start = names.index(names.startIndex, offsetBy: Int(index) * 3)
+            out.append(contentsOf: names[start..<names.index(start, offsetBy: 3)])
+        }
+        func two(_ value: Int32) {
+            out.append(UInt8(ascii: "0") + UInt8(value / 10))
+            out.append(UInt8(ascii: "0") + UInt8(value % 10))
+        }
+        name(days, parts.tm_wday)
+        out.append(contentsOf: ", ".utf8)
+        two(parts.tm_mday)
+        out.append(UInt8(ascii: " "))
+        name(months, parts.tm_mon)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: String(parts.tm_year + 1900).utf8)
+        out.append(UInt8(ascii: " "))
+        two(parts.tm_hour)
+        out.append(UInt8(ascii: ":"))
+        two(parts.tm_min)
+        out.append(UInt8(ascii: ":"))
+        two(parts.tm_sec)
+        out.append(contentsOf: " GMT".utf8)
+        return String(decoding: out, as: UTF8.self)
     }
 }

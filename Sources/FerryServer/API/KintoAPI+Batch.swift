@@ -179,11 +179,19 @@ extension KintoAPI {
             case .json(let json): json.write(to: &out)
             case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
             }
-            var headers: [String: JSON] = [:]
-            for (name, value) in response.headers { headers[name] = .string(value) }
-            out.append(contentsOf: #","headers":"#.utf8)
-            JSON.object(headers).write(to: &out)
-            out.append(UInt8(ascii: "}"))
+            // Written as they are (no dictionary made and sorted for each); a name given twice
+            // keeps its last value, as a JSON object can hold it once.
+            out.append(contentsOf: #","headers":{"#.utf8)
+            var first = true
+            for (i, (name, value)) in response.headers.enumerated()
+            where !response.headers[(i + 1)...].contains(where: { $0.0 == name }) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                JSON.writeString(name, to: &out)
+                out.append(UInt8(ascii: ":"))
+                JSON.writeString(value, to: &out)
+            }
+            out.append(contentsOf: "}}".utf8)
         }
         out.append(contentsOf: "]}".utf8)
         return out
