@@ -1,11 +1,11 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import ServiceLifecycle
+public import ServiceLifecycle
 import UnixSignals
 
 /// The one way a long-running command stops (`ferry run`, `ferry listen`, `ferry sync --follow`,
-/// `--every` and `--cron`): its work runs as a service of a `ServiceGroup` that shuts down
+/// `--every` and `--cron`; `ferry serve` uses ``SecondSignal`` beside its own services): its work runs as a service of a `ServiceGroup` that shuts down
 /// gracefully on SIGTERM or SIGINT. The first signal calls `stop` (waits end at once, runs after
 /// their current batch, with the checkpoint saved) and the command ends when the work returns;
 /// a second signal ends the process at once, with status 130.
@@ -47,8 +47,16 @@ public enum GracefulShutdown {
     }
 
     /// Says on stderr what the first SIGTERM or SIGINT does, and exits with 130 on a second one.
-    struct SecondSignal: Service {
-        func run() async throws {
+    /// Put it first in a `ServiceGroup`, so that it is told to shut down last.
+    public struct SecondSignal: Service {
+        /// After "ferry: SIGTERM: " on the first signal.
+        let firstSignalDoes: String
+
+        public init(firstSignalDoes: String = "finishing the current batch, then stopping") {
+            self.firstSignalDoes = firstSignalDoes
+        }
+
+        public func run() async throws {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             await cancelWhenGracefulShutdown {
                 var received = 0
@@ -59,7 +67,7 @@ public enum GracefulShutdown {
                         exit(130)
                     }
                     let name = signal == .sigterm ? "SIGTERM" : "SIGINT"
-                    FileHandle.standardError.write(Data("ferry: \(name): finishing the current batch, then stopping\n".utf8))
+                    FileHandle.standardError.write(Data("ferry: \(name): \(firstSignalDoes)\n".utf8))
                 }
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryCore
+import FerryJobs
 import FerryServer
 import FerryStore
 import Foundation
@@ -138,8 +139,12 @@ struct Serve: AsyncParsableCommand {
         } catch let error as ServerConfiguration.Error {
             throw ValidationError(error.description)
         }
+        // The first SIGTERM or SIGINT lets open requests and streams end; a second one ends
+        // the process at once, with 130, as it does every long-running command.
+        let secondSignal = GracefulShutdown.SecondSignal(firstSignalDoes: "stopping once open requests and streams end")
         let group = ServiceGroup(configuration: .init(
-            services: [app] + parts.services,
+            services: [ServiceGroupConfiguration.ServiceConfiguration(service: secondSignal)]
+                + ([app] + parts.services).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         parts.storage.stopListening()

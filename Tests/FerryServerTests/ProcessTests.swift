@@ -137,6 +137,38 @@ final class ServerProcess: @unchecked Sendable {
         try? await reader.shutdown()
     }
 
+    /// The first SIGTERM waits for the requests still open (here one whose body never finishes
+    /// arriving); a second signal ends the server at once, with 130, as every long-running
+    /// command does.
+    @Test func aSecondSignalStopsAtOnceWith130() async throws {
+        let server = try ServerProcess(data: try temporaryDirectory("second-signal"))
+        defer { server.kill(SIGKILL) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(server.port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let partial = "PUT /v1/buckets/b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        #expect(partial.withCString { send(fd, $0, strlen($0), 0) } == partial.utf8.count)
+        try await Task.sleep(for: .milliseconds(300))  // the request has reached the server
+        server.kill(SIGTERM)
+        for _ in 0..<600 where !server.printed.contains("SIGTERM: stopping once open requests and streams end") {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(server.printed.contains("SIGTERM: stopping once open requests and streams end"), "\(server.printed)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(server.process.isRunning, "the server waits for the open request: \(server.printed)")
+        server.kill(SIGINT)
+        for _ in 0..<600 where server.process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!server.process.isRunning && server.process.terminationStatus == 130, "\(server.printed)")
+        #expect(server.printed.contains("second signal: stopping now"), "\(server.printed)")
+    }
+
     /// A bad flag is one clear line and a non-zero exit.
     @Test func badFlagExitsNonZeroWithOneLine() throws {
         let process = Process()
