@@ -29,7 +29,9 @@
 #      req/s and errors are summed;
 #   4. prints a Markdown table of req/s, the ratios Ferry ÷ Kinto and 2 ÷ 1
 #      processes, the latencies and error counts, and the load average (uptime)
-#      before and after each line-up. req/s counts 2xx answers; Kinto's 409
+#      before and after each line-up, and during the PUT line how many backends
+#      wait for a lock (pg_stat_activity, sampled every 0.2 s: writers that queue
+#      on one row show there). req/s counts 2xx answers; Kinto's 409
 #      "please retry" answers to writes that meet in one millisecond are counted
 #      apart (see run_line). A line with any other non-2xx answer or a socket
 #      error is INVALID (exit status 2).
@@ -159,7 +161,14 @@ start_kinto() {  # $1 database, $2 processes: sets PORTS and SERVERS
 # concurrent writers, not a fault of the benchmark, so those lines stay valid, their
 # 409s are counted apart (put.lua's BENCH_STATUS tally) and only the 2xx answers
 # count as req/s. Any other non-2xx answer or socket error makes the line INVALID.
-declare -A RPS ALL LAT ERR CONFLICT LOAD
+declare -A RPS ALL LAT ERR CONFLICT LOAD WAITING
+
+lock_waits() {  # $1 database: every 0.2 s until killed, how many of its backends wait for a lock
+  while :; do
+    pg_psql "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'" 2>/dev/null || true
+    sleep 0.2
+  done
+}
 
 run_line() {  # $1 line-up, $2 test, $3 path and query, $4.. extra wrk args
   local lineup=$1 test=$2 path=$3 n=${#PORTS[@]} i ok=0 all=0 lat="" non2xx=0 sock=0 c409=0 r l e s q c out
@@ -172,10 +181,18 @@ run_line() {  # $1 line-up, $2 test, $3 path and query, $4.. extra wrk args
       wrk_run "$out" $((CONNECTIONS / n)) $((2 / n)) "$AUTH" "http://127.0.0.1:${PORTS[$i]}$path" "$@" &
     WRKS+=("$!")
   done
+  # While the writes run: how many of the line-up's backends wait for a lock (a row lock that
+  # writers queue on shows here), sampled.
+  local sampler="" samples="$WORK/lock-waits-$lineup-$test.txt"
+  if [ "$test" = put ]; then lock_waits "$lineup" > "$samples" & sampler=$!; fi
   for i in "${!WRKS[@]}"; do
     wait "${WRKS[$i]}" || { echo "$lineup: $test: wrk $i failed" >&2; exit 1; }
   done
   WRKS=()
+  if [ -n "$sampler" ]; then
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    WAITING[$lineup,$test]=$(awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }' "$samples")
+  fi
   for i in $(seq 0 $((n - 1))); do
     out="$WORK/wrk-$lineup-$test-$i.txt"
     read -r r l e s < <(wrk_stats "$out")
@@ -266,12 +283,12 @@ echo
 echo "req/s counts 2xx answers only; (+N 409/s): Kinto's \"Integrity constraint violated, please retry\"" \
      "answers to writes that met in the same millisecond, which a client must retry."
 echo
-echo "| test | line-up | avg latency (per wrk) | 409 (retry) | other non-2xx | socket errors |"
-echo "| --- | --- | ---: | ---: | ---: | ---: |"
+echo "| test | line-up | avg latency (per wrk) | 409 (retry) | other non-2xx | socket errors | backends waiting for a lock (mean) |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for test in get list put; do
   for lineup in ferry1 ferry2 kinto1 kinto2; do
     [ -n "${RPS[$lineup,$test]:-}" ] || continue
-    echo "| $test | $lineup | ${LAT[$lineup,$test]} | ${CONFLICT[$lineup,$test]} | ${ERR[$lineup,$test]%/*} | ${ERR[$lineup,$test]#*/} |"
+    echo "| $test | $lineup | ${LAT[$lineup,$test]} | ${CONFLICT[$lineup,$test]} | ${ERR[$lineup,$test]%/*} | ${ERR[$lineup,$test]#*/} | ${WAITING[$lineup,$test]:-—} |"
   done
 done
 echo

@@ -16,6 +16,11 @@ struct PostgresStorageTests {
         return (try await PostgresStorage(configuration: configuration), url)
     }
 
+    /// The database name in a URL of ``makeStorage(pool:)``.
+    static func database(_ url: String) -> String {
+        String(url.split(separator: "/").last!.split(separator: "?").first!)
+    }
+
     @Test(arguments: StorageContract.names)
     func contract(_ name: String) async throws {
         let (storage, _) = try await Self.makeStorage()
@@ -121,7 +126,7 @@ struct PostgresStorageTests {
 
         // A claim of a transaction that aborted (a process that died mid-write) holds nobody back.
         let cluster = try PostgresCluster.shared()
-        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        let database = Self.database(url)
         struct Abort: Error { let xid: String }
         let aborted: String
         do {
@@ -138,6 +143,36 @@ struct PostgresStorageTests {
         #expect(try cluster.psql(database, "SELECT count(*) FROM timestamp_claims") == "1")
         let ignored = try await view()
         #expect(ignored.timestamp == early.lastModified)
+    }
+
+    /// A write that rolls back after another committed between two of its allocations leaves the
+    /// kind's timestamp at the other's, not below it (the next write goes on after it).
+    @Test func aRollbackAfterAnInterleavedCommitKeepsTheOthersTimestamp() async throws {
+        let (storage, url) = try await Self.makeStorage()
+        defer { try? storage.close() }
+        let key = StorageContract.records
+        _ = try await storage.write { s in try s.put(key, id: "first", data: [:], requestedTimestamp: nil) }
+        let step = DispatchSemaphore(value: 0)
+        let allocated = LockedStrings()
+        struct Boom: Error {}
+        let failing = Task {
+            try await storage.write { s -> Void in
+                _ = try s.put(key, id: "a", data: [:], requestedTimestamp: nil)
+                allocated.append("a")
+                step.wait()
+                _ = try s.put(key, id: "c", data: [:], requestedTimestamp: nil)
+                throw Boom()
+            }
+        }
+        #expect(await allocated.eventually { $0 == ["a"] })
+        let other = try await storage.write { s in try s.put(key, id: "b", data: [:], requestedTimestamp: nil) }
+        step.signal()
+        await #expect(throws: Boom.self) { try await failing.value }
+        #expect(try await storage.read { s in try s.timestamp(key) } == other.lastModified)
+        let next = try await storage.write { s in try s.put(key, id: "d", data: [:], requestedTimestamp: nil) }
+        #expect(next.lastModified > other.lastModified)
+        let claims = try PostgresCluster.shared().psql(Self.database(url), "SELECT count(*) FROM timestamp_claims")
+        #expect(claims == "0", "the rolled-back write's claims are gone")
     }
 
     /// Announcements go with the commit: the other storage hears of a committed write (also of one

@@ -66,16 +66,20 @@ final class TimestampClock: @unchecked Sendable {
     }
 
     /// Undoes claims of a transaction (or savepoint) that rolled back, so it leaves the kinds'
-    /// timestamps as they were: each kind's goes back to where it was before the first of them,
-    /// or to what others need it to be (their committed objects, claims still held, the tombstone
-    /// horizon), unless a later allocation moved it on meanwhile (that one stands).
+    /// timestamps as they were: each kind's goes back to the last value others left it at before
+    /// one of these claims, or to what others need it to be (their committed objects, claims
+    /// still held, the tombstone horizon), unless a later allocation moved it on meanwhile (that
+    /// one stands).
     func undo(_ claims: ArraySlice<Claim>) throws {
         var kinds: [ResourceKey: [Claim]] = [:]
         for claim in claims { kinds[claim.key, default: []].append(claim) }
         for (key, mine) in kinds {
             try run { session in
                 var binds = PostgresSession.binds([key.parentID, key.resourceName, mine.map(\.timestamp)])
-                binds.append(mine.map(\.previous).min() ?? 0)
+                // Where the kind was before each of them, but for where one of them had moved it:
+                // the latest of those is the last value another transaction (or none) left.
+                let ownStamps = Set(mine.map(\.timestamp))
+                binds.append(mine.map(\.previous).filter { !ownStamps.contains($0) }.max() ?? 0)
                 binds.append(mine.map(\.timestamp).max() ?? 0)
                 _ = try session.rows("""
                     WITH gone AS (DELETE FROM timestamp_claims WHERE parent_id = $1 AND resource_name = $2 AND last_modified = ANY($3::bigint[])),
