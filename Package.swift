@@ -170,7 +170,11 @@ let package = Package(
             path: "bench/Ceiling",
             swiftSettings: swiftSettings
         ),
-        // For the tests: a throwaway PostgreSQL, and temporary folders removed when the tests end.
+        // For every test target: one way to start `ferry serve` (ServeProcess) and the `ferry` binary
+        // (Ferry), one process runner (Spawn), temporary folders removed when the tests end, a
+        // throwaway PostgreSQL, fault injection. The process tests start the `ferry` binary that
+        // `swift build --build-tests` and `swift test` build beside them; no test target but
+        // FerryCLITests depends on the executable.
         .target(
             name: "FerryTestSupport",
             path: "Tests/Support",
@@ -196,16 +200,26 @@ let package = Package(
                 "FerryTestSupport",
                 "FerryCore",
                 "FerryJobs",
-                // The commands' parsers (JobSpecTests: Sync.parse; FirstHourTests: InitCommand.template),
-                // and the binary that the process tests start.
-                "ferry",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             exclude: ["Fixtures"],  // Python fixtures the tests start as processes
+            swiftSettings: swiftSettings
+        ),
+        // The command line's own parsers and texts (`@testable import ferry`: Sync.parse,
+        // InitCommand.template), beside the commands run as processes.
+        .testTarget(
+            name: "FerryCLITests",
+            dependencies: [
+                "ferry",
+                "FerryTestSupport",
+                "FerrySync",
+                "FerryServer",
+                "FerryCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -215,7 +229,6 @@ let package = Package(
                 "FerryTestSupport",
                 "FerryStore",
                 "FerryCore",
-                "ferry",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -324,7 +324,7 @@ import Testing
     /// running meanwhile, and once (in CI) did not answer within the socket's 10 s.
     @Test func aHugeDeclaredLengthIsRefusedBeforeTheBodyIsRead() async throws {
         let data = try temporaryDirectory("attachment-limit")
-        let server = try ServerProcess(data: data, environment: ["FERRY_ATTACHMENT_MAX_SIZE": "1024"])
+        let server = try ServeProcess(data: data, environment: ["FERRY_ATTACHMENT_MAX_SIZE": "1024"])
         defer { server.kill(SIGKILL) }
         let client = server.client()
         defer { Task { try? await client.shutdown() } }

@@ -26,7 +26,7 @@ struct DiskFaultTests {
         guard let disk = SmallDisk.orSkip(megabytes: 4, "DiskFaultTests") else { return }
         defer { disk.remove() }
         let data = disk.path + "/data"
-        var server = try ServerProcess(data: data, environment: ["FERRY_PASSWORD_ROUNDS": "1000"])
+        var server = try ServeProcess(data: data, environment: ["FERRY_PASSWORD_ROUNDS": "1000"])
         defer { server.kill(SIGKILL) }
         var client = server.client()
         #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
@@ -67,7 +67,7 @@ struct DiskFaultTests {
         server.kill(SIGKILL)
         _ = server.waitForExit(timeout: 30)
         try? await client.shutdown()
-        server = try ServerProcess(data: data, environment: ["FERRY_PASSWORD_ROUNDS": "1000"])
+        server = try ServeProcess(data: data, environment: ["FERRY_PASSWORD_ROUNDS": "1000"])
         client = server.client()
         #expect(try await Self.ids(client) == acknowledged)
         try? await client.shutdown()
@@ -86,7 +86,7 @@ struct DiskFaultTests {
         let data = folder.path + "/data", empty = folder.path + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         let environment = ["FERRY_PASSWORD_ROUNDS": "1000"]
-        var server = try ServerProcess(data: data, environment: environment)
+        var server = try ServeProcess(data: data, environment: environment)
         var client = server.client()
         #expect(try await client.put("/v1/buckets/b", headers: Self.alice, body: ByteBuffer()).status == .created)
         #expect(try await client.put("/v1/buckets/b/collections/c", headers: Self.alice, body: ByteBuffer()).status == .created)
@@ -98,7 +98,7 @@ struct DiskFaultTests {
         try await Self.exited(server.process)
 
         try folder.makeReadOnly()
-        server = try ServerProcess(data: data, environment: environment)
+        server = try ServeProcess(data: data, environment: environment)
         defer { server.kill(SIGKILL) }
         client = server.client()
         let stored: Set<String> = ["r0", "r1", "r2", "r3", "r4"]
@@ -122,16 +122,9 @@ struct DiskFaultTests {
         #expect(try await Self.ids(client) == stored)
 
         // No database yet on a read-only folder: one clear line, a non-zero status.
-        let start = Process()
-        start.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-        start.arguments = ["serve", "--port", "0", "--data", empty]
-        let pipe = Pipe()
-        start.standardOutput = pipe
-        start.standardError = pipe
-        try start.run()
-        try await Self.exited(start)
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(start.terminationStatus != 0)
+        let start = try await Spawn.detached(Ferry.binary, ["serve", "--port", "0", "--data", empty])
+        let text = start.stdout + start.stderr
+        #expect(start.status != 0)
         #expect(text.contains("cannot open the SQLite database at \(empty)/") && text.contains("is not writable: Read-only file system"), "\(text)")
 
         // Writable again under the running server: a reader polls all along (every answer 200
@@ -184,7 +177,7 @@ struct DiskFaultTests {
         try? await client.shutdown()
         server.kill(SIGKILL)
         _ = server.waitForExit(timeout: 30)
-        server = try ServerProcess(data: data, environment: environment)
+        server = try ServeProcess(data: data, environment: environment)
         client = server.client()
         #expect(try await Self.ids(client) == acknowledged)
         try? await client.shutdown()

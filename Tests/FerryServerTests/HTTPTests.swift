@@ -111,7 +111,7 @@ import Testing
     /// `ferry serve` over a real socket, with a client that waits up to 90 s for an answer
     /// (HummingbirdTesting's `.live` gives 20 s, which the whole suite's load has exceeded).
     @Test func liveServerOverARealSocket() async throws {
-        let server = try ServerProcess(data: try temporaryDirectory("live"))
+        let server = try ServeProcess(data: try temporaryDirectory("live"))
         defer { server.kill(SIGKILL) }
         let client = server.client()
         #expect(try await client.put("/v1/buckets/live", headers: headers(), body: ByteBuffer()).status == .created)

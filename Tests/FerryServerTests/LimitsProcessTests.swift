@@ -65,7 +65,7 @@ final class RawConnection {
         // Three an hour: one comes back every 20 minutes, so however slowly a loaded machine
         // sends the first three (at 3/60 a request came back every 20 s, and in CI it did), the
         // fourth is refused.
-        let server = try ServerProcess(data: Self.dataFolder(), extra: ["--rate-limit", "3/3600"])
+        let server = try ServeProcess(data: Self.dataFolder(), extra: ["--rate-limit", "3/3600"])
         defer { server.kill(SIGKILL) }
         let client = server.client()
         defer { Task { try? await client.shutdown() } }
@@ -82,7 +82,7 @@ final class RawConnection {
     }
 
     @Test func aBodyThatDoesNotArriveGets408AndLoadBringsBackoff() async throws {
-        let server = try ServerProcess(data: Self.dataFolder(), environment: ["FERRY_BODY_TIMEOUT": "3", "FERRY_BUSY_THRESHOLD": "1", "FERRY_BUSY_BACKOFF": "7"])
+        let server = try ServeProcess(data: Self.dataFolder(), environment: ["FERRY_BODY_TIMEOUT": "3", "FERRY_BUSY_THRESHOLD": "1", "FERRY_BUSY_BACKOFF": "7"])
         defer { server.kill(SIGKILL) }
         let slow = try RawConnection(port: server.port)
         let started = ContinuousClock.now
@@ -106,54 +106,47 @@ final class RawConnection {
         #expect(try await client.get("/v1/", headers: Self.alice).headers[HTTPField.Name("Backoff")!] == nil)
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs a program to its end: its exit status, and its stdout followed by its stderr.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> (Int32, String) {
+        let result = try await Spawn.detached(executable, arguments)
+        return (result.status, result.stdout + result.stderr)
     }
 
     @Test func servesHTTPSWithTheGivenCertificate() async throws {
         let folder = try Self.dataFolder()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let (cert, key) = (folder + "/cert.pem", folder + "/key.pem")
-        let made = try Self.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+        let made = try await Self.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
                                                      "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
         #expect(made.0 == 0, "\(made.1)")
-        let server = try ServerProcess(data: folder + "/data", extra: ["--tls-cert", cert, "--tls-key", key])
+        let server = try ServeProcess(data: folder + "/data", extra: ["--tls-cert", cert, "--tls-key", key])
         defer { server.kill(SIGKILL) }
         #expect(server.printed.contains("https://127.0.0.1:\(server.port)/v1/"))
-        let secure = try Self.run("/usr/bin/curl", ["-s", "--cacert", cert, "-u", "alice:secret", "https://127.0.0.1:\(server.port)/v1/"])
+        let secure = try await Self.run("/usr/bin/curl", ["-s", "--cacert", cert, "-u", "alice:secret", "https://127.0.0.1:\(server.port)/v1/"])
         #expect(secure.0 == 0 && (try? JSON.parse(secure.1))?["project_name"] == "ferry", "\(secure.1)")
         // The links it writes carry the scheme the client used (they said http:// before).
         #expect((try? JSON.parse(secure.1))?["url"] == .string("https://127.0.0.1:\(server.port)/v1/"), "\(secure.1)")
         let base = "https://127.0.0.1:\(server.port)/v1/buckets/b"
         for (method, url) in [("PUT", base), ("PUT", base + "/collections/c"), ("PUT", base + "/collections/c/records/r1"),
                               ("PUT", base + "/collections/c/records/r2")] {
-            #expect(try Self.run("/usr/bin/curl", ["-s", "-f", "--cacert", cert, "-u", "alice:secret", "-X", method, url]).0 == 0)
+            #expect(try await Self.run("/usr/bin/curl", ["-s", "-f", "--cacert", cert, "-u", "alice:secret", "-X", method, url]).0 == 0)
         }
-        let page = try Self.run("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", "--cacert", cert, "-u", "alice:secret",
+        let page = try await Self.run("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", "--cacert", cert, "-u", "alice:secret",
                                                   base + "/collections/c/records?_limit=1"])
         #expect(page.1.lowercased().contains("next-page: https://127.0.0.1:\(server.port)/v1/buckets/b/collections/c/records?"), "\(page.1)")
         // Plain HTTP to the TLS port gets no API answer.
-        let plain = try Self.run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(server.port)/v1/"])
+        let plain = try await Self.run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(server.port)/v1/"])
         #expect((try? JSON.parse(plain.1))?["project_name"] == nil)
         // A certificate that is not there stops the server with one clear line.
-        let bad = try Self.run(ServerProcess.binary, ["serve", "--port", "0", "--data", folder + "/data2", "--tls-cert", folder + "/missing.pem", "--tls-key", key])
+        let bad = try await Self.run(Ferry.binary, ["serve", "--port", "0", "--data", folder + "/data2", "--tls-cert", folder + "/missing.pem", "--tls-key", key])
         #expect(bad.0 != 0 && bad.1.contains("tls_cert: cannot read a PEM certificate"), "\(bad.1)")
     }
 
     @Test func secretsNeverReachTheLog() async throws {
         let token = "fy_supersecrettoken0123456789abcdef"
-        let hash = try Self.run(ServerProcess.binary, ["token", "svc"])
+        let hash = try await Self.run(Ferry.binary, ["token", "svc"])
         #expect(hash.0 == 0 && hash.1.contains("svc:"))
-        let server = try ServerProcess(data: Self.dataFolder(), logLevel: "trace", environment: [
+        let server = try ServeProcess(data: Self.dataFolder(), logLevel: "trace", environment: [
             "FERRY_PASSWORD_ROUNDS": "1000", "FERRY_TOKENS": "svc:" + TokenHash.sha256Hex(token),
         ])
         defer { server.kill(SIGKILL) }

@@ -63,7 +63,7 @@ import Testing
 
     @Test func everyKindOperationAndPrincipal() async throws {
         let data = try temporaryDirectory("matrix")
-        let server = try ServerProcess(data: data)
+        let server = try ServeProcess(data: data)
         defer { server.kill(SIGKILL) }
         let client = server.client()
         defer { Task { try? await client.shutdown() } }

@@ -21,7 +21,7 @@ struct PostgresFaultTests {
         let proxy = try FaultProxy(upstreamPort: cluster.port)
         defer { proxy.stop() }
         let url = direct.replacingOccurrences(of: ":\(cluster.port)/", with: ":\(proxy.port)/") + "?connect_timeout=3&statement_timeout=5000"
-        let server = try ServerProcess(data: temporaryDirectory("pg-faults"),
+        let server = try ServeProcess(data: temporaryDirectory("pg-faults"),
                                        environment: ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000", "FERRY_REQUEST_TIMEOUT": "10"])
         defer { server.kill(SIGKILL) }
         let client = server.client()

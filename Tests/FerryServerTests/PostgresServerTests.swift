@@ -11,19 +11,19 @@ import Testing
 struct PostgresServerTests {
     static let alice: HTTPFields = [.authorization: "Basic " + Data("alice:secret".utf8).base64EncodedString()]
 
-    static func pair(on cluster: PostgresCluster? = nil) throws -> (ServerProcess, ServerProcess, String) {
+    static func pair(on cluster: PostgresCluster? = nil) throws -> (ServeProcess, ServeProcess, String) {
         let url = try (cluster ?? PostgresCluster.shared()).createDatabase("serve")
         // No secret given: the first process stores its own in the database and the second uses
         // it, so a basicauth user is the same user on either process.
         let environment = ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000"]
-        let a = try ServerProcess(data: temporaryDirectory("pg-a"), environment: environment)
-        let b = try ServerProcess(data: temporaryDirectory("pg-b"), environment: environment)
+        let a = try ServeProcess(data: temporaryDirectory("pg-a"), environment: environment)
+        let b = try ServeProcess(data: temporaryDirectory("pg-b"), environment: environment)
         return (a, b, url)
     }
 
     /// Two processes on a new database and a client of each, for `body`; then the clients are
     /// shut down and the processes killed.
-    static func withPair(_ body: (ServerProcess, ServerProcess, TestClient, TestClient) async throws -> Void) async throws {
+    static func withPair(_ body: (ServeProcess, ServeProcess, TestClient, TestClient) async throws -> Void) async throws {
         let (a, b, _) = try pair()
         defer {
             a.kill(SIGKILL)
@@ -156,8 +156,8 @@ struct PostgresServerTests {
         let url = try PostgresCluster.shared().createDatabase("attach")
         let shared = try temporaryDirectory("pg-attachments")
         let environment = ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000"]
-        let a = try ServerProcess(data: shared, environment: environment)
-        let b = try ServerProcess(data: shared, environment: environment)
+        let a = try ServeProcess(data: shared, environment: environment)
+        let b = try ServeProcess(data: shared, environment: environment)
         defer {
             a.kill(SIGKILL)
             b.kill(SIGKILL)

@@ -6,72 +6,8 @@ import HummingbirdTesting
 import NIOCore
 import Testing
 
-/// A `ferry serve` child process on a data folder.
-final class ServerProcess: @unchecked Sendable {
-    let process = Process()
-    let output = Pipe()
-    private(set) var port = 0
-    private let log = NSLock()
-    private var logText = ""
-
-    /// Everything the server printed so far.
-    var printed: String { log.lock(); defer { log.unlock() }; return logText }
-
-    /// The `ferry` binary built next to the test bundle.
-    static var binary: String {
-        if let path = ProcessInfo.processInfo.environment["FERRY_BIN"] { return path }
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("ferry").path
-    }
-
-    init(data: String, extra: [String] = [], logLevel: String = "notice", environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["serve", "--port", "0", "--data", data, "--log-level", logLevel] + extra
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // The notice line names the URL with the port the OS picked.
-        var text = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { if !process.isRunning { break }; continue }
-            text += String(decoding: chunk, as: UTF8.self)
-            if let range = text.range(of: #"127\.0\.0\.1:(\d+)/v1/"#, options: .regularExpression) {
-                let match = text[range]
-                port = Int(match.split(separator: ":")[1].split(separator: "/")[0])!
-                // Keep reading for the server's whole life: a full pipe would block it.
-                logText = text
-                let handle = output.fileHandleForReading
-                Thread.detachNewThread { [self] in
-                    while true {
-                        let chunk = handle.availableData
-                        if chunk.isEmpty { return }
-                        log.lock()
-                        logText += String(decoding: chunk, as: UTF8.self)
-                        log.unlock()
-                    }
-                }
-                return
-            }
-        }
-        process.terminate()
-        throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "ferry serve did not start: \(text)"])
-    }
-
-    func kill(_ signal: Int32) {
-        Foundation.kill(process.processIdentifier, signal)
-    }
-
-    func waitForExit(timeout: TimeInterval) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        return process.isRunning ? nil : process.terminationStatus
-    }
-
+/// The server tests' client of a live server.
+extension ServeProcess {
     func client() -> TestClient {
         let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(90)))
         client.connect()
@@ -85,7 +21,7 @@ final class ServerProcess: @unchecked Sendable {
     /// Invariant 3: every write answered 2xx is still there after `kill -9` and a restart.
     @Test func acknowledgedWritesSurviveKill9() async throws {
         let data = try temporaryDirectory("crash")
-        let first = try ServerProcess(data: data)
+        let first = try ServeProcess(data: data)
         let client = first.client()
         #expect(try await client.put("/v1/buckets/b", headers: auth, body: ByteBuffer()).status == .created)
         #expect(try await client.put("/v1/buckets/b/collections/c", headers: auth, body: ByteBuffer()).status == .created)
@@ -111,7 +47,7 @@ final class ServerProcess: @unchecked Sendable {
         try? await client.shutdown()
         #expect(acknowledged.count > 0)
 
-        let second = try ServerProcess(data: data)
+        let second = try ServeProcess(data: data)
         defer { second.kill(SIGKILL) }
         let reader = second.client()
         let response = try await reader.get("/v1/buckets/b/collections/c/records?_limit=10000", headers: auth)
@@ -124,13 +60,13 @@ final class ServerProcess: @unchecked Sendable {
     /// SIGTERM stops the server cleanly (exit 0) and keeps the data.
     @Test func sigtermShutsDownGracefully() async throws {
         let data = try temporaryDirectory("term")
-        let server = try ServerProcess(data: data)
+        let server = try ServeProcess(data: data)
         let client = server.client()
         #expect(try await client.put("/v1/buckets/kept", headers: auth, body: ByteBuffer()).status == .created)
         try? await client.shutdown()
         server.kill(SIGTERM)
         #expect(server.waitForExit(timeout: 20) == 0)
-        let again = try ServerProcess(data: data)
+        let again = try ServeProcess(data: data)
         defer { again.kill(SIGKILL) }
         let reader = again.client()
         #expect(try await reader.get("/v1/buckets/kept", headers: auth).status == .ok)
@@ -170,17 +106,9 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// A bad flag is one clear line and a non-zero exit.
-    @Test func badFlagExitsNonZeroWithOneLine() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-        process.arguments = ["serve", "--port", "http"]
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = pipe
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus != 0)
-        #expect(text.contains("--port: port must be a whole number"))
+    @Test func badFlagExitsNonZeroWithOneLine() async throws {
+        let result = try await Spawn.detached(Ferry.binary, ["serve", "--port", "http"])
+        #expect(result.status != 0)
+        #expect((result.stdout + result.stderr).contains("--port: port must be a whole number"))
     }
 }

@@ -23,19 +23,19 @@ struct RequestTimeoutTests {
 
     /// A server with a 1 s request timeout on `backend`, and a storage of the test's own on the
     /// same data; nil when PostgreSQL is not installed (CI requires it).
-    static func server(_ backend: Backend) async throws -> (ServerProcess, any Storage)? {
+    static func server(_ backend: Backend) async throws -> (ServeProcess, any Storage)? {
         let data = try temporaryDirectory("timeout")
         var environment = ["FERRY_REQUEST_TIMEOUT": "1", "FERRY_BATCH_MAX_REQUESTS": "10000", "FERRY_MAX_BODY_SIZE": "20000000",
                            "FERRY_PASSWORD_ROUNDS": "1000"]
         switch backend {
         case .sqlite:
-            let server = try ServerProcess(data: data, environment: environment)
+            let server = try ServeProcess(data: data, environment: environment)
             return (server, try SQLiteStorage(path: data + "/ferry.sqlite"))
         case .postgres:
             guard PostgresCluster.enabled else { return nil }
             let url = try PostgresCluster.shared().createDatabase("timeout")
             environment["FERRY_DATABASE"] = url
-            let server = try ServerProcess(data: data, environment: environment)
+            let server = try ServeProcess(data: data, environment: environment)
             return (server, try await PostgresStorage(configuration: .init(url: url)))
         }
     }

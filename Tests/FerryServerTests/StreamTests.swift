@@ -114,8 +114,8 @@ final class EventStreamClient {
     static let bob = "Basic " + Data("bob:secret".utf8).base64EncodedString()
     static let records = "/v1/buckets/b/collections/c/records"
 
-    static func server(environment: [String: String] = [:]) async throws -> (ServerProcess, TestClient) {
-        let server = try ServerProcess(data: try temporaryDirectory("stream"), environment: environment)
+    static func server(environment: [String: String] = [:]) async throws -> (ServeProcess, TestClient) {
+        let server = try ServeProcess(data: try temporaryDirectory("stream"), environment: environment)
         let client = server.client()
         #expect(try await client.put("/v1/buckets/b", headers: [.authorization: alice], body: ByteBuffer()).status == .created)
         #expect(try await client.put("/v1/buckets/b/collections/c", headers: [.authorization: alice], body: ByteBuffer()).status == .created)

@@ -68,7 +68,7 @@ import Testing
     /// Over a real socket: the redirect leaves the connection usable (the unread body is
     /// drained), and the request sent again under /v1 with the same method and body does the work.
     @Test func redirectOverARealSocketKeepsTheConnection() async throws {
-        let server = try ServerProcess(data: try temporaryDirectory("redirect"), environment: ["FERRY_AUTH_POLICIES": "account", "FERRY_PASSWORD_ROUNDS": "1000"])
+        let server = try ServeProcess(data: try temporaryDirectory("redirect"), environment: ["FERRY_AUTH_POLICIES": "account", "FERRY_PASSWORD_ROUNDS": "1000"])
         defer { server.kill(SIGKILL) }
         let client = server.client()
         let auth: HTTPFields = [.authorization: TestServer.basic("user", "p4ssw0rd"), .contentType: "application/json"]

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import FerryCore
+import FerryTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -12,7 +13,7 @@ import Testing
     static let authorization = "Basic " + Data("alice:pw".utf8).base64EncodedString()
 
     /// Uploads a file to a record of `main/users` on `server`; returns the attachment's metadata.
-    static func upload(_ server: Server, id: String, filename: String, content: [UInt8], data: String = "{}") async throws -> JSON {
+    static func upload(_ server: ServeProcess, id: String, filename: String, content: [UInt8], data: String = "{}") async throws -> JSON {
         let boundary = "sync-test-boundary"
         var body = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"\(filename)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
         body += content
@@ -28,7 +29,7 @@ import Testing
         return try JSON.parse(bytes: Array(bytes.readableBytesView))
     }
 
-    static func file(_ server: Server, _ location: String) async throws -> (Int, [UInt8]) {
+    static func file(_ server: ServeProcess, _ location: String) async throws -> (Int, [UInt8]) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/attachments/\(location)")
         request.headers.add(name: "Authorization", value: authorization)
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
@@ -37,8 +38,8 @@ import Testing
     }
 
     @Test func attachmentsGoWithTheirRecordsAndAreChecked() async throws {
-        let source = try Server()
-        let target = try Server()
+        let source = try ServeProcess()
+        let target = try ServeProcess()
         let dir = try TempDir()
         _ = try await source.request(.PUT, "/buckets/main")
         _ = try await source.request(.PUT, "/buckets/main/collections/users")
@@ -75,8 +76,8 @@ import Testing
 
     @Test func aFileThatCannotBeFetchedOrDoesNotMatchIsAFailedRecord() async throws {
         let sourceDir = try TempDir()
-        let source = try Server(directory: sourceDir)
-        let target = try Server()
+        let source = try ServeProcess(directory: sourceDir)
+        let target = try ServeProcess()
         let dir = try TempDir()
         _ = try await source.request(.PUT, "/buckets/main")
         _ = try await source.request(.PUT, "/buckets/main/collections/users")

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FerryCore
+import FerryTestSupport
 import Foundation
 import GRDB
 import NIOCore
@@ -153,7 +154,7 @@ import Testing
     // MARK: servers
 
     @Test func serverToSQLiteIncrementalMovesExactlyTheChanges() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 300)
         let url = server.collection()
@@ -184,7 +185,7 @@ import Testing
     /// max_body_size (both announced by the server), several in flight at once; a key written
     /// twice in one run keeps its last value (those requests go in order).
     @Test func serverTargetSizesBatchesFromTheServerAndKeepsOrder() async throws {
-        let server = try Server(extra: ["--batch-max-requests", "7", "--max-body-size", "4096"])
+        let server = try ServeProcess(extra: ["--batch-max-requests", "7", "--max-body-size", "4096"])
         let dir = try TempDir()
         var lines: [String] = []
         for i in 0..<300 {
@@ -208,7 +209,7 @@ import Testing
     }
 
     @Test func wrongOrMissingCredentialsAreClearAndChangeNothing() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 5)
         let url = server.collection()
@@ -229,7 +230,7 @@ import Testing
     }
 
     @Test func retriesThroughFailuresLoseAndDuplicateNothing() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         // A proxy answering 503 (Retry-After: 1), 429 (Retry-After: 0) or dropping the
         // connection on 3 requests in 7, and `Backoff: 0` on the rest.
@@ -237,18 +238,10 @@ import Testing
         proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/flaky_proxy.py").path
         proxy.arguments = ["python3", script, String(server.port)]
-        let out = Pipe()
-        proxy.standardOutput = out
-        try proxy.run()
+        // Its first line is the port it listens on.
+        let proxyPort = try launch(proxy, output: Pipe(), port: #"^(\d+)\n"#, what: "flaky_proxy.py")
         // SIGKILL: a child of a test thread may start with SIGTERM blocked.
-        defer { kill(proxy.processIdentifier, SIGKILL); proxy.waitUntilExit() }
-        var portLine = Data()
-        while !portLine.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            portLine.append(chunk)
-        }
-        let proxyPort = try #require(Int(String(decoding: portLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { proxy.stop(signal: SIGKILL) }
         let viaProxy = "http://127.0.0.1:\(proxyPort)/v1/buckets/main/collections/users"
 
         try writeUsers(dir.file("a.jsonl"), count: 1000)
@@ -272,7 +265,7 @@ import Testing
     }
 
     @Test func recordsTheServerRefusesAreDeadLetteredAndTheRestArrive() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try #"""
             {"id":"good1","age":1}
@@ -354,7 +347,7 @@ import Testing
     }
 
     @Test func killNineIntoAndOutOfAServerLosesAndDuplicatesNothing() async throws {
-        let server = try Server(extra: ["--batch-max-requests", "1000"])
+        let server = try ServeProcess(extra: ["--batch-max-requests", "1000"])
         let dir = try TempDir()
         try writeUsersTable(dir.file("src.db"), count: Self.killRecords)
         let url = server.collection()

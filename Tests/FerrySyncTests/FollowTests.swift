@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import GRDB
 import NIOHTTP1
@@ -37,13 +38,13 @@ import Testing
         return Dictionary(uniqueKeysWithValues: pairs.map { ($0.0, JSON.int($0.1)) })
     }
 
-    static func makeCollection(_ server: Server) async throws {
+    static func makeCollection(_ server: ServeProcess) async throws {
         #expect(try await server.request(.PUT, "/buckets/main").0 < 300)
         #expect(try await server.request(.PUT, "/buckets/main/collections/users").0 < 300)
     }
 
     @Test func writesOnTheServerReachTheSQLiteTargetThroughTheStream() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try await Self.makeCollection(server)
         for i in 0..<50 { _ = try await server.request(.PUT, Self.records + "r\(i)", body: ["data": ["age": .int(Int64(i))]]) }
@@ -71,7 +72,7 @@ import Testing
     /// The server is killed mid-stream while a client keeps writing, then restarted on the same
     /// data and port: every acknowledged write reaches the target, none twice.
     @Test func serverKilledAndRestartedMidStreamLosesNothing() async throws {
-        var server: Server? = try Server()
+        var server: ServeProcess? = try ServeProcess()
         let data = server!.directory
         let port = server!.port
         let url = server!.collection()
@@ -84,7 +85,7 @@ import Testing
                 server!.crash()
                 server = nil
                 try await Task.sleep(for: .milliseconds(700))
-                server = try Server(directory: data, port: port)
+                server = try ServeProcess(directory: data, port: port)
             }
             let id = "w\(i)"
             let (status, _) = try await server!.request(.PUT, Self.records + id, body: ["data": ["age": .int(Int64(i))]])
@@ -108,7 +109,7 @@ import Testing
 
     /// Without a stream (forced here), the long-poll carries changes just as well.
     @Test func longPollFallbackFollowsToo() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try await Self.makeCollection(server)
         let follow = Self.following([server.collection(), "sqlite:t.db#users", "--follow-via", "long-poll"], in: dir)

@@ -26,8 +26,8 @@ struct NetworkFaultTests {
     }
 
     /// Runs `arguments` until a run succeeds (at most 12); every failed run must have said why.
-    static func runUntilDone(_ arguments: [String], in directory: String, environment: [String: String]) async throws -> Ferry.Result {
-        var last = Ferry.Result(status: -1, stdout: "", stderr: "")
+    static func runUntilDone(_ arguments: [String], in directory: String, environment: [String: String]) async throws -> Spawn.Result {
+        var last = Spawn.Result(status: -1, stdout: "", stderr: "")
         for _ in 0..<12 {
             last = try await Ferry.run(arguments, in: directory, environment: environment)
             if last.status == 0 { return last }
@@ -39,7 +39,7 @@ struct NetworkFaultTests {
     }
 
     @Test func intoAServerThroughFaultsEndsEqual() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let proxy = try FaultProxy(upstreamPort: server.port, plan: Self.plan)
         defer { proxy.stop() }
         let dir = try TempDir()
@@ -63,7 +63,7 @@ struct NetworkFaultTests {
     }
 
     @Test func outOfAServerThroughFaultsEndsEqual() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: Self.records)
         let load = try await Ferry.run(["sync", "file:a.jsonl", server.collection(), "--target-auth", "alice:pw"], in: dir.path)

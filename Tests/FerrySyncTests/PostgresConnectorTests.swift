@@ -409,18 +409,7 @@ struct PostgresConnectorTests {
         let records = 200_000
         try writeUsersTable(dir.file("src.db"), count: records)
         let arguments = ["sync", "sqlite:src.db#users", db.url + "#users", "--mode", "incremental", "--cursor-field", "updated_at", "--job", "cut"]
-        let process = Ferry.start(arguments, in: dir.path)
-        // Both pipes drained on threads of their own (a blocking read must not hold a task's thread).
-        let errors = LockedData()
-        let drained = DispatchGroup()
-        for (pipe, keep) in [(process.standardError as! Pipe, true), (process.standardOutput as! Pipe, false)] {
-            drained.enter()
-            DispatchQueue.global().async {
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                if keep { errors.set(data) }
-                drained.leave()
-            }
-        }
+        let run = LongRunning(arguments, in: dir)
         var loaded = 0
         for _ in 0..<600 where loaded == 0 {
             try await Task.sleep(for: .milliseconds(50))
@@ -428,10 +417,9 @@ struct PostgresConnectorTests {
         }
         #expect(loaded > 0 && loaded < records, "the sync was not caught mid-run (\(loaded) rows)")
         try cluster.psql(db.name, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")
-        await process.exited()
-        await drained.done()
-        let stderr = String(decoding: errors.get(), as: UTF8.self)
-        #expect(process.terminationStatus == 2)
+        await run.ended()
+        let stderr = run.stderr
+        #expect(run.process.terminationStatus == 2)
         #expect(stderr.split(separator: "\n").count == 1 && stderr.contains("lost the connection to 127.0.0.1:\(cluster.port)"), "\(stderr)")
         #expect(!stderr.contains(PostgresCluster.password))
         let committed = Int(try cluster.psql(db.name, "SELECT count(*) FROM users"))!
@@ -589,23 +577,13 @@ struct PostgresConnectorTests {
         // A self-signed certificate for the test server, then ssl on (and off again at the end).
         let certificate = cluster.directory + "/server.crt"
         let key = cluster.directory + "/server.key"
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        openssl.arguments = ["openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=localhost",
-                             "-newkey", "rsa:2048", "-keyout", key, "-out", certificate]
-        openssl.standardOutput = FileHandle.nullDevice
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
+        let openssl = try await Spawn.detached("/usr/bin/env", ["openssl", "req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=localhost",
+                                                                "-newkey", "rsa:2048", "-keyout", key, "-out", certificate])
+        try #require(openssl.status == 0, "openssl could not make a certificate")
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
         if geteuid() == 0 {
             for path in [key, certificate] {
-                let chown = Process()
-                chown.executableURL = URL(fileURLWithPath: "/bin/chown")
-                chown.arguments = ["postgres", path]
-                try chown.run()
-                chown.waitUntilExit()
+                _ = try await Spawn.detached("/bin/chown", ["postgres", path])
             }
         }
         try cluster.psql(db.name, "ALTER SYSTEM SET ssl_cert_file = '\(certificate)'")

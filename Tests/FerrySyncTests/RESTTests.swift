@@ -76,7 +76,7 @@ func pageRead(_ side: String, size: Int = 50) -> [String] {
     ["--\(side)-rest", "pagination=page", "--\(side)-rest", "items=/data", "--\(side)-rest", "page_size=\(size)"]
 }
 
-func report(_ result: Ferry.Result) throws -> JSON {
+func report(_ result: Spawn.Result) throws -> JSON {
     guard let json = try? JSON.parse(result.stdout) else {
         throw SyncTestError("no JSON report (exit \(result.status)): \(result.stdout) \(result.stderr)")
     }
@@ -119,7 +119,7 @@ func report(_ result: Ferry.Result) throws -> JSON {
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
 
         // The API into a Ferry server, incrementally.
-        let server = try Server()
+        let server = try ServeProcess()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         let incremental = ["--mode", "incremental", "--cursor-field", "updated_at", "--source-rest", "since_param=updated_since"] + pageRead("source")
         result = try await Ferry.run(["sync", api.endpoint(), server.collection(), "--json"] + incremental, in: dir.path, environment: auth)

@@ -12,7 +12,7 @@ import Testing
     @Test func diffAndVerifyReconcileWithAServer() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 2_000)
-        let server = try Server()
+        let server = try ServeProcess()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
         let loaded = try report(result)
@@ -65,7 +65,7 @@ import Testing
     @Test func diffFromAServerReadsOnlyTheDifferingRecords() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 2_000)
-        let server = try Server()
+        let server = try ServeProcess()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
@@ -113,8 +113,8 @@ import Testing
     @Test func twoServersReconcileWithoutMovingUnchangedRecords() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 3_000)
-        let source = try Server()
-        let target = try Server()
+        let source = try ServeProcess()
+        let target = try ServeProcess()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         for server in [source, target] {
             let result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)

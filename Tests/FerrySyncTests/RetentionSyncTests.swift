@@ -14,7 +14,7 @@ import Testing
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 50)
         // Keep the 2 newest tombstones per collection, purged every second.
-        let server = try Server(extra: ["--tombstone-max-count", "2"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
+        let server = try ServeProcess(extra: ["--tombstone-max-count", "2"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         let records = "/buckets/main/collections/users/records"
         var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", server.collection(), "--json"], in: dir.path, environment: auth)
@@ -81,8 +81,8 @@ import Testing
     @Test func serverToServerPastTheHorizonResyncsOnce() async throws {
         let dir = try TempDir()
         try writeUsers(dir.file("a.jsonl"), count: 30)
-        let source = try Server(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
-        let target = try Server()
+        let source = try ServeProcess(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
+        let target = try ServeProcess()
         let auth = ["FERRY_SOURCE_AUTH": "alice:pw", "FERRY_TARGET_AUTH": "alice:pw"]
         var result = try await Ferry.run(["sync", "file:\(dir.file("a.jsonl"))", source.collection(), "--json"], in: dir.path, environment: auth)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
@@ -113,7 +113,7 @@ import Testing
 
     /// Waits (60 s at most) until a feed from `since` is refused, and returns the horizon.
     /// - Parameter expected: wait until the horizon is this one (purges go on in the background).
-    static func horizonPasses(_ since: Int64, on server: Server, expected: Int64? = nil,
+    static func horizonPasses(_ since: Int64, on server: ServeProcess, expected: Int64? = nil,
                               path: String = "/buckets/main/collections/users/records") async throws -> Int64? {
         let deadline = Date().addingTimeInterval(60)
         var horizon: Int64?
@@ -132,7 +132,7 @@ import Testing
     /// deletes) and says why in `last_error`; `PUT` with `since` restarts it. An event stream
     /// resumed from before the horizon is refused with the same 410.
     @Test func webhooksAndStreamsBehindTheHorizonAreStopped() async throws {
-        let server = try Server(extra: ["--tombstone-max-count", "1"],
+        let server = try ServeProcess(extra: ["--tombstone-max-count", "1"],
                                 environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1", "FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
         let receiver = try WebhookReceiver()
         try await receiver.mode(fail: 1_000_000)
@@ -206,8 +206,8 @@ struct PostgresRetentionTests {
     @Test func bothProcessesRefuseFeedsFromBeforeTheSharedHorizon() async throws {
         let url = try PostgresCluster.shared().createDatabase("retention")
         let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_TOMBSTONE_PURGE_INTERVAL": "1"]
-        let a = try Server(extra: ["--tombstone-max-count", "2"], environment: environment)
-        let b = try Server(extra: ["--tombstone-max-count", "2"], environment: environment)
+        let a = try ServeProcess(extra: ["--tombstone-max-count", "2"], environment: environment)
+        let b = try ServeProcess(extra: ["--tombstone-max-count", "2"], environment: environment)
         #expect(try await a.request(.PUT, "/buckets/main").0 == 201)
         let created = try #require(try await b.request(.PUT, "/buckets/main/collections/users").1?["data"]?["last_modified"]?.intValue)
         let records = "/buckets/main/collections/users/records/"
@@ -220,7 +220,7 @@ struct PostgresRetentionTests {
         // The two newest tombstones stay; the horizon is the newest one purged, on both processes.
         let horizon = try await RetentionSyncTests.horizonPasses(created + 1, on: a, expected: tombstones[2])
         // Exactly one process purges, and it counted the three it purged.
-        func metrics(_ server: Server) async throws -> String { try await getText("http://127.0.0.1:\(server.port)/metrics") }
+        func metrics(_ server: ServeProcess) async throws -> String { try await getText("http://127.0.0.1:\(server.port)/metrics") }
         let leaders = try await [a, b].asyncFilter { try await metrics($0).contains("ferry_tombstone_purge_leading 1") }
         #expect(leaders.count == 1)
         if let leader = leaders.first {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FerryCore
+import FerryTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -31,7 +32,7 @@ import Testing
     }
 
     @Test func followAndScheduledJobsRunSideBySideWithStatusAndMetrics() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         _ = try await server.request(.PUT, "/buckets/main")
         _ = try await server.request(.PUT, "/buckets/main/collections/users")
@@ -151,7 +152,7 @@ import Testing
 
     /// A server's webhook delivers to `ferry run --listen-port`, which runs the webhook job.
     @Test func webhookJobRunsOnEachDelivery() async throws {
-        let server = try Server(environment: ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
+        let server = try ServeProcess(environment: ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"])
         let dir = try TempDir()
         _ = try await server.request(.PUT, "/buckets/main")
         _ = try await server.request(.PUT, "/buckets/main/collections/users")

@@ -1,5 +1,6 @@
 import FerryCore
 @testable import FerrySync
+import FerryTestSupport
 import Foundation
 import Testing
 

@@ -63,7 +63,7 @@ import Testing
 
     @Test func serverWritesCompareAndSet() async throws {
         let dir = try TempDir()
-        try await changesDuringTheRunAreNotOverwritten(try SQLiteSide(dir.file("a.db")), try await ServerSide(try Server()), dir)
+        try await changesDuringTheRunAreNotOverwritten(try SQLiteSide(dir.file("a.db")), try await ServerSide(try ServeProcess()), dir)
     }
 
     @Test(.enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed"))
@@ -111,7 +111,7 @@ import Testing
     @Test func aServerAndARESTAPIExchangeChangesBothWays() async throws {
         let dir = try TempDir()
         let api = try UsersAPI(seed: 20)
-        let server = try Server()
+        let server = try ServeProcess()
         let a = try await ServerSide(server)
         var j = SyncJob(source: a.url, target: api.endpoint())
         j.name = "api"

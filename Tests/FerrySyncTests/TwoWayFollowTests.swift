@@ -37,7 +37,7 @@ import Testing
     /// minutes away), and what Ferry wrote is never sent back.
     @Test func followingTwoServersCarriesChangesBothWaysWithoutEcho() async throws {
         let dir = try TempDir()
-        let (serverA, serverB) = (try Server(), try Server())
+        let (serverA, serverB) = (try ServeProcess(), try ServeProcess())
         let a = try await ServerSide(serverA)
         let b = try await ServerSide(serverB)
         try await a.put("r0", ["name": "before"])
@@ -72,7 +72,7 @@ import Testing
     /// -9 and started again ends with both sides equal, changes made while it was down included.
     @Test func followingAServerAndATablePollsTheTableAndSurvivesKillNine() async throws {
         let dir = try TempDir()
-        let server = try Server()
+        let server = try ServeProcess()
         let a = try await ServerSide(server)
         let b = try SQLiteSide(dir.file("b.db"))
         let arguments = ["sync", a.url, b.url, "--two-way", "--on-conflict", "b-wins", "--follow", "--poll-interval", "1s", "--json", "--job", "p"]

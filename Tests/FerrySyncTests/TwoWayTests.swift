@@ -69,12 +69,12 @@ struct SQLiteSide: TwoWaySide {
 
 /// A collection on a `ferry serve` child process, written as alice.
 struct ServerSide: TwoWaySide {
-    let server: Server
+    let server: ServeProcess
     let collection: String
     var url: String { server.collection("main", collection) }
     var auth: String? { "alice:pw" }
 
-    init(_ server: Server, _ collection: String = "users") async throws {
+    init(_ server: ServeProcess, _ collection: String = "users") async throws {
         self.server = server
         self.collection = collection
         _ = try await server.request(.PUT, "/buckets/main", body: ["data": [:]])
@@ -287,7 +287,7 @@ enum TwoWayOracle {
     @Test(arguments: ConflictPolicy.allCases)
     func eachPolicyOnServerAndSQLite(policy: ConflictPolicy) async throws {
         let dir = try TempDir()
-        let server = try Server()
+        let server = try ServeProcess()
         let a = try await ServerSide(server)
         let b = try SQLiteSide(dir.file("phone.db"))
         let (report, sideA, sideB) = try await conflictScenario(a, b, dir, policy: policy)
@@ -370,14 +370,14 @@ enum TwoWayOracle {
 
     @Test func propertiesServerToSQLite() async throws {
         let dir = try TempDir()
-        let server = try Server()
+        let server = try ServeProcess()
         try await property(try await ServerSide(server), try SQLiteSide(dir.file("b.db")), dir: dir, seed: 11, rounds: 6, policy: .newestWins)
     }
 
     @Test func propertiesServerToServer() async throws {
         let dir = try TempDir()
-        let one = try Server()
-        let two = try Server()
+        let one = try ServeProcess()
+        let two = try ServeProcess()
         let (a, b) = (try await ServerSide(one), try await ServerSide(two))
         try await property(a, b, dir: dir, seed: 12, rounds: 6, policy: .aWins)
         // Servers are read through their change feeds after the first run: once the run after
@@ -434,7 +434,7 @@ enum TwoWayOracle {
     /// A server write carries the version read: a record changed since is left alone and
     /// reported as changed during the run.
     @Test func serverWritesAreConditionalOnTheVersionRead() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let side = try await ServerSide(server)
         try await side.put("r1", ["name": "first"])
         var options = EndpointOptions()
@@ -615,7 +615,7 @@ enum TwoWayOracle {
         var hits = 0
         for interrupted in [false, true] {
             let dir = try TempDir()
-            let server = serverSide ? try Server() : nil
+            let server = serverSide ? try ServeProcess() : nil
             let a: any TwoWaySide = if let server { try await ServerSide(server) } else { try SQLiteSide(dir.file("a.db")) }
             let b = try SQLiteSide(dir.file("b.db"))
             var seeds = 0
@@ -751,7 +751,7 @@ extension TwoWayTests {
     /// other side, the other side's changes still come back, and the next run is incremental.
     @Test func serverSidePastTheHorizonIsReadWholeAndTheRunGoesOn() async throws {
         let dir = try TempDir()
-        let server = try Server(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
+        let server = try ServeProcess(extra: ["--tombstone-max-count", "1"], environment: ["FERRY_TOMBSTONE_PURGE_INTERVAL": "1"])
         let a = try await ServerSide(server)
         let b = try SQLiteSide(dir.file("b.db"))
         for i in 0..<10 { try await a.put("r\(i)", ["name": .string("n\(i)"), "n": .int(Int64(i))]) }

@@ -45,8 +45,8 @@ final class WebhookReceiver {
     static let hooks = "/buckets/main/collections/users/webhooks"
     static let records = "/buckets/main/collections/users/records/"
 
-    static func server(_ environment: [String: String] = ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"], directory: TempDir? = nil, port: Int = 0) async throws -> Server {
-        let server = try Server(directory: directory, port: port, environment: environment)
+    static func server(_ environment: [String: String] = ["FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"], directory: TempDir? = nil, port: Int = 0) async throws -> ServeProcess {
+        let server = try ServeProcess(directory: directory, port: port, environment: environment)
         _ = try await server.request(.PUT, "/buckets/main")
         _ = try await server.request(.PUT, "/buckets/main/collections/users")
         return server
@@ -130,7 +130,7 @@ final class WebhookReceiver {
     /// The queue is the change feed on disk: a server that restarts while the receiver is down
     /// delivers everything once the receiver is back.
     @Test func deliveriesSurviveAServerRestartAndAReceiverOutage() async throws {
-        var server: Server? = try await Self.server()
+        var server: ServeProcess? = try await Self.server()
         let data = server!.directory
         let serverPort = server!.port
         var receiver: WebhookReceiver? = try WebhookReceiver()
@@ -251,7 +251,7 @@ final class WebhookReceiver {
 /// whichever process they were registered or written through, and the other takes over when it dies.
 @Suite(.serialized, .enabled(if: PostgresCluster.enabled, "PostgreSQL is not installed: its tests are skipped (CI sets FERRY_REQUIRE_POSTGRES=1 and runs them)"))
 struct PostgresWebhookTests {
-    static func leads(_ server: Server) async -> Bool {
+    static func leads(_ server: ServeProcess) async -> Bool {
         (try? await getText("http://127.0.0.1:\(server.port)/metrics"))?.contains("ferry_webhooks_leading 1") == true
     }
 
@@ -265,8 +265,8 @@ struct PostgresWebhookTests {
     @Test func oneProcessDeliversAndAnotherTakesOverWhenItDies() async throws {
         let url = try PostgresCluster.shared().createDatabase("hooks")
         let environment = ["FERRY_DATABASE": url, "FERRY_SECRET": "a-secret-shared-by-both-processes", "FERRY_WEBHOOK_ALLOW_HOSTS": "127.0.0.1"]
-        let a = try Server(environment: environment)
-        let b = try Server(environment: environment)
+        let a = try ServeProcess(environment: environment)
+        let b = try ServeProcess(environment: environment)
         let receiver = try WebhookReceiver()
         #expect(try await a.request(.PUT, "/buckets/main").0 == 201)
         #expect(try await b.request(.PUT, "/buckets/main/collections/users").0 == 201)

@@ -23,4 +23,24 @@ extension Process {
         }
         return true
     }
+
+    /// Waits for the process to end on a thread of its own. A test that waited with
+    /// `waitUntilExit()` held a thread of Swift's cooperative pool (there are as many as cores):
+    /// two kill -9 tests doing so at once left none for the in-process servers and clients of
+    /// the tests running beside them, and the whole suite hung (it did, in a fresh-clone run).
+    public func exited() async {
+        let process = UncheckedProcess(process: self)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                process.process.waitUntilExit()
+                continuation.resume()
+            }
+        }
+    }
+}
+
+/// A `Process` handed to the thread that waits for it (it is not `Sendable`; only
+/// `waitUntilExit()` is called on it there).
+private struct UncheckedProcess: @unchecked Sendable {
+    let process: Process
 }

@@ -11,10 +11,30 @@ public enum Spawn {
         public var status: Int32
         public var stdout: String
         public var stderr: String
+
+        public init(status: Int32, stdout: String, stderr: String) {
+            self.status = status
+            self.stdout = stdout
+            self.stderr = stderr
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// ``run(_:_:in:environment:)`` on a thread of its own: a test waiting here never holds a
+    /// thread of Swift's cooperative pool (as many as cores), which every in-process server and
+    /// client of the other tests running meanwhile needs.
+    public static func detached(_ executable: String, _ arguments: [String], in directory: String? = nil,
+                                environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Swift.Result { try run(executable, arguments, in: directory, environment: environment) })
+            }
+        }
     }
 
     /// - Parameters:
@@ -43,7 +63,7 @@ public enum Spawn {
         }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        guard spawned == 0 else { throw Failure(description: "cannot run \(executable): \(String(cString: strerror(spawned)))") }
+        guard spawned == 0 else { throw Failure("cannot run \(executable): \(String(cString: strerror(spawned)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)

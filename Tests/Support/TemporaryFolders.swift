@@ -16,3 +16,18 @@ enum TemporaryFolders {
         return root
     }()
 }
+
+/// A ``temporaryDirectory(_:)`` of its own, removed when the last one holding it lets go (a
+/// restarted server keeps its predecessor's folder by holding the same one).
+public final class TempDir: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "sync") throws {
+        path = try temporaryDirectory(prefix)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// The path of `name` in the folder.
+    public func file(_ name: String) -> String { path + "/" + name }
+}

@@ -1,6 +1,7 @@
 import FerryCore
 import FerryServer
 import FerrySync
+import FerryTestSupport
 import Foundation
 import Testing
 @testable import ferry
@@ -12,7 +13,7 @@ import Testing
 
     @Test func initWritesACommentedFileThatServeAndRunAccept() async throws {
         let dir = try TempDir()
-        let result = try await Ferry.run(["init"], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["init"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("wrote ferry.yml"))
         let text = try String(contentsOfFile: dir.file("ferry.yml"), encoding: .utf8)
@@ -29,18 +30,17 @@ import Testing
         #expect(try JobTrigger.parse(jobs[0].schedule) != .once)
 
         // And the commands themselves: `ferry run` loads the file (and names its job)...
-        let run = try await Ferry.run(["run", "ferry.yml", "--job", "nope"], in: dir.path)
+        let run = try await FerryTestSupport.Ferry.run(["run", "ferry.yml", "--job", "nope"], in: dir.path)
         #expect(run.status == 2 && run.stderr.contains("no job named nope (jobs: users-backup)"), "\(run.stderr)")
         // ...and `ferry serve --config` starts with it; its first log line names the build.
         let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: Ferry.binary)
+        serve.executableURL = URL(fileURLWithPath: FerryTestSupport.Ferry.binary)
         serve.currentDirectoryURL = URL(fileURLWithPath: dir.path)
         serve.arguments = ["serve", "--config", "ferry.yml", "--port", "0"]
         let log = LockedData()
         _ = try launch(serve, output: Pipe(), port: #"127\.0\.0\.1:(\d+)/v1/"#, what: "ferry serve --config ferry.yml", log: log)
-        serve.terminate()
-        serve.waitUntilExit()
-        let first = String(decoding: log.get(), as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        serve.stop()
+        let first = log.text.split(separator: "\n").first.map(String.init) ?? ""
         #expect(first.contains("ferry serve \(FerryVersion.current) (commit \(FerryVersion.commit)) starting"), "\(first)")
         #expect(FileManager.default.fileExists(atPath: dir.file("ferry-data")), "the data folder of the file's server: section")
     }
@@ -48,10 +48,10 @@ import Testing
     @Test func initIntoAFolderWritesFerryYmlThere() async throws {
         let dir = try TempDir()
         try FileManager.default.createDirectory(atPath: dir.file("config"), withIntermediateDirectories: false)
-        let result = try await Ferry.run(["init", "config"], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["init", "config"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir.file("config/ferry.yml")))
-        let named = try await Ferry.run(["init", "prod.yml"], in: dir.path)
+        let named = try await FerryTestSupport.Ferry.run(["init", "prod.yml"], in: dir.path)
         #expect(named.status == 0 && FileManager.default.fileExists(atPath: dir.file("prod.yml")), "\(named.stderr)")
     }
 
@@ -60,7 +60,7 @@ import Testing
         let mine = "server:\n  port: 9999\n"
         try mine.write(toFile: dir.file("ferry.yml"), atomically: true, encoding: .utf8)
         for arguments in [["init"], ["init", "."], ["init", "ferry.yml"]] {
-            let result = try await Ferry.run(arguments, in: dir.path)
+            let result = try await FerryTestSupport.Ferry.run(arguments, in: dir.path)
             #expect(result.status == 2, "\(arguments)")
             #expect(result.stderr == "ferry: error: \(arguments.count == 1 ? "ferry.yml" : arguments[1] == "." ? "./ferry.yml" : "ferry.yml") already exists: nothing written (remove it, or give another path)\n", "\(result.stderr)")
             #expect(result.stdout.isEmpty)
@@ -84,7 +84,7 @@ import Testing
             cases.append(("/sys/ferry.yml", "cannot write /sys/ferry.yml: the folder /sys is not writable: Permission denied"))
         }
         for (path, message) in cases {
-            let result = try await Ferry.run(["init", path], in: dir.path)
+            let result = try await FerryTestSupport.Ferry.run(["init", path], in: dir.path)
             #expect(result.status == 2 && result.stderr == "ferry: error: \(message)\n", "\(path): \(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: path.hasPrefix("/") ? path : dir.file(path)))
         }
@@ -94,35 +94,28 @@ import Testing
 
     @Test func versionNamesTheReleaseAndTheCommit() async throws {
         let dir = try TempDir()
-        let result = try await Ferry.run(["--version"], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["--version"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         let line = result.stdout.trimmingCharacters(in: .newlines)
         let match = line.wholeMatch(of: #/ferry (\d+\.\d+\.\d+) \(commit ([0-9a-f]{12}(?:-dirty)?|unknown)\)/#)
         #expect(match?.output.1 == Substring(FerryVersion.current), "\(line)")
         // Built from this checkout: the commit is one of its commits.
         let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        if let commit = match?.output.2, let git = try? Self.git(["-C", package, "rev-parse", "--git-dir"]), git.status == 0 {
+        if let commit = match?.output.2, let git = try? await Self.git(["-C", package, "rev-parse", "--git-dir"]), git.status == 0 {
             #expect(commit != "unknown", "built from a git checkout, the commit should be known")
             let hash = commit.split(separator: "-")[0]
-            #expect(try Self.git(["-C", package, "cat-file", "-e", "\(hash)^{commit}"]).status == 0, "\(commit) is no commit of \(package)")
+            #expect(try await Self.git(["-C", package, "cat-file", "-e", "\(hash)^{commit}"]).status == 0, "\(commit) is no commit of \(package)")
         }
     }
 
-    static func git(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git"] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return (process.terminationStatus, "")
+    static func git(_ arguments: [String]) async throws -> Spawn.Result {
+        try await Spawn.detached("/usr/bin/env", ["git"] + arguments)
     }
 
     @Test(arguments: [("bash", "complete -o filenames -F _ferry ferry"), ("zsh", "#compdef ferry"), ("fish", "complete -c 'ferry'")])
     func completionScripts(shell: String, marker: String) async throws {
         let dir = try TempDir()
-        let result = try await Ferry.run(["--generate-completion-script", shell], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["--generate-completion-script", shell], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains(marker), "\(result.stdout.prefix(300))")
         for command in ["init", "serve", "sync", "verify", "run", "status", "listen", "token"] {
@@ -132,7 +125,7 @@ import Testing
 
     @Test func anUnknownCompletionShellIsAnError() async throws {
         let dir = try TempDir()
-        let result = try await Ferry.run(["--generate-completion-script", "tcsh"], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["--generate-completion-script", "tcsh"], in: dir.path)
         #expect(result.status != 0)
         #expect(result.stderr.contains("tcsh"), "\(result.stderr)")
         #expect(result.stdout.isEmpty)
@@ -144,20 +137,20 @@ import Testing
     @Test func helpSaysEachDefaultOnceAndOneWay() async throws {
         let dir = try TempDir()
         for command in [[]] + Self.commands.map({ [$0] }) {
-            let result = try await Ferry.run(command + ["--help"], in: dir.path)
+            let result = try await FerryTestSupport.Ferry.run(command + ["--help"], in: dir.path)
             #expect(result.status == 0, "\(command): \(result.stderr)")
             let help = result.stdout
             #expect(help.firstMatch(of: #/\(default[^)]*\)\.?\s*\(default/#) == nil, "\(command): \(help)")
             #expect(help.firstMatch(of: #/\(default [^:]/#) == nil, "\(command): write (default: X)\n\(help)")
         }
-        let overview = try await Ferry.run(["--help"], in: dir.path).stdout
+        let overview = try await FerryTestSupport.Ferry.run(["--help"], in: dir.path).stdout
         #expect(overview.contains("PostgreSQL"), "serve's one-line description names both stores: \(overview)")
         #expect(overview.contains("init"))
     }
 
     @Test func listSettingsNamesEverySetting() async throws {
         let dir = try TempDir()
-        let result = try await Ferry.run(["serve", "--list-settings"], in: dir.path)
+        let result = try await FerryTestSupport.Ferry.run(["serve", "--list-settings"], in: dir.path)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("ferry-data")), "listing settings starts no server")
         for setting in ServerConfiguration.settings {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryCore
 import FerrySync
+import FerryTestSupport
 import Foundation
 import Testing
 @testable import ferry
@@ -47,7 +48,8 @@ import Testing
     func aBadValueGetsTheSameMessageFromAFlagAndFromTheJobsFile(index: Int) async throws {
         let (flags, yaml, flagMessage, fileMessage) = Self.badValues[index]
         let dir = try TempDir()
-        try writeUsers(dir.file("users.jsonl"), count: 3)
+        try (0..<3).map { #"{"id":"u\#($0)","updated_at":\#($0)}"# + "\n" }.joined()
+            .write(toFile: dir.file("users.jsonl"), atomically: true, encoding: .utf8)
         try (Self.head + yaml).write(toFile: dir.file("j.yml"), atomically: true, encoding: .utf8)
 
         // The parsers, as the commands call them.
@@ -59,9 +61,9 @@ import Testing
         #expect(fromFile == fileMessage)
 
         // The commands: one error, exit status 2 (argument-parser's 64 for flags), and nothing created.
-        let sync = try await Ferry.run(["sync", "file:users.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
+        let sync = try await FerryTestSupport.Ferry.run(["sync", "file:users.jsonl", "sqlite:t.db#users"] + flags, in: dir.path)
         #expect(sync.status != 0 && sync.status != 1 && sync.stderr.contains(flagMessage), "\(sync.stderr)")
-        let run = try await Ferry.run(["run", "j.yml"], in: dir.path)
+        let run = try await FerryTestSupport.Ferry.run(["run", "j.yml"], in: dir.path)
         #expect(run.status == 2 && run.stderr == "ferry: error: \(fileMessage)\n", "\(run.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("t.db")))
         #expect(!FileManager.default.fileExists(atPath: dir.file(".ferry")), "no state database, no dead-letter folder")
