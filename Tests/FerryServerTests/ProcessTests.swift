@@ -77,7 +77,7 @@ extension ServeProcess {
     /// arriving); a second signal ends the server at once, with 130, as every long-running
     /// command does.
     @Test func aSecondSignalStopsAtOnceWith130() async throws {
-        let server = try ServerProcess(data: try temporaryDirectory("second-signal"))
+        let server = try ServeProcess(data: try temporaryDirectory("second-signal"))
         defer { server.kill(SIGKILL) }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
