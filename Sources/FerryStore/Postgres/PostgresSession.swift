@@ -45,16 +45,14 @@ struct PostgresSession: ObjectRows {
     /// COMMIT) and its claims released (the release is seen exactly when its writes are).
     func beforeCommit() throws {
         let payloads = unannounced?.take() ?? []
-        let held = claims?.held ?? []
-        guard !payloads.isEmpty || !held.isEmpty else { return }
-        var binds = Self.released(held)
-        binds.append(PostgresStorage.channel)
-        binds.append(payloads)
+        let claimed = claims?.held.isEmpty == false
+        guard !payloads.isEmpty || claimed else { return }
+        // Every claim of the transaction, not only those it knows of: one left behind by a
+        // transaction that committed would hold readers back for good.
         _ = try rows("""
-            WITH released AS (DELETE FROM timestamp_claims c USING unnest($1::text[], $2::text[], $3::bigint[]) AS h(parent, resource, ts)
-                              WHERE c.parent_id = h.parent AND c.resource_name = h.resource AND c.last_modified = h.ts)
-            SELECT count(pg_notify($4, p)) FROM unnest($5::text[]) AS p
-            """, binds)
+            WITH released AS (DELETE FROM timestamp_claims WHERE $1 AND xid = pg_current_xact_id())
+            SELECT count(pg_notify($2, p)) FROM unnest($3::text[]) AS p
+            """, Self.binds([claimed, PostgresStorage.channel, payloads]))
     }
 
     /// After a ROLLBACK: the timestamps its transaction allocated are undone (``TimestampClock/undo(_:)``).
@@ -63,14 +61,6 @@ struct PostgresSession: ObjectRows {
     func undoClaimsAfterRollback() {
         guard let clock, let held = claims?.held, !held.isEmpty else { return }
         try? clock.undo(held[...])
-    }
-
-    static func released(_ held: [TimestampClock.Claim]) -> PostgresBindings {
-        var binds = PostgresBindings()
-        binds.append(held.map(\.key.parentID))
-        binds.append(held.map(\.key.resourceName))
-        binds.append(held.map(\.timestamp))
-        return binds
     }
 
     func execute(_ sql: String, checkingDeadline: Bool = true) throws {
@@ -167,7 +157,8 @@ struct PostgresSession: ObjectRows {
                 last_modified BIGINT NOT NULL,
                 xid XID8 NOT NULL,
                 PRIMARY KEY (parent_id, resource_name, last_modified)
-            )
+            );
+            CREATE INDEX timestamp_claims_xid ON timestamp_claims (xid)
             """),
     ]
 
@@ -223,8 +214,8 @@ struct PostgresSession: ObjectRows {
             return result
         } catch {
             try execute("ROLLBACK TO SAVEPOINT ferry_savepoint")
-            if let clock, let claims, claims.held.count > mark {
-                try clock.undo(claims.held[mark...])
+            // Best effort, as after a ROLLBACK: the claims go with the COMMIT in any case.
+            if let clock, let claims, claims.held.count > mark, (try? clock.undo(claims.held[mark...])) != nil {
                 claims.held.removeSubrange(mark...)
             }
             throw error
