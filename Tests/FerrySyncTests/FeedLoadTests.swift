@@ -107,6 +107,23 @@ import Testing
         #expect(third.read == 0)
     }
 
+    /// What the direct path takes of a page (Kinto spaces its JSON), and what it leaves to the
+    /// engine's reader: a repeated `data` (a parse keeps the last), a record without `id` or
+    /// `last_modified`, an element that is not an object, a body that is not JSON.
+    @Test func pagesAreSplitAsTheEnginesReaderReadsThem() throws {
+        let body = Array(#" {"data": [ {"id": "a", "last_modified": 5, "x": [1, {"y": "]\"}"}]} , {"deleted": true, "id": "b", "last_modified": 7.0} ] } "#.utf8)
+        let (elements, tombstones, last) = try #require(KintoEndpoint.Feed.split(body, since: 1))
+        #expect(elements.map { String(decoding: body[$0], as: UTF8.self) }
+                    == [#"{"id": "a", "last_modified": 5, "x": [1, {"y": "]\"}"}]}"#, #"{"deleted": true, "id": "b", "last_modified": 7.0}"#])
+        #expect(tombstones == [false, true])
+        #expect(last == 7)
+        #expect(KintoEndpoint.Feed.split(Array(#"{"data":[]}"#.utf8), since: 3)?.2 == 3)
+        for text in [#"{"data":[{"id":"a","last_modified":1}],"data":[]}"#, #"{"data":[{"id":"a"}]}"#,
+                     #"{"data":[{"last_modified":2}]}"#, #"{"data":[1]}"#, #"{"data":[{"id":"a","last_modified":"2"}]}"#, "<html>"] {
+            #expect(KintoEndpoint.Feed.split(Array(text.utf8), since: 0) == nil, "\(text)")
+        }
+    }
+
     @Test func aTableFerryDidNotMakeRefusesTheSameRecordsOnBothPaths() async throws {
         let server = try Server()
         let dir = try TempDir()

@@ -257,7 +257,7 @@ public final class KintoEndpoint: Endpoint {
 
         /// Where each record of a page's `data` is, which are tombstones, and the newest
         /// `last_modified` (at least `since`); nil when the page is not one ``scan(_:)`` takes whole.
-        private static func split(_ body: [UInt8], since: Int64) -> ([Range<Int>], [Bool], Int64)? {
+        static func split(_ body: [UInt8], since: Int64) -> ([Range<Int>], [Bool], Int64)? {
             struct NotARecord: Error {}
             var elements: [Range<Int>] = []
             var tombstones: [Bool] = []
