@@ -63,16 +63,7 @@ extension JSON {
             parser.index += 1
         } else {
             while true {
-                parser.skipWhitespace()
-                guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "\"") else {
-                    throw parser.error("expected a string key")
-                }
-                let key = try parser.scanText()
-                parser.skipWhitespace()
-                guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
-                parser.index += 1
-                parser.skipWhitespace()
-                guard parser.index < buffer.count else { throw parser.error("unexpected end of input") }
+                let key = try parser.memberKey()
                 let value: JSONScannedValue
                 switch buffer[parser.index] {
                 case UInt8(ascii: "\""): value = .text(try parser.scanText())
@@ -87,16 +78,7 @@ extension JSON {
                     }
                 }
                 guard try body(key, value) else { return false }
-                parser.skipWhitespace()
-                guard parser.index < buffer.count else { throw parser.error("unexpected end of input") }
-                if buffer[parser.index] == UInt8(ascii: ",") {
-                    parser.index += 1
-                } else if buffer[parser.index] == UInt8(ascii: "}") {
-                    parser.index += 1
-                    break
-                } else {
-                    throw parser.error("expected ',' or '}'")
-                }
+                if try parser.endOfItem(UInt8(ascii: "}")) { break }
             }
         }
         parser.skipWhitespace()
@@ -106,6 +88,19 @@ extension JSON {
 }
 
 extension JSONParser {
+    /// The key of the member at `index` and its `:`; leaves `index` at the value.
+    mutating func memberKey() throws -> JSONScannedText {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+        let key = try scanText()
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+        index += 1
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        return key
+    }
+
     /// A string at `index` (its opening quote): ASCII without escapes as its raw bytes, anything
     /// else through ``parseString()``.
     mutating func scanText() throws -> JSONScannedText {
@@ -121,5 +116,111 @@ extension JSONParser {
             at += 1
         }
         return .string(try parseString())
+    }
+}
+
+extension JSON {
+    /// Hands out the text of each element of the array that is the member `name` of the JSON
+    /// object in `buffer`, without building the elements: the fast path of a change-feed page
+    /// (`{"data":[…]}`) whose records are written straight to columns.
+    ///
+    /// Only the object's structure and its other members are checked here; an element's text is
+    /// found by its brackets and quotes alone, so the caller checks it (with
+    /// ``forEachMember(ofObject:maxDepth:_:)`` or ``parse(_:maxDepth:)``), as it reads it anyway.
+    /// - Parameter body: called with each element's bytes (valid during the call only), in order.
+    /// - Returns: false when the text is not an object, or has no such member, or the member is not
+    ///   an array (`body` was then not called), or the member occurs twice (as a parse keeps the
+    ///   last one, the elements handed out were not the object's: the caller drops them).
+    public static func forEachElement(
+        ofArrayMember name: String, inObject buffer: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
+        _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Bool {
+        var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+        let wanted = Array(name.utf8)
+        var found = false
+        parser.skipWhitespace()
+        guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "{") else { return false }
+        parser.index += 1
+        parser.skipWhitespace()
+        if parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "}") { return false }
+        while true {
+            let key = try parser.memberKey()
+            if key.equals(wanted) {
+                // A second one would win in a parse: this walk has handed out the wrong elements.
+                guard !found, buffer[parser.index] == UInt8(ascii: "[") else { return false }
+                found = true
+                try parser.forEachElement(body)
+            } else {
+                parser.discard = true
+                _ = try parser.parseValue(depth: 0)
+            }
+            if try parser.endOfItem(UInt8(ascii: "}")) { break }
+        }
+        parser.skipWhitespace()
+        guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
+        return found
+    }
+}
+
+extension JSONParser {
+    /// The array at `index` (its `[`): each element's text to `body`, found by `skipValue`.
+    mutating func forEachElement(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            let start = index
+            try skipValue(depth: 2)
+            try body(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+            if try endOfItem(UInt8(ascii: "]")) { return }
+        }
+    }
+
+    /// Moves past the value at `index` by its brackets and quotes alone: strings are not decoded
+    /// nor their UTF-8 checked, numbers and literals are parsed (the caller checks the text).
+    mutating func skipValue(depth: Int) throws {
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            index += 1
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "\""):
+                    index += 1
+                    return
+                case UInt8(ascii: "\\"): index += 2
+                default: index += 1
+                }
+            }
+            throw error("unterminated string")
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == close {
+                index += 1
+                return
+            }
+            while true {
+                skipWhitespace()
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unexpected end of input") }
+                switch bytes[index] {
+                case UInt8(ascii: ","), UInt8(ascii: ":"): index += 1
+                case close:
+                    index += 1
+                    return
+                default: throw error("expected ',' or '\(Character(Unicode.Scalar(close)))'")
+                }
+            }
+        default:
+            _ = try parseValue(depth: depth)
+        }
     }
 }

@@ -128,16 +128,7 @@ struct JSONParser {
             skipWhitespace()
             let value = try parseValue(depth: depth)
             if !discard { members[key] = value }
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of input") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(members)
-            } else {
-                throw error("expected ',' or '}'")
-            }
+            if try endOfItem(UInt8(ascii: "}")) { return .object(members) }
         }
     }
 
@@ -154,17 +145,22 @@ struct JSONParser {
             skipWhitespace()
             let element = try parseValue(depth: depth)
             if !discard { elements.append(element) }
-            skipWhitespace()
-            guard index < bytes.count else { throw error("unexpected end of input") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(elements)
-            } else {
-                throw error("expected ',' or ']'")
-            }
+            if try endOfItem(UInt8(ascii: "]")) { return .array(elements) }
         }
+    }
+
+    /// After a member or an element: moves past the `,` that follows (false) or the `close`
+    /// that ends the object or array (true).
+    @inline(__always) mutating func endOfItem(_ close: UInt8) throws -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        if bytes[index] == UInt8(ascii: ",") {
+            index += 1
+            return false
+        }
+        guard bytes[index] == close else { throw error(close == UInt8(ascii: "}") ? "expected ',' or '}'" : "expected ',' or ']'") }
+        index += 1
+        return true
     }
 
     mutating func parseString() throws -> String {

@@ -165,11 +165,22 @@ public final class SyncEngine {
                 run.report.cursorBefore = cursor
                 run.lastCursor = cursor
                 do {
-                    try await source.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
-                        let changes = try run.prepare(items, incremental: true)
-                        try await run.commit(changes, cursor: next)
-                        progress?(run.report.read, total)
-                        if stoppable, stop?.isClosed == true { throw Stopped() }
+                    if let sqlite = writer as? SQLiteWriter, let server = source as? KintoEndpoint,
+                       sqlite.takesFeedDirectly(from: server, job: job), case .since(let since) = cursor ?? .since(0) {
+                        // A server's feed straight into a table: no record is built (SQLiteWriter+Feed.swift).
+                        try await server.readRawChanges(after: since, batchSize: job.effectiveBatchSize) { page in
+                            try sqlite.load(page, from: server, run: &run)
+                            try run.committed(cursor: .since(page.last))
+                            progress?(run.report.read, total)
+                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                        }
+                    } else {
+                        try await source.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
+                            let changes = try run.prepare(items, incremental: true)
+                            try await run.commit(changes, cursor: next)
+                            progress?(run.report.read, total)
+                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                        }
                     }
                 } catch is Stopped {
                     run.report.stopped = true
@@ -344,11 +355,14 @@ struct Run {
             let outcome = try await writer.apply(changes, cursor: writer.keepsCheckpoint ? cursor : nil)
             try absorb(outcome)
         }
-        if let cursor {
-            lastCursor = cursor
-            if writer.commitsEachBatch {
-                try state.save(job: jobID, source: sourceName, target: targetName, cursor: cursor)
-            }
+        if let cursor { try committed(cursor: cursor) }
+    }
+
+    /// After the writer committed a batch with `cursor` as its checkpoint: the run goes on from there.
+    mutating func committed(cursor: Cursor) throws {
+        lastCursor = cursor
+        if writer?.commitsEachBatch == true {
+            try state.save(job: jobID, source: sourceName, target: targetName, cursor: cursor)
         }
     }
 

@@ -30,7 +30,7 @@ extension SQLiteWriter {
                 }
                 let outcome = try transaction { db in
                     var outcome = ApplyOutcome()
-                    try self.load(count: batch.count, in: db, run: &run, outcome: &outcome, record: record) { direct, index, outcome in
+                    try self.load(count: batch.count, in: db, run: &run, outcome: &outcome, item: { .record(try record($0)) }) { direct, index, outcome in
                         try batch.withLine(index) { try direct.upsert(line: $0, outcome: &outcome) }
                     }
                     return outcome
@@ -57,7 +57,7 @@ extension SQLiteWriter {
                 var values: [JSON?] = Array(repeating: nil, count: width)
                 let outcome = try transaction { db in
                     var outcome = ApplyOutcome()
-                    try self.load(count: rows, in: db, run: &run, outcome: &outcome, record: record) { direct, index, outcome in
+                    try self.load(count: rows, in: db, run: &run, outcome: &outcome, item: { .record(record($0)) }) { direct, index, outcome in
                         for column in 0..<width { values[column] = CSV.value(of: cells[index * width + column]) }
                         return try direct.upsert(header: header, values: values, outcome: &outcome)
                     }
@@ -70,15 +70,15 @@ extension SQLiteWriter {
         }
     }
 
-    /// One batch of `count` records: each through `direct`, or through the engine's path when
-    /// `direct` returns false (or for every record while the table does not exist: the first
-    /// batch decides its columns and their types, as in ``apply(_:cursor:)``).
-    private func load(count: Int, in db: Database, run: inout Run, outcome: inout ApplyOutcome,
-                      record: (Int) throws -> [String: JSON],
-                      direct upsert: (inout DirectUpsert, Int, inout ApplyOutcome) throws -> Bool) throws {
+    /// One batch of `count` records: each through `direct`, or through the engine's path (`item`)
+    /// when `direct` returns false (or for every record while the table does not exist: the
+    /// first batch decides its columns and their types, as in ``apply(_:cursor:)``).
+    func load(count: Int, incremental: Bool = false, in db: Database, run: inout Run, outcome: inout ApplyOutcome,
+              item: (Int) throws -> SourceItem,
+              direct upsert: (inout DirectUpsert, Int, inout ApplyOutcome) throws -> Bool) throws {
         if endpoint.columns.isEmpty {
-            let items = try (0..<count).map { SourceItem.record(try record($0)) }
-            try apply(run.prepare(items, incremental: false), in: db, outcome: &outcome)
+            let items = try (0..<count).map(item)
+            try apply(run.prepare(items, incremental: incremental), in: db, outcome: &outcome)
             return
         }
         var direct = try DirectUpsert(db, writer: self)
@@ -88,7 +88,7 @@ extension SQLiteWriter {
                 run.report.loadedDirectly += 1
                 continue
             }
-            try apply(run.prepare([.record(try record(index))], incremental: false), in: db, outcome: &outcome)
+            try apply(run.prepare([try item(index)], incremental: incremental), in: db, outcome: &outcome)
             if endpoint.columns.count != direct.columnCount { direct = try DirectUpsert(db, writer: self) }
         }
     }
@@ -101,10 +101,11 @@ struct DirectUpsert {
     let db: Database
     private let insert: SQLiteStatement
     private let update: SQLiteStatement?
+    private let sql: SQLiteWriter.Statements
     /// The table's column names as bytes, in table order.
     private let names: [[UInt8]]
-    private let keyIndex: Int
-    let columnCount: Int
+    private var keyIndex: Int { sql.keyIndex }
+    var columnCount: Int { sql.columnCount }
     /// The column the member at each position of the last record had: the guess for the next one.
     private var guesses: [Int] = []
     /// The column of each CSV header column (nil: the table has none), worked out on the first row.
@@ -113,16 +114,16 @@ struct DirectUpsert {
     init(_ db: Database, writer: SQLiteWriter) throws {
         let sql = writer.currentStatements()
         self.db = db
+        self.sql = sql
         insert = try db.cachedStatement(sql: sql.insert).sqliteStatement
         update = sql.update.isEmpty ? nil : try db.cachedStatement(sql: sql.update).sqliteStatement
         names = writer.endpoint.columns.map { Array($0.name.utf8) }
-        keyIndex = sql.keyIndex
-        columnCount = names.count
     }
 
-    /// Writes one JSON Lines line; false when the engine's path must take it.
-    mutating func upsert(line: UnsafeRawBufferPointer, outcome: inout ApplyOutcome) throws -> Bool {
-        try upsert(outcome: &outcome) { this, statement, keyLast in this.bind(line: line, to: statement, keyLast: keyLast) }
+    /// Writes one JSON Lines line (a JSON object; the member named `ignoring` is not data);
+    /// false when the engine's path must take it.
+    mutating func upsert(line: UnsafeRawBufferPointer, ignoring: [UInt8]? = nil, outcome: inout ApplyOutcome) throws -> Bool {
+        try upsert(outcome: &outcome) { this, statement, keyLast in this.bind(line: line, ignoring: ignoring, to: statement, keyLast: keyLast) }
     }
 
     /// Writes one CSV row (`values[i]` is the value of header column `i`); false when the
@@ -164,12 +165,7 @@ struct DirectUpsert {
         }
     }
 
-    /// The parameter of `column`: table order for the insert, the key last for the update.
-    private func parameter(_ column: Int, keyLast: Bool) -> Int32 {
-        guard keyLast else { return Int32(column + 1) }
-        if column == keyIndex { return Int32(columnCount) }
-        return Int32(column < keyIndex ? column + 1 : column)
-    }
+    private func parameter(_ column: Int, keyLast: Bool) -> Int32 { sql.parameter(column, keyLast: keyLast) }
 
     private mutating func column(named name: JSONScannedText, position: Int) -> Int? {
         if position < guesses.count, name.equals(names[guesses[position]]) { return guesses[position] }
@@ -178,7 +174,7 @@ struct DirectUpsert {
         return column
     }
 
-    private mutating func bind(line: UnsafeRawBufferPointer, to statement: SQLiteStatement, keyLast: Bool) -> Bool {
+    private mutating func bind(line: UnsafeRawBufferPointer, ignoring: [UInt8]?, to statement: SQLiteStatement, keyLast: Bool) -> Bool {
         sqlite3_reset(statement)  // GRDB may have left it stepped: binding would then fail
         sqlite3_clear_bindings(statement)
         var hasKey = false
@@ -186,6 +182,7 @@ struct DirectUpsert {
         do {
             let complete = try JSON.forEachMember(ofObject: line) { name, value in
                 defer { position += 1 }
+                if let ignoring, name.equals(ignoring) { return true }
                 guard let column = column(named: name, position: position) else {
                     if case .null = value { return true }
                     return false  // a field without a column
@@ -212,14 +209,7 @@ struct DirectUpsert {
         for (position, value) in values.enumerated() {
             guard let value, value != .null else { continue }
             guard let column = columns[position] else { return false }  // a field without a column
-            let scanned: JSONScannedValue = switch value {
-            case .null: .null
-            case .bool(let b): .bool(b)
-            case .int(let i): .int(i)
-            case .double(let d): .double(d)
-            case .string(let s): .text(.string(s))
-            case .array, .object: .nested(value)
-            }
+            let scanned = JSONScannedValue(value)
             if column == keyIndex {
                 guard Self.isKey(scanned) else { return false }
                 hasKey = true
@@ -241,7 +231,7 @@ struct DirectUpsert {
 
     /// Binds a value as ``SQLiteEndpoint/databaseValue(_:type:)`` stores it: booleans as 0/1,
     /// nested values as canonical JSON text.
-    private static func bind(_ value: JSONScannedValue, to statement: SQLiteStatement, at index: Int32) -> Int32 {
+    static func bind(_ value: JSONScannedValue, to statement: SQLiteStatement, at index: Int32) -> Int32 {
         switch value {
         case .null:
             return sqlite3_bind_null(statement, index)
@@ -264,4 +254,18 @@ struct DirectUpsert {
 
     /// SQLite copies a bound value before the call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+}
+
+extension JSONScannedValue {
+    /// A parsed value as the scanner would have handed it out (strings as `String`s).
+    init(_ value: JSON) {
+        self = switch value {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(i)
+        case .double(let d): .double(d)
+        case .string(let s): .text(.string(s))
+        case .array, .object: .nested(value)
+        }
+    }
 }
