@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTestSupport
 import Foundation
 import GRDB
 import NIOHTTP1
@@ -13,7 +14,7 @@ import Testing
     let records = "/buckets/main/collections/users/records/"
 
     /// Seeds the server's collection from JSON Lines.
-    func seed(_ server: Server, _ dir: TempDir, _ lines: String) async throws {
+    func seed(_ server: ServeProcess, _ dir: TempDir, _ lines: String) async throws {
         try lines.write(toFile: dir.file("seed.jsonl"), atomically: true, encoding: .utf8)
         var job = SyncJob(source: "file:\(dir.file("seed.jsonl"))", target: server.collection())
         job.targetAuth = "alice:pw"
@@ -25,7 +26,7 @@ import Testing
     /// One incremental run into `direct.db` and one into `records.db`; the two must agree.
     /// Returns the direct run's report.
     @discardableResult
-    func round(_ server: Server, _ dir: TempDir) async throws -> SyncReport {
+    func round(_ server: ServeProcess, _ dir: TempDir) async throws -> SyncReport {
         var results: [(SyncReport, [String], [String], Int)] = []
         for direct in [true, false] {
             let name = direct ? "direct" : "records"
@@ -73,7 +74,7 @@ import Testing
     }
 
     @Test func aFeedLoadsTheSameDirectlyAsThroughRecords() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         // Escapes, other scripts, nested values, nulls, a whole-number double, an empty string,
         // new fields after the first page, and a record deleted before the first run (a tombstone).
@@ -125,7 +126,7 @@ import Testing
     }
 
     @Test func aTableFerryDidNotMakeRefusesTheSameRecordsOnBothPaths() async throws {
-        let server = try Server()
+        let server = try ServeProcess()
         let dir = try TempDir()
         for name in ["direct", "records"] {
             let queue = try DatabaseQueue(path: dir.file(name + ".db"))
