@@ -3,6 +3,7 @@ import FerryTestSupport
 @testable import FerryServer
 @testable import FerryStore
 import Foundation
+import HTTPTypes
 import Testing
 
 /// A batch's record PUTs take the bulk path (bodies serialized and checked against the schema
@@ -122,9 +123,70 @@ import Testing
         }
     }
 
+    /// A random batch of plain record PUTs into one collection (what a sync pushes), which the
+    /// batch answers through ``RecordPuts``: valid records, records against the schema, clashing
+    /// unique fields, the same id twice, preconditions; now and then all into a collection that
+    /// does not exist (which goes the general way).
+    static func randomRecordPuts(_ random: inout SplitMix) -> [Step] {
+        let into = Int.random(in: 0..<6, using: &random) == 0 ? "/buckets/main/collections/nope/records" : records
+        return (0..<Int.random(in: 1...120, using: &random)).map { _ in
+            let id = "p\(Int.random(in: 0..<40, using: &random))"
+            var data: [String: JSON] = ["age": .int(Int64.random(in: 0..<100, using: &random)), "name": .string("n\(Int.random(in: 0..<5, using: &random))")]
+            if Int.random(in: 0..<3, using: &random) == 0 { data["email"] = .string("e\(Int.random(in: 0..<60, using: &random))") }
+            if Int.random(in: 0..<15, using: &random) == 0 { data["age"] = "old" }
+            let precondition = Array(repeating: Precondition.none, count: 8) + Precondition.allCases
+            return Step(method: "PUT", path: into + "/" + id, body: ["data": .object(data)],
+                        precondition: precondition.randomElement(using: &random)!, id: id)
+        }
+    }
+
     @Test(arguments: [UInt64(14), 1914, 271_828])
     func bulkPathAnswersAndStoresAsOneRequestAtATime(seed: UInt64) async throws {
         try await compare(seed: seed, storage: { nil })
+    }
+
+    /// Batches of nothing but record PUTs take a path of their own (``RecordPuts``); it answers
+    /// and stores what the general path does, one request at a time.
+    @Test(arguments: [UInt64(7), 1066, 31_415])
+    func recordPutsAnswerAndStoreAsOneRequestAtATime(seed: UInt64) async throws {
+        try await compare(seed: seed, storage: { nil }, batches: Self.randomRecordPuts, expecting: [200, 201, 400, 403, 404, 409, 412])
+    }
+
+    @Test func recordPutsOnPostgresAnswerAndStoreAsOneRequestAtATime() async throws {
+        guard PostgresCluster.enabled else { return }
+        try await compare(seed: 4242, storage: {
+            try await PostgresStorage(configuration: .init(url: try PostgresCluster.shared().createDatabase("recordputs")))
+        }, batches: Self.randomRecordPuts, expecting: [200, 201, 400, 403, 404, 409, 412])
+    }
+
+    /// What a sync sends takes the record PUTs' path; a batch with anything else in it does not.
+    @Test func whichBatchesAreRecordPuts() throws {
+        let run = try Run(bulk: true)
+        let request = APIRequest(method: .post, path: "/batch", query: [], headers: [:], identity: Identity(userID: nil, principals: []), baseURL: "")
+        func puts(_ items: [JSON], defaults: JSON = .object([:]), request: APIRequest = request) -> Int? {
+            run.api.recordPuts(items, defaults: defaults, request: request)?.items.count
+        }
+        let put: JSON = ["method": "PUT", "path": .string("/v1" + Self.records + "/a"), "body": ["data": ["age": 1]]]
+        #expect(puts([put, put]) == 2)
+        #expect(puts([["path": .string(Self.records + "/b"), "body": ["data": [:]]]], defaults: ["method": "put"]) == 1)
+        #expect(puts([put, ["method": "PUT", "path": .string(Self.records + "/c"), "body": ["data": [:]], "headers": ["If-None-Match": "*"]]]) == 2)
+        var ifMatch = request
+        ifMatch.headers["if-match"] = "*"
+        for refused: [JSON] in [
+            [put, ["method": "DELETE", "path": .string(Self.records + "/a")]],
+            [put, ["method": "PUT", "path": "/buckets/main/collections/other/records/a", "body": ["data": [:]]]],
+            [["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["id": "a"]]]],
+            [["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": ["last_modified": 1]]]],
+            [["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": [:], "permissions": ["read": ["x"]]]]],
+            [["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": [:]], "headers": ["Authorization": "x"]]],
+            [["method": "PUT", "path": .string(Self.records + "/a?x=1"), "body": ["data": [:]]]],
+            [["method": "PUT", "path": .string(Self.records + "/a"), "body": ["data": 3]]],
+            [["method": "PUT", "path": .string(Self.records + "/a b"), "body": ["data": [:]]]],
+            [["method": "PUT", "path": "/buckets/default/collections/c/records/a", "body": ["data": [:]]]],
+        ] {
+            #expect(puts(refused) == nil, "\(refused)")
+        }
+        #expect(puts([put], request: ifMatch) == nil)
     }
 
     /// The same on PostgreSQL (its backend reads the records one by one, through the same path).
@@ -137,7 +199,9 @@ import Testing
 
     /// Runs the same random batches through the bulk path and through the path of one request at
     /// a time, each on a fresh storage, and compares every answer and every stored row.
-    func compare(seed: UInt64, storage: () async throws -> (any Storage)?) async throws {
+    func compare(seed: UInt64, storage: () async throws -> (any Storage)?,
+                 batches: (inout SplitMix) -> [Step] = BulkWriteTests.randomBatch,
+                 expecting: [Int] = [200, 201, 400, 403, 404, 409, 412]) async throws {
         var transcripts: [[String]] = []
         var statuses: [Int: Int] = [:]
         for bulk in [true, false] {
@@ -146,7 +210,7 @@ import Testing
             var random = SplitMix(seed: seed)
             var lines: [String] = []
             for round in 0..<30 {
-                let steps = Self.randomBatch(&random)
+                let steps = batches(&random)
                 let user = round % 4 == 3 ? "bob" : "alice"
                 let response = try await run.request("POST", "/batch", json: try await Self.batchBody(steps, for: run), user: user)
                 lines.append("\(response.status) " + response.json.serialized())
@@ -158,7 +222,7 @@ import Testing
             transcripts.append(Self.normalized(lines, users: [run.server.userID("alice"): "<alice>", run.server.userID("bob"): "<bob>"]))
         }
         // The batches reached what they are meant to: creations, updates, and each refusal.
-        for status in [200, 201, 400, 403, 404, 409, 412] { #expect(statuses[status, default: 0] > 0, "no \(status) among \(statuses)") }
+        for status in expecting { #expect(statuses[status, default: 0] > 0, "no \(status) among \(statuses)") }
         let (bulk, single) = (transcripts[0], transcripts[1])
         #expect(bulk.count == single.count)
         if let first = bulk.indices.first(where: { $0 < single.count && bulk[$0] != single[$0] }) {

@@ -24,6 +24,11 @@ extension KintoAPI {
             throw KintoError.invalidParameters(location: "body", name: "requests",
                                                description: "Number of requests is limited to \(settings.batchMaxRequests)")
         }
+        // Plain record PUTs into one collection (a sync's push) take a path of their own.
+        if let puts = recordPuts(items, defaults: defaults, request: request),
+           let response = try await run(puts, identity: request.identity, subs: puts.items.map(\.path)) {
+            return response
+        }
         // Every sub-request is routed and prepared (its body parsed, a password hashed) before
         // the transaction; one that cannot be answers its error, and the others still run.
         var subs: [APIRequest] = []
@@ -171,32 +176,37 @@ extension KintoAPI {
         var out: [UInt8] = Array(#"{"responses":["#.utf8)
         for (i, (sub, response)) in zip(subs, responses).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: #"{"status":"#.utf8)
-            out.append(contentsOf: String(response.status).utf8)
-            out.append(contentsOf: #","path":"#.utf8)
-            JSON.string(sub.path).write(to: &out)
-            out.append(contentsOf: #","body":"#.utf8)
-            switch response.body {
-            case .raw(let bytes): out.append(contentsOf: bytes)
-            case .json(let json): json.write(to: &out)
-            case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
-            }
-            // Written as they are (no dictionary made and sorted for each); a name given twice
-            // keeps its last value, as a JSON object can hold it once.
-            out.append(contentsOf: #","headers":{"#.utf8)
-            var first = true
-            for (i, (name, value)) in response.headers.enumerated()
-            where !response.headers[(i + 1)...].contains(where: { $0.0 == name }) {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                JSON.writeString(name, to: &out)
-                out.append(UInt8(ascii: ":"))
-                JSON.writeString(value, to: &out)
-            }
-            out.append(contentsOf: "}}".utf8)
+            appendAnswer(path: sub.path, response, to: &out)
         }
         out.append(contentsOf: "]}".utf8)
         return out
+    }
+
+    /// One answer of a batch: `{"status", "path", "body", "headers"}`.
+    static func appendAnswer(path: String, _ response: APIResponse, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"status":"#.utf8)
+        out.append(contentsOf: String(response.status).utf8)
+        out.append(contentsOf: #","path":"#.utf8)
+        JSON.writeString(path, to: &out)
+        out.append(contentsOf: #","body":"#.utf8)
+        switch response.body {
+        case .raw(let bytes): out.append(contentsOf: bytes)
+        case .json(let json): json.write(to: &out)
+        case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
+        }
+        // Written as they are (no dictionary made and sorted for each); a name given twice
+        // keeps its last value, as a JSON object can hold it once.
+        out.append(contentsOf: #","headers":{"#.utf8)
+        var first = true
+        for (i, (name, value)) in response.headers.enumerated()
+        where !response.headers[(i + 1)...].contains(where: { $0.0 == name }) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSON.writeString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSON.writeString(value, to: &out)
+        }
+        out.append(contentsOf: "}}".utf8)
     }
 
     /// Kinto merges `defaults` into each request recursively; the request's values win.

@@ -65,7 +65,12 @@ struct ResourceHandler {
     enum Precondition { case any, timestamp(Int64) }
 
     func preconditionHeader(_ name: String) throws -> Precondition? {
-        guard let raw = request.header(name)?.trimmingHTTPWhitespace(), !raw.isEmpty else { return nil }
+        try Self.precondition(name, request.header(name))
+    }
+
+    /// The precondition a header's `value` names (nil: none).
+    static func precondition(_ name: String, _ value: String?) throws -> Precondition? {
+        guard let raw = value?.trimmingHTTPWhitespace(), !raw.isEmpty else { return nil }
         if raw == "*" { return .any }
         let trimmed = raw.hasPrefix("W/") ? String(raw.dropFirst(2)) : raw
         guard let ts = Int64(trimmed.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
@@ -76,8 +81,11 @@ struct ResourceHandler {
 
     /// Kinto's `_raise_412_if_modified`: `existing` is the object (nil when absent), `current` its timestamp.
     func check412(existing: StoredObject?, current: Int64) throws {
-        let ifMatch = try preconditionHeader("If-Match")
-        let ifNoneMatch = try preconditionHeader("If-None-Match")
+        try Self.check412(ifMatch: preconditionHeader("If-Match"), ifNoneMatch: preconditionHeader("If-None-Match"),
+                          existing: existing, current: current)
+    }
+
+    static func check412(ifMatch: Precondition?, ifNoneMatch: Precondition?, existing: StoredObject?, current: Int64) throws {
         let exists = existing != nil
         var expected: Int64?
         switch (ifMatch, ifNoneMatch) {

@@ -1,0 +1,204 @@
+import FerryCore
+import FerryStore
+
+/// A `/batch` whose every sub-request is a plain record `PUT` into one collection: what
+/// `ferry sync` and Kinto's clients send to push records, a thousand at a time.
+///
+/// It gives the answers, rows, change feed and permissions of the general path (``KintoAPI/batch(_:)``,
+/// `BulkWriteTests` compares the two), without that path's objects for each sub-request (a
+/// request, a route, an operation, a memo look-up and an answer's headers): the records are
+/// checked and serialized before the transaction, and in it each is one upsert and, when new,
+/// its creator's `write` entry.
+///
+/// It is taken only when nothing can make a record's answer depend on more than its collection:
+/// the caller may write the collection (so may create and replace any record in it), and no
+/// sub-request carries headers other than preconditions (`If-Match`, `If-None-Match`, which
+/// the batch itself does not carry), permissions, a `last_modified` or an `id` of its own.
+/// Anything else goes the general way.
+struct RecordPuts: Sendable {
+    struct Item: Sendable {
+        /// The sub-request's path as answered (below `/v1`).
+        let path: String
+        let id: String
+        let data: [String: JSON]
+        var prepared: PreparedRecord
+        /// The sub-request's `If-Match` and `If-None-Match`, as sent.
+        var ifMatch: String?
+        var ifNoneMatch: String?
+    }
+
+    /// The records' path (no id).
+    let records: ObjectPath
+    let items: [Item]
+
+    /// Thrown in the transaction when what was checked before it no longer holds (the grant or
+    /// the collection went meanwhile): nothing was written, and the batch goes the general way.
+    struct Stale: Error {}
+
+    /// What one sub-request did: the stored record and its permissions, or its error.
+    enum Outcome: Sendable {
+        case written(created: Bool, StoredObject, Permissions)
+        case refused(KintoError)
+    }
+}
+
+extension KintoAPI {
+    /// The batch's record `PUT`s, when every sub-request is one this path answers as the general
+    /// path would (nil: the general path answers).
+    func recordPuts(_ items: [JSON], defaults: JSON, request: APIRequest) -> RecordPuts? {
+        guard settings.bulkRecordWrites, !settings.readonly,
+              request.headers["if-match"] == nil, request.headers["if-none-match"] == nil else { return nil }
+        var records: ObjectPath?
+        var parsed: [RecordPuts.Item] = []
+        parsed.reserveCapacity(items.count)
+        for item in items {
+            guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
+                  members.keys.allSatisfy({ $0 == "method" || $0 == "path" || $0 == "body" || $0 == "headers" }),
+                  members["method"]?.stringValue?.uppercased() == "PUT",
+                  var path = members["path"]?.stringValue, path.utf8.count <= 4096, !path.contains("?"),
+                  case .object(let body)? = members["body"], body.count == 1, case .object(let data)? = body["data"],
+                  data["id"] == nil, data["last_modified"] == nil else { return nil }
+            var ifMatch: String?
+            var ifNoneMatch: String?
+            if let headers = members["headers"] {
+                guard case .object(let headers) = headers else { return nil }
+                for (name, value) in headers {
+                    guard let value = value.stringValue else { return nil }
+                    switch name.lowercased() {
+                    case "if-match" where ifMatch == nil: ifMatch = value
+                    case "if-none-match" where ifNoneMatch == nil: ifNoneMatch = value
+                    default: return nil
+                    }
+                }
+            }
+            if path.hasPrefix("/v1/") { path.removeFirst(3) }
+            let segments = path.split(separator: "/", omittingEmptySubsequences: true).map { APIRequest.percentDecode($0) }
+            guard segments.count == 6, segments[0] == "buckets", segments[2] == "collections", segments[4] == "records",
+                  segments[1] != "default", ObjectID.isValid(segments[1]), ObjectID.isValid(segments[3]), ObjectID.isValid(segments[5]) else { return nil }
+            if let records {
+                guard records.bucket == segments[1], records.collection == segments[3] else { return nil }
+            } else {
+                records = ObjectPath(kind: .record, bucket: segments[1], collection: segments[3])
+            }
+            parsed.append(RecordPuts.Item(path: path, id: segments[5], data: data,
+                                          prepared: PreparedRecord(text: RecordText(data, hashedAs: segments[5])),
+                                          ifMatch: ifMatch, ifNoneMatch: ifNoneMatch))
+        }
+        guard let records, !parsed.isEmpty else { return nil }
+        return RecordPuts(records: records, items: parsed)
+    }
+
+    /// Answers `puts` (nil when the caller may not write the collection or it does not exist:
+    /// the general path answers those, each sub-request with its own error).
+    func run(_ puts: RecordPuts, identity: Identity, subs: [String]) async throws -> APIResponse? {
+        let records = puts.records
+        let collection = ObjectPath(kind: .collection, bucket: records.bucket, id: records.collection!)
+        let grants = records.grants("write", id: nil)
+        // Checked before the transaction (and again in it): the grant, the collection and its rules.
+        let before: (version: Int64, rules: CollectionRules)? = try await storage.read(.snapshot) { session in
+            guard try session.anyGranted(grants, principals: identity.principals),
+                  let object = try session.get(collection.storageKey, id: collection.id!, includeDeleted: false) else { return nil }
+            guard let rules = try? self.rules(of: object, uri: records.collectionURI!) else { return nil }
+            return (object.lastModified, rules)
+        }
+        guard let before else { return nil }
+        var items = puts.items
+        for i in items.indices {
+            do {
+                try before.rules.checkSchema(record: items[i].data)
+                items[i].prepared.schema = (before.version, nil)
+            } catch {
+                items[i].prepared.schema = (before.version, error)
+            }
+        }
+        let checked = items
+        let key = records.storageKey
+        let effects = Route.object(records).effects
+        let outcomes: [RecordPuts.Outcome]
+        do {
+            outcomes = try await storage.write(announcing: effects.announcements) { session in
+                guard try session.anyGranted(grants, principals: identity.principals),
+                      let object = try session.get(collection.storageKey, id: collection.id!, includeDeleted: false) else { throw RecordPuts.Stale() }
+                guard let rules = object.lastModified == before.version ? before.rules : try? self.rules(of: object, uri: records.collectionURI!) else {
+                    throw RecordPuts.Stale()
+                }
+                var existing = try session.objects(key, ids: checked.map(\.id))
+                return try checked.map { item in
+                    do {
+                        let replaced = existing[item.id]
+                        try ResourceHandler.check412(ifMatch: ResourceHandler.precondition("If-Match", item.ifMatch),
+                                                     ifNoneMatch: ResourceHandler.precondition("If-None-Match", item.ifNoneMatch),
+                                                     existing: replaced, current: replaced?.lastModified ?? 0)
+                        try rules.check(record: item.data, id: item.id, key: key, session: session,
+                                        schemaChecked: item.prepared.schemaVerdict(for: object))
+                        // A record PUT refuses before it writes: no savepoint.
+                        let stored = try session.put(key, id: item.id, text: item.prepared.text, requestedTimestamp: nil)
+                        existing[item.id] = stored
+                        self.metrics?.recordWritten()
+                        let uri = records.uri(id: item.id)
+                        if replaced != nil { return .written(created: false, stored, try session.permissions(of: uri)) }
+                        // The creator keeps `write` (a new object has no permissions to replace).
+                        var permissions = Permissions()
+                        if let user = identity.userID { permissions["write"] = [user] }
+                        if !permissions.isEmpty { try session.addPermissions(of: uri, permissions) }
+                        return .written(created: true, stored, permissions)
+                    } catch let error as KintoError {
+                        return .refused(error)
+                    }
+                }
+            }
+        } catch is RecordPuts.Stale {
+            return nil
+        }
+        if outcomes.contains(where: { if case .written = $0 { true } else { false } }) {
+            announce(effects, succeeded: true)
+            if attachments != nil {
+                await cleanAttachments(Set(zip(checked, outcomes).compactMap { item, outcome in
+                    if case .written = outcome { AttachmentScope.record(bucket: records.bucket, collection: records.collection!, id: item.id) } else { nil }
+                }))
+            }
+        }
+        return APIResponse(body: .raw(Self.batchBody(subs, outcomes)))
+    }
+
+    /// The batch's answer for ``RecordPuts``: what ``batchBody(_:_:)`` writes for the same
+    /// answers, written straight from the stored records.
+    static func batchBody(_ paths: [String], _ outcomes: [RecordPuts.Outcome]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(outcomes.count * 256)
+        out.append(contentsOf: #"{"responses":["#.utf8)
+        for (i, (path, outcome)) in zip(paths, outcomes).enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            switch outcome {
+            case .refused(let error):
+                appendAnswer(path: path, APIResponse(error: error), to: &out)
+            case .written(let created, let stored, let permissions):
+                out.append(contentsOf: created ? #"{"status":201,"path":"#.utf8 : #"{"status":200,"path":"#.utf8)
+                JSON.writeString(path, to: &out)
+                out.append(contentsOf: #","body":{"data":"#.utf8)
+                out.append(contentsOf: stored.json.utf8)
+                out.append(contentsOf: #","permissions":{"#.utf8)
+                var first = true
+                for name in permissions.keys.sorted() {
+                    guard let principals = permissions[name], !principals.isEmpty else { continue }
+                    if !first { out.append(UInt8(ascii: ",")) }
+                    first = false
+                    JSON.writeString(name, to: &out)
+                    out.append(contentsOf: ":[".utf8)
+                    for (j, principal) in principals.sorted().enumerated() {
+                        if j > 0 { out.append(UInt8(ascii: ",")) }
+                        JSON.writeString(principal, to: &out)
+                    }
+                    out.append(UInt8(ascii: "]"))
+                }
+                out.append(contentsOf: #"}},"headers":{"ETag":"\""#.utf8)
+                out.append(contentsOf: String(stored.lastModified).utf8)
+                out.append(contentsOf: #"\"","Last-Modified":""#.utf8)
+                out.append(contentsOf: Timestamp.httpDate(stored.lastModified).utf8)
+                out.append(contentsOf: #"","Cache-Control":"no-cache, no-store"}}"#.utf8)
+            }
+        }
+        out.append(contentsOf: "]}".utf8)
+        return out
+    }
+}
