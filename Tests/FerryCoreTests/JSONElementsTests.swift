@@ -87,4 +87,40 @@ import Testing
         let deep = #"{"data":["# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "]}"
         #expect(throws: JSONParseError.self) { try elements(deep) }
     }
+
+    /// `JSON.forEachRawMember(ofObject:)`: each member's key and value text are those a parse finds.
+    @Test(arguments: 0..<200) func rawMembersAreTheParsedMembers(seed: Int) throws {
+        var rng = SplitMix(seed: UInt64(seed) + 1000)
+        var object: [String: JSON] = [:]
+        for _ in 0..<Int.random(in: 0..<6, using: &rng) { object[text(&rng)] = value(&rng) }
+        let text = seed % 2 == 0 ? JSON.object(object).serialized() : spaced(.object(object), &rng)
+        var found: [String: JSON] = [:]
+        let ok = try Array(text.utf8).withUnsafeBytes { buffer in
+            try JSON.forEachRawMember(ofObject: buffer) { key, value in
+                found[key.string] = try JSON.parse(value)
+                return true
+            }
+        }
+        #expect(ok)
+        #expect(JSON.object(found) == JSON.object(object), "\(text)")
+    }
+
+    @Test func rawMembersOfWhatIsNoObject() throws {
+        func walk(_ text: String) throws -> (Bool, [String]) {
+            var keys: [String] = []
+            let ok = try Array(text.utf8).withUnsafeBytes { buffer in
+                try JSON.forEachRawMember(ofObject: buffer) { key, _ in
+                    keys.append(key.string)
+                    return keys.count < 2
+                }
+            }
+            return (ok, keys)
+        }
+        #expect(try walk("[1]") == (false, []))
+        #expect(try walk(" { } ") == (true, []))
+        #expect(try walk(#"{"a":1,"b":2,"c":3}"#) == (false, ["a", "b"]))  // stopped
+        for broken in [#"{"a":1"#, #"{"a" 1}"#, #"{"a":[1}"#, #"{"a":"x}"#, #"{"a":1} x"#, #"{a:1}"#] {
+            #expect(throws: JSONParseError.self, "\(broken)") { try walk(broken) }
+        }
+    }
 }

@@ -12,7 +12,13 @@ import Testing
         for _ in 0..<500 {
             var members: [String: JSON] = [:]
             for key in keys where Bool.random(using: &random) {
-                members[key] = Bool.random(using: &random) ? .int(Int64.random(in: -5...5, using: &random)) : .string("v\"\n\(key)")
+                // Top-level nulls (which the hash drops) and nested ones (which it keeps).
+                switch Int.random(in: 0..<8, using: &random) {
+                case 0: members[key] = .null
+                case 1: members[key] = ["n": .null, "b": .array([1, .null]), "a": "x"]
+                case 2, 3, 4: members[key] = .int(Int64.random(in: -5...5, using: &random))
+                default: members[key] = .string("v\"\n\(key)")
+                }
             }
             let id = Bool.random(using: &random) ? "r1" : "quote\"d"
             let ts = Int64.random(in: 0...1_900_000_000_000, using: &random)

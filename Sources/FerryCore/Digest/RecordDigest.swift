@@ -13,8 +13,17 @@ public struct RecordHash: Hashable, Sendable, CustomStringConvertible {
     public init(fields: [String: JSON], keyField: String, keyText: String) {
         var normalized = fields.filter { $0.value != .null }
         normalized[keyField] = .string(keyText)
-        let bytes = JSON.object(normalized).serializedBytes()
-        let digest = SHA256.hash(data: bytes)
+        self.init(digest: SHA256.hash(data: JSON.object(normalized).serializedBytes()))
+    }
+
+    /// The hash of canonical JSON already written: `write` hands its bytes over in order.
+    public init(canonical write: ((_ bytes: [UInt8]) -> Void) -> Void) {
+        var hasher = SHA256()
+        write { bytes in bytes.withUnsafeBytes { hasher.update(bufferPointer: $0) } }
+        self.init(digest: hasher.finalize())
+    }
+
+    private init(digest: SHA256.Digest) {
         var high: UInt64 = 0
         var low: UInt64 = 0
         for (i, byte) in digest.prefix(16).enumerated() {

@@ -224,3 +224,36 @@ extension JSONParser {
         }
     }
 }
+
+extension JSON {
+    /// Walks the top-level members of the JSON object in `buffer`, handing out each value's text
+    /// unbuilt: found by its brackets and quotes alone (as ``forEachElement(ofArrayMember:inObject:maxDepth:_:)``
+    /// finds elements), so the caller parses the values it needs and skips the rest.
+    /// - Parameter body: called with each member in order (the value's bytes valid during the
+    ///   call); returning false stops the walk.
+    /// - Returns: false when the text is not an object or `body` stopped the walk.
+    public static func forEachRawMember(
+        ofObject buffer: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
+        _ body: (JSONScannedText, UnsafeRawBufferPointer) throws -> Bool
+    ) throws -> Bool {
+        var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+        parser.skipWhitespace()
+        guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "{") else { return false }
+        parser.index += 1
+        parser.skipWhitespace()
+        if parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "}") {
+            parser.index += 1
+        } else {
+            while true {
+                let key = try parser.memberKey()
+                let start = parser.index
+                try parser.skipValue(depth: 1)
+                guard try body(key, UnsafeRawBufferPointer(rebasing: buffer[start..<parser.index])) else { return false }
+                if try parser.endOfItem(UInt8(ascii: "}")) { break }
+            }
+        }
+        parser.skipWhitespace()
+        guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
+        return true
+    }
+}

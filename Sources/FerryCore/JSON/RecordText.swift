@@ -20,18 +20,36 @@ public struct RecordText: Sendable {
         var hashed = members
         hashed.removeValue(forKey: "last_modified")
         hashedFields = hashed
-        hash = id.map { ($0, RecordHash(fields: hashed, keyField: "id", keyText: $0).bytes) }
+        var hasNull = false
         for key in JSON.sortedKeys(members) where key != "id" && key != "last_modified" {
-            let id = key.utf16.lexicographicallyPrecedes("id".utf16)
-            let beforeTimestamp = key.utf16.lexicographicallyPrecedes("last_modified".utf16)
-            if id {
-                Self.append(key, members[key]!, to: &parts.0)
-            } else if beforeTimestamp {
-                Self.append(key, members[key]!, to: &parts.1)
+            let value = members[key]!
+            if value == .null { hasNull = true }
+            if key.utf16.lexicographicallyPrecedes("id".utf16) {
+                Self.append(key, value, to: &parts.0)
+            } else if key.utf16.lexicographicallyPrecedes("last_modified".utf16) {
+                Self.append(key, value, to: &parts.1)
             } else {
-                Self.append(key, members[key]!, to: &parts.2)
+                Self.append(key, value, to: &parts.2)
             }
         }
+        guard let id else {
+            hash = nil
+            return
+        }
+        // The hash's canonical JSON is the stored text without `last_modified` (and without
+        // `null` members, which only the slower way drops): hashed from the parts just written.
+        let (before, between, after) = parts
+        hash = (id, hasNull ? RecordHash(fields: hashed, keyField: "id", keyText: id).bytes : RecordHash(canonical: { update in
+            update(before.isEmpty ? Array(#"{"id":"#.utf8) : [UInt8(ascii: "{")] + before + Array(#","id":"#.utf8))
+            var text: [UInt8] = []
+            JSON.writeString(id, to: &text)
+            update(text)
+            for part in [between, after] where !part.isEmpty {
+                update([UInt8(ascii: ",")])
+                update(part)
+            }
+            update([UInt8(ascii: "}")])
+        }).bytes)
     }
 
     private static func append(_ key: String, _ value: JSON, to part: inout [UInt8]) {

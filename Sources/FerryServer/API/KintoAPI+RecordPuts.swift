@@ -55,7 +55,7 @@ extension KintoAPI {
             guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
                   members.keys.allSatisfy({ $0 == "method" || $0 == "path" || $0 == "body" || $0 == "headers" }),
                   members["method"]?.stringValue?.uppercased() == "PUT",
-                  var path = members["path"]?.stringValue, path.utf8.count <= 4096, !path.contains("?"),
+                  var path = members["path"]?.stringValue, path.utf8.count <= 4096, !path.utf8.contains(UInt8(ascii: "?")),
                   case .object(let body)? = members["body"], body.count == 1, case .object(let data)? = body["data"],
                   data["id"] == nil, data["last_modified"] == nil else { return nil }
             var ifMatch: String?
@@ -72,7 +72,8 @@ extension KintoAPI {
                 }
             }
             if path.hasPrefix("/v1/") { path.removeFirst(3) }
-            let segments = path.split(separator: "/", omittingEmptySubsequences: true).map { APIRequest.percentDecode($0) }
+            // As ``Route`` splits it (bytes, not characters: a thousand paths a batch).
+            let segments = path.utf8.split(separator: UInt8(ascii: "/")).map { APIRequest.percentDecode(Substring($0)) }
             guard segments.count == 6, segments[0] == "buckets", segments[2] == "collections", segments[4] == "records",
                   segments[1] != "default", ObjectID.isValid(segments[1]), ObjectID.isValid(segments[3]), ObjectID.isValid(segments[5]) else { return nil }
             if let records {
@@ -123,36 +124,46 @@ extension KintoAPI {
                     throw RecordPuts.Stale()
                 }
                 var existing = try session.objects(key, ids: checked.map(\.id))
-                return try checked.map { item in
+                var outcomes: [RecordPuts.Outcome] = []
+                outcomes.reserveCapacity(checked.count)
+                for i in checked.indices {
                     do {
-                        let replaced = existing[item.id]
-                        try ResourceHandler.check412(ifMatch: ResourceHandler.precondition("If-Match", item.ifMatch),
-                                                     ifNoneMatch: ResourceHandler.precondition("If-None-Match", item.ifNoneMatch),
+                        let id = checked[i].id
+                        let replaced = existing[id]
+                        try ResourceHandler.check412(ifMatch: ResourceHandler.precondition("If-Match", checked[i].ifMatch),
+                                                     ifNoneMatch: ResourceHandler.precondition("If-None-Match", checked[i].ifNoneMatch),
                                                      existing: replaced, current: replaced?.lastModified ?? 0)
-                        try rules.check(record: item.data, id: item.id, key: key, session: session,
-                                        schemaChecked: item.prepared.schemaVerdict(for: object))
+                        try rules.check(record: checked[i].data, id: id, key: key, session: session,
+                                        schemaChecked: checked[i].prepared.schemaVerdict(for: object))
                         // A record PUT refuses before it writes: no savepoint.
-                        let stored = try session.put(key, id: item.id, text: item.prepared.text, requestedTimestamp: nil)
-                        existing[item.id] = stored
+                        let stored = try session.put(key, id: id, text: checked[i].prepared.text, requestedTimestamp: nil)
+                        existing[id] = stored
                         self.metrics?.recordWritten()
-                        let uri = records.uri(id: item.id)
-                        if replaced != nil { return .written(created: false, stored, try session.permissions(of: uri)) }
+                        let uri = records.uri(id: id)
+                        if replaced != nil {
+                            outcomes.append(.written(created: false, stored, try session.permissions(of: uri)))
+                            continue
+                        }
                         // The creator keeps `write` (a new object has no permissions to replace).
                         var permissions = Permissions()
-                        if let user = identity.userID { permissions["write"] = [user] }
-                        if !permissions.isEmpty { try session.addPermissions(of: uri, permissions) }
-                        return .written(created: true, stored, permissions)
+                        if let user = identity.userID {
+                            permissions["write"] = [user]
+                            try session.addPermissions(of: uri, permissions)
+                        }
+                        outcomes.append(.written(created: true, stored, permissions))
                     } catch let error as KintoError {
-                        return .refused(error)
+                        outcomes.append(.refused(error))
                     }
                 }
+                return outcomes
             }
         } catch is RecordPuts.Stale {
             return nil
         }
         if outcomes.contains(where: { if case .written = $0 { true } else { false } }) {
             announce(effects, succeeded: true)
-            if attachments != nil {
+            // Files are looked for only where the collection has a folder of them.
+            if let store = attachments, store.exists("\(records.bucket)/\(records.collection!)") {
                 await cleanAttachments(Set(zip(checked, outcomes).compactMap { item, outcome in
                     if case .written = outcome { AttachmentScope.record(bucket: records.bucket, collection: records.collection!, id: item.id) } else { nil }
                 }))
@@ -167,6 +178,7 @@ extension KintoAPI {
         var out: [UInt8] = []
         out.reserveCapacity(outcomes.count * 256)
         out.append(contentsOf: #"{"responses":["#.utf8)
+        var date: (second: Int64, text: [UInt8]) = (-1, [])
         for (i, (path, outcome)) in zip(paths, outcomes).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             switch outcome {
@@ -179,13 +191,13 @@ extension KintoAPI {
                 out.append(contentsOf: stored.json.utf8)
                 out.append(contentsOf: #","permissions":{"#.utf8)
                 var first = true
-                for name in permissions.keys.sorted() {
+                for name in permissions.count == 1 ? Array(permissions.keys) : permissions.keys.sorted() {
                     guard let principals = permissions[name], !principals.isEmpty else { continue }
                     if !first { out.append(UInt8(ascii: ",")) }
                     first = false
                     JSON.writeString(name, to: &out)
                     out.append(contentsOf: ":[".utf8)
-                    for (j, principal) in principals.sorted().enumerated() {
+                    for (j, principal) in (principals.count == 1 ? Array(principals) : principals.sorted()).enumerated() {
                         if j > 0 { out.append(UInt8(ascii: ",")) }
                         JSON.writeString(principal, to: &out)
                     }
@@ -194,7 +206,11 @@ extension KintoAPI {
                 out.append(contentsOf: #"}},"headers":{"ETag":"\""#.utf8)
                 out.append(contentsOf: String(stored.lastModified).utf8)
                 out.append(contentsOf: #"\"","Last-Modified":""#.utf8)
-                out.append(contentsOf: Timestamp.httpDate(stored.lastModified).utf8)
+                // The records of a batch mostly share their second.
+                if stored.lastModified / 1000 != date.second {
+                    date = (stored.lastModified / 1000, Array(Timestamp.httpDate(stored.lastModified).utf8))
+                }
+                out.append(contentsOf: date.text)
                 out.append(contentsOf: #"","Cache-Control":"no-cache, no-store"}}"#.utf8)
             }
         }

@@ -392,19 +392,19 @@ final class KintoWriter: TargetWriter {
         // Requests of at most batch_max_requests sub-requests and max_body_size bytes (a larger
         // body would be refused whole with 413); a sub-request larger than that goes alone.
         let requests = changes.map(sender.request)
-        var chunks: [ArraySlice<Change>] = []
+        var chunks: [Range<Int>] = []
         var start = 0
         var bytes = 0
         for (index, request) in requests.enumerated() {
             let full = index - start == endpoint.batchMaxRequests || (index > start && bytes + request.count + 1 > endpoint.maxBodySize - 64)
             if full {
-                chunks.append(changes[start..<index])
+                chunks.append(start..<index)
                 start = index
                 bytes = 0
             }
             bytes += request.count + 1
         }
-        if start < changes.count { chunks.append(changes[start...]) }
+        if start < changes.count { chunks.append(start..<changes.count) }
         let parallel = chunks.count > 1 && Set(changes.lazy.map(\.key)).count == changes.count ? Self.inFlight : 1
         var outcome = ApplyOutcome()
         try await withThrowingTaskGroup(of: ApplyOutcome.self) { group in
@@ -414,7 +414,7 @@ final class KintoWriter: TargetWriter {
                 next += 1
                 group.addTask {
                     var part = ApplyOutcome()
-                    try await sender.send(chunk, into: &part)
+                    try await sender.send(changes[chunk], requests: requests[chunk], into: &part)
                     return part
                 }
             }
@@ -449,43 +449,51 @@ struct BatchSender: Sendable {
         displayName = endpoint.displayName
     }
 
-    /// The sub-request of one change, serialized.
+    /// The sub-request of one change, serialized (its members in no particular order: only
+    /// nested values are written canonically, as the server reads them the same either way).
     func request(_ change: Change) -> [UInt8] {
-        let path = collectionPath + "/records/" + KintoEndpoint.escape(change.key.text)
-        var request: [String: JSON] = ["path": .string(path)]
+        var out: [UInt8] = Array(#"{"path":"#.utf8)
+        JSON.writeString(collectionPath + "/records/" + KintoEndpoint.escape(change.key.text), to: &out)
         switch change {
         case .upsert(let record):
-            var data = record.fields
-            if keyField == "id" { data.removeValue(forKey: "id") }
-            data.removeValue(forKey: "last_modified")
-            request["method"] = "PUT"
-            request["body"] = ["data": .object(data)]
+            out.append(contentsOf: #","method":"PUT","body":{"data":{"#.utf8)
+            var first = true
+            for (name, value) in record.fields where name != "last_modified" && !(name == "id" && keyField == "id") {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                JSON.writeString(name, to: &out)
+                out.append(UInt8(ascii: ":"))
+                value.write(to: &out)
+            }
+            out.append(contentsOf: "}}".utf8)
         case .delete:
-            request["method"] = "DELETE"
+            out.append(contentsOf: #","method":"DELETE""#.utf8)
         }
         switch expected[change.key.text] {
-        case .some(.some(let version)): request["headers"] = ["If-Match": .string("\"\(version)\"")]
-        case .some(.none): request["headers"] = ["If-None-Match": "*"]
+        case .some(.some(let version)): out.append(contentsOf: #","headers":{"If-Match":"\"\#(version)\""}"#.utf8)
+        case .some(.none): out.append(contentsOf: #","headers":{"If-None-Match":"*"}"#.utf8)
         case .none: break
         }
-        return JSON.object(request).serializedBytes()
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
-    func send(_ changes: ArraySlice<Change>, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
+    /// Sends `changes` in one `/batch`; `requests` are their sub-requests when already serialized.
+    func send(_ changes: ArraySlice<Change>, requests: ArraySlice<[UInt8]>? = nil, into outcome: inout ApplyOutcome, attempt: Int = 1) async throws {
         var body: [UInt8] = Array(#"{"requests":["#.utf8)
         for (i, change) in changes.enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
-            body.append(contentsOf: request(change))
+            if let requests { body.append(contentsOf: requests[requests.startIndex + i]) } else { body.append(contentsOf: request(change)) }
         }
         body.append(contentsOf: "]}".utf8)
         let response = try await http.send(.POST, root + "/batch", body: body)
         guard response.status == 200 else { throw KintoEndpoint.failure(response, displayName, "sending a batch of \(changes.count)") }
-        guard let answers = try KintoEndpoint.json(response, displayName, "POST /batch")["responses"]?.arrayValue, answers.count == changes.count else {
+        let answers = try Self.answers(response, displayName)
+        guard answers.count == changes.count else {
             throw SyncError(.protocolError, "\(displayName): /batch did not answer each of the \(changes.count) requests")
         }
         var again: [Change] = []
-        for (change, answer) in zip(changes, answers) {
-            let status = Int(answer["status"]?.intValue ?? 0)
+        for (change, (status, body)) in zip(changes, answers) {
             switch (change, status) {
             case (.upsert, 201): outcome.created += 1
             case (.upsert, 200): outcome.updated += 1
@@ -495,7 +503,7 @@ struct BatchSender: Sendable {
             case (_, let s) where RetryPolicy.isRetryable(status: s) && attempt < retry.maxAttempts:
                 again.append(change)
             default:
-                let message = answer["body"]?["message"]?.stringValue ?? answer["body"]?.serialized() ?? ""
+                let message = body?["message"]?.stringValue ?? body?.serialized() ?? ""
                 outcome.rejected.append((change, "\(displayName) answered \(status): \(message)"))
             }
         }
@@ -505,6 +513,34 @@ struct BatchSender: Sendable {
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             try await send(again[...], into: &outcome, attempt: attempt + 1)
         }
+    }
+
+    /// Each answer's status, and its body when it is not a success: read from the batch's answer
+    /// without building the records it carries back (a thousand of them).
+    static func answers(_ response: HTTPTransport.Response, _ displayName: String) throws -> [(status: Int, body: JSON?)] {
+        var answers: [(status: Int, body: JSON?)] = []
+        let found: Bool
+        do {
+            found = try response.body.withUnsafeBytes { raw in
+                try JSON.forEachElement(ofArrayMember: "responses", inObject: raw) { element in
+                    var status = 0
+                    var body: UnsafeRawBufferPointer?
+                    _ = try JSON.forEachRawMember(ofObject: element) { name, value in
+                        if name.equals(Array("status".utf8)) {
+                            status = Int(try JSON.parse(value).intValue ?? 0)
+                        } else if name.equals(Array("body".utf8)) {
+                            body = value
+                        }
+                        return true
+                    }
+                    answers.append((status, (200..<300).contains(status) ? nil : try body.map { try JSON.parse($0) }))
+                }
+            }
+        } catch {
+            throw SyncError(.protocolError, "\(displayName): the answer to POST /batch is not JSON (\(error)); is this a Ferry or Kinto server?")
+        }
+        guard found else { throw SyncError(.protocolError, "\(displayName): the answer to POST /batch has no list of responses") }
+        return answers
     }
 }
 
