@@ -21,10 +21,10 @@ struct RecordPuts: Sendable {
         let path: String
         let id: String
         let data: [String: JSON]
-        var prepared: PreparedRecord
+        let text: RecordText
         /// The sub-request's `If-Match` and `If-None-Match`, as sent.
-        var ifMatch: String?
-        var ifNoneMatch: String?
+        let ifMatch: String?
+        let ifNoneMatch: String?
     }
 
     /// The records' path (no id).
@@ -82,7 +82,7 @@ extension KintoAPI {
                 records = ObjectPath(kind: .record, bucket: segments[1], collection: segments[3])
             }
             parsed.append(RecordPuts.Item(path: path, id: segments[5], data: data,
-                                          prepared: PreparedRecord(text: RecordText(data, hashedAs: segments[5])),
+                                          text: RecordText(data, hashedAs: segments[5]),
                                           ifMatch: ifMatch, ifNoneMatch: ifNoneMatch))
         }
         guard let records, !parsed.isEmpty else { return nil }
@@ -103,16 +103,16 @@ extension KintoAPI {
             return (object.lastModified, rules)
         }
         guard let before else { return nil }
-        var items = puts.items
-        for i in items.indices {
-            do {
-                try before.rules.checkSchema(record: items[i].data)
-                items[i].prepared.schema = (before.version, nil)
+        // The schema's verdicts, reached against the collection as read just now.
+        let verdicts: [KintoError?] = puts.items.map { item -> KintoError? in
+            do throws(KintoError) {
+                try before.rules.checkSchema(record: item.data)
+                return nil
             } catch {
-                items[i].prepared.schema = (before.version, error)
+                return error
             }
         }
-        let checked = items
+        let checked = puts.items
         let key = records.storageKey
         let effects = Route.object(records).effects
         let outcomes: [RecordPuts.Outcome]
@@ -134,9 +134,9 @@ extension KintoAPI {
                                                      ifNoneMatch: ResourceHandler.precondition("If-None-Match", checked[i].ifNoneMatch),
                                                      existing: replaced, current: replaced?.lastModified ?? 0)
                         try rules.check(record: checked[i].data, id: id, key: key, session: session,
-                                        schemaChecked: checked[i].prepared.schemaVerdict(for: object))
+                                        schemaChecked: object.lastModified == before.version ? .some(verdicts[i]) : nil)
                         // A record PUT refuses before it writes: no savepoint.
-                        let stored = try session.put(key, id: id, text: checked[i].prepared.text, requestedTimestamp: nil)
+                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
                         existing[id] = stored
                         self.metrics?.recordWritten()
                         let uri = records.uri(id: id)
