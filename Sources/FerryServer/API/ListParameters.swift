@@ -29,8 +29,8 @@ struct ListParameters: Sendable {
         var token: String?
         var filters: [Filter] = []
         for (rawName, value) in query {
-            let name = rawName.trimmingCharacters(in: .whitespaces)
-            if name.contains("\0") || value.contains("\0") {
+            let name = rawName.trimmingSpaces()
+            if name.utf8.contains(0) || value.utf8.contains(0) {
                 throw .invalidParameters(location: "querystring", name: name, description: "Invalid character 0x00")
             }
             switch name {
@@ -43,8 +43,7 @@ struct ListParameters: Sendable {
             case "_fields": fieldsSpec = value
             case "_token": token = value
             case "_since", "_before", "_to":
-                let trimmed = value.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-                guard let ts = Int64(trimmed) else {
+                guard let ts = Int64(value.trimmingQuotes()) else {
                     throw .invalidParameters(location: "querystring", name: name, description: "Invalid value for \(name)")
                 }
                 filters.append(Filter("last_modified", name == "_since" ? .gt : .lt, .int(ts)))
@@ -63,7 +62,7 @@ struct ListParameters: Sendable {
 
         if let sortSpec {
             for raw in sortSpec.split(separator: ",", omittingEmptySubsequences: false) {
-                let item = raw.trimmingCharacters(in: .whitespaces)
+                let item = raw.trimmingSpaces()
                 var field = item
                 var descending = false
                 if field.hasPrefix("-") { descending = true; field.removeFirst() } else if field.hasPrefix("+") { field.removeFirst() }
@@ -80,7 +79,7 @@ struct ListParameters: Sendable {
         if let fieldsSpec {
             var fields: [String] = []
             for raw in fieldsSpec.split(separator: ",", omittingEmptySubsequences: true) {
-                let field = raw.trimmingCharacters(in: .whitespaces)
+                let field = raw.trimmingSpaces()
                 if field.isEmpty { continue }  // `_fields=a, ,b` as `_fields=a,,b`
                 guard FieldName.isValid(field) else {
                     throw .invalidParameters(location: "querystring", name: "_fields", description: "Invalid field '\(field)'")
@@ -147,9 +146,28 @@ struct ListParameters: Sendable {
 /// The `_token` of a `Next-Page` URL: base64url of `{"last_object": {…}, "offset": n}`.
 enum PageToken {
     static func encode(lastValues: [String: JSON], offset: Int) -> String {
-        let json = JSON.object(["last_object": .object(lastValues), "offset": .int(Int64(offset))]).serialized()
-        return Data(json.utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let json = JSON.object(["last_object": .object(lastValues), "offset": .int(Int64(offset))]).serializedBytes()
+        return base64URL(json)
+    }
+
+    /// Base64url without padding, written directly (through Foundation's base64 and three
+    /// `replacingOccurrences` it was 4 % of serving a page of 100).
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i < bytes.count {
+            let b0 = Int(bytes[i])
+            let b1 = i + 1 < bytes.count ? Int(bytes[i + 1]) : 0
+            let b2 = i + 2 < bytes.count ? Int(bytes[i + 2]) : 0
+            out.append(alphabet[b0 >> 2])
+            out.append(alphabet[(b0 & 0x3) << 4 | b1 >> 4])
+            if i + 1 < bytes.count { out.append(alphabet[(b1 & 0xF) << 2 | b2 >> 6]) }
+            if i + 2 < bytes.count { out.append(alphabet[b2 & 0x3F]) }
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func decode(_ token: String) -> (lastValues: [String: JSON], offset: Int)? {
@@ -162,5 +180,30 @@ enum PageToken {
         else { return nil }
         for key in last.keys where !FieldName.isValid(key) { return nil }
         return (last, Int(offset))
+    }
+}
+
+extension StringProtocol {
+    /// `trimmingCharacters(in: .whitespaces)`, without Foundation's cost when the text neither
+    /// starts nor ends with a space, a tab or a non-ASCII character (every query parameter of a
+    /// client's page).
+    func trimmingSpaces() -> String {
+        let bytes = Substring(self).utf8
+        guard let first = bytes.first, let last = bytes.last else { return "" }
+        func plain(_ byte: UInt8) -> Bool { byte != 0x20 && byte != 0x09 && byte < 0x80 }
+        if plain(first) && plain(last) { return String(self) }
+        return trimmingCharacters(in: .whitespaces)
+    }
+
+    /// `trimmingCharacters(in: CharacterSet(charactersIn: "\""))`, without Foundation's cost
+    /// when there is no quote at either end.
+    func trimmingQuotes() -> String {
+        let bytes = Substring(self).utf8
+        guard let first = bytes.first, let last = bytes.last else { return "" }
+        if first != UInt8(ascii: "\"") && last != UInt8(ascii: "\"") { return String(self) }
+        var text = Substring(self)
+        while text.first == "\"" { text.removeFirst() }
+        while text.last == "\"" { text.removeLast() }
+        return String(text)
     }
 }
