@@ -26,11 +26,9 @@ import Testing
         func validate() async throws { try await file.validate() }
         func open(forWriting: Bool) async throws { try await file.open(forWriting: forWriting) }
         func estimatedCount() async throws -> Int? { try await file.estimatedCount() }
-        func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> FerrySync.Cursor? {
-            try await file.readAll(batchSize: batchSize, body)
-        }
-        func readChanges(after cursor: FerrySync.Cursor?, batchSize: Int, _ body: ([SourceItem], FerrySync.Cursor?) async throws -> Void) async throws {
-            try await withoutActuallyEscaping(body) { try await file.readChanges(after: cursor, batchSize: batchSize, $0) }
+        func readAll(batchSize: Int) throws -> SourceBatches { try file.readAll(batchSize: batchSize) }
+        func readChanges(after cursor: FerrySync.Cursor?, batchSize: Int) throws -> SourceBatches {
+            try file.readChanges(after: cursor, batchSize: batchSize)
         }
         func makeWriter(job: String) async throws -> any TargetWriter { try await file.makeWriter(job: job) }
         func close() async { await file.close() }

@@ -443,7 +443,7 @@ enum TwoWayOracle {
         let endpoint = try ConnectorRegistry.standard.endpoint(side.url, options: options)
         try await endpoint.open(forWriting: true)
         var version: Int64?
-        _ = try await endpoint.readAll(batchSize: 10) { items in
+        try await endpoint.readAll(batchSize: 10).forEach { items in
             for case .record(let fields) in items { version = fields[SyncEngine.versionField]?.intValue }
         }
         let read = try #require(version)

@@ -68,7 +68,7 @@ protocol ByteCountingSource: Endpoint {
     var bytesRead: Int { get }
 }
 
-/// A source whose ``Endpoint/readChanges(after:batchSize:_:)`` also reports deletes (a
+/// A source whose ``Endpoint/readChanges(after:batchSize:)`` also reports deletes (a
 /// server's tombstones). Two-way runs read only such a side incrementally; any other side is
 /// read whole each run, since a deleted row would not show among its changes.
 protocol DeletingChangeFeed: Endpoint {}

@@ -15,13 +15,16 @@ public protocol Endpoint: AnyObject {
     /// How many records there are, when that is cheap to know (for progress).
     func estimatedCount() async throws -> Int?
 
-    /// Reads every live record, in batches.
-    /// - Returns: where an incremental run may start afterwards (a server's timestamp), if the source has such a place.
-    func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor?
+    /// Every live record, in batches (see ``SourceBatches``). A batch's cursor, when there is
+    /// one, is where an incremental run may start once everything up to that batch is
+    /// committed (a server's timestamp); the last such cursor is where it may start after the
+    /// whole read. Sources without such a place give every batch a nil cursor.
+    func readAll(batchSize: Int) throws -> SourceBatches
 
-    /// Reads what changed after `cursor` (everything when nil), in batches. Each batch comes with
+    /// What changed after `cursor` (everything when nil), in batches. Each batch comes with
     /// the cursor to save once the target has committed it, or nil when it is not yet a safe place to resume.
-    func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws
+    /// - Throws: at once for what the read can tell without reading (no `--cursor-field`, …).
+    func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches
 
     /// Prepares to write.
     func makeWriter(job: String) async throws -> any TargetWriter
@@ -39,6 +42,74 @@ public protocol Endpoint: AnyObject {
 extension Endpoint {
     public var managedFields: [String] { [] }
     public var preferredBatchSize: Int? { nil }
+}
+
+/// One batch a source read.
+public struct SourceBatch {
+    public var items: [SourceItem]
+    /// Where to resume once the target committed this batch and those before it; nil when
+    /// this is not yet a safe place to resume.
+    public var cursor: Cursor?
+
+    public init(_ items: [SourceItem], cursor: Cursor? = nil) {
+        self.items = items
+        self.cursor = cursor
+    }
+}
+
+/// Reads a source one batch at a time: a connector's state between two batches (the key a
+/// table read stopped at, an open file, the request for the next page).
+public protocol BatchReader: AnyObject {
+    /// The next batch, read when asked (a page, a chunk of the file); nil at the end.
+    /// Called by one task at a time, and not again after nil or an error.
+    func next() async throws -> SourceBatch?
+}
+
+/// The batches of one read of a source (``Endpoint/readAll(batchSize:)``,
+/// ``Endpoint/readChanges(after:batchSize:)``), in order.
+///
+/// Nothing is read until the iterator asks for the first batch, and each batch only when it
+/// asks for the next. A consumer stops by leaving its loop (`break`) at a batch boundary:
+/// that is no error, and dropping the iterator releases what the read holds (a statement, a
+/// file handle, a request in flight is cancelled). Each iteration is a read of its own.
+///
+/// The end cursor of a full read is the last non-nil cursor of its batches: a source gives a
+/// batch (even an empty one) carrying it, and ``forEach(_:)`` returns it.
+public struct SourceBatches: AsyncSequence {
+    public typealias Element = SourceBatch
+    public typealias Failure = any Error
+    private let make: () -> any BatchReader
+
+    /// A read whose batches `make()`'s reader hands out (it should read nothing before its first ``BatchReader/next()``).
+    public init(_ make: @escaping () -> any BatchReader) {
+        self.make = make
+    }
+
+    /// A read with no batch (a table that does not exist yet).
+    public static var empty: SourceBatches { SourceBatches { EmptyReader() } }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(reader: make()) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let reader: any BatchReader
+        public mutating func next() async throws -> SourceBatch? { try await reader.next() }
+    }
+
+    private final class EmptyReader: BatchReader {
+        func next() async throws -> SourceBatch? { nil }
+    }
+
+    /// Reads to the end, handing each batch's items to `body`; returns the last cursor (the
+    /// end cursor of a full read).
+    @discardableResult
+    public func forEach(_ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
+        var last: Cursor? = nil
+        for try await batch in self {
+            try await body(batch.items)
+            if let cursor = batch.cursor { last = cursor }
+        }
+        return last
+    }
 }
 
 /// Applies changes to a target.

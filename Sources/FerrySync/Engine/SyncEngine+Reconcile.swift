@@ -58,7 +58,7 @@ extension SyncEngine {
         guard let (server, localIsSource) = Self.reconcilingServer(source: source, target: target, job: job) else { return nil }
         let keyField = job.keyField
         var hashes: [RecordKey: RecordHash] = [:]
-        _ = try await (localIsSource ? source : target).readAll(batchSize: job.effectiveBatchSize) { items in
+        try await (localIsSource ? source : target).readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .record(let raw) in items {
                 var fields = raw
                 if localIsSource {
@@ -139,7 +139,7 @@ extension Run {
         var records: [RecordKey: Record] = [:]
         var hashes: [RecordKey: RecordHash] = [:]
         var this = self
-        let end = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+        let end = try await source.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .upsert(let record) in try this.prepare(items, incremental: false) {
                 records[record.key] = record
                 hashes[record.key] = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)
@@ -177,7 +177,7 @@ extension Run {
             targetCount = try await servers.target.estimatedCount() ?? 0
         } else {
             var hashes: [RecordKey: RecordHash] = [:]
-            _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
+            try await target.readAll(batchSize: job.effectiveBatchSize).forEach { items in
                 for case .record(let fields) in items {
                     guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                     hashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)

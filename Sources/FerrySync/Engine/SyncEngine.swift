@@ -118,29 +118,33 @@ public final class SyncEngine {
 
         let stop = self.stop
         let stoppable = writer?.commitsEachBatch == true
-        /// Ends reading at a batch boundary when the process is stopping.
-        struct Stopped: Error {}
+        /// Whether to end reading at this batch boundary (the process is stopping): the batch
+        /// before it is committed and checkpointed; leaving the loop drops the read.
+        func stopping() -> Bool {
+            guard stoppable, stop?.isClosed == true else { return false }
+            run.report.stopped = true
+            return true
+        }
         do {
             switch job.mode {
             case .full:
                 var resume: Cursor?
-                do {
-                    if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint,
-                       job.transform.isIdentity, !job.deleteMissing {
-                        // A file straight into a table: no record is built (SQLiteWriter+Load.swift).
-                        if try sqlite.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
-                            throw Stopped()
-                        }
-                    } else {
-                        resume = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
-                            let changes = try run.prepare(items, incremental: false)
-                            try await run.commit(changes, cursor: nil)
-                            progress?(run.report.read, total)
-                            if stoppable, stop?.isClosed == true { throw Stopped() }
-                        }
+                if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint,
+                   job.transform.isIdentity, !job.deleteMissing {
+                    // A file straight into a table: no record is built (SQLiteWriter+Load.swift).
+                    if try sqlite.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
+                        run.report.stopped = true
                     }
-                } catch is Stopped {
-                    run.report.stopped = true
+                } else {
+                    for try await batch in try source.readAll(batchSize: job.effectiveBatchSize) {
+                        let changes = try run.prepare(batch.items, incremental: false)
+                        try await run.commit(changes, cursor: nil)
+                        progress?(run.report.read, total)
+                        if let cursor = batch.cursor { resume = cursor }
+                        if stopping() { break }
+                    }
+                    // A stopped read did not reach its end: no place to resume from.
+                    if run.report.stopped { resume = nil }
                 }
                 // Deleting what the source lacks needs every source key: not after a stop.
                 if job.deleteMissing && !run.report.stopped {
@@ -168,22 +172,21 @@ public final class SyncEngine {
                     if let sqlite = writer as? SQLiteWriter, let server = source as? KintoEndpoint,
                        sqlite.takesFeedDirectly(from: server, job: job), case .since(let since) = cursor ?? .since(0) {
                         // A server's feed straight into a table: no record is built (SQLiteWriter+Feed.swift).
-                        try await server.readRawChanges(after: since, batchSize: job.effectiveBatchSize) { page in
+                        let pages = server.rawChanges(after: since, batchSize: job.effectiveBatchSize)
+                        while let page = try await pages.next() {
                             try sqlite.load(page, from: server, run: &run)
                             try run.committed(cursor: .since(page.last))
                             progress?(run.report.read, total)
-                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                            if stopping() { break }
                         }
                     } else {
-                        try await source.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
-                            let changes = try run.prepare(items, incremental: true)
-                            try await run.commit(changes, cursor: next)
+                        for try await batch in try source.readChanges(after: cursor, batchSize: job.effectiveBatchSize) {
+                            let changes = try run.prepare(batch.items, incremental: true)
+                            try await run.commit(changes, cursor: batch.cursor)
                             progress?(run.report.read, total)
-                            if stoppable, stop?.isClosed == true { throw Stopped() }
+                            if stopping() { break }
                         }
                     }
-                } catch is Stopped {
-                    run.report.stopped = true
                 } catch let error as SyncError where error.kind == .cursorExpired {
                     // Deletes older than the checkpoint are gone from the feed: compare both sides
                     // (deletes included) and go on from where that read of the source ended.
@@ -242,7 +245,7 @@ public final class SyncEngine {
         var result = Verification()
         var targetHashes: [RecordKey: RecordHash] = [:]
         var targetDigest = CollectionDigest()
-        _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
+        try await target.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .record(let fields) in items {
                 guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                 let hash = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
@@ -254,7 +257,7 @@ public final class SyncEngine {
         var sourceDigest = CollectionDigest()
         var differing = 0
         let limit = job.verifyLimit
-        _ = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+        try await source.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .record(let raw) in items {
                 guard case .keep(let fields) = job.transform.apply(raw),
                       let key = fields[keyField].flatMap(RecordKey.init) else { continue }
@@ -397,7 +400,7 @@ struct Run {
         guard let seen else { return }
         let keyField = job.keyField
         var missing: [RecordKey] = []
-        _ = try await target.readAll(batchSize: job.effectiveBatchSize) { items in
+        try await target.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .record(let fields) in items {
                 if let key = fields[keyField].flatMap(RecordKey.init), !seen.contains(key) { missing.append(key) }
             }
@@ -433,7 +436,7 @@ struct Run {
         // A side in no key order: the target's hashes by key (memory grows with the target).
         let keyField = job.keyField
         var targetHashes: [RecordKey: RecordHash] = [:]
-        _ = try await target?.readAll(batchSize: job.effectiveBatchSize) { items in
+        try await target?.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for case .record(let fields) in items {
                 guard let key = fields[keyField].flatMap(RecordKey.init) else { continue }
                 targetHashes[key] = RecordHash(fields: fields, keyField: keyField, keyText: key.text)
@@ -442,7 +445,7 @@ struct Run {
         report.peakRecordsHeld = targetHashes.count
         var plan = DiffPlan()
         var this = self
-        let end = try await source.readAll(batchSize: job.effectiveBatchSize) { items in
+        let end = try await source.readAll(batchSize: job.effectiveBatchSize).forEach { items in
             for change in try this.prepare(items, incremental: false) {
                 guard case .upsert(let record) = change else { continue }
                 let hash = RecordHash(fields: record.fields, keyField: keyField, keyText: record.key.text)

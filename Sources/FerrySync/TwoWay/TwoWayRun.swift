@@ -322,9 +322,9 @@ extension SyncEngine {
             out.complete = false
             out.cursor = cursor
             do {
-                try await endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) { items, next in
-                    try take(items)
-                    if let next { out.cursor = next }
+                for try await batch in try endpoint.readChanges(after: cursor, batchSize: job.effectiveBatchSize) {
+                    try take(batch.items)
+                    if let next = batch.cursor { out.cursor = next }
                 }
             } catch let error as SyncError where error.kind == .cursorExpired {
                 // The server purged tombstones past the checkpoint, so the feed would miss deletes:
@@ -334,10 +334,10 @@ extension SyncEngine {
                 out = TwoWayScan()
                 this = run
                 this.report.resynced = true
-                out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
+                out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize).forEach { items in try take(items) }
             }
         } else {
-            out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize) { items in try take(items) }
+            out.cursor = try await endpoint.readAll(batchSize: job.effectiveBatchSize).forEach { items in try take(items) }
             // Only a server's feed carries deletes: other sides are read whole every run.
             if !(endpoint is any DeletingChangeFeed) { out.cursor = nil }
         }

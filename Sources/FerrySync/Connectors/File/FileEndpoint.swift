@@ -53,55 +53,106 @@ public final class FileEndpoint: Endpoint {
         }
     }
 
-    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
-        var reader = try RecordReader(endpoint: self)
-        var batch: [SourceItem] = []
-        batch.reserveCapacity(batchSize)
-        while let fields = try reader.next() {
-            batch.append(.record(fields))
-            if batch.count == batchSize {
-                try await body(batch)
-                batch.removeAll(keepingCapacity: true)
-            }
-        }
-        if !batch.isEmpty { try await body(batch) }
-        bytesRead = reader.bytesRead
-        return nil
+    public func readAll(batchSize: Int) throws -> SourceBatches {
+        SourceBatches { AllReader(endpoint: self, batchSize: batchSize) }
     }
 
-    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+    public func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches {
         guard let cursorField = options.cursorField else {
             throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like field); or use --mode diff, which needs none")
         }
-        let keyField = options.keyField
-        var reader = try RecordReader(endpoint: self)
-        var batch: [SourceItem] = []
-        var checkpoint = ValueCheckpoint(after: cursor, keyField: keyField, sorted: false)
-        // The greatest (value, key) read: the checkpoint when the newest value has no hash set.
-        var last: (value: JSON, key: RecordKey)? = nil
-        while let fields = try reader.next() {
-            guard let key = fields[keyField].flatMap(RecordKey.init) else {
-                batch.append(.record(fields))  // the engine dead-letters it
-                continue
-            }
-            let value = fields[cursorField] ?? .null
-            if let l = last {
-                let c = JSON.cursorOrder(value, l.value)
-                if c > 0 || (c == 0 && l.key.text.utf8.lexicographicallyPrecedes(key.text.utf8)) { last = (value, key) }
-            } else {
-                last = (value, key)
-            }
-            guard checkpoint.take(value: value, key: key, fields: fields) else { continue }
-            batch.append(.record(fields))
-            if batch.count == batchSize {
-                // A file is in no particular order: no batch but the last is a safe place to resume.
-                try await body(batch, nil)
-                batch.removeAll(keepingCapacity: true)
-            }
+        return SourceBatches { ChangeReader(endpoint: self, cursorField: cursorField, after: cursor, batchSize: batchSize) }
+    }
+
+    /// The open file of a read: opened at the first batch, closed at the end of the file or
+    /// when the read is dropped.
+    final class OpenFile {
+        var reader: RecordReader
+
+        init(_ endpoint: FileEndpoint) throws {
+            reader = try RecordReader(endpoint: endpoint)
         }
-        bytesRead = reader.bytesRead
-        let final = checkpoint.end ?? last.map { Cursor.compound(value: $0.value, key: $0.key.value) }
-        if !batch.isEmpty || final != nil { try await body(batch, final) }
+    }
+
+    /// Every record, `batchSize` lines at a time.
+    final class AllReader: BatchReader {
+        let endpoint: FileEndpoint
+        let batchSize: Int
+        var file: OpenFile? = nil
+        var done = false
+
+        init(endpoint: FileEndpoint, batchSize: Int) {
+            self.endpoint = endpoint
+            self.batchSize = batchSize
+        }
+
+        func next() async throws -> SourceBatch? {
+            guard !done else { return nil }
+            let file = try self.file ?? OpenFile(endpoint)
+            self.file = file
+            var batch: [SourceItem] = []
+            batch.reserveCapacity(batchSize)
+            while batch.count < batchSize, let fields = try file.reader.next() {
+                batch.append(.record(fields))
+            }
+            if batch.count < batchSize {
+                endpoint.bytesRead = file.reader.bytesRead
+                self.file = nil
+                done = true
+                if batch.isEmpty { return nil }
+            }
+            return SourceBatch(batch)
+        }
+    }
+
+    /// The records whose (cursor field, key) is past the checkpoint, `batchSize` at a time.
+    /// A file is in no particular order: no batch but the last is a safe place to resume.
+    final class ChangeReader: BatchReader {
+        let endpoint: FileEndpoint
+        let cursorField: String
+        let batchSize: Int
+        var checkpoint: ValueCheckpoint
+        /// The greatest (value, key) read: the checkpoint when the newest value has no hash set.
+        var last: (value: JSON, key: RecordKey)? = nil
+        var file: OpenFile? = nil
+        var done = false
+
+        init(endpoint: FileEndpoint, cursorField: String, after cursor: Cursor?, batchSize: Int) {
+            self.endpoint = endpoint
+            self.cursorField = cursorField
+            self.batchSize = batchSize
+            checkpoint = ValueCheckpoint(after: cursor, keyField: endpoint.options.keyField, sorted: false)
+        }
+
+        func next() async throws -> SourceBatch? {
+            guard !done else { return nil }
+            let file = try self.file ?? OpenFile(endpoint)
+            self.file = file
+            let keyField = endpoint.options.keyField
+            var batch: [SourceItem] = []
+            while batch.count < batchSize, let fields = try file.reader.next() {
+                guard let key = fields[keyField].flatMap(RecordKey.init) else {
+                    batch.append(.record(fields))  // the engine dead-letters it
+                    continue
+                }
+                let value = fields[cursorField] ?? .null
+                if let l = last {
+                    let c = JSON.cursorOrder(value, l.value)
+                    if c > 0 || (c == 0 && l.key.text.utf8.lexicographicallyPrecedes(key.text.utf8)) { last = (value, key) }
+                } else {
+                    last = (value, key)
+                }
+                guard checkpoint.take(value: value, key: key, fields: fields) else { continue }
+                batch.append(.record(fields))
+            }
+            if batch.count == batchSize { return SourceBatch(batch) }
+            endpoint.bytesRead = file.reader.bytesRead
+            self.file = nil
+            done = true
+            let final = checkpoint.end ?? last.map { Cursor.compound(value: $0.value, key: $0.key.value) }
+            if !batch.isEmpty || final != nil { return SourceBatch(batch, cursor: final) }
+            return nil
+        }
     }
 
     /// The column names of a CSV file's header (empty for JSON Lines or a missing file).

@@ -24,6 +24,8 @@ public final class KintoEndpoint: Endpoint {
     var attachmentBaseURL: String?
     /// Whether the server announces reconciliation (`capabilities.reconcile`) in the version Ferry speaks.
     var reconciles = false
+    /// Cancels, and waits for, the request for the next page of the last read (``FeedPages``).
+    var settleReadAhead: (() async -> Void)? = nil
     public let displayName: String
     /// Engine batches of several server batches, so that several can be in flight (``KintoWriter``).
     public var preferredBatchSize: Int? { 10_000 }
@@ -108,17 +110,25 @@ public final class KintoEndpoint: Endpoint {
         return (response.header("Total-Objects") ?? response.header("Total-Records")).flatMap { Int($0) }
     }
 
-    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
-        var end: Cursor? = nil
-        try await readChanges(after: nil, batchSize: batchSize) { items, cursor in
-            end = cursor ?? end
-            let live = items.filter { if case .record = $0 { true } else { false } }
-            if !live.isEmpty { try await body(live) }
-        }
-        return end
+    public func readAll(batchSize: Int) throws -> SourceBatches {
+        let changes = try readChanges(after: nil, batchSize: batchSize)
+        return SourceBatches { AllReader(changes: changes.makeAsyncIterator()) }
     }
 
-    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+    /// The live records of the feed from the start; each batch carries the page's timestamp
+    /// (even a page of tombstones alone, as an empty batch), so the last is where the read ended.
+    final class AllReader: BatchReader {
+        var changes: SourceBatches.Iterator
+        init(changes: SourceBatches.Iterator) { self.changes = changes }
+
+        func next() async throws -> SourceBatch? {
+            guard var batch = try await changes.next() else { return nil }
+            batch.items.removeAll { if case .record = $0 { false } else { true } }
+            return batch
+        }
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches {
         let since: Int64
         switch cursor {
         case nil: since = 0
@@ -127,37 +137,70 @@ public final class KintoEndpoint: Endpoint {
             throw SyncError.badInput("\(displayName): the saved checkpoint is a table cursor, not a server timestamp; run once with --reset")
         }
         let feed = Feed(http: http, recordsURL: recordsURL, displayName: displayName, options: options, batchSize: batchSize)
-        try await Self.follow(from: since, page: { try await feed.page(since: $0) }) { page in
-            try await body(page.items, .since(page.last))
+        return SourceBatches { ChangeReader(pages: FeedPages(self, from: since) { try await feed.page(since: $0) }) }
+    }
+
+    /// The changes of the feed, a page per batch, each with its timestamp as the cursor.
+    final class ChangeReader: BatchReader {
+        let pages: FeedPages<Feed.Page>
+        init(pages: FeedPages<Feed.Page>) { self.pages = pages }
+
+        func next() async throws -> SourceBatch? {
+            try await pages.next().map { SourceBatch($0.items, cursor: .since($0.last)) }
         }
     }
 
     /// The change feed as the server sent it, page by page (``Feed/RawPage``), for a target that
     /// writes records from their text (``SQLiteWriter/load(_:from:run:)``).
-    func readRawChanges(after since: Int64, batchSize: Int, _ body: (Feed.RawPage) async throws -> Void) async throws {
+    func rawChanges(after since: Int64, batchSize: Int) -> FeedPages<Feed.RawPage> {
         let feed = Feed(http: http, recordsURL: recordsURL, displayName: displayName, options: options, batchSize: batchSize)
-        try await Self.follow(from: since, page: { try await feed.rawPage(since: $0) }, body)
+        return FeedPages(self, from: since) { try await feed.rawPage(since: $0) }
     }
 
-    /// The pages of the feed from `since` to `body` in order.
+    /// The pages of the feed from `since` in order, each read when asked for.
     ///
     /// The next page is asked for while the engine writes this one: its `_since` is known as
     /// soon as this page is parsed, and the server and the target then work at the same time
     /// instead of taking turns (on two cores, the full read's time was the sum of both).
-    private static func follow<Page: FeedPage>(
-        from since: Int64, page fetch: @escaping @Sendable (Int64) async throws -> Page?, _ body: (Page) async throws -> Void
-    ) async throws {
-        var page = try await fetch(since)
-        while let current = page {
-            let next = current.more ? Task { [since = current.last] in try await fetch(since) } : nil
-            do {
-                try await body(current)
-            } catch {
-                next?.cancel()
-                _ = try? await next?.value   // no request outlives the read (the client may close next)
-                throw error
+    /// Dropped before its end, it cancels that request; ``KintoEndpoint/close()`` waits for it
+    /// (no request outlives the read: the client may close next).
+    final class FeedPages<Page: FeedPage> {
+        let endpoint: KintoEndpoint
+        let fetch: @Sendable (Int64) async throws -> Page?
+        var since: Int64?
+        var pending: Task<Page?, any Error>? = nil
+
+        init(_ endpoint: KintoEndpoint, from since: Int64, fetch: @escaping @Sendable (Int64) async throws -> Page?) {
+            self.endpoint = endpoint
+            self.since = since
+            self.fetch = fetch
+        }
+
+        deinit { pending?.cancel() }
+
+        /// The next page; nil after the last.
+        func next() async throws -> Page? {
+            let page: Page?
+            if let pending {
+                self.pending = nil
+                page = try await pending.value
+            } else if let since {
+                self.since = nil
+                page = try await fetch(since)
+            } else {
+                return nil
             }
-            page = try await next?.value
+            guard let page else { return nil }
+            if page.more {
+                let fetch = fetch
+                let next = Task { [since = page.last] in try await fetch(since) }
+                pending = next
+                endpoint.settleReadAhead = {
+                    next.cancel()
+                    _ = try? await next.value
+                }
+            }
+            return page
         }
     }
 
@@ -323,7 +366,11 @@ public final class KintoEndpoint: Endpoint {
         KintoWriter(endpoint: self)
     }
 
-    public func close() async {}
+    public func close() async {
+        // A read dropped before its end may have the request for its next page in flight.
+        await settleReadAhead?()
+        settleReadAhead = nil
+    }
 
     static func escape(_ id: String) -> String {
         // The ids Kinto accepts need no escaping: skip building a character set for each record.

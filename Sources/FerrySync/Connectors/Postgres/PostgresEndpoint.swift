@@ -141,83 +141,148 @@ public final class PostgresEndpoint: Endpoint {
         return try await session.rows("SELECT count(*) FROM \(quotedTable)").first?.integer(0)
     }
 
-    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
-        await waitForWrites()
-        guard let session, !columns.isEmpty else { return nil }
-        let key = Self.quote(options.keyField)
-        var batch: [SourceItem] = []
-        batch.reserveCapacity(batchSize)
-        try await session.stream("SELECT row_to_json(r.*)::text FROM \(quotedTable) r ORDER BY \(key)") { row in
-            batch.append(.record(try self.fields(row)))
-            if batch.count == batchSize {
-                try await body(batch)
-                batch.removeAll(keepingCapacity: true)
-            }
-        }
-        if !batch.isEmpty { try await body(batch) }
-        return nil
+    public func readAll(batchSize: Int) throws -> SourceBatches {
+        SourceBatches { AllReader(endpoint: self, batchSize: batchSize) }
     }
 
-    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+    /// Every row in key order, from one statement read as the batches are asked for.
+    final class AllReader: BatchReader {
+        let endpoint: PostgresEndpoint
+        let batchSize: Int
+        var rows: PostgresEndpointSession.RowStream? = nil
+        var done = false
+
+        init(endpoint: PostgresEndpoint, batchSize: Int) {
+            self.endpoint = endpoint
+            self.batchSize = batchSize
+        }
+
+        func next() async throws -> SourceBatch? {
+            guard !done else { return nil }
+            if rows == nil {
+                await endpoint.waitForWrites()
+                guard let session = endpoint.session, !endpoint.columns.isEmpty else {
+                    done = true
+                    return nil
+                }
+                let key = PostgresEndpoint.quote(endpoint.options.keyField)
+                rows = try await session.stream("SELECT row_to_json(r.*)::text FROM \(endpoint.quotedTable) r ORDER BY \(key)")
+            }
+            var batch: [SourceItem] = []
+            batch.reserveCapacity(batchSize)
+            while batch.count < batchSize {
+                guard let row = try await rows!.next() else {
+                    done = true
+                    rows = nil
+                    break
+                }
+                batch.append(.record(try endpoint.fields(row)))
+            }
+            return batch.isEmpty ? nil : SourceBatch(batch)
+        }
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches {
         guard let cursorField = options.cursorField else {
             throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like column); or use --mode diff, which needs none")
         }
-        await waitForWrites()
-        guard let session, !columns.isEmpty else { return }
-        guard let fieldColumn = columns.first(where: { $0.name == cursorField }) else {
-            throw SyncError.badInput("\(displayName): no column \"\(cursorField)\" for --cursor-field (columns: \(columns.map(\.name).joined(separator: ", ")))")
+        return SourceBatches { ChangeReader(endpoint: self, cursorField: cursorField, after: cursor, batchSize: batchSize) }
+    }
+
+    /// The rows after the checkpoint in (cursor field, key) order, from one statement read as
+    /// the batches are asked for.
+    final class ChangeReader: BatchReader {
+        let endpoint: PostgresEndpoint
+        let cursorField: String
+        let cursor: Cursor?
+        let batchSize: Int
+        var checkpoint: ValueCheckpoint
+        var rows: PostgresEndpointSession.RowStream? = nil
+        var columns: (field: PostgresColumn, key: PostgresColumn)? = nil
+        var rowsDone = false
+        var done = false
+
+        init(endpoint: PostgresEndpoint, cursorField: String, after cursor: Cursor?, batchSize: Int) {
+            self.endpoint = endpoint
+            self.cursorField = cursorField
+            self.cursor = cursor
+            self.batchSize = batchSize
+            checkpoint = ValueCheckpoint(after: cursor, keyField: endpoint.options.keyField, sorted: true)
         }
-        let keyColumn = columns.first { $0.name == options.keyField }!
-        let field = Self.quote(cursorField)
-        let key = Self.quote(options.keyField)
-        var sql = "SELECT row_to_json(r.*)::text, \(field)::text, \(key)::text FROM \(quotedTable) r"
-        var binds = PostgresBindings()
-        switch cursor {
-        case nil:
-            sql += " ORDER BY \(field) NULLS FIRST, \(key)"
-        case .compound(.null, let k)?:
-            // Rows without a cursor value come first; after them, every row that has one.
-            binds = Self.binds(Self.text(k))
-            sql += " WHERE (\(field) IS NULL AND \(key) > CAST($1 AS \(keyColumn.baseType))) OR \(field) IS NOT NULL ORDER BY \(field) NULLS FIRST, \(key)"
-        case .compound(let value, .object)? where value != .null:
-            // A checkpoint with hashes: every row from its value on (those it covers are dropped below).
-            binds = Self.binds(Self.text(value))
-            sql += " WHERE \(field) >= CAST($1 AS \(fieldColumn.baseType)) ORDER BY \(field), \(key)"
-        case .compound(let value, let k)?:
-            binds = Self.binds(Self.text(value), Self.text(k))
-            sql += " WHERE (\(field), \(key)) > (CAST($1 AS \(fieldColumn.baseType)), CAST($2 AS \(keyColumn.baseType))) ORDER BY \(field), \(key)"
-        case .since?:
-            throw SyncError.badInput("\(displayName): the saved checkpoint is a server timestamp, not a (\(cursorField), key) pair; rerun with --reset")
+
+        func next() async throws -> SourceBatch? {
+            if !rowsDone {
+                do {
+                    if let batch = try await page() { return batch }
+                } catch let error as SyncError where cursor != nil && error.message.contains("SQLSTATE 22") {
+                    throw SyncError.badInput("\(endpoint.displayName): the saved checkpoint (\(cursor!)) does not fit columns \(cursorField) and \(endpoint.options.keyField): \(error.message); rerun with --reset")
+                }
+                rowsDone = true
+                rows = nil
+            }
+            guard !done else { return nil }
+            done = true
+            return checkpoint.end.map { SourceBatch([], cursor: $0) }
         }
-        var checkpoint = ValueCheckpoint(after: cursor, keyField: options.keyField, sorted: true)
-        var batch: [SourceItem] = []
-        batch.reserveCapacity(batchSize)
-        var last: (value: String?, key: String?) = (nil, nil)
-        var rows = 0
-        do {
-            try await session.stream(sql, binds) { row in
-                let fields = try self.fields(row)
-                last = (row.text(1), row.text(2))
-                rows += 1
-                let position = self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn)
+
+        /// Starts the statement.
+        private func start() async throws -> Bool {
+            await endpoint.waitForWrites()
+            let columns = endpoint.columns
+            guard let session = endpoint.session, !columns.isEmpty else { return false }
+            guard let fieldColumn = columns.first(where: { $0.name == cursorField }) else {
+                throw SyncError.badInput("\(endpoint.displayName): no column \"\(cursorField)\" for --cursor-field (columns: \(columns.map(\.name).joined(separator: ", ")))")
+            }
+            let keyColumn = columns.first { $0.name == endpoint.options.keyField }!
+            self.columns = (fieldColumn, keyColumn)
+            let field = PostgresEndpoint.quote(cursorField)
+            let key = PostgresEndpoint.quote(endpoint.options.keyField)
+            var sql = "SELECT row_to_json(r.*)::text, \(field)::text, \(key)::text FROM \(endpoint.quotedTable) r"
+            var binds = PostgresBindings()
+            switch cursor {
+            case nil:
+                sql += " ORDER BY \(field) NULLS FIRST, \(key)"
+            case .compound(.null, let k)?:
+                // Rows without a cursor value come first; after them, every row that has one.
+                binds = PostgresEndpoint.binds(PostgresEndpoint.text(k))
+                sql += " WHERE (\(field) IS NULL AND \(key) > CAST($1 AS \(keyColumn.baseType))) OR \(field) IS NOT NULL ORDER BY \(field) NULLS FIRST, \(key)"
+            case .compound(let value, .object)? where value != .null:
+                // A checkpoint with hashes: every row from its value on (those it covers are dropped below).
+                binds = PostgresEndpoint.binds(PostgresEndpoint.text(value))
+                sql += " WHERE \(field) >= CAST($1 AS \(fieldColumn.baseType)) ORDER BY \(field), \(key)"
+            case .compound(let value, let k)?:
+                binds = PostgresEndpoint.binds(PostgresEndpoint.text(value), PostgresEndpoint.text(k))
+                sql += " WHERE (\(field), \(key)) > (CAST($1 AS \(fieldColumn.baseType)), CAST($2 AS \(keyColumn.baseType))) ORDER BY \(field), \(key)"
+            case .since?:
+                throw SyncError.badInput("\(endpoint.displayName): the saved checkpoint is a server timestamp, not a (\(cursorField), key) pair; rerun with --reset")
+            }
+            rows = try await session.stream(sql, binds)
+            return true
+        }
+
+        /// The next `batchSize` rows, with the checkpoint after the last; nil after the last row.
+        private func page() async throws -> SourceBatch? {
+            if rows == nil {
+                guard try await start() else { return nil }
+            }
+            guard let (fieldColumn, keyColumn) = columns else { return nil }
+            var batch: [SourceItem] = []
+            batch.reserveCapacity(batchSize)
+            var position: Cursor? = nil
+            var count = 0
+            while count < batchSize, let row = try await rows!.next() {
+                let fields = try endpoint.fields(row)
+                count += 1
+                position = endpoint.cursor(value: row.text(1), key: row.text(2), fieldColumn: fieldColumn, keyColumn: keyColumn)
                 if case .compound(let value, let k) = position, let key = RecordKey(k) {
                     if checkpoint.take(value: value, key: key, fields: fields) { batch.append(.record(fields)) }
                 } else {
                     batch.append(.record(fields))  // no usable key: the engine dead-letters it
                 }
-                if rows == batchSize {
-                    try await body(batch, position)
-                    batch.removeAll(keepingCapacity: true)
-                    rows = 0
-                }
             }
-        } catch let error as SyncError where cursor != nil && error.message.contains("SQLSTATE 22") {
-            throw SyncError.badInput("\(displayName): the saved checkpoint (\(cursor!)) does not fit columns \(cursorField) and \(options.keyField): \(error.message); rerun with --reset")
+            guard let position else { return nil }
+            return SourceBatch(batch, cursor: position)
         }
-        if rows > 0 {
-            try await body(batch, self.cursor(value: last.value, key: last.key, fieldColumn: fieldColumn, keyColumn: keyColumn))
-        }
-        if let end = checkpoint.end { try await body([], end) }
     }
 
     /// The checkpoint after a row: integers as numbers, everything else as the server's exact text.

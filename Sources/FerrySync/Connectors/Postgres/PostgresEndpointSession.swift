@@ -115,8 +115,9 @@ final class PostgresEndpointSession {
         }
     }
 
-    /// Runs one statement and hands its rows over as they arrive (the server is read no faster than `body` goes).
-    func stream(_ sql: String, _ binds: PostgresBindings = PostgresBindings(), _ body: (PostgresRow) async throws -> Void) async throws {
+    /// Runs one statement and hands its rows over as they arrive, one per ``RowStream/next()``
+    /// (the server is read no faster than they are asked for).
+    func stream(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) async throws -> RowStream {
         let sequence: PostgresRowSequence
         do {
             let connection = connection
@@ -125,16 +126,21 @@ final class PostgresEndpointSession {
         } catch {
             throw PostgresErrors.translate(error, location: location, connecting: false, kind: .protocolError)
         }
-        var iterator = sequence.makeAsyncIterator()
-        while true {
-            let row: PostgresRow?
+        return RowStream(iterator: sequence.makeAsyncIterator(), location: location)
+    }
+
+    /// The rows of a statement being read. Dropping it before its end cancels the rest of the
+    /// statement (postgres-nio's iterator does when it is released), so the connection can run the next.
+    struct RowStream {
+        var iterator: PostgresRowSequence.AsyncIterator
+        let location: PostgresLocation
+
+        mutating func next() async throws -> PostgresRow? {
             do {
-                row = try await iterator.next()
+                return try await iterator.next()
             } catch {
                 throw PostgresErrors.translate(error, location: location, connecting: false, kind: .protocolError)
             }
-            guard let row else { return }
-            try await body(row)
         }
     }
 

@@ -194,86 +194,113 @@ public final class RESTEndpoint: Endpoint {
         return Self.url(listURL, adding: parameters)
     }
 
-    /// Reads every page of the list (those after `since`, with `since_param`).
+    /// Reads the pages of the list (those after `since`, with `since_param`), one per ``Pages/records()``.
     ///
-    /// The next page is fetched while `body` handles this one, so a run goes at the API's pace.
-    func pages(since: JSON?, _ body: ([[String: JSON]]) async throws -> Void) async throws {
-        let http = self.http
-        func fetch(_ url: String) -> Task<HTTPTransport.Response, any Error> {
-            Task { try await http.send(.GET, url) }
-        }
-        var next: String? = firstPage(since: since)
-        var pending = next.map(fetch)
-        defer { pending?.cancel() }
-        var page = config.firstPage
+    /// The next page is fetched while the caller handles this one, so a run goes at the API's pace;
+    /// a read dropped before its end cancels that request.
+    final class Pages {
+        let endpoint: RESTEndpoint
+        let since: JSON?
+        var next: String?
+        var pending: Task<HTTPTransport.Response, any Error>?
+        var page: Int
         var offset = 0
         var visited: Set<String> = []
         var previousFirstKey: String? = nil
-        while let url = next, let task = pending {
-            let response = try await task.value
-            pending = nil
-            guard response.status == 200 else { throw failure(response, "GET \(http.redact(url))") }
-            let document = try document(response, url)
-            let records = try records(in: document, url: url)
-            if let first = records.first, let key = first[options.keyField].flatMap(RecordKey.init)?.text {
-                // An API that ignores the page parameter would hand out page one forever.
-                if config.pagination == .page || config.pagination == .offset, key == previousFirstKey {
-                    throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)) answered the same records as the page before; does the API take \(config.pagination == .page ? "page_param=\(config.pageParam)" : "offset_param=\(config.offsetParam)")?")
-                }
-                previousFirstKey = key
+        var started = false
+
+        init(_ endpoint: RESTEndpoint, since: JSON?) {
+            self.endpoint = endpoint
+            self.since = since
+            next = endpoint.firstPage(since: since)
+            page = endpoint.config.firstPage
+        }
+
+        deinit { pending?.cancel() }
+
+        private func fetch(_ url: String) -> Task<HTTPTransport.Response, any Error> {
+            let http = endpoint.http
+            return Task { try await http.send(.GET, url) }
+        }
+
+        /// The records of the next page that has any; nil after the last page.
+        func records() async throws -> [[String: JSON]]? {
+            if !started {
+                started = true
+                pending = next.map(fetch)
             }
-            switch config.pagination {
-            case .none:
-                if Self.nextLink(response.header("Link")) != nil {
-                    throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)) has a Link rel=\"next\" header, so the list has more pages: set pagination=link")
+            let endpoint = endpoint
+            let config = endpoint.config
+            let http = endpoint.http
+            let options = endpoint.options
+            let displayName = endpoint.displayName
+            while let url = next, let task = pending {
+                let response = try await task.value
+                pending = nil
+                guard response.status == 200 else { throw endpoint.failure(response, "GET \(http.redact(url))") }
+                let document = try endpoint.document(response, url)
+                let records = try endpoint.records(in: document, url: url)
+                if let first = records.first, let key = first[options.keyField].flatMap(RecordKey.init)?.text {
+                    // An API that ignores the page parameter would hand out page one forever.
+                    if config.pagination == .page || config.pagination == .offset, key == previousFirstKey {
+                        throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)) answered the same records as the page before; does the API take \(config.pagination == .page ? "page_param=\(config.pageParam)" : "offset_param=\(config.offsetParam)")?")
+                    }
+                    previousFirstKey = key
                 }
-                next = nil
-            case .page:
-                page += 1
-                var parameters = [(config.pageParam, String(page))]
-                if let since, let name = config.sinceParam { parameters.insert((name, Self.parameter(since)), at: 0) }
-                if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
-                next = records.isEmpty ? nil : Self.url(listURL, adding: parameters)
-            case .offset:
-                offset += records.count
-                var parameters = [(config.offsetParam, String(offset))]
-                if let since, let name = config.sinceParam { parameters.insert((name, Self.parameter(since)), at: 0) }
-                if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
-                next = records.isEmpty ? nil : Self.url(listURL, adding: parameters)
-            case .cursor:
-                let token: String?
-                switch value(at: config.nextCursor, in: document) {
-                case .string(let s)? where !s.isEmpty: token = s
-                case .int(let i)?: token = String(i)
-                case nil, .null?, .string?: token = nil
-                case let other?:
-                    throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)): the next cursor at /\(config.nextCursor.joined(separator: "/")) is \(Self.article(other.typeName)), expected a string")
-                }
-                if let token, !records.isEmpty {
-                    var parameters = [(config.cursorParam, token)]
-                    if let since, let name = config.sinceParam { parameters.insert((name, Self.parameter(since)), at: 0) }
-                    if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
-                    next = Self.url(listURL, adding: parameters)
-                } else {
+                switch config.pagination {
+                case .none:
+                    if RESTEndpoint.nextLink(response.header("Link")) != nil {
+                        throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)) has a Link rel=\"next\" header, so the list has more pages: set pagination=link")
+                    }
                     next = nil
+                case .page:
+                    page += 1
+                    var parameters = [(config.pageParam, String(page))]
+                    if let since, let name = config.sinceParam { parameters.insert((name, RESTEndpoint.parameter(since)), at: 0) }
+                    if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
+                    next = records.isEmpty ? nil : RESTEndpoint.url(endpoint.listURL, adding: parameters)
+                case .offset:
+                    offset += records.count
+                    var parameters = [(config.offsetParam, String(offset))]
+                    if let since, let name = config.sinceParam { parameters.insert((name, RESTEndpoint.parameter(since)), at: 0) }
+                    if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
+                    next = records.isEmpty ? nil : RESTEndpoint.url(endpoint.listURL, adding: parameters)
+                case .cursor:
+                    let token: String?
+                    switch endpoint.value(at: config.nextCursor, in: document) {
+                    case .string(let s)? where !s.isEmpty: token = s
+                    case .int(let i)?: token = String(i)
+                    case nil, .null?, .string?: token = nil
+                    case let other?:
+                        throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)): the next cursor at /\(config.nextCursor.joined(separator: "/")) is \(RESTEndpoint.article(other.typeName)), expected a string")
+                    }
+                    if let token, !records.isEmpty {
+                        var parameters = [(config.cursorParam, token)]
+                        if let since, let name = config.sinceParam { parameters.insert((name, RESTEndpoint.parameter(since)), at: 0) }
+                        if let sizeParam = config.sizeParam { parameters.append((sizeParam, String(config.pageSize))) }
+                        next = RESTEndpoint.url(endpoint.listURL, adding: parameters)
+                    } else {
+                        next = nil
+                    }
+                case .link:
+                    next = RESTEndpoint.nextLink(response.header("Link")).map { endpoint.resolve($0, against: url) }
+                case .nextURL:
+                    switch endpoint.value(at: config.nextURL, in: document) {
+                    case .string(let s)? where !s.isEmpty: next = endpoint.resolve(s, against: url)
+                    case nil, .null?, .string?: next = nil
+                    case let other?:
+                        throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)): the next page at /\(config.nextURL.joined(separator: "/")) is \(RESTEndpoint.article(other.typeName)), expected a URL")
+                    }
                 }
-            case .link:
-                next = Self.nextLink(response.header("Link")).map { resolve($0, against: url) }
-            case .nextURL:
-                switch value(at: config.nextURL, in: document) {
-                case .string(let s)? where !s.isEmpty: next = resolve(s, against: url)
-                case nil, .null?, .string?: next = nil
-                case let other?:
-                    throw SyncError(.protocolError, "\(displayName): GET \(http.redact(url)): the next page at /\(config.nextURL.joined(separator: "/")) is \(Self.article(other.typeName)), expected a URL")
+                if let following = next, config.pagination == .cursor || config.pagination == .link || config.pagination == .nextURL {
+                    guard visited.insert(following).inserted else {
+                        throw SyncError(.protocolError, "\(displayName): pagination came back to \(http.redact(following)); the API's next page does not advance")
+                    }
                 }
+                pending = next.map(fetch)
+                if !records.isEmpty { return records }
             }
-            if let following = next, config.pagination == .cursor || config.pagination == .link || config.pagination == .nextURL {
-                guard visited.insert(following).inserted else {
-                    throw SyncError(.protocolError, "\(displayName): pagination came back to \(http.redact(following)); the API's next page does not advance")
-                }
-            }
-            pending = next.map(fetch)
-            if !records.isEmpty { try await body(records) }
+            return nil
         }
     }
 
@@ -290,14 +317,21 @@ public final class RESTEndpoint: Endpoint {
 
     public func estimatedCount() async throws -> Int? { nil }
 
-    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
-        try await pages(since: nil) { records in
-            try await body(records.map { .record($0) })
-        }
-        return nil
+    public func readAll(batchSize: Int) throws -> SourceBatches {
+        SourceBatches { AllReader(pages: Pages(self, since: nil)) }
     }
 
-    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+    /// Every record, a page per batch.
+    final class AllReader: BatchReader {
+        let pages: Pages
+        init(pages: Pages) { self.pages = pages }
+
+        func next() async throws -> SourceBatch? {
+            try await pages.records().map { SourceBatch($0.map { .record($0) }) }
+        }
+    }
+
+    public func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches {
         guard let field = options.cursorField else {
             throw SyncError.badInput("\(displayName): an incremental read needs --cursor-field, the API's updated-at field (or use --mode diff)")
         }
@@ -311,39 +345,63 @@ public final class RESTEndpoint: Endpoint {
         case .since?:
             throw SyncError.badInput("\(displayName): the saved checkpoint is a server timestamp, not a \(field) value; run once with --reset")
         }
-        let keyField = options.keyField
-        let sorted = config.sorted
+        return SourceBatches { [start] in ChangeReader(endpoint: self, field: field, after: cursor, start: start) }
+    }
+
+    /// The records changed since the checkpoint, a page per batch.
+    final class ChangeReader: BatchReader {
+        let endpoint: RESTEndpoint
+        let field: String
+        let start: JSON?
+        let pages: Pages
         // Unsorted answers: values compare by JSON.cursorOrder, not by where they come.
-        var checkpoint = ValueCheckpoint(after: cursor, keyField: keyField, sorted: false)
+        var checkpoint: ValueCheckpoint
         var previous: JSON? = nil
-        try await pages(since: start) { records in
-            var items: [SourceItem] = []
-            items.reserveCapacity(records.count)
-            for fields in records {
-                guard let value = fields[field], value != .null else {
-                    throw SyncError(.protocolError, "\(displayName): a record without \(field): \(JSON.object(fields).serialized().prefix(200)); is --cursor-field right?")
-                }
-                if sorted, let previous, JSON.cursorOrder(value, previous) < 0 {
-                    throw SyncError(.protocolError, "\(displayName): the records are not sorted by \(field) (\(value.serialized()) came after \(previous.serialized())); remove sorted=true")
-                }
-                previous = value
-                guard let key = fields[keyField].flatMap(RecordKey.init) else {
-                    items.append(.record(fields))  // the engine dead-letters it
-                    continue
-                }
-                if checkpoint.take(value: value, key: key, fields: fields) { items.append(.record(fields)) }
-            }
-            // Sorted answers: everything before this page's last value is done.
-            var pageCheckpoint: Cursor? = nil
-            if sorted, let previous, start.map({ JSON.cursorOrder(previous, $0) > 0 }) ?? true {
-                pageCheckpoint = .compound(value: previous, key: .string(""))
-            }
-            if !items.isEmpty || pageCheckpoint != nil { try await body(items, pageCheckpoint) }
+        var done = false
+
+        init(endpoint: RESTEndpoint, field: String, after cursor: Cursor?, start: JSON?) {
+            self.endpoint = endpoint
+            self.field = field
+            self.start = start
+            pages = Pages(endpoint, since: start)
+            checkpoint = ValueCheckpoint(after: cursor, keyField: endpoint.options.keyField, sorted: false)
         }
-        // The end: the newest value with the hash of every record that has it, so the next
-        // run (which asks for ≥ that value) skips exactly those and still takes a record
-        // that gets the same value later.
-        if let end = checkpoint.end { try await body([], end) }
+
+        func next() async throws -> SourceBatch? {
+            guard !done else { return nil }
+            let keyField = endpoint.options.keyField
+            let sorted = endpoint.config.sorted
+            let displayName = endpoint.displayName
+            while let records = try await pages.records() {
+                var items: [SourceItem] = []
+                items.reserveCapacity(records.count)
+                for fields in records {
+                    guard let value = fields[field], value != .null else {
+                        throw SyncError(.protocolError, "\(displayName): a record without \(field): \(JSON.object(fields).serialized().prefix(200)); is --cursor-field right?")
+                    }
+                    if sorted, let previous, JSON.cursorOrder(value, previous) < 0 {
+                        throw SyncError(.protocolError, "\(displayName): the records are not sorted by \(field) (\(value.serialized()) came after \(previous.serialized())); remove sorted=true")
+                    }
+                    previous = value
+                    guard let key = fields[keyField].flatMap(RecordKey.init) else {
+                        items.append(.record(fields))  // the engine dead-letters it
+                        continue
+                    }
+                    if checkpoint.take(value: value, key: key, fields: fields) { items.append(.record(fields)) }
+                }
+                // Sorted answers: everything before this page's last value is done.
+                var pageCheckpoint: Cursor? = nil
+                if sorted, let previous, start.map({ JSON.cursorOrder(previous, $0) > 0 }) ?? true {
+                    pageCheckpoint = .compound(value: previous, key: .string(""))
+                }
+                if !items.isEmpty || pageCheckpoint != nil { return SourceBatch(items, cursor: pageCheckpoint) }
+            }
+            done = true
+            // The end: the newest value with the hash of every record that has it, so the next
+            // run (which asks for ≥ that value) skips exactly those and still takes a record
+            // that gets the same value later.
+            return checkpoint.end.map { SourceBatch([], cursor: $0) }
+        }
     }
 
     public func makeWriter(job: String) async throws -> any TargetWriter {

@@ -105,70 +105,127 @@ public final class SQLiteEndpoint: Endpoint, KeyOrderedReading {
         return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(self.quotedTable)") }
     }
 
-    public func readAll(batchSize: Int, _ body: ([SourceItem]) async throws -> Void) async throws -> Cursor? {
-        guard let queue, !columns.isEmpty else { return nil }
-        let key = Self.quote(options.keyField)
+    public func readAll(batchSize: Int) throws -> SourceBatches {
+        guard let queue, !columns.isEmpty else { return .empty }
+        return SourceBatches { AllReader(endpoint: self, queue: queue, batchSize: batchSize) }
+    }
+
+    /// A full read in key order, a page per batch (each its own read transaction): between two
+    /// batches it holds the last key, no statement.
+    final class AllReader: BatchReader {
+        let endpoint: SQLiteEndpoint
+        let queue: DatabaseQueue
+        let sql: (first: String, after: String)
+        let batchSize: Int
         var last: DatabaseValue? = nil
-        while true {
+        var done = false
+
+        init(endpoint: SQLiteEndpoint, queue: DatabaseQueue, batchSize: Int) {
+            self.endpoint = endpoint
+            self.queue = queue
+            self.batchSize = batchSize
+            let key = SQLiteEndpoint.quote(endpoint.options.keyField)
+            let table = endpoint.quotedTable
+            sql = ("SELECT * FROM \(table) ORDER BY \(key) LIMIT \(batchSize)",
+                   "SELECT * FROM \(table) WHERE \(key) > ? ORDER BY \(key) LIMIT \(batchSize)")
+        }
+
+        func next() async throws -> SourceBatch? {
+            guard !done else { return nil }
             let rows = if let last {
-                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(key) > ? ORDER BY \(key) LIMIT \(batchSize)", [last])
+                try endpoint.fetch(queue, sql.after, [last])
             } else {
-                try fetch(queue, "SELECT * FROM \(quotedTable) ORDER BY \(key) LIMIT \(batchSize)", [])
+                try endpoint.fetch(queue, sql.first, [])
             }
-            guard !rows.isEmpty else { return nil }
-            last = rows.last!.key
-            try await body(rows.map { .record($0.fields) })
-            if rows.count < batchSize { return nil }
+            guard let lastRow = rows.last else {
+                done = true
+                return nil
+            }
+            last = lastRow.key
+            if rows.count < batchSize { done = true }
+            return SourceBatch(rows.map { .record($0.fields) })
         }
     }
 
-    public func readChanges(after cursor: Cursor?, batchSize: Int, _ body: ([SourceItem], Cursor?) async throws -> Void) async throws {
+    public func readChanges(after cursor: Cursor?, batchSize: Int) throws -> SourceBatches {
         guard let cursorField = options.cursorField else {
             throw SyncError.badInput("an incremental run from \(displayName) needs --cursor-field (an updated_at-like column); or use --mode diff, which needs none")
         }
-        guard let queue, !columns.isEmpty else { return }
+        guard let queue, !columns.isEmpty else { return .empty }
         guard columns.contains(where: { $0.name == cursorField }) else {
             throw SyncError.badInput("\(displayName): no column \"\(cursorField)\" for --cursor-field (columns: \(columns.map(\.name).joined(separator: ", ")))")
         }
-        let key = Self.quote(options.keyField)
-        let field = Self.quote(cursorField)
-        var checkpoint = ValueCheckpoint(after: cursor, keyField: options.keyField, sorted: true)
-        // A checkpoint with hashes: every row from its value on (the read drops those it covers).
+        return SourceBatches { ChangeReader(endpoint: self, queue: queue, cursorField: cursorField, after: cursor, batchSize: batchSize) }
+    }
+
+    /// A read of changes in (cursor field, key) order, a page per batch: between two batches
+    /// it holds the last (value, key) and the checkpoint being built, no statement.
+    final class ChangeReader: BatchReader {
+        let endpoint: SQLiteEndpoint
+        let queue: DatabaseQueue
+        let cursorField: String
+        let batchSize: Int
+        let key: String
+        let field: String
+        var checkpoint: ValueCheckpoint
+        /// A checkpoint with hashes: every row from its value on (the read drops those it covers).
         var floor: DatabaseValue? = nil
         var position: (DatabaseValue, DatabaseValue)? = nil
-        if case .compound(let value, let k)? = cursor {
-            if checkpoint.coversRecords {
-                floor = Self.databaseValue(value, type: "")
-            } else {
-                position = (Self.databaseValue(value, type: ""), Self.databaseValue(k, type: ""))
+        var rowsDone = false
+        var done = false
+
+        init(endpoint: SQLiteEndpoint, queue: DatabaseQueue, cursorField: String, after cursor: Cursor?, batchSize: Int) {
+            self.endpoint = endpoint
+            self.queue = queue
+            self.cursorField = cursorField
+            self.batchSize = batchSize
+            key = SQLiteEndpoint.quote(endpoint.options.keyField)
+            field = SQLiteEndpoint.quote(cursorField)
+            checkpoint = ValueCheckpoint(after: cursor, keyField: endpoint.options.keyField, sorted: true)
+            if case .compound(let value, let k)? = cursor {
+                if checkpoint.coversRecords {
+                    floor = SQLiteEndpoint.databaseValue(value, type: "")
+                } else {
+                    position = (SQLiteEndpoint.databaseValue(value, type: ""), SQLiteEndpoint.databaseValue(k, type: ""))
+                }
             }
         }
-        while true {
+
+        func next() async throws -> SourceBatch? {
+            if !rowsDone, let batch = try page() { return batch }
+            rowsDone = true
+            guard !done else { return nil }
+            done = true
+            // The end: the newest value with the hashes of its records, when the last page left one.
+            return checkpoint.end.map { SourceBatch([], cursor: $0) }
+        }
+
+        private func page() throws -> SourceBatch? {
+            let table = endpoint.quotedTable
             let rows = if let (value, k) = position {
-                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(field) > ? OR (\(field) = ? AND \(key) > ?) ORDER BY \(field), \(key) LIMIT \(batchSize)", [value, value, k], cursorField: cursorField)
+                try endpoint.fetch(queue, "SELECT * FROM \(table) WHERE \(field) > ? OR (\(field) = ? AND \(key) > ?) ORDER BY \(field), \(key) LIMIT \(batchSize)", [value, value, k], cursorField: cursorField)
             } else if let floor {
-                try fetch(queue, "SELECT * FROM \(quotedTable) WHERE \(field) >= ? ORDER BY \(field), \(key) LIMIT \(batchSize)", [floor], cursorField: cursorField)
+                try endpoint.fetch(queue, "SELECT * FROM \(table) WHERE \(field) >= ? ORDER BY \(field), \(key) LIMIT \(batchSize)", [floor], cursorField: cursorField)
             } else {
-                try fetch(queue, "SELECT * FROM \(quotedTable) ORDER BY \(field), \(key) LIMIT \(batchSize)", [], cursorField: cursorField)
+                try endpoint.fetch(queue, "SELECT * FROM \(table) ORDER BY \(field), \(key) LIMIT \(batchSize)", [], cursorField: cursorField)
             }
-            guard let lastRow = rows.last else { break }
+            guard let lastRow = rows.last else { return nil }
+            if rows.count < batchSize { rowsDone = true }
             position = (lastRow.cursorValue, lastRow.key)
             var items: [SourceItem] = []
             items.reserveCapacity(rows.count)
             for row in rows {
-                let value = Self.json(row.cursorValue, type: "")
+                let value = SQLiteEndpoint.json(row.cursorValue, type: "")
                 // A row without a usable key is not checkpointed (the engine dead-letters it).
-                guard let rowKey = RecordKey(Self.json(row.key, type: "")) else {
+                guard let rowKey = RecordKey(SQLiteEndpoint.json(row.key, type: "")) else {
                     items.append(.record(row.fields))
                     continue
                 }
                 if checkpoint.take(value: value, key: rowKey, fields: row.fields) { items.append(.record(row.fields)) }
             }
-            let next = Cursor.compound(value: Self.json(lastRow.cursorValue, type: ""), key: Self.json(lastRow.key, type: ""))
-            try await body(items, next)
-            if rows.count < batchSize { break }
+            let next = Cursor.compound(value: SQLiteEndpoint.json(lastRow.cursorValue, type: ""), key: SQLiteEndpoint.json(lastRow.key, type: ""))
+            return SourceBatch(items, cursor: next)
         }
-        if let end = checkpoint.end { try await body([], end) }
     }
 
     /// Rows come in key order when the key column has text affinity (SQLite compares text
