@@ -138,6 +138,27 @@ public protocol StorageSession {
     func recordsWithoutContentHash(after: (key: ResourceKey, id: String)?, limit: Int) throws -> [(key: ResourceKey, object: StoredObject)]
     /// Stores live records' content hashes (one statement where the backend can).
     func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws
+
+    // MARK: Reads and writes folded into fewer statements (issue 14, PostgreSQL)
+    // Each answers nil (or does the separate steps) where the backend does not fold them: an
+    // embedded database pays nothing per statement, so it reads only what the caller then needs.
+
+    /// ``readObject(_:id:uri:checks:principals:)`` and, in the same statement, the live objects
+    /// `beside` (nil where absent or deleted, in their order: a write's parents, its collection);
+    /// nil where the backend does not fold them (the caller reads them itself when it needs them).
+    func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                    principals: [String], beside: [(key: ResourceKey, id: String)]) throws -> (read: ObjectRead, beside: [StoredObject?])?
+    /// Which `checks` the principals pass and the position of the first of `objects` that does
+    /// not exist (``firstMissing(_:)``), in one statement; nil where the backend does not fold them.
+    func checkAccess(_ checks: [String: [(uri: String, permission: String)]], principals: [String],
+                     objects: [(key: ResourceKey, id: String)]) throws -> (passed: Set<String>, firstMissing: Int?)?
+    /// ``timestampAndList(_:query:_:)`` and the kind's ``tombstoneHorizon(_:)`` in the same
+    /// statement (the snapshot of the page); nil, having read nothing, where the backend does not fold them.
+    func timestampHorizonAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> (timestamp: Int64, horizon: Int64)?
+    /// ``put(_:id:text:requestedTimestamp:)`` of a new object, and ``addPermissions(of:_:)`` of
+    /// `permissions` on `uri`: one statement where the backend can.
+    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?,
+             adding permissions: Permissions, on uri: String) throws -> StoredObject
 }
 
 /// What ``StorageSession/readObject(_:id:uri:checks:principals:)`` found.
@@ -192,6 +213,31 @@ extension StorageSession {
         for (name, grants) in checks where try anyGranted(grants, principals: principals) { passed.insert(name) }
         let object = try get(key, id: id, includeDeleted: false)
         return ObjectRead(object: object, permissions: object == nil ? [:] : try permissions(of: uri), passed: passed)
+    }
+}
+
+/// The unfolded steps (issue 14): see the protocol's block of folded reads and writes.
+extension StorageSession {
+    public func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                           principals: [String], beside: [(key: ResourceKey, id: String)]) throws -> (read: ObjectRead, beside: [StoredObject?])? {
+        nil
+    }
+
+    public func checkAccess(_ checks: [String: [(uri: String, permission: String)]], principals: [String],
+                            objects: [(key: ResourceKey, id: String)]) throws -> (passed: Set<String>, firstMissing: Int?)? {
+        nil
+    }
+
+    public func timestampHorizonAndList(_ key: ResourceKey, query: ListQuery,
+                                        _ each: (StoredObject) throws -> Bool) throws -> (timestamp: Int64, horizon: Int64)? {
+        nil
+    }
+
+    public func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?,
+                    adding permissions: Permissions, on uri: String) throws -> StoredObject {
+        let stored = try put(key, id: id, text: text, requestedTimestamp: requestedTimestamp)
+        try addPermissions(of: uri, permissions)
+        return stored
     }
 }
 

@@ -51,10 +51,12 @@ struct ResourceHandler {
     }
 
     /// 404 when a parent (bucket, collection) does not exist.
-    func ensureParents() throws {
+    /// - Parameter found: the parents (``ObjectPath/requiredParents``) as read already (nil where absent), if they were.
+    func ensureParents(found: [StoredObject?]? = nil) throws {
         if memo.parentsExist(path.parentURI) { return }
         let parents = path.requiredParents
-        if let missing = try session.firstMissing(parents.map { ($0.0.storageKey, $0.1) }) {
+        let firstMissing = try found.map { $0.firstIndex { $0 == nil } } ?? session.firstMissing(parents.map { ($0.0.storageKey, $0.1) })
+        if let missing = firstMissing {
             throw KintoError.notFound(resource: parents[missing].0.kind.rawValue, id: parents[missing].1)
         }
         memo.rememberParentsExist(path.parentURI)
@@ -167,8 +169,10 @@ struct ResourceHandler {
 
     /// Checks a kind's own rules on its data: a group's `members`; a collection's `schema`
     /// and `unique_fields`; a record against its collection's schema and unique fields.
-    /// - Parameter prepared: the record's data checked before the transaction, when `data` is its body's.
-    func validate(_ data: [String: JSON], id: String, prepared: PreparedRecord? = nil) throws -> [String: JSON] {
+    /// - Parameters:
+    ///   - prepared: the record's data checked before the transaction, when `data` is its body's.
+    ///   - collection: a record's collection (nil inside: it does not exist), when already read.
+    func validate(_ data: [String: JSON], id: String, prepared: PreparedRecord? = nil, collection known: StoredObject?? = nil) throws -> [String: JSON] {
         var data = data
         switch path.kind {
         case .group:
@@ -181,7 +185,7 @@ struct ResourceHandler {
             _ = try CollectionRules(data)
         case .record:
             let collectionPath = ObjectPath(kind: .collection, bucket: path.bucket, id: path.collection!)
-            guard let collection = try memo.collection(path.collectionURI!, {
+            guard let collection = try known ?? memo.collection(path.collectionURI!, {
                 try session.get(collectionPath.storageKey, id: path.collection!, includeDeleted: false)
             }) else { break }
             let rules = try api.rules(of: collection, uri: path.collectionURI!)
@@ -292,20 +296,37 @@ struct ResourceHandler {
         let knownParentWrite = memo.grant(parentWrite)
         if memo.isShared && knownParentWrite == nil { checks["parent"] = path.grants("write", id: nil) }
         var read: ObjectRead
+        // Where the backend folds reads (PostgreSQL), the same statement answers what the write
+        // may need besides: the create grant, whether the parents exist, the collection's rules.
+        var folded: (parents: [StoredObject?], createChecked: Bool)?
         if knownParentWrite == true {
             // In a batch of record writes, whether the record exists was read for all of them at once.
             let object = try memo.object(key, id: id) { try session.get(key, id: id, includeDeleted: false) }
             read = ObjectRead(object: object, permissions: object == nil ? [:] : try session.permissions(of: path.uri(id: id)), passed: ["write"])
         } else {
-            read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: checks, principals: identity.principals)
+            var wide = checks
+            let createChecked = path.kind != .bucket && memo.grant(parentGrantKey(path.createPermission)) == nil
+            if createChecked { wide["create"] = path.grants(path.createPermission, id: nil) }
+            let parents = path.requiredParents.map { (key: $0.0.storageKey, id: $0.1) }
+            if let found = try session.readObject(key, id: id, uri: path.uri(id: id), checks: wide, principals: identity.principals, beside: parents) {
+                read = found.read
+                folded = (found.beside, createChecked)
+            } else {
+                read = try session.readObject(key, id: id, uri: path.uri(id: id), checks: checks, principals: identity.principals)
+            }
             if checks["parent"] != nil { memo.remember(grant: parentWrite, read.passed.contains("parent")) }
         }
         let existing = read.object
         if existing != nil {
             guard read.passed.contains("write") else { throw denied }
         } else {
-            try authorize(path.createPermission, id: nil)
-            try ensureParents()
+            if let folded, folded.createChecked {
+                memo.remember(grant: parentGrantKey(path.createPermission), read.passed.contains("create"))
+                guard read.passed.contains("create") else { throw denied }
+            } else {
+                try authorize(path.createPermission, id: nil)
+            }
+            try ensureParents(found: folded?.parents)
         }
         try check412(existing: existing, current: existing?.lastModified ?? 0)
         let body = try parseBody()
@@ -318,17 +339,19 @@ struct ResourceHandler {
         return try save(id: id, data: data.removingValue("id"), existing: existing,
                         permissions: body.permissions, replaceAllPermissions: true,
                         known: existing == nil ? nil : (read.permissions, read.passed.contains("write")),
-                        prepared: body.data == nil ? nil : request.preparedRecord)
+                        prepared: body.data == nil ? nil : request.preparedRecord,
+                        collection: path.kind == .record ? folded.map { $0.parents.last ?? nil } : nil)
     }
 
     /// Writes an object and its permissions; the creator always keeps `write`.
     /// - Parameters:
     ///   - known: the existing object's permissions and whether the caller may write it, when already read.
     ///   - prepared: `data` checked and serialized before the transaction (it is the body's).
+    ///   - collection: a record's collection (nil inside: it does not exist), when already read.
     func save(id: String, data: [String: JSON], existing: StoredObject?, permissions: [String: Set<String>?]?,
               replaceAllPermissions: Bool, known: (permissions: Permissions, writeGranted: Bool)? = nil,
-              prepared: PreparedRecord? = nil) throws -> APIResponse {
-        var data = try validate(data, id: id, prepared: prepared)
+              prepared: PreparedRecord? = nil, collection: StoredObject?? = nil) throws -> APIResponse {
+        var data = try validate(data, id: id, prepared: prepared, collection: collection)
         var requested: Int64?
         switch data.removeValue(forKey: "last_modified") {
         case nil, .null?: break
@@ -348,9 +371,6 @@ struct ResourceHandler {
         var perms = existing == nil ? Permissions() : try known?.permissions ?? session.permissions(of: uri)
         // A write that leaves the permissions alone leaves the caller's write grant as it was.
         let writeGranted: Bool? = existing != nil && permissions == nil ? try known?.writeGranted ?? isGranted("write", id: id) : nil
-        let stored = try session.put(key, id: id, text: prepared?.text ?? RecordText(data), requestedTimestamp: requested)
-        memo.wrote(key, id: id, stored)
-        api.metrics?.recordWritten()
         if let permissions {
             if replaceAllPermissions {
                 for name in path.kind.permissionNames { perms[name] = [] }
@@ -360,10 +380,14 @@ struct ResourceHandler {
         if let user = identity.userID, existing == nil || permissions != nil {
             perms["write", default: []].insert(user)
         }
-        if existing == nil {
-            // A new object has no permissions to replace (deleting an object removes its own).
-            try session.addPermissions(of: uri, perms)
-        } else if permissions != nil {
+        let text = prepared?.text ?? RecordText(data)
+        // A new object has no permissions to replace (deleting an object removes its own): they
+        // go in with it (one statement where the backend can).
+        let stored = try existing == nil ? session.put(key, id: id, text: text, requestedTimestamp: requested, adding: perms, on: uri)
+            : session.put(key, id: id, text: text, requestedTimestamp: requested)
+        memo.wrote(key, id: id, stored)
+        api.metrics?.recordWritten()
+        if existing != nil && permissions != nil {
             var toStore = perms
             for name in path.kind.permissionNames where toStore[name] == nil { toStore[name] = [] }
             try session.setPermissions(of: uri, toStore)
@@ -510,13 +534,36 @@ struct ResourceHandler {
     // MARK: Plural endpoints
 
     /// The ids the caller may see when it lacks `permission` on the parent (nil = all).
-    func visibleIDs(_ permission: String) throws -> [String]? {
-        if try isGranted(permission, id: nil) {
+    /// - Parameter known: whether the caller holds `permission` on the parent, when already read.
+    func visibleIDs(_ permission: String, granted known: Bool? = nil) throws -> [String]? {
+        if try known ?? isGranted(permission, id: nil) {
             return nil
         }
         let names = permission == "read" ? ["read", "write"] : ["write"]
         let ids = try session.childIDs(under: path.parentURI, childPath: path.kind.plural, permissions: names, principals: identity.principals)
         if ids.isEmpty && path.kind != .bucket { throw denied }
+        return ids
+    }
+
+    /// ``visibleIDs(_:)``, then ``ensureParents(found:)``: the grant and the parents in one
+    /// statement where the backend folds them (``StorageSession/checkAccess(_:principals:objects:)``).
+    func visibleIDsAndParents(_ permission: String) throws -> [String]? {
+        let grantKey = parentGrantKey(permission)
+        guard path.kind != .bucket, memo.grant(grantKey) == nil, !memo.parentsExist(path.parentURI),
+              let access = try session.checkAccess([permission: path.grants(permission, id: nil)], principals: identity.principals,
+                                                   objects: path.requiredParents.map { ($0.0.storageKey, $0.1) })
+        else {
+            let ids = try visibleIDs(permission)
+            try ensureParents()
+            return ids
+        }
+        memo.remember(grant: grantKey, access.passed.contains(permission))
+        let ids = try visibleIDs(permission, granted: access.passed.contains(permission))
+        if let missing = access.firstMissing {
+            let parents = path.requiredParents
+            throw KintoError.notFound(resource: parents[missing].0.kind.rawValue, id: parents[missing].1)
+        }
+        memo.rememberParentsExist(path.parentURI)
         return ids
     }
 
@@ -529,8 +576,7 @@ struct ResourceHandler {
     }
 
     func pluralGet() throws -> APIResponse {
-        let ids = try visibleIDs("read")
-        try ensureParents()
+        let ids = try visibleIDsAndParents("read")
         if Self.isPlainList(request) {
             let params = try ListParameters.parse(request.query, paginateBy: api.settings.paginateBy, maxFetchSize: api.settings.maxFetchSize)
             return try listResponse(params: params, ids: ids, current: nil)
@@ -576,15 +622,18 @@ struct ResourceHandler {
             return true
         }
         let timestamp: Int64
+        var horizon: Int64?
         if let current {
             try session.list(key, query: query, each)
             timestamp = current
+        } else if path.kind == .record, let both = try session.timestampHorizonAndList(key, query: query, each) {
+            (timestamp, horizon) = both
         } else {
             timestamp = try session.timestampAndList(key, query: query, each)
         }
         var headers = timestampHeaders(timestamp)
         if path.kind == .record {
-            headers.append((KintoAPI.tombstoneHorizonHeader, String(try checkHorizon(since: params.feedStart, what: "_since"))))
+            headers.append((KintoAPI.tombstoneHorizonHeader, String(try checkHorizon(since: params.feedStart, what: "_since", horizon: horizon))))
         }
         out.append(contentsOf: "]}".utf8)
         if hasMore, let last {

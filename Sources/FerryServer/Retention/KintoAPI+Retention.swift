@@ -26,9 +26,11 @@ extension ResourceHandler {
     /// The horizon of the records listed, after the list was read (the horizon only grows, and
     /// moves with the purge: read after the page, it covers every tombstone the page could miss).
     /// Throws the 410 when the list is a change feed from before it.
-    /// - Parameter since: where the feed starts (changes after it); nil or 0: not a feed.
-    func checkHorizon(since: Int64?, what: String) throws -> Int64 {
-        let horizon = try session.tombstoneHorizon(key)
+    /// - Parameters:
+    ///   - since: where the feed starts (changes after it); nil or 0: not a feed.
+    ///   - known: the horizon read beside the list (in its snapshot), if it was.
+    func checkHorizon(since: Int64?, what: String, horizon known: Int64? = nil) throws -> Int64 {
+        let horizon = try known ?? session.tombstoneHorizon(key)
         if let since, since > 0, since < horizon {
             throw KintoError.beforeTombstoneHorizon(what, since: since, horizon: horizon)
         }

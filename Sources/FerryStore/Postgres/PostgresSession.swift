@@ -10,8 +10,8 @@ import PostgresNIO
 struct PostgresSession: ObjectRows {
     let link: PostgresLink
     let logger: Logger
-    /// NOTIFY payloads this transaction still has to send (nil: none). The first timestamp
-    /// allocation sends them in its own statement; whatever is left goes just before COMMIT.
+    /// NOTIFY payloads this transaction still has to send (nil: none). A write's first upsert
+    /// outside a savepoint sends them (``upsert(_:)``); whatever is left goes just before COMMIT.
     var unannounced: Unannounced? = nil
     /// The request's time: once it is up, no further statement is sent (``StorageDeadline``).
     var deadline: StorageDeadline? = nil
@@ -28,6 +28,12 @@ struct PostgresSession: ObjectRows {
     final class Claims: @unchecked Sendable {
         var xid: String?
         var held: [TimestampClock.Claim] = []
+        /// How many of `held` a statement of the transaction released already (``upsert(_:)``).
+        var released = 0
+        /// Savepoints open: a release inside one would be undone with it, so none is folded there.
+        var savepoints = 0
+        /// Whether an upsert folded a release already (later ones leave it to ``beforeCommit()``).
+        var folded = false
     }
 
     final class Unannounced: @unchecked Sendable {
@@ -43,16 +49,24 @@ struct PostgresSession: ObjectRows {
 
     /// The statement before COMMIT: the transaction's announcements queued (NOTIFY is sent at
     /// COMMIT) and its claims released (the release is seen exactly when its writes are).
+    /// Nothing when a statement of the transaction already did it (``upsert(_:)``)
+    /// and no timestamp was allocated since.
     func beforeCommit() throws {
         let payloads = unannounced?.take() ?? []
-        let claimed = claims?.held.isEmpty == false
+        let claimed = (claims?.held.count ?? 0) > (claims?.released ?? 0)
         guard !payloads.isEmpty || claimed else { return }
-        // Every claim of the transaction, not only those it knows of: one left behind by a
-        // transaction that committed would hold readers back for good.
-        _ = try rows("""
-            WITH released AS (DELETE FROM timestamp_claims WHERE $1 AND xid = pg_current_xact_id())
-            SELECT count(pg_notify($2, p)) FROM unnest($3::text[]) AS p
-            """, Self.binds([claimed, PostgresStorage.channel, payloads]))
+        _ = try rows("WITH " + Self.release("$1", channel: "$2", payloads: "$3"), Self.binds([claimed, PostgresStorage.channel, payloads]))
+    }
+
+    /// The end of a statement that releases the transaction's claims when `claimed` (a boolean)
+    /// and queues NOTIFYs of the `payloads` (a text array) on `channel`; its one row counts them.
+    /// Every claim of the transaction, not only those it knows of: one left behind by a
+    /// transaction that committed would hold readers back for good.
+    static func release(_ claimed: String, channel: String, payloads: String) -> String {
+        """
+        released AS (DELETE FROM timestamp_claims WHERE \(claimed) AND xid = pg_current_xact_id())
+        SELECT count(pg_notify(\(channel), p)) FROM unnest(\(payloads)::text[]) AS p
+        """
     }
 
     /// After a ROLLBACK: the timestamps its transaction allocated are undone (``TimestampClock/undo(_:)``).
@@ -208,6 +222,8 @@ struct PostgresSession: ObjectRows {
     func savepoint<T>(_ body: () throws -> T) throws -> T {
         try execute("SAVEPOINT ferry_savepoint")
         let mark = claims?.held.count ?? 0
+        claims?.savepoints += 1
+        defer { claims?.savepoints -= 1 }
         do {
             let result = try body()
             try execute("RELEASE SAVEPOINT ferry_savepoint")
@@ -280,11 +296,19 @@ struct PostgresSession: ObjectRows {
         return object.deleted && !includeDeleted ? nil : object
     }
 
+    /// The object's row; the permissions of a new object (``addPermissions(of:_:)``: nothing
+    /// removed), and, in a write's first upsert outside a savepoint, what ``beforeCommit()``
+    /// does (a PUT's last statement before its COMMIT is then its upsert).
     struct PutObject: PostgresPreparedStatement {
         static let sql = """
-            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES ($1, $2, $3, $4, false, $5, $6)
-            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data,
-                content_hash = EXCLUDED.content_hash
+            WITH upserted AS (INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash)
+                VALUES ($1, $2, $3, $4, false, $5, $6)
+                ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = EXCLUDED.last_modified, deleted = false, data = EXCLUDED.data,
+                    content_hash = EXCLUDED.content_hash),
+            granted AS (INSERT INTO access_control_entries (object_id, permission, principal)
+                SELECT $7, p.permission, p.principal FROM unnest($8::text[], $9::text[]) AS p(permission, principal)
+                ON CONFLICT (object_id, permission, principal) DO NOTHING),
+            \(PostgresSession.release("$10", channel: "$11", payloads: "$12"))
             """
         typealias Row = Void
         let key: ResourceKey
@@ -292,10 +316,21 @@ struct PostgresSession: ObjectRows {
         let lastModified: Int64
         let json: String
         let hash: [UInt8]?
+        /// The object's URI and its permissions' pairs.
+        var uri = ""
+        var pairs: [(permission: String, principal: String)] = []
+        var release = false
+        var payloads: [String] = []
 
         func makeBindings() throws -> PostgresBindings {
             var binds = PostgresSession.binds([key.parentID, key.resourceName, id, lastModified, json])
             binds.append(hash.map { ByteBuffer(bytes: $0) })
+            binds.append(uri)
+            binds.append(pairs.map(\.permission))
+            binds.append(pairs.map(\.principal))
+            binds.append(release)
+            binds.append(PostgresStorage.channel)
+            binds.append(payloads)
             return binds
         }
 
@@ -303,7 +338,36 @@ struct PostgresSession: ObjectRows {
     }
 
     func upsertRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String, hash: [UInt8]?) throws {
-        _ = try prepared(PutObject(key: key, id: id, lastModified: lastModified, json: json, hash: hash))
+        try upsert(PutObject(key: key, id: id, lastModified: lastModified, json: json, hash: hash))
+    }
+
+    /// The upsert, releasing the claims and sending the announcements in the same statement when
+    /// it may: the write's first upsert outside any savepoint (in a savepoint rolled back, the
+    /// release would be undone while the transaction went on to commit). What the transaction
+    /// allocates later is released by ``beforeCommit()``, as always.
+    private func upsert(_ statement: PutObject) throws {
+        var statement = statement
+        let folding = claims.map { !$0.folded && $0.savepoints == 0 } ?? false
+        if folding, let claims {
+            statement.release = !claims.held.isEmpty
+            statement.payloads = unannounced?.take() ?? []
+        }
+        _ = try prepared(statement)
+        if folding, let claims {
+            claims.folded = true
+            claims.released = claims.held.count
+        }
+    }
+
+    func put(_ key: ResourceKey, id: String, text: RecordText, requestedTimestamp: Int64?,
+             adding permissions: Permissions, on uri: String) throws -> StoredObject {
+        let ts = try allocateTimestamp(key, requested: requestedTimestamp)
+        let json = text.text(id: id, lastModified: ts)
+        var statement = PutObject(key: key, id: id, lastModified: ts, json: json, hash: ContentHash.of(key, id: id, text: text))
+        statement.uri = uri
+        statement.pairs = permissions.flatMap { permission, principals in principals.sorted().map { (permission: permission, principal: $0) } }
+        try upsert(statement)
+        return StoredObject(id: id, lastModified: ts, deleted: false, json: json)
     }
 
     /// One round trip for all of them (`= ANY`), through the objects' key index.
@@ -386,24 +450,39 @@ struct PostgresSession: ObjectRows {
     /// One statement: the timestamp row, and the page numbered in its order beside it (a page of
     /// none is one row of NULLs).
     func timestampAndList(_ key: ResourceKey, query: ListQuery, _ each: (StoredObject) throws -> Bool) throws -> Int64 {
+        try timestampAndList(key, query: query, horizon: false, each).timestamp
+    }
+
+    func timestampHorizonAndList(_ key: ResourceKey, query: ListQuery,
+                                 _ each: (StoredObject) throws -> Bool) throws -> (timestamp: Int64, horizon: Int64)? {
+        try timestampAndList(key, query: query, horizon: true, each)
+    }
+
+    /// - Parameter horizon: read the kind's tombstone horizon too (else 0).
+    private func timestampAndList(_ key: ResourceKey, query: ListQuery, horizon: Bool,
+                                  _ each: (StoredObject) throws -> Bool) throws -> (timestamp: Int64, horizon: Int64) {
         let (sql, order, limit) = page(key, query: query)
+        let horizonSQL = horizon ? "coalesce((SELECT horizon FROM tombstone_horizons WHERE parent_id = $1 AND resource_name = $2), 0)" : "0::bigint"
         // The page's builder bound the kind first ($1, $2).
         let text = """
-            SELECT t.current, p.id, p.last_modified, p.deleted, p.data
-            FROM (SELECT coalesce((SELECT least(last_modified, \(Self.belowClaims("$1", "$2"))) FROM timestamps WHERE parent_id = $1 AND resource_name = $2), 0) AS current) AS t
+            SELECT t.current, t.horizon, p.id, p.last_modified, p.deleted, p.data
+            FROM (SELECT coalesce((SELECT least(last_modified, \(Self.belowClaims("$1", "$2"))) FROM timestamps WHERE parent_id = $1 AND resource_name = $2), 0) AS current,
+                         \(horizonSQL) AS horizon) AS t
             LEFT JOIN LATERAL (SELECT row_number() OVER (\(order)) AS n, id, last_modified, deleted, data
                                FROM objects WHERE \(sql.whereClause)\(order)\(limit)) AS p ON true
             ORDER BY p.n
             """
         var current: Int64 = 0
+        var purged: Int64 = 0
         var reading = true
         for row in try rows(text, sql.binds) {
-            let (timestamp, id, lastModified, deleted, data) = try row.decode((Int64, String?, Int64?, Bool?, String?).self)
+            let (timestamp, horizon, id, lastModified, deleted, data) = try row.decode((Int64, Int64, String?, Int64?, Bool?, String?).self)
             current = timestamp
+            purged = horizon
             guard reading, let id, let lastModified, let deleted, let data else { continue }
             reading = try each(StoredObject(id: id, lastModified: lastModified, deleted: deleted, json: data))
         }
-        return current
+        return (current, purged)
     }
 
     struct FirstMissing: PostgresPreparedStatement {
@@ -531,17 +610,41 @@ struct PostgresSession: ObjectRows {
         }
     }
 
+    /// The names of the checks passed (a text array): checks `names`, `uris`, `permissions` (text
+    /// arrays, one element per grant), `principals` (a text array).
+    static func passedChecks(_ principals: String, names: String, uris: String, permissions: String) -> String {
+        """
+        (SELECT coalesce(array_agg(DISTINCT g.name), '{}') FROM unnest(\(names)::text[], \(uris)::text[], \(permissions)::text[]) AS g(name, uri, permission)
+         WHERE EXISTS (SELECT 1 FROM access_control_entries a
+                       WHERE a.object_id = g.uri AND a.permission = g.permission AND a.principal = ANY(\(principals)::text[])))
+        """
+    }
+
+    /// Checks as the statements take them: one element per grant.
+    static func flat(_ checks: [String: [(uri: String, permission: String)]]) -> [(name: String, uri: String, permission: String)] {
+        checks.flatMap { name, grants in grants.map { (name: name, uri: $0.uri, permission: $0.permission) } }
+    }
+
+    static func bind(_ checks: [(name: String, uri: String, permission: String)], to binds: inout PostgresBindings) {
+        binds.append(checks.map(\.name))
+        binds.append(checks.map(\.uri))
+        binds.append(checks.map(\.permission))
+    }
+
+    /// The columns of an object, its permissions and the checks passed (`$1` to `$8`).
+    static let objectColumns = """
+        SELECT o.id, o.last_modified, o.deleted, o.data,
+               \(PostgresSession.passedChecks("$5", names: "$6", uris: "$7", permissions: "$8")),
+               (SELECT coalesce(array_agg(a.permission || ' ' || a.principal), '{}') FROM access_control_entries a WHERE a.object_id = $4)
+        """
+    static let objectFrom = """
+        FROM (SELECT 1) AS one
+        LEFT JOIN objects o ON o.parent_id = $1 AND o.resource_name = $2 AND o.id = $3 AND NOT o.deleted
+        """
+
     /// An object, its permissions and the checks passed, in one statement: a GET costs one round trip.
     struct ReadObject: PostgresPreparedStatement {
-        static let sql = """
-            SELECT o.id, o.last_modified, o.deleted, o.data,
-                   (SELECT coalesce(array_agg(DISTINCT g.name), '{}') FROM unnest($6::text[], $7::text[], $8::text[]) AS g(name, uri, permission)
-                    WHERE EXISTS (SELECT 1 FROM access_control_entries a
-                                  WHERE a.object_id = g.uri AND a.permission = g.permission AND a.principal = ANY($5::text[]))),
-                   (SELECT coalesce(array_agg(a.permission || ' ' || a.principal), '{}') FROM access_control_entries a WHERE a.object_id = $4)
-            FROM (SELECT 1) AS one
-            LEFT JOIN objects o ON o.parent_id = $1 AND o.resource_name = $2 AND o.id = $3 AND NOT o.deleted
-            """
+        static let sql = PostgresSession.objectColumns + "\n" + PostgresSession.objectFrom
         typealias Row = (String?, Int64?, Bool?, String?, [String], [String])
         let key: ResourceKey
         let id: String
@@ -551,9 +654,50 @@ struct PostgresSession: ObjectRows {
 
         func makeBindings() throws -> PostgresBindings {
             var binds = PostgresSession.binds([key.parentID, key.resourceName, id, uri, principals])
-            binds.append(checks.map(\.name))
-            binds.append(checks.map(\.uri))
-            binds.append(checks.map(\.permission))
+            PostgresSession.bind(checks, to: &binds)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    /// The live object of kind `parent`, `resource` and id `id` (placeholders) as `last_modified data`, NULL when
+    /// absent or deleted. Scalar placeholders, not arrays: PostgreSQL then plans the prepared
+    /// statement once (an array's length changes the estimates, and with them the plan it keeps).
+    static func besideObject(_ parent: String, _ resource: String, _ id: String, exists: Bool = false) -> String {
+        """
+        (SELECT \(exists ? "true" : "b.last_modified::text || ' ' || b.data") FROM objects b
+         WHERE b.parent_id = \(parent) AND b.resource_name = \(resource) AND b.id = \(id) AND NOT b.deleted)
+        """
+    }
+
+    /// The most objects a folded read reads beside (a record's bucket and collection).
+    static let besideLimit = 2
+
+    static func bind(beside: [(key: ResourceKey, id: String)], to binds: inout PostgresBindings) {
+        for i in 0..<besideLimit {
+            // An object that is not asked for: an empty id, which no object has.
+            let wanted = i < beside.count ? beside[i] : (key: ResourceKey(parentID: "", resourceName: ""), id: "")
+            binds.append(wanted.key.parentID)
+            binds.append(wanted.key.resourceName)
+            binds.append(wanted.id)
+        }
+    }
+
+    /// ``ReadObject`` and up to two objects beside it (a write's parents: whether they exist, and
+    /// the collection's rules).
+    struct ReadObjectBeside: PostgresPreparedStatement {
+        static let sql = PostgresSession.objectColumns + """
+            ,
+                   \(PostgresSession.besideObject("$9", "$10", "$11")), \(PostgresSession.besideObject("$12", "$13", "$14"))
+            """ + "\n" + PostgresSession.objectFrom
+        typealias Row = (String?, Int64?, Bool?, String?, [String], [String], String?, String?)
+        let read: ReadObject
+        let beside: [(key: ResourceKey, id: String)]
+
+        func makeBindings() throws -> PostgresBindings {
+            var binds = try read.makeBindings()
+            PostgresSession.bind(beside: beside, to: &binds)
             return binds
         }
 
@@ -562,9 +706,31 @@ struct PostgresSession: ObjectRows {
 
     func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                     principals: [String]) throws -> ObjectRead {
-        let flat = checks.flatMap { name, grants in grants.map { (name: name, uri: $0.uri, permission: $0.permission) } }
-        let found = try prepared(ReadObject(key: key, id: id, uri: uri, principals: principals, checks: flat))
-        guard let row = found.first else { throw StorageError.backend("PostgreSQL answered no row") }
+        guard let row = try prepared(ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))).first else {
+            throw StorageError.backend("PostgreSQL answered no row")
+        }
+        return Self.objectRead(row)
+    }
+
+    func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
+                    principals: [String], beside: [(key: ResourceKey, id: String)]) throws -> (read: ObjectRead, beside: [StoredObject?])? {
+        guard beside.count <= Self.besideLimit else { return nil }
+        let read = ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))
+        guard let row = try prepared(ReadObjectBeside(read: read, beside: beside)).first else {
+            throw StorageError.backend("PostgreSQL answered no row")
+        }
+        let found = try zip(beside, [row.6, row.7]).map { wanted, text -> StoredObject? in
+            guard let text else { return nil }
+            guard let space = text.firstIndex(of: " "), let stamp = Int64(text[..<space]) else {
+                throw StorageError.backend("PostgreSQL answered an object as \"\(text.prefix(40))\"")
+            }
+            return StoredObject(id: wanted.id, lastModified: stamp, deleted: false, json: String(text[text.index(after: space)...]))
+        }
+        return (Self.objectRead((row.0, row.1, row.2, row.3, row.4, row.5)), found)
+    }
+
+    /// What ``ReadObject`` answered.
+    static func objectRead(_ row: ReadObject.Row) -> ObjectRead {
         let (objectID, lastModified, deleted, data, passed, entries) = row
         var object: StoredObject? = nil
         if let objectID, let lastModified, let deleted, let data {
@@ -578,6 +744,37 @@ struct PostgresSession: ObjectRows {
             }
         }
         return ObjectRead(object: object, permissions: permissions, passed: Set(passed))
+    }
+
+    /// The checks passed and the first missing object (``firstMissing(_:)``) in one statement:
+    /// what a list checks before its page.
+    struct CheckAccess: PostgresPreparedStatement {
+        static let sql = """
+            SELECT \(PostgresSession.passedChecks("$1", names: "$2", uris: "$3", permissions: "$4")),
+                   \(PostgresSession.besideObject("$5", "$6", "$7", exists: true)), \(PostgresSession.besideObject("$8", "$9", "$10", exists: true))
+            """
+        typealias Row = ([String], Bool?, Bool?)
+        let principals: [String]
+        let checks: [(name: String, uri: String, permission: String)]
+        let objects: [(key: ResourceKey, id: String)]
+
+        func makeBindings() throws -> PostgresBindings {
+            var binds = PostgresSession.binds([principals])
+            PostgresSession.bind(checks, to: &binds)
+            PostgresSession.bind(beside: objects, to: &binds)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    func checkAccess(_ checks: [String: [(uri: String, permission: String)]], principals: [String],
+                     objects: [(key: ResourceKey, id: String)]) throws -> (passed: Set<String>, firstMissing: Int?)? {
+        guard objects.count <= Self.besideLimit else { return nil }
+        guard let (passed, first, second) = try prepared(CheckAccess(principals: principals, checks: Self.flat(checks), objects: objects)).first else {
+            throw StorageError.backend("PostgreSQL answered no row")
+        }
+        return (Set(passed), [first, second].prefix(objects.count).firstIndex { $0 == nil })
     }
 
     struct AnyGranted: PostgresPreparedStatement {

@@ -201,7 +201,8 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
 
     /// NOTIFY is transactional: the other processes hear of the write exactly when it commits
     /// (never of one rolled back, and a crash after the commit cannot lose the announcement). It
-    /// rides on the statement that releases the write's claims before its COMMIT.
+    /// rides on the statement that releases the write's claims: its first upsert outside a
+    /// savepoint, else the statement before its COMMIT.
     public func write<T: Sendable>(announcing announcements: [String], _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         try await transaction("BEGIN", announcing: announcements, body)
     }

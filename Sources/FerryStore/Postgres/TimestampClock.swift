@@ -11,8 +11,8 @@ import PostgresNIO
 /// Held by the write until its COMMIT, that lock queued every writer of a collection behind the
 /// one before it, disk flush included. Here it is held for one statement, and the allocation
 /// leaves a claim (the timestamp and the writer's transaction id) in `timestamp_claims`,
-/// committed with it. The writer deletes its claims in the statement before its COMMIT, so they
-/// go exactly when its writes appear. A reader stops below the oldest claim of the kind whose
+/// committed with it. The writer deletes its claims in a statement of its own transaction (its
+/// first upsert, or the statement before its COMMIT), so they go exactly when its writes appear. A reader stops below the oldest claim of the kind whose
 /// transaction did not abort (``PostgresSession/belowClaims(_:_:)``): a timestamp it hands out
 /// is one below which nothing can still commit, and a poller of `_since` misses nothing
 /// (invariant 2) although writers commit in any order.

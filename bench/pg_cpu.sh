@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# CPU per request on PostgreSQL (issue 14): the Ferry process plus PostgreSQL's backends, for
+# the three lines of bench/server_pg.sh, two binaries in turn (A B A B), one throwaway
+# PostgreSQL (start_pg in lib.sh). On a shared machine req/s move with the load; CPU per
+# request much less.
+#
+# Usage:  FERRY_BIN=/path/a FERRY_BIN_B=/path/b bench/pg_cpu.sh
+#
+# Per binary and pair: a fresh database, bucket `bench`, collection `users`, 2,000 records
+# (/batch), ANALYZE; then per line a fresh `ferry serve`, 2 s of wrk to warm it, 8 s measured
+# (2 threads, 16 connections; PUT: bench/put.lua), the server stopped. CPU: `utime + stime`
+# of the server process over the 8 s, and the postmaster's `cutime + cstime` (its reaped
+# backends: the server's connections end when it stops) over the same line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-cpu.XXXXXX")
+SERVER_PID=""
+cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
+trap cleanup EXIT
+start_pg
+AUTH="Basic $(printf %s bench:bench | base64)"
+tick=$(getconf CLK_TCK)
+pm() { local pid; pid=$(head -1 "$PG_DIR/data/postmaster.pid"); awk '{print $16+$17}' /proc/$pid/stat; }
+run() { # $1 label $2 bin $3 db
+  local label=$1 bin=$2 db=$3 port line
+  port=$(free_port)
+  for line in get list put; do
+    FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$bin" serve --host 127.0.0.1 --port "$port" \
+      --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$port" "$SCRATCH/$db.log"
+    base="http://127.0.0.1:$port/v1/buckets/bench/collections/users/records"
+    mid=$(curl -sf -H "Authorization: $AUTH" "$base/u01000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["last_modified"])')
+    case $line in
+      get) args=("$base/u00042") ;;
+      list) args=("$base?_since=$mid&_limit=100") ;;
+      put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
+    esac
+    BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+    p0=$(pm); f0=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
+    out=$(BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d8s -H "Authorization: $AUTH" "${args[@]}" 2>&1)
+    f1=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
+    stop_pid "$SERVER_PID" || true; SERVER_PID=""
+    sleep 0.5
+    p1=$(pm)
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    awk -v l="$label" -v line="$line" -v n="$n" -v f=$((f1-f0)) -v p=$((p1-p0)) -v t="$tick" -v e="${non2xx:-0}" \
+      'BEGIN { printf "%s %s reqs=%d req/s=%.0f ferry_us=%.0f pg_us=%.0f total_us=%.0f non2xx=%s\n", l, line, n, n/8, f/t/n*1e6, p/t/n*1e6, (f+p)/t/n*1e6, e }'
+  done
+}
+i=0
+for pair in 1 2; do
+  for who in A B; do
+    i=$((i+1)); db="cpu$i"
+    if [ $who = A ]; then bin=${FERRY_BIN:?set FERRY_BIN}; else bin=${FERRY_BIN_B:?set FERRY_BIN_B}; fi
+    pg_psql postgres -c "CREATE DATABASE $db"
+    seedport=$(free_port)
+    FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$bin" serve --host 127.0.0.1 --port "$seedport" \
+      --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$seedport" "$SCRATCH/$db.log"
+    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench" > /dev/null
+    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench/collections/users" > /dev/null
+    python3 - "$seedport" "$AUTH" <<'PY'
+import json, sys, urllib.request
+port, auth = sys.argv[1], sys.argv[2]
+for start in range(0, 2000, 500):
+    reqs = [{"method": "PUT", "path": "/buckets/bench/collections/users/records/u%05d" % i,
+             "body": {"data": {"username": "user%05d" % i, "age": 20 + i % 50}}} for i in range(start, start + 500)]
+    r = urllib.request.Request("http://127.0.0.1:%s/v1/batch" % port, data=json.dumps({"requests": reqs}).encode(),
+                               headers={"Authorization": auth, "Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(r).read()
+PY
+    stop_pid "$SERVER_PID" || true; SERVER_PID=""
+    pg_psql "$db" -c "ANALYZE"
+    run "$pair-$who" "$bin" "$db"
+  done
+done
