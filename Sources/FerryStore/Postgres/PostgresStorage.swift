@@ -159,7 +159,9 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     }
                     let result = try body(session)
                     try session.beforeCommit()
-                    if let deadline, !deadline.claim() { throw deadline.error }
+                    // Only a write claims the commit: a read commits nothing, and a read that
+                    // claimed would leave a later write of the same request without a deadline.
+                    if let deadline, session.claims != nil ? !deadline.claim() : deadline.isExpired { throw deadline.error }
                     try session.execute("COMMIT")
                     return result
                 } catch {
