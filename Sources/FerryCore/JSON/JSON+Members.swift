@@ -57,32 +57,44 @@ extension JSON {
             guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
             return false
         }
-        parser.index += 1
-        parser.skipWhitespace()
-        if parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "}") {
-            parser.index += 1
+        return try parser.walkObject { parser in
+            switch parser.bytes[parser.index] {
+            case UInt8(ascii: "\""): return .text(try parser.scanText())
+            case UInt8(ascii: "{"), UInt8(ascii: "["): return .nested(try parser.parseValue(depth: 1))
+            default:
+                switch try parser.parseValue(depth: 1) {
+                case .null: return .null
+                case .bool(let b): return .bool(b)
+                case .int(let i): return .int(i)
+                case .double(let d): return .double(d)
+                case let other: return .nested(other)  // not reached: strings and containers are above
+                }
+            }
+        } each: { key, value in
+            try body(key, value)
+        }
+    }
+}
+
+extension JSONParser {
+    /// The members of the object at `index` (its `{`), each value read by `value` and handed with
+    /// its key to `each`, then the end of the text: true when every member was handed out, false
+    /// when `each` stopped the walk.
+    mutating func walkObject<Value>(_ value: (inout JSONParser) throws -> Value,
+                                    each: (JSONScannedText, Value) throws -> Bool) throws -> Bool {
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
         } else {
             while true {
-                let key = try parser.memberKey()
-                let value: JSONScannedValue
-                switch buffer[parser.index] {
-                case UInt8(ascii: "\""): value = .text(try parser.scanText())
-                case UInt8(ascii: "{"), UInt8(ascii: "["): value = .nested(try parser.parseValue(depth: 1))
-                default:
-                    switch try parser.parseValue(depth: 1) {
-                    case .null: value = .null
-                    case .bool(let b): value = .bool(b)
-                    case .int(let i): value = .int(i)
-                    case .double(let d): value = .double(d)
-                    case let other: value = .nested(other)  // not reached: strings and containers are above
-                    }
-                }
-                guard try body(key, value) else { return false }
-                if try parser.endOfItem(UInt8(ascii: "}")) { break }
+                let key = try memberKey()
+                guard try each(key, try value(&self)) else { return false }
+                if try endOfItem(UInt8(ascii: "}")) { break }
             }
         }
-        parser.skipWhitespace()
-        guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
+        skipWhitespace()
+        guard index == bytes.count else { throw error("unexpected data after the JSON value") }
         return true
     }
 }
@@ -239,21 +251,12 @@ extension JSON {
         var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
         parser.skipWhitespace()
         guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "{") else { return false }
-        parser.index += 1
-        parser.skipWhitespace()
-        if parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "}") {
-            parser.index += 1
-        } else {
-            while true {
-                let key = try parser.memberKey()
-                let start = parser.index
-                try parser.skipValue(depth: 1)
-                guard try body(key, UnsafeRawBufferPointer(rebasing: buffer[start..<parser.index])) else { return false }
-                if try parser.endOfItem(UInt8(ascii: "}")) { break }
-            }
+        return try parser.walkObject { parser in
+            let start = parser.index
+            try parser.skipValue(depth: 1)
+            return UnsafeRawBufferPointer(rebasing: parser.bytes[start..<parser.index])
+        } each: { key, value in
+            try body(key, value)
         }
-        parser.skipWhitespace()
-        guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
-        return true
     }
 }
