@@ -136,20 +136,21 @@ extension KintoAPI {
                         try rules.check(record: checked[i].data, id: id, key: key, session: session,
                                         schemaChecked: object.lastModified == before.version ? .some(verdicts[i]) : nil)
                         // A record PUT refuses before it writes: no savepoint.
-                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
-                        existing[id] = stored
-                        self.metrics?.recordWritten()
                         let uri = records.uri(id: id)
                         if replaced != nil {
+                            let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
+                            existing[id] = stored
+                            self.metrics?.recordWritten()
                             outcomes.append(.written(created: false, stored, try session.permissions(of: uri)))
                             continue
                         }
-                        // The creator keeps `write` (a new object has no permissions to replace).
+                        // The creator keeps `write` (a new object has no permissions to replace),
+                        // written with the record (one statement on PostgreSQL).
                         var permissions = Permissions()
-                        if let user = identity.userID {
-                            permissions["write"] = [user]
-                            try session.addPermissions(of: uri, permissions)
-                        }
+                        if let user = identity.userID { permissions["write"] = [user] }
+                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil, adding: permissions, on: uri)
+                        existing[id] = stored
+                        self.metrics?.recordWritten()
                         outcomes.append(.written(created: true, stored, permissions))
                     } catch let error as KintoError {
                         outcomes.append(.refused(error))
