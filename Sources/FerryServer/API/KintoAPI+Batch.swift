@@ -26,7 +26,7 @@ extension KintoAPI {
         }
         // Plain record PUTs into one collection (a sync's push) take a path of their own.
         if let puts = recordPuts(items, defaults: defaults, request: request),
-           let response = try await run(puts, identity: request.identity, subs: puts.items.map(\.path)) {
+           let response = try await run(puts, identity: request.identity) {
             return response
         }
         // Every sub-request is routed and prepared (its body parsed, a password hashed) before

@@ -49,7 +49,7 @@ extension KintoAPI {
         guard settings.bulkRecordWrites, !settings.readonly,
               request.headers["if-match"] == nil, request.headers["if-none-match"] == nil else { return nil }
         var records: ObjectPath?
-        var parsed: [RecordPuts.Item] = []
+        var parsed: [(path: String, id: String, data: [String: JSON], ifMatch: String?, ifNoneMatch: String?)] = []
         parsed.reserveCapacity(items.count)
         for item in items {
             guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
@@ -81,17 +81,19 @@ extension KintoAPI {
             } else {
                 records = ObjectPath(kind: .record, bucket: segments[1], collection: segments[3])
             }
-            parsed.append(RecordPuts.Item(path: path, id: segments[5], data: data,
-                                          text: RecordText(data, hashedAs: segments[5]),
-                                          ifMatch: ifMatch, ifNoneMatch: ifNoneMatch))
+            parsed.append((path, segments[5], data, ifMatch, ifNoneMatch))
         }
         guard let records, !parsed.isEmpty else { return nil }
-        return RecordPuts(records: records, items: parsed)
+        // Serialized once every sub-request is known to qualify (else the general path does it).
+        return RecordPuts(records: records, items: parsed.map { item in
+            RecordPuts.Item(path: item.path, id: item.id, data: item.data, text: RecordText(item.data, hashedAs: item.id),
+                            ifMatch: item.ifMatch, ifNoneMatch: item.ifNoneMatch)
+        })
     }
 
     /// Answers `puts` (nil when the caller may not write the collection or it does not exist:
     /// the general path answers those, each sub-request with its own error).
-    func run(_ puts: RecordPuts, identity: Identity, subs: [String]) async throws -> APIResponse? {
+    func run(_ puts: RecordPuts, identity: Identity) async throws -> APIResponse? {
         let records = puts.records
         let collection = ObjectPath(kind: .collection, bucket: records.bucket, id: records.collection!)
         let grants = records.grants("write", id: nil)
@@ -170,7 +172,7 @@ extension KintoAPI {
                 }))
             }
         }
-        return APIResponse(body: .raw(Self.batchBody(subs, outcomes)))
+        return APIResponse(body: .raw(Self.batchBody(puts.items.map(\.path), outcomes)))
     }
 
     /// The batch's answer for ``RecordPuts``: what ``batchBody(_:_:)`` writes for the same
