@@ -68,19 +68,19 @@ public final class StorageDeadline: Sendable {
 
     /// `work`'s answer, run with a deadline of `seconds` as ``current``; or, when the deadline
     /// expires first, `timedOut()` at once (the work then stops at its next check and rolls back).
+    /// `timedOut` runs on an event loop (``Alarms``) and must not block.
     public static func answer<T: Sendable>(within seconds: Double, _ work: @escaping @Sendable () async -> T,
                                            timedOut: @escaping @Sendable (StorageDeadline) -> T) async -> T {
         let deadline = StorageDeadline(seconds: seconds)
         // Never throws: both sides resume with a value.
         return (try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let answer = OneAnswer(continuation)
-            let timer = Task {
-                try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
-                if !Task.isCancelled, deadline.expire() { answer.resume(returning: timedOut(deadline)) }
+            let alarm = Alarms.shared.set(in: seconds) {
+                if deadline.expire() { answer.resume(returning: timedOut(deadline)) }
             }
             Task {
                 let value = await $current.withValue(deadline) { await work() }
-                timer.cancel()
+                Alarms.shared.cancel(alarm)
                 answer.resume(returning: value)
             }
         })!

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryStore
 import HTTPTypes
 public import Hummingbird
 import Logging
@@ -223,30 +224,22 @@ public struct RequestBodyMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
+    /// The body, read in a task of its own so an alarm (``Alarms``) can stop it at the body
+    /// timeout: a client that sends its body slowly (or never) gets a 408 and holds nothing.
     func collect(_ body: RequestBody, upTo maxBodySize: Int, tooLarge: KintoError) async -> Result<[UInt8], KintoError> {
         let timeout = limits.bodyTimeout
-        return await withTaskGroup(of: Result<[UInt8], KintoError>?.self) { group in
-            group.addTask {
-                do {
-                    return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
-                } catch {
-                    return .failure(tooLarge)
-                }
+        let reading = Task { () -> Result<[UInt8], KintoError> in
+            do {
+                return .success(Array(try await body.collect(upTo: maxBodySize).readableBytesView))
+            } catch {
+                return .failure(tooLarge)
             }
-            group.addTask {
-                try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-                return Task.isCancelled ? nil : .failure(.requestTimeout(seconds: timeout))
-            }
-            var outcome: Result<[UInt8], KintoError> = .failure(.requestTimeout(seconds: timeout))
-            while let next = await group.next() {
-                if let next {
-                    outcome = next
-                    break
-                }
-            }
-            group.cancelAll()
-            return outcome
         }
+        let alarm = Alarms.shared.set(in: timeout) { reading.cancel() }
+        let outcome = await withTaskCancellationHandler { await reading.value } onCancel: { reading.cancel() }
+        if case .success = outcome { Alarms.shared.cancel(alarm); return outcome }
+        // A failed read: the body was too large, or the alarm stopped it.
+        return Alarms.shared.cancel(alarm) ? outcome : .failure(.requestTimeout(seconds: timeout))
     }
 }
 
