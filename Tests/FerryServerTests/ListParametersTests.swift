@@ -27,4 +27,17 @@ import Testing
             #expect(text.trimmingQuotes() == text.trimmingCharacters(in: CharacterSet(charactersIn: "\"")), "\(text.debugDescription)")
         }
     }
+
+    /// A `Next-Page` link's query is escaped as Foundation escapes it with the same unreserved
+    /// characters (letters, digits, `-_.~,`): random text of ASCII, controls and other scripts.
+    @Test func linksArePercentEncodedAsFoundationEncodes() {
+        var unreserved = CharacterSet()
+        unreserved.insert(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~,")
+        var random = SplitMix(seed: 97)
+        let pieces = ["a", "Z", "0", "-", "_", ".", "~", ",", " ", "%", "&", "=", "?", "/", "+", "\u{0}", "\t", "é", "中", "😀", "\"", "'"]
+        for length in 0..<60 {
+            let text = (0..<length).map { _ in pieces[Int(random.next() % UInt64(pieces.count))] }.joined()
+            #expect(APIRequest.percentEncode(text) == text.addingPercentEncoding(withAllowedCharacters: unreserved), "\(text.debugDescription)")
+        }
+    }
 }

@@ -95,20 +95,28 @@ public struct APIRequest: Sendable {
 
     /// Percent-encodes a query component.
     public static func percentEncode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
+        func plain(_ byte: UInt8) -> Bool {
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: ","):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
+                true
             default:
-                let hex = Array("0123456789ABCDEF")
-                out.append("%")
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                false
             }
         }
-        return out
+        // Most names and values (and every page token) need no escape: the text as it is.
+        if text.utf8.allSatisfy(plain) { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count * 3)
+        for byte in text.utf8 {
+            if plain(byte) {
+                out.append(byte)
+            } else {
+                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -611,7 +611,12 @@ struct ResourceHandler {
                 hasMore = true
                 return false
             }
-            if count > 0 { out.append(UInt8(ascii: ",")) }
+            if count > 0 {
+                out.append(UInt8(ascii: ","))
+            } else {
+                // Room for the page at the first record's size: no copy as it grows.
+                out.reserveCapacity(min(out.count + (object.json.utf8.count + 1) * params.limit + 64, 1 << 22))
+            }
             if let fields = params.fields {
                 Self.project(.object(try object.parsed()), fields: fields).write(to: &out)
             } else {
