@@ -120,7 +120,11 @@ public final class SQLiteStorage: Storage {
     /// queue, back to the task). Reading on the calling thread instead (GRDB's synchronous
     /// `read`, every read of the server so that no reader is held across a suspension) was
     /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
-    /// req/s, a page of 100 1,137-1,193 against 1,565-2,304.
+    /// req/s, a page of 100 1,137-1,193 against 1,565-2,304. Tried again for one-statement reads
+    /// only (2026-12-04, after the grant cache): CPU a request fell (GET 0.65-0.85x, a page
+    /// 0.85x; context switches a GET 4 -> 1.2), but the server then left CPU idle, and the page
+    /// line fell from 4,509-5,378 to 2,522-2,634 req/s beside async reads (GET mixed).
+    /// (That version called GRDB's synchronous `unsafeRead` for `.oneStatement` reads.)
     public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         switch shape {
         case .snapshot:
