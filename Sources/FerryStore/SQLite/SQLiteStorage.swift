@@ -152,12 +152,12 @@ public final class SQLiteStorage: Storage {
         let pool = pool
         do {
             if !start.committing {
-                let value = snapshot ? try await pool.read(work(true)) : try await pool.unsafeRead(work(true))
+                let value = try await Self.read(pool, snapshot: snapshot, work(true))
                 if start.cache.unchanged(since: start.version) { return value }
             }
             // A commit ran while it read: its statements (outside a transaction) and the cache's
             // answers may come from both sides of it. Once more from one snapshot, without the cache.
-            return try await pool.read(work(false))
+            return try await Self.read(pool, snapshot: true, work(false))
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
             if !again, ReopeningPool.isClosed(error) {
@@ -165,6 +165,19 @@ public final class SQLiteStorage: Storage {
                 return try await reading(snapshot: snapshot, again: true, body)
             }
             throw Self.translate(error, "read")
+        }
+    }
+
+    /// `work` on a reader, in a read transaction when `snapshot`. Through GRDB's callback reads: its
+    /// async reads hop four times (to the pool's waiting queue and back to the task, to the
+    /// reader's queue and back), the callback three (waiting queue, reader, the task).
+    private static func read<T: Sendable>(_ pool: DatabasePool, snapshot: Bool,
+                                          _ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let reply: @Sendable (Result<Database, any Error>) -> Void = { result in
+                continuation.resume(with: Result { try work(result.get()) })
+            }
+            if snapshot { pool.asyncRead(reply) } else { pool.asyncUnsafeRead(reply) }
         }
     }
 
