@@ -96,6 +96,9 @@ final class ReopeningPool: Sendable {
         }
     }
 
+    /// Whether the pool is being opened again now.
+    var isReopening: Bool { state.withLockedValue { $0.waiting != nil } }
+
     /// Returns once the pool is not being opened again (at once, nearly always).
     func reopened() async {
         await withCheckedContinuation { (read: CheckedContinuation<Void, Never>) in

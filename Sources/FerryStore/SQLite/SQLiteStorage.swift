@@ -137,8 +137,8 @@ public final class SQLiteStorage: Storage {
 
     /// `body` on a reader, in a read transaction when `snapshot`, stopped at the request's deadline.
     ///
-    /// A read that finds its pool closed (the database being opened again, read-write, by
-    /// ``ReopeningPool``) waits for the new pool and runs again there.
+    /// A read that finds its pool closed, or fails while it is (the database being opened again,
+    /// read-write, by ``ReopeningPool``), waits for the new pool and runs again there.
     private func reading<T: Sendable>(snapshot: Bool, again: Bool = false, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         let deadline = StorageDeadline.current
         let start = acl.reading
@@ -160,7 +160,9 @@ public final class SQLiteStorage: Storage {
             return try await Self.read(pool, snapshot: true, work(false))
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
-            if !again, ReopeningPool.isClosed(error) {
+            // A read that failed on a pool being closed (whatever the error: a reader closed
+            // under it, or GRDB's own) runs once more on the new one.
+            if !again, ReopeningPool.isClosed(error) || database.isReopening || database.current !== pool {
                 await database.reopened()
                 return try await reading(snapshot: snapshot, again: true, body)
             }
