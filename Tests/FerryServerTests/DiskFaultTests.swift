@@ -139,7 +139,7 @@ struct DiskFaultTests {
                     let answer = try await reader.get(Self.records + "?_fields=id&_limit=10000", headers: Self.alice)
                     let body = try JSON.parse(bytes: Array(answer.body!.readableBytesView))
                     let ids = Set((body["data"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue })
-                    if answer.status != .ok || !ids.isSuperset(of: kept) { problems.append("\(answer.status) \(ids.sorted())") }
+                    if answer.status != .ok || !ids.isSuperset(of: kept) { problems.append("\(answer.status) \(ids.sorted()) \(String(buffer: answer.body!))") }
                 } catch {
                     // The cancellation below ends a request in flight: that is the test stopping, not a failed read.
                     if Task.isCancelled { break }
