@@ -22,22 +22,14 @@ import Testing
 
     /// A large JSON Lines or CSV file of users whose last line is malformed, and the line's number.
     func malformedAtTheEnd(_ dir: TempDir, csv: Bool) throws -> (path: String, line: Int) {
-        if csv {
-            let path = dir.file("users.csv")
-            try writeUsersCSV(path, count: Self.records)
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-            try handle.seekToEnd()
-            try handle.write(contentsOf: Data("9999999,one,field,too,many\n".utf8))
-            try handle.close()
-            return (path, Self.records + 2)
-        }
-        let path = dir.file("users.jsonl")
-        try writeUsers(path, count: Self.records)
+        let path = dir.file(csv ? "users.csv" : "users.jsonl")
+        if csv { try writeUsersCSV(path, count: Self.records) } else { try writeUsers(path, count: Self.records) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.seekToEnd()
-        try handle.write(contentsOf: Data("{\"id\": oops}\n".utf8))
+        // CSV: five fields where the header has four (after the header line); JSON Lines: not JSON.
+        try handle.write(contentsOf: Data((csv ? "9999999,one,field,too,many\n" : "{\"id\": oops}\n").utf8))
         try handle.close()
-        return (path, Self.records + 1)
+        return (path, Self.records + (csv ? 2 : 1))
     }
 
     /// A table `users` with one row.
