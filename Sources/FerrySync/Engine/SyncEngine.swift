@@ -66,6 +66,11 @@ public final class SyncEngine {
         }
     }
 
+    /// Whether a full run from a file into a SQLite table takes the direct load (SQLiteWriter+Load.swift).
+    static func loadsDirectly(_ job: SyncJob) -> Bool {
+        job.mode == .full && job.transform.isIdentity && !job.deleteMissing
+    }
+
     /// Runs one job once.
     public func run(_ job: SyncJob) async throws -> SyncReport {
         if job.mode == .twoWay { return try await runTwoWay(job) }
@@ -90,9 +95,26 @@ public final class SyncEngine {
         defer { deadLetter.close() }
 
         // connect: both sides, before anything is written.
-        // A malformed source file stops the run before the target is touched (or created).
+        // A malformed source file changes nothing: it stops the run before the target is touched
+        // (or created). Except that a file loaded straight into a table is checked alongside the
+        // load, on the other core; the load commits nothing before the check has passed
+        // (SQLiteWriter+Load.swift), and a table file this run created is removed if it fails.
         try await source.open(forWriting: false)
-        if !job.dryRun, let source = source as? any ValidatingSource { try await source.validate() }
+        var validation: BackgroundValidation? = nil
+        var createdTarget: String? = nil
+        if !job.dryRun, let file = source as? FileEndpoint, let table = target as? SQLiteEndpoint, Self.loadsDirectly(job) {
+            validation = BackgroundValidation(file)
+            if !FileSystem.exists(table.path) { createdTarget = table.path }
+        } else if !job.dryRun, let source = source as? any ValidatingSource {
+            try await source.validate()
+        }
+        // Whatever ends the run, the check has ended first; a malformed file's error is the run's.
+        func failure(_ error: any Error) async -> any Error {
+            guard let failed = validation?.waitForFailure() else { return error }
+            await target.close()
+            if let createdTarget { FileSystem.removeDatabase(createdTarget) }
+            return failed
+        }
         var targetExists = true
         do {
             try await target.open(forWriting: !job.dryRun)
@@ -100,6 +122,8 @@ public final class SyncEngine {
             // A dry run plans against a target that is not there yet, as if it were empty.
             targetExists = false
             onNotice?("\(target.displayName) does not exist yet: planning against an empty target")
+        } catch {
+            throw await failure(error)
         }
 
         var run = Run(job: job, jobID: jobID, report: report, deadLetter: deadLetter, state: state,
@@ -129,13 +153,14 @@ public final class SyncEngine {
             switch job.mode {
             case .full:
                 var resume: Cursor?
-                if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint,
-                   job.transform.isIdentity, !job.deleteMissing {
+                if let sqlite = writer as? SQLiteWriter, let file = source as? FileEndpoint, Self.loadsDirectly(job) {
                     // A file straight into a table: no record is built (SQLiteWriter+Load.swift).
-                    if try sqlite.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
+                    if try sqlite.load(file, validation: validation, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
                         run.report.stopped = true
                     }
+                    try validation?.wait()  // (a file with no record commits nothing to wait for)
                 } else {
+                    try validation?.wait()
                     for try await batch in try source.readAll(batchSize: job.effectiveBatchSize) {
                         let changes = try run.prepare(batch.items, incremental: false)
                         try await run.commit(changes, cursor: nil)
@@ -202,6 +227,7 @@ public final class SyncEngine {
                 preconditionFailure("two-way runs go through runTwoWay")
             }
         } catch {
+            let error = await failure(error)
             await source.close()
             await target.close()
             run.report.durationSeconds = Date().timeIntervalSince(started)

@@ -44,7 +44,10 @@ public final class FileEndpoint: Endpoint {
     }
 
     /// Parses the whole file once, so a malformed line stops the run before anything is written.
-    public func validate() async throws {
+    public func validate() async throws { try validateNow() }
+
+    /// ``validate()`` on the calling thread (``BackgroundValidation`` runs it on its own).
+    func validateNow() throws {
         var reader = try RecordReader(endpoint: self)
         if format == .jsonl {
             try reader.validateJSONLines()

@@ -26,6 +26,11 @@ enum FileSystem {
         }
     }
 
+    /// Removes a SQLite database file and the journal files beside it (a target a failed run created).
+    static func removeDatabase(_ path: String) {
+        for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+    }
+
     /// Removes `PATH.ferry-PID.tmp` files a killed run left behind (see ``AtomicFileWriter``).
     static func removeStaleTemporaries(of path: String) {
         let slash = path.lastIndex(of: "/")

@@ -12,62 +12,94 @@ extension SQLiteWriter {
     /// exist yet, a field without a column, a key that is missing or not a string or an integer, a
     /// statement the table refuses) goes through ``Run/prepare(_:incremental:)`` and
     /// ``apply(_:in:outcome:)`` in its place, in the same transaction.
+    ///
+    /// `validation` checks the whole file on another thread meanwhile: until it has passed, batches
+    /// join one transaction, committed only once it has (a malformed line anywhere rolls it back, so
+    /// the file changes nothing); then each batch commits on its own again.
     /// - Returns: true when it stopped early at a batch boundary because `stop` closed.
-    func load(_ file: FileEndpoint, run: inout Run, progress: ((Int, Int?) -> Void)?, total: Int?, stop: WakeSignal?) throws -> Bool {
-        var reader = try RecordReader(endpoint: file)
-        defer { file.bytesRead = reader.bytesRead }
+    func load(_ file: FileEndpoint, validation: BackgroundValidation?, run: inout Run,
+              progress: ((Int, Int?) -> Void)?, total: Int?, stop: WakeSignal?) throws -> Bool {
+        let opened = try FileEndpoint.OpenFile(file)
+        defer { file.bytesRead = opened.reader.bytesRead }
         let batchSize = run.job.effectiveBatchSize
         let name = file.displayName
+        func commitBatches(read: () throws -> Bool, load: (Database, inout Run, inout ApplyOutcome) throws -> Void) throws -> Bool {
+            try self.commitBatches(validation: validation, run: &run, progress: progress, total: total, stop: stop, read: read, load: load)
+        }
         switch file.format {
         case .jsonl:
             var batch = LineBatch()
-            while true {
+            func record(_ index: Int) throws -> [String: JSON] {
+                try batch.withLine(index) { try RecordReader.object($0, number: batch.numbers[index], name: name) }
+            }
+            return try commitBatches {
                 batch.removeAll()
-                while batch.count < batchSize, try reader.nextJSONLine(into: &batch) {}
-                if batch.count == 0 { return false }
-                func record(_ index: Int) throws -> [String: JSON] {
-                    try batch.withLine(index) { try RecordReader.object($0, number: batch.numbers[index], name: name) }
+                while batch.count < batchSize, try opened.reader.nextJSONLine(into: &batch) {}
+                return batch.count > 0
+            } load: { db, run, outcome in
+                try self.load(count: batch.count, in: db, run: &run, outcome: &outcome, item: { .record(try record($0)) }) { direct, index, outcome in
+                    try batch.withLine(index) { try direct.upsert(line: $0, outcome: &outcome) }
                 }
-                let outcome = try transaction { db in
-                    var outcome = ApplyOutcome()
-                    try self.load(count: batch.count, in: db, run: &run, outcome: &outcome, item: { .record(try record($0)) }) { direct, index, outcome in
-                        try batch.withLine(index) { try direct.upsert(line: $0, outcome: &outcome) }
-                    }
-                    return outcome
-                }
-                try run.absorb(outcome)
-                progress?(run.report.read, total)
-                if stop?.isClosed == true { return true }
             }
         case .csv:
             var cells: [CSV.Cell] = []
-            while true {
+            var rows = 0
+            var header: [String] = []
+            return try commitBatches {
                 cells.removeAll(keepingCapacity: true)
-                var rows = 0
-                while rows < batchSize, let row = try reader.nextCSVCells() {
+                rows = 0
+                while rows < batchSize, let row = try opened.reader.nextCSVCells() {
                     cells.append(contentsOf: row.cells)
                     rows += 1
                 }
-                if rows == 0 { return false }
-                let header = reader.header!
+                if rows > 0 { header = opened.reader.header! }
+                return rows > 0
+            } load: { db, run, outcome in
                 let width = header.count
                 func record(_ index: Int) -> [String: JSON] {
                     RecordReader.fields(header: header, cells: Array(cells[index * width..<(index + 1) * width]))
                 }
                 var values: [JSON?] = Array(repeating: nil, count: width)
-                let outcome = try transaction { db in
-                    var outcome = ApplyOutcome()
-                    try self.load(count: rows, in: db, run: &run, outcome: &outcome, item: { .record(record($0)) }) { direct, index, outcome in
-                        for column in 0..<width { values[column] = CSV.value(of: cells[index * width + column]) }
-                        return try direct.upsert(header: header, values: values, outcome: &outcome)
-                    }
-                    return outcome
+                try self.load(count: rows, in: db, run: &run, outcome: &outcome, item: { .record(record($0)) }) { direct, index, outcome in
+                    for column in 0..<width { values[column] = CSV.value(of: cells[index * width + column]) }
+                    return try direct.upsert(header: header, values: values, outcome: &outcome)
                 }
-                try run.absorb(outcome)
-                progress?(run.report.read, total)
-                if stop?.isClosed == true { return true }
             }
         }
+    }
+
+    /// Loads batches (`read` fills the next one, false at the end of the file; `load` writes it
+    /// in a transaction) and commits them: each on its own once `validation` has passed (or with
+    /// none); before that, together, and only once it has passed.
+    /// - Returns: true when it stopped early at a batch boundary because `stop` closed.
+    private func commitBatches(validation: BackgroundValidation?, run: inout Run, progress: ((Int, Int?) -> Void)?,
+                               total: Int?, stop: WakeSignal?, read: () throws -> Bool,
+                               load: (Database, inout Run, inout ApplyOutcome) throws -> Void) throws -> Bool {
+        var more = try read()
+        while more {
+            var stopped = false
+            let outcome = try transaction { db in
+                var outcome = ApplyOutcome()
+                while true {
+                    try load(db, &run, &outcome)
+                    progress?(run.report.read, total)
+                    if stop?.isClosed == true {
+                        stopped = true
+                        break
+                    }
+                    // While the validation runs, the next batch joins this transaction.
+                    guard let validation, try !validation.passed() else { break }
+                    more = try read()
+                    if !more { break }
+                }
+                try validation?.wait()  // a malformed file: nothing of this transaction is committed
+                return outcome
+            }
+            try run.absorb(outcome)
+            if stopped { return true }
+            if more { more = try read() }
+        }
+        return false
     }
 
     /// One batch of `count` records: each through `direct`, or through the engine's path (`item`)
