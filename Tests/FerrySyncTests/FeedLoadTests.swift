@@ -26,7 +26,7 @@ import Testing
     /// One incremental run into `direct.db` and one into `records.db`; the two must agree.
     /// Returns the direct run's report.
     @discardableResult
-    func round(_ server: ServeProcess, _ dir: TempDir) async throws -> SyncReport {
+    func round(_ server: ServeProcess, _ dir: TempDir, batchSize: Int? = 3) async throws -> SyncReport {
         var results: [(SyncReport, [String], [String], Int)] = []
         for direct in [true, false] {
             let name = direct ? "direct" : "records"
@@ -35,7 +35,7 @@ import Testing
             job.sourceAuth = "alice:pw"
             job.statePath = dir.file("\(name)/state.db")
             job.deadLetterPath = dir.file("\(name).dead")
-            job.batchSize = 3  // pages of 3: the first creates the table, later ones bring new fields
+            job.batchSize = batchSize  // pages of 3: the first creates the table, later ones bring new fields
             if !direct { job.transform.rename = ["no such field": "still none"] }
             let report = try await SyncEngine().run(job)
             let dead = (try? String(contentsOfFile: job.deadLetterPath!, encoding: .utf8))?.split(separator: "\n").count ?? 0
@@ -106,6 +106,65 @@ import Testing
 
         let third = try await round(server, dir)
         #expect(third.read == 0)
+    }
+
+    /// Tombstones go straight to the table's delete too: a row deleted, one created and deleted
+    /// between two runs (already gone), counted and checkpointed as the engine's path does.
+    @Test func tombstonesAreDeletedDirectly() async throws {
+        let server = try ServeProcess()
+        let dir = try TempDir()
+        try await seed(server, dir, """
+            {"id":"a","n":1}
+            {"id":"b","n":2}
+            {"id":"c","n":3}
+            {"id":"d","n":4}
+            {"id":"e","n":5}
+
+            """)
+        #expect(try await round(server, dir).created == 5)
+        _ = try await server.request(.DELETE, records + "b")
+        _ = try await server.request(.DELETE, records + "d")
+        _ = try await server.request(.PUT, records + "z", body: ["data": ["n": 26]])
+        _ = try await server.request(.DELETE, records + "z")
+        _ = try await server.request(.PATCH, records + "a", body: ["data": ["n": 10]])
+        let second = try await round(server, dir)
+        #expect(second.read == 4 && second.deleted == 2 && second.alreadyGone == 1 && second.updated == 1)
+        #expect(second.loadedDirectly == 4)
+        #expect(try await round(server, dir).read == 0)
+    }
+
+    /// With no `--batch-size`, the first page has the target's batch (1,000 records: a new table's
+    /// columns are decided on it, as on the engine's path) and later pages as many as the server
+    /// gives; the result is the engine's.
+    @Test func pagesLargerThanTheTargetsBatchLoadTheSame() async throws {
+        let server = try ServeProcess()
+        let dir = try TempDir()
+        var lines = ""
+        for i in 0..<2_500 {
+            // A field that first appears after the first page, and one whose type changes there.
+            let late = i >= 1_500 ? #","late":\#(i)"# : ""
+            let mixed = i < 1_200 ? "\(i)" : "\"t\(i)\""
+            lines += #"{"id":"r\#(i)","n":\#(i),"mixed":\#(mixed)\#(late)}"# + "\n"
+        }
+        try await seed(server, dir, lines)
+        let first = try await round(server, dir, batchSize: nil)
+        #expect(first.read == 2_500 && first.created == 2_500 && first.loadedDirectly >= 1_000)
+        for i in stride(from: 0, to: 2_500, by: 500) {
+            _ = try await server.request(.DELETE, records + "r\(i)")
+            _ = try await server.request(.PATCH, records + "r\(i + 1)", body: ["data": ["n": -1]])
+        }
+        let second = try await round(server, dir, batchSize: nil)
+        #expect(second.read == 10 && second.deleted == 5 && second.updated == 5 && second.loadedDirectly == 10)
+    }
+
+    @Test func laterPagesAreAsLargeAsTheServerGives() throws {
+        let server = try KintoEndpoint(url: "http://localhost:1/v1/buckets/b/collections/c", options: EndpointOptions(), client: .ferrySync)
+        #expect(server.rawPageSize(batchSize: 1_000) == KintoEndpoint.feedPageSize)
+        server.maxFetchSize = 2_500
+        #expect(server.rawPageSize(batchSize: 1_000) == 2_500)
+        #expect(server.rawPageSize(batchSize: 4_000) == 4_000)
+        server.maxFetchSize = 1_000_000
+        #expect(server.rawPageSize(batchSize: 1_000) == KintoEndpoint.feedPageSize)
     }
 
     /// What the direct path takes of a page (Kinto spaces its JSON), and what it leaves to the

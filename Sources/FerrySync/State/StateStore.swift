@@ -20,6 +20,13 @@ public final class StateStore {
         do {
             var config = Configuration()
             config.busyMode = .timeout(10)
+            // A commit waits for no fsync (the WAL is synced at its checkpoints). A power cut can
+            // then take back the last checkpoints saved here, never write a later one: the
+            // cursor only moves back, and a rerun from an earlier cursor converges (every change
+            // is an idempotent upsert or delete; a SQLite or PostgreSQL target resumes from the
+            // checkpoint it keeps with its data). Measured: a no-op incremental run waited on
+            // about ten fsyncs, four of them here.
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             queue = try DatabaseQueue(path: path, configuration: config)
             // SQLite opens a file it may not write read-only, and only a write would then fail.
             if forWriting, queue.inDatabase({ sqlite3_db_readonly($0.sqliteConnection, "main") == 1 }) {
@@ -136,11 +143,10 @@ public final class StateStore {
     }
 
     static func now() -> String { format(Date()) }
-    static func format(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    /// ISO 8601 with milliseconds (`2026-12-04T22:33:05.054Z`). A format style, not an
+    /// `ISO8601DateFormatter` made per call: that was 6 % of a full read saving a checkpoint per page.
+    static func format(_ date: Date) -> String { date.formatted(timeFormat) }
+    private static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }
 
 /// Records a target refused (or a transform could not handle), one JSON object per line.

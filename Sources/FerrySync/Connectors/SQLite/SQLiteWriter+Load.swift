@@ -186,7 +186,7 @@ struct DirectUpsert {
 
     /// Runs a bound statement: whether it changed a row; nil when the table refused it
     /// (a constraint, a type mismatch), which the engine's path then reports.
-    private func step(_ statement: SQLiteStatement) throws -> Bool? {
+    func step(_ statement: SQLiteStatement) throws -> Bool? {
         let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         switch code & 0xFF {  // the primary code (GRDB turns extended codes on)
@@ -252,7 +252,7 @@ struct DirectUpsert {
     }
 
     /// Whether the value makes a ``RecordKey`` the direct path can bind as it is.
-    private static func isKey(_ value: JSONScannedValue) -> Bool {
+    static func isKey(_ value: JSONScannedValue) -> Bool {
         switch value {
         case .int: true
         case .text(.ascii(let raw)): raw.count > 0

@@ -16,6 +16,8 @@ final class SQLiteWriter: TargetWriter {
     var expected: [String: String?] = [:]
     /// How the two-way run hashes a record (``hashRecords(with:)``).
     var recordHash: (([String: JSON]) -> String?)? = nil
+    /// The job's checkpoint as this writer last read or committed it (nil: not known).
+    var committedCursor: Cursor? = nil
 
     init(endpoint: SQLiteEndpoint, queue: DatabaseQueue, job: String) {
         self.endpoint = endpoint
@@ -34,7 +36,8 @@ final class SQLiteWriter: TargetWriter {
             guard let query = try self.tables.readCheckpoint(job: self.job, layout: db.layout(of: self.tables)) else { return nil }
             return try db.text(query)
         }
-        return try tables.cursor(text, job: job)
+        committedCursor = try tables.cursor(text, job: job)
+        return committedCursor
     }
 
     func resetCheckpoint() async throws { try reset() }
@@ -46,6 +49,7 @@ final class SQLiteWriter: TargetWriter {
                 try db.run(clear)
             }
         }
+        committedCursor = nil
     }
 
     func apply(_ changes: [Change], cursor: Cursor?) async throws -> ApplyOutcome {
@@ -53,7 +57,7 @@ final class SQLiteWriter: TargetWriter {
     }
 
     private func applyNow(_ changes: [Change], cursor: Cursor?) throws -> ApplyOutcome {
-        try transaction { db in
+        let outcome = try transaction { db in
             var outcome = ApplyOutcome()
             // Two-way runs: a row changed since the run read it is left for the next run.
             let changedMeanwhile = try self.changedMeanwhile(changes, in: db)
@@ -65,6 +69,8 @@ final class SQLiteWriter: TargetWriter {
             }
             return outcome
         }
+        if let cursor { committedCursor = cursor }
+        return outcome
     }
 
     /// Runs `body` in one transaction, after Ferry's own tables exist at their current version
@@ -114,8 +120,9 @@ final class SQLiteWriter: TargetWriter {
     }
 
     func finish(cursor: Cursor?) async throws -> ApplyOutcome {
-        // Everything is committed batch by batch; a run with nothing to apply still records where it got to.
-        if let cursor { return try applyNow([], cursor: cursor) }
+        // Everything is committed batch by batch; a run with nothing to apply still records where it
+        // got to (unless the checkpoint is that already: a commit, and its fsync, for nothing).
+        if let cursor, cursor != committedCursor { return try applyNow([], cursor: cursor) }
         return ApplyOutcome()
     }
 
@@ -186,7 +193,7 @@ final class SQLiteWriter: TargetWriter {
         }
     }
     private var statements: Statements? = nil
-    private lazy var deleteSQL = "DELETE FROM \(endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(endpoint.options.keyField)) = ?"
+    lazy var deleteSQL = "DELETE FROM \(endpoint.quotedTable) WHERE \(SQLiteEndpoint.quote(endpoint.options.keyField)) = ?"
     private var setupDone = false
 
     func currentStatements() -> Statements {
