@@ -20,13 +20,10 @@ public final class StateStore {
         do {
             var config = Configuration()
             config.busyMode = .timeout(10)
-            // A commit waits for no fsync (the WAL is synced at its checkpoints). A power cut can
-            // then take back the last checkpoints saved here, never write a later one: the
-            // cursor only moves back, and a rerun from an earlier cursor converges (every change
-            // is an idempotent upsert or delete; a SQLite or PostgreSQL target resumes from the
-            // checkpoint it keeps with its data). Measured: a no-op incremental run waited on
-            // about ten fsyncs, four of them here.
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            // SQLite's default synchronous mode: a commit here (a checkpoint, two-way sync's bases,
+            // the run history) survives a power cut. NORMAL saved a few fsyncs a run (a no-op
+            // incremental run waited on about ten, four of them here) but could take back two-way
+            // bases, which nothing showed safe; the per-page save is gone, so few commits are left.
             queue = try DatabaseQueue(path: path, configuration: config)
             // SQLite opens a file it may not write read-only, and only a write would then fail.
             if forWriting, queue.inDatabase({ sqlite3_db_readonly($0.sqliteConnection, "main") == 1 }) {
