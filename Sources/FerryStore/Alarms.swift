@@ -65,9 +65,6 @@ public final class Alarms: Sendable {
         state.withLockedValue { $0.entries.removeValue(forKey: alarm.id) != nil }
     }
 
-    /// How many alarms are set and have not fired.
-    public var pending: Int { state.withLockedValue { $0.entries.count } }
-
     /// The timer: fires the alarms that are due and sets itself for the earliest of the rest.
     private func ring() {
         let now = NIODeadline.now()

@@ -113,7 +113,9 @@ public struct APIRequest: Sendable {
             if plain(byte) {
                 out.append(byte)
             } else {
-                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
             }
         }
         return String(decoding: out, as: UTF8.self)

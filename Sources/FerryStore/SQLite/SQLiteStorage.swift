@@ -116,15 +116,16 @@ public final class SQLiteStorage: Storage {
     /// own snapshot, and a `BEGIN` and a `COMMIT` around it cost as much as a short statement (5 %
     /// of a GET's time).
     ///
-    /// GRDB's async reads hop threads three times (to the pool's waiting queue, to the reader's
-    /// queue, back to the task). Reading on the calling thread instead (GRDB's synchronous
-    /// `read`, every read of the server so that no reader is held across a suspension) was
-    /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
-    /// req/s, a page of 100 1,137-1,193 against 1,565-2,304. Tried again for one-statement reads
-    /// only (2026-12-04, after the grant cache): CPU a request fell (GET 0.65-0.85x, a page
-    /// 0.85x; context switches a GET 4 -> 1.2), but the server then left CPU idle, and the page
-    /// line fell from 4,509-5,378 to 2,522-2,634 req/s beside async reads (GET mixed).
-    /// (That version called GRDB's synchronous `unsafeRead` for `.oneStatement` reads.)
+    /// A read hops threads three times (GRDB's callback read: to the pool's waiting queue, to the
+    /// reader's queue, back to the task; see ``read(_:snapshot:_:)``). Reading on the calling
+    /// thread instead (GRDB's synchronous read) was measured slower twice, in A/B runs of one
+    /// binary: GET 2,048-2,452 against 3,499-3,949 req/s, a page of 100 1,137-1,193 against
+    /// 1,565-2,304. Tried again for one-statement reads only (2026-12-04): CPU a request fell on
+    /// a loaded machine (GET 0.65-0.85x; context switches a GET 4 -> 1.2), but on the quiet
+    /// machine it lost against the callback reads on both counts (GET 12,375 against 15,463 req/s
+    /// at 134 against 110 µs of CPU, the page 6,128 against 7,457 at 292 against 241 µs): with two
+    /// cores Swift's cooperative pool has two threads, and a read on one of them holds back every
+    /// task queued behind it.
     public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         switch shape {
         case .snapshot:
