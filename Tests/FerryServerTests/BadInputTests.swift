@@ -57,6 +57,11 @@ import Testing
         Case(method: "POST", path: "/batch", body: #"{"requests": [{"path": "no-slash"}]}"#, status: 400, errno: 107, message: "path"),
         Case(method: "POST", path: "/batch", body: #"{"requests": [{"method": "BREW", "path": "/"}]}"#, status: 400, errno: 107, message: "method"),
         Case(method: "POST", path: "/batch", body: "{", status: 400, errno: 106, message: "Invalid JSON"),
+        // defaults are checked even where every request overrides them (found by Schemathesis).
+        Case(method: "POST", path: "/batch", body: #"{"defaults": {"headers": null}, "requests": [{"path": "/", "headers": {}}]}"#, status: 400, errno: 107, message: "defaults.headers must be an object of strings"),
+        Case(method: "POST", path: "/batch", body: #"{"defaults": {"body": "text"}, "requests": [{"path": "/", "body": {}}]}"#, status: 400, errno: 107, message: "defaults.body must be an object"),
+        Case(method: "POST", path: "/batch", body: #"{"defaults": {"method": "BREW"}, "requests": [{"path": "/", "method": "GET"}]}"#, status: 400, errno: 107, message: "defaults.method"),
+        Case(method: "POST", path: "/batch", body: #"{"defaults": {"path": 7}, "requests": [{"path": "/"}]}"#, status: 400, errno: 107, message: "defaults.path"),
         // Found by Schemathesis (Tests/python/test_openapi.py): a last_modified that is no
         // timestamp was dropped silently, and the write went through.
         Case(method: "POST", path: records, body: #"{"data": {"last_modified": {}}}"#, status: 400, errno: 107, message: "data.last_modified must be an integer timestamp"),

@@ -11,9 +11,10 @@ extension KintoAPI {
             throw KintoError.invalidParameters(location: "body", description: "The body must be a JSON object")
         }
         let defaults = top["defaults"] ?? .object([:])
-        guard case .object = defaults else {
+        guard case .object(let given) = defaults else {
             throw KintoError.invalidParameters(location: "body", name: "defaults", description: "defaults must be an object")
         }
+        try Self.checkDefaults(given)
         guard let requests = top["requests"] else {
             throw KintoError.invalidParameters(location: "body", name: "requests", description: "requests is missing")
         }
@@ -207,6 +208,30 @@ extension KintoAPI {
             JSON.writeString(value, to: &out)
         }
         out.append(contentsOf: "}}".utf8)
+    }
+
+    /// `defaults` is checked as a request is, before any merge (as Kinto checks it), so a value a
+    /// request overrides is refused all the same: a method, a path, string headers, an object body.
+    static func checkDefaults(_ defaults: [String: JSON]) throws {
+        func refuse(_ name: String, _ what: String) -> KintoError {
+            KintoError.invalidParameters(location: "body", name: "defaults.\(name)", description: "defaults.\(name) must be \(what)")
+        }
+        if let method = defaults["method"] {
+            guard let name = method.stringValue?.uppercased(), ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"].contains(name) else {
+                throw refuse("method", "one of GET, HEAD, PUT, PATCH, POST, DELETE")
+            }
+        }
+        if let path = defaults["path"] {
+            guard let text = path.stringValue, text.hasPrefix("/"), text.utf8.count <= 4096 else { throw refuse("path", "a path starting with /") }
+        }
+        if let headers = defaults["headers"] {
+            guard case .object(let members) = headers, members.values.allSatisfy({ $0.stringValue != nil }) else {
+                throw refuse("headers", "an object of strings")
+            }
+        }
+        if let body = defaults["body"], body != .null {
+            guard case .object = body else { throw refuse("body", "an object") }
+        }
     }
 
     /// Kinto merges `defaults` into each request recursively; the request's values win.
