@@ -3,6 +3,7 @@ import FerryTestSupport
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -26,7 +27,12 @@ extension ServeProcess {
         #expect(try await client.put("/v1/buckets/b", headers: auth, body: ByteBuffer()).status == .created)
         #expect(try await client.put("/v1/buckets/b/collections/c", headers: auth, body: ByteBuffer()).status == .created)
         var acknowledged: [String] = []
+        // Killed 400 ms after the first write is acknowledged (not 400 ms after the start: on a
+        // loaded machine the first answer can take longer, and a test with no acknowledged write
+        // proves nothing), while writes are in flight.
+        let firstAcknowledged = NIOLockedValueBox(false)
         let killer = Task {
+            while !firstAcknowledged.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(400))
             first.kill(SIGKILL)
         }
@@ -36,7 +42,10 @@ extension ServeProcess {
             do {
                 let response = try await client.put("/v1/buckets/b/collections/c/records/\(id)", headers: auth,
                                                     body: ByteBuffer(string: #"{"data": {"n": \#(i)}}"#))
-                if response.status == .created { acknowledged.append(id) }
+                if response.status == .created {
+                    acknowledged.append(id)
+                    firstAcknowledged.withLockedValue { $0 = true }
+                }
             } catch {
                 break  // the server died mid-request: that write was never acknowledged
             }

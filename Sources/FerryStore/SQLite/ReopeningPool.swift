@@ -20,6 +20,8 @@ import NIOPosix
 final class ReopeningPool: Sendable {
     private struct State {
         var pool: DatabasePool
+        /// The read connections (``Readers``), closed and opened again with the pool.
+        var readers: Readers
         var readOnly: Bool
         var lastTry: ContinuousClock.Instant
         /// While the pool is being opened again: the reads waiting for it (nil otherwise).
@@ -43,11 +45,25 @@ final class ReopeningPool: Sendable {
         if readOnly {
             logger.warning("the SQLite database was opened read-only: writes are refused until its folder is writable", metadata: ["ferry.path": "\(path)"])
         }
-        state = NIOLockedValueBox(State(pool: pool, readOnly: readOnly, lastTry: .now - Self.interval, waiting: nil))
+        state = NIOLockedValueBox(State(pool: pool, readers: Readers(path: path, configuration: configuration), readOnly: readOnly,
+                                        lastTry: .now - Self.interval, waiting: nil))
     }
 
-    /// The pool to read and write with now.
+    /// The pool to write with now.
     var current: DatabasePool { state.withLockedValue { $0.pool } }
+
+    /// The connections to read with now.
+    var readers: Readers { state.withLockedValue { $0.readers } }
+
+    /// Closes the pool, then the readers. In that order, as GRDB's pool closes its writer before
+    /// its readers: the last connection to close is then a reader, which leaves the write-ahead
+    /// log and its index in place, and a server started again on a folder made read-only meanwhile
+    /// can open the database (SQLite opens a WAL database read-only only when both files exist).
+    func close() throws {
+        let (pool, readers) = state.withLockedValue { ($0.pool, $0.readers) }
+        try pool.close()
+        try readers.close()
+    }
 
     /// Whether SQLite could only open the database read-only (and it has not been opened again since).
     var isReadOnly: Bool { state.withLockedValue { $0.readOnly } }
@@ -56,12 +72,12 @@ final class ReopeningPool: Sendable {
     /// ago or more: closes the pool and opens the database again, read-write, for every read and
     /// write after this.
     func reopenIfDue() async {
-        let old = state.withLockedValue { state -> DatabasePool? in
+        let old = state.withLockedValue { state -> (pool: DatabasePool, readers: Readers)? in
             guard state.readOnly, state.waiting == nil, ContinuousClock.now - state.lastTry >= Self.interval else { return nil }
             state.lastTry = .now
             guard WritableFolder.problem(for: self.path) == nil else { return nil }
             state.waiting = []
-            return state.pool
+            return (state.pool, state.readers)
         }
         guard let old else { return }
         let (path, configuration) = (path, configuration)
@@ -70,7 +86,8 @@ final class ReopeningPool: Sendable {
             // Closing waits for the reads in flight, opening and migrating block on the file:
             // off Swift's cooperative threads.
             reopened = .success(try await NIOThreadPool.singleton.runIfActive {
-                try old.close()
+                try old.pool.close()
+                try old.readers.close()
                 let pool = try Self.open(path, configuration)
                 return (pool, Self.isReadOnly(pool))
             })
@@ -80,6 +97,7 @@ final class ReopeningPool: Sendable {
         let waiting = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             if case .success(let new) = reopened {
                 state.pool = new.pool
+                state.readers = Readers(path: path, configuration: configuration)
                 state.readOnly = new.readOnly
             }
             defer { state.waiting = nil }

@@ -123,16 +123,15 @@ public final class SQLiteStorage: Storage {
     /// own snapshot, and a `BEGIN` and a `COMMIT` around it cost as much as a short statement (5 %
     /// of a GET's time).
     ///
-    /// A read hops threads three times (GRDB's callback read: to the pool's waiting queue, to the
-    /// reader's queue, back to the task; see ``read(_:snapshot:_:)``). Reading on the calling
-    /// thread instead (GRDB's synchronous read) was measured slower twice, in A/B runs of one
-    /// binary: GET 2,048-2,452 against 3,499-3,949 req/s, a page of 100 1,137-1,193 against
-    /// 1,565-2,304. Tried again for one-statement reads only (2026-12-04): CPU a request fell on
-    /// a loaded machine (GET 0.65-0.85x; context switches a GET 4 -> 1.2), but on the quiet
-    /// machine it lost against the callback reads on both counts (GET 12,375 against 15,463 req/s
-    /// at 134 against 110 µs of CPU, the page 6,128 against 7,457 at 292 against 241 µs): with two
-    /// cores Swift's cooperative pool has two threads, and a read on one of them holds back every
-    /// task queued behind it.
+    /// A read hops threads twice: to a reader's queue and back to the task (``Readers``; GRDB's pool
+    /// hopped three times). Reading on the calling thread instead (GRDB's synchronous read) was
+    /// measured slower twice, in A/B runs of one binary: GET 2,048-2,452 against 3,499-3,949
+    /// req/s, a page of 100 1,137-1,193 against 1,565-2,304. Tried again for one-statement reads
+    /// only (2026-12-04): CPU a request fell on a loaded machine (GET 0.65-0.85x; context switches
+    /// a GET 4 -> 1.2), but on the quiet machine it lost against the pool's callback reads on both
+    /// counts (GET 12,375 against 15,463 req/s at 134 against 110 µs of CPU, the page 6,128
+    /// against 7,457 at 292 against 241 µs): with two cores Swift's cooperative pool has two
+    /// threads, and a read on one of them holds back every task queued behind it.
     public func read<T: Sendable>(_ shape: ReadShape, _ body: @escaping @Sendable (any StorageSession) throws -> T) async throws -> T {
         switch shape {
         case .snapshot:
@@ -157,20 +156,20 @@ public final class SQLiteStorage: Storage {
                 return try Self.stopping(db, at: deadline) { try body(SQLiteSession(db: db, acl: cached ? cache : nil)) }
             }
         }
-        let pool = pool
+        let readers = database.readers
         do {
             if !start.committing {
-                let value = try await Self.read(pool, snapshot: snapshot, work(true))
+                let value = try await Self.read(readers, snapshot: snapshot, work(true))
                 if start.cache.unchanged(since: start.version) { return value }
             }
             // A commit ran while it read: its statements (outside a transaction) and the cache's
             // answers may come from both sides of it. Once more from one snapshot, without the cache.
-            return try await Self.read(pool, snapshot: true, work(false))
+            return try await Self.read(readers, snapshot: true, work(false))
         } catch {
             if let deadline, deadline.isExpired { throw deadline.error }
-            // A read that failed on a pool being closed (whatever the error: a reader closed
-            // under it, or GRDB's own) runs once more on the new one.
-            if !again, ReopeningPool.isClosed(error) || database.isReopening || database.current !== pool {
+            // A read that failed on readers being closed (whatever the error: a reader closed
+            // under it, or the closed readers' own) runs once more on the new ones.
+            if !again, ReopeningPool.isClosed(error) || database.isReopening || database.readers !== readers {
                 await database.reopened()
                 return try await reading(snapshot: snapshot, again: true, body)
             }
@@ -178,16 +177,13 @@ public final class SQLiteStorage: Storage {
         }
     }
 
-    /// `work` on a reader, in a read transaction when `snapshot`. Through GRDB's callback reads: its
-    /// async reads hop four times (to the pool's waiting queue and back to the task, to the
-    /// reader's queue and back), the callback three (waiting queue, reader, the task).
-    private static func read<T: Sendable>(_ pool: DatabasePool, snapshot: Bool,
+    /// `work` on a reader, in a read transaction when `snapshot`: two thread hops (``Readers``).
+    private static func read<T: Sendable>(_ readers: Readers, snapshot: Bool,
                                           _ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let reply: @Sendable (Result<Database, any Error>) -> Void = { result in
+            readers.read(snapshot: snapshot) { result in
                 continuation.resume(with: Result { try work(result.get()) })
             }
-            if snapshot { pool.asyncRead(reply) } else { pool.asyncUnsafeRead(reply) }
         }
     }
 
@@ -244,11 +240,11 @@ public final class SQLiteStorage: Storage {
     public static func memoryInUse() -> Int64 { sqlite3_memory_used() }
 
     public func ping() async -> Bool {
-        (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+        (try? await Self.read(database.readers, snapshot: false) { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
 
     public func close() throws {
-        try pool.close()
+        try database.close()
     }
 }
 
