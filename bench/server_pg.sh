@@ -163,9 +163,10 @@ start_kinto() {  # $1 database, $2 processes: sets PORTS and SERVERS
 # count as req/s. Any other non-2xx answer or socket error makes the line INVALID.
 declare -A RPS ALL LAT ERR CONFLICT LOAD WAITING
 
-lock_waits() {  # $1 database: every 0.2 s until killed, how many of its backends wait for a lock
+lock_waits() {  # $1 database: every 0.2 s until killed, how many of its backends wait for a lock, and on what
+  # ("count|event,event,…": transactionid and tuple are row locks, object is NOTIFY's queue at commit)
   while :; do
-    pg_psql "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'" 2>/dev/null || true
+    pg_psql "$1" -c "SELECT count(*), coalesce(string_agg(wait_event, ','), '') FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'" 2>/dev/null || true
     sleep 0.2
   done
 }
@@ -191,7 +192,13 @@ run_line() {  # $1 line-up, $2 test, $3 path and query, $4.. extra wrk args
   WRKS=()
   if [ -n "$sampler" ]; then
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
-    WAITING[$lineup,$test]=$(awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }' "$samples")
+    # The mean, then the lock kinds waited on, most waited first (share of all waits).
+    WAITING[$lineup,$test]=$(awk -F'|' '{ s += $1; n++; k = split($2, e, ","); for (i = 1; i <= k; i++) kind[e[i]]++ }
+      END { printf "%.1f", n ? s / n : 0; sep = " ("
+            for (x in kind) list[x] = kind[x]
+            while (length(list) > 0) { best = ""; for (x in list) if (best == "" || list[x] > list[best]) best = x
+                                       printf "%s%s %d %%", sep, best, 100 * list[best] / s; sep = ", "; delete list[best] }
+            if (sep == ", ") printf ")" }' "$samples")
   fi
   for i in $(seq 0 $((n - 1))); do
     out="$WORK/wrk-$lineup-$test-$i.txt"
