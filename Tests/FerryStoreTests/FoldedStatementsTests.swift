@@ -261,9 +261,12 @@ struct FoldedReleaseTests {
                 throw Refused()
             }
         }
-        #expect(await heard.eventually { $0.count == 4 })
+        // (A new listener also wakes everyone twice more, a few seconds after it started: "*".)
+        let announced = { (values: [String]) in values.dropFirst().filter { $0 != "*" } }
+        #expect(await heard.eventually { announced($0).count == 3 })
         try await Task.sleep(for: .milliseconds(300))  // nothing more comes
-        #expect(heard.values == ["*", "/in-savepoint", "/after-a-rolled-back-savepoint", "/two-puts"])
+        #expect(heard.values.first == "*")
+        #expect(announced(heard.values) == ["/in-savepoint", "/after-a-rolled-back-savepoint", "/two-puts"])
         #expect(try await Self.state(first, key).claims == 0)
     }
 }

@@ -3,6 +3,8 @@ import FerryPostgres
 @testable import FerryStore
 import FerryTestSupport
 import Foundation
+import Logging
+import PostgresNIO
 import Testing
 
 /// The storage contract on PostgreSQL (a throwaway cluster, a fresh database per test), and
@@ -205,9 +207,74 @@ struct PostgresStorageTests {
             try s.put(key, id: "kept", data: [:], requestedTimestamp: nil)
         }
         _ = try await first.write(announcing: ["/no-timestamp"]) { s in try s.timestamp(key) }
-        #expect(await heard.eventually { $0.count == 5 })
+        // (A new listener also wakes everyone twice more, a few seconds after it started: "*".)
+        let announced = { (values: [String]) in values.dropFirst(2).filter { $0 != "*" && $0 != "own: *" } }
+        #expect(await heard.eventually { announced($0).count == 3 })
         try await Task.sleep(for: .milliseconds(300))  // nothing more comes
-        #expect(heard.values == ["*", "own: *", "/buckets/b/collections/c", "#accounts", "/no-timestamp"])
+        #expect(Array(heard.values.prefix(2)) == ["*", "own: *"])
+        #expect(announced(heard.values) == ["/buckets/b/collections/c", "#accounts", "/no-timestamp"])
+    }
+
+    /// A process alone on the database announces no changed collection (a NOTIFY makes commits
+    /// queue on its lock, and would wake no one), but still accounts and webhooks. Once another
+    /// process listens, its writes are announced again: one that began while none listened, and
+    /// commits after another started, sends what it held back.
+    @Test func changedCollectionsAreAnnouncedOnlyWhileAnotherProcessListens() async throws {
+        let (first, url) = try await Self.makeStorage()
+        defer {
+            first.stopListening()
+            try? first.close()
+        }
+        // An observer of the channel that is not a Ferry process (it holds no listener's lock).
+        let observer = try await PostgresConnection.connect(configuration: try PostgresStorage.Configuration(url: url).address.connectionConfiguration(),
+                                                            id: 99, logger: Logger(label: "test"))
+        defer { Task { try? await observer.close() } }
+        let observed = LockedStrings()
+        let notifications = try await observer.listen(PostgresStorage.channel)
+        let reading = Task {
+            for try await notification in notifications {
+                observed.append(String(notification.payload.split(separator: " ", maxSplits: 1).last ?? ""))
+            }
+        }
+        defer { reading.cancel() }
+        let own = LockedStrings()
+        first.listenForChanges { own.append($0 ?? "*") }
+        #expect(await own.eventually { $0.first == "*" })
+
+        let key = StorageContract.records
+        _ = try await first.write(announcing: ["/buckets/b/collections/c"]) { s in try s.put(key, id: "alone", data: [:], requestedTimestamp: nil) }
+        _ = try await first.write(announcing: ["#accounts"]) { s in try s.put(key, id: "account", data: [:], requestedTimestamp: nil) }
+        #expect(await observed.eventually { $0.contains("#accounts") })
+        #expect(observed.values == ["#accounts"], "a lone process announced a changed collection")
+
+        // A write that begins while none listens, and commits once another process does.
+        let second = try await PostgresStorage(configuration: try .init(url: url))
+        defer {
+            second.stopListening()
+            try? second.close()
+        }
+        let heard = LockedStrings()
+        let began = LockedStrings()
+        let late = Task {
+            try await first.write(announcing: ["/buckets/b/collections/late"]) { s in
+                _ = try s.put(key, id: "late", data: [:], requestedTimestamp: nil)
+                began.append("began")
+                // Until the second process listens and the first's answer has aged.
+                Thread.sleep(forTimeInterval: 0.1)
+                while heard.values.isEmpty { Thread.sleep(forTimeInterval: 0.05) }
+                Thread.sleep(forTimeInterval: 0.7)
+            }
+        }
+        #expect(await began.eventually { !$0.isEmpty })
+        second.listenForChanges { heard.append($0 ?? "*") }
+        _ = try await late.value
+        #expect(await heard.eventually { $0.contains("/buckets/b/collections/late") })
+
+        // And a write after it is announced.
+        _ = try await first.write(announcing: ["/buckets/b/collections/after"]) { s in try s.put(key, id: "after", data: [:], requestedTimestamp: nil) }
+        #expect(await heard.eventually { $0.contains("/buckets/b/collections/after") })
+        #expect(await observed.eventually { $0.contains("/buckets/b/collections/after") })
+        #expect(observed.values.filter { $0.hasPrefix("/") } == ["/buckets/b/collections/late", "/buckets/b/collections/after"])
     }
 
     @Test func committedWritesSurviveReconnecting() async throws {

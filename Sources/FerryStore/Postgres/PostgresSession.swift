@@ -38,12 +38,37 @@ struct PostgresSession: ObjectRows {
 
     final class Unannounced: @unchecked Sendable {
         var payloads: [String]
-        init(_ payloads: [String]) { self.payloads = payloads }
+        /// Whether other processes listen (nil: announce everything).
+        let listeners: OtherListeners?
+        /// Changed collections held back because no other process listened (``OtherListeners``).
+        var withheld: [String] = []
 
-        /// The payloads, once: later calls get none.
+        init(_ payloads: [String], listeners: OtherListeners? = nil) {
+            self.payloads = payloads
+            self.listeners = listeners
+        }
+
+        /// The payloads, once: later calls get none. While no other process listens, changed
+        /// collections are held back (``withheld``).
         func take() -> [String] {
             defer { payloads = [] }
-            return payloads
+            guard let listeners, !listeners.listening else { return payloads }
+            var sent: [String] = []
+            for payload in payloads {
+                if OtherListeners.isCollection(payload) { withheld.append(payload) } else { sent.append(payload) }
+            }
+            return sent
+        }
+
+        /// What is left to send just before COMMIT: the rest, and what was held back if another
+        /// process listens by now, or if the answer has aged (a long transaction: no statement is
+        /// added to it to look again, whose failure would undo the write).
+        func takeLast() -> [String] {
+            var last = take()
+            guard !withheld.isEmpty, let listeners else { return last }
+            if listeners.isStale || listeners.listening { last += withheld }
+            withheld = []
+            return last
         }
     }
 
@@ -52,10 +77,18 @@ struct PostgresSession: ObjectRows {
     /// Nothing when a statement of the transaction already did it (``upsert(_:)``)
     /// and no timestamp was allocated since.
     func beforeCommit() throws {
-        let payloads = unannounced?.take() ?? []
+        let payloads = unannounced?.takeLast() ?? []
         let claimed = (claims?.held.count ?? 0) > (claims?.released ?? 0)
         guard !payloads.isEmpty || claimed else { return }
         _ = try rows("WITH " + Self.release("$1", channel: "$2", payloads: "$3"), Self.binds([claimed, PostgresStorage.channel, payloads]))
+    }
+
+    /// Looks up whether other processes listen (``OtherListeners``), on this connection, outside
+    /// a transaction.
+    func lookUpOtherListeners(_ listeners: OtherListeners) {
+        listeners.refresh { sql, binds in
+            try rows(sql, Self.binds(binds)).first?.decode(Bool.self)
+        }
     }
 
     /// The end of a statement that releases the transaction's claims when `claimed` (a boolean)

@@ -138,9 +138,13 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         let payloads = announcements.map { "\(processTag) \($0)" }
         let deadline = StorageDeadline.current
         do {
-            return try await withConnection { [logger, clock] link in
+            return try await withConnection { [logger, clock, otherListeners] link in
                 if let deadline, deadline.isExpired { throw deadline.error }
-                var session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads), deadline: deadline)
+                // Changed collections are announced only while another process listens (OtherListeners).
+                let listeners = begin == "BEGIN" && payloads.contains(where: OtherListeners.isCollection) ? otherListeners : nil
+                var session = PostgresSession(link: link, logger: logger, unannounced: payloads.isEmpty ? nil : .init(payloads, listeners: listeners),
+                                              deadline: deadline)
+                if let listeners, listeners.isStale { session.lookUpOtherListeners(listeners) }
                 if begin == "BEGIN" {
                     session.clock = clock
                     session.claims = .init()
@@ -244,11 +248,14 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
     /// Tells processes apart, so one does not react to its own announcements.
     let processTag = UUID().uuidString.prefix(8)
     private let listener = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Whether another process listens (its changed collections are announced only then).
+    let otherListeners = OtherListeners()
 
     public func listenForChanges(_ handler: @escaping @Sendable (String?) -> Void) {
         let config = driverConfiguration
         let logger = self.logger
         let tag = String(processTag)
+        let listeners = otherListeners
         let task = Task {
             var attempt = 0
             while !Task.isCancelled {
@@ -256,9 +263,24 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     let connection = try await PostgresConnection.connect(configuration: config, id: -1, logger: logger)
                     defer { Task { try? await connection.close() } }
                     attempt = 0
-                    // Changes made while not listening are unknown: wake everyone once.
+                    let notifications = try await connection.listen(Self.channel)
+                    // Listening now: the other processes announce their changed collections while
+                    // this connection holds the lock (OtherListeners).
+                    let own = try await connection.query("SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock_shared(\(OtherListeners.key))) AS locked",
+                                                         logger: logger).collect().first?.decode(Int32.self)
+                    listeners.setOwnBackend(own)
+                    defer { listeners.setOwnBackend(nil) }
+                    // Changes made while not listening are unknown: wake everyone, now and twice
+                    // more, after the writes that decided before they saw this one have committed.
                     handler(nil)
-                    for try await notification in try await connection.listen(Self.channel) {
+                    let wakes = Task {
+                        for delay in [2, 5] {
+                            guard (try? await Task.sleep(for: .seconds(delay))) != nil else { return }
+                            handler(nil)
+                        }
+                    }
+                    defer { wakes.cancel() }
+                    for try await notification in notifications {
                         let parts = notification.payload.split(separator: " ", maxSplits: 1)
                         guard parts.count == 2, parts[0] != tag else { continue }
                         handler(parts[1] == "*" ? nil : String(parts[1]))
