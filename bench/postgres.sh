@@ -17,7 +17,8 @@
 #      port, password authentication, default settings; as root through runuser), one
 #      fresh database per line, and times each line with its peak RSS:
 #        psql \copy users FROM users.csv   into a table created first with the shape Ferry
-#                                           gives it (id text PRIMARY KEY, bigint and text columns)
+#                                           gives it (id text PRIMARY KEY, bigint and text columns;
+#                                           PostgreSQL's default fillfactor, where Ferry's tables have 50)
 #        ferry sync file:users.jsonl postgres://…#users    (Ferry makes the table; batches of 10,000)
 #        the same with --batch-size 1000 (the default of other targets)
 #        the same again into the first line's table (every record an update with the values

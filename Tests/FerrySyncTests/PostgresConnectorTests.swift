@@ -108,6 +108,46 @@ struct PostgresConnectorTests {
         #expect(try cluster.psql(db.name, "SELECT tags->1->>'b', age IS NULL FROM users WHERE id = 'u0000001'") == "1|t")
     }
 
+    /// A table Ferry creates leaves half of each page free (`fillfactor = 50`), so a changed row's
+    /// new version stays on the row's page (a HOT update: no new index entry); a table Ferry did not
+    /// create keeps its own setting.
+    @Test func tablesFerryCreatesLeaveRoomForUpdatesOnTheRowsPage() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsers(dir.file("users.jsonl"), count: 2000)
+        let target = db.url + "#users"
+        await #expect(try sync(["file:users.jsonl", target], in: dir)["created"] == 2000)
+        func options(_ table: String) throws -> String {
+            try cluster.psql(db.name, "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE oid = '\(table)'::regclass")
+        }
+        #expect(try options("users") == "fillfactor=50")
+        /// Each row's page, in key order.
+        func pages() throws -> String {
+            try cluster.psql(db.name, "SELECT string_agg(id || '@' || (ctid::text::point)[0]::text, ',' ORDER BY id) FROM users")
+        }
+        let before = try pages()
+        #expect(before.split(separator: ",").map { $0.split(separator: "@")[1] }.contains("1"), "2,000 rows should fill more than one page")
+
+        // Every row changed (the same length: "Main" becomes "Mall").
+        let changed = try String(contentsOfFile: dir.file("users.jsonl"), encoding: .utf8)
+            .replacingOccurrences(of: " Main Street", with: " Mall Street")
+        try changed.write(toFile: dir.file("changed.jsonl"), atomically: true, encoding: .utf8)
+        let update = try await sync(["file:changed.jsonl", target], in: dir)
+        #expect(update["updated"] == 2000 && update["created"] == 0 && update["failed"] == 0, "\(update.serialized())")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM users WHERE address LIKE '% Mall Street'") == "2000")
+        #expect(try pages() == before, "a changed row left its page: the update was not HOT")
+
+        // Tables the user made: their settings stay as they are.
+        try cluster.psql(db.name, """
+            CREATE TABLE plain (id text PRIMARY KEY, username text, age bigint, address text, updated_at bigint);
+            CREATE TABLE tuned (id text PRIMARY KEY, username text, age bigint, address text, updated_at bigint) WITH (fillfactor = 90);
+            """)
+        await #expect(try sync(["file:users.jsonl", db.url + "#plain"], in: dir)["created"] == 2000)
+        await #expect(try sync(["file:users.jsonl", db.url + "#tuned"], in: dir)["created"] == 2000)
+        #expect(try options("plain") == "")
+        #expect(try options("tuned") == "fillfactor=90")
+    }
+
     /// An upsert leaves a row that already holds the record's values as it is (no new row version:
     /// its `xmin` stays), still counted as updated; a row whose values differ, even only in how a
     /// numeric is written or in a NULL, is rewritten.
