@@ -7,16 +7,6 @@ import Testing
 /// The alarms that time requests out (``Alarms``): each fires once, at or after its time, unless
 /// cancelled first, whatever order they are set and cancelled in.
 @Suite struct AlarmsTests {
-    /// Polls `condition` up to `seconds` (timing on a shared machine varies).
-    private func eventually(within seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
-    }
-
     @Test func anAlarmFiresOnceAtItsTimeAndACancelledOneNever() async throws {
         let alarms = Alarms()
         let fired = NIOLockedValueBox<[String: Date]>([:])

@@ -9,15 +9,6 @@ import Testing
 /// free one rather than failing, a snapshot read sees one state of the database, and closing
 /// fails the reads still waiting with the error the storage retries on.
 @Suite struct ReadersTests {
-    private func eventually(within seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
-    }
-
     /// A WAL database with a table `t` of one row, and readers of it (at most `count`).
     private func database(readers count: Int) throws -> (DatabasePool, Readers) {
         let path = try temporaryDirectory() + "/readers.sqlite"
