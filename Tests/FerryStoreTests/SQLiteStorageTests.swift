@@ -753,14 +753,19 @@ enum StorageContract {
         #expect(object?.json.contains("\"v\":1") == true)
     }
 
+    /// A new database file migrated up to `migration` only (as an older Ferry left it), and its path.
+    static func database(upTo migration: String) throws -> (path: String, queue: DatabaseQueue) {
+        let path = try temporaryDirectory() + "/ferry.sqlite"
+        let queue = try DatabaseQueue(path: path)
+        try SQLiteStorage.migrator.migrate(queue, upTo: migration)
+        return (path, queue)
+    }
+
     /// A database made before content hashes were stored gets them when it is opened: the
     /// migration adds the column and fills it for every live record (tombstones and other
     /// kinds stay without one).
     @Test func migrationBackfillsContentHashes() async throws {
-        let dir = try temporaryDirectory()
-        let path = dir + "/ferry.sqlite"
-        let old = try DatabaseQueue(path: path)
-        try SQLiteStorage.migrator.migrate(old, upTo: "v3-tombstone-horizons")
+        let (path, old) = try Self.database(upTo: "v3-tombstone-horizons")
         try await old.write { db in
             for i in 0..<2_500 {
                 try db.execute(sql: "INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data) VALUES (?, 'record', ?, ?, 0, ?)",
@@ -782,10 +787,7 @@ enum StorageContract {
     /// v5 drops the index of permission entries by principal (a third of the writer's work for
     /// a new record): entries written before it are still found by object and by principal.
     @Test func migrationDropsThePrincipalIndexAndKeepsTheEntries() async throws {
-        let dir = try temporaryDirectory()
-        let path = dir + "/ferry.sqlite"
-        let old = try DatabaseQueue(path: path)
-        try SQLiteStorage.migrator.migrate(old, upTo: "v4-content-hashes")
+        let (path, old) = try Self.database(upTo: "v4-content-hashes")
         try await old.write { db in
             for i in 0..<300 {
                 try db.execute(sql: "INSERT INTO access_control_entries (object_id, permission, principal) VALUES (?, 'write', ?)",
