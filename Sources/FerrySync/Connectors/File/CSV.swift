@@ -96,8 +96,7 @@ public enum CSV {
             let end = line.endIndex
             while index < end {
                 if inQuotes {
-                    var stop = index
-                    while stop < end && line[stop] != quote { stop += 1 }
+                    let stop = Self.firstIndex(in: line, from: index, of: quote, or: quote)
                     row.append(line[index..<stop])
                     if stop < end {
                         inQuotes = false
@@ -126,8 +125,7 @@ public enum CSV {
                     index += 1
                 default:
                     if afterQuote { throw .badInput("text after a closing quote") }
-                    var stop = index + 1
-                    while stop < end && line[stop] != quote && line[stop] != comma { stop += 1 }
+                    let stop = Self.firstIndex(in: line, from: index + 1, of: quote, or: comma)
                     row.append(line[index..<stop])
                     index = stop
                 }
@@ -152,6 +150,16 @@ public enum CSV {
         }
 
         var isInsideQuotes: Bool { inQuotes }
+
+        /// The index of the first `a` or `b` in `line` from `from` on (`line.endIndex` if none),
+        /// scanned without the slice's bounds check on every byte.
+        private static func firstIndex(in line: ArraySlice<UInt8>, from: Int, of a: UInt8, or b: UInt8) -> Int {
+            line.withUnsafeBufferPointer { bytes in
+                var index = from - line.startIndex
+                while index < bytes.count && bytes[index] != a && bytes[index] != b { index += 1 }
+                return index + line.startIndex
+            }
+        }
 
         private mutating func endCell(_ row: inout Row) throws(SyncError) {
             try row.endCell(from: cellStart, quoted: cellQuoted)
