@@ -88,6 +88,8 @@ import Testing
         #expect(throws: SyncError.self) { _ = try q.feed(Array("\"ab\"c".utf8)[...]) }
         var r = CSV.Parser()
         #expect(throws: SyncError.self) { _ = try r.feed([0x61, 0x2C, 0xC3, 0x28][...]) }  // a truncated two-byte sequence
+        var t = CSV.Parser()
+        #expect(throws: SyncError.self) { _ = try t.feed([0x22, 0x61, 0xC3, 0x28, 0x22][...]) }  // the same, quoted
     }
 
     /// The direct load's typing from a cell's bytes (`CSV.withValue`) gives every cell the value

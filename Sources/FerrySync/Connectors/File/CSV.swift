@@ -44,11 +44,11 @@ public enum CSV {
         fileprivate mutating func append(_ slice: ArraySlice<UInt8>) { bytes.append(contentsOf: slice) }
         fileprivate mutating func append(_ byte: UInt8) { bytes.append(byte) }
 
-        /// Ends the cell that began at byte `start`, which must be valid UTF-8.
-        fileprivate mutating func endCell(from start: Int, quoted: Bool) throws(SyncError) {
-            let valid = bytes.withUnsafeBytes { raw in
-                let cell = UnsafeRawBufferPointer(rebasing: raw[start...])
-                return cell.allSatisfy { $0 < 0x80 } || String.utf8(cell, ascii: false) != nil
+        /// Ends the cell that began at byte `start`, which must be valid UTF-8 (`ascii`: the
+        /// parser saw no byte above 0x7F in it, so there is nothing to check).
+        fileprivate mutating func endCell(from start: Int, quoted: Bool, ascii: Bool) throws(SyncError) {
+            let valid = ascii || bytes.withUnsafeBytes { raw in
+                String.utf8(UnsafeRawBufferPointer(rebasing: raw[start...]), ascii: false) != nil
             }
             guard valid else { throw .badInput("invalid UTF-8") }
             ends.append(bytes.count)
@@ -78,6 +78,8 @@ public enum CSV {
         private var inRow = false
         /// Where the current cell begins in the row's bytes.
         private var cellStart = 0
+        /// The current cell's bytes OR-ed together: below 0x80 when it is ASCII.
+        private var cellBits: UInt8 = 0
         /// The row ``feed(_:)`` parses into.
         private var scratch = Row()
 
@@ -96,7 +98,7 @@ public enum CSV {
             let end = line.endIndex
             while index < end {
                 if inQuotes {
-                    let stop = Self.firstIndex(in: line, from: index, of: quote, or: quote)
+                    let stop = Self.firstIndex(in: line, from: index, of: quote, or: quote, bits: &cellBits)
                     row.append(line[index..<stop])
                     if stop < end {
                         inQuotes = false
@@ -125,7 +127,8 @@ public enum CSV {
                     index += 1
                 default:
                     if afterQuote { throw .badInput("text after a closing quote") }
-                    let stop = Self.firstIndex(in: line, from: index + 1, of: quote, or: comma)
+                    cellBits |= line[index]
+                    let stop = Self.firstIndex(in: line, from: index + 1, of: quote, or: comma, bits: &cellBits)
                     row.append(line[index..<stop])
                     index = stop
                 }
@@ -152,18 +155,25 @@ public enum CSV {
         var isInsideQuotes: Bool { inQuotes }
 
         /// The index of the first `a` or `b` in `line` from `from` on (`line.endIndex` if none),
-        /// scanned without the slice's bounds check on every byte.
-        private static func firstIndex(in line: ArraySlice<UInt8>, from: Int, of a: UInt8, or b: UInt8) -> Int {
+        /// scanned without the slice's bounds check on every byte; the bytes before it are OR-ed
+        /// into `bits` (so a cell's UTF-8 is checked only when it holds a byte above 0x7F).
+        private static func firstIndex(in line: ArraySlice<UInt8>, from: Int, of a: UInt8, or b: UInt8, bits: inout UInt8) -> Int {
             line.withUnsafeBufferPointer { bytes in
                 var index = from - line.startIndex
-                while index < bytes.count && bytes[index] != a && bytes[index] != b { index += 1 }
+                var seen: UInt8 = 0
+                while index < bytes.count && bytes[index] != a && bytes[index] != b {
+                    seen |= bytes[index]
+                    index += 1
+                }
+                bits |= seen
                 return index + line.startIndex
             }
         }
 
         private mutating func endCell(_ row: inout Row) throws(SyncError) {
-            try row.endCell(from: cellStart, quoted: cellQuoted)
+            try row.endCell(from: cellStart, quoted: cellQuoted, ascii: cellBits < 0x80)
             cellStart = row.bytes.count
+            cellBits = 0
             cellQuoted = false
             afterQuote = false
         }
