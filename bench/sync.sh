@@ -27,6 +27,9 @@
 #        ferry sync http://…/collections/users sqlite:…#users --mode incremental   (1st run: full read)
 #        bench/mutate_users.py changes 1 % on the server (0.8 % updates, 0.1 % creates,
 #        0.1 % deletes, through /v1/batch), then the same incremental run again;
+#        sqlite3 applying the same changes to a copy of the target as the full read
+#        left it (the incremental's ceiling: .import into temporary tables, one
+#        UPSERT and one DELETE, in one transaction);
 #   4. checks every output (row count of each SQLite table = RECORDS, record
 #      count on the server, Ferry's JSON report: nothing failed, and the second
 #      incremental run moved exactly the changed records), marks a line INVALID
@@ -156,6 +159,10 @@ if [ -n "$FERRY" ] && [ "$SKIP_SERVER" != 1 ]; then
     --mode incremental --source-auth "$USERPASS" --state "$RUN/state-server.db" --json
   check_rows ferry_inc1 "$RUN/fromserver.db" "$RECORDS"
   check_report ferry_inc1 failed=0
+  # The target as the full read left it (Ferry closed it: its WAL is in the file), for the
+  # incremental's ceiling below: one copy to apply the changes to, one to find them with.
+  cp "$RUN/fromserver.db" "$RUN/inc-before.db"
+  cp "$RUN/fromserver.db" "$RUN/sqlite3-inc.db"
 
   log "changing 1 % of the records on the server (bench/mutate_users.py)"
   if bounded "$RUN/mutate.out" timeout -k 10 "$LIMIT" \
@@ -177,6 +184,27 @@ if [ -n "$FERRY" ] && [ "$SKIP_SERVER" != 1 ]; then
   n=$(sqlite3 "$RUN/fromserver.db" "SELECT count(*) FROM users WHERE address LIKE '% Changed Street,%'" 2>/dev/null || true)
   [ "$n" = "$UPDATED" ] || bad ferry_inc2 "${n:-no} rows carry the update, expected $UPDATED"
   stop_server
+
+  # The incremental's ceiling: sqlite3 alone applying the same changes (the rows Ferry wrote,
+  # the keys it deleted: found untimed by comparing the table before and after) to a copy of
+  # the same target, in one transaction: .import into temporary tables, one UPSERT, one DELETE.
+  LINES+=(sqlite3_inc)
+  COLS=$(sqlite3 "$RUN/fromserver.db" "SELECT group_concat('\"' || name || '\"', ', ') FROM pragma_table_info('users')")
+  SETS=$(sqlite3 "$RUN/fromserver.db" "SELECT group_concat('\"' || name || '\" = excluded.\"' || name || '\"', ', ') FROM pragma_table_info('users') WHERE name <> 'id'")
+  sqlite3 -csv "$RUN/fromserver.db" "ATTACH '$RUN/inc-before.db' AS b;
+    SELECT $COLS FROM main.users u WHERE NOT EXISTS (SELECT 1 FROM b.users o WHERE o.id = u.id AND o.address IS u.address)" > "$RUN/inc-upserts.csv"
+  sqlite3 -csv "$RUN/fromserver.db" "ATTACH '$RUN/inc-before.db' AS b;
+    SELECT id FROM b.users o WHERE NOT EXISTS (SELECT 1 FROM main.users u WHERE u.id = o.id)" > "$RUN/inc-deletes.csv"
+  timed sqlite3_inc sqlite3 "$RUN/sqlite3-inc.db" "BEGIN" \
+    "CREATE TEMP TABLE up AS SELECT * FROM users WHERE 0" "CREATE TEMP TABLE del (id TEXT)" \
+    ".import --csv $RUN/inc-upserts.csv up" ".import --csv $RUN/inc-deletes.csv del" \
+    "INSERT INTO users ($COLS) SELECT $COLS FROM up WHERE true ON CONFLICT (id) DO UPDATE SET $SETS" \
+    "DELETE FROM users WHERE id IN (SELECT id FROM del)" "COMMIT"
+  MOVED[sqlite3_inc]=$(( $(wc -l < "$RUN/inc-upserts.csv") + $(wc -l < "$RUN/inc-deletes.csv") ))
+  [ "${MOVED[sqlite3_inc]}" = "${MOVED[ferry_inc2]}" ] || bad sqlite3_inc "${MOVED[sqlite3_inc]} changes found, Ferry reported ${MOVED[ferry_inc2]}"
+  a=$(sqlite3 "$RUN/sqlite3-inc.db" "SELECT * FROM users ORDER BY id" | md5sum)
+  b=$(sqlite3 "$RUN/fromserver.db" "SELECT * FROM users ORDER BY id" | md5sum)
+  [ "$a" = "$b" ] || bad sqlite3_inc "its table differs from Ferry's"
 fi
 
 # ---- 6. report ------------------------------------------------------------
@@ -190,6 +218,7 @@ name() {
     ferry_seed) echo "Ferry: users.jsonl → Ferry server (full)" ;;
     ferry_inc1) echo "Ferry: server → SQLite (incremental, 1st run = full read)" ;;
     ferry_inc2) echo "Ferry: server → SQLite (incremental after 1 % changed)" ;;
+    sqlite3_inc) echo "sqlite3: the same changes applied to a copy (ceiling of the incremental)" ;;
   esac
 }
 valid() { [ -z "${BAD[$1]}" ]; }
@@ -235,6 +264,11 @@ if [ -n "$FERRY" ]; then
   elif valid ferry_inc1 && valid ferry_inc2; then
     pct=$(awk -v a="${SECS[ferry_inc2]}" -v b="${SECS[ferry_inc1]}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
     echo "Incremental after a 1 % change: ${SECS[ferry_inc2]} s = $pct % of the full server → SQLite read (${SECS[ferry_inc1]} s)."
+    if valid sqlite3_inc; then
+      pct=$(awk -v a="${SECS[sqlite3_inc]}" -v b="${SECS[ferry_inc1]}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
+      of=$(awk -v a="${SECS[sqlite3_inc]}" -v b="${SECS[ferry_inc2]}" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b; else print "n/a" }')
+      echo "Its ceiling (sqlite3 applying the same changes): ${SECS[sqlite3_inc]} s = $pct % of the full read; Ferry's incremental runs at $of % of that ceiling's rate."
+    fi
   else
     echo "Incremental vs full: n/a (a line is INVALID)"
   fi

@@ -118,6 +118,32 @@ import Testing
         #expect(second.loadedDirectly == second.read - second.failed)
     }
 
+    /// The cells the direct path types from their bytes (integers at and past Int64's range,
+    /// `-0`, booleans, quoted look-alikes, empty quoted cells, JSON, other scripts, a NUL),
+    /// with CRLF line ends and, in a second file, a byte order mark (which stays in the first
+    /// header name on both paths: a column named "\u{FEFF}n").
+    @Test(arguments: [false, true])
+    func csvEdgeCellsLoadTheSameDirectlyAsThroughRecords(bom: Bool) async throws {
+        let dir = try TempDir()
+        let rows = [
+            "n,id,flag,text,json",
+            "9223372036854775807,a,true,\"42\",[1]",
+            "-9223372036854775808,b,false,\"true\",\"{\"\"k\"\":[1]}\"",
+            "9223372036854775808,c,True,\"\",{x",
+            "-0,d,,\"Zoë, 日本\",\"[\"",
+            "-,e,x,plain,[]",
+            "1e300,f,1,\"a\u{0}b\",",
+            "00,\"g\",0,-7,1.50",
+            "2026-12-05,h,,\"line\nbreak\",-2.5e-300",
+        ]
+        let input = (bom ? "\u{FEFF}" : "") + rows.joined(separator: "\r\n") + "\r\n"
+        let (first, second) = try await compare(dir, input: input, file: "in.csv")
+        #expect(first.read == 8 && first.failed == 0)
+        #expect(second.loadedDirectly == second.read)
+        let columns = try declared(dir.file("direct.db"), "users").map { $0.prefix { $0 != ":" } }
+        #expect(columns.contains(bom ? "\u{FEFF}n" : "n"))
+    }
+
     @Test func aTableFerryDidNotMakeRefusesUnknownFieldsAndConstraintsOnBothPaths() async throws {
         let dir = try TempDir()
         let input = """

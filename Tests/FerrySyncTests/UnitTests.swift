@@ -88,6 +88,53 @@ import Testing
         #expect(throws: SyncError.self) { _ = try q.feed(Array("\"ab\"c".utf8)[...]) }
         var r = CSV.Parser()
         #expect(throws: SyncError.self) { _ = try r.feed([0x61, 0x2C, 0xC3, 0x28][...]) }  // a truncated two-byte sequence
+        var t = CSV.Parser()
+        #expect(throws: SyncError.self) { _ = try t.feed([0x22, 0x61, 0xC3, 0x28, 0x22][...]) }  // the same, quoted
+    }
+
+    /// The direct load's typing from a cell's bytes (`CSV.withValue`) gives every cell the value
+    /// `CSV.value(of:)` gives its text.
+    @Test func valuesFromBytesMatchValuesFromText() throws {
+        let texts = ["", "42", "-7", "0", "-0", "00", "042", "-", "-012", "+1", "12a", "1.5", "1.50", "-2.5e-300", "1e300",
+                     "9223372036854775807", "-9223372036854775808", "9223372036854775808", "-9223372036854775809",
+                     "99999999999999999999", "true", "false", "True", "TRUE", "truex", "[1,2]", "{\"a\":1}", "{x", "[",
+                     "2026-11-29", "plain", "Zoë", "日本", "a\u{0}b", "\u{0}", " 42", "u0000001", "1 Main Street, Springfield"]
+        for text in texts {
+            for quoted in [false, true] {
+                var row = CSV.Row()
+                var parser = CSV.Parser()
+                let line = quoted ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+                if !quoted && (text.contains(",") || text.contains("\"")) { continue }
+                #expect(try parser.feed(Array(line.utf8)[...], into: &row))
+                let expected = CSV.value(of: CSV.Cell(text: text, quoted: quoted))
+                let fromBytes = CSV.withValue(of: row, 0) { value -> JSON? in
+                    switch value {
+                    case nil: nil
+                    case .null: .null
+                    case .bool(let b): .bool(b)
+                    case .int(let i): .int(i)
+                    case .double(let d): .double(d)
+                    case .text(let t): .string(t.string)
+                    case .nested(let json): json
+                    }
+                }
+                #expect(fromBytes == expected, "\(quoted ? "quoted" : "unquoted") \(text.debugDescription)")
+            }
+        }
+    }
+
+    /// Rows parsed into one buffer keep each cell's bytes and quoting, across lines.
+    @Test func rowsShareOneBuffer() throws {
+        var rows = CSV.Row()
+        var parser = CSV.Parser()
+        #expect(try parser.feed(Array("a,\"b,c\",".utf8)[...], into: &rows))
+        #expect(try !parser.feed(Array("\"multi".utf8)[...], into: &rows))
+        #expect(try parser.feed(Array("line\",\"\"\"\",x".utf8)[...], into: &rows))
+        #expect(rows.count == 6)
+        #expect((0..<rows.count).map(rows.text) == ["a", "b,c", "", "multi\nline", "\"", "x"])
+        #expect(rows.quoted == [false, true, false, true, true, false])
+        rows.removeCells(from: 3)
+        #expect(rows.cells(0..<rows.count).map(\.text) == ["a", "b,c", ""])
     }
 
     /// ASCII cells skip UTF-8 validation; the others are still validated and kept whole.

@@ -15,27 +15,91 @@ public enum CSV {
         var quoted: Bool
     }
 
+    /// Cells in one buffer (their unquoted bytes back to back): one row, or a batch of rows of
+    /// the same width, with no `String` and no allocation per cell.
+    struct Row {
+        private(set) var bytes: [UInt8] = []
+        /// Where each cell ends in `bytes` (it starts where the one before ends).
+        private(set) var ends: [Int] = []
+        private(set) var quoted: [Bool] = []
+
+        var count: Int { ends.count }
+
+        func start(_ cell: Int) -> Int { cell == 0 ? 0 : ends[cell - 1] }
+
+        /// Cell `cell`'s bytes (valid UTF-8: the parser checked them).
+        func withCell<R>(_ cell: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            let start = start(cell), end = ends[cell]
+            return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+        }
+
+        func text(_ cell: Int) -> String {
+            String(decoding: bytes[start(cell)..<ends[cell]], as: UTF8.self)
+        }
+
+        func cell(_ index: Int) -> Cell { Cell(text: text(index), quoted: quoted[index]) }
+
+        func cells(_ range: Range<Int>) -> [Cell] { range.map(cell) }
+
+        fileprivate mutating func append(_ slice: ArraySlice<UInt8>) { bytes.append(contentsOf: slice) }
+        fileprivate mutating func append(_ byte: UInt8) { bytes.append(byte) }
+
+        /// Ends the cell that began at byte `start`, which must be valid UTF-8 (`ascii`: the
+        /// parser saw no byte above 0x7F in it, so there is nothing to check).
+        fileprivate mutating func endCell(from start: Int, quoted: Bool, ascii: Bool) throws(SyncError) {
+            let valid = ascii || bytes.withUnsafeBytes { raw in
+                String.utf8(UnsafeRawBufferPointer(rebasing: raw[start...]), ascii: false) != nil
+            }
+            guard valid else { throw .badInput("invalid UTF-8") }
+            ends.append(bytes.count)
+            self.quoted.append(quoted)
+        }
+
+        /// Keeps the first `count` cells.
+        mutating func removeCells(from count: Int) {
+            bytes.removeSubrange(start(count)...)
+            ends.removeSubrange(count...)
+            quoted.removeSubrange(count...)
+        }
+
+        mutating func removeAll() {
+            bytes.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+            quoted.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// Splits records out of lines: a quoted cell may span lines.
     struct Parser {
-        private var pending: [UInt8] = []
-        private var cells: [Cell] = []
         private var inQuotes = false
         private var cellQuoted = false
         private var afterQuote = false
+        /// Whether a row has begun (a quoted cell went on to the next line).
+        private var inRow = false
+        /// Where the current cell begins in the row's bytes.
+        private var cellStart = 0
+        /// The current cell's bytes OR-ed together: below 0x80 when it is ASCII.
+        private var cellBits: UInt8 = 0
+        /// The row ``feed(_:)`` parses into.
+        private var scratch = Row()
 
-        /// Feeds one line (without its newline). Returns the finished row, or nil when a
-        /// quoted cell goes on to the next line.
-        mutating func feed(_ line: ArraySlice<UInt8>) throws(SyncError) -> [Cell]? {
+        /// Feeds one line (without its newline) and appends its cells to `row`. Returns true when
+        /// the row is finished, false when a quoted cell goes on to the next line (feed that one
+        /// with the same `row`, unchanged meanwhile).
+        mutating func feed(_ line: ArraySlice<UInt8>, into row: inout Row) throws(SyncError) -> Bool {
             // Runs of plain bytes are copied at once (byte by byte, the appends were a tenth of a
             // CSV load); quotes and commas are taken one at a time.
             let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ",")
+            if !inRow {
+                inRow = true
+                cellStart = row.bytes.count
+            }
             var index = line.startIndex
             let end = line.endIndex
             while index < end {
                 if inQuotes {
-                    var stop = index
-                    while stop < end && line[stop] != quote { stop += 1 }
-                    pending.append(contentsOf: line[index..<stop])
+                    let stop = Self.firstIndex(in: line, from: index, of: quote, or: quote, bits: &cellBits)
+                    row.append(line[index..<stop])
                     if stop < end {
                         inQuotes = false
                         afterQuote = true
@@ -48,10 +112,10 @@ public enum CSV {
                 switch line[index] {
                 case quote:
                     if afterQuote {  // "" inside a quoted cell
-                        pending.append(quote)
+                        row.append(quote)
                         inQuotes = true
                         afterQuote = false
-                    } else if pending.isEmpty && !cellQuoted {
+                    } else if row.bytes.count == cellStart && !cellQuoted {
                         inQuotes = true
                         cellQuoted = true
                     } else {
@@ -59,34 +123,57 @@ public enum CSV {
                     }
                     index += 1
                 case comma:
-                    try endCell()
+                    try endCell(&row)
                     index += 1
                 default:
                     if afterQuote { throw .badInput("text after a closing quote") }
-                    var stop = index + 1
-                    while stop < end && line[stop] != quote && line[stop] != comma { stop += 1 }
-                    pending.append(contentsOf: line[index..<stop])
+                    cellBits |= line[index]
+                    let stop = Self.firstIndex(in: line, from: index + 1, of: quote, or: comma, bits: &cellBits)
+                    row.append(line[index..<stop])
                     index = stop
                 }
             }
             if inQuotes {
-                pending.append(UInt8(ascii: "\n"))
-                return nil
+                row.append(UInt8(ascii: "\n"))
+                return false
             }
-            try endCell()
-            defer { cells.removeAll(keepingCapacity: true) }
-            return cells
+            try endCell(&row)
+            inRow = false
+            return true
+        }
+
+        /// ``feed(_:into:)`` with the row's cells as `String`s (nil: the row goes on).
+        mutating func feed(_ line: ArraySlice<UInt8>) throws(SyncError) -> [Cell]? {
+            var row = Row()
+            swap(&row, &scratch)
+            defer { swap(&row, &scratch) }
+            guard try feed(line, into: &row) else { return nil }
+            defer { row.removeAll() }
+            return row.cells(0..<row.count)
         }
 
         var isInsideQuotes: Bool { inQuotes }
 
-        private mutating func endCell() throws(SyncError) {
-            let ascii = pending.allSatisfy { $0 < 0x80 }
-            guard let text = pending.withUnsafeBytes({ String.utf8($0, ascii: ascii) }) else {
-                throw .badInput("invalid UTF-8")
+        /// The index of the first `a` or `b` in `line` from `from` on (`line.endIndex` if none),
+        /// scanned without the slice's bounds check on every byte; the bytes before it are OR-ed
+        /// into `bits` (so a cell's UTF-8 is checked only when it holds a byte above 0x7F).
+        private static func firstIndex(in line: ArraySlice<UInt8>, from: Int, of a: UInt8, or b: UInt8, bits: inout UInt8) -> Int {
+            line.withUnsafeBufferPointer { bytes in
+                var index = from - line.startIndex
+                var seen: UInt8 = 0
+                while index < bytes.count && bytes[index] != a && bytes[index] != b {
+                    seen |= bytes[index]
+                    index += 1
+                }
+                bits |= seen
+                return index + line.startIndex
             }
-            cells.append(Cell(text: text, quoted: cellQuoted))
-            pending.removeAll(keepingCapacity: true)
+        }
+
+        private mutating func endCell(_ row: inout Row) throws(SyncError) {
+            try row.endCell(from: cellStart, quoted: cellQuoted, ascii: cellBits < 0x80)
+            cellStart = row.bytes.count
+            cellBits = 0
             cellQuoted = false
             afterQuote = false
         }
@@ -99,7 +186,8 @@ public enum CSV {
         if text == "false" { return .bool(false) }
         guard let first = text.utf8.first else { return .string(text) }
         if first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) {
-            if isCanonicalInteger(text.utf8), let i = Int64(text) { return .int(i) }
+            var digits = text
+            if let i = digits.withUTF8({ integer(UnsafeRawBufferPointer($0)) }) { return .int(i) }
             if let d = Double(text), d.isFinite, JSON.format(d) == text || String(d) == text, text.contains(".") || text.contains("e") {
                 return .double(d)
             }
@@ -111,14 +199,27 @@ public enum CSV {
         return .string(text)
     }
 
-    /// Whether the text is an integer as Swift writes one (`String(i) == text`): an optional `-`,
-    /// digits, no leading zero, not `-0`. Checked on the bytes, without writing `i` out again.
-    private static func isCanonicalInteger(_ bytes: String.UTF8View) -> Bool {
-        var digits = bytes[...]
-        if digits.first == UInt8(ascii: "-") { digits = digits.dropFirst() }
-        guard let first = digits.first, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return false }
-        if first == UInt8(ascii: "0") { return digits.count == 1 && bytes.count == 1 }  // "0", not "00" or "-0"
-        return true
+    /// The integer of a cell written as Swift writes one (`String(i) == text`): an optional `-`,
+    /// digits, no leading zero, not `-0`; nil for anything else or out of range. Read from the
+    /// bytes, without writing `i` out again.
+    private static func integer(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        let negative = bytes.first == UInt8(ascii: "-")
+        var index = negative ? 1 : 0
+        guard index < bytes.count else { return nil }
+        if bytes[index] == UInt8(ascii: "0") { return bytes.count == 1 ? 0 : nil }  // "0", not "00" or "-0"
+        var value: Int64 = 0
+        while index < bytes.count {
+            let digit = bytes[index] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (times10, over) = value.multipliedReportingOverflow(by: 10)
+            // Negative values are summed as negatives, so Int64.min fits.
+            let (next, overAgain) = negative ? times10.subtractingReportingOverflow(Int64(digit))
+                                             : times10.addingReportingOverflow(Int64(digit))
+            guard !over && !overAgain else { return nil }
+            value = next
+            index += 1
+        }
+        return value
     }
 
     /// The JSON value of a cell; nil for an empty unquoted one.
@@ -129,6 +230,34 @@ public enum CSV {
             return value
         }
         return .string(cell.text)
+    }
+
+    /// Calls `body` with cell `cell`'s value as ``value(of:)`` makes it (nil for a missing one),
+    /// building no `String` or `JSON` for the common cells: a canonical integer, a boolean, and
+    /// text, handed out as its bytes (``JSONScannedText/ascii(_:)`` carries them: valid UTF-8,
+    /// bound as they are). Other numbers, JSON-looking cells and text with a NUL go through
+    /// ``value(of:)``'s own path.
+    static func withValue<R>(of row: Row, _ cell: Int, _ body: (JSONScannedValue?) throws -> R) rethrows -> R {
+        let quoted = row.quoted[cell]
+        return try row.withCell(cell) { bytes in
+            let first = bytes.first
+            let json = first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+            if !quoted, let first {
+                if first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) {
+                    if let i = integer(bytes) { return try body(.int(i)) }
+                } else if !json {
+                    if bytes.elementsEqual("true".utf8) { return try body(.bool(true)) }
+                    if bytes.elementsEqual("false".utf8) { return try body(.bool(false)) }
+                    if !bytes.contains(0) { return try body(.text(.ascii(bytes))) }
+                }
+            } else if !quoted {
+                return try body(nil)  // empty
+            } else if !json && !bytes.contains(0) {
+                return try body(.text(.ascii(bytes)))
+            }
+            let value = CSV.value(of: Cell(text: String(decoding: bytes, as: UTF8.self), quoted: quoted))
+            return try body(value.map(JSONScannedValue.init))
+        }
     }
 
     /// One cell's text for a value (nil/null → empty).

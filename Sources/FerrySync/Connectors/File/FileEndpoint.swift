@@ -52,7 +52,8 @@ public final class FileEndpoint: Endpoint {
         if format == .jsonl {
             try reader.validateJSONLines()
         } else {
-            while try reader.nextCSVCells() != nil {}  // the checks of next(), building no records
+            var row = CSV.Row()  // the checks of next(), building no records and no strings
+            while try reader.nextCSVRow(into: &row) != nil { row.removeAll() }
         }
     }
 
@@ -353,15 +354,25 @@ struct RecordReader: ~Copyable {
     /// The next CSV data row's cells (as many as the header has) and the line it starts on;
     /// reads the header first. Malformed rows throw with their line number.
     mutating func nextCSVCells() throws -> (cells: [CSV.Cell], line: Int)? {
+        var row = CSV.Row()
+        guard let line = try nextCSVRow(into: &row) else { return nil }
+        return (row.cells(0..<row.count), line)
+    }
+
+    /// Appends the next CSV data row's cells (as many as the header has) to `rows` and returns
+    /// the line it starts on (nil at the end of the file); reads the header first. Malformed
+    /// rows throw with their line number.
+    mutating func nextCSVRow(into rows: inout CSV.Row) throws -> Int? {
         let name = name
         // The parser is used inside the line reader's closure: keep it in a local meanwhile.
         var parser = self.parser
         defer { self.parser = parser }
+        let first = rows.count
         while true {
             let number = lines.lineNumber + 1
-            guard let row = try lines.next({ line -> [CSV.Cell]? in
+            guard let finished = try lines.next({ line -> Bool in
                 do {
-                    return try parser.feed(line)
+                    return try parser.feed(line, into: &rows)
                 } catch {
                     throw SyncError.badInput("\(name) line \(number): malformed CSV: \((error as? SyncError)?.message ?? "\(error)")")
                 }
@@ -371,11 +382,13 @@ struct RecordReader: ~Copyable {
                 }
                 return nil
             }
-            guard let cells = row else { continue }  // a quoted cell goes on to the next line
+            guard finished else { continue }  // a quoted cell goes on to the next line
             let start = rowStart
             rowStart = lines.lineNumber + 1
+            let count = rows.count - first
             guard let names = header else {
-                let names = cells.map { $0.text }
+                let names = (first..<rows.count).map(rows.text)
+                rows.removeCells(from: first)
                 if let empty = names.firstIndex(of: "") {
                     throw SyncError.badInput("\(name) line \(start): header column \(empty + 1) has no name")
                 }
@@ -385,11 +398,14 @@ struct RecordReader: ~Copyable {
                 header = names
                 continue
             }
-            if cells.count == 1 && cells[0].text.isEmpty && !cells[0].quoted { continue }  // a blank line
-            guard cells.count == names.count else {
-                throw SyncError.badInput("\(name) line \(start): \(cells.count) fields where the header has \(names.count)")
+            if count == 1 && rows.start(first) == rows.ends[first] && !rows.quoted[first] {  // a blank line
+                rows.removeCells(from: first)
+                continue
             }
-            return (cells, start)
+            guard count == names.count else {
+                throw SyncError.badInput("\(name) line \(start): \(count) fields where the header has \(names.count)")
+            }
+            return start
         }
     }
 }

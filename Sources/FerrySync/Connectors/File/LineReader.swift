@@ -34,7 +34,7 @@ struct LineReader: ~Copyable {
     /// Calls `body` with the next line, or returns false at the end of the file.
     mutating func next<R>(_ body: (ArraySlice<UInt8>) throws -> R) throws -> R? {
         while true {
-            if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            if let newline = newline(from: start) {
                 var end = newline
                 if end > start, buffer[end - 1] == UInt8(ascii: "\r") { end -= 1 }
                 let line = buffer[start..<end]
@@ -54,6 +54,16 @@ struct LineReader: ~Copyable {
                 return try body(line)
             }
             try fill()
+        }
+    }
+
+    /// The index of the next `\n` at or after `from` (memchr: the generic search was most of
+    /// this reader's own time in a CSV load's profile).
+    private func newline(from: Int) -> Int? {
+        buffer.withUnsafeBytes { raw -> Int? in
+            guard from < raw.count, let base = raw.baseAddress,
+                  let found = memchr(base + from, Int32(UInt8(ascii: "\n")), raw.count - from) else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
         }
     }
 

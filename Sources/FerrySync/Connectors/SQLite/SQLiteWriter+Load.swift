@@ -42,27 +42,22 @@ extension SQLiteWriter {
                 }
             }
         case .csv:
-            var cells: [CSV.Cell] = []
+            var batch = CSV.Row()  // the batch's cells, row after row, `header.count` to a row
             var rows = 0
             var header: [String] = []
             return try commitBatches {
-                cells.removeAll(keepingCapacity: true)
+                batch.removeAll()
                 rows = 0
-                while rows < batchSize, let row = try opened.reader.nextCSVCells() {
-                    cells.append(contentsOf: row.cells)
-                    rows += 1
-                }
+                while rows < batchSize, try opened.reader.nextCSVRow(into: &batch) != nil { rows += 1 }
                 if rows > 0 { header = opened.reader.header! }
                 return rows > 0
             } load: { db, run, outcome in
                 let width = header.count
                 func record(_ index: Int) -> [String: JSON] {
-                    RecordReader.fields(header: header, cells: Array(cells[index * width..<(index + 1) * width]))
+                    RecordReader.fields(header: header, cells: batch.cells(index * width..<(index + 1) * width))
                 }
-                var values: [JSON?] = Array(repeating: nil, count: width)
                 try self.load(count: rows, in: db, run: &run, outcome: &outcome, item: { .record(record($0)) }) { direct, index, outcome in
-                    for column in 0..<width { values[column] = CSV.value(of: cells[index * width + column]) }
-                    return try direct.upsert(header: header, values: values, outcome: &outcome)
+                    try direct.upsert(header: header, row: batch, first: index * width, outcome: &outcome)
                 }
             }
         }
@@ -158,11 +153,11 @@ struct DirectUpsert {
         try upsert(outcome: &outcome) { this, statement, keyLast in this.bind(line: line, ignoring: ignoring, to: statement, keyLast: keyLast) }
     }
 
-    /// Writes one CSV row (`values[i]` is the value of header column `i`); false when the
+    /// Writes one CSV row (header column `i`'s cell is `row`'s cell `first + i`); false when the
     /// engine's path must take it.
-    mutating func upsert(header: [String], values: [JSON?], outcome: inout ApplyOutcome) throws -> Bool {
+    mutating func upsert(header: [String], row: CSV.Row, first: Int, outcome: inout ApplyOutcome) throws -> Bool {
         try upsert(outcome: &outcome) { this, statement, keyLast in
-            this.bind(header: header, values: values, to: statement, keyLast: keyLast)
+            this.bind(header: header, row: row, first: first, to: statement, keyLast: keyLast)
         }
     }
 
@@ -231,22 +226,29 @@ struct DirectUpsert {
         }
     }
 
-    private mutating func bind(header: [String], values: [JSON?], to statement: SQLiteStatement, keyLast: Bool) -> Bool {
+    /// Binds a CSV row's cells from their bytes (``CSV/withValue(of:_:_:)``: the types the
+    /// engine's path gives them, with no `String` or `JSON` per cell).
+    private mutating func bind(header: [String], row: CSV.Row, first: Int, to statement: SQLiteStatement, keyLast: Bool) -> Bool {
         sqlite3_reset(statement)  // GRDB may have left it stepped: binding would then fail
         sqlite3_clear_bindings(statement)
         let names = names
         let columns = headerColumns ?? header.map { name in names.firstIndex { name.utf8.elementsEqual($0) } }
         headerColumns = columns
+        let keyIndex = keyIndex
         var hasKey = false
-        for (position, value) in values.enumerated() {
-            guard let value, value != .null else { continue }
-            guard let column = columns[position] else { return false }  // a field without a column
-            let scanned = JSONScannedValue(value)
-            if column == keyIndex {
-                guard Self.isKey(scanned) else { return false }
-                hasKey = true
+        for position in columns.indices {
+            let index = columns[position].map { parameter($0, keyLast: keyLast) }
+            let bound = CSV.withValue(of: row, first + position) { value -> Bool in
+                guard let value else { return true }
+                if case .null = value { return true }
+                guard let column = columns[position], let index else { return false }  // a field without a column
+                if column == keyIndex {
+                    guard Self.isKey(value) else { return false }
+                    hasKey = true
+                }
+                return Self.bind(value, to: statement, at: index) == SQLITE_OK
             }
-            guard Self.bind(scanned, to: statement, at: parameter(column, keyLast: keyLast)) == SQLITE_OK else { return false }
+            guard bound else { return false }
         }
         return hasKey
     }
