@@ -240,6 +240,15 @@ struct PostgresStorageTests {
         let own = LockedStrings()
         first.listenForChanges { own.append($0 ?? "*") }
         #expect(await own.eventually { $0.first == "*" })
+        // A process listening on another database of the same server is not a listener of this one.
+        let (elsewhere, _) = try await Self.makeStorage()
+        defer {
+            elsewhere.stopListening()
+            try? elsewhere.close()
+        }
+        let elsewhereHeard = LockedStrings()
+        elsewhere.listenForChanges { elsewhereHeard.append($0 ?? "*") }
+        #expect(await elsewhereHeard.eventually { $0.first == "*" })
 
         let key = StorageContract.records
         _ = try await first.write(announcing: ["/buckets/b/collections/c"]) { s in try s.put(key, id: "alone", data: [:], requestedTimestamp: nil) }

@@ -11,9 +11,10 @@ import NIOConcurrencyHelpers
 /// streams, which then read what changed since where they are; with no other process listening,
 /// they wake no one. Accounts, groups and webhooks are always announced (they drop caches).
 ///
-/// Each process's listening connection holds a shared advisory lock (``key``) for as long as it
-/// listens; a write looks the holders up in `pg_locks` before it begins when the last answer is
-/// older than ``maximumAge``. One that held announcements back sends them after all before its
+/// Each process's listening connection holds a shared advisory lock (``key``, in its database:
+/// another database's listeners hear nothing of this one's) for as long as it listens; a write
+/// looks the holders up in `pg_locks` before it begins when the last answer is older than
+/// ``maximumAge``. One that held announcements back sends them after all before its
 /// `COMMIT` if another process listens by then, or if the answer has aged meanwhile. So a write
 /// decides on an answer at most that old, just before it commits. A process that starts
 /// listening wakes its streams when it starts and twice more within a few seconds
@@ -53,7 +54,8 @@ final class OtherListeners: Sendable {
         let key = UInt64(bitPattern: Self.key)
         let sql = """
             SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 AND objid::int8 = $2
-                                                    AND objsubid = 1 AND pid <> $3)
+                                                    AND objsubid = 1 AND pid <> $3
+                                                    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
             """
         let found = (try? query(sql, [Int64(key >> 32), Int64(key & 0xffff_ffff), Int64(own ?? -1)])) ?? nil
         state.withLockedValue { state in
