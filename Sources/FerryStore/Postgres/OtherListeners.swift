@@ -14,7 +14,7 @@ import NIOConcurrencyHelpers
 /// Each process's listening connection holds a shared advisory lock (``key``, in its database:
 /// another database's listeners hear nothing of this one's) for as long as it listens; a write
 /// looks the holders up in `pg_locks` before it begins when the last answer is older than
-/// ``maximumAge``. One that held announcements back sends them after all before its
+/// half a second. One that held announcements back sends them after all before its
 /// `COMMIT` if another process listens by then, or if the answer has aged meanwhile. So a write
 /// decides on an answer at most that old, just before it commits. A process that starts
 /// listening wakes its streams when it starts and twice more within a few seconds
@@ -26,20 +26,26 @@ final class OtherListeners: Sendable {
         var checked: ContinuousClock.Instant?
         /// The backend of this process's own listening connection (nil while it has none).
         var ownBackend: Int32?
+        /// How old an answer may be when a write decides on it.
+        var maximumAge: Duration = .milliseconds(500)
     }
 
     private let state = NIOLockedValueBox(State())
-    /// How old an answer may be when a write decides on it.
-    static let maximumAge: Duration = .milliseconds(500)
     /// The advisory lock a listening connection holds (shared).
     static let key = PostgresStorage.lockKey("listening")
 
     /// The last answer.
     var listening: Bool { state.withLockedValue { $0.listening } }
 
-    /// Whether the last answer is older than ``maximumAge`` (or there is none).
+    /// Whether the last answer is older than its maximum age (half a second), or there is none.
     var isStale: Bool {
-        state.withLockedValue { state in state.checked.map { ContinuousClock.now - $0 > Self.maximumAge } ?? true }
+        state.withLockedValue { state in state.checked.map { ContinuousClock.now - $0 > state.maximumAge } ?? true }
+    }
+
+    /// Sets how old an answer may be (tests: a write on a loaded machine can take longer than
+    /// half a second, and then announces all the same).
+    func setMaximumAge(_ age: Duration) {
+        state.withLockedValue { $0.maximumAge = age }
     }
 
     /// This process's listening connection's backend (nil: it has none now).
