@@ -32,7 +32,10 @@ extension ServeProcess {
         // proves nothing), while writes are in flight.
         let firstAcknowledged = NIOLockedValueBox(false)
         let killer = Task {
-            while !firstAcknowledged.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            // At most a minute: a server that acknowledges nothing is killed all the same (and the
+            // test fails below), rather than written to for ever.
+            let giveUp = ContinuousClock.now + .seconds(60)
+            while !firstAcknowledged.withLockedValue({ $0 }), ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(400))
             first.kill(SIGKILL)
         }
