@@ -238,7 +238,7 @@ struct FoldedReleaseTests {
         }
         let heard = LockedStrings()
         second.listenForChanges { heard.append($0 ?? "*") }
-        #expect(await heard.eventually { $0 == ["*"] })
+        #expect(await heard.eventually { $0.first == "*" })
         let key = Self.key
         struct Refused: Error {}
         _ = try await first.write(announcing: ["/in-savepoint"]) { s in
@@ -262,10 +262,9 @@ struct FoldedReleaseTests {
             }
         }
         // (A new listener also wakes everyone twice more, a few seconds after it started: "*".)
-        let announced = { (values: [String]) in values.dropFirst().filter { $0 != "*" } }
+        let announced = { (values: [String]) in values.filter { $0 != "*" } }
         #expect(await heard.eventually { announced($0).count == 3 })
         try await Task.sleep(for: .milliseconds(300))  // nothing more comes
-        #expect(heard.values.first == "*")
         #expect(announced(heard.values) == ["/in-savepoint", "/after-a-rolled-back-savepoint", "/two-puts"])
         #expect(try await Self.state(first, key).claims == 0)
     }

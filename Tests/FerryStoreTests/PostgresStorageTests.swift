@@ -190,10 +190,11 @@ struct PostgresStorageTests {
         }
         let heard = LockedStrings()
         second.listenForChanges { heard.append($0 ?? "*") }
-        // Listening: the first thing a new listener does is wake everyone once ("*").
-        #expect(await heard.eventually { $0 == ["*"] })
+        // Listening: the first thing a new listener does is wake everyone ("*"; twice more a few
+        // seconds later, which a loaded machine may let in anywhere below).
+        #expect(await heard.eventually { $0.first == "*" })
         first.listenForChanges { heard.append("own: " + ($0 ?? "*")) }
-        #expect(await heard.eventually { $0 == ["*", "own: *"] })
+        #expect(await heard.eventually { $0.contains("own: *") })
 
         struct Refused: Error {}
         let key = StorageContract.records
@@ -207,11 +208,9 @@ struct PostgresStorageTests {
             try s.put(key, id: "kept", data: [:], requestedTimestamp: nil)
         }
         _ = try await first.write(announcing: ["/no-timestamp"]) { s in try s.timestamp(key) }
-        // (A new listener also wakes everyone twice more, a few seconds after it started: "*".)
-        let announced = { (values: [String]) in values.dropFirst(2).filter { $0 != "*" && $0 != "own: *" } }
+        let announced = { (values: [String]) in values.filter { $0 != "*" && $0 != "own: *" } }
         #expect(await heard.eventually { announced($0).count == 3 })
         try await Task.sleep(for: .milliseconds(300))  // nothing more comes
-        #expect(Array(heard.values.prefix(2)) == ["*", "own: *"])
         #expect(announced(heard.values) == ["/buckets/b/collections/c", "#accounts", "/no-timestamp"])
     }
 
