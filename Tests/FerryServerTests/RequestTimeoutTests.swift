@@ -80,10 +80,11 @@ struct RequestTimeoutTests {
     @Test(arguments: Backend.allCases)
     func aWriteAnsweredWithTheTimeoutNeverCommitsAfterwards(_ backend: Backend) async throws {
         try await Self.withServer(backend) { client, storage in
-            // Another writer takes a lock the late write needs and keeps it for 4 s (SQLite: the
-            // database's write lock; PostgreSQL: the row of record `late`, which it writes and
-            // deletes, so that only a tombstone of it is left when it commits).
-            let held = Flag()
+            // Another writer takes a lock the late write needs and keeps it until the late write
+            // was answered (SQLite: the database's write lock; PostgreSQL: the row of record
+            // `late`, which it writes and deletes, so that only a tombstone of it is left when it
+            // commits). A fixed hold let a loaded machine deliver the request after the release.
+            let held = Flag(), release = Flag()
             let key = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
             let holder = Task {
                 try await storage.write { session in
@@ -91,7 +92,8 @@ struct RequestTimeoutTests {
                     _ = try session.put(key, id: "late", data: [:], requestedTimestamp: nil)
                     _ = try session.delete(key, id: "late", requestedTimestamp: nil)
                     held.set()
-                    Thread.sleep(forTimeInterval: 4)
+                    let end = Date().addingTimeInterval(60)
+                    while !release.isSet && Date() < end { Thread.sleep(forTimeInterval: 0.02) }
                 }
             }
             let deadline = ContinuousClock.now + .seconds(60)
@@ -102,6 +104,7 @@ struct RequestTimeoutTests {
             #expect(late.status == .serviceUnavailable)
             #expect(late.headers[.retryAfter] != nil)
             #expect(Self.message(late).contains("request_timeout"), "\(Self.message(late))")
+            release.set()
             try await holder.value
 
             // A write after it commits, and the late one never did.
