@@ -62,12 +62,9 @@ final class Readers: Sendable {
             defer { state.waiting = [] }
             return (state.all, state.waiting)
         }
-        for read in waiting { read(.failure(Self.closedError)) }
+        for read in waiting { read(.failure(ReopeningPool.closedError)) }
         for reader in all { try reader.close() }
     }
-
-    /// GRDB's answer from a closed connection.
-    static var closedError: DatabaseError { DatabaseError(resultCode: .SQLITE_MISUSE, message: "Connection is closed") }
 
     private enum Take {
         case reader(DatabaseQueue)
@@ -93,7 +90,7 @@ final class Readers: Sendable {
         case .wait:
             break
         case .closed:
-            use(.failure(Self.closedError))
+            use(.failure(ReopeningPool.closedError))
         case .open:
             do {
                 let reader = try DatabaseQueue(path: path, configuration: configuration)
@@ -102,7 +99,7 @@ final class Readers: Sendable {
                     return state.closed
                 }
                 if closed { try? reader.close() }
-                use(closed ? .failure(Self.closedError) : .success(reader))
+                use(closed ? .failure(ReopeningPool.closedError) : .success(reader))
             } catch {
                 state.withLockedValue { $0.opened -= 1 }
                 use(.failure(error))

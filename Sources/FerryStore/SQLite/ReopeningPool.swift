@@ -132,8 +132,11 @@ final class ReopeningPool: Sendable {
     /// Whether `error` is GRDB's answer from a pool that was closed (by ``reopenIfDue()``).
     static func isClosed(_ error: any Error) -> Bool {
         guard let error = error as? DatabaseError else { return false }
-        return error.resultCode == .SQLITE_MISUSE && error.message == "Connection is closed"
+        return error.resultCode == closedError.resultCode && error.message == closedError.message
     }
+
+    /// GRDB's answer from a closed connection (``Readers`` answers with it too, once closed).
+    static let closedError = DatabaseError(resultCode: .SQLITE_MISUSE, message: "Connection is closed")
 
     private static func open(_ path: String, _ configuration: GRDB.Configuration) throws -> DatabasePool {
         let pool = try DatabasePool(path: path, configuration: configuration)
