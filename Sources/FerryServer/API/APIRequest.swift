@@ -1,5 +1,6 @@
 public import FerryCore
 public import HTTPTypes
+import Foundation
 
 /// A request as the Kinto API sees it: an HTTP request or one sub-request of a batch.
 public struct APIRequest: Sendable {
@@ -38,6 +39,27 @@ public struct APIRequest: Sendable {
 
     /// Whether the method only reads (GET or HEAD).
     public var isRead: Bool { method == .get || method == .head }
+
+    /// Whether the client asks for successful answers without their body (RFC 7240
+    /// `Prefer: return=minimal`), which a `/batch` honours for each sub-request.
+    public var prefersMinimal: Bool {
+        guard let prefer = headers["prefer"] else { return false }
+        return Self.preferences(prefer).contains { $0.name == "return" && $0.value == "minimal" }
+    }
+
+    /// The preferences of a `Prefer` header (RFC 7240 §2): names in lower case, values without
+    /// their quotes; each preference's parameters (after `;`) are ignored, as is an empty one.
+    static func preferences(_ header: String) -> [(name: String, value: String)] {
+        header.split(separator: ",").compactMap { element in
+            guard let preference = element.split(separator: ";", maxSplits: 1).first else { return nil }
+            let parts = preference.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = parts[0].trimmingCharacters(in: .whitespaces).lowercased()
+            guard !name.isEmpty else { return nil }
+            var value = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            return (name, value.lowercased())
+        }
+    }
 
     /// The body as JSON, parsed once: ``parsedBody`` when set. A body of only whitespace is nil
     /// when `emptyIsNil`, else malformed JSON like any other.

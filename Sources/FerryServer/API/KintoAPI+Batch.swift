@@ -27,8 +27,8 @@ extension KintoAPI {
         }
         // Plain record PUTs into one collection (a sync's push) take a path of their own.
         if let puts = recordPuts(items, defaults: defaults, request: request),
-           let response = try await run(puts, identity: request.identity) {
-            return response
+           let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
+            return Self.withPreferenceApplied(response, request)
         }
         // Every sub-request is routed and prepared (its body parsed, a password hashed) before
         // the transaction; one that cannot be answers its error, and the others still run.
@@ -143,7 +143,16 @@ extension KintoAPI {
         announce(changed, succeeded: true)
         announce(refused, succeeded: false)
         await cleanAttachments(Set(zip(scopes, responses).compactMap { $1.status < 400 ? $0 : nil }))
-        return APIResponse(body: .raw(Self.batchBody(subs, responses)))
+        return Self.withPreferenceApplied(APIResponse(body: .raw(Self.batchBody(subs, responses))), request)
+    }
+
+    /// `response` saying it honoured `Prefer: return=minimal` (RFC 7240 `Preference-Applied`)
+    /// when the batch asked for it.
+    static func withPreferenceApplied(_ response: APIResponse, _ request: APIRequest) -> APIResponse {
+        guard request.prefersMinimal else { return response }
+        var response = response
+        response.headers.append(("Preference-Applied", "return=minimal"))
+        return response
     }
 
     /// The rules of the collection of `path` and their version, read before the transaction (nil
@@ -172,28 +181,33 @@ extension KintoAPI {
     }
 
     /// `{"responses": [{"status", "path", "body", "headers"}…]}`, each body spliced in as it was
-    /// answered (stored records go out as stored, without being parsed again).
+    /// answered (stored records go out as stored, without being parsed again); a write's success
+    /// without its body for a sub-request that prefers it minimal (its own or the batch's `Prefer`;
+    /// a read's body is what it asked for, so it keeps it).
     static func batchBody(_ subs: [APIRequest], _ responses: [APIResponse]) -> [UInt8] {
         var out: [UInt8] = Array(#"{"responses":["#.utf8)
         for (i, (sub, response)) in zip(subs, responses).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            appendAnswer(path: sub.path, response, to: &out)
+            appendAnswer(path: sub.path, response, minimal: !sub.isRead && sub.prefersMinimal, to: &out)
         }
         out.append(contentsOf: "]}".utf8)
         return out
     }
 
-    /// One answer of a batch: `{"status", "path", "body", "headers"}`.
-    static func appendAnswer(path: String, _ response: APIResponse, to out: inout [UInt8]) {
+    /// One answer of a batch: `{"status", "path", "body", "headers"}`, without `body` when
+    /// `minimal` and the answer is a success (an error keeps its body: it says what was wrong).
+    static func appendAnswer(path: String, _ response: APIResponse, minimal: Bool = false, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"status":"#.utf8)
         out.append(contentsOf: String(response.status).utf8)
         out.append(contentsOf: #","path":"#.utf8)
         JSON.writeString(path, to: &out)
-        out.append(contentsOf: #","body":"#.utf8)
-        switch response.body {
-        case .raw(let bytes): out.append(contentsOf: bytes)
-        case .json(let json): json.write(to: &out)
-        case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
+        if !(minimal && response.status < 300) {
+            out.append(contentsOf: #","body":"#.utf8)
+            switch response.body {
+            case .raw(let bytes): out.append(contentsOf: bytes)
+            case .json(let json): json.write(to: &out)
+            case .empty, .text, .bytes: out.append(contentsOf: "null".utf8)
+            }
         }
         // Written as they are (no dictionary made and sorted for each); a name given twice
         // keeps its last value, as a JSON object can hold it once.

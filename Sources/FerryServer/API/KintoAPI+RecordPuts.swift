@@ -92,8 +92,9 @@ extension KintoAPI {
     }
 
     /// Answers `puts` (nil when the caller may not write the collection or it does not exist:
-    /// the general path answers those, each sub-request with its own error).
-    func run(_ puts: RecordPuts, identity: Identity) async throws -> APIResponse? {
+    /// the general path answers those, each sub-request with its own error); written records
+    /// without their body when `minimal` (`Prefer: return=minimal`).
+    func run(_ puts: RecordPuts, identity: Identity, minimal: Bool = false) async throws -> APIResponse? {
         let records = puts.records
         let collection = ObjectPath(kind: .collection, bucket: records.bucket, id: records.collection!)
         let grants = records.grants("write", id: nil)
@@ -143,7 +144,8 @@ extension KintoAPI {
                             let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
                             existing[id] = stored
                             self.metrics?.recordWritten()
-                            outcomes.append(.written(created: false, stored, try session.permissions(of: uri)))
+                            // (A minimal answer does not show them: not read.)
+                            outcomes.append(.written(created: false, stored, minimal ? Permissions() : try session.permissions(of: uri)))
                             continue
                         }
                         // The creator keeps `write` (a new object has no permissions to replace),
@@ -172,14 +174,14 @@ extension KintoAPI {
                 }))
             }
         }
-        return APIResponse(body: .raw(Self.batchBody(puts.items.map(\.path), outcomes)))
+        return APIResponse(body: .raw(Self.batchBody(puts.items.map(\.path), outcomes, minimal: minimal)))
     }
 
     /// The batch's answer for ``RecordPuts``: what ``batchBody(_:_:)`` writes for the same
     /// answers, written straight from the stored records.
-    static func batchBody(_ paths: [String], _ outcomes: [RecordPuts.Outcome]) -> [UInt8] {
+    static func batchBody(_ paths: [String], _ outcomes: [RecordPuts.Outcome], minimal: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(outcomes.count * 256)
+        out.reserveCapacity(outcomes.count * (minimal ? 160 : 256))
         out.append(contentsOf: #"{"responses":["#.utf8)
         var date: (second: Int64, text: [UInt8]) = (-1, [])
         for (i, (path, outcome)) in zip(paths, outcomes).enumerated() {
@@ -190,23 +192,8 @@ extension KintoAPI {
             case .written(let created, let stored, let permissions):
                 out.append(contentsOf: created ? #"{"status":201,"path":"#.utf8 : #"{"status":200,"path":"#.utf8)
                 JSON.writeString(path, to: &out)
-                out.append(contentsOf: #","body":{"data":"#.utf8)
-                out.append(contentsOf: stored.json.utf8)
-                out.append(contentsOf: #","permissions":{"#.utf8)
-                var first = true
-                for name in permissions.count == 1 ? Array(permissions.keys) : permissions.keys.sorted() {
-                    guard let principals = permissions[name], !principals.isEmpty else { continue }
-                    if !first { out.append(UInt8(ascii: ",")) }
-                    first = false
-                    JSON.writeString(name, to: &out)
-                    out.append(contentsOf: ":[".utf8)
-                    for (j, principal) in (principals.count == 1 ? Array(principals) : principals.sorted()).enumerated() {
-                        if j > 0 { out.append(UInt8(ascii: ",")) }
-                        JSON.writeString(principal, to: &out)
-                    }
-                    out.append(UInt8(ascii: "]"))
-                }
-                out.append(contentsOf: #"}},"headers":{"ETag":"\""#.utf8)
+                if !minimal { appendBody(stored, permissions, to: &out) }
+                out.append(contentsOf: #","headers":{"ETag":"\""#.utf8)
                 out.append(contentsOf: String(stored.lastModified).utf8)
                 out.append(contentsOf: #"\"","Last-Modified":""#.utf8)
                 // The records of a batch mostly share their second.
@@ -219,5 +206,26 @@ extension KintoAPI {
         }
         out.append(contentsOf: "]}".utf8)
         return out
+    }
+
+    /// `,"body":{"data": …,"permissions": …}` of a written record.
+    private static func appendBody(_ stored: StoredObject, _ permissions: Permissions, to out: inout [UInt8]) {
+        out.append(contentsOf: #","body":{"data":"#.utf8)
+        out.append(contentsOf: stored.json.utf8)
+        out.append(contentsOf: #","permissions":{"#.utf8)
+        var first = true
+        for name in permissions.count == 1 ? Array(permissions.keys) : permissions.keys.sorted() {
+            guard let principals = permissions[name], !principals.isEmpty else { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSON.writeString(name, to: &out)
+            out.append(contentsOf: ":[".utf8)
+            for (j, principal) in (principals.count == 1 ? Array(principals) : principals.sorted()).enumerated() {
+                if j > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(principal, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(contentsOf: "}}".utf8)
     }
 }

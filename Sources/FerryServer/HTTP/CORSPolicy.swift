@@ -25,9 +25,9 @@ public struct CORSPolicy: Sendable {
     }
 
     /// What clients read from answers (Kinto's list: pagination, concurrency, back-off).
-    static let exposedHeaders = "ETag, Last-Modified, Next-Page, Total-Objects, Total-Records, Backoff, Retry-After, Alert, Content-Length"
+    static let exposedHeaders = "ETag, Last-Modified, Next-Page, Total-Objects, Total-Records, Backoff, Retry-After, Alert, Content-Length, Preference-Applied"
     /// Request headers a preflight is always told are allowed, beside those it asks for.
-    static let allowedHeaders = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key"]
+    static let allowedHeaders = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "Prefer"]
 
     /// Why `entry` cannot be a `cors_origins` entry, or nil when it can.
     public static func problem(withOrigin entry: String) -> String? {

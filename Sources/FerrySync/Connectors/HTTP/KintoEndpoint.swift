@@ -554,7 +554,9 @@ struct BatchSender: Sendable {
             if let requests { body.append(contentsOf: requests[requests.startIndex + i]) } else { body.append(contentsOf: request(change)) }
         }
         body.append(contentsOf: "]}".utf8)
-        let response = try await http.send(.POST, root + "/batch", body: body)
+        // Only each answer's status is read (and an error's body): a Ferry server then leaves
+        // the records out of its answer (RFC 7240); a Kinto server ignores the preference.
+        let response = try await http.send(.POST, root + "/batch", body: body, headers: [("Prefer", "return=minimal")])
         guard response.status == 200 else { throw KintoEndpoint.failure(response, displayName, "sending a batch of \(changes.count)") }
         let answers = try Self.answers(response, displayName)
         guard answers.count == changes.count else {
