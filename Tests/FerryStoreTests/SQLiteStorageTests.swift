@@ -3,6 +3,7 @@ import FerryTestSupport
 @testable import FerryStore
 import Foundation
 import GRDB
+import GRDBSQLite
 import Testing
 
 /// What every storage backend must do, run against each of them (``SQLiteStorageTests``,
@@ -819,4 +820,58 @@ enum StorageContract {
         }
     }
 
+}
+
+/// SQLite plans a statement again at every execution when a bound value may change its plan
+/// (`SQLITE_STMTSTATUS_REPREPARE`): the statements of a page, a batch's look-up and retention must
+/// not be among them. A page of records was planned anew twice a request, because its bound
+/// `resource_name` was compared with the partial index `objects_groups`.
+@Suite struct StatementPlanTests {
+    /// Times SQLite planned each of `db`'s cached statements again, summed.
+    static func replans(_ db: Database, matching: (String) -> Bool = { _ in true }) -> Int32 {
+        var total: Int32 = 0
+        var statement = sqlite3_next_stmt(db.sqliteConnection, nil)
+        while let current = statement {
+            if matching(String(cString: sqlite3_sql(current))) { total += sqlite3_stmt_status(current, SQLITE_STMTSTATUS_REPREPARE, 0) }
+            statement = sqlite3_next_stmt(db.sqliteConnection, current)
+        }
+        return total
+    }
+
+    @Test func hotStatementsArePlannedOnce() async throws {
+        let (_, queue) = try SQLiteStorageTests.database(upTo: "v5-no-principal-index")
+        try await queue.write { db in
+            let session = SQLiteSession(db: db, pending: PendingTimestamps())
+            let records = StorageContract.records
+            let groups = ResourceKey(parentID: "/buckets/b", resourceName: "group")
+            _ = try session.put(groups, id: "g", data: ["members": ["alice"]], requestedTimestamp: nil)
+            var stamps: [Int64] = []
+            for i in 0..<40 { stamps.append(try session.put(records, id: "r\(i)", data: ["n": .int(Int64(i))], requestedTimestamp: nil).lastModified) }
+            for i in 0..<10 { _ = try session.delete(records, id: "r\(i)", requestedTimestamp: nil) }
+            for round in 0..<5 {
+                let since = stamps[round * 5]
+                for includeDeleted in [false, true] {
+                    var seen = 0
+                    try session.list(records, query: ListQuery(filters: [Filter("last_modified", .gt, .int(since))], limit: 10 + round,
+                                                               includeDeleted: includeDeleted)) { _ in seen += 1; return true }
+                    #expect(seen > 0)
+                }
+                _ = try session.count(records, filters: [Filter("n", .min, .int(Int64(round)))], includeDeleted: false, ids: nil)
+                #expect(try session.objects(records, ids: ["r\(20 + round)", "r\(30 + round)"]).count == 2)
+                _ = try session.tombstoneTimestamp(records, offset: round, newestFirst: round % 2 == 0, atMost: stamps[round])
+                _ = try session.recordsWithoutContentHash(after: (records, "r\(round)"), limit: 5)
+            }
+            _ = try session.dropTombstones(records, through: stamps[2])
+            _ = try session.dropTombstones(records, through: stamps[4])
+            #expect(Self.replans(db) == 0)
+
+            // The same look-up with the kind bound is planned again at each execution: what the
+            // check above would catch.
+            for kind in ["record", "group", "record"] {
+                try RawStatement(db, "SELECT id FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 0",
+                                 [.text(records.parentID), .text(kind)]).forEachRow { _ in true }
+            }
+            #expect(Self.replans(db) { $0.contains("resource_name = ?") } > 0)
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import FerryCore
+import Foundation
 
 /// Builds the WHERE clause of a list query over the `objects` table.
 ///
@@ -11,8 +12,8 @@ struct SQLQueryBuilder {
     var whereClause: String { clauses.joined(separator: " AND ") }
 
     init(key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) {
-        clauses.append("parent_id = ? AND resource_name = ?")
-        arguments += [.text(key.parentID), .text(key.resourceName)]
+        clauses.append("parent_id = ? AND " + Self.resourceName(key.resourceName))
+        arguments.append(.text(key.parentID))
         if !includeDeleted { clauses.append("deleted = 0") }
         if let ids {
             if ids.isEmpty {
@@ -23,6 +24,17 @@ struct SQLQueryBuilder {
             }
         }
         for filter in filters { add(filter) }
+    }
+
+    /// `resource_name = 'record'`: the kind written into the statement, not bound. SQLite plans a
+    /// statement on `objects` by asking whether its `resource_name` term implies the partial index
+    /// `objects_groups` (`resource_name = 'group' AND deleted = 0`); a bound kind there marks the
+    /// parameter as one whose value may change the plan, and every later execution then plans the
+    /// statement again (a page of records did twice a request). The kinds are the server's own
+    /// lower-case names: a cached statement for each. Any other text is written as an SQL string
+    /// literal all the same (its quotes doubled).
+    static func resourceName(_ name: String) -> String {
+        "resource_name = '" + name.replacingOccurrences(of: "'", with: "''") + "'"
     }
 
     /// The SQL expression for a field: a column for `id`, `last_modified` and `deleted`, `json_extract` otherwise.

@@ -349,8 +349,8 @@ struct SQLiteSession: ObjectRows {
         let list = JSON.array(ids.map(JSON.string)).serialized()
         try RawStatement(db, """
             SELECT id, last_modified, deleted, data FROM objects
-            WHERE parent_id = ? AND resource_name = ? AND id IN (SELECT value FROM json_each(?)) AND deleted = 0
-            """, [.text(key.parentID), .text(key.resourceName), .text(list)]).forEachRow { row in
+            WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND id IN (SELECT value FROM json_each(?)) AND deleted = 0
+            """, [.text(key.parentID), .text(list)]).forEachRow { row in
             let object = Self.object(row)
             found[object.id] = object
             return true
@@ -396,18 +396,17 @@ struct SQLiteSession: ObjectRows {
 
     func tombstoneTimestamp(_ key: ResourceKey, offset: Int, newestFirst: Bool, atMost: Int64?) throws -> Int64? {
         try RawStatement(db, """
-            SELECT last_modified FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?
+            SELECT last_modified FROM objects WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?
             ORDER BY last_modified \(newestFirst ? "DESC" : "ASC") LIMIT 1 OFFSET ?
-            """, [.text(key.parentID), .text(key.resourceName), .int(atMost ?? Int64.max), .int(Int64(offset))]).first { $0.int(0) }
+            """, [.text(key.parentID), .int(atMost ?? Int64.max), .int(Int64(offset))]).first { $0.int(0) }
     }
 
     func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int {
-        let arguments: [RawValue] = [.text(key.parentID), .text(key.resourceName), .int(through)]
-        let found = try RawStatement(db, """
-            SELECT count(*), max(last_modified) FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?
-            """, arguments).first { ($0.int(0), $0.int(1)) }
+        let arguments: [RawValue] = [.text(key.parentID), .int(through)]
+        let tombstones = "FROM objects WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?"
+        let found = try RawStatement(db, "SELECT count(*), max(last_modified) " + tombstones, arguments).first { ($0.int(0), $0.int(1)) }
         guard let (count, newest) = found, count > 0 else { return 0 }
-        try RawStatement(db, "DELETE FROM objects WHERE parent_id = ? AND resource_name = ? AND deleted = 1 AND last_modified <= ?", arguments).execute()
+        try RawStatement(db, "DELETE " + tombstones, arguments).execute()
         try RawStatement(db, """
             INSERT INTO tombstone_horizons (parent_id, resource_name, horizon) VALUES (?, ?, ?)
             ON CONFLICT (parent_id, resource_name) DO UPDATE SET horizon = max(horizon, excluded.horizon)
@@ -430,9 +429,10 @@ struct SQLiteSession: ObjectRows {
         var found: [(key: ResourceKey, object: StoredObject)] = []
         try RawStatement(db, """
             SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects
-            WHERE (parent_id, resource_name, id) > (?, ?, ?) AND resource_name = ? AND deleted = 0 AND content_hash IS NULL
+            WHERE (parent_id, resource_name, id) > (?, ?, ?) AND \(SQLQueryBuilder.resourceName(ContentHash.resourceName)) AND deleted = 0
+              AND content_hash IS NULL
             ORDER BY parent_id, resource_name, id LIMIT ?
-            """, start + [.text(ContentHash.resourceName), .int(Int64(limit))]).forEachRow { row in
+            """, start + [.int(Int64(limit))]).forEachRow { row in
             found.append((ResourceKey(parentID: row.text(0), resourceName: row.text(1)),
                           StoredObject(id: row.text(2), lastModified: row.int(3), deleted: row.int(4) != 0, json: row.text(5))))
             return true
