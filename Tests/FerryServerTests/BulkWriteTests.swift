@@ -189,6 +189,63 @@ import Testing
         #expect(puts([put], request: ifMatch) == nil)
     }
 
+    /// A push's batch read from its bytes (``KintoAPI/scannedRecordPuts(_:)``) gives exactly the
+    /// record PUTs the parsed batch gives; anything the walk does not read as the parse would
+    /// (duplicate names, other members, a malformed or too deep body) it leaves to the parse.
+    @Test func scannedBatchesReadAsTheParsedOnes() throws {
+        let run = try Run(bulk: true)
+        func describe(_ puts: RecordPuts?) -> [String]? {
+            puts.map { puts in
+                [puts.records.uri(id: "")] + puts.items.map { "\($0.path)|\($0.id)|\(JSON.object($0.data).serialized())|\($0.ifMatch ?? "-")|\($0.ifNoneMatch ?? "-")" }
+            }
+        }
+        func request(_ text: String) -> APIRequest {
+            APIRequest(method: .post, path: "/batch", query: [], headers: [:], body: Array(text.utf8), identity: Identity(userID: nil, principals: []), baseURL: "")
+        }
+        func scanned(_ text: String) -> [String]? { describe(run.api.scannedRecordPuts(request(text))) }
+        func parsed(_ text: String) -> [String]? {
+            guard case .object(let top)? = try? JSON.parse(text), case .array(let items)? = top["requests"], !items.isEmpty else { return nil }
+            return describe(run.api.recordPuts(items, defaults: top["defaults"] ?? .object([:]), request: request(text)))
+        }
+        let r = Self.records
+        let put = #"{"method":"PUT","path":"\#(r)/a","body":{"data":{"age":1,"name":"Zoë \"q\"","tags":["x",{"y":null}]}}}"#
+        let many = (0..<300).map { #"{"method":"put","path":"/v1\#(r)/r\#($0)","body":{"data":{"n":\#($0)}}}"# }.joined(separator: ",")
+        let taken = [
+            #"{"requests":[\#(put),\#(put)]}"#,
+            #"{"requests":[\#(many)]}"#,
+            #"{"defaults":{"method":"put"},"requests":[{"path":"\#(r)/b","body":{"data":{}}},{"path":"/v1\#(r)/c","body":{"data":{"a":1.5e3}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/b","body":{"data":{}},"headers":{"If-None-Match":"*"}},{"headers":{"if-match":"\"12\""},"body":{"data":{"k":true}},"path":"\#(r)/c","method":"PUT"}]}"#,
+            #"{"requests":[{"meth\u006fd":"PUT","p\u0061th":"\#(r)/\u0061b","body":{"data":{"\u00e9":"\ud83d\ude00"}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"/buckets/m%61in/collections/users/records/%41bc","body":{"data":{}}},{"method":"PUT","path":"\#(r)/x%2Dy","body":{"data":{}}},{"method":"PUT","path":"\#(r)/d","body":{"data":{}}}]}"#,
+            " \n{ \"requests\" : [ { \"method\" : \"PUT\" , \"path\" : \"\(r)/w\" , \"body\" : { \"data\" : { \"a\" : [ 1 , 2 ] } } } ] } \n",
+        ]
+        for text in taken {
+            #expect(scanned(text) != nil, "\(text.prefix(200))")
+            #expect(scanned(text) == parsed(text), "\(text.prefix(200))")
+        }
+        let deep = String(repeating: #"{"a":"#, count: 62) + "1" + String(repeating: "}", count: 62)
+        let left = [
+            #"{"requests":[\#(put)]} x"#, #"{"requests":[\#(put)],"requests":[\#(put)]}"#, #"{"requests":[\#(put)],"other":1}"#,
+            #"{"requests":[]}"#, #"{"requests":{}}"#, #"{"defaults":{"headers":{"If-Match":"*"}},"requests":[\#(put)]}"#,
+            #"{"defaults":{"method":"DELETE"},"requests":[{"path":"\#(r)/a","body":{"data":{}}}]}"#, #"{"defaults":null,"requests":[\#(put)]}"#,
+            #"{"requests":[{"method":"PUT","method":"PUT","path":"\#(r)/a","body":{"data":{}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{"id":"a"}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{},"permissions":{}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{},"data":{}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":\#(deep)}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a?x=1","body":{"data":{}}}]}"#,
+            #"{"requests":[\#(put),{"method":"PUT","path":"/buckets/main/collections/other/records/a","body":{"data":{}}}]}"#,
+            #"{"requests":[\#(put),{"method":"PUT","path":"\#(r)/a/b","body":{"data":{}}}]}"#,
+            #"{"requests":[\#(put),{"method":"PUT","path":"\#(r)/","body":{"data":{}}}]}"#,
+            "{\"requests\":[{\"method\":\"PUT\",\"path\":\"\(r)/a\",\"body\":{\"data\":{\"s\":\"\u{1}\"}}}]}",
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{"n":01}}}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{}},"headers":{"X":"y"}}]}"#,
+        ]
+        for text in left { #expect(scanned(text) == nil, "\(text.prefix(200))") }
+        // Every body the walk takes is one the parse takes the same way.
+        for text in taken + left where scanned(text) != nil { #expect(scanned(text) == parsed(text)) }
+    }
+
     /// The same on PostgreSQL (its backend reads the records one by one, through the same path).
     @Test func bulkPathOnPostgresAnswersAndStoresAsOneRequestAtATime() async throws {
         guard PostgresCluster.enabled else { return }

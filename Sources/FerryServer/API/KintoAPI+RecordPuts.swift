@@ -42,53 +42,170 @@ struct RecordPuts: Sendable {
     }
 }
 
-extension KintoAPI {
-    /// The batch's record `PUT`s, when every sub-request is one this path answers as the general
-    /// path would (nil: the general path answers).
-    func recordPuts(_ items: [JSON], defaults: JSON, request: APIRequest) -> RecordPuts? {
-        guard settings.bulkRecordWrites, !settings.readonly,
-              request.headers["if-match"] == nil, request.headers["if-none-match"] == nil else { return nil }
-        var records: ObjectPath?
-        var parsed: [(path: String, id: String, data: [String: JSON], ifMatch: String?, ifNoneMatch: String?)] = []
-        parsed.reserveCapacity(items.count)
-        for item in items {
-            guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
-                  members.keys.allSatisfy({ $0 == "method" || $0 == "path" || $0 == "body" || $0 == "headers" }),
-                  members["method"]?.stringValue?.uppercased() == "PUT",
-                  var path = members["path"]?.stringValue, path.utf8.count <= 4096, !path.utf8.contains(UInt8(ascii: "?")),
-                  case .object(let body)? = members["body"], body.count == 1, case .object(let data)? = body["data"],
-                  data["id"] == nil, data["last_modified"] == nil else { return nil }
-            var ifMatch: String?
-            var ifNoneMatch: String?
-            if let headers = members["headers"] {
-                guard case .object(let headers) = headers else { return nil }
-                for (name, value) in headers {
-                    guard let value = value.stringValue else { return nil }
-                    switch name.lowercased() {
-                    case "if-match" where ifMatch == nil: ifMatch = value
-                    case "if-none-match" where ifNoneMatch == nil: ifNoneMatch = value
-                    default: return nil
-                    }
-                }
+/// Gathers a batch's record `PUT`s one at a time, while each is one ``RecordPuts`` answers: its
+/// path names a record of the same collection as the others, its data has no `id` nor
+/// `last_modified`, and it has no headers but its preconditions.
+struct RecordPutsBuilder {
+    private var records: ObjectPath?
+    private var items: [(path: String, id: String, data: [String: JSON], ifMatch: String?, ifNoneMatch: String?)] = []
+    /// The path before the id of the last record taken (as sent, with `/` at its end): the
+    /// records of a batch mostly share it, and then only the id is decoded and checked.
+    private var prefix: [UInt8] = []
+
+    init(capacity: Int) { items.reserveCapacity(capacity) }
+
+    /// Takes one sub-request; false when it is not one of these (the batch goes the general way).
+    mutating func add(path rawPath: String, data: [String: JSON], headers: [String: JSON]?) -> Bool {
+        guard data["id"] == nil, data["last_modified"] == nil else { return false }
+        var ifMatch: String?
+        var ifNoneMatch: String?
+        for (name, value) in headers ?? [:] {
+            guard let value = value.stringValue else { return false }
+            switch name.lowercased() {
+            case "if-match" where ifMatch == nil: ifMatch = value
+            case "if-none-match" where ifNoneMatch == nil: ifNoneMatch = value
+            default: return false
             }
-            if path.hasPrefix("/v1/") { path.removeFirst(3) }
+        }
+        var path = rawPath
+        guard path.utf8.count <= 4096, !path.utf8.contains(UInt8(ascii: "?")) else { return false }
+        if path.hasPrefix("/v1/") { path.removeFirst(3) }
+        let id: String
+        if records != nil, path.utf8.count > prefix.count, path.utf8.starts(with: prefix),
+           !path.utf8.dropFirst(prefix.count).contains(UInt8(ascii: "/")) {
+            id = APIRequest.percentDecode(Substring(path.utf8.dropFirst(prefix.count)))
+            guard ObjectID.isValid(id) else { return false }
+        } else {
             // As ``Route`` splits it (bytes, not characters: a thousand paths a batch).
             let segments = path.utf8.split(separator: UInt8(ascii: "/")).map { APIRequest.percentDecode(Substring($0)) }
             guard segments.count == 6, segments[0] == "buckets", segments[2] == "collections", segments[4] == "records",
-                  segments[1] != "default", ObjectID.isValid(segments[1]), ObjectID.isValid(segments[3]), ObjectID.isValid(segments[5]) else { return nil }
+                  segments[1] != "default", ObjectID.isValid(segments[1]), ObjectID.isValid(segments[3]), ObjectID.isValid(segments[5]) else { return false }
             if let records {
-                guard records.bucket == segments[1], records.collection == segments[3] else { return nil }
+                guard records.bucket == segments[1], records.collection == segments[3] else { return false }
             } else {
                 records = ObjectPath(kind: .record, bucket: segments[1], collection: segments[3])
             }
-            parsed.append((path, segments[5], data, ifMatch, ifNoneMatch))
+            // The prefix is taken only as a plain path writes it (no empty segment, nothing encoded).
+            let last = path.utf8.lastIndex(of: UInt8(ascii: "/"))!
+            let candidate = Array(path.utf8[...last])
+            prefix = candidate.contains(UInt8(ascii: "%")) || candidate.contains(UInt8(ascii: "+"))
+                || path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).count != 7 ? [] : candidate
+            id = segments[5]
         }
-        guard let records, !parsed.isEmpty else { return nil }
-        // Serialized once every sub-request is known to qualify (else the general path does it).
-        return RecordPuts(records: records, items: parsed.map { item in
+        items.append((path, id, data, ifMatch, ifNoneMatch))
+        return true
+    }
+
+    /// The puts gathered, each serialized (nil when there were none).
+    func build() -> RecordPuts? {
+        guard let records, !items.isEmpty else { return nil }
+        return RecordPuts(records: records, items: items.map { item in
             RecordPuts.Item(path: item.path, id: item.id, data: item.data, text: RecordText(item.data, hashedAs: item.id),
                             ifMatch: item.ifMatch, ifNoneMatch: item.ifNoneMatch)
         })
+    }
+}
+
+extension KintoAPI {
+    /// Whether a batch of this request may be answered by ``RecordPuts`` at all.
+    func mayTakeRecordPuts(_ request: APIRequest) -> Bool {
+        settings.bulkRecordWrites && !settings.readonly && request.headers["if-match"] == nil && request.headers["if-none-match"] == nil
+    }
+
+    /// The batch's record `PUT`s, when every sub-request is one this path answers as the general
+    /// path would (nil: the general path answers).
+    func recordPuts(_ items: [JSON], defaults: JSON, request: APIRequest) -> RecordPuts? {
+        guard mayTakeRecordPuts(request) else { return nil }
+        var builder = RecordPutsBuilder(capacity: items.count)
+        for item in items {
+            guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
+                  members.keys.allSatisfy({ $0 == "method" || $0 == "path" || $0 == "body" || $0 == "headers" }),
+                  members["method"]?.stringValue?.uppercased() == "PUT", let path = members["path"]?.stringValue,
+                  case .object(let body)? = members["body"], body.count == 1, case .object(let data)? = body["data"] else { return nil }
+            var headers: [String: JSON]?
+            if let given = members["headers"] {
+                guard case .object(let given) = given else { return nil }
+                headers = given
+            }
+            guard builder.add(path: path, data: data, headers: headers) else { return nil }
+        }
+        // Serialized once every sub-request is known to qualify (else the general path does it).
+        return builder.build()
+    }
+
+    /// The batch's record `PUT`s read straight from the body's bytes, without building the
+    /// batch's JSON (its objects, their copies merged with `defaults`, and freeing them were two
+    /// thirds of preparing a push's batch): nil whenever the body is anything but a `requests`
+    /// list of record `PUT`s (and `defaults` of at most `"method": "PUT"`), or is not valid JSON,
+    /// or is deeper than this walk reads; the general parse then answers it, as before.
+    func scannedRecordPuts(_ request: APIRequest) -> RecordPuts? {
+        guard mayTakeRecordPuts(request), request.parsedBody == nil else { return nil }
+        let method = Array("method".utf8), path = Array("path".utf8), body = Array("body".utf8), headers = Array("headers".utf8)
+        let data = Array("data".utf8), requests = Array("requests".utf8), defaults = Array("defaults".utf8)
+        // Records sit four levels down (the batch, its list, a request, its body): read with a
+        // smaller depth than the general parse allows, so nothing it refuses is taken here.
+        let recordDepth = JSON.defaultMaxDepth - 5
+        return try? request.body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> RecordPuts? in
+            var list: UnsafeRawBufferPointer?
+            var defaultMethod: String?
+            var seenDefaults = false
+            guard try JSON.forEachRawMember(ofObject: buffer, { name, value in
+                if name.equals(requests), list == nil {
+                    list = value
+                    return true
+                }
+                guard name.equals(defaults), !seenDefaults, case .object(let given) = try JSON.parse(value, maxDepth: 4),
+                      given.keys.allSatisfy({ $0 == "method" }) else { return false }
+                seenDefaults = true
+                if let given = given["method"] {
+                    guard let text = given.stringValue, text.uppercased() == "PUT" else { return false }
+                    defaultMethod = text
+                }
+                return true
+            }), let list else { return nil }
+            var builder = RecordPutsBuilder(capacity: 1000)
+            var count = 0
+            var taken = true
+            guard try JSON.forEachElement(ofArray: list, { element in
+                guard taken else { return }
+                count += 1
+                var fields: (method: String?, path: String?, data: [String: JSON]?, headers: [String: JSON]?) = (defaultMethod, nil, nil, nil)
+                var seen: (method: Bool, path: Bool, body: Bool, headers: Bool) = (false, false, false, false)
+                taken = try JSON.forEachRawMember(ofObject: element) { name, value in
+                    if name.equals(method), !seen.method {
+                        seen.method = true
+                        fields.method = try JSON.parse(value, maxDepth: 1).stringValue
+                        return fields.method != nil
+                    } else if name.equals(path), !seen.path {
+                        seen.path = true
+                        fields.path = try JSON.parse(value, maxDepth: 1).stringValue
+                        return fields.path != nil
+                    } else if name.equals(headers), !seen.headers {
+                        seen.headers = true
+                        guard case .object(let given) = try JSON.parse(value, maxDepth: 2) else { return false }
+                        fields.headers = given
+                        return true
+                    } else if name.equals(body), !seen.body {
+                        seen.body = true
+                        var record: [String: JSON]?
+                        guard try JSON.forEachRawMember(ofObject: value, { name, value in
+                            guard name.equals(data), record == nil, case .object(let members) = try JSON.parse(value, maxDepth: recordDepth) else { return false }
+                            record = members
+                            return true
+                        }) else { return false }
+                        fields.data = record
+                        return record != nil
+                    }
+                    return false
+                }
+                guard taken, fields.method?.uppercased() == "PUT", let path = fields.path, let data = fields.data else {
+                    taken = false
+                    return
+                }
+                taken = builder.add(path: path, data: data, headers: fields.headers)
+            }), taken, count > 0, count <= settings.batchMaxRequests else { return nil }
+            return builder.build()
+        }
     }
 
     /// Answers `puts` (nil when the caller may not write the collection or it does not exist:
