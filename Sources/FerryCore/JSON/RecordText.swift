@@ -21,12 +21,11 @@ public struct RecordText: Sendable {
         hashed.removeValue(forKey: "last_modified")
         hashedFields = hashed
         var hasNull = false
-        for key in JSON.sortedKeys(members) where key != "id" && key != "last_modified" {
-            let value = members[key]!
+        for (key, value) in JSON.sortedMembers(members) where key != "id" && key != "last_modified" {
             if value == .null { hasNull = true }
-            if key.utf16.lexicographicallyPrecedes("id".utf16) {
+            if JSON.keyPrecedes(key, "id") {
                 Self.append(key, value, to: &parts.0)
-            } else if key.utf16.lexicographicallyPrecedes("last_modified".utf16) {
+            } else if JSON.keyPrecedes(key, "last_modified") {
                 Self.append(key, value, to: &parts.1)
             } else {
                 Self.append(key, value, to: &parts.2)
@@ -40,15 +39,22 @@ public struct RecordText: Sendable {
         // `null` members, which only the slower way drops): hashed from the parts just written.
         let (before, between, after) = parts
         hash = (id, hasNull ? RecordHash(fields: hashed, keyField: "id", keyText: id).bytes : RecordHash(canonical: { update in
-            update(before.isEmpty ? Array(#"{"id":"#.utf8) : [UInt8(ascii: "{")] + before + Array(#","id":"#.utf8))
+            // One buffer, one update of the digest.
             var text: [UInt8] = []
-            JSON.writeString(id, to: &text)
-            update(text)
-            for part in [between, after] where !part.isEmpty {
-                update([UInt8(ascii: ",")])
-                update(part)
+            text.reserveCapacity(before.count + between.count + after.count + id.utf8.count + 16)
+            text.append(UInt8(ascii: "{"))
+            if !before.isEmpty {
+                text.append(contentsOf: before)
+                text.append(UInt8(ascii: ","))
             }
-            update([UInt8(ascii: "}")])
+            text.append(contentsOf: #""id":"#.utf8)
+            JSON.writeString(id, to: &text)
+            for part in [between, after] where !part.isEmpty {
+                text.append(UInt8(ascii: ","))
+                text.append(contentsOf: part)
+            }
+            text.append(UInt8(ascii: "}"))
+            update(text)
         }).bytes)
     }
 
