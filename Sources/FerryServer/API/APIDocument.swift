@@ -71,6 +71,7 @@ struct APIDocument {
             ok("200", "PermissionList")
         case .batch:
             op["requestBody"] = Self.body("BatchRequest")
+            parameters.append(Self.header("Prefer", "`return=minimal` (RFC 7240): each write that succeeds answers without its `body`"))
             ok("200", "BatchResponse")
         case .accounts(nil):
             if method == .post {
@@ -482,7 +483,8 @@ struct APIDocument {
                     ],
                 ],
                 "BatchResponse": ["type": "object", "required": ["responses"], "properties": ["responses": ["type": "array", "items": [
-                    "type": "object", "required": ["status", "path", "body", "headers"],
+                    // No `body` for a write that succeeded under `Prefer: return=minimal`.
+                    "type": "object", "required": ["status", "path", "headers"],
                     "properties": ["status": ["type": "integer"], "path": ["type": "string"], "body": [:], "headers": ["type": "object"]],
                 ]]]],
                 "AccountWrite": [
