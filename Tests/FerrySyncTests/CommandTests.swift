@@ -295,12 +295,22 @@ import Testing
     static let killRecords = 200_000
 
     /// Starts `ferry ARGS` several times, killing it with SIGKILL at random moments, then lets it finish.
+    /// - Parameter progress: when given, each kill comes a random 0-200 ms after it first holds
+    ///   (a sync that can finish in under a second is then still hit while it works), not at a
+    ///   random 0.4-2.5 s after the start.
     /// - Returns: how many kills hit a running sync.
-    func killRepeatedly(_ arguments: [String], in dir: TempDir, times: Int = 3, environment: [String: String] = [:]) async throws -> Int {
+    func killRepeatedly(_ arguments: [String], in dir: TempDir, times: Int = 3, environment: [String: String] = [:],
+                        progress: (@Sendable () -> Bool)? = nil) async throws -> Int {
         var hits = 0
         for _ in 0..<times {
             let process = Ferry.start(arguments, in: dir.path, environment: environment, quiet: true)
-            try await Task.sleep(for: .milliseconds(Int.random(in: 400...2_500)))
+            if let progress {
+                let deadline = ContinuousClock.now + .seconds(60)
+                while process.isRunning, !progress(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0...200)))
+            } else {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 400...2_500)))
+            }
             if process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
                 hits += 1
@@ -356,7 +366,12 @@ import Testing
         #expect(into >= 1)
         try await verify("sqlite:src.db#users", url, in: dir, environment: auth)
 
-        let outOf = try await killRepeatedly(["sync", url, "sqlite:copy.db#users", "--mode", "incremental"], in: dir, environment: auth)
+        // Reading the server is quick (a second or so for all of it): each kill comes once the
+        // copy has begun to fill (its log or file past 64 KiB), else all three could come too late.
+        let copy = dir.file("copy.db")
+        let outOf = try await killRepeatedly(["sync", url, "sqlite:copy.db#users", "--mode", "incremental"], in: dir, environment: auth) {
+            [copy, copy + "-wal"].reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) } > 65_536
+        }
         #expect(outOf >= 1)
         try await verify(url, "sqlite:copy.db#users", in: dir, environment: auth)
         #expect(try countRows(dir.file("copy.db")) == Self.killRecords)
