@@ -192,7 +192,7 @@ import Testing
     /// A push's batch read from its bytes (``KintoAPI/scannedRecordPuts(_:)``) gives exactly the
     /// record PUTs the parsed batch gives; anything the walk does not read as the parse would
     /// (duplicate names, other members, a malformed or too deep body) it leaves to the parse.
-    @Test func scannedBatchesReadAsTheParsedOnes() throws {
+    @Test func scannedBatchesReadAsTheParsedOnes() async throws {
         let run = try Run(bulk: true)
         func describe(_ puts: RecordPuts?) -> [String]? {
             puts.map { puts in
@@ -202,7 +202,7 @@ import Testing
         func request(_ text: String) -> APIRequest {
             APIRequest(method: .post, path: "/batch", query: [], headers: [:], body: Array(text.utf8), identity: Identity(userID: nil, principals: []), baseURL: "")
         }
-        func scanned(_ text: String) -> [String]? { describe(run.api.scannedRecordPuts(request(text))) }
+        func scanned(_ text: String) async -> [String]? { describe(await run.api.scannedRecordPuts(request(text))) }
         func parsed(_ text: String) -> [String]? {
             guard case .object(let top)? = try? JSON.parse(text), case .array(let items)? = top["requests"], !items.isEmpty else { return nil }
             return describe(run.api.recordPuts(items, defaults: top["defaults"] ?? .object([:]), request: request(text)))
@@ -220,8 +220,9 @@ import Testing
             " \n{ \"requests\" : [ { \"method\" : \"PUT\" , \"path\" : \"\(r)/w\" , \"body\" : { \"data\" : { \"a\" : [ 1 , 2 ] } } } ] } \n",
         ]
         for text in taken {
-            #expect(scanned(text) != nil, "\(text.prefix(200))")
-            #expect(scanned(text) == parsed(text), "\(text.prefix(200))")
+            let walked = await scanned(text)
+            #expect(walked != nil, "\(text.prefix(200))")
+            #expect(walked == parsed(text), "\(text.prefix(200))")
         }
         let deep = String(repeating: #"{"a":"#, count: 62) + "1" + String(repeating: "}", count: 62)
         let left = [
@@ -241,9 +242,7 @@ import Testing
             #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{"n":01}}}]}"#,
             #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{}},"headers":{"X":"y"}}]}"#,
         ]
-        for text in left { #expect(scanned(text) == nil, "\(text.prefix(200))") }
-        // Every body the walk takes is one the parse takes the same way.
-        for text in taken + left where scanned(text) != nil { #expect(scanned(text) == parsed(text)) }
+        for text in left { #expect(await scanned(text) == nil, "\(text.prefix(200))") }
     }
 
     /// The same on PostgreSQL (its backend reads the records one by one, through the same path).

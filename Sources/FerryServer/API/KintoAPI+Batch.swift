@@ -8,7 +8,7 @@ extension KintoAPI {
     /// changes nothing, the others still apply (as in Kinto).
     func batch(_ request: APIRequest) async throws -> APIResponse {
         // A sync's push: its record PUTs read from the bytes, the batch's JSON never built.
-        if let puts = scannedRecordPuts(request), let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
+        if let puts = await scannedRecordPuts(request), let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
             return Self.withPreferenceApplied(response, request)
         }
         guard case .object(let top)? = try request.jsonBody(emptyIsNil: false) else {

@@ -46,17 +46,25 @@ struct RecordPuts: Sendable {
 /// path names a record of the same collection as the others, its data has no `id` nor
 /// `last_modified`, and it has no headers but its preconditions.
 struct RecordPutsBuilder {
-    private var records: ObjectPath?
-    private var items: [(path: String, id: String, data: [String: JSON], ifMatch: String?, ifNoneMatch: String?)] = []
+    /// What a sub-request's path and headers say (its data is taken apart from them).
+    struct Head: Sendable {
+        let path: String
+        let id: String
+        let ifMatch: String?
+        let ifNoneMatch: String?
+    }
+
+    private(set) var records: ObjectPath?
+    private(set) var heads: [Head] = []
     /// The path before the id of the last record taken (as sent, with `/` at its end): the
     /// records of a batch mostly share it, and then only the id is decoded and checked.
     private var prefix: [UInt8] = []
 
-    init(capacity: Int) { items.reserveCapacity(capacity) }
+    init(capacity: Int) { heads.reserveCapacity(capacity) }
 
-    /// Takes one sub-request; false when it is not one of these (the batch goes the general way).
-    mutating func add(path rawPath: String, data: [String: JSON], headers: [String: JSON]?) -> Bool {
-        guard data["id"] == nil, data["last_modified"] == nil else { return false }
+    /// Takes one sub-request's path and headers; false when it is not one of these (the batch
+    /// goes the general way). Its data is checked by ``item(_:_:)``.
+    mutating func add(path rawPath: String, headers: [String: JSON]?) -> Bool {
         var ifMatch: String?
         var ifNoneMatch: String?
         for (name, value) in headers ?? [:] {
@@ -92,17 +100,29 @@ struct RecordPutsBuilder {
                 || path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).count != 7 ? [] : candidate
             id = segments[5]
         }
-        items.append((path, id, data, ifMatch, ifNoneMatch))
+        heads.append(Head(path: path, id: id, ifMatch: ifMatch, ifNoneMatch: ifNoneMatch))
         return true
     }
 
-    /// The puts gathered, each serialized (nil when there were none).
-    func build() -> RecordPuts? {
-        guard let records, !items.isEmpty else { return nil }
-        return RecordPuts(records: records, items: items.map { item in
-            RecordPuts.Item(path: item.path, id: item.id, data: item.data, text: RecordText(item.data, hashedAs: item.id),
-                            ifMatch: item.ifMatch, ifNoneMatch: item.ifNoneMatch)
-        })
+    /// The put of `head` with `data`, serialized; nil when the data names its own `id` or
+    /// `last_modified` (the general path answers those).
+    static func item(_ head: Head, _ data: [String: JSON]) -> RecordPuts.Item? {
+        guard data["id"] == nil, data["last_modified"] == nil else { return nil }
+        return RecordPuts.Item(path: head.path, id: head.id, data: data, text: RecordText(data, hashedAs: head.id),
+                               ifMatch: head.ifMatch, ifNoneMatch: head.ifNoneMatch)
+    }
+
+    /// The puts gathered with their data (one for each, in order), each serialized; nil when
+    /// there were none or one does not qualify.
+    func build(_ data: [[String: JSON]]) -> RecordPuts? {
+        guard let records, !heads.isEmpty, data.count == heads.count else { return nil }
+        var items: [RecordPuts.Item] = []
+        items.reserveCapacity(heads.count)
+        for (head, data) in zip(heads, data) {
+            guard let item = Self.item(head, data) else { return nil }
+            items.append(item)
+        }
+        return RecordPuts(records: records, items: items)
     }
 }
 
@@ -117,6 +137,8 @@ extension KintoAPI {
     func recordPuts(_ items: [JSON], defaults: JSON, request: APIRequest) -> RecordPuts? {
         guard mayTakeRecordPuts(request) else { return nil }
         var builder = RecordPutsBuilder(capacity: items.count)
+        var records: [[String: JSON]] = []
+        records.reserveCapacity(items.count)
         for item in items {
             guard case .object(let members) = Self.mergeDefaults(defaults, into: item), members.count <= 4,
                   members.keys.allSatisfy({ $0 == "method" || $0 == "path" || $0 == "body" || $0 == "headers" }),
@@ -127,10 +149,11 @@ extension KintoAPI {
                 guard case .object(let given) = given else { return nil }
                 headers = given
             }
-            guard builder.add(path: path, data: data, headers: headers) else { return nil }
+            guard builder.add(path: path, headers: headers) else { return nil }
+            records.append(data)
         }
         // Serialized once every sub-request is known to qualify (else the general path does it).
-        return builder.build()
+        return builder.build(records)
     }
 
     /// The batch's record `PUT`s read straight from the body's bytes, without building the
@@ -138,14 +161,39 @@ extension KintoAPI {
     /// thirds of preparing a push's batch): nil whenever the body is anything but a `requests`
     /// list of record `PUT`s (and `defaults` of at most `"method": "PUT"`), or is not valid JSON,
     /// or is deeper than this walk reads; the general parse then answers it, as before.
-    func scannedRecordPuts(_ request: APIRequest) -> RecordPuts? {
-        guard mayTakeRecordPuts(request), request.parsedBody == nil else { return nil }
-        let method = Array("method".utf8), path = Array("path".utf8), body = Array("body".utf8), headers = Array("headers".utf8)
+    ///
+    /// The walk finds each record's data; parsing and serializing them (most of the work) is
+    /// shared by two tasks in a large batch, so a lone batch has both cores.
+    func scannedRecordPuts(_ request: APIRequest) async -> RecordPuts? {
+        guard mayTakeRecordPuts(request), request.parsedBody == nil,
+              let (builder, ranges) = Self.walkRecordPuts(request.body, maxRequests: settings.batchMaxRequests),
+              let records = builder.records else { return nil }
+        let heads = builder.heads
+        let body = request.body
+        let count = heads.count
+        let parts = count >= Self.sharedPrepareCount ? [0..<count / 2, count / 2..<count] : [0..<count]
+        let items: [[RecordPuts.Item]?] = await withTaskGroup(of: (Int, [RecordPuts.Item]?).self) { group in
+            for (n, part) in parts.enumerated().dropFirst() {
+                group.addTask { (n, Self.recordItems(body, heads, ranges, part)) }
+            }
+            var items: [[RecordPuts.Item]?] = Array(repeating: nil, count: parts.count)
+            items[0] = Self.recordItems(body, heads, ranges, parts[0])
+            for await (n, part) in group { items[n] = part }
+            return items
+        }
+        guard items.allSatisfy({ $0 != nil }) else { return nil }
+        return RecordPuts(records: records, items: items.flatMap { $0! })
+    }
+
+    /// Records from which a batch's data is parsed by two tasks.
+    static let sharedPrepareCount = 200
+
+    /// The walk of ``scannedRecordPuts(_:)``: each sub-request's path and headers, and where its
+    /// data is in `body`; nil when the body is not one it takes.
+    static func walkRecordPuts(_ body: [UInt8], maxRequests: Int) -> (RecordPutsBuilder, [Range<Int>])? {
+        let method = Array("method".utf8), path = Array("path".utf8), bodyName = Array("body".utf8), headers = Array("headers".utf8)
         let data = Array("data".utf8), requests = Array("requests".utf8), defaults = Array("defaults".utf8)
-        // Records sit four levels down (the batch, its list, a request, its body): read with a
-        // smaller depth than the general parse allows, so nothing it refuses is taken here.
-        let recordDepth = JSON.defaultMaxDepth - 5
-        return try? request.body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> RecordPuts? in
+        return try? body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> (RecordPutsBuilder, [Range<Int>])? in
             var list: UnsafeRawBufferPointer?
             var defaultMethod: String?
             var seenDefaults = false
@@ -164,12 +212,12 @@ extension KintoAPI {
                 return true
             }), let list else { return nil }
             var builder = RecordPutsBuilder(capacity: 1000)
-            var count = 0
+            var ranges: [Range<Int>] = []
+            ranges.reserveCapacity(1000)
             var taken = true
             guard try JSON.forEachElement(ofArray: list, { element in
                 guard taken else { return }
-                count += 1
-                var fields: (method: String?, path: String?, data: [String: JSON]?, headers: [String: JSON]?) = (defaultMethod, nil, nil, nil)
+                var fields: (method: String?, path: String?, data: Range<Int>?, headers: [String: JSON]?) = (defaultMethod, nil, nil, nil)
                 var seen: (method: Bool, path: Bool, body: Bool, headers: Bool) = (false, false, false, false)
                 taken = try JSON.forEachRawMember(ofObject: element) { name, value in
                     if name.equals(method), !seen.method {
@@ -185,26 +233,45 @@ extension KintoAPI {
                         guard case .object(let given) = try JSON.parse(value, maxDepth: 2) else { return false }
                         fields.headers = given
                         return true
-                    } else if name.equals(body), !seen.body {
+                    } else if name.equals(bodyName), !seen.body {
                         seen.body = true
-                        var record: [String: JSON]?
-                        guard try JSON.forEachRawMember(ofObject: value, { name, value in
-                            guard name.equals(data), record == nil, case .object(let members) = try JSON.parse(value, maxDepth: recordDepth) else { return false }
-                            record = members
+                        // Its only member is `data`, an object (parsed later, ``recordItems``).
+                        return try JSON.forEachRawMember(ofObject: value) { name, value in
+                            guard name.equals(data), fields.data == nil, value.first == UInt8(ascii: "{") else { return false }
+                            let start = value.baseAddress! - buffer.baseAddress!
+                            fields.data = start..<(start + value.count)
                             return true
-                        }) else { return false }
-                        fields.data = record
-                        return record != nil
+                        } && fields.data != nil
                     }
                     return false
                 }
-                guard taken, fields.method?.uppercased() == "PUT", let path = fields.path, let data = fields.data else {
+                guard taken, fields.method?.uppercased() == "PUT", let path = fields.path, let data = fields.data,
+                      ranges.count < maxRequests else {
                     taken = false
                     return
                 }
-                taken = builder.add(path: path, data: data, headers: fields.headers)
-            }), taken, count > 0, count <= settings.batchMaxRequests else { return nil }
-            return builder.build()
+                taken = builder.add(path: path, headers: fields.headers)
+                ranges.append(data)
+            }), taken, !ranges.isEmpty else { return nil }
+            return (builder, ranges)
+        } ?? nil
+    }
+
+    /// The puts of `heads[part]`, their data parsed from `ranges` of `body` and serialized; nil
+    /// when one does not parse as the general parse would take it, or does not qualify.
+    static func recordItems(_ body: [UInt8], _ heads: [RecordPutsBuilder.Head], _ ranges: [Range<Int>], _ part: Range<Int>) -> [RecordPuts.Item]? {
+        // Records sit four levels down (the batch, its list, a request, its body): read with a
+        // smaller depth than the general parse allows, so nothing it refuses is taken here.
+        let depth = JSON.defaultMaxDepth - 5
+        return body.withUnsafeBytes { buffer -> [RecordPuts.Item]? in
+            var items: [RecordPuts.Item] = []
+            items.reserveCapacity(part.count)
+            for i in part {
+                guard case .object(let data)? = try? JSON.parse(UnsafeRawBufferPointer(rebasing: buffer[ranges[i]]), maxDepth: depth),
+                      let item = RecordPutsBuilder.item(heads[i], data) else { return nil }
+                items.append(item)
+            }
+            return items
         }
     }
 
