@@ -40,6 +40,7 @@ struct Sync: AsyncParsableCommand {
     @Flag(name: .long, help: "Read and plan, change nothing; with diff, print the plan.") var dryRun = false
     @Flag(name: .long, help: "Compare both sides after the run (count and digest).") var verify = false
     @Flag(name: .long, help: "Stop at the first rejected record.") var strict = false
+    @Option(name: .long, help: ArgumentHelp("How full a PostgreSQL table Ferry creates fills its pages, 10 to 100 percent (default: 50, leaving room for updates).", valueName: "PERCENT")) var fillFactor: Int?
     @Flag(name: .long, help: "Forget the job's checkpoint and start from the beginning.") var reset = false
     @Flag(name: .long, help: "Print a JSON report on stdout.") var json = false
     @Option(name: .long, help: ArgumentHelp("Run again at this interval (30s, 5m, 2h), in one long-lived process.", valueName: "INTERVAL")) var every: String?
@@ -82,6 +83,7 @@ struct Sync: AsyncParsableCommand {
         spec.dryRun = dryRun
         spec.verify = verify
         spec.strict = strict
+        spec.fillFactor = fillFactor
         if follow {
             spec.trigger = .follow(pollInterval: try pollSeconds())
         } else if let schedule = try schedule() {

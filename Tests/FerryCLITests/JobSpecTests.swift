@@ -17,6 +17,10 @@ import Testing
          "--batch-size must be between 1 and 100000, not 0", "j.yml:5: batch_size must be between 1 and 100000, not 0"),
         (["--retries", "101"], "    retries: 101\n",
          "--retries must be between 0 and 100, not 101", "j.yml:5: retries must be between 0 and 100, not 101"),
+        (["--fill-factor", "9"], "    fill_factor: 9\n",
+         "--fill-factor must be between 10 and 100 (percent of each page), not 9", "j.yml:5: fill_factor must be between 10 and 100 (percent of each page), not 9"),
+        (["--fill-factor", "101"], "    fill_factor: 101\n",
+         "--fill-factor must be between 10 and 100 (percent of each page), not 101", "j.yml:5: fill_factor must be between 10 and 100 (percent of each page), not 101"),
         (["--mode", "sometimes"], "    mode: sometimes\n",
          "--mode must be full, incremental, diff or two-way, not \"sometimes\"", "j.yml:5: mode must be full, incremental, diff or two-way, not \"sometimes\""),
         (["--mode", "diff", "--delete"], "    mode: diff\n    delete: true\n",
@@ -95,7 +99,7 @@ import Testing
     @Test func theSameJobFromEachPlaceIsTheSameSpec() throws {
         let flags = try Sync.parse([
             "sqlite:a.db#users", "http://127.0.0.1:1/v1/buckets/b/collections/c", "--mode", "incremental", "--cursor-field", "updated_at",
-            "--key", "uid", "--batch-size", "250", "--retries", "2", "--verify", "--strict", "--no-reconcile", "--every", "5m",
+            "--key", "uid", "--batch-size", "250", "--fill-factor", "70", "--retries", "2", "--verify", "--strict", "--no-reconcile", "--every", "5m",
             "--rename", "username=name", "--drop", "internal", "--set", "origin=\"crm\"", "--cast", "age=int", "--where", "age>=18",
             "--source-rest", "pagination=page", "--dead-letter", "dl.jsonl", "--job", "backup", "--source-auth", "u:p",
         ]).spec()
@@ -108,6 +112,7 @@ import Testing
                 cursor_field: updated_at
                 key: uid
                 batch_size: 250
+                fill_factor: 70
                 retries: 2
                 verify: true
                 strict: true
@@ -124,7 +129,7 @@ import Testing
 
         let json = #"""
             {"name": "backup", "source": "sqlite:a.db#users", "target": "http://127.0.0.1:1/v1/buckets/b/collections/c",
-             "mode": "incremental", "cursor_field": "updated_at", "key": "uid", "batch_size": 250, "retries": 2, "verify": true,
+             "mode": "incremental", "cursor_field": "updated_at", "key": "uid", "batch_size": 250, "fill_factor": 70, "retries": 2, "verify": true,
              "strict": true, "reconcile": false, "schedule": "every 5m", "source_rest": {"pagination": "page"},
              "dead_letter": "dl.jsonl", "source_auth": "u:p",
              "transform": {"rename": {"username": "name"}, "drop": ["internal"], "set": {"origin": "crm"}, "cast": {"age": "int"}, "filter": ["age>=18"]}}
@@ -133,7 +138,7 @@ import Testing
         #expect(decoded == file)
 
         let job = file.job
-        #expect(job.name == "backup" && job.keyField == "uid" && job.batchSize == 250 && job.retry.maxAttempts == 3 && !job.reconcile)
+        #expect(job.name == "backup" && job.keyField == "uid" && job.batchSize == 250 && job.fillFactor == 70 && job.retry.maxAttempts == 3 && !job.reconcile)
         #expect(job.verify && job.strict && job.deadLetterPath == "dl.jsonl" && job.sourceREST == ["pagination": "page"])
 
         // Defaults agree too: no flags, no keys.

@@ -54,15 +54,21 @@ import Testing
             results.append((first, second, try dump(db, "users"), try declared(db, "users"), dead))
         }
         let (direct, records) = (results[0], results[1])
-        for (a, b) in [(direct.0, records.0), (direct.1, records.1)] {
-            #expect(a.read == b.read && a.created == b.created && a.updated == b.updated && a.failed == b.failed,
-                    "direct: read \(a.read) created \(a.created) updated \(a.updated) failed \(a.failed); records: read \(b.read) created \(b.created) updated \(b.updated) failed \(b.failed)")
-            #expect(b.loadedDirectly == 0)
-        }
+        Self.expectSameCounts([(direct.0, records.0), (direct.1, records.1)])
         #expect(direct.2 == records.2)
         #expect(direct.3 == records.3)
         #expect(direct.4 == records.4)
         return (direct.0, direct.1)
+    }
+
+    /// Each pair of runs (direct, through records) read, created, updated and rejected as many
+    /// records, and the one through records took none directly.
+    static func expectSameCounts(_ pairs: [(SyncReport, SyncReport)], sourceLocation: SourceLocation = #_sourceLocation) {
+        for (a, b) in pairs {
+            #expect(a.read == b.read && a.created == b.created && a.updated == b.updated && a.failed == b.failed,
+                    "direct: read \(a.read) created \(a.created) updated \(a.updated) failed \(a.failed); records: read \(b.read) created \(b.created) updated \(b.updated) failed \(b.failed)", sourceLocation: sourceLocation)
+            #expect(b.loadedDirectly == 0, sourceLocation: sourceLocation)
+        }
     }
 
     @Test func jsonLinesLoadTheSameDirectlyAsThroughRecords() async throws {

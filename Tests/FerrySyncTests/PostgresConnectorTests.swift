@@ -137,6 +137,10 @@ struct PostgresConnectorTests {
         #expect(try cluster.psql(db.name, "SELECT count(*) FROM users WHERE address LIKE '% Mall Street'") == "2000")
         #expect(try pages() == before, "a changed row left its page: the update was not HOT")
 
+        // A job may fill the pages of the tables Ferry creates otherwise (a table loaded once, never updated: 100).
+        await #expect(try sync(["file:users.jsonl", db.url + "#packed", "--fill-factor", "100"], in: dir)["created"] == 2000)
+        #expect(try options("packed") == "fillfactor=100")
+
         // Tables the user made: their settings stay as they are.
         try cluster.psql(db.name, """
             CREATE TABLE plain (id text PRIMARY KEY, username text, age bigint, address text, updated_at bigint);
@@ -151,6 +155,112 @@ struct PostgresConnectorTests {
     /// An upsert leaves a row that already holds the record's values as it is (no new row version:
     /// its `xmin` stays), still counted as updated; a row whose values differ, even only in how a
     /// numeric is written or in a NULL, is rewritten.
+    // MARK: the direct load (PostgresWriter+Load.swift)
+
+    /// A full run from a JSON Lines file into `table` through the engine (in this process), in
+    /// batches of 3: straight from the lines' bytes, or through records (a rename of a field no
+    /// line has turns the direct path off).
+    func load(_ dir: TempDir, _ file: String, into url: String, direct: Bool, dead: String) async throws -> SyncReport {
+        var job = SyncJob(source: "file:" + dir.file(file), target: url)
+        job.mode = .full
+        job.statePath = dir.file("state/state.db")
+        job.deadLetterPath = dir.file(dead)
+        job.batchSize = 3
+        if !direct { job.transform.rename = ["no such field": "still none"] }
+        return try await SyncEngine().run(job)
+    }
+
+    /// The same file into two tables, once straight from the bytes and once through records,
+    /// twice each (the second run updates): the same rows (every column's text, in key order), the
+    /// same counts and the same rejections, into tables made beforehand (`premade`) or made by Ferry.
+    @Test(arguments: [true, false])
+    func jsonLinesLoadTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
+        let dir = try TempDir()
+        let db = try database()
+        for table in ["direct", "records"] where premade {
+            try cluster.psql(db.name, """
+                CREATE TABLE \(table) (id text PRIMARY KEY, s text, v varchar(10), n bigint, i integer, f double precision,
+                                       num numeric, b boolean, j jsonb, js json, arr text[], d date, u uuid)
+                """)
+        }
+        // Escapes, other scripts, tabs and newlines, backslashes, nested values into json, jsonb
+        // and text, nulls, the biggest numbers, booleans and strings into other types, a key twice
+        // in a batch and across batches (5 and "5" are one key), a member twice, values a column
+        // refuses here (NUL, out of range) and values the server refuses (too long, NUL in jsonb),
+        // a field without a column, keys missing, empty or a double, a blank line. The first three
+        // batches go the direct way (the first only into the premade table), the later ones each
+        // hold a line that sends them the record path's.
+        let input = #"""
+            {"id":"a","s":"plain","n":1,"i":2,"f":1.5,"num":3,"b":true,"j":{"k":"v"},"js":[1,"two",null],"arr":["x","y z"],"d":"2020-01-02","u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}
+            {"id":"b","s":"tab\there\nnewline\\back\"quote\r","j":"just a string","js":{"nested":{"deep":[true,false]}}}
+            {"id":"c","s":"ünïcødé 漢字 😀","v":"short","n":9223372036854775807,"f":1e300,"num":12345678901234567890,"b":false}
+            {"id":"d","s":null,"n":-9223372036854775808,"i":"42","f":"3.25","b":"yes","j":null,"arr":null}
+            {"id":"e","s":123,"v":true,"n":" 7 ","num":"1.50","b":1,"j":"back\\slash \t tab","js":"x\ny"}
+            {"id":"f","s":{"obj":"in text\\col","arr":[1,2.5e-7]},"arr":"{a,b}","f":-0.0}
+            {"id":"n1","s":null,"v":null}
+            {"id":"n2","s":"","arr":[],"js":{},"j":[]}
+            {"id":"n3","s":"\\N","v":"\\.","j":{"a":"\\N"}}
+
+            {"id":"g","s":"nul\u0000here"}
+            {"id":"h","i":99999999999}
+            {"id":"k","s":"first"}
+            {"id":"k","s":"second, in the same batch"}
+            {"id":5,"s":"an integer key"}
+            {"id":"5","s":"the same key as a string"}
+            {"id":"a","s":"a again: later wins","b":false}
+            {"id":"y","s":"a","s":"a member twice"}
+            {"id":"w","v":"far too long for ten"}
+            {"id":"jn","j":{"t":"nul\u0000"}}
+            {"id":"x","colour":"red"}
+            {"s":"no key"}
+            {"id":"","s":"empty key"}
+            {"id":7.0,"s":"a double key"}
+            {"u":"b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12","d":"1999-12-31","id":"order","b":"off","v":"\\\\\\t"}
+
+            """#
+        try input.write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
+        var results: [(SyncReport, SyncReport, String, Int)] = []
+        for direct in [true, false] {
+            let table = direct ? "direct" : "records"
+            let url = db.url + "#" + table
+            let first = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
+            let second = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
+            let rejected = (try? String(contentsOfFile: dir.file(table + ".dead"), encoding: .utf8))?.split(separator: "\n").count ?? 0
+            let columns = try cluster.psql(db.name, """
+                SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = '\(table)'
+                """)
+            results.append((first, second, columns + "\n" + (try contents(db.name, table)), rejected))
+        }
+        let (direct, records) = (results[0], results[1])
+        DirectLoadTests.expectSameCounts([(direct.0, records.0), (direct.1, records.1)])
+        #expect(direct.2 == records.2)
+        #expect(direct.3 == records.3 && direct.3 > 0)
+        #expect(direct.1.loadedDirectly > 0, "the second run took no batch the direct way")
+        #expect(direct.0.read == 24)
+        // Every key once, 5 and "5" as one row; the later "a" won.
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id), bool_or(id = '5'), max(s) FILTER (WHERE id = 'a') FROM direct")
+                .hasSuffix("|t|a again: later wins"))
+    }
+
+    /// A malformed line anywhere in the file stops the run before the table is touched, though
+    /// every batch before it would have gone in directly.
+    @Test func aMalformedLineMidFileChangesNothingOnTheDirectPath() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsers(dir.file("users.jsonl"), count: 30)
+        let url = db.url + "#users"
+        _ = try await load(dir, "users.jsonl", into: url, direct: true, dead: "dead")
+        try cluster.psql(db.name, "UPDATE users SET username = 'before'")
+        var lines = try String(contentsOfFile: dir.file("users.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
+        lines.insert(#"{"id":"broken","username":"#, at: 25)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
+        let before = try contents(db.name, "users")
+        await #expect(throws: SyncError.self) { try await load(dir, "bad.jsonl", into: url, direct: true, dead: "dead") }
+        #expect(try contents(db.name, "users") == before)
+        await #expect(throws: SyncError.self) { try await load(dir, "bad.jsonl", into: db.url + "#fresh", direct: true, dead: "dead") }
+        #expect(try !tables(db.name).contains("fresh"))
+    }
+
     @Test func upsertsRewriteOnlyRowsThatDiffer() async throws {
         let dir = try TempDir()
         let db = try database()
@@ -436,9 +546,11 @@ struct PostgresConnectorTests {
         #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM users") == "\(records)|\(records)")
 
         try writeUsers(dir.file("users.jsonl"), count: records)
+        // A full run from a file goes straight from the lines' bytes (PostgresWriter+Load.swift).
         let full = try await CommandTests().killRepeatedly(["sync", "file:users.jsonl", db.url + "#fromfile"], in: dir)
         #expect(full >= 1)
         try await verifyEqual("file:users.jsonl", db.url + "#fromfile", count: records, in: dir)
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id) FROM fromfile") == "\(records)|\(records)")
     }
 
     /// The server ends the session mid-run (what a restart does to every connection): the run

@@ -175,6 +175,8 @@ public struct EndpointOptions: Sendable {
     /// Where a server endpoint puts each record's version (`last_modified`) when read, for
     /// two-way runs; nil: versions are dropped like other server metadata.
     public var versionField: String? = nil
+    /// A target's ``SyncJob/fillFactor``.
+    public var fillFactor: Int? = nil
 
     public init() {}
 }

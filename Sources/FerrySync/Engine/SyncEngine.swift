@@ -43,6 +43,7 @@ public final class SyncEngine {
         options.auth = target ? job.targetAuth : job.sourceAuth
         options.rest = target ? job.targetREST : job.sourceREST
         options.retry = job.retry
+        if target { options.fillFactor = job.fillFactor }
         return options
     }
 
@@ -66,7 +67,8 @@ public final class SyncEngine {
         }
     }
 
-    /// Whether a full run from a file into a SQLite table takes the direct load (SQLiteWriter+Load.swift).
+    /// Whether a full run from a file into a SQLite table takes the direct load (SQLiteWriter+Load.swift),
+    /// or from a JSON Lines file into a PostgreSQL table (PostgresWriter+Load.swift).
     static func loadsDirectly(_ job: SyncJob) -> Bool {
         job.mode == .full && job.transform.isIdentity && !job.deleteMissing
     }
@@ -160,6 +162,11 @@ public final class SyncEngine {
                         run.report.stopped = true
                     }
                     try validation?.wait()  // (a file with no record commits nothing to wait for)
+                } else if let postgres = writer as? PostgresWriter, let file = source as? FileEndpoint, file.format == .jsonl, Self.loadsDirectly(job) {
+                    // A JSON Lines file straight into a PostgreSQL table: no record is built (PostgresWriter+Load.swift).
+                    if try await postgres.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
+                        run.report.stopped = true
+                    }
                 } else {
                     try validation?.wait()
                     for try await batch in try source.readAll(batchSize: job.effectiveBatchSize) {

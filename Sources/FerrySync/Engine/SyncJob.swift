@@ -32,6 +32,9 @@ public struct SyncJob: Sendable {
     public static let defaultBatchSize = 1000
     /// The records per batch a run uses (the engine fills ``batchSize`` in before it runs).
     var effectiveBatchSize: Int { batchSize ?? Self.defaultBatchSize }
+    /// How full a PostgreSQL table Ferry creates fills its pages, in percent (10–100); nil:
+    /// ``PostgresWriter/fillFactor`` (50). Tables Ferry did not create keep their own.
+    public var fillFactor: Int? = nil
     /// Read and plan, change nothing.
     public var dryRun = false
     /// Compare both sides after the run.

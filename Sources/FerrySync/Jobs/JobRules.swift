@@ -11,10 +11,12 @@ public enum JobRules {
     public static let batchSizes = 1...100_000
     /// Retries of one request a job may ask for.
     public static let retryCounts = 0...100
+    /// How full a PostgreSQL table Ferry creates may fill its pages, in percent (PostgreSQL's own range).
+    public static let fillFactors = 10...100
 
     /// A setting a rule names.
     public enum Setting: Sendable, Hashable {
-        case mode, delete, batchSize, retries, onConflict, newestField, key, cursorField, dryRun, verify
+        case mode, delete, batchSize, retries, onConflict, newestField, key, cursorField, dryRun, verify, fillFactor
         /// What starts the job's runs: `--follow`/`--every`/`--cron`, or a jobs file's `schedule:`.
         case schedule
     }
@@ -40,6 +42,7 @@ public enum JobRules {
             case .dryRun: "--dry-run"
             case .verify: "--verify"
             case .schedule: "--schedule"
+            case .fillFactor: "--fill-factor"
             }
             return self == .flags ? flag : String(flag.dropFirst(2).map { $0 == "-" ? "_" : $0 })
         }
@@ -62,6 +65,12 @@ public enum JobRules {
     public static func retries(_ count: Int, _ spelling: Spelling) throws(SyncError) {
         guard retryCounts.contains(count) else {
             throw .badInput("\(spelling.name(.retries)) must be between \(retryCounts.lowerBound) and \(retryCounts.upperBound), not \(count)")
+        }
+    }
+
+    public static func fillFactor(_ percent: Int, _ spelling: Spelling) throws(SyncError) {
+        guard fillFactors.contains(percent) else {
+            throw .badInput("\(spelling.name(.fillFactor)) must be between \(fillFactors.lowerBound) and \(fillFactors.upperBound) (percent of each page), not \(percent)")
         }
     }
 
@@ -126,6 +135,7 @@ public enum JobRules {
     /// run, for callers of the library; the flags and the jobs file check them as they read).
     public static func check(_ job: SyncJob, _ spelling: Spelling = .flags) throws(SyncError) {
         if let size = job.batchSize { try batchSize(size, spelling) }
+        if let percent = job.fillFactor { try fillFactor(percent, spelling) }
         if job.deleteMissing { try delete(mode: job.mode, spelling) }
     }
 }

@@ -13,6 +13,7 @@ extension JobSpec: Decodable {
         case name, source, target, mode, delete, key, cursorField = "cursor_field", batchSize = "batch_size", transform, verify, strict
         case deadLetter = "dead_letter", sourceAuth = "source_auth", targetAuth = "target_auth", schedule, dryRun = "dry_run", retries
         case sourceREST = "source_rest", targetREST = "target_rest", onConflict = "on_conflict", newestField = "newest_field", reconcile
+        case fillFactor = "fill_factor"
 
         /// The key of a setting a rule names.
         init(_ setting: JobRules.Setting) {
@@ -28,6 +29,7 @@ extension JobSpec: Decodable {
             case .dryRun: .dryRun
             case .verify: .verify
             case .schedule: .schedule
+            case .fillFactor: .fillFactor
             }
         }
     }
@@ -64,6 +66,7 @@ extension JobSpec: Decodable {
         cursorField = try c.decodeIfPresent(String.self, forKey: .cursorField)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize)
         retries = try c.decodeIfPresent(Int.self, forKey: .retries) ?? retries
+        fillFactor = try c.decodeIfPresent(Int.self, forKey: .fillFactor)
         newestField = try c.decodeIfPresent(String.self, forKey: .newestField)
         verify = try c.decodeIfPresent(Bool.self, forKey: .verify) ?? verify
         strict = try c.decodeIfPresent(Bool.self, forKey: .strict) ?? strict

@@ -29,6 +29,8 @@ public struct JobSpec: Sendable, Equatable {
     public var cursorField: String? = nil
     /// Records per batch; nil: the target's preferred size.
     public var batchSize: Int? = nil
+    /// How full a PostgreSQL table Ferry creates fills its pages, in percent; nil: 50.
+    public var fillFactor: Int? = nil
     /// Tries again after the first, per request.
     public var retries = RetryPolicy().maxAttempts - 1
     /// Two-way: what to do with a record changed on both sides (nil: manual).
@@ -80,6 +82,7 @@ public struct JobSpec: Sendable, Equatable {
         if delete { try check(.delete) { () throws(SyncError) in try JobRules.delete(mode: mode, spelling) } }
         if let batchSize { try check(.batchSize) { () throws(SyncError) in try JobRules.batchSize(batchSize, spelling) } }
         try check(.retries) { () throws(SyncError) in try JobRules.retries(retries, spelling) }
+        if let fillFactor { try check(.fillFactor) { () throws(SyncError) in try JobRules.fillFactor(fillFactor, spelling) } }
         if case .follow = trigger {
             try check(.schedule) { () throws(SyncError) in
                 try JobRules.follow(mode: mode, delete: delete, dryRun: dryRun, verify: verify, spelling)
@@ -96,6 +99,7 @@ public struct JobSpec: Sendable, Equatable {
         job.keyField = key
         job.cursorField = cursorField
         job.batchSize = batchSize
+        job.fillFactor = fillFactor
         job.retry.maxAttempts = retries + 1
         if let onConflict { job.onConflict = onConflict }
         job.newestField = newestField

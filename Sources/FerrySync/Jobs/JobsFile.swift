@@ -140,6 +140,7 @@ public enum JobsFile {
         spec.targetAuth = try text("target_auth")
         spec.batchSize = try number("batch_size")
         spec.retries = try number("retries") ?? spec.retries
+        spec.fillFactor = try number("fill_factor")
         if let n = values["transform"] { spec.transform = try parseTransform(n, file: file) }
         if let n = values["source_rest"] { spec.sourceREST = try restSettings(n, "source_rest", file: file, environment: environment) }
         if let n = values["target_rest"] { spec.targetREST = try restSettings(n, "target_rest", file: file, environment: environment) }

@@ -176,33 +176,37 @@ struct PostgresColumn: Sendable, Equatable {
     /// A string's UTF-8, escaped for COPY when `copy`; false when it holds a NUL (PostgreSQL text cannot).
     static func appendText(_ text: String, copy: Bool, to out: inout [UInt8]) -> Bool {
         var text = text
-        return text.withUTF8 { bytes in
-            guard copy else {
-                if bytes.contains(0) { return false }
-                out.append(contentsOf: bytes)
-                return true
-            }
-            var start = 0
-            for i in 0..<bytes.count {
-                let byte = bytes[i]
-                if byte >= 0x20 && byte != 0x5C { continue }
-                let escape: UInt8
-                switch byte {
-                case 0x5C: escape = UInt8(ascii: "\\")
-                case 0x0A: escape = UInt8(ascii: "n")
-                case 0x0D: escape = UInt8(ascii: "r")
-                case 0x09: escape = UInt8(ascii: "t")
-                case 0x00: return false
-                default: continue
-                }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
-                out.append(UInt8(ascii: "\\"))
-                out.append(escape)
-                start = i + 1
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        return text.withUTF8 { appendText(bytes: UnsafeRawBufferPointer($0), copy: copy, to: &out) }
+    }
+
+    /// ``appendText(_:copy:to:)`` of a string's UTF-8 bytes.
+    static func appendText(bytes: UnsafeRawBufferPointer, copy: Bool, to out: inout [UInt8]) -> Bool {
+        let bytes = bytes.assumingMemoryBound(to: UInt8.self)
+        guard copy else {
+            if bytes.contains(0) { return false }
+            out.append(contentsOf: bytes)
             return true
         }
+        var start = 0
+        for i in 0..<bytes.count {
+            let byte = bytes[i]
+            if byte >= 0x20 && byte != 0x5C { continue }
+            let escape: UInt8
+            switch byte {
+            case 0x5C: escape = UInt8(ascii: "\\")
+            case 0x0A: escape = UInt8(ascii: "n")
+            case 0x0D: escape = UInt8(ascii: "r")
+            case 0x09: escape = UInt8(ascii: "t")
+            case 0x00: return false
+            default: continue
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
+            out.append(UInt8(ascii: "\\"))
+            out.append(escape)
+            start = i + 1
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        return true
     }
 
     static func appendInteger(_ value: Int64, to out: inout [UInt8]) {

@@ -119,8 +119,40 @@ final class PostgresWriter: TargetWriter {
         return outcome
     }
 
+    /// A file's lines encoded as COPY text straight from their bytes (PostgresWriter+Load.swift).
+    struct DirectBatch: Sendable {
+        /// The COPY lines, one per record, no key twice.
+        var text: ByteBuffer
+        var count: Int
+        /// The table's columns it was encoded against.
+        var columns: [PostgresColumn]
+        /// The batch as changes, for what the direct text cannot do: a batch the server refused
+        /// (record by record), the table's columns changed meanwhile, a batch held back.
+        var changes: @Sendable () throws -> [Change]
+    }
+
+    /// ``apply(_:cursor:)`` of a batch encoded from a file's bytes (with no checkpoint: a full run's).
+    func apply(direct batch: DirectBatch) async throws -> ApplyOutcome {
+        var outcome = try await settle()
+        knownColumns = endpoint.columns
+        conditions.merge(expected) { $1 }
+        expected = [:]
+        if !outcome.rejected.isEmpty || held != nil || batch.columns != knownColumns {
+            let changes = try batch.changes()
+            if held == nil && !outcome.rejected.isEmpty {
+                held = (changes, nil)
+                return outcome
+            }
+            outcome.add(try await apply(changes, cursor: nil))
+            return outcome
+        }
+        let writer = Unchecked(self)
+        endpoint.inFlight = Task { try await writer.value.commit(direct: batch) }
+        return outcome
+    }
+
     /// The table's columns as the engine's side last saw them (while no batch was in flight).
-    private lazy var knownColumns = endpoint.columns
+    private(set) lazy var knownColumns = endpoint.columns
     /// Where ``apply(_:cursor:)`` encodes: two buffers, one for the batch in flight, one for the next.
     private var earlyBuffers = [ByteBuffer(), ByteBuffer()]
     private var nextBuffer = 0
@@ -183,12 +215,32 @@ final class PostgresWriter: TargetWriter {
         }
     }
 
+    /// A direct batch: straight into the table or through the stage, as the batch path's first
+    /// two ways; a batch the server refuses for a record's sake goes the batch path's way, as records.
+    private func commit(direct batch: DirectBatch) async throws -> ApplyOutcome {
+        var encoded = Encoded()
+        encoded.text = batch.text
+        encoded.count = batch.count
+        var way: Way = copiesDirectly == false ? .copyThroughStage : .copyIntoTable
+        while true {
+            do {
+                return try await attempt([], cursor: nil, way: way, encoded: encoded)
+            } catch let again as TryAgain where again.way == .copyThroughStage {
+                way = again.way
+            } catch is TryAgain {
+                return try await commit(batch.changes(), cursor: nil)
+            }
+        }
+    }
+
     /// A batch checked and encoded against the table's current columns.
     private struct Encoded: Sendable {
-        /// The COPY lines (text format) of ``rows``.
+        /// The COPY lines (text format) of ``rows``, or of a direct batch's `count` records.
         var text = ByteBuffer()
-        /// The upserts to write, each key once (its last version).
+        /// The upserts to write, each key once (its last version); none for a direct batch.
         var rows: [Record] = []
+        /// How many lines `text` has.
+        var count = 0
         /// The keys to delete.
         var keys: [RecordKey] = []
         /// Rejected records, and the changes a later one with the same key replaced.
@@ -263,6 +315,7 @@ final class PostgresWriter: TargetWriter {
             }
         }
         encoded.text = buffer
+        encoded.count = encoded.rows.count
         return encoded
     }
 
@@ -334,25 +387,25 @@ final class PostgresWriter: TargetWriter {
             }
             var outcome = encoded.outcome
             outcome.changedMeanwhile = changedMeanwhile
-            let rows = encoded.rows
+            let count = encoded.count
             let columns = endpoint.columns.filter { !$0.generated }
-            if !rows.isEmpty {
+            if count > 0 {
                 switch way {
                 case .copyIntoTable where copiesDirectly == true && columns.count == endpoint.columns.count:
                     // Every column in table order, so COPY names none (postgres-nio would not escape them),
                     // and the table's name goes in as "schema"."table": both parts are plain identifiers.
                     let table = endpoint.location.schema.map { $0 + "\".\"" + endpoint.location.table } ?? endpoint.location.table
                     try await session.copy(encoded.text, into: table)
-                    outcome.created += rows.count
+                    outcome.created += count
                 case .copyIntoTable, .copyThroughStage:
                     let stage = try await makeStage(columns)
                     try await session.copy(encoded.text, into: stage)
                     let select = "SELECT " + (0..<columns.count).map { "c\($0)" }.joined(separator: ", ") + " FROM pg_temp.\(stage)"
                     let created = try await query(upsertSQL(columns: columns, from: select)).first?.integer(0) ?? 0
                     outcome.created += created
-                    outcome.updated += rows.count - created
+                    outcome.updated += count - created
                 case .oneByOne:
-                    try await upsertOneByOne(rows, columns: columns, outcome: &outcome)
+                    try await upsertOneByOne(encoded.rows, columns: columns, outcome: &outcome)
                 }
             }
             if !encoded.keys.isEmpty {
@@ -568,7 +621,8 @@ final class PostgresWriter: TargetWriter {
     /// prunes the versions the first round left; 70 gave 42 % HOT). The cost is disk for a table
     /// that is loaded and never updated (twice the pages, 39 MB instead of 19 MB there); a table
     /// whose rows were all updated once is that size at 100 too (39–58 MB), until a VACUUM FULL.
-    /// A table Ferry did not create keeps its own setting.
+    /// A table Ferry did not create keeps its own setting. A job may set another (`--fill-factor`,
+    /// `fill_factor`): 100 for a table that is loaded once and never updated.
     static let fillFactor = 50
 
     /// Creates the table on the first batch, and adds columns for new fields to a table Ferry made.
@@ -581,7 +635,7 @@ final class PostgresWriter: TargetWriter {
             for field in newFields.keys.sorted() where field != keyField && Self.isColumnName(field) {
                 definitions.append("\(PostgresEndpoint.quote(field)) \(PostgresColumn.declaredType(for: newFields[field]!))")
             }
-            try await execute("CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", "))) WITH (fillfactor = \(Self.fillFactor))")
+            try await execute("CREATE TABLE \(endpoint.quotedTable) (\(definitions.joined(separator: ", "))) WITH (fillfactor = \(endpoint.options.fillFactor ?? Self.fillFactor))")
             try await session.run(tables.recordOwned(endpoint.location.table))
             endpoint.columns = try await endpoint.readColumns(session)
             ownsTable = true
