@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+. bench/pg_lib.sh
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-cpu.XXXXXX")
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
@@ -61,18 +62,7 @@ for pair in 1 2; do
       --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "$seedport" "$SCRATCH/$db.log"
-    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench" > /dev/null
-    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench/collections/users" > /dev/null
-    python3 - "$seedport" "$AUTH" <<'PY'
-import json, sys, urllib.request
-port, auth = sys.argv[1], sys.argv[2]
-for start in range(0, 2000, 500):
-    reqs = [{"method": "PUT", "path": "/buckets/bench/collections/users/records/u%05d" % i,
-             "body": {"data": {"username": "user%05d" % i, "age": 20 + i % 50}}} for i in range(start, start + 500)]
-    r = urllib.request.Request("http://127.0.0.1:%s/v1/batch" % port, data=json.dumps({"requests": reqs}).encode(),
-                               headers={"Authorization": auth, "Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(r).read()
-PY
+    pg_seed_users "$seedport" "$AUTH"
     stop_pid "$SERVER_PID" || true; SERVER_PID=""
     pg_psql "$db" -c "ANALYZE"
     run "$pair-$who" "$bin" "$db"

@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+. bench/pg_lib.sh
 BIN=${FERRY_BIN:?set FERRY_BIN}
 LINES=${*:-list put}
 OUT=bench/.work/pg_profile
@@ -40,18 +41,7 @@ serve() {
   wait_ready "$port" "$SCRATCH/server.log"
 }
 serve
-curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$port/v1/buckets/bench" > /dev/null
-curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$port/v1/buckets/bench/collections/users" > /dev/null
-python3 - "$port" "$AUTH" <<'PY'
-import json, sys, urllib.request
-port, auth = sys.argv[1], sys.argv[2]
-for start in range(0, 2000, 500):
-    reqs = [{"method": "PUT", "path": "/buckets/bench/collections/users/records/u%05d" % i,
-             "body": {"data": {"username": "user%05d" % i, "age": 20 + i % 50}}} for i in range(start, start + 500)]
-    r = urllib.request.Request("http://127.0.0.1:%s/v1/batch" % port, data=json.dumps({"requests": reqs}).encode(),
-                               headers={"Authorization": auth, "Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(r).read()
-PY
+pg_seed_users "$port" "$AUTH"
 stop_pid "$SERVER_PID" || true; SERVER_PID=""
 pg_psql "$db" -c "ANALYZE"
 postmaster=$(head -1 "$PG_DIR/data/postmaster.pid")
