@@ -31,14 +31,7 @@ run() { # $1 label $2 bin $3 db
       --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "$port" "$SCRATCH/$db.log"
-    base="http://127.0.0.1:$port/v1/buckets/bench/collections/users/records"
-    mid=$(curl -sf -H "Authorization: $AUTH" "$base/u01000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["last_modified"])')
-    case $line in
-      get) args=("$base/u00042") ;;
-      list) args=("$base?_since=$mid&_limit=100") ;;
-      put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
-    esac
-    BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+    pg_line_args "$port" "$line"
     p0=$(pm); f0=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
     out=$(BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d8s -H "Authorization: $AUTH" "${args[@]}" 2>&1)
     f1=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)

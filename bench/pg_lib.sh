@@ -17,3 +17,18 @@ for start in range(0, 2000, 500):
     urllib.request.urlopen(r).read()
 PY
 }
+
+# pg_line_args PORT LINE: sets `args` to wrk's arguments for the line get (record u00042), list (the
+# `_since` page of 100 from u01000's timestamp) or put (bench/put.lua), and warms the server with
+# 2 s of it.
+pg_line_args() {
+  local port=$1 line=$2 base mid
+  base="http://127.0.0.1:$port/v1/buckets/bench/collections/users/records"
+  mid=$(curl -sf -H "Authorization: $AUTH" "$base/u01000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["last_modified"])')
+  case $line in
+    get) args=("$base/u00042") ;;
+    list) args=("$base?_since=$mid&_limit=100") ;;
+    put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
+  esac
+  BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+}

@@ -47,14 +47,7 @@ pg_psql "$db" -c "ANALYZE"
 postmaster=$(head -1 "$PG_DIR/data/postmaster.pid")
 for line in $LINES; do
   serve
-  base="http://127.0.0.1:$port/v1/buckets/bench/collections/users/records"
-  mid=$(curl -sf -H "Authorization: $AUTH" "$base/u01000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["last_modified"])')
-  case $line in
-    get) args=("$base/u00042") ;;
-    list) args=("$base?_since=$mid&_limit=100") ;;
-    put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
-  esac
-  BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+  pg_line_args "$port" "$line"
   pg_psql "$db" -c "SELECT pg_stat_statements_reset()" > /dev/null
   pids=$(echo "$SERVER_PID" $(pgrep -P "$postmaster") | tr ' ' ',')
   perf record -q -g -F 999 -p "$pids" -o "$OUT/$line.data" -- sleep 8 > /dev/null 2>&1 &
