@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+. bench/pg_lib.sh
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-cpu.XXXXXX")
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
@@ -30,14 +31,7 @@ run() { # $1 label $2 bin $3 db
       --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "$port" "$SCRATCH/$db.log"
-    base="http://127.0.0.1:$port/v1/buckets/bench/collections/users/records"
-    mid=$(curl -sf -H "Authorization: $AUTH" "$base/u01000" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["last_modified"])')
-    case $line in
-      get) args=("$base/u00042") ;;
-      list) args=("$base?_since=$mid&_limit=100") ;;
-      put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
-    esac
-    BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+    pg_line_args "$port" "$line"
     p0=$(pm); f0=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
     out=$(BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d8s -H "Authorization: $AUTH" "${args[@]}" 2>&1)
     f1=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
@@ -61,18 +55,7 @@ for pair in 1 2; do
       --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "$seedport" "$SCRATCH/$db.log"
-    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench" > /dev/null
-    curl -sf -X PUT -H "Authorization: $AUTH" "http://127.0.0.1:$seedport/v1/buckets/bench/collections/users" > /dev/null
-    python3 - "$seedport" "$AUTH" <<'PY'
-import json, sys, urllib.request
-port, auth = sys.argv[1], sys.argv[2]
-for start in range(0, 2000, 500):
-    reqs = [{"method": "PUT", "path": "/buckets/bench/collections/users/records/u%05d" % i,
-             "body": {"data": {"username": "user%05d" % i, "age": 20 + i % 50}}} for i in range(start, start + 500)]
-    r = urllib.request.Request("http://127.0.0.1:%s/v1/batch" % port, data=json.dumps({"requests": reqs}).encode(),
-                               headers={"Authorization": auth, "Content-Type": "application/json"}, method="POST")
-    urllib.request.urlopen(r).read()
-PY
+    pg_seed_users "$seedport" "$AUTH"
     stop_pid "$SERVER_PID" || true; SERVER_PID=""
     pg_psql "$db" -c "ANALYZE"
     run "$pair-$who" "$bin" "$db"

@@ -268,4 +268,75 @@ struct FoldedReleaseTests {
         #expect(announced(heard.values) == ["/in-savepoint", "/after-a-rolled-back-savepoint", "/two-puts"])
         #expect(try await Self.state(first, key).claims == 0)
     }
+
+    /// The change feed's pages as one prepared statement (``PostgresSession/FeedBounds``) answer
+    /// what the general statement answers: the same objects in the same order, the same
+    /// timestamp and tombstone horizon, for bounds on `last_modified`, the next page, both orders,
+    /// with and without tombstones and a limit. Pages it does not take go the general way.
+    @Test func feedPagesAnswerAsTheGeneralStatement() async throws {
+        guard PostgresCluster.enabled else { return }
+        let storage = try await PostgresStorage(configuration: .init(url: try PostgresCluster.shared().createDatabase("feed")))
+        defer { try? storage.close() }
+        let key = Self.key
+        let stamps = try await storage.write { s in
+            var stamps: [Int64] = []
+            for i in 0..<60 { stamps.append(try s.put(key, id: "r\(i)", data: ["i": .int(Int64(i))], requestedTimestamp: nil).lastModified) }
+            for i in stride(from: 3, to: 60, by: 7) { stamps.append(try s.delete(key, id: "r\(i)", requestedTimestamp: nil).lastModified) }
+            return stamps
+        }
+        // A horizon: the oldest tombstones purged.
+        _ = try await storage.write { s in try (s as! PostgresSession).dropTombstones(key, through: stamps[62]) }
+        let mid = stamps[30]
+        let feeds: [(filters: [Filter], after: PageAfter?)] = [
+            ([], nil), ([Filter("last_modified", .gt, .int(mid))], nil), ([Filter("last_modified", .min, .int(mid))], nil),
+            ([Filter("last_modified", .lt, .int(mid))], nil), ([Filter("last_modified", .max, .int(mid))], nil),
+            ([Filter("last_modified", .gt, .int(stamps[10])), Filter("last_modified", .lt, .int(stamps[50]))], nil),
+            ([Filter("last_modified", .gt, .int(stamps.last!))], nil),
+            ([Filter("last_modified", .gt, .int(stamps[5]))], PageAfter(lastValues: ["last_modified": .int(stamps[40])])),
+        ]
+        // Not feed pages: a filter on another field, on an equality, a sort on another field.
+        let others: [ListQuery] = [
+            ListQuery(filters: [Filter("i", .gt, .int(10))], limit: 5),
+            ListQuery(filters: [Filter("last_modified", .eq, .int(mid))]),
+            ListQuery(sort: [Sort("id")], limit: 9),
+        ]
+        var queries: [(ListQuery, feed: Bool)] = others.map { ($0, false) }
+        for (filters, after) in feeds {
+            for descending in [true, false] {
+                for includeDeleted in [true, false] {
+                    for limit in [nil, 1, 8] {
+                        queries.append((ListQuery(filters: filters, sort: [Sort("last_modified", descending: descending)], after: after,
+                                                  limit: limit, includeDeleted: includeDeleted), true))
+                    }
+                }
+            }
+        }
+        var nonEmpty = 0
+        for (query, feed) in queries {
+            #expect((PostgresSession.FeedBounds(key, query: query, horizon: true) != nil) == feed, "\(query)")
+            let (prepared, general) = try await storage.read { s in
+                var general = s as! PostgresSession
+                general.feedPrepared = false
+                func page(_ s: PostgresSession, horizon: Bool) throws -> (Int64, Int64, [StoredObject]) {
+                    var objects: [StoredObject] = []
+                    let read = { (object: StoredObject) -> Bool in
+                        objects.append(object)
+                        return objects.count < 5 || query.limit != nil
+                    }
+                    if horizon, let (timestamp, purged) = try s.timestampHorizonAndList(key, query: query, read) {
+                        return (timestamp, purged, objects)
+                    }
+                    return (try s.timestampAndList(key, query: query, read), 0, objects)
+                }
+                return ([try page(s as! PostgresSession, horizon: true), try page(s as! PostgresSession, horizon: false)],
+                        [try page(general, horizon: true), try page(general, horizon: false)])
+            }
+            for (a, b) in zip(prepared, general) {
+                #expect(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "\(query)")
+            }
+            #expect(prepared[0].0 == stamps.max()! && prepared[0].1 == stamps[62])
+            if !prepared[0].2.isEmpty { nonEmpty += 1 }
+        }
+        #expect(nonEmpty > queries.count / 2)
+    }
 }

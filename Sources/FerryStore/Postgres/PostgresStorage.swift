@@ -69,7 +69,16 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
         self.logger = logger
         displayName = configuration.address.displayName
         do {
-            driverConfiguration = try configuration.address.connectionConfiguration()
+            var driver = try configuration.address.connectionConfiguration()
+            // Every statement the server prepares (the object read, the upsert, the allocation,
+            // the access check, the feed page) is planned once per connection, not at each
+            // execution: with the default `auto`, PostgreSQL judged the generic plans dearer than
+            // the custom ones and planned the object read again at every PUT (pg_stat_statements:
+            // plans = calls, 408 µs of planning against 101 µs of execution), the access check
+            // at every page (201 µs against 38). The dynamic statements (filters, sorts) are
+            // planned once each either way; only their parameters' estimates are generic.
+            driver.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
+            driverConfiguration = driver
         } catch {
             throw StorageError.backend("database: \(error.message)")
         }
