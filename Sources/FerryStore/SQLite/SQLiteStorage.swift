@@ -90,7 +90,9 @@ public final class SQLiteStorage: Storage {
                 """)
         }
         migrator.registerMigration("v2-groups") { db in
-            // Group memberships are looked up on every authenticated request.
+            // Group memberships are looked up on every authenticated request. A partial index:
+            // statements on `objects` write their kind in, never bind it (see
+            // ``SQLQueryBuilder/resourceName(_:)``), or SQLite plans them again at every execution.
             try db.execute(sql: "CREATE INDEX objects_groups ON objects (parent_id, id) WHERE resource_name = 'group' AND deleted = 0")
         }
         migrator.registerMigration("v3-tombstone-horizons") { db in
