@@ -8,7 +8,8 @@ extension KintoAPI {
     /// changes nothing, the others still apply (as in Kinto).
     func batch(_ request: APIRequest) async throws -> APIResponse {
         // A sync's push: its record PUTs read from the bytes, the batch's JSON never built.
-        if let puts = await scannedRecordPuts(request), let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
+        let scanned = await scannedRecordPuts(request)
+        if let puts = scanned, let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
             return Self.withPreferenceApplied(response, request)
         }
         guard case .object(let top)? = try request.jsonBody(emptyIsNil: false) else {
@@ -29,8 +30,9 @@ extension KintoAPI {
             throw KintoError.invalidParameters(location: "body", name: "requests",
                                                description: "Number of requests is limited to \(settings.batchMaxRequests)")
         }
-        // Plain record PUTs into one collection (a sync's push) take a path of their own.
-        if let puts = recordPuts(items, defaults: defaults, request: request),
+        // Plain record PUTs into one collection (a sync's push) take a path of their own, unless
+        // the walk above found them already (the same puts: that path refused them).
+        if scanned == nil, let puts = recordPuts(items, defaults: defaults, request: request),
            let response = try await run(puts, identity: request.identity, minimal: request.prefersMinimal) {
             return Self.withPreferenceApplied(response, request)
         }

@@ -254,7 +254,7 @@ extension KintoAPI {
                 ranges.append(data)
             }), taken, !ranges.isEmpty else { return nil }
             return (builder, ranges)
-        } ?? nil
+        }
     }
 
     /// The puts of `heads[part]`, their data parsed from `ranges` of `body` and serialized; nil
