@@ -218,6 +218,8 @@ import Testing
             #"{"requests":[{"meth\u006fd":"PUT","p\u0061th":"\#(r)/\u0061b","body":{"data":{"\u00e9":"\ud83d\ude00"}}}]}"#,
             #"{"requests":[{"method":"PUT","path":"/buckets/m%61in/collections/users/records/%41bc","body":{"data":{}}},{"method":"PUT","path":"\#(r)/x%2Dy","body":{"data":{}}},{"method":"PUT","path":"\#(r)/d","body":{"data":{}}}]}"#,
             " \n{ \"requests\" : [ { \"method\" : \"PUT\" , \"path\" : \"\(r)/w\" , \"body\" : { \"data\" : { \"a\" : [ 1 , 2 ] } } } ] } \n",
+            // The defaults after the requests they complete (the walk reads the body once).
+            #"{"requests":[{"path":"\#(r)/b","body":{"data":{}}},\#(put)],"defaults":{"method":"PUT"}}"#,
         ]
         for text in taken {
             let walked = await scanned(text)
@@ -241,6 +243,10 @@ import Testing
             "{\"requests\":[{\"method\":\"PUT\",\"path\":\"\(r)/a\",\"body\":{\"data\":{\"s\":\"\u{1}\"}}}]}",
             #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{"n":01}}}]}"#,
             #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{}},"headers":{"X":"y"}}]}"#,
+            #"{"requests":[{"path":"\#(r)/b","body":{"data":{}}}],"defaults":{"method":"DELETE"}}"#,
+            #"{"requests":[{"path":"\#(r)/b","body":{"data":{}}}],"defaults":{}}"#, #"{"requests":[{"path":"\#(r)/b","body":{"data":{}}}]}"#,
+            #"{"requests":[\#(put),]}"#, #"{"requests":[\#(put)],}"#, #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{}},}]}"#,
+            #"{"requests":[{"method":"PUT","path":"\#(r)/a","body":{"data":{"a":1}}]}"#, #"{"requests":[\#(put)"#,
         ]
         for text in left { #expect(await scanned(text) == nil, "\(text.prefix(200))") }
     }

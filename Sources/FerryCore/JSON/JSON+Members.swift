@@ -174,25 +174,6 @@ extension JSON {
     }
 }
 
-extension JSON {
-    /// Hands out the text of each element of the JSON array in `buffer`, found by its brackets
-    /// and quotes alone as ``forEachElement(ofArrayMember:inObject:maxDepth:_:)`` finds them (the
-    /// caller checks each element, as it reads it anyway).
-    /// - Returns: false when the text is not an array (`body` was then not called).
-    public static func forEachElement(
-        ofArray buffer: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
-        _ body: (UnsafeRawBufferPointer) throws -> Void
-    ) throws -> Bool {
-        var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
-        parser.skipWhitespace()
-        guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "[") else { return false }
-        try parser.forEachElement(body)
-        parser.skipWhitespace()
-        guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
-        return true
-    }
-}
-
 extension JSONParser {
     /// The array at `index` (its `[`): each element's text to `body`, found by `skipValue`.
     mutating func forEachElement(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
