@@ -591,20 +591,42 @@ struct BatchSender: Sendable {
         var answers: [(status: Int, body: JSON?)] = []
         let found: Bool
         do {
+            // One pass (a walk to each answer's end and then through it again was a sixth of a
+            // push's client CPU).
             found = try response.body.withUnsafeBytes { raw in
-                try JSON.forEachElement(ofArrayMember: "responses", inObject: raw) { element in
-                    var status = 0
-                    var body: UnsafeRawBufferPointer?
-                    _ = try JSON.forEachRawMember(ofObject: element) { name, value in
-                        if name.equals(Array("status".utf8)) {
-                            status = Int(try JSON.parse(value).intValue ?? 0)
-                        } else if name.equals(Array("body".utf8)) {
-                            body = value
-                        }
-                        return true
+                var cursor = JSONCursor(raw)
+                guard try cursor.enterObject() else { return false }
+                var found = false
+                while let name = try cursor.nextKey() {
+                    guard name.equals(Self.responsesName) else {
+                        _ = try cursor.skip()
+                        continue
                     }
-                    answers.append((status, (200..<300).contains(status) ? nil : try body.map { try JSON.parse($0) }))
+                    // A second list would win in a parse: the answers read were not the batch's.
+                    guard !found, try cursor.enterArray() else { return false }
+                    found = true
+                    while try cursor.nextElement() {
+                        guard try cursor.enterObject() else {
+                            _ = try cursor.skip()
+                            answers.append((0, nil))
+                            continue
+                        }
+                        var status = 0
+                        var body: Range<Int>?
+                        while let name = try cursor.nextKey() {
+                            if name.equals(Self.statusName) {
+                                status = Int(try cursor.value(maxDepth: JSON.defaultMaxDepth).intValue ?? 0)
+                            } else if name.equals(Self.bodyName) {
+                                body = try cursor.skip()
+                            } else {
+                                _ = try cursor.skip()
+                            }
+                        }
+                        answers.append((status, (200..<300).contains(status) ? nil : try body.map { try JSON.parse(UnsafeRawBufferPointer(rebasing: raw[$0])) }))
+                    }
                 }
+                try cursor.finish()
+                return found
             }
         } catch {
             throw SyncError(.protocolError, "\(displayName): the answer to POST /batch is not JSON (\(error)); is this a Ferry or Kinto server?")
@@ -612,6 +634,8 @@ struct BatchSender: Sendable {
         guard found else { throw SyncError(.protocolError, "\(displayName): the answer to POST /batch has no list of responses") }
         return answers
     }
+
+    private static let responsesName = Array("responses".utf8), statusName = Array("status".utf8), bodyName = Array("body".utf8)
 }
 
 extension UInt8 {
