@@ -271,6 +271,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                 do {
                     let connection = try await PostgresConnection.connect(configuration: config, id: -1, logger: logger)
                     defer { Task { try? await connection.close() } }
+                    if attempt > 0 { logger.info("PostgreSQL LISTEN connected again", metadata: ["ferry.attempts": "\(attempt)"]) }
                     attempt = 0
                     let notifications = try await connection.listen(Self.channel)
                     // Listening now: the other processes announce their changed collections while
@@ -296,7 +297,14 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     }
                 } catch {
                     if Task.isCancelled { return }
-                    logger.warning("PostgreSQL LISTEN failed; retrying", metadata: ["ferry.error": .string(self.describe(error))])
+                    // Once when the failures start, then about once a minute (every attempt
+                    // filled the log several times a second while a database was away).
+                    if attempt % 12 == 0 {
+                        logger.warning("PostgreSQL LISTEN failed; retrying with back-off (up to every 5 s) until it is back",
+                                       metadata: ["ferry.error": .string(self.describe(error)), "ferry.attempts": "\(attempt + 1)"])
+                    } else {
+                        logger.debug("PostgreSQL LISTEN failed again", metadata: ["ferry.error": .string(self.describe(error))])
+                    }
                 }
                 attempt += 1
                 try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(attempt, 6)))))
