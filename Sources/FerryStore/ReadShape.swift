@@ -221,6 +221,7 @@ final class OneStatementSession: StorageSession {
     func flush() throws { try refuseWrite("flush") }
     func setPermissions(of uri: String, _ permissions: Permissions) throws { try refuseWrite("setPermissions") }
     func addPermissions(of uri: String, _ permissions: Permissions) throws { try refuseWrite("addPermissions") }
+    func addPermissions(ofEach uris: [String], _ permissions: Permissions) throws { try refuseWrite("addPermissions") }
     func removePermissions(of uri: String) throws { try refuseWrite("removePermissions") }
     func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int { try refuseWrite("dropTombstones") }
     func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws { try refuseWrite("setContentHashes") }

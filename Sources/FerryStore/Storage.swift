@@ -97,6 +97,11 @@ public protocol StorageSession {
     /// Gives the principals of `permissions` to an object that holds none yet (one just created):
     /// ``setPermissions(of:_:)`` without removing anything first.
     func addPermissions(of uri: String, _ permissions: Permissions) throws
+    /// ``addPermissions(of:_:)`` for each of `uris` (objects just created), in one statement a
+    /// permission and principal where the backend can: a batch of new records writes its
+    /// creator's entries together (one statement for each record was a sixth of the SQLite
+    /// writer's work in a push).
+    func addPermissions(ofEach uris: [String], _ permissions: Permissions) throws
     /// Removes every permission of the object at `uri`.
     func removePermissions(of uri: String) throws
     /// Whether any principal holds any of the `(uri, permission)` pairs.
@@ -205,6 +210,10 @@ extension StorageSession {
 
     public func addPermissions(of uri: String, _ permissions: Permissions) throws {
         try setPermissions(of: uri, permissions)
+    }
+
+    public func addPermissions(ofEach uris: [String], _ permissions: Permissions) throws {
+        for uri in uris { try addPermissions(of: uri, permissions) }
     }
 
     public func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],

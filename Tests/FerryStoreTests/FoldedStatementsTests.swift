@@ -152,6 +152,42 @@ import Testing
         }
         if dumps.count == 2 { #expect(dumps[0] == dumps[1]) }
     }
+
+    /// Permissions added to many new objects in one go store what adding them to each stores:
+    /// every pair on every object, a URI given twice taken once, an empty principal set nothing,
+    /// and no other object touched.
+    @Test func permissionsAddedToEachStoreWhatOneAtATimeStores() async throws {
+        let uris = (0..<300).map { "/buckets/b/collections/c/records/r\($0)" } + ["/buckets/b/collections/c/records/r7", "/buckets/b/collections/c/records/é \"q\""]
+        let permissions: Permissions = ["write": ["alice", "account:bob"], "read": ["system.Everyone"], "record:create": []]
+        var dumps: [String: [[String]]] = [:]
+        for (name, storage) in try await Self.storages() {
+            defer { try? storage.close() }
+            for together in [true, false] {
+                try await storage.write { s in
+                    try s.flush()
+                    try s.setPermissions(of: "/buckets/b/collections/c", ["read": ["dan"]])
+                    if together {
+                        try s.addPermissions(ofEach: uris, permissions)
+                        try s.addPermissions(ofEach: [], permissions)
+                        try s.addPermissions(ofEach: uris, [:])
+                    } else {
+                        for uri in uris { try s.addPermissions(of: uri, permissions) }
+                    }
+                }
+                let dump = try await storage.dump().filter { $0.hasPrefix("ace ") }
+                // r0-r299 and "é \"q\"" three each, dan on the collection
+                #expect(dump.count == 904, "\(name)")
+                dumps[name, default: []].append(dump)
+            }
+            let (r3, collection) = try await storage.read { s in
+                (try s.permissions(of: "/buckets/b/collections/c/records/r3"), try s.permissions(of: "/buckets/b/collections/c"))
+            }
+            #expect(r3 == ["write": ["alice", "account:bob"], "read": ["system.Everyone"]], "\(name)")
+            #expect(collection == ["read": ["dan"]], "\(name)")
+        }
+        for (name, pair) in dumps { #expect(pair[0] == pair[1], "\(name)") }
+        if let sqlite = dumps["sqlite"], let postgres = dumps["postgres"] { #expect(sqlite[0] == postgres[0]) }
+    }
 }
 
 /// What the release folded into a write's first upsert must keep (PostgreSQL): no claim is left

@@ -331,6 +331,12 @@ extension KintoAPI {
                 existing.reserveCapacity(checked.count)  // each record written goes in (growing it was 2 % of the writer)
                 var outcomes: [RecordPuts.Outcome] = []
                 outcomes.reserveCapacity(checked.count)
+                // The creator keeps `write` (a new object has no permissions to replace). The
+                // entries of the records this batch creates are written together after them.
+                var creator = Permissions()
+                if let user = identity.userID { creator["write"] = [user] }
+                var created: Set<String> = []
+                var createdURIs: [String] = []
                 for i in checked.indices {
                     do {
                         let id = checked[i].id
@@ -341,27 +347,24 @@ extension KintoAPI {
                         try rules.check(record: checked[i].data, id: id, key: key, session: session,
                                         schemaChecked: object.lastModified == before.version ? .some(verdicts[i]) : nil)
                         // A record PUT refuses before it writes: no savepoint.
-                        let uri = records.uri(id: id)
-                        if replaced != nil {
-                            let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
-                            existing[id] = stored
-                            self.metrics?.recordWritten()
-                            // (A minimal answer does not show them: not read.)
-                            outcomes.append(.written(created: false, stored, minimal ? Permissions() : try session.permissions(of: uri)))
-                            continue
-                        }
-                        // The creator keeps `write` (a new object has no permissions to replace),
-                        // written with the record (one statement on PostgreSQL).
-                        var permissions = Permissions()
-                        if let user = identity.userID { permissions["write"] = [user] }
-                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil, adding: permissions, on: uri)
+                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
                         existing[id] = stored
                         self.metrics?.recordWritten()
-                        outcomes.append(.written(created: true, stored, permissions))
+                        if replaced != nil {
+                            // (A minimal answer does not show them: not read. A record this batch
+                            // created has its creator's, not written yet.)
+                            let permissions = minimal ? Permissions() : created.contains(id) ? creator : try session.permissions(of: records.uri(id: id))
+                            outcomes.append(.written(created: false, stored, permissions))
+                        } else {
+                            created.insert(id)
+                            createdURIs.append(records.uri(id: id))
+                            outcomes.append(.written(created: true, stored, creator))
+                        }
                     } catch let error as KintoError {
                         outcomes.append(.refused(error))
                     }
                 }
+                try session.addPermissions(ofEach: createdURIs, creator)
                 return outcomes
             }
         } catch is RecordPuts.Stale {

@@ -719,6 +719,20 @@ struct PostgresSession: ObjectRows {
             """, binds)
     }
 
+    /// One statement for every object and pair.
+    func addPermissions(ofEach uris: [String], _ permissions: Permissions) throws {
+        let pairs = permissions.flatMap { permission, principals in principals.sorted().map { (permission, $0) } }
+        guard !uris.isEmpty, !pairs.isEmpty else { return }
+        var binds = Self.binds([uris])
+        binds.append(pairs.map(\.0))
+        binds.append(pairs.map(\.1))
+        _ = try rows("""
+            INSERT INTO access_control_entries (object_id, permission, principal)
+            SELECT o.uri, p.permission, p.principal FROM unnest($1::text[]) AS o(uri) CROSS JOIN unnest($2::text[], $3::text[]) AS p(permission, principal)
+            ON CONFLICT (object_id, permission, principal) DO NOTHING
+            """, binds)
+    }
+
     func removePermissions(of uri: String) throws {
         _ = try rows("DELETE FROM access_control_entries WHERE object_id = $1", Self.binds([uri]))
     }
