@@ -337,27 +337,28 @@ extension KintoAPI {
                 if let user = identity.userID { creator["write"] = [user] }
                 var created: Set<String> = []
                 var createdURIs: [String] = []
-                for i in checked.indices {
+                let uriPrefix = records.uri(id: "")  // (built for each record, it was 3 % of the writer)
+                for (i, item) in checked.enumerated() {  // (one copy of each item: `checked[i].field` copied it for each field)
                     do {
-                        let id = checked[i].id
+                        let id = item.id
                         let replaced = existing[id]
-                        try ResourceHandler.check412(ifMatch: ResourceHandler.precondition("If-Match", checked[i].ifMatch),
-                                                     ifNoneMatch: ResourceHandler.precondition("If-None-Match", checked[i].ifNoneMatch),
+                        try ResourceHandler.check412(ifMatch: ResourceHandler.precondition("If-Match", item.ifMatch),
+                                                     ifNoneMatch: ResourceHandler.precondition("If-None-Match", item.ifNoneMatch),
                                                      existing: replaced, current: replaced?.lastModified ?? 0)
-                        try rules.check(record: checked[i].data, id: id, key: key, session: session,
+                        try rules.check(record: item.data, id: id, key: key, session: session,
                                         schemaChecked: object.lastModified == before.version ? .some(verdicts[i]) : nil)
                         // A record PUT refuses before it writes: no savepoint.
-                        let stored = try session.put(key, id: id, text: checked[i].text, requestedTimestamp: nil)
+                        let stored = try session.put(key, id: id, text: item.text, requestedTimestamp: nil)
                         existing[id] = stored
                         self.metrics?.recordWritten()
                         if replaced != nil {
                             // (A minimal answer does not show them: not read. A record this batch
                             // created has its creator's, not written yet.)
-                            let permissions = minimal ? Permissions() : created.contains(id) ? creator : try session.permissions(of: records.uri(id: id))
+                            let permissions = minimal ? Permissions() : created.contains(id) ? creator : try session.permissions(of: uriPrefix + id)
                             outcomes.append(.written(created: false, stored, permissions))
                         } else {
                             created.insert(id)
-                            createdURIs.append(records.uri(id: id))
+                            createdURIs.append(uriPrefix + id)
                             outcomes.append(.written(created: true, stored, creator))
                         }
                     } catch let error as KintoError {
