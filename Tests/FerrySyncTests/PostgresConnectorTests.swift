@@ -173,9 +173,8 @@ struct PostgresConnectorTests {
     /// The same file into two tables, once straight from the bytes and once through records,
     /// twice each (the second run updates): the same rows (every column's text, in key order), the
     /// same counts and the same rejections, into tables made beforehand (`premade`) or made by Ferry.
-    @Test(arguments: [true, false])
-    func jsonLinesLoadTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
-        let dir = try TempDir()
+    /// - Returns: the direct path's two reports.
+    func compareBothWays(_ dir: TempDir, _ file: String, premade: Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (SyncReport, SyncReport) {
         let db = try database()
         for table in ["direct", "records"] where premade {
             try cluster.psql(db.name, """
@@ -183,6 +182,34 @@ struct PostgresConnectorTests {
                                        num numeric, b boolean, j jsonb, js json, arr text[], d date, u uuid)
                 """)
         }
+        var results: [(SyncReport, SyncReport, String, Int)] = []
+        for direct in [true, false] {
+            let table = direct ? "direct" : "records"
+            let url = db.url + "#" + table
+            let first = try await load(dir, file, into: url, direct: direct, dead: table + ".dead")
+            let second = try await load(dir, file, into: url, direct: direct, dead: table + ".dead")
+            let rejected = (try? String(contentsOfFile: dir.file(table + ".dead"), encoding: .utf8))?.split(separator: "\n").count ?? 0
+            let columns = try cluster.psql(db.name, """
+                SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = '\(table)'
+                """)
+            results.append((first, second, columns + "\n" + (try contents(db.name, table)), rejected))
+        }
+        let (direct, records) = (results[0], results[1])
+        DirectLoadTests.expectSameCounts([(direct.0, records.0), (direct.1, records.1)], sourceLocation: sourceLocation)
+        #expect(direct.2 == records.2, sourceLocation: sourceLocation)
+        #expect(direct.3 == records.3 && direct.3 > 0, sourceLocation: sourceLocation)
+        // The first batch goes in directly, into a table Ferry made from it too.
+        #expect(direct.0.loadedDirectly >= 3, "the first run's first batch did not go the direct way", sourceLocation: sourceLocation)
+        #expect(direct.1.loadedDirectly > 0, "the second run took no batch the direct way", sourceLocation: sourceLocation)
+        // Every key once, 5 and "5" as one row; the later "a" won.
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id), bool_or(id = '5'), max(s) FILTER (WHERE id = 'a') FROM direct")
+                .hasSuffix("|t|a again: later wins"), sourceLocation: sourceLocation)
+        return (direct.0, direct.1)
+    }
+
+    @Test(arguments: [true, false])
+    func jsonLinesLoadTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
+        let dir = try TempDir()
         // Escapes, other scripts, tabs and newlines, backslashes, nested values into json, jsonb
         // and text, nulls, the biggest numbers, booleans and strings into other types, a key twice
         // in a batch and across batches (5 and "5" are one key), a member twice, values a column
@@ -219,27 +246,49 @@ struct PostgresConnectorTests {
 
             """#
         try input.write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
-        var results: [(SyncReport, SyncReport, String, Int)] = []
-        for direct in [true, false] {
-            let table = direct ? "direct" : "records"
-            let url = db.url + "#" + table
-            let first = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
-            let second = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
-            let rejected = (try? String(contentsOfFile: dir.file(table + ".dead"), encoding: .utf8))?.split(separator: "\n").count ?? 0
-            let columns = try cluster.psql(db.name, """
-                SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = '\(table)'
-                """)
-            results.append((first, second, columns + "\n" + (try contents(db.name, table)), rejected))
-        }
-        let (direct, records) = (results[0], results[1])
-        DirectLoadTests.expectSameCounts([(direct.0, records.0), (direct.1, records.1)])
-        #expect(direct.2 == records.2)
-        #expect(direct.3 == records.3 && direct.3 > 0)
-        #expect(direct.1.loadedDirectly > 0, "the second run took no batch the direct way")
-        #expect(direct.0.read == 24)
-        // Every key once, 5 and "5" as one row; the later "a" won.
-        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id), bool_or(id = '5'), max(s) FILTER (WHERE id = 'a') FROM direct")
-                .hasSuffix("|t|a again: later wins"))
+        let (first, _) = try await compareBothWays(dir, "in.jsonl", premade: premade)
+        #expect(first.read == 24)
+    }
+
+    /// ``jsonLinesLoadTheSameDirectlyAsThroughRecords(premade:)`` for CSV: each cell typed as the
+    /// record path types it (a canonical integer, a shortest-form double, `true`/`false`, JSON in
+    /// `{…}`/`[…]`, quoted cells as text, an empty cell missing, a quoted empty one an empty
+    /// string), a field without a column, keys missing, empty, a double, twice in a batch.
+    @Test(arguments: [true, false])
+    func csvLoadsTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
+        let dir = try TempDir()
+        // The first three batches (of 3 rows) go the direct way, each later one holds a row that
+        // sends it the record path's.
+        let input = #"""
+            id,s,v,n,i,f,num,b,j,js,arr,d,u,colour
+            a,plain,,1,2,1.5,3,true,"{""k"":""v""}","[1,""two"",null]","[""x"",""y z""]",2020-01-02,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,
+            b,"tab	here
+            newline\back""quote",,,,,,,just a string,"{""nested"":{""deep"":[true,false]}}",,,,
+            c,ünïcødé 漢字 😀,short,9223372036854775807,,1e300,12345678901234567890,false,,,,,,
+            d,,,-9223372036854775808,42,3.25,1.50,yes,,,,,,
+            e,123,true,,,-0.0,,"false","back\\slash	tab",x,"{a,b}",,,
+            f,042,"",,,1.50,,,"""quoted""",{},[],,,
+            n1,,,,,,,,,,,,,
+            n2,"",,,,,,,[],"{}",,,,
+            n3,\N,\.,,,,,,"{""a"":""\\N""}",,,,,
+            k,first,,,,,,,,,,,,
+            k,"second, in the same batch",,,,,,,,,,,,
+            h,,,,99999999999,,,,,,,,,
+            5,an integer key,,,,,,,,,,,,
+            "5",the same key as a string,,,,,,,,,,,,
+            a,a again: later wins,,,,,,false,,,,,,
+            w,,far too long for ten,,,,,,,,,,,
+            x,,,,,,,,,,,,,red
+            y,{not json,,,,,,,,,,,,
+            ,no key,,,,,,,,,,,,
+            "",empty key,,,,,,,,,,,,
+            7.0,a double key,,,,,,,,,,,,
+            order,\\\t,,,,,,off,,,,1999-12-31,b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12,
+
+            """#
+        try input.write(toFile: dir.file("in.csv"), atomically: true, encoding: .utf8)
+        let (first, _) = try await compareBothWays(dir, "in.csv", premade: premade)
+        #expect(first.read == 22)
     }
 
     /// A malformed line anywhere in the file stops the run before the table is touched, though

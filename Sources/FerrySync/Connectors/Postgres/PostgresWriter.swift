@@ -327,13 +327,7 @@ final class PostgresWriter: TargetWriter {
         let committedColumns = endpoint.columns
         var encoded = early ?? encode(changes, unknown: [], columns: endpoint.columns, scratch: &scratch, into: &copyText)
         // The values of fields without a column (of every field while there is no table).
-        var newFields: [String: [JSON]] = [:]
-        let known = Set(endpoint.columns.map(\.name))
-        for record in encoded.extra {
-            for (field, value) in record.fields where value != .null && !known.contains(field) {
-                newFields[field, default: []].append(value)
-            }
-        }
+        let newFields = Self.newFields(of: encoded.extra, known: Set(endpoint.columns.map(\.name)))
         let needsTable = endpoint.columns.isEmpty && !encoded.extra.isEmpty
         if copiesDirectly == nil && !endpoint.columns.isEmpty {
             // Known once per writer: afterwards only a key already there turns it off.
@@ -342,16 +336,7 @@ final class PostgresWriter: TargetWriter {
         // A lone COPY is a transaction of its own; anything more needs one around it.
         let lone = way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
             && setupDone && encoded.extra.isEmpty && conditions.isEmpty
-        if !setupDone {
-            // A version of Ferry's tables this Ferry does not know is refused before the batch begins.
-            let layout: FerryTables.Layout
-            do {
-                layout = try await session.layout(of: tables)
-            } catch {
-                throw await failed(error, inTransaction: false, columns: committedColumns)
-            }
-            try tables.check(layout)
-        }
+        try await checkLayout(columns: committedColumns)
         do {
             if !setupDone {
                 try await execute("SET synchronous_commit = off")
@@ -367,12 +352,7 @@ final class PostgresWriter: TargetWriter {
                 changes.removeAll { skipped.contains($0.key.text) }
                 encoded = encode(changes, unknown: [], columns: endpoint.columns, scratch: &scratch, into: &copyText)
             }
-            if !setupDone {
-                // Ferry's tables at their current version, migrated in this batch's transaction.
-                for statement in try tables.migration(from: await session.layout(of: tables)) {
-                    try await session.run(statement)
-                }
-            }
+            try await migrate()
             if !encoded.extra.isEmpty {
                 // New columns (or a new table), then everything again against them; fields still
                 // without a column refuse their records.
@@ -432,6 +412,64 @@ final class PostgresWriter: TargetWriter {
         } catch {
             throw await failed(error, inTransaction: !lone, columns: committedColumns)
         }
+    }
+
+    /// Before the first transaction: a version of Ferry's tables this Ferry does not know is
+    /// refused before anything begins.
+    private func checkLayout(columns: [PostgresColumn]) async throws {
+        guard !setupDone else { return }
+        let layout: FerryTables.Layout
+        do {
+            layout = try await session.layout(of: tables)
+        } catch {
+            throw await failed(error, inTransaction: false, columns: columns)
+        }
+        try tables.check(layout)
+    }
+
+    /// In the first transaction: Ferry's tables at their current version, migrated with it.
+    private func migrate() async throws {
+        guard !setupDone else { return }
+        for statement in try tables.migration(from: await session.layout(of: tables)) {
+            try await session.run(statement)
+        }
+    }
+
+    /// Creates the table for a direct load's first batch (PostgresWriter+Load.swift), as the
+    /// batch path creates it from the same upserts (``prepareColumns(newFields:creating:upserts:)``),
+    /// in a transaction of its own, so that the batch itself can then go in as COPY text. A run
+    /// that fails before its first batch commits leaves the table there, empty (a rerun loads it
+    /// as a table it finds empty: the same rows).
+    func createTable(for upserts: [Record]) async throws {
+        _ = try await settle()  // nothing is in flight before the first batch
+        let committedColumns = endpoint.columns
+        guard committedColumns.isEmpty, !upserts.isEmpty else { return }
+        try await checkLayout(columns: committedColumns)
+        do {
+            if !setupDone {
+                try await execute("SET synchronous_commit = off")
+            }
+            try await execute("BEGIN")
+            try await migrate()
+            _ = try await prepareColumns(newFields: Self.newFields(of: upserts, known: []), creating: true, upserts: upserts)
+            try await execute("COMMIT")
+            setupDone = true
+            unflushed = true
+        } catch {
+            throw await failed(error, inTransaction: true, columns: committedColumns)
+        }
+        knownColumns = endpoint.columns
+    }
+
+    /// The values of the records' (non-null) fields that have no column among `known`.
+    private static func newFields(of records: [Record], known: Set<String>) -> [String: [JSON]] {
+        var newFields: [String: [JSON]] = [:]
+        for record in records {
+            for (field, value) in record.fields where value != .null && !known.contains(field) {
+                newFields[field, default: []].append(value)
+            }
+        }
+        return newFields
     }
 
     /// Rolls back and says what failed (the batch as a whole: nothing of it was written).
