@@ -357,6 +357,47 @@ struct PostgresConnectorTests {
         #expect(try versions() == settled, "the record-by-record way rewrote unchanged rows")
     }
 
+    /// The upsert compares integers, booleans, text and varchar as they are (text bytewise,
+    /// whatever the column's collation) and other columns by their text: a row that changed only
+    /// in case under a case-insensitive collation, in one integer or boolean, or only in a double
+    /// (compared by its text) is rewritten; one that did not change is not.
+    @Test func upsertsCompareTextBytewiseWhateverTheCollation() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try cluster.psql(db.name, """
+            CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+            CREATE TABLE people (id text PRIMARY KEY, name text COLLATE ci, nick varchar(20) COLLATE ci, age integer,
+                                 ok boolean, score double precision);
+            """)
+        let target = db.url + "#people"
+        func write(_ lines: String) throws {
+            try lines.write(toFile: dir.file("people.jsonl"), atomically: true, encoding: .utf8)
+        }
+        func versions() throws -> [Substring] {
+            try cluster.psql(db.name, "SELECT string_agg(id || '=' || xmin::text, ',' ORDER BY id) FROM people").split(separator: ",")
+        }
+        let rows = (0..<6).map { #"{"id":"p\#($0)","name":"Ada","nick":"Al","age":1,"ok":true,"score":0.0}"# }
+        try write(rows.joined(separator: "\n") + "\n")
+        await #expect(try sync(["file:people.jsonl", target], in: dir)["created"] == 6)
+        let before = try versions()
+        await #expect(try sync(["file:people.jsonl", target], in: dir)["updated"] == 6)
+        #expect(try versions() == before, "a replay of the same records rewrote rows")
+
+        var changed = rows
+        changed[1] = #"{"id":"p1","name":"ADA","nick":"Al","age":1,"ok":true,"score":0.0}"#
+        changed[2] = #"{"id":"p2","name":"Ada","nick":"AL","age":1,"ok":true,"score":0.0}"#
+        changed[3] = #"{"id":"p3","name":"Ada","nick":"Al","age":2,"ok":true,"score":0.0}"#
+        changed[4] = #"{"id":"p4","name":"Ada","nick":"Al","age":1,"ok":false,"score":0.0}"#
+        changed[5] = #"{"id":"p5","name":"Ada","nick":"Al","age":1,"ok":true,"score":0.5}"#
+        try write(changed.joined(separator: "\n") + "\n")
+        let update = try await sync(["file:people.jsonl", target], in: dir)
+        #expect(update["updated"] == 6 && update["failed"] == 0, "\(update.serialized())")
+        let after = try versions()
+        #expect(after[0] == before[0], "an unchanged row was rewritten")
+        for index in 1...5 { #expect(after[index] != before[index], "row p\(index) changed but was not rewritten") }
+        #expect(try contents(db.name, "people") == "(p0,Ada,Al,1,t,0)|(p1,ADA,Al,1,t,0)|(p2,Ada,AL,1,t,0)|(p3,Ada,Al,2,t,0)|(p4,Ada,Al,1,f,0)|(p5,Ada,Al,1,t,0.5)")
+    }
+
     @Test func incrementalMovesExactlyTheChangesAndKeepsItsCheckpointInTheTarget() async throws {
         let dir = try TempDir()
         let source = try database()

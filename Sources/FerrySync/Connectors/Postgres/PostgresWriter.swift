@@ -558,21 +558,40 @@ final class PostgresWriter: TargetWriter {
     /// new index entry for nothing, and a full run of an export that barely changed is mostly such
     /// rows (EXPLAIN ANALYZE of a batch of 10,000 unchanged rows: 306 ms rewriting them, 130 ms
     /// leaving them).
-    /// The rows are compared by their text form (`ROW(…)::text`), which every type has, with the
-    /// bytes that are stored: `1.0` and `1.00` differ, as do two strings that a case-insensitive
-    /// collation would call equal.
+    /// The rows are compared by the bytes that are stored: `1.0` and `1.00` differ, as do two
+    /// strings that a case-insensitive collation would call equal. Integers, booleans, and `text`
+    /// and `varchar` under the `C` collation (bytewise) are compared as they are, since for them
+    /// equal means the same bytes; every other column by its text form (`ROW(…)::text`, which
+    /// every type has). Measured with psql, 200,000 rows every one changed in batches of 10,000:
+    /// the text form of every column cost about a fifth of the upsert's time.
     static func upsertSQL(table: String, columns: [PostgresColumn], keyField: String, from source: String) -> String {
         let names = columns.map { PostgresEndpoint.quote($0.name) }
         let key = PostgresEndpoint.quote(keyField)
-        let others = columns.filter { $0.name != keyField }.map { PostgresEndpoint.quote($0.name) }
+        let others = columns.filter { $0.name != keyField }
         let conflict: String
         if others.isEmpty {
             conflict = "DO NOTHING"
         } else {
-            let row = "ROW(" + others.map { "_ferry_row.\($0)" }.joined(separator: ", ") + ")::text"
-            let excluded = "ROW(" + others.map { "EXCLUDED.\($0)" }.joined(separator: ", ") + ")::text"
-            conflict = "DO UPDATE SET " + others.map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
-                + " WHERE \(row) IS DISTINCT FROM \(excluded)"
+            var exact: [(String, String)] = [], asText: [(String, String)] = []
+            for column in others {
+                let name = PostgresEndpoint.quote(column.name)
+                switch column.kind {
+                case .integer, .boolean: exact.append(("_ferry_row.\(name)", "EXCLUDED.\(name)"))
+                case .text where column.baseType == "text" || column.baseType == "character varying":
+                    exact.append(("_ferry_row.\(name) COLLATE \"C\"", "EXCLUDED.\(name) COLLATE \"C\""))
+                default: asText.append(("_ferry_row.\(name)", "EXCLUDED.\(name)"))
+                }
+            }
+            var differs: [String] = []
+            if !exact.isEmpty {
+                differs.append("(" + exact.map(\.0).joined(separator: ", ") + ") IS DISTINCT FROM (" + exact.map(\.1).joined(separator: ", ") + ")")
+            }
+            if !asText.isEmpty {
+                differs.append("ROW(" + asText.map(\.0).joined(separator: ", ") + ")::text IS DISTINCT FROM ROW("
+                               + asText.map(\.1).joined(separator: ", ") + ")::text")
+            }
+            conflict = "DO UPDATE SET " + others.map { "\(PostgresEndpoint.quote($0.name)) = EXCLUDED.\(PostgresEndpoint.quote($0.name))" }.joined(separator: ", ")
+                + " WHERE " + differs.joined(separator: " OR ")
         }
         return """
             WITH written AS (INSERT INTO \(table) AS _ferry_row (\(names.joined(separator: ", "))) \(source) \
