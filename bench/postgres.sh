@@ -21,6 +21,7 @@
 #                                           PostgreSQL's default fillfactor, where Ferry's tables have 50)
 #        ferry sync file:users.jsonl postgres://…#users    (Ferry makes the table; batches of 10,000)
 #        the same with --batch-size 1000 (the default of other targets)
+#        ferry sync file:users.csv postgres://…#users      (the same users as CSV, a new table)
 #        the same again into the first line's table (every record an update with the values
 #          the row already has: the upsert path, which leaves such rows as they are);
 #        users-changed.jsonl into that table (every record an update with a new address:
@@ -67,7 +68,7 @@ users_data   # $DATA/users.jsonl and users.csv: $JSONL, $CSV
 
 log "starting a throwaway PostgreSQL ($(pg_bin))"
 start_pg
-for db in copy ferry ferry1k; do pg_psql postgres -c "CREATE DATABASE $db"; done
+for db in copy ferry ferry1k ferrycsv; do pg_psql postgres -c "CREATE DATABASE $db"; done
 
 count_rows() {  # $1 key, $2 database, $3 expected rows in table users
   local n; n=$(pg_psql "$2" -c 'SELECT count(*) FROM users' 2>/dev/null || true)
@@ -88,6 +89,10 @@ timed ferry_1k "$FERRY" sync "file:$JSONL" "$(pg_url ferry1k)#users" --mode full
 count_rows ferry_1k ferry1k "$RECORDS"
 check_report ferry_1k read="$RECORDS" created="$RECORDS" failed=0
 
+timed ferry_csv "$FERRY" sync "file:$CSV" "$(pg_url ferrycsv)#users" --mode full --state "$RUN/state.db" --json
+count_rows ferry_csv ferrycsv "$RECORDS"
+check_report ferry_csv read="$RECORDS" created="$RECORDS" failed=0
+
 timed ferry_replay "$FERRY" sync "file:$JSONL" "$(pg_url ferry)#users" --mode full --state "$RUN/state.db" --json
 count_rows ferry_replay ferry "$RECORDS"
 check_report ferry_replay read="$RECORDS" created=0 updated="$RECORDS" failed=0
@@ -103,12 +108,13 @@ n=$(pg_psql ferry -c "SELECT count(*) FROM users WHERE address LIKE '% Mall Stre
 
 # ---- 4. report ------------------------------------------------------------
 
-LINES=(psql_copy ferry ferry_1k ferry_replay ferry_changed)
+LINES=(psql_copy ferry ferry_1k ferry_csv ferry_replay ferry_changed)
 name() {
   case $1 in
     psql_copy)    echo "psql \\copy users.csv (ceiling)" ;;
     ferry)        echo "Ferry: users.jsonl → PostgreSQL (full, new table)" ;;
     ferry_1k)     echo "Ferry: the same, --batch-size 1000" ;;
+    ferry_csv)    echo "Ferry: users.csv → PostgreSQL (full, new table)" ;;
     ferry_replay)  echo "Ferry: the same again (every record an update, values unchanged)" ;;
     ferry_changed) echo "Ferry: every record an update with a new address" ;;
   esac
@@ -139,9 +145,9 @@ for key in "${LINES[@]}"; do
 done
 echo
 target_of() {  # $1 key: its target, as a percentage of \copy's rate (issue 16: new rows 80 %, updates 50 %)
-  case $1 in ferry|ferry_1k) echo 80 ;; *) echo "$TARGET_PERCENT" ;; esac
+  case $1 in ferry|ferry_1k|ferry_csv) echo 80 ;; *) echo "$TARGET_PERCENT" ;; esac
 }
-for key in ferry ferry_1k ferry_replay ferry_changed; do
+for key in ferry ferry_1k ferry_csv ferry_replay ferry_changed; do
   pct=$(percent_of_copy "$key")
   target=$(target_of "$key")
   verdict="n/a"

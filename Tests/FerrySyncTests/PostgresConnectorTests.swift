@@ -173,9 +173,8 @@ struct PostgresConnectorTests {
     /// The same file into two tables, once straight from the bytes and once through records,
     /// twice each (the second run updates): the same rows (every column's text, in key order), the
     /// same counts and the same rejections, into tables made beforehand (`premade`) or made by Ferry.
-    @Test(arguments: [true, false])
-    func jsonLinesLoadTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
-        let dir = try TempDir()
+    /// - Returns: the direct path's two reports.
+    func compareBothWays(_ dir: TempDir, _ file: String, premade: Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (SyncReport, SyncReport) {
         let db = try database()
         for table in ["direct", "records"] where premade {
             try cluster.psql(db.name, """
@@ -183,6 +182,34 @@ struct PostgresConnectorTests {
                                        num numeric, b boolean, j jsonb, js json, arr text[], d date, u uuid)
                 """)
         }
+        var results: [(SyncReport, SyncReport, String, Int)] = []
+        for direct in [true, false] {
+            let table = direct ? "direct" : "records"
+            let url = db.url + "#" + table
+            let first = try await load(dir, file, into: url, direct: direct, dead: table + ".dead")
+            let second = try await load(dir, file, into: url, direct: direct, dead: table + ".dead")
+            let rejected = (try? String(contentsOfFile: dir.file(table + ".dead"), encoding: .utf8))?.split(separator: "\n").count ?? 0
+            let columns = try cluster.psql(db.name, """
+                SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = '\(table)'
+                """)
+            results.append((first, second, columns + "\n" + (try contents(db.name, table)), rejected))
+        }
+        let (direct, records) = (results[0], results[1])
+        DirectLoadTests.expectSameCounts([(direct.0, records.0), (direct.1, records.1)], sourceLocation: sourceLocation)
+        #expect(direct.2 == records.2, sourceLocation: sourceLocation)
+        #expect(direct.3 == records.3 && direct.3 > 0, sourceLocation: sourceLocation)
+        // The first batch goes in directly, into a table Ferry made from it too.
+        #expect(direct.0.loadedDirectly >= 3, "the first run's first batch did not go the direct way", sourceLocation: sourceLocation)
+        #expect(direct.1.loadedDirectly > 0, "the second run took no batch the direct way", sourceLocation: sourceLocation)
+        // Every key once, 5 and "5" as one row; the later "a" won.
+        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id), bool_or(id = '5'), max(s) FILTER (WHERE id = 'a') FROM direct")
+                .hasSuffix("|t|a again: later wins"), sourceLocation: sourceLocation)
+        return (direct.0, direct.1)
+    }
+
+    @Test(arguments: [true, false])
+    func jsonLinesLoadTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
+        let dir = try TempDir()
         // Escapes, other scripts, tabs and newlines, backslashes, nested values into json, jsonb
         // and text, nulls, the biggest numbers, booleans and strings into other types, a key twice
         // in a batch and across batches (5 and "5" are one key), a member twice, values a column
@@ -219,27 +246,49 @@ struct PostgresConnectorTests {
 
             """#
         try input.write(toFile: dir.file("in.jsonl"), atomically: true, encoding: .utf8)
-        var results: [(SyncReport, SyncReport, String, Int)] = []
-        for direct in [true, false] {
-            let table = direct ? "direct" : "records"
-            let url = db.url + "#" + table
-            let first = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
-            let second = try await load(dir, "in.jsonl", into: url, direct: direct, dead: table + ".dead")
-            let rejected = (try? String(contentsOfFile: dir.file(table + ".dead"), encoding: .utf8))?.split(separator: "\n").count ?? 0
-            let columns = try cluster.psql(db.name, """
-                SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_name) FROM information_schema.columns WHERE table_name = '\(table)'
-                """)
-            results.append((first, second, columns + "\n" + (try contents(db.name, table)), rejected))
-        }
-        let (direct, records) = (results[0], results[1])
-        DirectLoadTests.expectSameCounts([(direct.0, records.0), (direct.1, records.1)])
-        #expect(direct.2 == records.2)
-        #expect(direct.3 == records.3 && direct.3 > 0)
-        #expect(direct.1.loadedDirectly > 0, "the second run took no batch the direct way")
-        #expect(direct.0.read == 24)
-        // Every key once, 5 and "5" as one row; the later "a" won.
-        #expect(try cluster.psql(db.name, "SELECT count(*), count(DISTINCT id), bool_or(id = '5'), max(s) FILTER (WHERE id = 'a') FROM direct")
-                .hasSuffix("|t|a again: later wins"))
+        let (first, _) = try await compareBothWays(dir, "in.jsonl", premade: premade)
+        #expect(first.read == 24)
+    }
+
+    /// ``jsonLinesLoadTheSameDirectlyAsThroughRecords(premade:)`` for CSV: each cell typed as the
+    /// record path types it (a canonical integer, a shortest-form double, `true`/`false`, JSON in
+    /// `{…}`/`[…]`, quoted cells as text, an empty cell missing, a quoted empty one an empty
+    /// string), a field without a column, keys missing, empty, a double, twice in a batch.
+    @Test(arguments: [true, false])
+    func csvLoadsTheSameDirectlyAsThroughRecords(premade: Bool) async throws {
+        let dir = try TempDir()
+        // The first three batches (of 3 rows) go the direct way, each later one holds a row that
+        // sends it the record path's.
+        let input = #"""
+            id,s,v,n,i,f,num,b,j,js,arr,d,u,colour
+            a,plain,,1,2,1.5,3,true,"{""k"":""v""}","[1,""two"",null]","[""x"",""y z""]",2020-01-02,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,
+            b,"tab	here
+            newline\back""quote",,,,,,,just a string,"{""nested"":{""deep"":[true,false]}}",,,,
+            c,ünïcødé 漢字 😀,short,9223372036854775807,,1e300,12345678901234567890,false,,,,,,
+            d,,,-9223372036854775808,42,3.25,1.50,yes,,,,,,
+            e,123,true,,,-0.0,,"false","back\\slash	tab",x,"{a,b}",,,
+            f,042,"",,,1.50,,,"""quoted""",{},[],,,
+            n1,,,,,,,,,,,,,
+            n2,"",,,,,,,[],"{}",,,,
+            n3,\N,\.,,,,,,"{""a"":""\\N""}",,,,,
+            k,first,,,,,,,,,,,,
+            k,"second, in the same batch",,,,,,,,,,,,
+            h,,,,99999999999,,,,,,,,,
+            5,an integer key,,,,,,,,,,,,
+            "5",the same key as a string,,,,,,,,,,,,
+            a,a again: later wins,,,,,,false,,,,,,
+            w,,far too long for ten,,,,,,,,,,,
+            x,,,,,,,,,,,,,red
+            y,{not json,,,,,,,,,,,,
+            ,no key,,,,,,,,,,,,
+            "",empty key,,,,,,,,,,,,
+            7.0,a double key,,,,,,,,,,,,
+            order,\\\t,,,,,,off,,,,1999-12-31,b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12,
+
+            """#
+        try input.write(toFile: dir.file("in.csv"), atomically: true, encoding: .utf8)
+        let (first, _) = try await compareBothWays(dir, "in.csv", premade: premade)
+        #expect(first.read == 22)
     }
 
     /// A malformed line anywhere in the file stops the run before the table is touched, though
@@ -306,6 +355,47 @@ struct PostgresConnectorTests {
         let oneByOne = try await sync(["file:items.jsonl", target, "--dead-letter", "dead.jsonl"], in: dir, status: 1)
         #expect(oneByOne["updated"] == 2 && oneByOne["failed"] == 1, "\(oneByOne.serialized())")
         #expect(try versions() == settled, "the record-by-record way rewrote unchanged rows")
+    }
+
+    /// The upsert compares integers, booleans, text and varchar as they are (text bytewise,
+    /// whatever the column's collation) and other columns by their text: a row that changed only
+    /// in case under a case-insensitive collation, in one integer or boolean, or only in a double
+    /// (compared by its text) is rewritten; one that did not change is not.
+    @Test func upsertsCompareTextBytewiseWhateverTheCollation() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try cluster.psql(db.name, """
+            CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+            CREATE TABLE people (id text PRIMARY KEY, name text COLLATE ci, nick varchar(20) COLLATE ci, age integer,
+                                 ok boolean, score double precision);
+            """)
+        let target = db.url + "#people"
+        func write(_ lines: String) throws {
+            try lines.write(toFile: dir.file("people.jsonl"), atomically: true, encoding: .utf8)
+        }
+        func versions() throws -> [Substring] {
+            try cluster.psql(db.name, "SELECT string_agg(id || '=' || xmin::text, ',' ORDER BY id) FROM people").split(separator: ",")
+        }
+        let rows = (0..<6).map { #"{"id":"p\#($0)","name":"Ada","nick":"Al","age":1,"ok":true,"score":0.0}"# }
+        try write(rows.joined(separator: "\n") + "\n")
+        await #expect(try sync(["file:people.jsonl", target], in: dir)["created"] == 6)
+        let before = try versions()
+        await #expect(try sync(["file:people.jsonl", target], in: dir)["updated"] == 6)
+        #expect(try versions() == before, "a replay of the same records rewrote rows")
+
+        var changed = rows
+        changed[1] = #"{"id":"p1","name":"ADA","nick":"Al","age":1,"ok":true,"score":0.0}"#
+        changed[2] = #"{"id":"p2","name":"Ada","nick":"AL","age":1,"ok":true,"score":0.0}"#
+        changed[3] = #"{"id":"p3","name":"Ada","nick":"Al","age":2,"ok":true,"score":0.0}"#
+        changed[4] = #"{"id":"p4","name":"Ada","nick":"Al","age":1,"ok":false,"score":0.0}"#
+        changed[5] = #"{"id":"p5","name":"Ada","nick":"Al","age":1,"ok":true,"score":0.5}"#
+        try write(changed.joined(separator: "\n") + "\n")
+        let update = try await sync(["file:people.jsonl", target], in: dir)
+        #expect(update["updated"] == 6 && update["failed"] == 0, "\(update.serialized())")
+        let after = try versions()
+        #expect(after[0] == before[0], "an unchanged row was rewritten")
+        for index in 1...5 { #expect(after[index] != before[index], "row p\(index) changed but was not rewritten") }
+        #expect(try contents(db.name, "people") == "(p0,Ada,Al,1,t,0)|(p1,ADA,Al,1,t,0)|(p2,Ada,AL,1,t,0)|(p3,Ada,Al,2,t,0)|(p4,Ada,Al,1,f,0)|(p5,Ada,Al,1,t,0.5)")
     }
 
     @Test func incrementalMovesExactlyTheChangesAndKeepsItsCheckpointInTheTarget() async throws {

@@ -68,7 +68,7 @@ public final class SyncEngine {
     }
 
     /// Whether a full run from a file into a SQLite table takes the direct load (SQLiteWriter+Load.swift),
-    /// or from a JSON Lines file into a PostgreSQL table (PostgresWriter+Load.swift).
+    /// or into a PostgreSQL table (PostgresWriter+Load.swift).
     static func loadsDirectly(_ job: SyncJob) -> Bool {
         job.mode == .full && job.transform.isIdentity && !job.deleteMissing
     }
@@ -162,8 +162,8 @@ public final class SyncEngine {
                         run.report.stopped = true
                     }
                     try validation?.wait()  // (a file with no record commits nothing to wait for)
-                } else if let postgres = writer as? PostgresWriter, let file = source as? FileEndpoint, file.format == .jsonl, Self.loadsDirectly(job) {
-                    // A JSON Lines file straight into a PostgreSQL table: no record is built (PostgresWriter+Load.swift).
+                } else if let postgres = writer as? PostgresWriter, let file = source as? FileEndpoint, Self.loadsDirectly(job) {
+                    // A file straight into a PostgreSQL table: no record is built (PostgresWriter+Load.swift).
                     if try await postgres.load(file, run: &run, progress: progress, total: total, stop: stoppable ? stop : nil) {
                         run.report.stopped = true
                     }
