@@ -37,6 +37,10 @@ struct PostgresSession: ObjectRows {
         var savepoints = 0
         /// Whether an upsert folded a release already (later ones leave it to ``beforeCommit()``).
         var folded = false
+        /// Whether the write's `statement_timeout` (the request's time left) is still to be set and
+        /// its transaction id asked for: by its first statement when that is the object read
+        /// (``ReadObjectBeside``: a PUT saves a round trip), else by ``settle()`` before it.
+        var unsettled = false
     }
 
     final class Unannounced: @unchecked Sendable {
@@ -113,8 +117,25 @@ struct PostgresSession: ObjectRows {
         try? clock.undo(held[...])
     }
 
+    /// A write's `statement_timeout` and transaction id (``Claims/unsettled``), in a statement of
+    /// their own: before any statement of the write that does not carry them.
+    func settle() throws {
+        guard let claims, claims.unsettled else { return }
+        claims.unsettled = false
+        claims.xid = try rows("SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout",
+                              Self.binds([settlingTimeout])).first?.decode(String.self)
+    }
+
+    /// The `statement_timeout` a write settles (milliseconds, as text): the request's time left.
+    var settlingTimeout: String {
+        String(max(1, Int((deadline?.remaining ?? 0) * 1000)))
+    }
+
     func execute(_ sql: String, checkingDeadline: Bool = true) throws {
-        if checkingDeadline { try checkDeadline() }
+        if checkingDeadline {
+            try checkDeadline()
+            try settle()
+        }
         _ = try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql), logger: logger))
     }
 
@@ -125,6 +146,7 @@ struct PostgresSession: ObjectRows {
 
     func rows(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> [PostgresRow] {
         try checkDeadline()
+        try settle()
         return try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).rows
     }
 
@@ -732,6 +754,7 @@ struct PostgresSession: ObjectRows {
     /// run did) would hold it with them until other writers hit `statement_timeout`.
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
         try checkDeadline()
+        try settle()
         let connection = link.connection
         let logger = logger
         return try link.wait(lost: lost) {
@@ -768,10 +791,14 @@ struct PostgresSession: ObjectRows {
                \(PostgresSession.passedChecks("$5", names: "$6", uris: "$7", permissions: "$8")),
                (SELECT coalesce(array_agg(a.permission || ' ' || a.principal), '{}') FROM access_control_entries a WHERE a.object_id = $4)
         """
-    static let objectFrom = """
-        FROM (SELECT 1) AS one
+    static let objectFrom = objectFrom(one: "SELECT 1")
+    /// The object's row joined to `one`, a statement of one row.
+    static func objectFrom(one: String) -> String {
+        """
+        FROM (\(one)) AS one
         LEFT JOIN objects o ON o.parent_id = $1 AND o.resource_name = $2 AND o.id = $3 AND NOT o.deleted
         """
+    }
 
     /// An object, its permissions and the checks passed, in one statement: a GET costs one round trip.
     struct ReadObject: PostgresPreparedStatement {
@@ -835,6 +862,28 @@ struct PostgresSession: ObjectRows {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
+    /// ``ReadObjectBeside`` as a write's first statement: it also sets the write's
+    /// `statement_timeout` (from the next statement on) and answers its transaction id
+    /// (``Claims/unsettled``), a round trip fewer a PUT.
+    struct ReadObjectBesideSettling: PostgresPreparedStatement {
+        static let sql = PostgresSession.objectColumns + """
+            ,
+                   \(PostgresSession.besideObject("$9", "$10", "$11")), \(PostgresSession.besideObject("$12", "$13", "$14")),
+                   pg_current_xact_id()::text
+            """ + "\n" + PostgresSession.objectFrom(one: "SELECT set_config('statement_timeout', $15, true)")
+        typealias Row = (String?, Int64?, Bool?, String?, [String], [String], String?, String?, String)
+        let read: ReadObjectBeside
+        let timeout: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var binds = try read.makeBindings()
+            binds.append(timeout)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
     func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                     principals: [String]) throws -> ObjectRead {
         guard let row = try prepared(ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))).first else {
@@ -847,8 +896,19 @@ struct PostgresSession: ObjectRows {
                     principals: [String], beside: [(key: ResourceKey, id: String)]) throws -> (read: ObjectRead, beside: [StoredObject?])? {
         guard beside.count <= Self.besideLimit else { return nil }
         let read = ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))
-        guard let row = try prepared(ReadObjectBeside(read: read, beside: beside)).first else {
-            throw StorageError.backend("PostgreSQL answered no row")
+        let row: ReadObjectBeside.Row
+        if let claims, claims.unsettled {
+            claims.unsettled = false
+            guard let settled = try prepared(ReadObjectBesideSettling(read: ReadObjectBeside(read: read, beside: beside), timeout: settlingTimeout)).first else {
+                throw StorageError.backend("PostgreSQL answered no row")
+            }
+            claims.xid = settled.8
+            row = (settled.0, settled.1, settled.2, settled.3, settled.4, settled.5, settled.6, settled.7)
+        } else {
+            guard let answered = try prepared(ReadObjectBeside(read: read, beside: beside)).first else {
+                throw StorageError.backend("PostgreSQL answered no row")
+            }
+            row = answered
         }
         let found = try zip(beside, [row.6, row.7]).map { wanted, text -> StoredObject? in
             guard let text else { return nil }
