@@ -58,7 +58,13 @@ public final class PostgresLink: Sendable {
     public func wait<T: Sendable>(lost: any Error, _ future: EventLoopFuture<T>) throws -> T {
         let promise = connection.eventLoop.makePromise(of: T.self)
         let first = FirstAnswer()
-        guard let id = watch.add({ if first.take() { promise.fail(lost) } }) else { throw lost }
+        guard let id = watch.add({ if first.take() { promise.fail(lost) } }) else {
+            // Every promise is fulfilled before it goes: a debug build traps on one that is not
+            // ("leaking promise"), and a statement after the close (a ROLLBACK after a statement
+            // that failed with it) took `ferry serve` down so under network faults.
+            promise.fail(lost)
+            throw lost
+        }
         let watch = watch
         future.whenComplete { result in
             watch.remove(id)
