@@ -77,6 +77,12 @@ public final class PostgresLink: Sendable {
     /// statements): it runs in a task on the connection's event loop, never on Swift's cooperative
     /// pool, which callers blocked in a transaction (holding its locks) could fill.
     public func wait<T: Sendable>(lost: any Error, _ operation: @escaping @Sendable () async throws -> T) throws -> T {
+        try wait(lost: lost, start(operation))
+    }
+
+    /// Starts `operation` as ``wait(lost:_:)`` does, without waiting: its answer, for
+    /// ``wait(lost:_:)`` later (a statement sent behind another whose answer is still to come).
+    public func start<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) -> EventLoopFuture<T> {
         let promise = connection.eventLoop.makePromise(of: T.self)
         @Sendable func run() async {
             do { promise.succeed(try await operation()) } catch { promise.fail(error) }
@@ -86,7 +92,7 @@ public final class PostgresLink: Sendable {
         } else {
             Task { await run() }
         }
-        return try wait(lost: lost, promise.futureResult)
+        return promise.futureResult
     }
 }
 

@@ -41,6 +41,10 @@ struct PostgresSession: ObjectRows {
         /// its transaction id asked for: by its first statement when that is the object read
         /// (``ReadObjectBeside``: a PUT saves a round trip), else by ``settle()`` before it.
         var unsettled = false
+        /// The answer to the write's `BEGIN`, sent without waiting for it: the write's first
+        /// statement goes right behind it, and its answer is waited for with that statement's
+        /// (``pipelined(_:)``), a round trip fewer a write.
+        var beginning: EventLoopFuture<PostgresQueryResult>?
     }
 
     final class Unannounced: @unchecked Sendable {
@@ -120,10 +124,38 @@ struct PostgresSession: ObjectRows {
     /// A write's `statement_timeout` and transaction id (``Claims/unsettled``), in a statement of
     /// their own: before any statement of the write that does not carry them.
     func settle() throws {
-        guard let claims, claims.unsettled else { return }
+        guard let claims, claims.unsettled else { return try begun() }
         claims.unsettled = false
-        claims.xid = try rows("SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout",
-                              Self.binds([settlingTimeout])).first?.decode(String.self)
+        try checkDeadline()
+        let sql = "SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout"
+        let answer = link.connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.binds([settlingTimeout])), logger: logger)
+        claims.xid = try pipelined(answer).rows.first?.decode(String.self)
+    }
+
+    /// Sends the write's `BEGIN` without waiting for its answer (``Claims/beginning``).
+    func begin() {
+        claims?.beginning = link.connection.query(PostgresQuery(unsafeSQL: "BEGIN"), logger: logger)
+    }
+
+    /// Waits for the answer to a `BEGIN` still to come (``Claims/beginning``), if any.
+    func begun() throws {
+        guard let begin = claims?.beginning else { return }
+        claims?.beginning = nil
+        _ = try link.wait(lost: lost, begin)
+    }
+
+    /// The answer of a statement sent right behind the write's `BEGIN`, whose answer comes first:
+    /// a statement that ran because the `BEGIN` failed ran outside the transaction, so only
+    /// statements that change nothing (reads, `set_config` of the transaction) are sent so.
+    func pipelined<T: Sendable>(_ answer: EventLoopFuture<T>) throws -> T {
+        do {
+            try begun()
+        } catch {
+            // Its answer, to leave the connection with nothing still to come.
+            _ = try? link.wait(lost: lost, answer)
+            throw error
+        }
+        return try link.wait(lost: lost, answer)
     }
 
     /// The `statement_timeout` a write settles (milliseconds, as text): the request's time left.
@@ -755,9 +787,14 @@ struct PostgresSession: ObjectRows {
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
         try checkDeadline()
         try settle()
+        return try link.wait(lost: lost, start(statement))
+    }
+
+    /// Sends a prepared statement (``prepared(_:)``) without waiting for its rows.
+    func start<Statement: PostgresPreparedStatement>(_ statement: Statement) -> EventLoopFuture<[Statement.Row]> where Statement.Row: Sendable {
         let connection = link.connection
         let logger = logger
-        return try link.wait(lost: lost) {
+        return link.start {
             var rows: [Statement.Row] = []
             for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
             return rows
@@ -899,7 +936,9 @@ struct PostgresSession: ObjectRows {
         let row: ReadObjectBeside.Row
         if let claims, claims.unsettled {
             claims.unsettled = false
-            guard let settled = try prepared(ReadObjectBesideSettling(read: ReadObjectBeside(read: read, beside: beside), timeout: settlingTimeout)).first else {
+            try checkDeadline()
+            let answer = start(ReadObjectBesideSettling(read: ReadObjectBeside(read: read, beside: beside), timeout: settlingTimeout))
+            guard let settled = try pipelined(answer).first else {
                 throw StorageError.backend("PostgreSQL answered no row")
             }
             claims.xid = settled.8
