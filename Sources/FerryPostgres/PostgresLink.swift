@@ -58,7 +58,13 @@ public final class PostgresLink: Sendable {
     public func wait<T: Sendable>(lost: any Error, _ future: EventLoopFuture<T>) throws -> T {
         let promise = connection.eventLoop.makePromise(of: T.self)
         let first = FirstAnswer()
-        guard let id = watch.add({ if first.take() { promise.fail(lost) } }) else { throw lost }
+        guard let id = watch.add({ if first.take() { promise.fail(lost) } }) else {
+            // Every promise is fulfilled before it goes: a debug build traps on one that is not
+            // ("leaking promise"), and a statement after the close (a ROLLBACK after a statement
+            // that failed with it) took `ferry serve` down so under network faults.
+            promise.fail(lost)
+            throw lost
+        }
         let watch = watch
         future.whenComplete { result in
             watch.remove(id)
@@ -71,6 +77,12 @@ public final class PostgresLink: Sendable {
     /// statements): it runs in a task on the connection's event loop, never on Swift's cooperative
     /// pool, which callers blocked in a transaction (holding its locks) could fill.
     public func wait<T: Sendable>(lost: any Error, _ operation: @escaping @Sendable () async throws -> T) throws -> T {
+        try wait(lost: lost, start(operation))
+    }
+
+    /// Starts `operation` as ``wait(lost:_:)`` does, without waiting: its answer, for
+    /// ``wait(lost:_:)`` later (a statement sent behind another whose answer is still to come).
+    public func start<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) -> EventLoopFuture<T> {
         let promise = connection.eventLoop.makePromise(of: T.self)
         @Sendable func run() async {
             do { promise.succeed(try await operation()) } catch { promise.fail(error) }
@@ -80,7 +92,7 @@ public final class PostgresLink: Sendable {
         } else {
             Task { await run() }
         }
-        return try wait(lost: lost, promise.futureResult)
+        return promise.futureResult
     }
 }
 

@@ -22,7 +22,8 @@ struct PostgresFaultTests {
         defer { proxy.stop() }
         let url = direct.replacingOccurrences(of: ":\(cluster.port)/", with: ":\(proxy.port)/") + "?connect_timeout=3&statement_timeout=5000"
         let server = try ServeProcess(data: temporaryDirectory("pg-faults"),
-                                       environment: ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000", "FERRY_REQUEST_TIMEOUT": "10"])
+                                       environment: ["FERRY_DATABASE": url, "FERRY_PASSWORD_ROUNDS": "1000", "FERRY_REQUEST_TIMEOUT": "10",
+                                                     "SWIFT_BACKTRACE": "enable=yes,interactive=no"])
         defer { server.kill(SIGKILL) }
         let client = server.client()
         defer { Task { try? await client.shutdown() } }
@@ -37,7 +38,17 @@ struct PostgresFaultTests {
             n += 1
             let id = "r\(n)"
             let started = ContinuousClock.now
-            let answer = try await client.put(Self.records + id, headers: Self.alice, body: ByteBuffer(string: #"{"data":{"n":\#(n)}}"#))
+            let answer: TestClient.Response
+            do {
+                answer = try await client.put(Self.records + id, headers: Self.alice, body: ByteBuffer(string: #"{"data":{"n":\#(n)}}"#))
+            } catch {
+                // A server that died (trapped) closes the client's connection: say why it died
+                // (its backtrace takes a few seconds to print).
+                for _ in 0..<100 where server.process.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
+                try? await Task.sleep(for: .milliseconds(500))
+                Issue.record("\(id): \(error); the server \(server.process.isRunning ? "runs" : "ended"), it printed:\n\(server.printed.suffix(20_000))")
+                throw error
+            }
             #expect(ContinuousClock.now - started < .seconds(30), "\(id) took \(ContinuousClock.now - started)")
             switch answer.status {
             case .created: acknowledged.append(id)
@@ -80,5 +91,7 @@ struct PostgresFaultTests {
         let missing = Set(acknowledged).subtracting(stored)
         #expect(missing.isEmpty, "acknowledged but lost: \(missing.sorted())")
         #expect(proxy.faultsInjected > 0)
+        // A network fault never takes the server down.
+        #expect(server.process.isRunning, "the server ended; it printed:\n\(server.printed.suffix(20_000))")
     }
 }

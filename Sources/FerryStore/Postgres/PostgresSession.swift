@@ -37,6 +37,14 @@ struct PostgresSession: ObjectRows {
         var savepoints = 0
         /// Whether an upsert folded a release already (later ones leave it to ``beforeCommit()``).
         var folded = false
+        /// Whether the write's `statement_timeout` (the request's time left) is still to be set and
+        /// its transaction id asked for: by its first statement when that is the object read
+        /// (``ReadObjectBeside``: a PUT saves a round trip), else by ``settle()`` before it.
+        var unsettled = false
+        /// The answer to the write's `BEGIN`, sent without waiting for it: the write's first
+        /// statement goes right behind it, and its answer is waited for with that statement's
+        /// (``pipelined(_:)``), a round trip fewer a write.
+        var beginning: EventLoopFuture<PostgresQueryResult>?
     }
 
     final class Unannounced: @unchecked Sendable {
@@ -113,8 +121,53 @@ struct PostgresSession: ObjectRows {
         try? clock.undo(held[...])
     }
 
+    /// A write's `statement_timeout` and transaction id (``Claims/unsettled``), in a statement of
+    /// their own: before any statement of the write that does not carry them.
+    func settle() throws {
+        guard let claims, claims.unsettled else { return try begun() }
+        claims.unsettled = false
+        try checkDeadline()
+        let sql = "SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout"
+        let answer = link.connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.binds([settlingTimeout])), logger: logger)
+        claims.xid = try pipelined(answer).rows.first?.decode(String.self)
+    }
+
+    /// Sends the write's `BEGIN` without waiting for its answer (``Claims/beginning``).
+    func begin() {
+        claims?.beginning = link.connection.query(PostgresQuery(unsafeSQL: "BEGIN"), logger: logger)
+    }
+
+    /// Waits for the answer to a `BEGIN` still to come (``Claims/beginning``), if any.
+    func begun() throws {
+        guard let begin = claims?.beginning else { return }
+        claims?.beginning = nil
+        _ = try link.wait(lost: lost, begin)
+    }
+
+    /// The answer of a statement sent right behind the write's `BEGIN`, whose answer comes first:
+    /// a statement that ran because the `BEGIN` failed ran outside the transaction, so only
+    /// statements that change nothing (reads, `set_config` of the transaction) are sent so.
+    func pipelined<T: Sendable>(_ answer: EventLoopFuture<T>) throws -> T {
+        do {
+            try begun()
+        } catch {
+            // Its answer, to leave the connection with nothing still to come.
+            _ = try? link.wait(lost: lost, answer)
+            throw error
+        }
+        return try link.wait(lost: lost, answer)
+    }
+
+    /// The `statement_timeout` a write settles (milliseconds, as text): the request's time left.
+    var settlingTimeout: String {
+        String(max(1, Int((deadline?.remaining ?? 0) * 1000)))
+    }
+
     func execute(_ sql: String, checkingDeadline: Bool = true) throws {
-        if checkingDeadline { try checkDeadline() }
+        if checkingDeadline {
+            try checkDeadline()
+            try settle()
+        }
         _ = try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql), logger: logger))
     }
 
@@ -125,6 +178,7 @@ struct PostgresSession: ObjectRows {
 
     func rows(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> [PostgresRow] {
         try checkDeadline()
+        try settle()
         return try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).rows
     }
 
@@ -746,9 +800,15 @@ struct PostgresSession: ObjectRows {
     /// run did) would hold it with them until other writers hit `statement_timeout`.
     func prepared<Statement: PostgresPreparedStatement>(_ statement: Statement) throws -> [Statement.Row] where Statement.Row: Sendable {
         try checkDeadline()
+        try settle()
+        return try link.wait(lost: lost, start(statement))
+    }
+
+    /// Sends a prepared statement (``prepared(_:)``) without waiting for its rows.
+    func start<Statement: PostgresPreparedStatement>(_ statement: Statement) -> EventLoopFuture<[Statement.Row]> where Statement.Row: Sendable {
         let connection = link.connection
         let logger = logger
-        return try link.wait(lost: lost) {
+        return link.start {
             var rows: [Statement.Row] = []
             for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
             return rows
@@ -782,10 +842,14 @@ struct PostgresSession: ObjectRows {
                \(PostgresSession.passedChecks("$5", names: "$6", uris: "$7", permissions: "$8")),
                (SELECT coalesce(array_agg(a.permission || ' ' || a.principal), '{}') FROM access_control_entries a WHERE a.object_id = $4)
         """
-    static let objectFrom = """
-        FROM (SELECT 1) AS one
+    static let objectFrom = objectFrom(one: "SELECT 1")
+    /// The object's row joined to `one`, a statement of one row.
+    static func objectFrom(one: String) -> String {
+        """
+        FROM (\(one)) AS one
         LEFT JOIN objects o ON o.parent_id = $1 AND o.resource_name = $2 AND o.id = $3 AND NOT o.deleted
         """
+    }
 
     /// An object, its permissions and the checks passed, in one statement: a GET costs one round trip.
     struct ReadObject: PostgresPreparedStatement {
@@ -849,6 +913,28 @@ struct PostgresSession: ObjectRows {
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
+    /// ``ReadObjectBeside`` as a write's first statement: it also sets the write's
+    /// `statement_timeout` (from the next statement on) and answers its transaction id
+    /// (``Claims/unsettled``), a round trip fewer a PUT.
+    struct ReadObjectBesideSettling: PostgresPreparedStatement {
+        static let sql = PostgresSession.objectColumns + """
+            ,
+                   \(PostgresSession.besideObject("$9", "$10", "$11")), \(PostgresSession.besideObject("$12", "$13", "$14")),
+                   pg_current_xact_id()::text
+            """ + "\n" + PostgresSession.objectFrom(one: "SELECT set_config('statement_timeout', $15, true)")
+        typealias Row = (String?, Int64?, Bool?, String?, [String], [String], String?, String?, String)
+        let read: ReadObjectBeside
+        let timeout: String
+
+        func makeBindings() throws -> PostgresBindings {
+            var binds = try read.makeBindings()
+            binds.append(timeout)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
     func readObject(_ key: ResourceKey, id: String, uri: String, checks: [String: [(uri: String, permission: String)]],
                     principals: [String]) throws -> ObjectRead {
         guard let row = try prepared(ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))).first else {
@@ -861,8 +947,21 @@ struct PostgresSession: ObjectRows {
                     principals: [String], beside: [(key: ResourceKey, id: String)]) throws -> (read: ObjectRead, beside: [StoredObject?])? {
         guard beside.count <= Self.besideLimit else { return nil }
         let read = ReadObject(key: key, id: id, uri: uri, principals: principals, checks: Self.flat(checks))
-        guard let row = try prepared(ReadObjectBeside(read: read, beside: beside)).first else {
-            throw StorageError.backend("PostgreSQL answered no row")
+        let row: ReadObjectBeside.Row
+        if let claims, claims.unsettled {
+            claims.unsettled = false
+            try checkDeadline()
+            let answer = start(ReadObjectBesideSettling(read: ReadObjectBeside(read: read, beside: beside), timeout: settlingTimeout))
+            guard let settled = try pipelined(answer).first else {
+                throw StorageError.backend("PostgreSQL answered no row")
+            }
+            claims.xid = settled.8
+            row = (settled.0, settled.1, settled.2, settled.3, settled.4, settled.5, settled.6, settled.7)
+        } else {
+            guard let answered = try prepared(ReadObjectBeside(read: read, beside: beside)).first else {
+                throw StorageError.backend("PostgreSQL answered no row")
+            }
+            row = answered
         }
         let found = try zip(beside, [row.6, row.7]).map { wanted, text -> StoredObject? in
             guard let text else { return nil }

@@ -161,17 +161,23 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     session.listsBelowClaims = true
                 }
                 guard let begin else { return try body(session) }
-                try session.execute(begin)
+                // A write's statements (and its waits for row locks) end with the request's
+                // time; its transaction id (which its timestamps are claimed by) comes with it,
+                // on its first statement (``PostgresSession/Claims/unsettled``), sent right behind
+                // its BEGIN (``PostgresSession/pipelined(_:)``).
+                if deadline != nil, session.claims != nil {
+                    try session.checkDeadline()
+                    session.begin()
+                    session.claims?.unsettled = true
+                } else {
+                    try session.execute(begin)
+                }
                 do {
-                    if let deadline, let claims = session.claims {
-                        // A write's statements (and its waits for row locks) end with the request's
-                        // time; its transaction id (which its timestamps are claimed by) comes with it.
-                        let milliseconds = String(max(1, Int(deadline.remaining * 1000)))
-                        claims.xid = try session.rows("SELECT pg_current_xact_id()::text FROM (SELECT set_config('statement_timeout', $1, true)) AS timeout",
-                                                      PostgresSession.binds([milliseconds])).first?.decode(String.self)
-                    }
                     let result = try body(session)
                     try session.beforeCommit()
+                    // A write that sent no statement has nothing to settle before its COMMIT.
+                    session.claims?.unsettled = false
+                    try session.begun()
                     // Only a write claims the commit: a read commits nothing, and a read that
                     // claimed would leave a later write of the same request without a deadline.
                     if let deadline, session.claims != nil ? !deadline.claim() : deadline.isExpired { throw deadline.error }
