@@ -197,8 +197,7 @@ extension KintoAPI {
     /// data is in `body`; nil when the body is not one it takes. One pass (``JSONCursor``): the
     /// records' data is only skipped here, parsed by ``recordItems(_:_:_:_:)``.
     static func walkRecordPuts(_ body: [UInt8], maxRequests: Int) -> (RecordPutsBuilder, [Range<Int>])? {
-        let requests = Array("requests".utf8), defaults = Array("defaults".utf8)
-        return try? body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> (RecordPutsBuilder, [Range<Int>])? in
+        try? body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> (RecordPutsBuilder, [Range<Int>])? in
             var cursor = JSONCursor(buffer)
             guard try cursor.enterObject() else { return nil }
             var builder = RecordPutsBuilder(capacity: 1000)
@@ -209,7 +208,7 @@ extension KintoAPI {
             // A sub-request without a method takes the defaults' one, which may come after it.
             var needsDefaultMethod = false
             while let name = try cursor.nextKey() {
-                if name.equals(requests), !seen.requests {
+                if name.equals(Self.requestsName), !seen.requests {
                     seen.requests = true
                     guard try cursor.enterArray() else { return nil }
                     while try cursor.nextElement() {
@@ -219,7 +218,7 @@ extension KintoAPI {
                         needsDefaultMethod = needsDefaultMethod || request.method == nil
                         ranges.append(request.data)
                     }
-                } else if name.equals(defaults), !seen.defaults {
+                } else if name.equals(Self.defaultsName), !seen.defaults {
                     seen.defaults = true
                     guard case .object(let given) = try cursor.value(maxDepth: 4), given.keys.allSatisfy({ $0 == "method" }) else { return nil }
                     if let given = given["method"] {
@@ -272,6 +271,7 @@ extension KintoAPI {
 
     private static let methodName = Array("method".utf8), pathName = Array("path".utf8), headersName = Array("headers".utf8)
     private static let bodyName = Array("body".utf8), dataName = Array("data".utf8)
+    private static let requestsName = Array("requests".utf8), defaultsName = Array("defaults".utf8)
 
     /// The puts of `heads[part]`, their data parsed from `ranges` of `body` and serialized; nil
     /// when one does not parse as the general parse would take it, or does not qualify.
