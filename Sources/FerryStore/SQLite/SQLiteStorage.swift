@@ -495,14 +495,7 @@ struct SQLiteSession: ObjectRows {
     /// variables): 0.7 µs an entry where a statement each took about 2.5.
     func addPermissions(ofEach uris: [String], _ permissions: Permissions) throws {
         guard !uris.isEmpty, permissions.contains(where: { !$0.value.isEmpty }) else { return }
-        var list: [UInt8] = [UInt8(ascii: "[")]
-        list.reserveCapacity(uris.count * ((uris.first?.utf8.count ?? 0) + 3))
-        for (i, uri) in uris.enumerated() {
-            if i > 0 { list.append(UInt8(ascii: ",")) }
-            JSON.writeString(uri, to: &list)
-        }
-        list.append(UInt8(ascii: "]"))
-        let text = String(decoding: list, as: UTF8.self)
+        let text = JSON.array(uris.map(JSON.string)).serialized()  // as ``objects(_:ids:)`` sends its ids
         for (permission, principals) in permissions {
             for principal in principals.sorted() {
                 try RawStatement(db, "INSERT OR IGNORE INTO access_control_entries (object_id, permission, principal) SELECT value, ?, ? FROM json_each(?)",
