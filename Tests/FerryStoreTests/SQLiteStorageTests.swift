@@ -754,6 +754,44 @@ enum StorageContract {
         #expect(object?.json.contains("\"v\":1") == true)
     }
 
+    /// Writes about 2,400 pages of log (twelve commits of 100 records of 8 KB) into `storage`
+    /// at `dir`, waits for the checkpointer to be idle, and returns the database file's size.
+    static func fillLog(_ storage: SQLiteStorage, _ dir: String) async throws -> Int {
+        let key = StorageContract.records
+        let blob = JSON.string(String(repeating: "x", count: 8_000))
+        for round in 0..<12 {
+            try await storage.write { s in
+                for i in 0..<100 { _ = try s.put(key, id: "r\(round)-\(i)", data: ["blob": blob], requestedTimestamp: nil) }
+            }
+        }
+        for _ in 0..<1_000 where storage.checkpointer.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!storage.checkpointer.isRunning)
+        return try FileManager.default.attributesOfItem(atPath: dir + "/ferry.sqlite")[.size] as! Int
+    }
+
+    /// The log is copied into the database by the checkpointer's connection, not the writer's:
+    /// the database file grows by what the log held, and the writer never checkpointed.
+    @Test func theCheckpointerCopiesTheLogBesideTheWriter() async throws {
+        let (storage, dir) = try makeStorage()
+        let size = try await Self.fillLog(storage, dir)
+        #expect(storage.checkpointer.counts.checkpointer >= 1)
+        #expect(storage.checkpointer.counts.writer == 0)
+        #expect(size > 4_000_000)
+        try storage.close()
+    }
+
+    /// Without its checkpointer (closed), the writer checkpoints itself, as SQLite does by default:
+    /// the log is copied all the same.
+    @Test func theWriterCheckpointsWhenTheCheckpointerCannot() async throws {
+        let (storage, dir) = try makeStorage()
+        try storage.checkpointer.close()
+        let size = try await Self.fillLog(storage, dir)
+        #expect(storage.checkpointer.counts.checkpointer == 0)
+        #expect(storage.checkpointer.counts.writer >= 1)
+        #expect(size > 4_000_000)
+        try storage.close()
+    }
+
     /// A new database file migrated up to `migration` only (as an older Ferry left it), and its path.
     static func database(upTo migration: String) throws -> (path: String, queue: DatabaseQueue) {
         let path = try temporaryDirectory() + "/ferry.sqlite"

@@ -29,6 +29,8 @@ public final class SQLiteStorage: Storage {
     /// The open database, opened again when it was read-only and its folder became writable.
     let database: ReopeningPool
     let groupCommit: GroupCommit
+    /// Copies the write-ahead log into the database beside the writer.
+    let checkpointer: Checkpointer
     /// Grant checks and permissions read since the last write (``ACLCache``).
     let acl = ACLCache()
     public let path: String
@@ -40,12 +42,16 @@ public final class SQLiteStorage: Storage {
         config.busyMode = .timeout(configuration.busyTimeout)
         config.maximumReaderCount = configuration.maximumReaderCount
         let fullSync = configuration.fullSync
+        let checkpointer = Checkpointer(path: path, busyTimeout: configuration.busyTimeout)
+        self.checkpointer = checkpointer
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(fullSync ? "FULL" : "NORMAL")")
             try db.execute(sql: "PRAGMA cache_size = -32000")
             // Savepoint journals in memory: each sub-request of a batch runs in a savepoint, and
             // on a file they cost a write system call per changed page.
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            // The writer's log is copied into the database beside it, not by it (Checkpointer).
+            if !db.configuration.readonly { checkpointer.install(on: db) }
         }
         do {
             database = try ReopeningPool(path: path, configuration: config, logger: logger)
@@ -246,6 +252,7 @@ public final class SQLiteStorage: Storage {
     }
 
     public func close() throws {
+        try checkpointer.close()
         try database.close()
     }
 }
