@@ -60,6 +60,16 @@ import Testing
                 #expect(response.status == .ok)
                 #expect(response.headers[.eTag] != nil)
             }
+            // A push's batch (the record PUTs' own path) counts each record it wrote, and not
+            // the one it refused.
+            let push = #"{"requests": [{"method": "PUT", "path": "/buckets/main/collections/users/records/a", "body": {"data": {}}},"#
+                + #"{"method": "PUT", "path": "/buckets/main/collections/users/records/b", "body": {"data": {}}},"#
+                + #"{"method": "PUT", "path": "/buckets/main/collections/users/records/c", "body": {"data": {}}, "headers": {"If-Match": "\"1\""}}]}"#
+            try await client.execute(uri: "/v1/batch", method: .post, headers: headers(), body: ByteBuffer(string: push)) { response in
+                #expect(response.status == .ok)
+                let statuses = try JSON.parse(bytes: Array(response.body.readableBytesView))["responses"]?.arrayValue?.map { $0["status"] }
+                #expect(statuses == [201, 201, 412])
+            }
             try await client.execute(uri: "/", method: .get) { response in
                 #expect(response.status == .temporaryRedirect)
                 #expect(response.headers[.location] == "/v1/")
@@ -77,7 +87,7 @@ import Testing
                 let text = String(buffer: response.body)
                 #expect(text.contains("ferry_http_requests_total"))
                 #expect(text.contains("ferry_http_request_duration_seconds"))
-                #expect(text.contains("ferry_records_written_total 3"))
+                #expect(text.contains("ferry_records_written_total 5"))
                 // The SQLite file and its log, read at the scrape.
                 let size = text.split(separator: "\n").first { $0.hasPrefix("ferry_storage_bytes ") }.flatMap { Double($0.split(separator: " ")[1]) }
                 #expect((size ?? 0) > 4096, "\(text)")

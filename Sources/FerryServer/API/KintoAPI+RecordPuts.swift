@@ -16,7 +16,10 @@ import FerryStore
 /// the batch itself does not carry), permissions, a `last_modified` or an `id` of its own.
 /// Anything else goes the general way.
 struct RecordPuts: Sendable {
-    struct Item: Sendable {
+    /// A class, not a struct: the writer takes each item out of the list once, and a struct's
+    /// copy retained and released each of its six references (3 % of a push's server samples,
+    /// on the single writer).
+    final class Item: Sendable {
         /// The sub-request's path as answered (below `/v1`).
         let path: String
         let id: String
@@ -25,6 +28,15 @@ struct RecordPuts: Sendable {
         /// The sub-request's `If-Match` and `If-None-Match`, as sent.
         let ifMatch: String?
         let ifNoneMatch: String?
+
+        init(path: String, id: String, data: [String: JSON], text: RecordText, ifMatch: String?, ifNoneMatch: String?) {
+            self.path = path
+            self.id = id
+            self.data = data
+            self.text = text
+            self.ifMatch = ifMatch
+            self.ifNoneMatch = ifNoneMatch
+        }
     }
 
     /// The records' path (no id).
@@ -350,7 +362,6 @@ extension KintoAPI {
                         // A record PUT refuses before it writes: no savepoint.
                         let stored = try session.put(key, id: id, text: item.text, requestedTimestamp: nil)
                         existing[id] = stored
-                        self.metrics?.recordWritten()
                         if replaced != nil {
                             // (A minimal answer does not show them: not read. A record this batch
                             // created has its creator's, not written yet.)
@@ -371,7 +382,11 @@ extension KintoAPI {
         } catch is RecordPuts.Stale {
             return nil
         }
-        if outcomes.contains(where: { if case .written = $0 { true } else { false } }) {
+        // Counted once the batch committed, in one step (a counter's lock for each record was
+        // 2 % of a push's server samples, on the single writer).
+        let written = outcomes.count { if case .written = $0 { true } else { false } }
+        if written > 0 {
+            metrics?.recordWritten(written)
             announce(effects, succeeded: true)
             // Files are looked for only where the collection has a folder of them.
             if let store = attachments, store.exists("\(records.bucket)/\(records.collection!)") {

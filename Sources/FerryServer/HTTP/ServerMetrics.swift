@@ -71,7 +71,7 @@ public final class ServerMetrics: Sendable {
     /// the registry by label and dimensions on every request (2 % of a GET).
     private let series = NIOLockedValueBox<[RequestSeries: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
 
-    func recordWritten() { recordsWritten.increment() }
+    func recordWritten(_ count: Int = 1) { recordsWritten.increment(by: Int64(count)) }
     func webhookDelivery(succeeded: Bool) {
         CoreMetrics.Counter(label: "ferry_webhook_deliveries_total", dimensions: [("outcome", succeeded ? "ok" : "failed")], factory: factory).increment()
     }
