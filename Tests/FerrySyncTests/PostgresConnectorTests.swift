@@ -310,6 +310,64 @@ struct PostgresConnectorTests {
         #expect(try !tables(db.name).contains("fresh"))
     }
 
+    /// A full load from a file is one transaction, committed at the end of the file (the file is
+    /// checked as it loads, PostgresWriter+Load.swift): a failure at the second of two batches of
+    /// 10,000 leaves none of the first.
+    @Test func aFullLoadFromAFileCommitsOnceAtTheEnd() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsers(dir.file("users.jsonl"), count: 12_000)
+        try makeTableRefusing("u0011000", in: db.name)
+        let failed = try await Ferry.run(["sync", "file:users.jsonl", db.url + "#users"], in: dir.path)
+        #expect(failed.status == 2 && failed.stderr.contains("refused by a trigger"), "\(failed.stderr)")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM users") == "0")
+        try cluster.psql(db.name, "DROP TRIGGER refuse ON users")
+        let loaded = try await sync(["file:users.jsonl", db.url + "#users"], in: dir)
+        #expect(loaded["created"] == 12_000 && loaded["failed"] == 0, "\(loaded.serialized())")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM users") == "12000")
+    }
+
+    /// A load stopped at a batch boundary checks the rest of the file before it commits what it
+    /// loaded: a malformed line after the stop still changes nothing.
+    @Test func aStoppedLoadCommitsOnlyAWellFormedFile() async throws {
+        let dir = try TempDir()
+        let db = try database()
+        try writeUsers(dir.file("users.jsonl"), count: 30)
+        let good = try String(contentsOfFile: dir.file("users.jsonl"), encoding: .utf8)
+        try (good + "{\"id\": oops}\n").write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
+        func stopped(_ file: String, _ table: String) async throws -> SyncReport {
+            var job = SyncJob(source: "file:" + dir.file(file), target: db.url + "#" + table)
+            job.mode = .full
+            job.statePath = dir.file("state/state.db")
+            job.deadLetterPath = dir.file("dead.jsonl")
+            job.batchSize = 3
+            let engine = SyncEngine()
+            let stop = WakeSignal()
+            engine.stop = stop
+            engine.onProgress = { read, _ in if read >= 6 { stop.close() } }
+            return try await engine.run(job)
+        }
+        let report = try await stopped("users.jsonl", "users")
+        #expect(report.stopped && report.read == 6 && report.created == 6 && report.loadedDirectly == 6, "\(report.json.serialized())")
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM users") == "6")
+        do {
+            _ = try await stopped("bad.jsonl", "fresh")
+            Issue.record("a malformed file was loaded")
+        } catch let error as SyncError {
+            #expect(error.message.contains("line 31"), "\(error.message)")
+        }
+        #expect(try !tables(db.name).contains("fresh"))
+        try cluster.psql(db.name, "CREATE TABLE premade (id text PRIMARY KEY, username text, age bigint, address text, updated_at bigint)")
+        await #expect(throws: SyncError.self) { try await stopped("bad.jsonl", "premade") }
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM premade") == "0")
+
+        // A record the table refuses, then a malformed line: nothing is dead-lettered either.
+        try ("{\"id\":\"x\",\"age\":\"abc\"}\n" + good + "{\"id\": oops}\n").write(toFile: dir.file("worse.jsonl"), atomically: true, encoding: .utf8)
+        await #expect(throws: SyncError.self) { try await stopped("worse.jsonl", "premade") }
+        #expect(try cluster.psql(db.name, "SELECT count(*) FROM premade") == "0")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("dead.jsonl")))
+    }
+
     @Test func upsertsRewriteOnlyRowsThatDiffer() async throws {
         let dir = try TempDir()
         let db = try database()

@@ -102,12 +102,16 @@ public final class SyncEngine {
         // (or created). Except that a file loaded straight into a table is checked alongside the
         // load, on the other core; the load commits nothing before the check has passed
         // (SQLiteWriter+Load.swift), and a table file this run created is removed if it fails.
+        // Into PostgreSQL, such a file is checked as it loads, in one transaction committed at its
+        // end (PostgresWriter+Load.swift).
         try await source.open(forWriting: false)
         var validation: BackgroundValidation? = nil
         var createdTarget: String? = nil
         if !job.dryRun, let file = source as? FileEndpoint, let table = target as? SQLiteEndpoint, Self.loadsDirectly(job) {
             validation = BackgroundValidation(file)
             if !FileSystem.exists(table.path) { createdTarget = table.path }
+        } else if !job.dryRun, source is FileEndpoint, target is PostgresEndpoint, Self.loadsDirectly(job) {
+            // checked by the load itself
         } else if !job.dryRun, let source = source as? any ValidatingSource {
             try await source.validate()
         }

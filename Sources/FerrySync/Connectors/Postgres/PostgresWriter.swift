@@ -19,7 +19,9 @@ import PostgresNIO
 ///    record's sake (a value its type cannot read, a constraint): refused records are
 ///    dead-lettered, the others arrive.
 ///
-/// A refused batch is rolled back whole and tried again the next way. Commits do not wait for
+/// A refused batch is rolled back whole and tried again the next way. A full load from a file
+/// (PostgresWriter+Load.swift) holds its batches in one transaction instead, each under a
+/// savepoint (rolled back to it when refused), committed at the end of the file. Commits do not wait for
 /// the disk (`synchronous_commit = off`): a server crash may lose the last batches, but always
 /// with their checkpoint, so a rerun redoes them; ``finish(cursor:)`` waits for the disk once,
 /// before the run reports success.
@@ -46,6 +48,9 @@ final class PostgresWriter: TargetWriter {
     private var copiesDirectly: Bool? = nil
     /// Batches committed without waiting for the disk since the last synchronous commit.
     private var unflushed = false
+    /// A direct load's transaction (PostgresWriter+Load.swift), open across its batches, each
+    /// batch under a savepoint: the table's columns from before it; nil while none is open.
+    private var loadColumns: [PostgresColumn]? = nil
     /// A batch held back because the one before had rejected records.
     private var held: (changes: [Change], cursor: Cursor?)? = nil
     /// A two-way run's conditions (``expect(key:exists:version:hash:)``) for the coming batch, and
@@ -334,7 +339,8 @@ final class PostgresWriter: TargetWriter {
             copiesDirectly = try await query("SELECT (NOT EXISTS (SELECT 1 FROM \(endpoint.quotedTable)))::text").first?.text(0) == "true"
         }
         // A lone COPY is a transaction of its own; anything more needs one around it.
-        let lone = way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
+        let inLoad = loadColumns != nil  // a batch of a load's transaction: under a savepoint
+        let lone = !inLoad && way == .copyIntoTable && copiesDirectly == true && cursor == nil && encoded.keys.isEmpty
             && setupDone && encoded.extra.isEmpty && conditions.isEmpty
         try await checkLayout(columns: committedColumns)
         do {
@@ -342,7 +348,7 @@ final class PostgresWriter: TargetWriter {
                 try await execute("SET synchronous_commit = off")
             }
             if !lone {
-                try await execute("BEGIN")
+                try await execute(inLoad ? "SAVEPOINT _ferry_batch" : "BEGIN")
             }
             // Two-way: rows changed since the run read them are locked and left as they are.
             let changedMeanwhile = try await lockChangedMeanwhile(changes)
@@ -384,6 +390,8 @@ final class PostgresWriter: TargetWriter {
                     let created = try await query(upsertSQL(columns: columns, from: select)).first?.integer(0) ?? 0
                     outcome.created += created
                     outcome.updated += count - created
+                    // No commit empties the stage between a load's batches.
+                    if inLoad { try await execute("TRUNCATE pg_temp.\(stage)") }
                 case .oneByOne:
                     try await upsertOneByOne(encoded.rows, columns: columns, outcome: &outcome)
                 }
@@ -395,14 +403,18 @@ final class PostgresWriter: TargetWriter {
                 try await session.run(tables.saveCheckpoint(job: job, cursor: cursor))
             }
             if !lone {
-                try await execute("COMMIT")
+                try await execute(inLoad ? "RELEASE SAVEPOINT _ferry_batch" : "COMMIT")
             }
             setupDone = true
             unflushed = true
             return outcome
         } catch where way != .oneByOne && Self.isAboutARecord(error) {
             // Back to before the batch, then the next way (a key already there: no more direct COPY).
-            if !lone { _ = try? await query("ROLLBACK") }
+            if inLoad {
+                _ = try? await query("ROLLBACK TO SAVEPOINT _ferry_batch")
+            } else if !lone {
+                _ = try? await query("ROLLBACK")
+            }
             forgetUncommitted(columns: committedColumns)
             if way == .copyIntoTable {
                 if PostgresFailure.sqlState(error) == "23505" { copiesDirectly = false }
@@ -435,11 +447,58 @@ final class PostgresWriter: TargetWriter {
         }
     }
 
+    /// Opens a direct load's transaction (PostgresWriter+Load.swift): until ``commitLoad()``,
+    /// each batch goes in under a savepoint of it (a batch the server refuses is rolled back to
+    /// it and tried the next way), and a table the load creates is created in it.
+    func beginLoad() async throws {
+        _ = try await settle()  // nothing is in flight before the first batch
+        let columns = endpoint.columns
+        try await checkLayout(columns: columns)
+        do {
+            if !setupDone {
+                try await execute("SET synchronous_commit = off")
+            }
+            try await execute("BEGIN")
+        } catch {
+            throw await failed(error, inTransaction: true, columns: columns)
+        }
+        loadColumns = columns
+    }
+
+    /// Waits for the load's batches and commits its transaction; the outcome of the batch that
+    /// was in flight.
+    func commitLoad() async throws -> ApplyOutcome {
+        let outcome = try await settle()
+        guard let before = loadColumns else { return outcome }
+        do {
+            try await execute("COMMIT")
+        } catch {
+            throw await failed(error, inTransaction: true, columns: before)
+        }
+        loadColumns = nil
+        unflushed = true
+        return outcome
+    }
+
+    /// Waits for the load's batches and rolls its transaction back (a malformed file: the load changes nothing).
+    func rollbackLoad() async {
+        _ = try? await settle()
+        guard let before = loadColumns else { return }
+        _ = try? await query("ROLLBACK")
+        loadColumns = nil
+        forgetUncommitted(columns: before)
+        knownColumns = endpoint.columns
+    }
+
+    /// Whether a load's transaction is open (a failure of the server's rolls it back and closes it).
+    var loading: Bool { loadColumns != nil }
+
     /// Creates the table for a direct load's first batch (PostgresWriter+Load.swift), as the
     /// batch path creates it from the same upserts (``prepareColumns(newFields:creating:upserts:)``),
-    /// in a transaction of its own, so that the batch itself can then go in as COPY text. A run
-    /// that fails before its first batch commits leaves the table there, empty (a rerun loads it
-    /// as a table it finds empty: the same rows).
+    /// so that the batch itself can then go in as COPY text: in the load's transaction when one is
+    /// open (a load that fails leaves no table), else in a transaction of its own (a run that fails
+    /// before its first batch commits leaves the table there, empty: a rerun loads it as a table it
+    /// finds empty, the same rows).
     func createTable(for upserts: [Record]) async throws {
         _ = try await settle()  // nothing is in flight before the first batch
         let committedColumns = endpoint.columns
@@ -449,10 +508,11 @@ final class PostgresWriter: TargetWriter {
             if !setupDone {
                 try await execute("SET synchronous_commit = off")
             }
-            try await execute("BEGIN")
+            let inLoad = loadColumns != nil  // then the table is the load's, committed with it
+            if !inLoad { try await execute("BEGIN") }
             try await migrate()
             _ = try await prepareColumns(newFields: Self.newFields(of: upserts, known: []), creating: true, upserts: upserts)
-            try await execute("COMMIT")
+            if !inLoad { try await execute("COMMIT") }
             setupDone = true
             unflushed = true
         } catch {
@@ -472,11 +532,17 @@ final class PostgresWriter: TargetWriter {
         return newFields
     }
 
-    /// Rolls back and says what failed (the batch as a whole: nothing of it was written).
+    /// Rolls back and says what failed (the batch as a whole: nothing of it was written; in a
+    /// load's transaction, nothing of the load).
     private func failed(_ error: any Error, inTransaction: Bool, columns: [PostgresColumn]) async -> SyncError {
         let failure = PostgresErrors.translate(error, location: endpoint.location, connecting: false, kind: .target)
         if inTransaction && !PostgresFailure.isConnectionLost(error) && failure.kind != .unreachable {
             _ = try? await query("ROLLBACK")
+        }
+        var columns = columns
+        if inTransaction, let before = loadColumns {
+            columns = before
+            loadColumns = nil
         }
         forgetUncommitted(columns: columns)
         var message = failure.message
