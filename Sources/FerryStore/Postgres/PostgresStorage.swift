@@ -181,7 +181,7 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     // Only a write claims the commit: a read commits nothing, and a read that
                     // claimed would leave a later write of the same request without a deadline.
                     if let deadline, session.claims != nil ? !deadline.claim() : deadline.isExpired { throw deadline.error }
-                    try session.execute("COMMIT")
+                    try session.commit()
                     return result
                 } catch {
                     if (try? session.execute("ROLLBACK", checkingDeadline: false)) != nil { session.undoClaimsAfterRollback() }
