@@ -12,6 +12,7 @@ public import PostgresNIO
 public final class PostgresLink: Sendable {
     public let connection: PostgresConnection
     private let watch = CloseWatch()
+    private let preparedNames = PreparedNames()
 
     public init(_ connection: PostgresConnection) {
         self.connection = connection
@@ -21,6 +22,17 @@ public final class PostgresLink: Sendable {
 
     /// Whether the connection is closed (or closing).
     public var isClosed: Bool { watch.isClosed || connection.isClosed }
+
+    /// Whether a prepared statement of this name ran on this connection (``markPrepared(_:)``).
+    ///
+    /// postgres-nio prepares a statement the first time it runs on a connection, and queues its
+    /// execution until the preparation is answered: a query written after it meanwhile reaches
+    /// the server first. Only a statement known to be prepared is sent straight to the server,
+    /// so only then may another statement follow it without waiting for its answer.
+    public func isPrepared(_ name: String) -> Bool { preparedNames.contains(name) }
+
+    /// Notes that a prepared statement of this name ran on this connection (it answered).
+    public func markPrepared(_ name: String) { preparedNames.insert(name) }
 
     /// Runs `operation`, and fails it with `lost` as soon as the connection is closed.
     /// - Parameter onEventLoop: run the operation's nonisolated code on the connection's event loop
@@ -94,6 +106,15 @@ public final class PostgresLink: Sendable {
         }
         return promise.futureResult
     }
+}
+
+/// The names of the prepared statements that ran on a connection.
+final class PreparedNames: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: Set<String> = []
+
+    func contains(_ name: String) -> Bool { lock.withLock { names.contains(name) } }
+    func insert(_ name: String) { _ = lock.withLock { names.insert(name) } }
 }
 
 /// Taken once, by whoever comes first.

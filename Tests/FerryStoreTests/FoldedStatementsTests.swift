@@ -262,6 +262,45 @@ struct FoldedReleaseTests {
         #expect(try await Self.state(storage, key).timestamp == next.lastModified)
     }
 
+    /// A write's upsert goes without waiting for its answer, its COMMIT right behind it (once the
+    /// statement is prepared on the connection): a write whose upsert failed is never answered as
+    /// committed, whether the failure comes back with the COMMIT, reaches a later statement of the
+    /// write, or is swallowed there (PostgreSQL answers the COMMIT of an aborted transaction as a
+    /// ROLLBACK, without an error). The connection is left clean for the next write.
+    @Test func aWriteWhoseUpsertFailedIsNeverAnsweredCommitted() async throws {
+        let (storage, _) = try await PostgresStorageTests.makeStorage(pool: 1)
+        defer { try? storage.close() }
+        let key = Self.key
+        _ = try await storage.write { s in
+            try (s as! PostgresSession).execute("ALTER TABLE objects ADD CONSTRAINT refused CHECK (id <> 'refused')")
+        }
+        // Prepares the upsert on the one connection: from now on it is sent without a wait.
+        _ = try await storage.write { s in try s.put(key, id: "a", data: [:], requestedTimestamp: nil) }
+        let before = try await Self.state(storage, key)
+        // The failure comes back with the COMMIT.
+        await #expect(throws: (any Error).self) {
+            try await storage.write { s in _ = try s.put(key, id: "refused", data: [:], requestedTimestamp: nil) }
+        }
+        // Swallowed where it comes back: at the put, or at the statement after it.
+        await #expect(throws: (any Error).self) {
+            try await storage.write { s in _ = try? s.put(key, id: "refused", data: [:], requestedTimestamp: nil) }
+        }
+        await #expect(throws: (any Error).self) {
+            try await storage.write { s in
+                _ = try? s.put(key, id: "refused", data: [:], requestedTimestamp: nil)
+                _ = try? s.get(key, id: "a", includeDeleted: false)
+            }
+        }
+        #expect(try await storage.read { s in try s.get(key, id: "refused", includeDeleted: true) } == nil)
+        let after = try await Self.state(storage, key)
+        #expect(after.timestamp == before.timestamp && after.newest == before.newest)
+        // The connection answers the next write as usual, and its claim goes with it.
+        let next = try await storage.write { s in try s.put(key, id: "b", data: [:], requestedTimestamp: nil) }
+        #expect(next.lastModified > before.timestamp)
+        let last = try await Self.state(storage, key)
+        #expect(last.claims == 0 && last.timestamp == next.lastModified && last.newest == next.lastModified)
+    }
+
     /// Announcements are sent once, with the commit, whether the upsert carried them or the
     /// statement before COMMIT did (the first put in a savepoint).
     @Test func announcementsGoWithTheCommitWhereverTheyRide() async throws {

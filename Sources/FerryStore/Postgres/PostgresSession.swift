@@ -45,6 +45,11 @@ struct PostgresSession: ObjectRows {
         /// statement goes right behind it, and its answer is waited for with that statement's
         /// (``pipelined(_:)``), a round trip fewer a write.
         var beginning: EventLoopFuture<PostgresQueryResult>?
+        /// The answer to the write's first upsert outside a savepoint, sent without waiting for it
+        /// (``upsert(_:)``): the write's `COMMIT` goes right behind it (``commit()``), a round trip
+        /// fewer a PUT. Any other statement of the write, on its connection or on the clock, waits
+        /// for it first (``caughtUp()``).
+        var pending: EventLoopFuture<[Void]>?
     }
 
     final class Unannounced: @unchecked Sendable {
@@ -124,6 +129,7 @@ struct PostgresSession: ObjectRows {
     /// A write's `statement_timeout` and transaction id (``Claims/unsettled``), in a statement of
     /// their own: before any statement of the write that does not carry them.
     func settle() throws {
+        try caughtUp()
         guard let claims, claims.unsettled else { return try begun() }
         claims.unsettled = false
         try checkDeadline()
@@ -135,6 +141,49 @@ struct PostgresSession: ObjectRows {
     /// Sends the write's `BEGIN` without waiting for its answer (``Claims/beginning``).
     func begin() {
         claims?.beginning = link.connection.query(PostgresQuery(unsafeSQL: "BEGIN"), logger: logger)
+    }
+
+    /// Waits for the answer to an upsert still to come (``Claims/pending``), if any: before the
+    /// write sends anything else. Its claims' release must be done before the clock allocates
+    /// again (a release that ran after a later allocation committed would delete that claim too).
+    func caughtUp() throws {
+        guard let pending = claims?.pending else { return }
+        claims?.pending = nil
+        _ = try link.wait(lost: lost, pending)
+    }
+
+    /// The transaction's `COMMIT`: in a write, right behind its upsert when that one's answer is
+    /// still to come (``Claims/pending``), then both answers waited for.
+    ///
+    /// PostgreSQL answers the `COMMIT` of a transaction that an error aborted as a `ROLLBACK`,
+    /// without an error of its own. A write's upsert that failed throws its error here; a write
+    /// answered so otherwise (a failure swallowed in between) throws too: it committed nothing.
+    func commit() throws {
+        guard let claims else { return try execute("COMMIT") }
+        try checkDeadline()
+        let answer: PostgresQueryResult
+        if let pending = claims.pending {
+            claims.pending = nil
+            let committed = link.connection.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
+            do {
+                _ = try link.wait(lost: lost, pending)
+            } catch {
+                // Its answer, to leave the connection with nothing still to come.
+                _ = try? link.wait(lost: lost, committed)
+                // The commit was claimed before the upsert answered. In a write with a deadline the
+                // `statement_timeout` in force is the request's time left (``settle()``): an upsert
+                // cancelled (57014) ran out of it, and the write, which committed nothing, timed out.
+                if let deadline, let failure = error as? PSQLError, failure.serverInfo?[.sqlState] == "57014" { throw deadline.error }
+                throw error
+            }
+            answer = try link.wait(lost: lost, committed)
+        } else {
+            try settle()
+            answer = try link.wait(lost: lost, link.connection.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger))
+        }
+        guard answer.metadata.command == "COMMIT" else {
+            throw StorageError.backend("PostgreSQL answered the write's COMMIT with \(answer.metadata.command): a statement of it failed, and it changed nothing")
+        }
     }
 
     /// Waits for the answer to a `BEGIN` still to come (``Claims/beginning``), if any.
@@ -348,6 +397,7 @@ struct PostgresSession: ObjectRows {
 
     private func writing() throws -> (TimestampClock, Claims) {
         guard let clock, let claims else { throw StorageError.backend("PostgreSQL: a timestamp allocated outside a write") }
+        try caughtUp()
         return (clock, claims)
     }
 
@@ -435,6 +485,10 @@ struct PostgresSession: ObjectRows {
     /// it may: the write's first upsert outside any savepoint (in a savepoint rolled back, the
     /// release would be undone while the transaction went on to commit). What the transaction
     /// allocates later is released by ``beforeCommit()``, as always.
+    ///
+    /// That upsert is sent without waiting for its answer (``Claims/pending``) once the statement
+    /// is prepared on the connection (``PostgresLink/isPrepared(_:)``; else a `COMMIT` sent behind it
+    /// would reach the server first): a PUT's `COMMIT` follows it at once.
     private func upsert(_ statement: PutObject) throws {
         var statement = statement
         let folding = claims.map { !$0.folded && $0.savepoints == 0 } ?? false
@@ -442,7 +496,13 @@ struct PostgresSession: ObjectRows {
             statement.release = !claims.held.isEmpty
             statement.payloads = unannounced?.take() ?? []
         }
-        _ = try prepared(statement)
+        if folding, let claims, link.isPrepared(PutObject.name) {
+            try checkDeadline()
+            try settle()
+            claims.pending = start(statement)
+        } else {
+            _ = try prepared(statement)
+        }
         if folding, let claims {
             claims.folded = true
             claims.released = claims.held.count
@@ -804,13 +864,16 @@ struct PostgresSession: ObjectRows {
         return try link.wait(lost: lost, start(statement))
     }
 
-    /// Sends a prepared statement (``prepared(_:)``) without waiting for its rows.
+    /// Sends a prepared statement (``prepared(_:)``) without waiting for its rows. Once it has
+    /// answered, the connection knows it as prepared (``PostgresLink/isPrepared(_:)``).
     func start<Statement: PostgresPreparedStatement>(_ statement: Statement) -> EventLoopFuture<[Statement.Row]> where Statement.Row: Sendable {
         let connection = link.connection
         let logger = logger
+        let link = link
         return link.start {
             var rows: [Statement.Row] = []
             for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            link.markPrepared(Statement.name)
             return rows
         }
     }

@@ -180,8 +180,10 @@ public final class PostgresStorage: Storage, @unchecked Sendable {
                     try session.begun()
                     // Only a write claims the commit: a read commits nothing, and a read that
                     // claimed would leave a later write of the same request without a deadline.
+                    // A write's upsert may still be unanswered here (its COMMIT goes right behind
+                    // it): if it runs out of the request's time, commit() answers the timeout.
                     if let deadline, session.claims != nil ? !deadline.claim() : deadline.isExpired { throw deadline.error }
-                    try session.execute("COMMIT")
+                    try session.commit()
                     return result
                 } catch {
                     if (try? session.execute("ROLLBACK", checkingDeadline: false)) != nil { session.undoClaimsAfterRollback() }
