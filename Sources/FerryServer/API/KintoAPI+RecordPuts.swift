@@ -329,6 +329,9 @@ extension KintoAPI {
             }
         }
         let checked = puts.items
+        // Whether an id comes twice: only then does a record's write depend on an earlier one of
+        // the batch (known here, off the writer, it spares the writer two hash-table steps a record).
+        let repeats = Set(checked.lazy.map(\.id)).count != checked.count
         let key = records.storageKey
         let effects = Route.object(records).effects
         let outcomes: [RecordPuts.Outcome]
@@ -340,7 +343,9 @@ extension KintoAPI {
                     throw RecordPuts.Stale()
                 }
                 var existing = try session.objects(key, ids: checked.map(\.id))
-                existing.reserveCapacity(checked.count)  // each record written goes in (growing it was 2 % of the writer)
+                // With an id twice, each record written goes in, for the later one to see (growing
+                // it was 2 % of the writer).
+                if repeats { existing.reserveCapacity(checked.count) }
                 var outcomes: [RecordPuts.Outcome] = []
                 outcomes.reserveCapacity(checked.count)
                 // The creator keeps `write` (a new object has no permissions to replace). The
@@ -361,14 +366,14 @@ extension KintoAPI {
                                         schemaChecked: object.lastModified == before.version ? .some(verdicts[i]) : nil)
                         // A record PUT refuses before it writes: no savepoint.
                         let stored = try session.put(key, id: id, text: item.text, requestedTimestamp: nil)
-                        existing[id] = stored
+                        if repeats { existing[id] = stored }
                         if replaced != nil {
                             // (A minimal answer does not show them: not read. A record this batch
                             // created has its creator's, not written yet.)
-                            let permissions = minimal ? Permissions() : created.contains(id) ? creator : try session.permissions(of: uriPrefix + id)
+                            let permissions = minimal ? Permissions() : repeats && created.contains(id) ? creator : try session.permissions(of: uriPrefix + id)
                             outcomes.append(.written(created: false, stored, permissions))
                         } else {
-                            created.insert(id)
+                            if repeats { created.insert(id) }
                             createdURIs.append(uriPrefix + id)
                             outcomes.append(.written(created: true, stored, creator))
                         }
