@@ -17,7 +17,7 @@ final class Checkpointer: Sendable {
         var connection: DatabaseQueue?
         var running = false
         var closed = false
-        /// Checkpoints run here and by the writer itself (for tests and the bench's readers).
+        /// Checkpoints run here and by the writer itself (read by the tests).
         var counts = (checkpointer: 0, writer: 0)
     }
 
@@ -38,7 +38,8 @@ final class Checkpointer: Sendable {
     /// Reports the commits of the writer connection `db` to this checkpointer.
     ///
     /// The hook holds a weak reference: a connection that outlives its storage checkpoints
-    /// itself, as SQLite would.
+    /// itself, as SQLite would. (That small reference object is never freed: one for each writer
+    /// connection opened, which is one a storage, two when it is opened again read-write.)
     func install(on db: Database) {
         let target = Unmanaged.passRetained(HookTarget(self)).toOpaque()
         sqlite3_wal_hook(db.sqliteConnection, { target, connection, name, pages in
