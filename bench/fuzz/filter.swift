@@ -14,13 +14,15 @@ nonisolated(unsafe) private var database: OpaquePointer? = {
     var db: OpaquePointer?
     precondition(sqlite3_open(":memory:", &db) == SQLITE_OK)
     let setup = """
-        CREATE TABLE objects (parent_id TEXT NOT NULL, resource_name TEXT NOT NULL, id TEXT NOT NULL,
+        CREATE TABLE parents (number INTEGER PRIMARY KEY, uri TEXT NOT NULL UNIQUE);
+        INSERT INTO parents VALUES (1, '/buckets/b/collections/c');
+        CREATE TABLE objects (parent INTEGER NOT NULL, resource_name TEXT NOT NULL, id TEXT NOT NULL,
                               last_modified INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
         INSERT INTO objects VALUES
-          ('/buckets/b/collections/c', 'record', 'r1', 10, 0, '{"id":"r1","last_modified":10,"name":"ada","age":36,"tags":["a","b"],"a":{"b":{"c":1}}}'),
-          ('/buckets/b/collections/c', 'record', 'r2', 11, 0, '{"id":"r2","last_modified":11,"name":"bob","age":null,"tags":[1,2.5,true,null,{"x":1}]}'),
-          ('/buckets/b/collections/c', 'record', 'r3', 12, 1, '{"deleted":true,"id":"r3","last_modified":12}'),
-          ('/buckets/b/collections/c', 'record', 'r4', 13, 0, '{"id":"r4","last_modified":13,"name":"%_\\\\*","age":1e300,"tags":"not-an-array"}');
+          (1, 'record', 'r1', 10, 0, '{"id":"r1","last_modified":10,"name":"ada","age":36,"tags":["a","b"],"a":{"b":{"c":1}}}'),
+          (1, 'record', 'r2', 11, 0, '{"id":"r2","last_modified":11,"name":"bob","age":null,"tags":[1,2.5,true,null,{"x":1}]}'),
+          (1, 'record', 'r3', 12, 1, '{"deleted":true,"id":"r3","last_modified":12}'),
+          (1, 'record', 'r4', 13, 0, '{"id":"r4","last_modified":13,"name":"%_\\\\*","age":1e300,"tags":"not-an-array"}');
         """
     precondition(sqlite3_exec(db, setup, nil, nil, nil) == SQLITE_OK)
     return db

@@ -12,7 +12,7 @@ struct SQLQueryBuilder {
     var whereClause: String { clauses.joined(separator: " AND ") }
 
     init(key: ResourceKey, filters: [Filter], includeDeleted: Bool, ids: [String]?) {
-        clauses.append("parent_id = ? AND " + Self.resourceName(key.resourceName))
+        clauses.append(SQLiteSession.parentIs + " AND " + Self.resourceName(key.resourceName))
         arguments.append(.text(key.parentID))
         if !includeDeleted { clauses.append("deleted = 0") }
         if let ids {

@@ -114,8 +114,8 @@ public final class SQLiteStorage: Storage {
         }
         migrator.registerMigration("v4-content-hashes") { db in
             // Each live record's content hash (ContentHash), so reconciliation parses no JSON.
+            // Filled in by v6, which runs the backfill on the table as the statements know it now.
             try db.execute(sql: "ALTER TABLE objects ADD COLUMN content_hash BLOB")
-            try SQLiteSession(db: db).backfillContentHashes()
         }
         migrator.registerMigration("v5-no-principal-index") { db in
             // Every new record gets its creator's write entry, and this index was a third of what
@@ -123,6 +123,37 @@ public final class SQLiteStorage: Storage {
             // whole object URI). Only `GET /v1/permissions` looked entries up by principal
             // (``SQLiteSession/grants(of:)``), which now reads the table through.
             try db.execute(sql: "DROP INDEX access_control_entries_principal")
+        }
+        migrator.registerMigration("v6-parent-numbers") { db in
+            // An object's parent is a number (`parents`), not its URI: every key of the objects
+            // table and of its two indexes started with the parent's URI (about 30 bytes, compared
+            // at each step down a B-tree). A new record costs the single writer about a fifth less
+            // of SQLite's work, and the file is about a quarter smaller. Rows keep their rowids,
+            // so the table stays in the order they were written (a page of the change feed reads
+            // neighbouring pages).
+            try db.execute(sql: """
+                CREATE TABLE parents (number INTEGER PRIMARY KEY, uri TEXT NOT NULL UNIQUE);
+                INSERT INTO parents (uri) SELECT DISTINCT parent_id FROM objects ORDER BY parent_id;
+                CREATE TABLE objects_numbered (
+                    parent INTEGER NOT NULL,
+                    resource_name TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    last_modified INTEGER NOT NULL,
+                    deleted INTEGER NOT NULL DEFAULT 0,
+                    data TEXT NOT NULL,
+                    content_hash BLOB
+                );
+                INSERT INTO objects_numbered (rowid, parent, resource_name, id, last_modified, deleted, data, content_hash)
+                    SELECT o.rowid, p.number, o.resource_name, o.id, o.last_modified, o.deleted, o.data, o.content_hash
+                    FROM objects o JOIN parents p ON p.uri = o.parent_id ORDER BY o.rowid;
+                DROP TABLE objects;
+                ALTER TABLE objects_numbered RENAME TO objects;
+                CREATE UNIQUE INDEX objects_key ON objects (parent, resource_name, id);
+                CREATE INDEX objects_modified ON objects (parent, resource_name, last_modified);
+                CREATE INDEX objects_groups ON objects (parent, id) WHERE resource_name = 'group' AND deleted = 0;
+                """)
+            // Live records of a database older than v4 (none for a newer one).
+            try SQLiteSession(db: db).backfillContentHashes()
         }
         return migrator
     }
@@ -262,6 +293,8 @@ public final class SQLiteStorage: Storage {
 /// timestamp row once, not a thousand times. Only the writer thread touches it.
 final class PendingTimestamps: @unchecked Sendable {
     var values: [ResourceKey: Int64] = [:]
+    /// The parents' numbers this transaction looked up or gave (``SQLiteSession/parentNumber(_:)``).
+    var parents: [String: Int64] = [:]
 
     /// Writes every moved timestamp; the group calls it just before `COMMIT`.
     func store(_ db: Database) throws {
@@ -298,13 +331,13 @@ struct SQLiteSession: ObjectRows {
     /// timestamps it moved. The statements are prepared once per connection (GRDB's
     /// `inSavepoint` prepares them on every call, which cost a tenth of a batch of record writes).
     static func savepoint<T>(_ db: Database, _ pending: PendingTimestamps?, _ body: () throws -> T) throws -> T {
-        let moved = pending?.values
+        let moved = pending.map { ($0.values, $0.parents) }
         try db.cachedStatement(sql: "SAVEPOINT ferry").execute()
         let result: T
         do {
             result = try body()
         } catch {
-            if let moved { pending?.values = moved }
+            if let pending, let moved { (pending.values, pending.parents) = moved }
             // An error that already undid the whole transaction (disk full, I/O) leaves no savepoint.
             if db.isInsideTransaction {
                 try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT ferry").execute()
@@ -331,8 +364,25 @@ struct SQLiteSession: ObjectRows {
         return next
     }
 
+    /// An objects statement's parent: the number its URI has in `parents` (see the v6 migration).
+    /// SQLite looks the number up once a statement, before the objects' index; no row in
+    /// `parents` means no object under it.
+    static let parentIs = "parent = (SELECT number FROM parents WHERE uri = ?)"
+
+    /// The number of the parent `uri` in a write, given now if it has none; kept for the
+    /// transaction, so a batch into one collection looks it up once.
+    func parentNumber(_ uri: String) throws -> Int64 {
+        guard let pending else { throw StorageError.backend("SQLite write outside a write transaction") }
+        if let known = pending.parents[uri] { return known }
+        let number = try RawStatement(db, "SELECT number FROM parents WHERE uri = ?", [.text(uri)]).first { $0.int(0) }
+            ?? RawStatement(db, "INSERT INTO parents (uri) VALUES (?) RETURNING number", [.text(uri)]).first { $0.int(0) }
+        guard let number else { throw StorageError.backend("SQLite gave the parent \(uri) no number") }
+        pending.parents[uri] = number
+        return number
+    }
+
     func get(_ key: ResourceKey, id: String, includeDeleted: Bool) throws -> StoredObject? {
-        guard let object = try RawStatement(db, "SELECT id, last_modified, deleted, data FROM objects WHERE parent_id = ? AND resource_name = ? AND id = ?",
+        guard let object = try RawStatement(db, "SELECT id, last_modified, deleted, data FROM objects WHERE \(Self.parentIs) AND resource_name = ? AND id = ?",
                                             [.text(key.parentID), .text(key.resourceName), .text(id)]).first(Self.object) else { return nil }
         if object.deleted && !includeDeleted { return nil }
         return object
@@ -344,10 +394,10 @@ struct SQLiteSession: ObjectRows {
 
     func upsertRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String, hash: [UInt8]?) throws {
         try RawStatement(db, """
-            INSERT INTO objects (parent_id, resource_name, id, last_modified, deleted, data, content_hash) VALUES (?, ?, ?, ?, 0, ?, ?)
-            ON CONFLICT (parent_id, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data,
+            INSERT INTO objects (parent, resource_name, id, last_modified, deleted, data, content_hash) VALUES (?, ?, ?, ?, 0, ?, ?)
+            ON CONFLICT (parent, resource_name, id) DO UPDATE SET last_modified = excluded.last_modified, deleted = 0, data = excluded.data,
                 content_hash = excluded.content_hash
-            """, [.text(key.parentID), .text(key.resourceName), .text(id), .int(lastModified), .text(json), hash.map { .blob($0) } ?? .null]).execute()
+            """, [.int(try parentNumber(key.parentID)), .text(key.resourceName), .text(id), .int(lastModified), .text(json), hash.map { .blob($0) } ?? .null]).execute()
     }
 
     /// One statement: the ids go as a JSON array (no limit on bound variables), each looked up
@@ -358,7 +408,7 @@ struct SQLiteSession: ObjectRows {
         let list = JSON.array(ids.map(JSON.string)).serialized()
         try RawStatement(db, """
             SELECT id, last_modified, deleted, data FROM objects
-            WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND id IN (SELECT value FROM json_each(?)) AND deleted = 0
+            WHERE \(Self.parentIs) AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND id IN (SELECT value FROM json_each(?)) AND deleted = 0
             """, [.text(key.parentID), .text(list)]).forEachRow { row in
             let object = Self.object(row)
             found[object.id] = object
@@ -368,7 +418,7 @@ struct SQLiteSession: ObjectRows {
     }
 
     func tombstoneRow(_ key: ResourceKey, id: String, lastModified: Int64, json: String) throws {
-        try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ?, content_hash = NULL WHERE parent_id = ? AND resource_name = ? AND id = ?")
+        try db.cachedStatement(sql: "UPDATE objects SET last_modified = ?, deleted = 1, data = ?, content_hash = NULL WHERE \(Self.parentIs) AND resource_name = ? AND id = ?")
             .execute(arguments: [lastModified, json, key.parentID, key.resourceName, id])
     }
 
@@ -389,8 +439,11 @@ struct SQLiteSession: ObjectRows {
     }
 
     func deleteObjectRows(parentIn range: DescendantRange) throws {
-        try db.cachedStatement(sql: "DELETE FROM objects WHERE parent_id = ? OR (parent_id >= ? AND parent_id < ?)")
-            .execute(arguments: [range.uri, range.lower, range.upper])
+        let parents = "SELECT number FROM parents WHERE uri = ? OR (uri >= ? AND uri < ?)"
+        try db.cachedStatement(sql: "DELETE FROM objects WHERE parent IN (\(parents))").execute(arguments: [range.uri, range.lower, range.upper])
+        // Their numbers go with them: a parent made again later gets a number with no objects.
+        try db.cachedStatement(sql: "DELETE FROM parents WHERE number IN (\(parents))").execute(arguments: [range.uri, range.lower, range.upper])
+        pending?.parents = [:]
     }
 
     func deletePermissionRows(objectIn range: DescendantRange) throws {
@@ -405,14 +458,14 @@ struct SQLiteSession: ObjectRows {
 
     func tombstoneTimestamp(_ key: ResourceKey, offset: Int, newestFirst: Bool, atMost: Int64?) throws -> Int64? {
         try RawStatement(db, """
-            SELECT last_modified FROM objects WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?
+            SELECT last_modified FROM objects WHERE \(Self.parentIs) AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?
             ORDER BY last_modified \(newestFirst ? "DESC" : "ASC") LIMIT 1 OFFSET ?
             """, [.text(key.parentID), .int(atMost ?? Int64.max), .int(Int64(offset))]).first { $0.int(0) }
     }
 
     func dropTombstones(_ key: ResourceKey, through: Int64) throws -> Int {
         let arguments: [RawValue] = [.text(key.parentID), .int(through)]
-        let tombstones = "FROM objects WHERE parent_id = ? AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?"
+        let tombstones = "FROM objects WHERE \(Self.parentIs) AND \(SQLQueryBuilder.resourceName(key.resourceName)) AND deleted = 1 AND last_modified <= ?"
         let found = try RawStatement(db, "SELECT count(*), max(last_modified) " + tombstones, arguments).first { ($0.int(0), $0.int(1)) }
         guard let (count, newest) = found, count > 0 else { return 0 }
         try RawStatement(db, "DELETE " + tombstones, arguments).execute()
@@ -434,13 +487,14 @@ struct SQLiteSession: ObjectRows {
     }
 
     func recordsWithoutContentHash(after: (key: ResourceKey, id: String)?, limit: Int) throws -> [(key: ResourceKey, object: StoredObject)] {
+        // In the order of the objects' key: the parents' numbers, then kind and id.
         let start = after.map { [RawValue.text($0.key.parentID), .text($0.key.resourceName), .text($0.id)] } ?? [.text(""), .text(""), .text("")]
         var found: [(key: ResourceKey, object: StoredObject)] = []
         try RawStatement(db, """
-            SELECT parent_id, resource_name, id, last_modified, deleted, data FROM objects
-            WHERE (parent_id, resource_name, id) > (?, ?, ?) AND \(SQLQueryBuilder.resourceName(ContentHash.resourceName)) AND deleted = 0
-              AND content_hash IS NULL
-            ORDER BY parent_id, resource_name, id LIMIT ?
+            SELECT p.uri, o.resource_name, o.id, o.last_modified, o.deleted, o.data FROM objects o JOIN parents p ON p.number = o.parent
+            WHERE (o.parent, o.resource_name, o.id) > (coalesce((SELECT number FROM parents WHERE uri = ?), 0), ?, ?)
+              AND \(SQLQueryBuilder.resourceName(ContentHash.resourceName)) AND o.deleted = 0 AND o.content_hash IS NULL
+            ORDER BY o.parent, o.resource_name, o.id LIMIT ?
             """, start + [.int(Int64(limit))]).forEachRow { row in
             found.append((ResourceKey(parentID: row.text(0), resourceName: row.text(1)),
                           StoredObject(id: row.text(2), lastModified: row.int(3), deleted: row.int(4) != 0, json: row.text(5))))
@@ -451,14 +505,15 @@ struct SQLiteSession: ObjectRows {
 
     func setContentHashes(_ hashes: [(key: ResourceKey, id: String, hash: [UInt8])]) throws {
         for (key, id, hash) in hashes {
-            try RawStatement(db, "UPDATE objects SET content_hash = ? WHERE parent_id = ? AND resource_name = ? AND id = ?",
+            try RawStatement(db, "UPDATE objects SET content_hash = ? WHERE \(Self.parentIs) AND resource_name = ? AND id = ?",
                              [.blob(hash), .text(key.parentID), .text(key.resourceName), .text(id)]).execute()
         }
     }
 
     func flush() throws {
-        try db.execute(sql: "DELETE FROM objects; DELETE FROM timestamps; DELETE FROM access_control_entries; DELETE FROM tombstone_horizons")
+        try db.execute(sql: "DELETE FROM objects; DELETE FROM parents; DELETE FROM timestamps; DELETE FROM access_control_entries; DELETE FROM tombstone_horizons")
         pending?.values = [:]  // the timestamps this transaction moved go too
+        pending?.parents = [:]
     }
 
     func permissions(of uri: String) throws -> Permissions {
@@ -561,7 +616,7 @@ struct SQLiteSession: ObjectRows {
     func groups(containing principals: [String]) throws -> [String] {
         guard !principals.isEmpty else { return [] }
         let sql = """
-            SELECT parent_id || '/groups/' || id FROM objects
+            SELECT p.uri || '/groups/' || objects.id FROM objects JOIN parents p ON p.number = objects.parent
             WHERE resource_name = 'group' AND deleted = 0
               AND EXISTS (SELECT 1 FROM json_each(objects.data, '$.members') WHERE json_each.value IN (\(Array(repeating: "?", count: principals.count).joined(separator: ",")))) 
             ORDER BY 1
@@ -588,7 +643,7 @@ extension SQLiteStorage: DumpableStorage {
     package func dump() async throws -> [String] {
         try await pool.read { db in
             var lines: [String] = []
-            for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, id, last_modified, deleted, data, coalesce(lower(hex(content_hash)), '-') FROM objects ORDER BY parent_id, resource_name, id") {
+            for row in try Row.fetchAll(db, sql: "SELECT p.uri, resource_name, id, last_modified, deleted, data, coalesce(lower(hex(content_hash)), '-') FROM objects JOIN parents p ON p.number = objects.parent ORDER BY 1, 2, 3") {
                 lines.append("object \(row[0] as String) \(row[1] as String) \(row[2] as String) \(row[3] as Int64) \(row[4] as Int64) \(row[5] as String) \(row[6] as String)")
             }
             for row in try Row.fetchAll(db, sql: "SELECT parent_id, resource_name, last_modified FROM timestamps ORDER BY parent_id, resource_name") {
