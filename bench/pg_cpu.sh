@@ -17,10 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 . bench/pg_lib.sh
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-cpu.XXXXXX")
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
-trap cleanup EXIT
+pg_scratch pg-cpu
 start_pg
 AUTH="Basic $(printf %s bench:bench | base64)"
 tick=$(getconf CLK_TCK)
@@ -43,10 +40,7 @@ run() { # $1 label $2 bin $3 db
   local label=$1 bin=$2 db=$3 port line
   port=$(free_port)
   for line in get list put; do
-    FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$bin" serve --host 127.0.0.1 --port "$port" \
-      --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
-    SERVER_PID=$!
-    wait_ready "$port" "$SCRATCH/$db.log"
+    pg_serve "$bin" "$db" "$port" "$SCRATCH/$db"
     pg_line_args "$port" "$line"
     p0=$(pm); f0=$(awk '{print $14+$15}' /proc/$SERVER_PID/stat)
     out=$(BENCH_AUTH=$AUTH BENCH_RECORDS=2000 /usr/bin/time -f 'wrk-cpu %U %S' wrk -t2 -c16 -d8s -H "Authorization: $AUTH" "${args[@]}" 2>&1)
@@ -66,15 +60,7 @@ for pair in 1 2; do
   for who in A B; do
     i=$((i+1)); db="cpu$i"
     if [ $who = A ]; then bin=${FERRY_BIN:?set FERRY_BIN}; else bin=${FERRY_BIN_B:-$FERRY_BIN}; fi
-    pg_psql postgres -c "CREATE DATABASE $db"
-    seedport=$(free_port)
-    FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$bin" serve --host 127.0.0.1 --port "$seedport" \
-      --data "$SCRATCH/$db" --log-level warning > "$SCRATCH/$db.log" 2>&1 &
-    SERVER_PID=$!
-    wait_ready "$seedport" "$SCRATCH/$db.log"
-    pg_seed_users "$seedport" "$AUTH"
-    stop_pid "$SERVER_PID" || true; SERVER_PID=""
-    pg_psql "$db" -c "ANALYZE"
+    pg_seeded_db "$bin" "$db"
     run "$pair-$who" "$bin" "$db"
   done
 done

@@ -43,23 +43,11 @@ BIN=${FERRY_BIN:?set FERRY_BIN to a ferry binary}
 ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-8}
 CLIENTS=${CLIENTS:-10}
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-shapes.XXXXXX")
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+pg_scratch pg-shapes
 start_pg
 AUTH="Basic $(printf %s bench:bench | base64)"
 DB=shapes
-pg_psql postgres -c "CREATE DATABASE $DB"
-port=$(free_port)
-FERRY_DATABASE=$(pg_url "$DB") FERRY_SECRET=0123456789abcdef0123456789abcdef "$BIN" serve --host 127.0.0.1 --port "$port" \
-  --data "$SCRATCH/data" --log-level warning > "$SCRATCH/serve.log" 2>&1 &
-SERVER_PID=$!
-wait_ready "$port" "$SCRATCH/serve.log"
-pg_seed_users "$port" "$AUTH"
-stop_pid "$SERVER_PID" || true; SERVER_PID=""
-pg_psql "$DB" -c "ANALYZE"
+pg_seeded_db "$BIN" "$DB"
 # The seeding user's principal (what Ferry binds for bench:bench), from its grant on the bucket.
 PRINCIPAL=$(pg_psql "$DB" -c "SELECT principal FROM access_control_entries WHERE object_id = '/buckets/bench' AND permission = 'write' AND principal LIKE 'basicauth:%'")
 [ -n "$PRINCIPAL" ] || { echo "no basicauth principal found on /buckets/bench" >&2; exit 1; }
