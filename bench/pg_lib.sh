@@ -1,4 +1,4 @@
-# Shared by bench/pg_cpu.sh and bench/pg_profile.sh (source after bench/lib.sh).
+# Shared by bench/pg_cpu.sh, pg_profile.sh, pg_put_shapes.sh and pg_statements.sh (source after bench/lib.sh).
 
 # pg_seed_users PORT AUTH: through the Ferry server on 127.0.0.1:PORT, bucket `bench`, collection
 # `users` and 2,000 records u00000..u01999 (four /batch of 500).
@@ -31,4 +31,37 @@ pg_line_args() {
     put) args=(-s bench/put.lua "http://127.0.0.1:$port") ;;
   esac
   BENCH_AUTH=$AUTH BENCH_RECORDS=2000 wrk -t2 -c16 -d2s -H "Authorization: $AUTH" "${args[@]}" > /dev/null 2>&1
+}
+
+# pg_scratch NAME: a scratch folder ($SCRATCH, named after NAME), no server yet ($SERVER_PID), and
+# on exit the server this script started stopped, the throwaway PostgreSQL stopped (start_pg)
+# and the folder removed.
+pg_scratch() {
+  SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-$1.XXXXXX")
+  SERVER_PID=""
+  trap pg_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+pg_cleanup() { if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID" || true; fi; stop_pg; rm -rf "$SCRATCH"; }
+
+# pg_serve BIN DB PORT DATA: `BIN serve` on 127.0.0.1:PORT over database DB, --data DATA, its
+# output in DATA.log; sets SERVER_PID and waits for it to answer.
+pg_serve() {
+  local bin=$1 db=$2 port=$3 data=$4
+  FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$bin" serve --host 127.0.0.1 --port "$port" \
+    --data "$data" --log-level warning > "$data.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready "$port" "$data.log"
+}
+
+# pg_seeded_db BIN DB: database DB, made by BIN's migrations, holding pg_seed_users' records (seeded
+# through a server of BIN, --data $SCRATCH/DB, stopped afterwards), ANALYZEd.
+pg_seeded_db() {
+  local bin=$1 db=$2 port
+  pg_psql postgres -c "CREATE DATABASE $db"
+  port=$(free_port)
+  pg_serve "$bin" "$db" "$port" "$SCRATCH/$db"
+  pg_seed_users "$port" "$AUTH"
+  stop_pid "$SERVER_PID" || true; SERVER_PID=""
+  pg_psql "$db" -c "ANALYZE"
 }

@@ -19,10 +19,7 @@ BIN=${FERRY_BIN:?set FERRY_BIN}
 LINES=${*:-list put}
 OUT=bench/.work/pg_profile
 mkdir -p "$OUT"
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-profile.XXXXXX")
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
-trap cleanup EXIT
+pg_scratch pg-profile
 start_pg
 pg_psql postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
 as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
@@ -34,12 +31,7 @@ db=prof
 pg_psql postgres -c "CREATE DATABASE $db"
 pg_psql "$db" -c "CREATE EXTENSION pg_stat_statements"
 port=$(free_port)
-serve() {
-  FERRY_DATABASE=$(pg_url "$db") FERRY_SECRET=0123456789abcdef0123456789abcdef "$BIN" serve --host 127.0.0.1 --port "$port" \
-    --data "$SCRATCH/data" --log-level warning > "$SCRATCH/server.log" 2>&1 &
-  SERVER_PID=$!
-  wait_ready "$port" "$SCRATCH/server.log"
-}
+serve() { pg_serve "$BIN" "$db" "$port" "$SCRATCH/data"; }
 serve
 pg_seed_users "$port" "$AUTH"
 stop_pid "$SERVER_PID" || true; SERVER_PID=""

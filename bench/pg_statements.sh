@@ -18,14 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
 . bench/lib.sh
+. bench/pg_lib.sh
 
 BINS=("${FERRY_BIN:?set FERRY_BIN to a ferry binary}")
 [ -n "${FERRY_BIN_B:-}" ] && BINS+=("$FERRY_BIN_B")
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ferry-pg-statements.XXXXXX")
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; stop_pg; rm -rf "$SCRATCH"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+pg_scratch pg-statements
 
 start_pg
 AUTH="Basic $(printf %s bench:bench | base64)"
