@@ -911,6 +911,8 @@ enum StorageContract {
                 .map { row in (0..<6).map { "\(row[$0] as DatabaseValue)" } }
         }
         #expect(after == before)
+        // The old table's pages were given back (the file rewritten once, after the rebuild).
+        #expect(try await storage.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA freelist_count") } == 0)
         let c = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
         let (page, one, tombstone, groups) = try await storage.read { s in
             var page: [Int64] = []

@@ -140,7 +140,12 @@ final class ReopeningPool: Sendable {
 
     private static func open(_ path: String, _ configuration: GRDB.Configuration) throws -> DatabasePool {
         let pool = try DatabasePool(path: path, configuration: configuration)
+        let applied = try pool.read { db in try SQLiteStorage.migrator.appliedIdentifiers(db) }
         try SQLiteStorage.migrator.migrate(pool)
+        // v6 rebuilt the objects table of a database an older Ferry made: the old table's pages
+        // are free inside the file, which would stay larger than before until they were written
+        // again. Once, right after it, the file is rewritten without them.
+        if applied.contains("v1") && !applied.contains(SQLiteStorage.parentNumbers) { try pool.vacuum() }
         return pool
     }
 

@@ -66,6 +66,9 @@ public final class SQLiteStorage: Storage {
     /// The pool to use now (see ``ReopeningPool``).
     var pool: DatabasePool { database.current }
 
+    /// The migration that rebuilds the objects table (``ReopeningPool`` vacuums the file after it).
+    static let parentNumbers = "v6-parent-numbers"
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
@@ -124,7 +127,7 @@ public final class SQLiteStorage: Storage {
             // (``SQLiteSession/grants(of:)``), which now reads the table through.
             try db.execute(sql: "DROP INDEX access_control_entries_principal")
         }
-        migrator.registerMigration("v6-parent-numbers") { db in
+        migrator.registerMigration(parentNumbers) { db in
             // An object's parent is a number (`parents`), not its URI: every key of the objects
             // table and of its two indexes started with the parent's URI (about 30 bytes, compared
             // at each step down a B-tree). A new record costs the single writer about a fifth less
