@@ -12,7 +12,7 @@ import PostgresNIO
 /// refused (dead-lettered). Each batch and the job's checkpoint commit in one transaction
 /// (table `_ferry_checkpoints` in the table's schema), so a crash never separates them.
 /// Batches go in with `COPY` into a temporary table and one `MERGE` from it (`INSERT … ON
-/// CONFLICT` before PostgreSQL 15 and into a partitioned table).
+/// CONFLICT` before PostgreSQL 15, or when the key's unique index has another collation than the key).
 ///
 /// As a source, rows are read with `row_to_json`, so every type reads as the server writes
 /// it in JSON (numbers, booleans, `jsonb` as nested values, times in ISO 8601, UTC); NULL
