@@ -11,7 +11,8 @@ import PostgresNIO
 /// column must be the primary key or under a unique index, and a field without a column is
 /// refused (dead-lettered). Each batch and the job's checkpoint commit in one transaction
 /// (table `_ferry_checkpoints` in the table's schema), so a crash never separates them.
-/// Batches go in with `COPY` into a temporary table and one `INSERT … ON CONFLICT` from it.
+/// Batches go in with `COPY` into a temporary table and one `MERGE` from it (`INSERT … ON
+/// CONFLICT` before PostgreSQL 15, or when the key's unique index has another collation than the key).
 ///
 /// As a source, rows are read with `row_to_json`, so every type reads as the server writes
 /// it in JSON (numbers, booleans, `jsonb` as nested values, times in ISO 8601, UTC); NULL
