@@ -911,8 +911,10 @@ enum StorageContract {
                 .map { row in (0..<6).map { "\(row[$0] as DatabaseValue)" } }
         }
         #expect(after == before)
-        // The old table's pages were given back (the file rewritten once, after the rebuild).
+        // The old table's pages were given back (the file rewritten once, after the rebuild), and
+        // the log that rewrite filled was cut back.
         #expect(try await storage.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA freelist_count") } == 0)
+        #expect((try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? NSNumber)?.intValue == 0)
         let c = ResourceKey(parentID: "/buckets/b/collections/c", resourceName: "record")
         let (page, one, tombstone, groups) = try await storage.read { s in
             var page: [Int64] = []

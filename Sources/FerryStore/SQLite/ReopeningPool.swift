@@ -144,8 +144,12 @@ final class ReopeningPool: Sendable {
         try SQLiteStorage.migrator.migrate(pool)
         // v6 rebuilt the objects table of a database an older Ferry made: the old table's pages
         // are free inside the file, which would stay larger than before until they were written
-        // again. Once, right after it, the file is rewritten without them.
-        if applied.contains("v1") && !applied.contains(SQLiteStorage.parentNumbers) { try pool.vacuum() }
+        // again. Once, right after it, the file is rewritten without them, and the log that
+        // rewrite filled (the whole database again) is emptied and cut back to nothing.
+        if applied.contains("v1") && !applied.contains(SQLiteStorage.parentNumbers) {
+            try pool.vacuum()
+            _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        }
         return pool
     }
 
