@@ -130,8 +130,8 @@ public final class SQLiteStorage: Storage {
         migrator.registerMigration(parentNumbers) { db in
             // An object's parent is a number (`parents`), not its URI: every key of the objects
             // table and of its two indexes started with the parent's URI (about 30 bytes, compared
-            // at each step down a B-tree). A new record costs the single writer about a fifth less
-            // of SQLite's work, and the file is about a quarter smaller. Rows keep their rowids,
+            // at each step down a B-tree). SQLite's share of the single writer's work on a new
+            // record is 7-10 % smaller, and the file about a fifth (bench/README). Rows keep their rowids,
             // so the table stays in the order they were written (a page of the change feed reads
             // neighbouring pages).
             try db.execute(sql: """
